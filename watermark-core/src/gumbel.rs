@@ -1,0 +1,274 @@
+//! `gumbel`: exponential-minimum sampling (Aaronson 2022; Fernandez et al.
+//! 2023), SPEC §9.
+//!
+//! Every token gets a keyed uniform `u = (value + 1/2) / 2^32` per context.
+//! Generation selects `argmax_v  l_v / T - ln(-ln u_v)`: the Gumbel-max trick
+//! with keyed noise, which samples exactly from `softmax(l / T)` when the key
+//! is random, yet is a deterministic function of key, context and logits.
+//! Detection sums `-ln(1 - u)` of the observed tokens: `Gamma(n, 1)` under
+//! the null hypothesis, larger when the text was generated this way.
+
+use core::fmt;
+
+use crate::context::{Context, ContextMode, ContextSeed, Seeder};
+use crate::error::{Error, Result};
+use crate::key::{Key, KeyId};
+use crate::kgw::check_vocab;
+use crate::mix::{ln, mix};
+use crate::scheme::{check_row, sealed, Params, Scheme, SchemeConfig, SchemeKind};
+
+/// Parameters of [`Gumbel`].
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(try_from = "RawGumbel", into = "RawGumbel"))]
+pub struct GumbelConfig {
+    temperature: f32,
+    context: Context,
+}
+
+impl GumbelConfig {
+    /// Sampling temperature (> 0) and the context that seeds the uniforms.
+    pub fn new(temperature: f32, context: Context) -> Result<Self> {
+        if !(temperature.is_finite() && temperature > 0.0) {
+            return Err(Error::param(
+                "temperature",
+                temperature,
+                "a finite temperature > 0, e.g. 1.0",
+            ));
+        }
+        Ok(Self { temperature, context })
+    }
+
+    /// The sampling temperature.
+    pub fn temperature(&self) -> f32 {
+        self.temperature
+    }
+
+    /// The context mode and width.
+    pub fn context(&self) -> Context {
+        self.context
+    }
+
+    pub(crate) fn from_params(p: &mut Params<'_>) -> Result<Self> {
+        let temperature = p.require("temperature", "a number > 0")?;
+        let context = p.require("context", "e.g. lefthash:4")?;
+        Self::new(temperature, context)
+    }
+}
+
+impl fmt::Display for GumbelConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "gumbel:temperature={},context={}", self.temperature, self.context)
+    }
+}
+
+#[cfg(feature = "serde")]
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGumbel {
+    temperature: f32,
+    context: Context,
+}
+
+#[cfg(feature = "serde")]
+impl TryFrom<RawGumbel> for GumbelConfig {
+    type Error = Error;
+    fn try_from(r: RawGumbel) -> Result<Self> {
+        Self::new(r.temperature, r.context)
+    }
+}
+
+#[cfg(feature = "serde")]
+impl From<GumbelConfig> for RawGumbel {
+    fn from(c: GumbelConfig) -> Self {
+        Self {
+            temperature: c.temperature,
+            context: c.context,
+        }
+    }
+}
+
+/// The keyed uniform of a 32-bit value: `(value + 1/2) / 2^32`, in (0, 1).
+#[inline]
+pub fn uniform(value: u32) -> f64 {
+    (f64::from(value) + 0.5) * (1.0 / 4_294_967_296.0)
+}
+
+/// The detection score of a 32-bit value: `-ln(1 - u)`, Exponential(1) under the null.
+#[inline]
+pub fn score(value: u32) -> f64 {
+    // 1 - u = (2^32 - value - 1/2) / 2^32, computed exactly.
+    -ln((4_294_967_295.5 - f64::from(value)) * (1.0 / 4_294_967_296.0))
+}
+
+/// The keyed Gumbel noise `-ln(-ln u)` of a 32-bit value.
+#[inline]
+fn gumbel_noise(value: u32) -> f64 {
+    -ln(-ln(uniform(value)))
+}
+
+/// A cheap upper bound on [`gumbel_noise`]: `-ln(-ln u) <= -ln(1 - u) <= (32 - e) ln 2`
+/// with `2^e <= 2 * floor((2^32 - 1 - value) / 2)`, read off a float's exponent.
+#[inline(always)]
+fn noise_bound(value: u32) -> f64 {
+    let y = (!value) >> 1;
+    // 1 - u >= 2y / 2^32. The conversion to f32 may round y up to the next power
+    // of two, so only y >= 2^(e-1) is certain: hence 2y >= 2^e.
+    let e = ((y as f32).to_bits() >> 23) as i32 - 127;
+    f64::from(32 - e) * core::f64::consts::LN_2 + 1e-9
+}
+
+/// The keyed `gumbel` scheme for one vocabulary.
+///
+/// As a [`Scheme`], processing leaves only the selected token's logit and
+/// sets every other one to `-inf`, so any sampler then picks it.
+/// [`Gumbel::select`] returns the choice directly.
+pub struct Gumbel {
+    config: GumbelConfig,
+    seeder: Seeder,
+    key_id: KeyId,
+    vocab: usize,
+    self_values: Option<Box<[u32]>>,
+}
+
+impl Gumbel {
+    /// Builds the scheme under `key` for a vocabulary of `vocab_size` tokens.
+    pub fn new(key: &Key, config: GumbelConfig, vocab_size: usize) -> Result<Self> {
+        check_vocab(vocab_size)?;
+        let seeder = Seeder::new(key.scheme_prf_key(SchemeKind::Gumbel.name()), config.context);
+        let self_values = (config.context.mode() == ContextMode::SelfHash).then(|| {
+            (0..vocab_size as u32)
+                .map(|t| mix(seeder.anchor_seed(t), t))
+                .collect::<Box<[u32]>>()
+        });
+        Ok(Self {
+            config,
+            seeder,
+            key_id: key.id(),
+            vocab: vocab_size,
+            self_values,
+        })
+    }
+
+    /// The parameters.
+    pub fn gumbel_config(&self) -> &GumbelConfig {
+        &self.config
+    }
+
+    /// The token the scheme selects after `history`, or `None` when the
+    /// history is shorter than the context width (then sample normally).
+    pub fn select(&self, history: &[u32], logits: &[f32]) -> Result<Option<u32>> {
+        check_row(self, history, logits)?;
+        Ok(self
+            .seeder
+            .context_seed(history)
+            .map(|cs| self.choose(&cs, logits) as u32))
+    }
+
+    #[inline(always)]
+    fn token_value(&self, cs: &ContextSeed, token: u32) -> u32 {
+        match &self.self_values {
+            Some(own) if self.seeder.rank(token) < cs.anchor_rank => own[token as usize],
+            _ => mix(cs.key, token),
+        }
+    }
+
+    /// The selected token of a checked row (at least one finite logit).
+    fn choose(&self, cs: &ContextSeed, row: &[f32]) -> usize {
+        let inv_t = 1.0 / f64::from(self.config.temperature);
+        let score = |i: usize| f64::from(row[i]) * inv_t + gumbel_noise(self.token_value(cs, i as u32));
+        // Start from the most likely token, then visit only tokens whose score bound can beat the best.
+        let mut best = 0;
+        for (i, &l) in row.iter().enumerate() {
+            if l > row[best] || row[best] == f32::NEG_INFINITY {
+                best = i;
+            }
+        }
+        let mut best_score = score(best);
+        const CHUNK: usize = 16;
+        for (c, chunk) in row.chunks(CHUNK).enumerate() {
+            let base = c * CHUNK;
+            let mut bound = [f64::NEG_INFINITY; CHUNK];
+            for (k, &l) in chunk.iter().enumerate() {
+                bound[k] = f64::from(l) * inv_t + noise_bound(self.token_value(cs, (base + k) as u32));
+            }
+            if bound.iter().all(|b| *b < best_score) {
+                continue;
+            }
+            for (k, b) in bound.iter().enumerate().take(chunk.len()) {
+                let i = base + k;
+                if *b >= best_score && chunk[k] != f32::NEG_INFINITY && i != best {
+                    let s = score(i);
+                    if s > best_score || (s == best_score && i < best) {
+                        best = i;
+                        best_score = s;
+                    }
+                }
+            }
+        }
+        best
+    }
+}
+
+impl fmt::Debug for Gumbel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Gumbel({}, key {}, vocab {})", self.config, self.key_id, self.vocab)
+    }
+}
+
+impl sealed::Kernel for Gumbel {
+    fn vocab(&self) -> usize {
+        self.vocab
+    }
+    fn seeder_ref(&self) -> &Seeder {
+        &self.seeder
+    }
+    fn needs_selectable(&self) -> bool {
+        true
+    }
+    fn apply(&self, cs: &ContextSeed, row: &mut [f32]) {
+        let best = self.choose(cs, row);
+        let keep = row[best];
+        row.fill(f32::NEG_INFINITY);
+        row[best] = keep;
+    }
+}
+
+impl Scheme for Gumbel {
+    fn config(&self) -> SchemeConfig {
+        SchemeConfig::Gumbel(self.config.clone())
+    }
+    fn key_id(&self) -> KeyId {
+        self.key_id
+    }
+    fn value(&self, seed: u64, token: u32) -> u32 {
+        mix(seed, token)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn noise_bound_is_an_upper_bound() {
+        let mut v: u32 = 0;
+        loop {
+            assert!(noise_bound(v) >= gumbel_noise(v), "{v}");
+            match v.checked_add(0x0000_1f3d) {
+                Some(n) => v = n,
+                None => break,
+            }
+        }
+        for v in [0, 1, u32::MAX - 2, u32::MAX - 1, u32::MAX] {
+            assert!(noise_bound(v) >= gumbel_noise(v), "{v}");
+        }
+    }
+
+    #[test]
+    fn score_is_minus_log_one_minus_u() {
+        for v in [0u32, 12345, 1 << 31, u32::MAX] {
+            assert!((score(v) - (-(1.0 - uniform(v)).ln())).abs() < 1e-12);
+        }
+    }
+}

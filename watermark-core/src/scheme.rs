@@ -1,0 +1,476 @@
+//! What every scheme shares: processing one row or a batch, repeated-context
+//! memory, and observations for the verifier.
+
+use core::fmt;
+use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use ndarray::ArrayViewMut2;
+use rayon::prelude::*;
+
+use crate::context::{Context, ContextSeed, Seeder};
+use crate::error::{Error, Result};
+use crate::key::{Key, KeyId};
+use crate::{GumbelConfig, KgwConfig, TournamentConfig};
+
+/// What one processing call did to its row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Step {
+    /// The row was watermarked under the seed whose context key is given.
+    Watermarked {
+        /// The context key (SPEC §5); equal keys mean equal keyed randomness.
+        context_key: u64,
+    },
+    /// The history is shorter than the context width: the row is unchanged
+    /// (the verifier skips such positions too).
+    SkippedShortContext,
+    /// This context was already watermarked earlier in the sequence and the
+    /// caller asked to skip repeats: the row is unchanged.
+    SkippedRepeatedContext,
+}
+
+impl Step {
+    /// Whether the row was changed.
+    pub fn is_watermarked(&self) -> bool {
+        matches!(self, Self::Watermarked { .. })
+    }
+}
+
+/// Per-sequence memory of the contexts already watermarked, for skipping
+/// repeated contexts at generation time (matching the verifier's
+/// deduplication of repeated observations).
+#[derive(Clone, Default, Debug)]
+pub struct SeenContexts {
+    keys: HashSet<u64, BuildHasherDefault<PassThrough>>,
+}
+
+impl SeenContexts {
+    /// An empty memory (one per generated sequence).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records `context_key`; false if it was already there.
+    pub fn insert(&mut self, context_key: u64) -> bool {
+        self.keys.insert(context_key)
+    }
+
+    /// Whether `context_key` was recorded.
+    pub fn contains(&self, context_key: u64) -> bool {
+        self.keys.contains(&context_key)
+    }
+
+    /// How many contexts were recorded.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Forgets everything (start of a new sequence).
+    pub fn clear(&mut self) {
+        self.keys.clear();
+    }
+}
+
+/// Context keys are PRF outputs, already uniformly distributed: hash them as they are.
+#[derive(Default)]
+pub(crate) struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+/// One scored position as the verifier sees it (SPEC §10).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Observation {
+    /// The context key of the position.
+    pub context_key: u64,
+    /// The observed token.
+    pub token: u32,
+    /// The scheme's keyed value of the token (16-bit for kgw, 32-bit otherwise).
+    pub value: u32,
+}
+
+/// Which scheme.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
+#[non_exhaustive]
+pub enum SchemeKind {
+    /// Green-list logit bias (Kirchenbauer et al. 2023).
+    Kgw,
+    /// Tournament sampling (SynthID-Text, Dathathri et al. 2024).
+    Tournament,
+    /// Exponential-minimum / Gumbel sampling (Aaronson 2022).
+    Gumbel,
+}
+
+impl SchemeKind {
+    /// The scheme's name in the spec (`kgw`, `tournament`, `gumbel`); also its sub-key label.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Kgw => "kgw",
+            Self::Tournament => "tournament",
+            Self::Gumbel => "gumbel",
+        }
+    }
+}
+
+impl fmt::Display for SchemeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A scheme and all its parameters: everything a verifier must know, except the key.
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(tag = "scheme", rename_all = "lowercase"))]
+#[non_exhaustive]
+pub enum SchemeConfig {
+    /// See [`KgwConfig`].
+    Kgw(KgwConfig),
+    /// See [`TournamentConfig`].
+    Tournament(TournamentConfig),
+    /// See [`GumbelConfig`].
+    Gumbel(GumbelConfig),
+}
+
+impl SchemeConfig {
+    /// Which scheme.
+    pub fn kind(&self) -> SchemeKind {
+        match self {
+            Self::Kgw(_) => SchemeKind::Kgw,
+            Self::Tournament(_) => SchemeKind::Tournament,
+            Self::Gumbel(_) => SchemeKind::Gumbel,
+        }
+    }
+
+    /// The context mode and width.
+    pub fn context(&self) -> Context {
+        match self {
+            Self::Kgw(c) => c.context(),
+            Self::Tournament(c) => c.context(),
+            Self::Gumbel(c) => c.context(),
+        }
+    }
+
+    /// Builds the keyed scheme for a vocabulary of `vocab_size` tokens.
+    pub fn build(&self, key: &Key, vocab_size: usize) -> Result<Box<dyn Scheme>> {
+        Ok(match self {
+            Self::Kgw(c) => Box::new(crate::Kgw::new(key, c.clone(), vocab_size)?),
+            Self::Tournament(c) => Box::new(crate::Tournament::new(key, c.clone(), vocab_size)?),
+            Self::Gumbel(c) => Box::new(crate::Gumbel::new(key, c.clone(), vocab_size)?),
+        })
+    }
+}
+
+impl fmt::Display for SchemeConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Kgw(c) => c.fmt(f),
+            Self::Tournament(c) => c.fmt(f),
+            Self::Gumbel(c) => c.fmt(f),
+        }
+    }
+}
+
+impl core::str::FromStr for SchemeConfig {
+    type Err = Error;
+    /// Parses the [`Display`](fmt::Display) form, e.g.
+    /// `kgw:gamma=0.25,delta=2,context=lefthash:1`,
+    /// `tournament:layers=30,top_k=40,temperature=1,leaves=2,context=lefthash:4`,
+    /// `gumbel:temperature=1,context=lefthash:4`.
+    fn from_str(s: &str) -> Result<Self> {
+        let (name, params) = s.split_once(':').unwrap_or((s, ""));
+        let mut params = Params::parse(params)?;
+        let config = match name {
+            "kgw" => Self::Kgw(KgwConfig::from_params(&mut params)?),
+            "tournament" => Self::Tournament(TournamentConfig::from_params(&mut params)?),
+            "gumbel" => Self::Gumbel(GumbelConfig::from_params(&mut params)?),
+            _ => return Err(Error::param("scheme", name, "`kgw`, `tournament` or `gumbel`")),
+        };
+        params.finish()?;
+        Ok(config)
+    }
+}
+
+/// `name=value` pairs of a scheme string; every one must be used.
+pub(crate) struct Params<'a> {
+    pairs: Vec<(&'a str, &'a str)>,
+}
+
+impl<'a> Params<'a> {
+    fn parse(s: &'a str) -> Result<Self> {
+        let mut pairs = Vec::new();
+        // `context=lefthash:1` contains ':' but never ',', so splitting on ',' is unambiguous.
+        for item in s.split(',').filter(|p| !p.is_empty()) {
+            let (k, v) = item
+                .split_once('=')
+                .ok_or_else(|| Error::param("parameter", item, "`name=value`"))?;
+            if pairs.iter().any(|(seen, _)| *seen == k) {
+                return Err(Error::param("parameter", k, "each parameter once"));
+            }
+            pairs.push((k, v));
+        }
+        Ok(Self { pairs })
+    }
+
+    pub(crate) fn take<T: core::str::FromStr>(
+        &mut self,
+        name: &'static str,
+        expected: &'static str,
+    ) -> Result<Option<T>> {
+        let Some(i) = self.pairs.iter().position(|(k, _)| *k == name) else {
+            return Ok(None);
+        };
+        let (_, v) = self.pairs.remove(i);
+        v.parse().map(Some).map_err(|_| Error::param(name, v, expected))
+    }
+
+    pub(crate) fn require<T: core::str::FromStr>(&mut self, name: &'static str, expected: &'static str) -> Result<T> {
+        self.take(name, expected)?
+            .ok_or_else(|| Error::param(name, "(missing)", expected))
+    }
+
+    fn finish(self) -> Result<()> {
+        match self.pairs.first() {
+            Some((k, _)) => Err(Error::param("parameter", k, "only the parameters of this scheme")),
+            None => Ok(()),
+        }
+    }
+}
+
+pub(crate) mod sealed {
+    use super::*;
+
+    /// The per-scheme kernel behind [`Scheme`]'s provided methods.
+    pub trait Kernel {
+        /// The vocabulary size the scheme was built for.
+        fn vocab(&self) -> usize;
+        /// The seeder.
+        fn seeder_ref(&self) -> &Seeder;
+        /// Whether a row must contain at least one token that is not `-inf`.
+        fn needs_selectable(&self) -> bool;
+        /// Applies the scheme to a checked row.
+        fn apply(&self, cs: &ContextSeed, row: &mut [f32]);
+    }
+}
+
+/// Parallelise a batch only when it is worth a thread hand-off.
+const PARALLEL_MIN_ELEMENTS: usize = 1 << 17;
+
+/// A keyed watermark scheme: processes logits at generation time and yields
+/// observations at verification time.
+///
+/// Built by [`Kgw::new`](crate::Kgw::new), [`Tournament::new`](crate::Tournament::new),
+/// [`Gumbel::new`](crate::Gumbel::new) or [`SchemeConfig::build`]. Schemes are
+/// immutable and `Sync`: share one across decoding threads.
+pub trait Scheme: sealed::Kernel + Send + Sync {
+    /// The scheme and its parameters.
+    fn config(&self) -> SchemeConfig;
+
+    /// The public id of the key the scheme was built with.
+    fn key_id(&self) -> KeyId;
+
+    /// The keyed value of `token` under `seed` (SPEC §7–9).
+    fn value(&self, seed: u64, token: u32) -> u32;
+
+    /// The vocabulary size the scheme was built for.
+    fn vocab_size(&self) -> usize {
+        self.vocab()
+    }
+
+    /// The seeder (context seeds and token seeds).
+    fn seeder(&self) -> &Seeder {
+        self.seeder_ref()
+    }
+
+    /// Watermarks one logits row in place. `history` is every token before
+    /// the one being generated (prompt included). On error the row is left
+    /// exactly as it was.
+    fn process(&self, history: &[u32], logits: &mut [f32]) -> Result<Step> {
+        check_row(self, history, logits)?;
+        Ok(apply_checked(self, history, logits, None))
+    }
+
+    /// [`Scheme::process`], skipping contexts already recorded in `memory`
+    /// (and recording this one).
+    fn process_with_memory(&self, history: &[u32], logits: &mut [f32], memory: &mut SeenContexts) -> Result<Step> {
+        check_row(self, history, logits)?;
+        Ok(apply_checked(self, history, logits, Some(memory)))
+    }
+
+    /// Watermarks a batch: row `i` of `logits` follows `histories[i]`. Rows
+    /// are processed in parallel when the batch is large. On error no row is
+    /// changed.
+    fn process_batch(&self, histories: &[&[u32]], logits: ArrayViewMut2<'_, f32>) -> Result<Vec<Step>> {
+        process_batch_impl(self, histories, logits, None)
+    }
+
+    /// [`Scheme::process_batch`] with one repeated-context memory per row.
+    fn process_batch_with_memory(
+        &self,
+        histories: &[&[u32]],
+        logits: ArrayViewMut2<'_, f32>,
+        memories: &mut [SeenContexts],
+    ) -> Result<Vec<Step>> {
+        process_batch_impl(self, histories, logits, Some(memories))
+    }
+
+    /// The observation of `token` after `history`, or `None` when the history
+    /// is shorter than the context width.
+    fn observe(&self, history: &[u32], token: u32) -> Result<Option<Observation>> {
+        check_token(token, self.vocab())?;
+        let seeder = self.seeder_ref();
+        let Some(cs) = seeder.context_seed(history) else {
+            return Ok(None);
+        };
+        let value = self.value(seeder.token_seed(&cs, token), token);
+        Ok(Some(Observation {
+            context_key: cs.key,
+            token,
+            value,
+        }))
+    }
+}
+
+impl fmt::Debug for dyn Scheme + '_ {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Scheme({}, key {}, vocab {})",
+            self.config(),
+            self.key_id(),
+            self.vocab()
+        )
+    }
+}
+
+pub(crate) fn check_token(token: u32, vocab_size: usize) -> Result<()> {
+    if (token as usize) < vocab_size {
+        Ok(())
+    } else {
+        Err(Error::TokenOutOfRange { token, vocab_size })
+    }
+}
+
+pub(crate) fn check_row<S: Scheme + ?Sized>(scheme: &S, history: &[u32], row: &[f32]) -> Result<()> {
+    let vocab = scheme.vocab();
+    if row.is_empty() {
+        return Err(Error::EmptyLogits);
+    }
+    if row.len() != vocab {
+        return Err(Error::VocabMismatch {
+            expected: vocab,
+            found: row.len(),
+        });
+    }
+    let width = scheme.seeder_ref().context().width();
+    for &t in &history[history.len().saturating_sub(width)..] {
+        check_token(t, vocab)?;
+    }
+    if let Some(index) = crate::simd::find_non_finite(row) {
+        return Err(Error::NonFiniteLogit {
+            row: 0,
+            index,
+            value: row[index],
+        });
+    }
+    if scheme.needs_selectable() && row.iter().all(|x| *x == f32::NEG_INFINITY) {
+        return Err(Error::NoSelectableToken { row: 0 });
+    }
+    Ok(())
+}
+
+fn apply_checked<S: Scheme + ?Sized>(
+    scheme: &S,
+    history: &[u32],
+    row: &mut [f32],
+    memory: Option<&mut SeenContexts>,
+) -> Step {
+    let Some(cs) = scheme.seeder_ref().context_seed(history) else {
+        return Step::SkippedShortContext;
+    };
+    if let Some(memory) = memory {
+        if !memory.insert(cs.key) {
+            return Step::SkippedRepeatedContext;
+        }
+    }
+    scheme.apply(&cs, row);
+    Step::Watermarked { context_key: cs.key }
+}
+
+fn process_batch_impl<S: Scheme + ?Sized>(
+    scheme: &S,
+    histories: &[&[u32]],
+    mut logits: ArrayViewMut2<'_, f32>,
+    memories: Option<&mut [SeenContexts]>,
+) -> Result<Vec<Step>> {
+    let n = logits.nrows();
+    if histories.len() != n {
+        return Err(Error::BatchMismatch {
+            rows: n,
+            contexts: histories.len(),
+        });
+    }
+    if let Some(m) = &memories {
+        if m.len() != n {
+            return Err(Error::BatchMismatch {
+                rows: n,
+                contexts: m.len(),
+            });
+        }
+    }
+    if n > 0 && logits.ncols() == 0 {
+        return Err(Error::EmptyLogits);
+    }
+    let mut rows: Vec<&mut [f32]> = Vec::with_capacity(n);
+    for row in logits.rows_mut() {
+        rows.push(row.into_slice().ok_or(Error::NotContiguous)?);
+    }
+    for (i, (row, history)) in rows.iter().zip(histories).enumerate() {
+        check_row(scheme, history, row).map_err(|e| e.in_row(i))?;
+    }
+    let parallel = n > 1 && n * scheme.vocab() >= PARALLEL_MIN_ELEMENTS;
+    let steps = match memories {
+        None if parallel => rows
+            .into_par_iter()
+            .zip(histories)
+            .map(|(row, h)| apply_checked(scheme, h, row, None))
+            .collect(),
+        None => rows
+            .into_iter()
+            .zip(histories)
+            .map(|(row, h)| apply_checked(scheme, h, row, None))
+            .collect(),
+        Some(memories) if parallel => rows
+            .into_par_iter()
+            .zip(histories)
+            .zip(memories)
+            .map(|((row, h), m)| apply_checked(scheme, h, row, Some(m)))
+            .collect(),
+        Some(memories) => rows
+            .into_iter()
+            .zip(histories)
+            .zip(memories)
+            .map(|((row, h), m)| apply_checked(scheme, h, row, Some(m)))
+            .collect(),
+    };
+    Ok(steps)
+}

@@ -1,0 +1,417 @@
+//! The per-row kernels of the hot path, with runtime ISA dispatch.
+//!
+//! Each kernel has a portable version (the reference, and what non-x86
+//! targets run) and, on x86-64, AVX2 and AVX-512 versions selected at run time
+//! with `is_x86_feature_detected!`. The default x86-64 target only guarantees
+//! SSE2, which has no 32-bit vector multiply: the portable kernel is several
+//! times slower there, hence the dispatch. Every kernel is tested bit for bit
+//! against the portable one (`tests` below and `tests/golden.rs`).
+//!
+//! This is the only module of the crate with `unsafe` code: calls into
+//! `#[target_feature]` functions (sound because the feature was detected) and
+//! unaligned vector loads/stores (sound because every pointer comes from a
+//! fixed-size chunk of the slice being processed).
+
+#![allow(unsafe_code)]
+
+use crate::mix::{mix, MIX_MUL};
+
+/// An instruction-set path for the kernels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isa {
+    /// Plain Rust, any target.
+    Portable,
+    /// x86-64 AVX2.
+    Avx2,
+    /// x86-64 AVX-512 (F and BW).
+    Avx512,
+}
+
+impl Isa {
+    /// The best path this CPU supports.
+    pub fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bw") {
+                return Self::Avx512;
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                return Self::Avx2;
+            }
+        }
+        Self::Portable
+    }
+
+    /// Whether this CPU can run the path.
+    pub fn is_available(self) -> bool {
+        match self {
+            Self::Portable => true,
+            Self::Avx2 => matches!(Self::detect(), Self::Avx2 | Self::Avx512),
+            Self::Avx512 => Self::detect() == Self::Avx512,
+        }
+    }
+}
+
+/// Logits must be finite or `-inf`.
+#[inline]
+fn is_nan_or_pos_inf(x: f32) -> bool {
+    x.is_nan() || x == f32::INFINITY
+}
+
+/// The index of the first NaN or `+inf` in `row`, if any.
+pub(crate) fn find_non_finite(row: &[f32]) -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    if Isa::detect() != Isa::Portable {
+        // SAFETY: AVX2 was detected on this CPU just above.
+        if !unsafe { x86::any_non_finite_avx2(row) } {
+            return None;
+        }
+    }
+    row.iter().position(|&x| is_nan_or_pos_inf(x))
+}
+
+/// Adds `delta` to every green logit (16-bit value below `g16`), with the
+/// seed shared by the whole row (left-hash and min-hash).
+pub(crate) fn add_green(isa: Isa, row: &mut [f32], seed: u64, g16: u16, delta: f32) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: callers pass only paths for which `Isa::is_available` holds.
+        Isa::Avx512 => unsafe { x86::add_green_avx512(row, seed, g16, delta) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        Isa::Avx2 => unsafe { x86::add_green_avx2(row, seed, g16, delta) },
+        _ => add_green_portable(row, 0, seed, g16, delta),
+    }
+}
+
+/// [`add_green`] for self-hash: a token whose rank is below `anchor_rank`
+/// takes its 16-bit value from `table` (its self-anchored value).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn add_green_self(
+    isa: Isa,
+    row: &mut [f32],
+    seed: u64,
+    rank_seed: u64,
+    anchor_rank: u32,
+    table: &[u16],
+    g16: u16,
+    delta: f32,
+) {
+    debug_assert_eq!(row.len(), table.len());
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: callers pass only available paths; AVX-512 implies AVX2.
+        Isa::Avx2 | Isa::Avx512 => unsafe {
+            x86::add_green_self_avx2(row, seed, rank_seed, anchor_rank, table, g16, delta)
+        },
+        _ => add_green_self_portable(row, 0, seed, rank_seed, anchor_rank, table, g16, delta),
+    }
+}
+
+/// The additive term of one token: `delta` if green, else `-0.0` (which
+/// leaves every value, `-0.0` included, bit for bit unchanged).
+#[inline(always)]
+fn term(value: u16, g16: u16, delta: f32) -> f32 {
+    if value < g16 {
+        delta
+    } else {
+        -0.0
+    }
+}
+
+/// Portable kernel over `row`, whose first element is token `first` (even).
+fn add_green_portable(row: &mut [f32], first: usize, seed: u64, g16: u16, delta: f32) {
+    debug_assert_eq!(first % 2, 0);
+    let first_pair = (first / 2) as u32;
+    let (pairs, rest) = row.as_chunks_mut::<2>();
+    let n_pairs = pairs.len() as u32;
+    for (j, p) in (first_pair..).zip(pairs.iter_mut()) {
+        let x = mix(seed, j);
+        p[0] += term(x as u16, g16, delta);
+        p[1] += term((x >> 16) as u16, g16, delta);
+    }
+    if let [last] = rest {
+        *last += term(mix(seed, first_pair + n_pairs) as u16, g16, delta);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn add_green_self_portable(
+    row: &mut [f32],
+    first: usize,
+    seed: u64,
+    rank_seed: u64,
+    anchor_rank: u32,
+    table: &[u16],
+    g16: u16,
+    delta: f32,
+) {
+    for (i, (x, &own)) in row.iter_mut().zip(table).enumerate() {
+        let token = (first + i) as u32;
+        let value = if mix(rank_seed, token) < anchor_rank {
+            own
+        } else {
+            (mix(seed, token >> 1) >> (16 * (token & 1))) as u16
+        };
+        *x += term(value, g16, delta);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::*;
+    use core::arch::x86_64::*;
+
+    #[target_feature(enable = "avx2")]
+    pub(super) fn any_non_finite_avx2(row: &[f32]) -> bool {
+        let inf = _mm256_set1_ps(f32::INFINITY);
+        let mut acc = _mm256_setzero_ps();
+        let (chunks, rest) = row.as_chunks::<32>();
+        for c in chunks {
+            let p = c.as_ptr();
+            // SAFETY: `c` is 32 floats, so offsets 0, 8, 16, 24 each have 8 in bounds.
+            let (a, b, d, e) = unsafe {
+                (
+                    _mm256_loadu_ps(p),
+                    _mm256_loadu_ps(p.add(8)),
+                    _mm256_loadu_ps(p.add(16)),
+                    _mm256_loadu_ps(p.add(24)),
+                )
+            };
+            // NLT_UQ: true for NaN (unordered) and for values not below +inf.
+            let a = _mm256_cmp_ps::<_CMP_NLT_UQ>(a, inf);
+            let b = _mm256_cmp_ps::<_CMP_NLT_UQ>(b, inf);
+            let d = _mm256_cmp_ps::<_CMP_NLT_UQ>(d, inf);
+            let e = _mm256_cmp_ps::<_CMP_NLT_UQ>(e, inf);
+            acc = _mm256_or_ps(acc, _mm256_or_ps(_mm256_or_ps(a, b), _mm256_or_ps(d, e)));
+        }
+        _mm256_movemask_ps(acc) != 0 || rest.iter().any(|&x| is_nan_or_pos_inf(x))
+    }
+
+    /// `mix(seed, j)` for the eight `j` in `idx` (AVX2).
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn mix8(idx: __m256i, a: __m256i, b: __m256i, c: __m256i) -> __m256i {
+        let mut x = _mm256_xor_si256(idx, a);
+        x = _mm256_xor_si256(x, _mm256_srli_epi32::<16>(x));
+        x = _mm256_mullo_epi32(x, b);
+        x = _mm256_xor_si256(x, _mm256_srli_epi32::<15>(x));
+        x = _mm256_mullo_epi32(x, c);
+        _mm256_xor_si256(x, _mm256_srli_epi32::<15>(x))
+    }
+
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn seed_vectors(seed: u64) -> (__m256i, __m256i) {
+        (
+            _mm256_set1_epi32(seed as u32 as i32),
+            _mm256_set1_epi32(((seed >> 32) as u32 | 1) as i32),
+        )
+    }
+
+    /// `delta` where `mask` is set, `-0.0` elsewhere: `((mask & (delta ^ s)) ^ s)`, s = sign bit.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn terms(mask: __m256i, delta_flipped: __m256, sign: __m256) -> __m256 {
+        _mm256_xor_ps(_mm256_and_ps(_mm256_castsi256_ps(mask), delta_flipped), sign)
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub(super) fn add_green_avx2(row: &mut [f32], seed: u64, g16: u16, delta: f32) {
+        let (a, b) = seed_vectors(seed);
+        let c = _mm256_set1_epi32(MIX_MUL as i32);
+        let sign = _mm256_set1_ps(-0.0);
+        let dflip = _mm256_xor_ps(_mm256_set1_ps(delta), sign);
+        // Unsigned 16-bit `v < g16` as `min(v, g16 - 1) == v`; g16 >= 1 by construction.
+        let gm1 = _mm256_set1_epi16(g16.wrapping_sub(1) as i16);
+        let mut j = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        let eight = _mm256_set1_epi32(8);
+        let (blocks, rest) = row.as_chunks_mut::<16>();
+        let done = blocks.len() * 16;
+        for blk in blocks {
+            let x = mix8(j, a, b, c);
+            // As sixteen u16 lanes, x holds the values of the sixteen tokens of this block, in order.
+            let m = _mm256_cmpeq_epi16(_mm256_min_epu16(x, gm1), x);
+            let lo = _mm256_cvtepi16_epi32(_mm256_castsi256_si128(m));
+            let hi = _mm256_cvtepi16_epi32(_mm256_extracti128_si256::<1>(m));
+            let p = blk.as_mut_ptr();
+            // SAFETY: `blk` is 16 floats: offsets 0 and 8 each have 8 in bounds.
+            unsafe {
+                _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), terms(lo, dflip, sign)));
+                _mm256_storeu_ps(
+                    p.add(8),
+                    _mm256_add_ps(_mm256_loadu_ps(p.add(8)), terms(hi, dflip, sign)),
+                );
+            }
+            j = _mm256_add_epi32(j, eight);
+        }
+        add_green_portable(rest, done, seed, g16, delta);
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub(super) fn add_green_avx512(row: &mut [f32], seed: u64, g16: u16, delta: f32) {
+        let a = _mm512_set1_epi32(seed as u32 as i32);
+        let b = _mm512_set1_epi32(((seed >> 32) as u32 | 1) as i32);
+        let c = _mm512_set1_epi32(MIX_MUL as i32);
+        let g = _mm512_set1_epi16(g16 as i16);
+        let d = _mm512_set1_ps(delta);
+        let mut j = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        let sixteen = _mm512_set1_epi32(16);
+        let (blocks, rest) = row.as_chunks_mut::<32>();
+        let done = blocks.len() * 32;
+        for blk in blocks {
+            let mut x = _mm512_xor_si512(j, a);
+            x = _mm512_xor_si512(x, _mm512_srli_epi32::<16>(x));
+            x = _mm512_mullo_epi32(x, b);
+            x = _mm512_xor_si512(x, _mm512_srli_epi32::<15>(x));
+            x = _mm512_mullo_epi32(x, c);
+            x = _mm512_xor_si512(x, _mm512_srli_epi32::<15>(x));
+            // One mask bit per token, in token order; non-green lanes are not written at all.
+            let m: u32 = _mm512_cmplt_epu16_mask(x, g);
+            let p = blk.as_mut_ptr();
+            // SAFETY: `blk` is 32 floats: offsets 0 and 16 each have 16 in bounds.
+            unsafe {
+                let r0 = _mm512_loadu_ps(p);
+                let r1 = _mm512_loadu_ps(p.add(16));
+                _mm512_storeu_ps(p, _mm512_mask_add_ps(r0, m as u16, r0, d));
+                _mm512_storeu_ps(p.add(16), _mm512_mask_add_ps(r1, (m >> 16) as u16, r1, d));
+            }
+            j = _mm512_add_epi32(j, sixteen);
+        }
+        add_green_portable(rest, done, seed, g16, delta);
+    }
+
+    #[target_feature(enable = "avx2")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn add_green_self_avx2(
+        row: &mut [f32],
+        seed: u64,
+        rank_seed: u64,
+        anchor_rank: u32,
+        table: &[u16],
+        g16: u16,
+        delta: f32,
+    ) {
+        let (a, b) = seed_vectors(seed);
+        let (ra, rb) = seed_vectors(rank_seed);
+        let c = _mm256_set1_epi32(MIX_MUL as i32);
+        let sign = _mm256_set1_ps(-0.0);
+        let dflip = _mm256_xor_ps(_mm256_set1_ps(delta), sign);
+        let flip = _mm256_set1_epi32(i32::MIN);
+        let anchor = _mm256_set1_epi32((anchor_rank ^ 0x8000_0000) as i32);
+        let g = _mm256_set1_epi32(i32::from(g16));
+        let mut j = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        let mut t = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        let eight = _mm256_set1_epi32(8);
+        let sixteen = _mm256_set1_epi32(16);
+        let (blocks, rest) = row.as_chunks_mut::<16>();
+        let done = blocks.len() * 16;
+        for (blk, tab) in blocks.iter_mut().zip(table.as_chunks::<16>().0) {
+            let x = mix8(j, a, b, c);
+            let ctx = [
+                _mm256_cvtepu16_epi32(_mm256_castsi256_si128(x)),
+                _mm256_cvtepu16_epi32(_mm256_extracti128_si256::<1>(x)),
+            ];
+            let tp = tab.as_ptr().cast::<__m128i>();
+            // SAFETY: `tab` is 16 u16 = two 128-bit vectors.
+            let own = unsafe {
+                [
+                    _mm256_cvtepu16_epi32(_mm_loadu_si128(tp)),
+                    _mm256_cvtepu16_epi32(_mm_loadu_si128(tp.add(1))),
+                ]
+            };
+            let p = blk.as_mut_ptr();
+            for half in 0..2 {
+                let tok = if half == 0 { t } else { _mm256_add_epi32(t, eight) };
+                let rank = mix8(tok, ra, rb, c);
+                // Unsigned rank < anchor_rank, via signed compare of sign-flipped values.
+                let takes_over = _mm256_cmpgt_epi32(anchor, _mm256_xor_si256(rank, flip));
+                let value = _mm256_blendv_epi8(ctx[half], own[half], takes_over);
+                let green = _mm256_cmpgt_epi32(g, value);
+                // SAFETY: `blk` is 16 floats: offsets 0 and 8 each have 8 in bounds.
+                unsafe {
+                    let q = p.add(8 * half);
+                    _mm256_storeu_ps(q, _mm256_add_ps(_mm256_loadu_ps(q), terms(green, dflip, sign)));
+                }
+            }
+            j = _mm256_add_epi32(j, eight);
+            t = _mm256_add_epi32(t, sixteen);
+        }
+        add_green_self_portable(rest, done, seed, rank_seed, anchor_rank, &table[done..], g16, delta);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(v: usize) -> Vec<f32> {
+        (0..v)
+            .map(|i| match i % 97 {
+                0 => f32::NEG_INFINITY,
+                1 => -0.0,
+                _ => ((i * 7919) % 1000) as f32 * 0.013 - 6.0,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_isa_matches_portable_bit_for_bit() {
+        for v in [1usize, 2, 3, 15, 16, 17, 31, 32, 33, 1000, 49_152, 50_001] {
+            for (seed, g16, delta) in [
+                (0u64, 1u16, 2.0f32),
+                (0x0123_4567_89ab_cdef, 16384, 1.5),
+                (u64::MAX, 65535, 4.0),
+            ] {
+                let mut want = rows(v);
+                add_green_portable(&mut want, 0, seed, g16, delta);
+                let table: Vec<u16> = (0..v as u32).map(|t| mix(99, t) as u16).collect();
+                let mut want_self = rows(v);
+                add_green_self_portable(&mut want_self, 0, seed, 7, 1 << 30, &table, g16, delta);
+                for isa in [Isa::Portable, Isa::Avx2, Isa::Avx512] {
+                    if !isa.is_available() {
+                        continue;
+                    }
+                    let mut got = rows(v);
+                    add_green(isa, &mut got, seed, g16, delta);
+                    assert!(
+                        got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()),
+                        "{isa:?} v={v}"
+                    );
+                    let mut got = rows(v);
+                    add_green_self(isa, &mut got, seed, 7, 1 << 30, &table, g16, delta);
+                    assert!(
+                        got.iter().zip(&want_self).all(|(a, b)| a.to_bits() == b.to_bits()),
+                        "self {isa:?} v={v}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn non_green_values_are_untouched_bit_for_bit() {
+        let mut row = rows(4099);
+        let before = row.clone();
+        add_green(Isa::detect(), &mut row, 5, 1, 3.0);
+        for (i, (a, b)) in row.iter().zip(&before).enumerate() {
+            let green = crate::mix::value16(5, i as u32) < 1;
+            assert!(green || a.to_bits() == b.to_bits(), "token {i}");
+        }
+        // -inf stays -inf whether green or not.
+        assert!(row.iter().step_by(97).all(|x| *x == f32::NEG_INFINITY));
+    }
+
+    #[test]
+    fn finds_nan_and_positive_infinity_only() {
+        for v in [1usize, 31, 32, 33, 1000] {
+            let mut row = rows(v);
+            assert_eq!(find_non_finite(&row), None);
+            let at = v - 1;
+            for bad in [f32::NAN, f32::INFINITY, -f32::NAN] {
+                row[at] = bad;
+                assert_eq!(find_non_finite(&row), Some(at));
+            }
+        }
+    }
+}
