@@ -16,6 +16,7 @@ use crate::key::{Key, KeyId};
 use crate::kgw::check_vocab;
 use crate::mix::{ln, mix};
 use crate::scheme::{check_row, sealed, Params, Scheme, SchemeConfig, SchemeKind};
+use crate::simd::{self, Isa, SelfValues};
 
 /// Parameters of [`Gumbel`].
 #[derive(Clone, Debug, PartialEq)]
@@ -107,17 +108,6 @@ fn gumbel_noise(value: u32) -> f64 {
     -ln(-ln(uniform(value)))
 }
 
-/// A cheap upper bound on [`gumbel_noise`]: `-ln(-ln u) <= -ln(1 - u) <= (32 - e) ln 2`
-/// with `2^e <= 2 * floor((2^32 - 1 - value) / 2)`, read off a float's exponent.
-#[inline(always)]
-fn noise_bound(value: u32) -> f64 {
-    let y = (!value) >> 1;
-    // 1 - u >= 2y / 2^32. The conversion to f32 may round y up to the next power
-    // of two, so only y >= 2^(e-1) is certain: hence 2y >= 2^e.
-    let e = ((y as f32).to_bits() >> 23) as i32 - 127;
-    f64::from(32 - e) * core::f64::consts::LN_2 + 1e-9
-}
-
 /// The keyed `gumbel` scheme for one vocabulary.
 ///
 /// As a [`Scheme`], processing leaves only the selected token's logit and
@@ -128,6 +118,7 @@ pub struct Gumbel {
     seeder: Seeder,
     key_id: KeyId,
     vocab: usize,
+    isa: Isa,
     self_values: Option<Box<[u32]>>,
 }
 
@@ -146,6 +137,7 @@ impl Gumbel {
             seeder,
             key_id: key.id(),
             vocab: vocab_size,
+            isa: Isa::detect(),
             self_values,
         })
     }
@@ -177,37 +169,55 @@ impl Gumbel {
     fn choose(&self, cs: &ContextSeed, row: &[f32]) -> usize {
         let inv_t = 1.0 / f64::from(self.config.temperature);
         let score = |i: usize| f64::from(row[i]) * inv_t + gumbel_noise(self.token_value(cs, i as u32));
-        // Start from the most likely token, then visit only tokens whose score bound can beat the best.
+        // Start from the most likely token (the first one, on ties): usually the winner or close.
         let mut best = 0;
-        for (i, &l) in row.iter().enumerate() {
-            if l > row[best] || row[best] == f32::NEG_INFINITY {
-                best = i;
-            }
-        }
+        let mut max = f32::NEG_INFINITY;
+        simd::scan_above(row, f32::NEG_INFINITY, |i| {
+            best = i;
+            max = row[i];
+            max
+        });
         let mut best_score = score(best);
-        const CHUNK: usize = 16;
-        for (c, chunk) in row.chunks(CHUNK).enumerate() {
-            let base = c * CHUNK;
-            let mut bound = [f64::NEG_INFINITY; CHUNK];
-            for (k, &l) in chunk.iter().enumerate() {
-                bound[k] = f64::from(l) * inv_t + noise_bound(self.token_value(cs, (base + k) as u32));
-            }
-            if bound.iter().all(|b| *b < best_score) {
-                continue;
-            }
-            for (k, b) in bound.iter().enumerate().take(chunk.len()) {
-                let i = base + k;
-                if *b >= best_score && chunk[k] != f32::NEG_INFINITY && i != best {
-                    let s = score(i);
-                    if s > best_score || (s == best_score && i < best) {
-                        best = i;
-                        best_score = s;
-                    }
+        let visit = |i: usize, best: &mut usize, best_score: &mut f64| {
+            if i != *best && row[i] != f32::NEG_INFINITY {
+                let s = score(i);
+                if s > *best_score || (s == *best_score && i < *best) {
+                    *best = i;
+                    *best_score = s;
                 }
             }
+        };
+        let inv_t32 = inv_t as f32;
+        match prune_threshold(best_score) {
+            Some(threshold) if inv_t32.is_finite() => {
+                let own = self.self_values.as_deref().map(|table| SelfValues {
+                    rank_seed: self.seeder.rank_seed(),
+                    anchor_rank: cs.anchor_rank,
+                    table,
+                });
+                simd::gumbel_scan(self.isa, row, cs.key, own, inv_t32, threshold, |i| {
+                    visit(i, &mut best, &mut best_score);
+                    prune_threshold(best_score).unwrap_or(f32::NEG_INFINITY)
+                });
+            }
+            // Extreme logits or temperature: no f32 bound is safe, score every token exactly.
+            _ => (0..row.len()).for_each(|i| visit(i, &mut best, &mut best_score)),
         }
         best
     }
+}
+
+/// The f32 threshold below which a token's f32 score bound proves it cannot
+/// reach `best_score`. The margin covers the rounding of the f32 bound
+/// (relative 2^-22 of terms at most about |best_score| + 200 in size).
+fn prune_threshold(best_score: f64) -> Option<f32> {
+    let m = best_score - (best_score.abs() + 200.0) * 1e-5;
+    if !(m.abs() <= f64::from(f32::MAX)) {
+        return None;
+    }
+    let t = m as f32;
+    let t = if f64::from(t) > m { t.next_down() } else { t };
+    t.is_finite().then_some(t)
 }
 
 impl fmt::Debug for Gumbel {
@@ -249,20 +259,32 @@ impl Scheme for Gumbel {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::simd::noise_bound_f32;
 
     #[test]
     fn noise_bound_is_an_upper_bound() {
+        // The f32 bound may round down by a few ulps; prune_threshold's margin covers 1e-3.
+        let check = |v: u32| assert!(f64::from(noise_bound_f32(v)) + 1e-4 >= gumbel_noise(v), "{v}");
         let mut v: u32 = 0;
         loop {
-            assert!(noise_bound(v) >= gumbel_noise(v), "{v}");
+            check(v);
             match v.checked_add(0x0000_1f3d) {
                 Some(n) => v = n,
                 None => break,
             }
         }
         for v in [0, 1, u32::MAX - 2, u32::MAX - 1, u32::MAX] {
-            assert!(noise_bound(v) >= gumbel_noise(v), "{v}");
+            check(v);
         }
+    }
+
+    #[test]
+    fn prune_threshold_is_below_the_score() {
+        for s in [-1e30, -1e6, -3.5, 0.0, 1e-9, 2.5, 1e6, 1e30] {
+            let t = prune_threshold(s).expect("finite");
+            assert!(f64::from(t) < s);
+        }
+        assert!(prune_threshold(1e300).is_none());
     }
 
     #[test]

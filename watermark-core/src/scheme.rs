@@ -444,8 +444,17 @@ fn process_batch_impl<S: Scheme + ?Sized>(
     for row in logits.rows_mut() {
         rows.push(row.into_slice().ok_or(Error::NotContiguous)?);
     }
-    for (i, (row, history)) in rows.iter().zip(histories).enumerate() {
-        check_row(scheme, history, row).map_err(|e| e.in_row(i))?;
+    // Check every row before changing any. Checking from the last row back leaves
+    // the first rows in cache for the processing pass that follows; the error
+    // reported is that of the lowest failing row.
+    let mut first_error = None;
+    for (i, (row, history)) in rows.iter().zip(histories).enumerate().rev() {
+        if let Err(e) = check_row(scheme, history, row) {
+            first_error = Some(e.in_row(i));
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
     }
     let parallel = n > 1 && n * scheme.vocab() >= PARALLEL_MIN_ELEMENTS;
     let steps = match memories {

@@ -157,10 +157,137 @@ fn add_green_self_portable(
     }
 }
 
+/// Self-hash data for the per-token value of a row scan.
+#[derive(Clone, Copy)]
+pub(crate) struct SelfValues<'a> {
+    pub(crate) rank_seed: u64,
+    pub(crate) anchor_rank: u32,
+    pub(crate) table: &'a [u32],
+}
+
+/// Visits every token whose Gumbel score bound `logit * inv_t + bound(value)`
+/// reaches `threshold`; `on_hit(token)` returns the (possibly raised) new
+/// threshold. The bound is evaluated sixteen tokens at a time, branch-free, so
+/// that the compiler vectorizes it; only candidates reach `on_hit`.
+pub(crate) fn gumbel_scan<F: FnMut(usize) -> f32>(
+    isa: Isa,
+    row: &[f32],
+    seed: u64,
+    own: Option<SelfValues<'_>>,
+    inv_t: f32,
+    threshold: f32,
+    on_hit: F,
+) {
+    // One monomorphized loop per value function keeps each loop simple enough to vectorize.
+    match (isa, own) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: callers pass only available paths; AVX-512 implies AVX2.
+        (Isa::Avx2 | Isa::Avx512, None) => unsafe {
+            x86::gumbel_scan_avx2(row, |t| mix(seed, t), inv_t, threshold, on_hit)
+        },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        (Isa::Avx2 | Isa::Avx512, Some(o)) => unsafe {
+            x86::gumbel_scan_avx2(row, |t| self_value(seed, o, t), inv_t, threshold, on_hit)
+        },
+        (_, None) => gumbel_scan_body(row, |t| mix(seed, t), inv_t, threshold, on_hit),
+        (_, Some(o)) => gumbel_scan_body(row, |t| self_value(seed, o, t), inv_t, threshold, on_hit),
+    }
+}
+
+/// The self-hash value of `t`: its own anchored value if it outranks the context anchor.
+#[inline(always)]
+fn self_value(seed: u64, o: SelfValues<'_>, t: u32) -> u32 {
+    let ctx = mix(seed, t);
+    if mix(o.rank_seed, t) < o.anchor_rank {
+        o.table[t as usize]
+    } else {
+        ctx
+    }
+}
+
+/// An upper bound on the Gumbel noise `-ln(-ln u)` of a 32-bit value, from
+/// the float exponent of `(!value) >> 1` (see `gumbel::noise_bound`).
+#[inline(always)]
+pub(crate) fn noise_bound_f32(value: u32) -> f32 {
+    // y < 2^31: converting it as i32 lets the compiler use the signed vector conversion.
+    let y = ((!value) >> 1) as i32;
+    let e = ((y as f32).to_bits() >> 23) as i32 - 127;
+    (32 - e) as f32 * core::f32::consts::LN_2
+}
+
+#[inline(always)]
+fn gumbel_scan_body<V: Fn(u32) -> u32, F: FnMut(usize) -> f32>(
+    row: &[f32],
+    value: V,
+    inv_t: f32,
+    mut threshold: f32,
+    mut on_hit: F,
+) {
+    const W: usize = 16;
+    let (chunks, rest) = row.as_chunks::<W>();
+    for (c, chunk) in chunks.iter().enumerate() {
+        let base = c * W;
+        let mut bound = [0f32; W];
+        for (k, (b, &l)) in bound.iter_mut().zip(chunk).enumerate() {
+            *b = l * inv_t + noise_bound_f32(value((base + k) as u32));
+        }
+        // Most chunks have no candidate: test them all at once, then look closer.
+        if bound.iter().fold(false, |any, &b| any | (b >= threshold)) {
+            for (k, &b) in bound.iter().enumerate() {
+                if b >= threshold {
+                    threshold = on_hit(base + k);
+                }
+            }
+        }
+    }
+    let done = chunks.len() * W;
+    for (k, &l) in rest.iter().enumerate() {
+        if l * inv_t + noise_bound_f32(value((done + k) as u32)) >= threshold {
+            threshold = on_hit(done + k);
+        }
+    }
+}
+
+/// Visits every index whose value exceeds `threshold` (strictly), in order;
+/// `on_hit(index)` returns the new threshold. Sixteen values are compared at a
+/// time, branch-free, so that the compiler vectorizes the comparison.
+pub(crate) fn scan_above<F: FnMut(usize) -> f32>(row: &[f32], mut threshold: f32, mut on_hit: F) {
+    const W: usize = 16;
+    let (chunks, rest) = row.as_chunks::<W>();
+    for (c, chunk) in chunks.iter().enumerate() {
+        if chunk.iter().fold(false, |any, &x| any | (x > threshold)) {
+            for (k, &x) in chunk.iter().enumerate() {
+                // The threshold may rise within the chunk: compare against the current one.
+                if x > threshold {
+                    threshold = on_hit(c * W + k);
+                }
+            }
+        }
+    }
+    let done = chunks.len() * W;
+    for (k, &x) in rest.iter().enumerate() {
+        if x > threshold {
+            threshold = on_hit(done + k);
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::*;
     use core::arch::x86_64::*;
+
+    #[target_feature(enable = "avx2")]
+    pub(super) fn gumbel_scan_avx2<V: Fn(u32) -> u32, F: FnMut(usize) -> f32>(
+        row: &[f32],
+        value: V,
+        inv_t: f32,
+        threshold: f32,
+        on_hit: F,
+    ) {
+        gumbel_scan_body(row, value, inv_t, threshold, on_hit)
+    }
 
     #[target_feature(enable = "avx2")]
     pub(super) fn any_non_finite_avx2(row: &[f32]) -> bool {

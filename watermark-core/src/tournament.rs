@@ -249,18 +249,18 @@ pub(crate) fn top_k(row: &[f32], k: usize) -> Vec<(u32, f32)> {
     }
 
     let mut heap: BinaryHeap<Reverse<Cand>> = BinaryHeap::with_capacity(k.min(row.len()) + 1);
-    for (i, &l) in row.iter().enumerate() {
-        if l == f32::NEG_INFINITY {
-            continue;
-        }
-        let c = Cand(l, i as u32);
-        if heap.len() < k {
-            heap.push(Reverse(c));
-        } else if heap.peek().is_some_and(|Reverse(min)| c > *min) {
+    // Scanning in index order, a later token equal to the current minimum has a
+    // higher id and loses the tie: only strictly larger logits can enter.
+    crate::simd::scan_above(row, f32::NEG_INFINITY, |i| {
+        heap.push(Reverse(Cand(row[i], i as u32)));
+        if heap.len() > k {
             heap.pop();
-            heap.push(Reverse(c));
         }
-    }
+        match heap.peek() {
+            Some(Reverse(min)) if heap.len() == k => min.0,
+            _ => f32::NEG_INFINITY,
+        }
+    });
     let mut out: Vec<Cand> = heap.into_iter().map(|Reverse(c)| c).collect();
     out.sort_by(|a, b| b.cmp(a));
     out.into_iter().map(|Cand(l, t)| (t, l)).collect()

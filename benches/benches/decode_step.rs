@@ -1,0 +1,106 @@
+//! One decode step's watermark work, next to the floor (`x += d` over the
+//! same row), for V = 49,152 / 128,256 / 256,000 and batch 1 / 8 / 64.
+//!
+//! `cargo bench -p tracemark-benches --bench decode_step`; `make bench` also
+//! writes the ratios to benches/RESULTS.md.
+
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
+use ndarray::Array2;
+use std::time::Duration;
+use tracemark_benches::{floor_add, lm_like_logits};
+use tracemark_core::{ndarray, Isa, Key, Kgw, KgwConfig, Scheme, SchemeConfig};
+
+const VOCABS: [usize; 3] = [49_152, 128_256, 256_000];
+const BATCHES: [usize; 3] = [1, 8, 64];
+
+const SCHEMES: [(&str, &str); 6] = [
+    ("kgw-lefthash1", "kgw:gamma=0.25,delta=2,context=lefthash:1"),
+    ("kgw-minhash4", "kgw:gamma=0.25,delta=2,context=minhash:4"),
+    ("kgw-selfhash4", "kgw:gamma=0.25,delta=2,context=selfhash:4"),
+    ("tournament-m30-k40", "tournament:layers=30,top_k=40,temperature=1,context=lefthash:4"),
+    ("gumbel", "gumbel:temperature=1,context=lefthash:4"),
+    ("gumbel-t0.7", "gumbel:temperature=0.7,context=lefthash:4"),
+];
+
+fn key() -> Key {
+    // A fixed key keeps runs comparable; benches never ship keys.
+    Key::from_bytes([0x5a; 32])
+}
+
+fn single_row(c: &mut Criterion) {
+    let history: Vec<u32> = vec![101, 2024, 7, 99];
+    for vocab in VOCABS {
+        let mut group = c.benchmark_group(format!("step/v{vocab}/b1"));
+        group.throughput(Throughput::Elements(vocab as u64));
+        let base = lm_like_logits(vocab, 1);
+        let mut row = base.clone();
+        group.bench_function("floor", |b| b.iter(|| floor_add(&mut row, 0.0)));
+        // kgw h=1 through each instruction-set path this CPU has, to show the dispatch matters.
+        let config = KgwConfig::new(0.25, 2.0, "lefthash:1".parse().expect("ctx")).expect("cfg");
+        for isa in [Isa::Portable, Isa::Avx2, Isa::Avx512] {
+            let Some(kgw) = Kgw::new(&key(), config.clone(), vocab).expect("kgw").with_isa(isa) else { continue };
+            let mut row = base.clone();
+            group.bench_function(BenchmarkId::new("kgw-lefthash1-isa", format!("{isa:?}")), |b| {
+                b.iter(|| kgw.process(&history, &mut row).expect("ok"))
+            });
+        }
+        for (name, config) in SCHEMES {
+            let scheme = config.parse::<SchemeConfig>().expect("cfg").build(&key(), vocab).expect("scheme");
+            if name.starts_with("kgw") {
+                // kgw only adds: process the same row in place, like the floor.
+                let mut row = base.clone();
+                group.bench_function(name, |b| b.iter(|| scheme.process(&history, &mut row).expect("ok")));
+            } else {
+                // These rewrite the row: give every iteration a fresh copy (not timed).
+                group.bench_function(name, |b| {
+                    b.iter_batched_ref(|| base.clone(), |row| scheme.process(&history, row).expect("ok"), BatchSize::LargeInput)
+                });
+            }
+        }
+        group.finish();
+    }
+}
+
+fn batches(c: &mut Criterion) {
+    for vocab in VOCABS {
+        for batch in BATCHES.into_iter().filter(|&b| b > 1) {
+            let mut group = c.benchmark_group(format!("step/v{vocab}/b{batch}"));
+            group.throughput(Throughput::Elements((vocab * batch) as u64));
+            group.sample_size(20);
+            let base = Array2::from_shape_fn((batch, vocab), |(r, i)| lm_like_logits(1, (r * vocab + i) as u64)[0]);
+            let histories: Vec<Vec<u32>> = (0..batch as u32).map(|r| vec![r, r + 1, r + 2, r + 3]).collect();
+            let refs: Vec<&[u32]> = histories.iter().map(Vec::as_slice).collect();
+            let mut rows = base.clone();
+            group.bench_function("floor", |b| {
+                b.iter(|| {
+                    for mut row in rows.rows_mut() {
+                        floor_add(row.as_slice_mut().expect("contiguous"), 0.0);
+                    }
+                })
+            });
+            for (name, config) in SCHEMES.iter().filter(|(n, _)| *n != "gumbel-t0.7") {
+                let scheme = config.parse::<SchemeConfig>().expect("cfg").build(&key(), vocab).expect("scheme");
+                if name.starts_with("kgw") {
+                    let mut rows = base.clone();
+                    group.bench_function(*name, |b| b.iter(|| scheme.process_batch(&refs, rows.view_mut()).expect("ok")));
+                } else {
+                    group.bench_function(*name, |b| {
+                        b.iter_batched_ref(
+                            || base.clone(),
+                            |rows| scheme.process_batch(&refs, rows.view_mut()).expect("ok"),
+                            BatchSize::LargeInput,
+                        )
+                    });
+                }
+            }
+            group.finish();
+        }
+    }
+}
+
+fn config() -> Criterion {
+    Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2))
+}
+
+criterion_group! { name = benches; config = config(); targets = single_row, batches }
+criterion_main!(benches);
