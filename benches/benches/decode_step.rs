@@ -17,7 +17,10 @@ const SCHEMES: [(&str, &str); 6] = [
     ("kgw-lefthash1", "kgw:gamma=0.25,delta=2,context=lefthash:1"),
     ("kgw-minhash4", "kgw:gamma=0.25,delta=2,context=minhash:4"),
     ("kgw-selfhash4", "kgw:gamma=0.25,delta=2,context=selfhash:4"),
-    ("tournament-m30-k40", "tournament:layers=30,top_k=40,temperature=1,context=lefthash:4"),
+    (
+        "tournament-m30-k40",
+        "tournament:layers=30,top_k=40,temperature=1,context=lefthash:4",
+    ),
     ("gumbel", "gumbel:temperature=1,context=lefthash:4"),
     ("gumbel-t0.7", "gumbel:temperature=0.7,context=lefthash:4"),
 ];
@@ -38,14 +41,20 @@ fn single_row(c: &mut Criterion) {
         // kgw h=1 through each instruction-set path this CPU has, to show the dispatch matters.
         let config = KgwConfig::new(0.25, 2.0, "lefthash:1".parse().expect("ctx")).expect("cfg");
         for isa in [Isa::Portable, Isa::Avx2, Isa::Avx512] {
-            let Some(kgw) = Kgw::new(&key(), config.clone(), vocab).expect("kgw").with_isa(isa) else { continue };
+            let Some(kgw) = Kgw::new(&key(), config.clone(), vocab).expect("kgw").with_isa(isa) else {
+                continue;
+            };
             let mut row = base.clone();
             group.bench_function(BenchmarkId::new("kgw-lefthash1-isa", format!("{isa:?}")), |b| {
                 b.iter(|| kgw.process(&history, &mut row).expect("ok"))
             });
         }
         for (name, config) in SCHEMES {
-            let scheme = config.parse::<SchemeConfig>().expect("cfg").build(&key(), vocab).expect("scheme");
+            let scheme = config
+                .parse::<SchemeConfig>()
+                .expect("cfg")
+                .build(&key(), vocab)
+                .expect("scheme");
             if name.starts_with("kgw") {
                 // kgw only adds: process the same row in place, like the floor.
                 let mut row = base.clone();
@@ -53,7 +62,11 @@ fn single_row(c: &mut Criterion) {
             } else {
                 // These rewrite the row: give every iteration a fresh copy (not timed).
                 group.bench_function(name, |b| {
-                    b.iter_batched_ref(|| base.clone(), |row| scheme.process(&history, row).expect("ok"), BatchSize::LargeInput)
+                    b.iter_batched_ref(
+                        || base.clone(),
+                        |row| scheme.process(&history, row).expect("ok"),
+                        BatchSize::LargeInput,
+                    )
                 });
             }
         }
@@ -79,10 +92,16 @@ fn batches(c: &mut Criterion) {
                 })
             });
             for (name, config) in SCHEMES.iter().filter(|(n, _)| *n != "gumbel-t0.7") {
-                let scheme = config.parse::<SchemeConfig>().expect("cfg").build(&key(), vocab).expect("scheme");
+                let scheme = config
+                    .parse::<SchemeConfig>()
+                    .expect("cfg")
+                    .build(&key(), vocab)
+                    .expect("scheme");
                 if name.starts_with("kgw") {
                     let mut rows = base.clone();
-                    group.bench_function(*name, |b| b.iter(|| scheme.process_batch(&refs, rows.view_mut()).expect("ok")));
+                    group.bench_function(*name, |b| {
+                        b.iter(|| scheme.process_batch(&refs, rows.view_mut()).expect("ok"))
+                    });
                 } else {
                     group.bench_function(*name, |b| {
                         b.iter_batched_ref(
@@ -99,7 +118,9 @@ fn batches(c: &mut Criterion) {
 }
 
 fn config() -> Criterion {
-    Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2))
+    Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
 }
 
 criterion_group! { name = benches; config = config(); targets = single_row, batches }

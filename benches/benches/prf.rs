@@ -10,7 +10,10 @@ use tracemark_core::mix;
 
 fn prf(c: &mut Criterion) {
     let mut group = c.benchmark_group("prf");
-    for (name, words) in [("h1", vec![0x0100_0001u32, 1234]), ("h4", vec![0x0100_0004u32, 1, 2, 3, 4])] {
+    for (name, words) in [
+        ("h1", vec![0x0100_0001u32, 1234]),
+        ("h4", vec![0x0100_0004u32, 1, 2, 3, 4]),
+    ] {
         group.bench_function(format!("siphash24/{name}"), |b| {
             b.iter(|| siphash_words(black_box(0x0123), black_box(0x4567), words[0], black_box(&words[1..])))
         });
@@ -25,7 +28,9 @@ fn prf(c: &mut Criterion) {
             })
         });
     }
-    group.bench_function("mix32", |b| b.iter(|| mix(black_box(0x0123_4567_89ab_cdef), black_box(42))));
+    group.bench_function("mix32", |b| {
+        b.iter(|| mix(black_box(0x0123_4567_89ab_cdef), black_box(42)))
+    });
     group.finish();
 }
 

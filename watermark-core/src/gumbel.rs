@@ -212,7 +212,7 @@ impl Gumbel {
 /// (relative 2^-22 of terms at most about |best_score| + 200 in size).
 fn prune_threshold(best_score: f64) -> Option<f32> {
     let m = best_score - (best_score.abs() + 200.0) * 1e-5;
-    if !(m.abs() <= f64::from(f32::MAX)) {
+    if m.is_nan() || m.abs() > f64::from(f32::MAX) {
         return None;
     }
     let t = m as f32;

@@ -100,6 +100,10 @@ impl Hasher for PassThrough {
 pub struct Observation {
     /// The context key of the position.
     pub context_key: u64,
+    /// The seed the token was valued under: the context key, except for a
+    /// self-hash candidate that anchors its own seed. Observations with equal
+    /// `(seed, token)` have equal values, so they are deduplicated on that pair.
+    pub seed: u64,
     /// The observed token.
     pub token: u32,
     /// The scheme's keyed value of the token (16-bit for kgw, 32-bit otherwise).
@@ -341,11 +345,12 @@ pub trait Scheme: sealed::Kernel + Send + Sync {
         let Some(cs) = seeder.context_seed(history) else {
             return Ok(None);
         };
-        let value = self.value(seeder.token_seed(&cs, token), token);
+        let seed = seeder.token_seed(&cs, token);
         Ok(Some(Observation {
             context_key: cs.key,
+            seed,
             token,
-            value,
+            value: self.value(seed, token),
         }))
     }
 }

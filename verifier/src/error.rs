@@ -1,0 +1,110 @@
+//! The one error type of `tracemark-verifier`.
+
+use core::fmt;
+
+/// Everything that can go wrong while verifying.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub enum Error {
+    /// An error from `tracemark-core` (bad key, bad parameters, token out of range, ...).
+    Core(tracemark_core::Error),
+    /// The input holds no token to test.
+    EmptyInput,
+    /// The input is not valid UTF-8.
+    InvalidUtf8 {
+        /// Where the input is, for the message.
+        source: String,
+        /// Bytes before the first invalid sequence.
+        valid_up_to: usize,
+    },
+    /// A token id is outside the tokenizer's or scheme's vocabulary.
+    WrongTokenizer {
+        /// The offending id.
+        token: u32,
+        /// Its position in the input ids.
+        position: usize,
+        /// The vocabulary size it was checked against.
+        vocab_size: usize,
+    },
+    /// The tokenizer could not be loaded or failed on the input.
+    Tokenizer {
+        /// What failed.
+        message: String,
+    },
+    /// A file could not be read or written.
+    Io {
+        /// The path involved.
+        path: String,
+        /// The operating system's message.
+        message: String,
+    },
+    /// A corpus line is not a valid document.
+    BadDocument {
+        /// 1-based line number.
+        line: usize,
+        /// What was wrong.
+        message: String,
+    },
+    /// An option is out of range.
+    InvalidOption {
+        /// The option's name.
+        name: &'static str,
+        /// What was wrong and how to fix it.
+        message: String,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Core(e) => e.fmt(f),
+            Self::EmptyInput => f.write_str("the input is empty: there is no token to test"),
+            Self::InvalidUtf8 { source, valid_up_to } => {
+                write!(
+                    f,
+                    "{source} is not valid UTF-8 (first invalid byte at offset {valid_up_to})"
+                )
+            }
+            Self::WrongTokenizer {
+                token,
+                position,
+                vocab_size,
+            } => write!(
+                f,
+                "token id {token} at position {position} is outside the vocabulary of size {vocab_size}: \
+                 the ids were not produced by this tokenizer/model"
+            ),
+            Self::Tokenizer { message } => write!(f, "tokenizer: {message}"),
+            Self::Io { path, message } => write!(f, "{path}: {message}"),
+            Self::BadDocument { line, message } => write!(f, "line {line}: {message}"),
+            Self::InvalidOption { name, message } => write!(f, "invalid {name}: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Core(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<tracemark_core::Error> for Error {
+    fn from(e: tracemark_core::Error) -> Self {
+        Self::Core(e)
+    }
+}
+
+impl Error {
+    pub(crate) fn io(path: impl AsRef<std::path::Path>, e: &std::io::Error) -> Self {
+        Self::Io {
+            path: path.as_ref().display().to_string(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T> = core::result::Result<T, Error>;

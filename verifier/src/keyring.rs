@@ -1,0 +1,192 @@
+//! Keyrings: one text tested against many keys (e.g. one derived key per
+//! API-account cohort), with family-wise error control.
+//!
+//! Each key gets its exact p-value. Holm's step-down procedure adjusts them so
+//! that the probability of naming *any* wrong key is at most `alpha`, whatever
+//! the dependence between the tests; the best match is the key with the
+//! smallest p-value.
+
+use serde::{Deserialize, Serialize};
+use tracemark_core::{Key, SchemeConfig};
+
+use crate::detect::{DetectOptions, Detection, Detector, Verdict};
+use crate::error::{Error, Result};
+use crate::stats;
+use crate::text::TextTokenizer;
+
+/// A set of labelled keys.
+#[derive(Clone, Default)]
+pub struct Keyring {
+    entries: Vec<(String, Key)>,
+}
+
+impl core::fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_list()
+            .entries(self.entries.iter().map(|(label, key)| (label, key.id())))
+            .finish()
+    }
+}
+
+impl Keyring {
+    /// An empty keyring.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a key under `label`.
+    pub fn push(&mut self, label: impl Into<String>, key: Key) {
+        self.entries.push((label.into(), key));
+    }
+
+    /// The keys derived from `master` for each label (SPEC §2.4).
+    pub fn derived(master: &Key, labels: &[String]) -> Result<Self> {
+        let mut ring = Self::new();
+        for label in labels {
+            ring.push(label.clone(), master.derive(label)?);
+        }
+        Ok(ring)
+    }
+
+    /// The number of keys.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the keyring has no key.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Labels and keys.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Key)> {
+        self.entries.iter().map(|(l, k)| (l.as_str(), k))
+    }
+}
+
+/// One key's result in a keyring detection.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KeyResult {
+    /// The key's label.
+    pub label: String,
+    /// The key's public id.
+    pub key_id: String,
+    /// `log10` of the key's own exact p-value (`None` if inconclusive).
+    pub log10_p: Option<f64>,
+    /// `log10` of the Holm-adjusted p-value.
+    pub log10_p_adjusted: Option<f64>,
+    /// Whether the adjusted p-value is below alpha.
+    pub detected: bool,
+}
+
+/// The result of testing one text against a keyring.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KeyringDetection {
+    /// Per key, in keyring order.
+    pub keys: Vec<KeyResult>,
+    /// Index of the best-matching key (smallest p-value), if any was testable.
+    pub best: Option<usize>,
+    /// The family-wise significance level.
+    pub alpha: f64,
+    /// The correction applied.
+    pub correction: String,
+    /// The full report of the best-matching key.
+    pub best_detection: Option<Detection>,
+}
+
+/// Detectors for every key of a keyring, sharing one scheme configuration.
+pub struct KeyringDetector {
+    detectors: Vec<(String, Detector)>,
+    alpha: f64,
+}
+
+impl core::fmt::Debug for KeyringDetector {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "KeyringDetector({} keys, alpha {})",
+            self.detectors.len(),
+            self.alpha
+        )
+    }
+}
+
+impl KeyringDetector {
+    /// Builds one detector per key. `options.alpha` is the family-wise level.
+    pub fn new(keyring: &Keyring, config: &SchemeConfig, vocab_size: usize, options: DetectOptions) -> Result<Self> {
+        if keyring.is_empty() {
+            return Err(Error::InvalidOption {
+                name: "keyring",
+                message: "no key to test".into(),
+            });
+        }
+        let alpha = options.alpha;
+        let detectors = keyring
+            .iter()
+            .map(|(label, key)| {
+                Ok((
+                    label.to_string(),
+                    Detector::new(key, config, vocab_size, options.clone())?,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { detectors, alpha })
+    }
+
+    /// Tests `completion` (after `prompt`) against every key.
+    pub fn detect_ids(&self, prompt: &[u32], completion: &[u32]) -> Result<KeyringDetection> {
+        self.detect_with(|d| d.detect_ids(prompt, completion))
+    }
+
+    /// Tests a text against every key.
+    pub fn detect_text(&self, tokenizer: &TextTokenizer, prompt: Option<&str>, text: &str) -> Result<KeyringDetection> {
+        self.detect_with(|d| d.detect_text(tokenizer, prompt, text))
+    }
+
+    /// Runs `detect` with each key's detector and combines the reports.
+    pub fn detect_with(&self, detect: impl Fn(&Detector) -> Result<Detection>) -> Result<KeyringDetection> {
+        let reports = self
+            .detectors
+            .iter()
+            .map(|(_, d)| detect(d))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(self.combine(reports))
+    }
+
+    /// Combines per-key reports (in keyring order) with Holm's procedure.
+    fn combine(&self, reports: Vec<Detection>) -> KeyringDetection {
+        let ln: Vec<f64> = reports
+            .iter()
+            .map(|r| r.log10_p.map_or(0.0, |l| l * core::f64::consts::LN_10))
+            .collect();
+        let adjusted = stats::holm_adjust_ln(&ln);
+        let mut keys = Vec::with_capacity(reports.len());
+        for (((label, _), r), adj) in self.detectors.iter().zip(&reports).zip(&adjusted) {
+            let testable = r.verdict != Verdict::Inconclusive;
+            keys.push(KeyResult {
+                label: label.clone(),
+                key_id: r.key_id.clone(),
+                log10_p: r.log10_p,
+                log10_p_adjusted: testable.then(|| stats::log10(*adj)),
+                detected: testable && *adj < self.alpha.ln(),
+            });
+        }
+        let best = keys
+            .iter()
+            .enumerate()
+            .filter_map(|(i, k)| k.log10_p.map(|l| (i, l)))
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(i, _)| i);
+        let best_detection = best.map(|i| reports[i].clone());
+        KeyringDetection {
+            keys,
+            best,
+            alpha: self.alpha,
+            correction: format!(
+                "Holm step-down over {} keys (family-wise error rate)",
+                self.detectors.len()
+            ),
+            best_detection,
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! Human-readable reports for the terminal.
+
+use core::fmt::Write as _;
+
+use crate::corpus::ScanSummary;
+use crate::detect::{Detection, TokenStatus, Verdict};
+use crate::keyring::KeyringDetection;
+
+const GREEN: &str = "\x1b[42;30m";
+const RED: &str = "\x1b[41;30m";
+const DIM: &str = "\x1b[2m";
+const BOLD: &str = "\x1b[1m";
+const RESET: &str = "\x1b[0m";
+
+/// A p-value from its `log10`, readable at any size: `3.162e-45`, or
+/// `10^-2000.37` below the range of `f64`.
+pub fn p_value(log10_p: f64) -> String {
+    if log10_p > -300.0 {
+        format!("{:.4e}", 10f64.powf(log10_p))
+    } else {
+        format!("10^{log10_p:.2}")
+    }
+}
+
+fn paint(s: &str, style: &str, color: bool) -> String {
+    if color {
+        format!("{style}{s}{RESET}")
+    } else {
+        s.to_string()
+    }
+}
+
+/// The report of one detection. With `text` (the input the marks' spans point
+/// into) and `color`, the text is printed with scored tokens highlighted:
+/// green for tokens that count for the watermark, red for those that count
+/// against, dim for tokens not scored.
+pub fn detection(d: &Detection, text: Option<&str>, color: bool) -> String {
+    let mut out = String::new();
+    let verdict = match (d.verdict, d.log10_p) {
+        (Verdict::Inconclusive, _) => paint(&d.verdict.to_string(), BOLD, color),
+        (v, Some(l)) => {
+            let cmp = if v == Verdict::Detected { "<" } else { ">=" };
+            let style = if v == Verdict::Detected { GREEN } else { BOLD };
+            format!(
+                "{} (p = {} {cmp} alpha = {:e})",
+                paint(&v.to_string(), style, color),
+                p_value(l),
+                d.alpha
+            )
+        }
+        (v, None) => v.to_string(),
+    };
+    let _ = writeln!(out, "verdict    {verdict}");
+    let _ = writeln!(out, "scheme     {}  (spec {})", d.scheme, d.spec);
+    let _ = writeln!(out, "key id     {}", d.key_id);
+    if let Some(t) = &d.tokenizer {
+        let _ = writeln!(out, "tokenizer  {} (vocab {})", t.fingerprint, t.vocab_size);
+    }
+    if let Some(h) = &d.input_sha256 {
+        let _ = writeln!(out, "input      {h}");
+    }
+    let c = &d.counts;
+    let _ = write!(
+        out,
+        "tokens     {} seen, {} scored, {} repeated (dedup {}), {} without enough context",
+        c.seen, c.scored, c.skipped_duplicate, d.dedup, c.skipped_short_context
+    );
+    if c.prompt > 0 {
+        let _ = write!(out, "; {} prompt tokens as context", c.prompt);
+    }
+    if c.skipped_by_filter > 0 {
+        let _ = write!(out, "; {} outside the context filter", c.skipped_by_filter);
+    }
+    out.push('\n');
+    if let Some(t) = &d.test {
+        let _ = writeln!(
+            out,
+            "test       {}: {} observed, {:.2} expected under {}; z = {:.2} (informational)",
+            t.name, t.statistic, t.expected, t.null_distribution, t.z_score
+        );
+    }
+    if let Some(l) = d.log10_p {
+        let _ = writeln!(out, "p-value    {} (log10 p = {l:.3})", p_value(l));
+    }
+    if let Some(r) = &d.inconclusive_reason {
+        let _ = writeln!(out, "reason     {r}");
+    }
+    if let Some(w) = &d.window {
+        let _ = writeln!(
+            out,
+            "window     tokens {}..{} ({} scored): p = {} after {} (uncorrected {})",
+            w.start,
+            w.end,
+            w.scored,
+            p_value(w.log10_p),
+            w.correction,
+            p_value(w.log10_p_uncorrected)
+        );
+    }
+    let _ = writeln!(out, "tool       {}", d.tool);
+    if let (Some(text), Some(marks)) = (text, &d.marks) {
+        out.push('\n');
+        out.push_str(&highlight(d, text, marks, color));
+        out.push('\n');
+    }
+    out
+}
+
+fn highlight(d: &Detection, text: &str, marks: &[crate::detect::Mark], color: bool) -> String {
+    // A score counts for the watermark when it is above its null mean.
+    let mean = match &d.scheme {
+        tracemark_core::SchemeConfig::Kgw(c) => c.effective_gamma(),
+        tracemark_core::SchemeConfig::Tournament(c) => c.layers() as f64 / 2.0,
+        _ => 1.0,
+    };
+    let mut out = String::with_capacity(text.len() * 2);
+    let mut at = 0;
+    for m in marks {
+        let Some((start, end)) = m.span else { continue };
+        if start < at || end > text.len() || !text.is_char_boundary(start) || !text.is_char_boundary(end) {
+            continue;
+        }
+        out.push_str(&text[at..start]);
+        let piece = &text[start..end];
+        if color {
+            let style = match m.status {
+                TokenStatus::Scored if m.score > mean => GREEN,
+                TokenStatus::Scored => RED,
+                _ => DIM,
+            };
+            out.push_str(&paint(piece, style, true));
+        } else {
+            out.push_str(piece);
+        }
+        at = end;
+    }
+    out.push_str(&text[at.min(text.len())..]);
+    out
+}
+
+/// A keyring result, one line per key.
+pub fn keyring(k: &KeyringDetection, color: bool) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "keyring    {}; family-wise alpha = {:e}", k.correction, k.alpha);
+    for (i, key) in k.keys.iter().enumerate() {
+        let p = key.log10_p.map_or("inconclusive".to_string(), p_value);
+        let adj = key
+            .log10_p_adjusted
+            .map_or(String::new(), |l| format!(", adjusted {}", p_value(l)));
+        let mark = if key.detected {
+            paint("DETECTED", GREEN, color)
+        } else {
+            "-".to_string()
+        };
+        let best = if k.best == Some(i) { " (best match)" } else { "" };
+        let _ = writeln!(out, "  {:<24} {}  p = {p}{adj}  {mark}{best}", key.label, key.key_id);
+    }
+    out
+}
+
+/// The summary of a scan.
+pub fn scan_summary(s: &ScanSummary, color: bool) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "documents  {} ({} detected, {} not detected, {} inconclusive, {} errors)",
+        s.documents, s.detected, s.not_detected, s.inconclusive, s.errors
+    );
+    let _ = writeln!(out, "corpus     {}", s.corpus_sha256);
+    let _ = writeln!(out, "aggregate test over all documents, deduplicated across documents:");
+    out.push_str(&detection(&s.aggregate, None, color));
+    out
+}

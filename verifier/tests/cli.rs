@@ -1,0 +1,319 @@
+//! The `tracemark` binary: commands, outputs and documented exit codes.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use support::{generate, random_tokens, word_tokenizer_json, words, Rng};
+use tracemark_core::{Key, SchemeConfig};
+
+const SCHEME: &str = "kgw:gamma=0.25,delta=2,context=lefthash:1";
+const VOCAB: usize = 3000;
+
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(name: &str) -> Self {
+        let p = std::env::temp_dir().join(format!("tracemark-cli-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("temp dir");
+        Dir(p)
+    }
+    fn path(&self, f: &str) -> PathBuf {
+        self.0.join(f)
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tracemark(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tracemark"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("runs");
+    if let Some(input) = stdin {
+        use std::io::Write;
+        // A command that fails on its arguments exits without reading its input.
+        let _ = child.stdin.take().expect("stdin").write_all(input);
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().expect("exits")
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().expect("exit code")
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+fn watermarked_ids(key: &Key, n: usize, seed: u64) -> Vec<u32> {
+    let cfg: SchemeConfig = SCHEME.parse().expect("cfg");
+    let scheme = cfg.build(key, VOCAB).expect("scheme");
+    generate(scheme.as_ref(), &[1], n, &mut Rng(seed), |_, _| vec![0.0; VOCAB])
+}
+
+#[test]
+fn keys_are_generated_derived_and_protected() {
+    let dir = Dir::new("keys");
+    let key = dir.path("master.key");
+    let out = tracemark(&["keygen", "--out", s(&key)], None);
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let id = String::from_utf8(out.stdout).expect("utf8").trim().to_string();
+    assert_eq!(id.len(), 32);
+    assert_eq!(
+        String::from_utf8(tracemark(&["key-id", "--key", s(&key)], None).stdout)
+            .expect("utf8")
+            .trim(),
+        id
+    );
+    // Never overwrite; never print the key.
+    let again = tracemark(&["keygen", "--out", s(&key)], None);
+    assert_eq!(code(&again), 5);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("refusing to overwrite"));
+    let text = std::fs::read_to_string(&key).expect("key file");
+    let secret = &text["tracemark-key-v1:".len().."tracemark-key-v1:".len() + 64];
+    let child = dir.path("cohort3.key");
+    let out = tracemark(
+        &["derive", "--key", s(&key), "--label", "cohort/3", "--out", s(&child)],
+        None,
+    );
+    assert_eq!(code(&out), 0);
+    let loaded = Key::load(&key).expect("loads");
+    assert_eq!(
+        String::from_utf8(out.stdout).expect("utf8").trim(),
+        loaded.derive("cohort/3").expect("ok").id().to_string()
+    );
+    assert_eq!(
+        code(&tracemark(
+            &[
+                "derive",
+                "--key",
+                s(&key),
+                "--label",
+                "bad label",
+                "--out",
+                s(&dir.path("x"))
+            ],
+            None
+        )),
+        5
+    );
+    // A corrupted key file is refused with the key exit code, and the secret never appears in messages.
+    let corrupt = dir.path("corrupt.key");
+    let at = "tracemark-key-v1:".len();
+    let flipped = if &text[at..=at] == "0" { "1" } else { "0" };
+    std::fs::write(&corrupt, format!("{}{flipped}{}", &text[..at], &text[at + 1..])).expect("write");
+    let out = tracemark(&["key-id", "--key", s(&corrupt)], None);
+    assert_eq!(code(&out), 5);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("corrupted"));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains(secret));
+    assert_eq!(
+        code(&tracemark(&["key-id", "--key", s(&dir.path("missing.key"))], None)),
+        5
+    );
+}
+
+#[test]
+fn detect_exit_codes_and_json() {
+    let dir = Dir::new("detect");
+    let key_path = dir.path("k.key");
+    let key = Key::generate().expect("rng");
+    key.save(&key_path).expect("save");
+    let ids = watermarked_ids(&key, 120, 1);
+    let marked = dir.path("marked.json");
+    std::fs::write(&marked, serde_json::to_string(&ids).expect("json")).expect("write");
+    let vocab = VOCAB.to_string();
+    let base = [
+        "detect",
+        "--key",
+        s(&key_path),
+        "--scheme",
+        SCHEME,
+        "--vocab",
+        &vocab,
+        "--ids",
+    ];
+
+    let out = tracemark(&[&base[..], &["--json", "--prompt", "1", s(&marked)]].concat(), None);
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(report["verdict"], "detected");
+    assert_eq!(report["key_id"], key.id().to_string());
+    assert_eq!(report["spec"], "tracemark/v1");
+    assert!(report["log10_p"].as_f64().expect("p") < -6.0);
+    assert!(report["tool"].as_str().expect("tool").starts_with("tracemark "));
+    assert!(report["input_sha256"].as_str().expect("hash").starts_with("sha256:"));
+
+    // Whitespace-separated ids on stdin, unwatermarked: not detected.
+    let plain: Vec<String> = random_tokens(VOCAB, 120, &mut Rng(2))
+        .iter()
+        .map(u32::to_string)
+        .collect();
+    let out = tracemark(&[&base[..], &["-"]].concat(), Some(plain.join(" ").as_bytes()));
+    assert_eq!(code(&out), 1);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no watermark detected"));
+    // Too short: inconclusive.
+    assert_eq!(code(&tracemark(&[&base[..], &["-"]].concat(), Some(b"5 6 7"))), 3);
+    // Wrong tokenizer / vocabulary: input error.
+    let out = tracemark(&[&base[..], &["-"]].concat(), Some(b"1 2 999999"));
+    assert_eq!(code(&out), 4);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("outside the vocabulary"));
+    // Usage errors.
+    assert_eq!(
+        code(&tracemark(
+            &["detect", "--key", s(&key_path), "--scheme", "kgw:gamma=2", "-"],
+            Some(b"x")
+        )),
+        2
+    );
+    assert_eq!(
+        code(&tracemark(
+            &["detect", "--key", s(&key_path), "--scheme", SCHEME, "-"],
+            Some(b"x")
+        )),
+        2
+    );
+}
+
+#[test]
+fn detect_text_with_tokenizer_window_and_keyring() {
+    let dir = Dir::new("text");
+    let tok = dir.path("tokenizer.json");
+    std::fs::write(&tok, word_tokenizer_json(VOCAB)).expect("write");
+    let master_path = dir.path("master.key");
+    let master = Key::generate().expect("rng");
+    master.save(&master_path).expect("save");
+    let cohort2 = master.derive("cohort/2").expect("derive");
+    let mut rng = Rng(3);
+    let mut all = random_tokens(VOCAB, 150, &mut rng);
+    all.extend(watermarked_ids(&cohort2, 100, 4));
+    all.extend(random_tokens(VOCAB, 150, &mut rng));
+    let text_path = dir.path("suspect.txt");
+    std::fs::write(&text_path, words(&all)).expect("write");
+    let base = [
+        "detect",
+        "--key",
+        s(&master_path),
+        "--scheme",
+        SCHEME,
+        "--tokenizer",
+        s(&tok),
+    ];
+
+    let out = tracemark(
+        &[
+            &base[..],
+            &[
+                "--derive-labels",
+                "cohort/0,cohort/1,cohort/2,cohort/3",
+                "--alpha",
+                "0.01",
+                "--window",
+                s(&text_path),
+            ],
+        ]
+        .concat(),
+        None,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(code(&out), 0, "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("Holm"), "{stdout}");
+    let line = stdout.lines().find(|l| l.contains("cohort/2")).expect("cohort/2 line");
+    assert!(line.contains("DETECTED") && line.contains("best match"), "{line}");
+    assert!(stdout.contains("window") && stdout.contains("Bonferroni"), "{stdout}");
+
+    // Colour on request: green and red marks around scored tokens.
+    let out = tracemark(
+        &[
+            &base[..],
+            &["--derive-labels", "cohort/2", "--color", "always", s(&text_path)],
+        ]
+        .concat(),
+        None,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("\x1b[42;30m") && stdout.contains("\x1b[41;30m"));
+
+    // Invalid UTF-8 text is an input error naming the offset.
+    let bad = dir.path("bad.txt");
+    std::fs::write(&bad, b"w1 w2 \xff w3").expect("write");
+    let out = tracemark(&[&base[..], &[s(&bad)]].concat(), None);
+    assert_eq!(code(&out), 4);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("offset 6"));
+}
+
+#[test]
+fn scan_and_radioactivity() {
+    let dir = Dir::new("scan");
+    let key_path = dir.path("k.key");
+    let key = Key::generate().expect("rng");
+    key.save(&key_path).expect("save");
+    let tok = dir.path("tokenizer.json");
+    std::fs::write(&tok, word_tokenizer_json(VOCAB)).expect("write");
+    let mut lines = Vec::new();
+    for i in 0..6 {
+        lines.push(serde_json::json!({"id": i, "text": words(&watermarked_ids(&key, 60, 10 + i))}).to_string());
+    }
+    lines.push("not json".into());
+    lines.push(serde_json::json!({"id": "ids", "ids": random_tokens(VOCAB, 60, &mut Rng(5))}).to_string());
+    let corpus = dir.path("corpus.jsonl");
+    std::fs::write(&corpus, lines.join("\n")).expect("write");
+    let results = dir.path("results.jsonl");
+    let common = ["--key", s(&key_path), "--scheme", SCHEME, "--tokenizer", s(&tok)];
+
+    let out = tracemark(
+        &[
+            &["scan"][..],
+            &common[..],
+            &["--jobs", "2", "--json", "--out", s(&results), s(&corpus)],
+        ]
+        .concat(),
+        None,
+    );
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let per_doc: Vec<serde_json::Value> = std::fs::read_to_string(&results)
+        .expect("results")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(per_doc.len(), 8);
+    assert_eq!(per_doc[6]["line"], 7);
+    assert!(per_doc[6]["error"].as_str().expect("error").contains("JSON"));
+    assert_eq!(per_doc[0]["verdict"], "detected");
+    assert_eq!(per_doc[7]["verdict"], "not_detected");
+    let summary: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stderr).lines().last().expect("summary")).expect("JSON");
+    assert_eq!(summary["documents"], 8);
+    assert_eq!(summary["errors"], 1);
+    assert_eq!(summary["detected"], 6);
+
+    let out = tracemark(&[&["radioactivity"][..], &common[..], &[s(&corpus)]].concat(), None);
+    assert_eq!(code(&out), 0);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("radioactivity test"));
+    let other = dir.path("other.key");
+    Key::generate().expect("rng").save(&other).expect("save");
+    let out = tracemark(
+        &[
+            "radioactivity",
+            "--key",
+            s(&other),
+            "--scheme",
+            SCHEME,
+            "--tokenizer",
+            s(&tok),
+            s(&corpus),
+        ],
+        None,
+    );
+    assert_eq!(code(&out), 1);
+}
