@@ -1,0 +1,56 @@
+# tracemark: `make help` lists the targets. Every target installs what it uses.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+# Big downloads and build outputs live outside the clone, keyed by version.
+CACHE ?= $(HOME)/.cache/tracemark
+export TRACEMARK_CACHE := $(CACHE)
+export CARGO_TARGET_DIR ?= $(CACHE)/target
+PYTHON ?= python3
+CARGO ?= cargo
+# Everything runs in release mode: the tests run millions of keyed evaluations
+# and the model; one profile means one build.
+CARGO_FLAGS ?= --release --locked
+
+FETCH := $(PYTHON) scripts/fetch.py
+BIN := $(CARGO_TARGET_DIR)/release
+
+.PHONY: help setup data demo test test-rust test-python bench lint eval distill clean-cache
+
+help: ## Show this help
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+data: ## Fetch the model, a real tokenizer and human text (cached under $(CACHE))
+	@$(FETCH) model >/dev/null
+	@$(FETCH) tokenizer >/dev/null
+	@$(FETCH) human-text >/dev/null
+
+setup: data ## Fetch data and build everything
+	$(CARGO) build $(CARGO_FLAGS) --workspace --all-targets
+
+demo: ## Generate watermarked and plain text with SmolLM2, verify both, print the verdicts
+	@$(FETCH) model >/dev/null
+	$(CARGO) run $(CARGO_FLAGS) -q -p tracemark-examples --bin demo -- $(DEMO_ARGS)
+
+test: test-rust ## All Rust and Python tests
+
+test-rust: data ## Rust tests, including those on the real model, tokenizers and human text
+	export TRACEMARK_MODEL="$$($(FETCH) model)" TRACEMARK_TOKENIZER="$$($(FETCH) tokenizer)" \
+	       TRACEMARK_HUMAN_TEXT="$$($(FETCH) human-text)"; \
+	$(CARGO) test $(CARGO_FLAGS); \
+	$(CARGO) test $(CARGO_FLAGS) -- --ignored
+
+bench: ## Criterion benches; writes the ratio tables of benches/RESULTS.md
+	$(CARGO) bench -p tracemark-benches --bench decode_step --bench prf --bench detect
+	$(PYTHON) benches/report.py $(CARGO_TARGET_DIR)/criterion decode_step step/ floor
+	$(PYTHON) benches/report.py $(CARGO_TARGET_DIR)/criterion detect detect/ baseline-sum-ids
+
+lint: ## rustfmt, clippy -D warnings, rustdoc -D warnings, golden vectors up to date
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS=-Dwarnings $(CARGO) doc --workspace --no-deps
+	$(PYTHON) testdata/gen_vectors.py --check >/dev/null
+
+clean-cache: ## Remove the cache (models, data, build outputs)
+	rm -rf "$(CACHE)"

@@ -1,0 +1,72 @@
+//! The error type of the examples.
+
+use core::fmt;
+
+/// Anything that can fail while running the model or the harness.
+#[non_exhaustive]
+#[derive(Debug)]
+pub enum Error {
+    /// The model runtime failed.
+    Candle(candle_core::Error),
+    /// The tokenizer failed.
+    Tokenizer(String),
+    /// tracemark-core rejected something.
+    Core(tracemark_core::Error),
+    /// tracemark-verifier rejected something.
+    Verifier(tracemark_verifier::Error),
+    /// A file could not be read or written.
+    Io {
+        /// The path involved.
+        path: String,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// The model file lacks something we need.
+    Model(String),
+    /// Bad command-line usage or data.
+    Usage(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Candle(e) => write!(f, "model runtime: {e}"),
+            Self::Tokenizer(e) => write!(f, "tokenizer: {e}"),
+            Self::Core(e) => e.fmt(f),
+            Self::Verifier(e) => e.fmt(f),
+            Self::Io { path, source } => write!(f, "{path}: {source}"),
+            Self::Model(e) => write!(f, "model: {e}"),
+            Self::Usage(e) => f.write_str(e),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<candle_core::Error> for Error {
+    fn from(e: candle_core::Error) -> Self {
+        Self::Candle(e)
+    }
+}
+
+impl From<tracemark_core::Error> for Error {
+    fn from(e: tracemark_core::Error) -> Self {
+        Self::Core(e)
+    }
+}
+
+impl From<tracemark_verifier::Error> for Error {
+    fn from(e: tracemark_verifier::Error) -> Self {
+        Self::Verifier(e)
+    }
+}
+
+impl Error {
+    /// An I/O error on `path`.
+    pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
+        Self::Io { path: path.as_ref().display().to_string(), source }
+    }
+}
+
+/// `Result` with the examples' [`Error`].
+pub type Result<T> = core::result::Result<T, Error>;

