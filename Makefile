@@ -16,7 +16,12 @@ CARGO_FLAGS ?= --release --locked
 FETCH := $(PYTHON) scripts/fetch.py
 BIN := $(CARGO_TARGET_DIR)/release
 
-.PHONY: help setup data demo test test-rust test-python bench lint eval distill clean-cache
+# The Python environment of the tests, keyed by its pinned requirements.
+PY_REQS := watermark-py/requirements-test.txt
+VENV := $(CACHE)/venv-$(shell sha256sum $(PY_REQS) | cut -c1-12)
+VPY := $(VENV)/bin/python
+
+.PHONY: help setup data demo test test-rust test-python venv python bench lint eval eval-quick distill clean-cache
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -33,13 +38,34 @@ demo: ## Generate watermarked and plain text with SmolLM2, verify both, print th
 	@$(FETCH) model >/dev/null
 	$(CARGO) run $(CARGO_FLAGS) -q -p tracemark-examples --bin demo -- $(DEMO_ARGS)
 
-test: test-rust ## All Rust and Python tests
+test: test-rust test-python eval-quick ## All Rust and Python tests
 
 test-rust: data ## Rust tests, including those on the real model, tokenizers and human text
 	export TRACEMARK_MODEL="$$($(FETCH) model)" TRACEMARK_TOKENIZER="$$($(FETCH) tokenizer)" \
 	       TRACEMARK_HUMAN_TEXT="$$($(FETCH) human-text)"; \
 	$(CARGO) test $(CARGO_FLAGS); \
 	$(CARGO) test $(CARGO_FLAGS) -- --ignored
+
+eval: data ## The evaluation harness on SmolLM2 (about an hour; resumable). QUICK=1: a small subset
+	export TRACEMARK_MODEL="$$($(FETCH) model)" TRACEMARK_HUMAN_TEXT="$$($(FETCH) human-text)"; \
+	$(CARGO) run $(CARGO_FLAGS) -q -p tracemark-examples --bin eval -- $(if $(QUICK),--quick,) $(EVAL_ARGS)
+
+eval-quick: ## The evaluation pipeline on 3 prompts (part of `make test`)
+	$(MAKE) --no-print-directory eval QUICK=1
+
+$(VENV)/.installed: $(PY_REQS)
+	$(PYTHON) -m venv "$(VENV)"
+	"$(VPY)" -m pip install -q --upgrade pip
+	"$(VPY)" -m pip install -q -r $(PY_REQS)
+	touch "$@"
+
+venv: $(VENV)/.installed ## The Python environment (torch, transformers, maturin, pytest; cached)
+
+python: $(VENV)/.installed ## Build and install the `tracemark` Python package into the environment
+	"$(VPY)" -m pip install -q --no-build-isolation --force-reinstall --no-deps ./watermark-py
+
+test-python: python data ## Python tests (golden vectors, errors, hypothesis, transformers, stubs)
+	export TRACEMARK_MODEL="$$($(FETCH) model)"; cd watermark-py && "$(VPY)" -m pytest -q
 
 bench: ## Criterion benches; writes the ratio tables of benches/RESULTS.md
 	$(CARGO) bench -p tracemark-benches --bench decode_step --bench prf --bench detect

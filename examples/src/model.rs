@@ -104,11 +104,19 @@ pub struct Llama {
 }
 
 fn md_u32(ct: &gguf_file::Content, key: &str) -> Result<usize> {
-    Ok(ct.metadata.get(key).ok_or_else(|| Error::Model(format!("missing {key}")))?.to_u32()? as usize)
+    Ok(ct
+        .metadata
+        .get(key)
+        .ok_or_else(|| Error::Model(format!("missing {key}")))?
+        .to_u32()? as usize)
 }
 
 fn md_f32(ct: &gguf_file::Content, key: &str) -> Result<f32> {
-    Ok(ct.metadata.get(key).ok_or_else(|| Error::Model(format!("missing {key}")))?.to_f32()?)
+    Ok(ct
+        .metadata
+        .get(key)
+        .ok_or_else(|| Error::Model(format!("missing {key}")))?
+        .to_f32()?)
 }
 
 impl Llama {
@@ -117,9 +125,15 @@ impl Llama {
         let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
         let ct = gguf_file::Content::read(&mut file).map_err(|e| e.with_path(path))?;
         let device = Device::Cpu;
-        let arch = ct.metadata.get("general.architecture").and_then(|v| v.to_string().ok()).cloned();
+        let arch = ct
+            .metadata
+            .get("general.architecture")
+            .and_then(|v| v.to_string().ok())
+            .cloned();
         if arch.as_deref() != Some("llama") {
-            return Err(Error::Model(format!("expected a llama GGUF, found architecture {arch:?}")));
+            return Err(Error::Model(format!(
+                "expected a llama GGUF, found architecture {arch:?}"
+            )));
         }
         let tokens = match ct.metadata.get("tokenizer.ggml.tokens") {
             Some(v) => v.to_vec()?.len(),
@@ -168,14 +182,24 @@ impl Llama {
             });
         }
         let half = config.head_dim() / 2;
-        let inv: Vec<f32> =
-            (0..half).map(|i| 1.0 / config.rope_base.powf(2.0 * i as f32 / config.head_dim() as f32)).collect();
+        let inv: Vec<f32> = (0..half)
+            .map(|i| 1.0 / config.rope_base.powf(2.0 * i as f32 / config.head_dim() as f32))
+            .collect();
         let inv = Tensor::from_vec(inv, (1, half), &device)?;
         let pos = Tensor::arange(0u32, config.max_positions as u32, &device)?
             .to_dtype(DType::F32)?
             .reshape((config.max_positions, 1))?;
         let freqs = pos.matmul(&inv)?;
-        Ok(Self { cos: freqs.cos()?, sin: freqs.sin()?, config, embed, blocks, norm, output, device })
+        Ok(Self {
+            cos: freqs.cos()?,
+            sin: freqs.sin()?,
+            config,
+            embed,
+            blocks,
+            norm,
+            output,
+            device,
+        })
     }
 
     /// The hyper-parameters.
@@ -191,11 +215,16 @@ impl Llama {
         let b = tokens.len();
         let t = tokens.first().map_or(0, Vec::len);
         if b == 0 || t == 0 || tokens.iter().any(|r| r.len() != t) {
-            return Err(Error::Usage("forward needs a non-empty batch of equal-length rows".into()));
+            return Err(Error::Usage(
+                "forward needs a non-empty batch of equal-length rows".into(),
+            ));
         }
         let start = cache.len;
         if start + t > self.config.max_positions {
-            return Err(Error::Usage(format!("sequence longer than {} positions", self.config.max_positions)));
+            return Err(Error::Usage(format!(
+                "sequence longer than {} positions",
+                self.config.max_positions
+            )));
         }
         if let Some(&bad) = tokens.iter().flatten().find(|&&x| x as usize >= self.config.vocab_size) {
             return Err(Error::Usage(format!("token id {bad} is outside the vocabulary")));
@@ -247,7 +276,10 @@ impl Llama {
                 att = att.broadcast_add(m)?;
             }
             let att = candle_nn::ops::softmax_last_dim(&att)?;
-            let y = att.matmul(&v.contiguous()?)?.transpose(1, 2)?.reshape((b, t, self.config.hidden))?;
+            let y = att
+                .matmul(&v.contiguous()?)?
+                .transpose(1, 2)?
+                .reshape((b, t, self.config.hidden))?;
             x = (x + block.wo.forward(&y)?)?;
             let h = candle_nn::ops::rms_norm(&x, &block.ffn_norm, self.config.rms_eps as f32)?;
             let gated = (candle_nn::ops::silu(&block.w_gate.forward(&h)?)? * block.w_up.forward(&h)?)?;

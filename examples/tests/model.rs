@@ -23,7 +23,10 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 fn tokenizer_matches_reference_ids_and_round_trips_real_text() {
     let tok = gguf_tokenizer::from_gguf(&model_path().expect("model")).expect("tokenizer");
     // Reference ids from llama.cpp's tokenizer for this model.
-    assert_eq!(gguf_tokenizer::encode(&tok, "Hello world").expect("encode"), [19556, 905]);
+    assert_eq!(
+        gguf_tokenizer::encode(&tok, "Hello world").expect("encode"),
+        [19556, 905]
+    );
     let im_start = gguf_tokenizer::token_id(&tok, "<|im_start|>").expect("special");
     let ids = gguf_tokenizer::encode(&tok, &chat_prompt("Hi")).expect("encode");
     assert_eq!(ids[0], im_start, "special tokens in the template are single tokens");
@@ -38,7 +41,10 @@ fn tokenizer_matches_reference_ids_and_round_trips_real_text() {
     if let Ok(path) = std::env::var("TRACEMARK_HUMAN_TEXT") {
         let corpus = std::fs::read_to_string(path).expect("corpus");
         texts.extend(corpus.lines().step_by(97).take(150).map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).expect("json")["text"].as_str().expect("text").to_string()
+            serde_json::from_str::<serde_json::Value>(l).expect("json")["text"]
+                .as_str()
+                .expect("text")
+                .to_string()
         }));
     }
     let mut tokens = 0;
@@ -59,21 +65,49 @@ fn forward_matches_candle_quantized_llama() {
     let mut file = std::fs::File::open(&path).expect("open");
     let ct = gguf_file::Content::read(&mut file).expect("gguf");
     let mut reference =
-        candle_transformers::models::quantized_llama::ModelWeights::from_gguf(ct, &mut file, &Device::Cpu).expect("reference");
+        candle_transformers::models::quantized_llama::ModelWeights::from_gguf(ct, &mut file, &Device::Cpu)
+            .expect("reference");
     let tok = gguf_tokenizer::from_gguf(&path).expect("tokenizer");
     let prompt = gguf_tokenizer::encode(&tok, &chat_prompt("Explain how a bicycle works.")).expect("encode");
     let mut cache = KvCache::new();
-    let a = ours.forward(&[prompt.clone()], &mut cache, false).expect("forward").squeeze(0).expect("squeeze");
-    let input = Tensor::new(prompt.as_slice(), &Device::Cpu).expect("tensor").unsqueeze(0).expect("batch");
-    let b = reference.forward(&input, 0).expect("reference forward").squeeze(0).expect("squeeze");
+    let a = ours
+        .forward(&[prompt.clone()], &mut cache, false)
+        .expect("forward")
+        .squeeze(0)
+        .expect("squeeze");
+    let input = Tensor::new(prompt.as_slice(), &Device::Cpu)
+        .expect("tensor")
+        .unsqueeze(0)
+        .expect("batch");
+    let b = reference
+        .forward(&input, 0)
+        .expect("reference forward")
+        .squeeze(0)
+        .expect("squeeze");
     let (a, b) = (a.to_vec1::<f32>().expect("vec"), b.to_vec1::<f32>().expect("vec"));
-    assert!(max_abs_diff(&a, &b) < 1e-2, "prompt logits differ by {}", max_abs_diff(&a, &b));
+    assert!(
+        max_abs_diff(&a, &b) < 1e-2,
+        "prompt logits differ by {}",
+        max_abs_diff(&a, &b)
+    );
     // All positions at once equal position-by-position decoding.
     let seq: Vec<u32> = prompt.iter().copied().take(24).collect();
-    let all = ours.forward(&[seq.clone()], &mut KvCache::new(), true).expect("all").squeeze(0).expect("s").to_vec2::<f32>().expect("v");
+    let all = ours
+        .forward(&[seq.clone()], &mut KvCache::new(), true)
+        .expect("all")
+        .squeeze(0)
+        .expect("s")
+        .to_vec2::<f32>()
+        .expect("v");
     let mut fresh = KvCache::new();
     for (i, &t) in seq.iter().enumerate() {
-        let one = ours.forward(&[vec![t]], &mut fresh, false).expect("one").squeeze(0).expect("s").to_vec1::<f32>().expect("v");
+        let one = ours
+            .forward(&[vec![t]], &mut fresh, false)
+            .expect("one")
+            .squeeze(0)
+            .expect("s")
+            .to_vec1::<f32>()
+            .expect("v");
         assert!(max_abs_diff(&one, &all[i]) < 1e-2, "position {i}");
     }
     // Ten decode steps through our KV cache equal candle's cache-free forward
@@ -81,16 +115,44 @@ fn forward_matches_candle_quantized_llama() {
     // its cache-free one after the first decode step, by up to ~0.9 in the
     // logits, so the cache-free path is the reference.)
     let mut seq = prompt.clone();
-    let mut token = a.iter().enumerate().max_by(|x, y| x.1.total_cmp(y.1)).map(|(i, _)| i as u32).expect("argmax");
+    let mut token = a
+        .iter()
+        .enumerate()
+        .max_by(|x, y| x.1.total_cmp(y.1))
+        .map(|(i, _)| i as u32)
+        .expect("argmax");
     for _ in 0..10 {
         seq.push(token);
-        let ours_step =
-            ours.forward(&[vec![token]], &mut cache, false).expect("step").squeeze(0).expect("s").to_vec1::<f32>().expect("v");
+        let ours_step = ours
+            .forward(&[vec![token]], &mut cache, false)
+            .expect("step")
+            .squeeze(0)
+            .expect("s")
+            .to_vec1::<f32>()
+            .expect("v");
         reference.clear_kv_cache();
-        let input = Tensor::new(seq.as_slice(), &Device::Cpu).expect("t").unsqueeze(0).expect("b");
-        let full = reference.forward(&input, 0).expect("ref").squeeze(0).expect("s").to_vec1::<f32>().expect("v");
-        assert!(max_abs_diff(&ours_step, &full) < 1e-2, "step logits differ by {}", max_abs_diff(&ours_step, &full));
-        token = ours_step.iter().enumerate().max_by(|x, y| x.1.total_cmp(y.1)).map(|(i, _)| i as u32).expect("argmax");
+        let input = Tensor::new(seq.as_slice(), &Device::Cpu)
+            .expect("t")
+            .unsqueeze(0)
+            .expect("b");
+        let full = reference
+            .forward(&input, 0)
+            .expect("ref")
+            .squeeze(0)
+            .expect("s")
+            .to_vec1::<f32>()
+            .expect("v");
+        assert!(
+            max_abs_diff(&ours_step, &full) < 1e-2,
+            "step logits differ by {}",
+            max_abs_diff(&ours_step, &full)
+        );
+        token = ours_step
+            .iter()
+            .enumerate()
+            .max_by(|x, y| x.1.total_cmp(y.1))
+            .map(|(i, _)| i as u32)
+            .expect("argmax");
     }
 }
 
@@ -109,19 +171,40 @@ fn watermarked_generation_is_detected_from_text_and_plain_is_not() {
     let key = Key::generate().expect("rng");
     let config: SchemeConfig = "kgw:gamma=0.25,delta=2,context=lefthash:1".parse().expect("cfg");
     let scheme = config.build(&key, model.config().vocab_size).expect("scheme");
-    let sampling = Sampling { temperature: 1.0, top_k: None, top_p: None };
-    let arms = [Arm { scheme: Some(scheme.as_ref()), skip_repeated: false, sampling }, Arm { scheme: None, skip_repeated: false, sampling }];
+    let sampling = Sampling {
+        temperature: 1.0,
+        top_k: None,
+        top_p: None,
+    };
+    let arms = [
+        Arm {
+            scheme: Some(scheme.as_ref()),
+            skip_repeated: false,
+            sampling,
+        },
+        Arm {
+            scheme: None,
+            skip_repeated: false,
+            sampling,
+        },
+    ];
     let prompt_text = chat_prompt("Describe a walk through a busy city market.");
     let prompt = gguf_tokenizer::encode(&tok, &prompt_text).expect("encode");
     let stop = [gguf_tokenizer::token_id(&tok, "<|im_end|>").expect("id")];
     let (gens, timing) = generate(&model, &prompt, &arms, 120, &stop, &mut Rng::new(7)).expect("generate");
-    assert!(timing.watermark < timing.forward / 100, "watermark work must be < 1% of decoding");
+    assert!(
+        timing.watermark < timing.forward / 100,
+        "watermark work must be < 1% of decoding"
+    );
     let detector = Detector::new(&key, &config, verifier_tok.vocab_size(), DetectOptions::default()).expect("detector");
     let verdicts: Vec<Verdict> = gens
         .iter()
         .map(|g| {
             let text = gguf_tokenizer::decode(&tok, &g.ids).expect("decode");
-            detector.detect_text(&verifier_tok, Some(&prompt_text), &text).expect("detect").verdict
+            detector
+                .detect_text(&verifier_tok, Some(&prompt_text), &text)
+                .expect("detect")
+                .verdict
         })
         .collect();
     assert_eq!(verdicts, [Verdict::Detected, Verdict::NotDetected], "{gens:?}");

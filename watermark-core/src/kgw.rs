@@ -184,6 +184,34 @@ impl Kgw {
     }
 }
 
+/// The green list of a `kgw` scheme after `history`, one flag per vocabulary
+/// entry: for applying the bias elsewhere (e.g. on an accelerator, as
+/// `logits += delta * mask`). `None` when the history is shorter than the
+/// context width; an error for other schemes or out-of-range context tokens.
+pub fn green_mask(scheme: &dyn Scheme, history: &[u32]) -> Result<Option<Vec<bool>>> {
+    let SchemeConfig::Kgw(config) = scheme.config() else {
+        return Err(Error::param(
+            "scheme",
+            scheme.config(),
+            "a kgw scheme (only kgw has a green list)",
+        ));
+    };
+    let vocab = scheme.vocab_size();
+    for &t in &history[history.len().saturating_sub(config.context().width())..] {
+        crate::scheme::check_token(t, vocab)?;
+    }
+    let seeder = scheme.seeder();
+    let Some(cs) = seeder.context_seed(history) else {
+        return Ok(None);
+    };
+    let g = u32::from(config.green_threshold());
+    Ok(Some(
+        (0..vocab as u32)
+            .map(|t| scheme.value(seeder.token_seed(&cs, t), t) < g)
+            .collect(),
+    ))
+}
+
 pub(crate) fn check_vocab(vocab_size: usize) -> Result<()> {
     if vocab_size == 0 || vocab_size > u32::MAX as usize {
         return Err(Error::param("vocab_size", vocab_size, "1..=2^32-1 tokens"));

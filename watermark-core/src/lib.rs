@@ -101,7 +101,7 @@ pub use context::{Context, ContextMode, ContextSeed, Seeder};
 pub use error::{Error, Result};
 pub use gumbel::{score as gumbel_score, uniform as gumbel_uniform, Gumbel, GumbelConfig};
 pub use key::{Key, KeyId, MAX_LABEL_LEN};
-pub use kgw::{Kgw, KgwConfig};
+pub use kgw::{green_mask, Kgw, KgwConfig};
 pub use mix::{mix, value16};
 pub use ndarray;
 pub use scheme::{Observation, Scheme, SchemeConfig, SchemeKind, SeenContexts, Step};

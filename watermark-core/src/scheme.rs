@@ -239,15 +239,24 @@ impl<'a> Params<'a> {
         &mut self,
         name: &'static str,
         expected: &'static str,
-    ) -> Result<Option<T>> {
+    ) -> Result<Option<T>>
+    where
+        T::Err: fmt::Display,
+    {
         let Some(i) = self.pairs.iter().position(|(k, _)| *k == name) else {
             return Ok(None);
         };
         let (_, v) = self.pairs.remove(i);
-        v.parse().map(Some).map_err(|_| Error::param(name, v, expected))
+        // Keep the value's own complaint (e.g. a context width out of range).
+        v.parse()
+            .map(Some)
+            .map_err(|e| Error::param(name, format!("{v} ({e})"), expected))
     }
 
-    pub(crate) fn require<T: core::str::FromStr>(&mut self, name: &'static str, expected: &'static str) -> Result<T> {
+    pub(crate) fn require<T: core::str::FromStr>(&mut self, name: &'static str, expected: &'static str) -> Result<T>
+    where
+        T::Err: fmt::Display,
+    {
         self.take(name, expected)?
             .ok_or_else(|| Error::param(name, "(missing)", expected))
     }

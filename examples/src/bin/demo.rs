@@ -62,7 +62,10 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
 
 fn verdict_line(d: &Detection) -> String {
     let p = d.log10_p.map_or("n/a".into(), render::p_value);
-    format!("{} | p = {p} | {} of {} tokens scored", d.verdict, d.counts.scored, d.counts.seen)
+    format!(
+        "{} | p = {p} | {} of {} tokens scored",
+        d.verdict, d.counts.scored, d.counts.seen
+    )
 }
 
 fn run(args: Args) -> Result<()> {
@@ -75,7 +78,13 @@ fn run(args: Args) -> Result<()> {
     std::fs::create_dir_all(&out_dir).map_err(|e| Error::io(&out_dir, e))?;
     let tok_path = cache_dir().join("smollm2-tokenizer.json");
     gguf_tokenizer::save(&tok, &tok_path)?;
-    println!("model      {} ({} layers, vocab {}), loaded in {:.1} s", model_file.display(), model.config().layers, model.config().vocab_size, t.elapsed().as_secs_f64());
+    println!(
+        "model      {} ({} layers, vocab {}), loaded in {:.1} s",
+        model_file.display(),
+        model.config().layers,
+        model.config().vocab_size,
+        t.elapsed().as_secs_f64()
+    );
     // A key of the demo's own, from the OS random number generator, kept for the CLI line below.
     let key_path = out_dir.join("demo.key");
     let key = if key_path.exists() {
@@ -89,9 +98,27 @@ fn run(args: Args) -> Result<()> {
     let scheme = args.scheme.build(&key, model.config().vocab_size)?;
     let verifier_tok = TextTokenizer::from_file(&tok_path)?;
     let detector = Detector::new(&key, &args.scheme, verifier_tok.vocab_size(), DetectOptions::default())?;
-    let stop = [gguf_tokenizer::token_id(&tok, "<|im_end|>")?, gguf_tokenizer::token_id(&tok, "<|endoftext|>")?];
-    let sampling = Sampling { temperature: args.temperature, top_k: None, top_p: Some(args.top_p) };
-    let arms = [Arm { scheme: Some(scheme.as_ref()), skip_repeated: false, sampling }, Arm { scheme: None, skip_repeated: false, sampling }];
+    let stop = [
+        gguf_tokenizer::token_id(&tok, "<|im_end|>")?,
+        gguf_tokenizer::token_id(&tok, "<|endoftext|>")?,
+    ];
+    let sampling = Sampling {
+        temperature: args.temperature,
+        top_k: None,
+        top_p: Some(args.top_p),
+    };
+    let arms = [
+        Arm {
+            scheme: Some(scheme.as_ref()),
+            skip_repeated: false,
+            sampling,
+        },
+        Arm {
+            scheme: None,
+            skip_repeated: false,
+            sampling,
+        },
+    ];
     let mut rng = Rng::new(args.seed);
     let width = 58;
     for (n, user) in PROMPTS.iter().enumerate() {
@@ -108,7 +135,8 @@ fn run(args: Args) -> Result<()> {
             let d = detector.detect_text(&verifier_tok, Some(&prompt_text), &text)?;
             columns.push((name, text, d));
         }
-        std::fs::write(out_dir.join(format!("{}-prompt.txt", n + 1)), &prompt_text).map_err(|e| Error::io(&out_dir, e))?;
+        std::fs::write(out_dir.join(format!("{}-prompt.txt", n + 1)), &prompt_text)
+            .map_err(|e| Error::io(&out_dir, e))?;
         println!("\n=== prompt {}: {user}", n + 1);
         println!(
             "    ({} + {} tokens in {secs:.1} s: {:.1} tokens/s; watermark {:.3}% of decode time)",
@@ -119,12 +147,24 @@ fn run(args: Args) -> Result<()> {
         );
         let left = wrap(&columns[0].1, width);
         let right = wrap(&columns[1].1, width);
-        println!("{:<width$} | {}", format!("[{}]", columns[0].0.to_uppercase()), format!("[{}]", columns[1].0.to_uppercase()));
+        println!(
+            "{:<width$} | {}",
+            format!("[{}]", columns[0].0.to_uppercase()),
+            format!("[{}]", columns[1].0.to_uppercase())
+        );
         for i in 0..left.len().max(right.len()) {
-            println!("{:<width$} | {}", left.get(i).map_or("", String::as_str), right.get(i).map_or("", String::as_str));
+            println!(
+                "{:<width$} | {}",
+                left.get(i).map_or("", String::as_str),
+                right.get(i).map_or("", String::as_str)
+            );
         }
         println!("{:-<width$}-+-{:-<width$}", "", "");
-        println!("{:<width$} | {}", verdict_line(&columns[0].2), verdict_line(&columns[1].2));
+        println!(
+            "{:<width$} | {}",
+            verdict_line(&columns[0].2),
+            verdict_line(&columns[1].2)
+        );
     }
     println!("\nVerify any answer yourself with the CLI, e.g.:");
     println!(

@@ -1,0 +1,678 @@
+//! `make eval`: the evaluation harness behind tracemark's published numbers.
+//!
+//! For every prompt of `examples/data/prompts.txt`, SmolLM2-135M answers once
+//! per arm (no watermark, kgw at three biases and two context modes,
+//! tournament, gumbel), all arms of a prompt decoding as one batch.
+//! Generations are cached and the run resumes where it stopped. The report
+//! (`eval/results/<date>.md` plus SVG plots) gives detectability (TPR at exact
+//! FPR thresholds, by length), honesty of the FPR on the unwatermarked arm,
+//! quality (perplexity under the unwatermarked model, distinct-n), cost, and
+//! robustness to edits, pasting into human text, and the decode/re-encode
+//! round trip. `--quick` runs a small subset to check the pipeline.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use tracemark_core::{Key, Scheme};
+use tracemark_examples::eval::{self, ArmRecord, ArmSpec, PromptRecord};
+use tracemark_examples::generate::{generate, Arm, Rng, Sampling};
+use tracemark_examples::model::{set_threads, Llama, LoadOptions};
+use tracemark_examples::{cache_dir, chat_prompt, gguf_tokenizer, model_path, prompts, Error, Result};
+use tracemark_verifier::{DetectOptions, Detector, TextTokenizer, WindowOptions};
+
+#[derive(Parser)]
+#[command(about = "Evaluate tracemark's schemes on SmolLM2-135M")]
+struct Args {
+    /// A small subset (3 prompts, 48 tokens) that checks the pipeline in minutes
+    #[arg(long)]
+    quick: bool,
+    /// Use only the first N prompts
+    #[arg(long)]
+    prompts: Option<usize>,
+    /// New tokens per answer
+    #[arg(long, default_value_t = 200)]
+    tokens: usize,
+    /// Where to write the report (default: eval/results/<date>.md, or the cache with --quick)
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// CPU threads for the model (default: all cores)
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Sampling seed
+    #[arg(long, default_value_t = 2026)]
+    seed: u64,
+}
+
+const LENGTHS: [usize; 4] = [25, 50, 100, 200];
+
+fn io<T>(path: &Path, r: std::io::Result<T>) -> Result<T> {
+    r.map_err(|e| Error::io(path, e))
+}
+
+/// Today's date as YYYY-MM-DD (UTC), from the system clock.
+fn today() -> String {
+    let days = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 86_400) as i64;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+fn fnv(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+struct Setup {
+    model: Llama,
+    tok: tokenizers::Tokenizer,
+    verifier_tok: TextTokenizer,
+    key: Key,
+    arms: Vec<ArmSpec>,
+    schemes: Vec<Option<Box<dyn Scheme>>>,
+    stop: Vec<u32>,
+}
+
+fn setup(args: &Args, dir: &Path) -> Result<Setup> {
+    set_threads(args.threads);
+    let path = model_path()?;
+    let model = Llama::load(&path, LoadOptions::default())?;
+    let tok = gguf_tokenizer::from_gguf(&path)?;
+    let tok_path = dir.join("tokenizer.json");
+    gguf_tokenizer::save(&tok, &tok_path)?;
+    let verifier_tok = TextTokenizer::from_file(&tok_path)?;
+    let key_path = dir.join("eval.key");
+    let key = if key_path.exists() {
+        Key::load(&key_path)?
+    } else {
+        let k = Key::generate()?;
+        k.save(&key_path)?;
+        k
+    };
+    let arms = eval::arms();
+    let schemes = arms
+        .iter()
+        .map(|a| {
+            a.scheme
+                .as_ref()
+                .map(|c| c.build(&key, model.config().vocab_size))
+                .transpose()
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let stop = vec![
+        gguf_tokenizer::token_id(&tok, "<|im_end|>")?,
+        gguf_tokenizer::token_id(&tok, "<|endoftext|>")?,
+    ];
+    Ok(Setup {
+        model,
+        tok,
+        verifier_tok,
+        key,
+        arms,
+        schemes,
+        stop,
+    })
+}
+
+fn generate_all(s: &Setup, args: &Args, prompt_set: &[&str], dir: &Path) -> Result<Vec<PromptRecord>> {
+    let tag = format!(
+        "{}|{}|{}|{}",
+        s.key.id(),
+        s.arms
+            .iter()
+            .map(|a| format!(
+                "{}{}",
+                a.scheme.as_ref().map_or("none".into(), |c| c.to_string()),
+                if a.skip_repeated { "+skip" } else { "" }
+            ))
+            .collect::<Vec<_>>()
+            .join(";"),
+        args.tokens,
+        args.seed
+    );
+    let gen_dir = dir.join(format!("generations-{:016x}", fnv(&tag)));
+    io(&gen_dir, std::fs::create_dir_all(&gen_dir))?;
+    let sampling = Sampling {
+        temperature: 1.0,
+        top_k: None,
+        top_p: None,
+    };
+    let arms: Vec<Arm<'_>> = s
+        .schemes
+        .iter()
+        .zip(&s.arms)
+        .map(|(sc, spec)| Arm {
+            scheme: sc.as_deref(),
+            skip_repeated: spec.skip_repeated,
+            sampling,
+        })
+        .collect();
+    let mut records = Vec::with_capacity(prompt_set.len());
+    let started = Instant::now();
+    let mut fresh = 0;
+    for (i, user) in prompt_set.iter().enumerate() {
+        let file = gen_dir.join(format!("prompt-{i:03}.json"));
+        if let Ok(text) = std::fs::read_to_string(&file) {
+            if let Ok(r) = serde_json::from_str::<PromptRecord>(&text) {
+                records.push(r);
+                continue;
+            }
+        }
+        let prompt = gguf_tokenizer::encode(&s.tok, &chat_prompt(user))?;
+        let mut rng = Rng::new(args.seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let (gens, timing) = generate(&s.model, &prompt, &arms, args.tokens, &s.stop, &mut rng)?;
+        let record = PromptRecord {
+            prompt_index: i,
+            prompt_ids: prompt,
+            arms: gens
+                .into_iter()
+                .zip(&s.arms)
+                .map(|(g, a)| ArmRecord {
+                    arm: a.name.to_string(),
+                    ids: g.ids,
+                    nll: g.nll,
+                    stopped: g.stopped,
+                    watermark_ns: g.watermark_time.as_nanos() as u64,
+                })
+                .collect(),
+            forward_ns: timing.forward.as_nanos() as u64,
+            steps: timing.steps,
+        };
+        let json = serde_json::to_string(&record).map_err(|e| Error::Usage(e.to_string()))?;
+        io(&file, std::fs::write(&file, json))?;
+        records.push(record);
+        fresh += 1;
+        let per = started.elapsed().as_secs_f64() / f64::from(fresh);
+        eprintln!(
+            "[{}/{}] generated ({} steps); about {:.0} min left",
+            i + 1,
+            prompt_set.len(),
+            timing.steps,
+            per * (prompt_set.len() - i - 1) as f64 / 60.0
+        );
+    }
+    Ok(records)
+}
+
+/// Decode speed of a single sequence (batch 1), with and without each watermark.
+fn single_sequence_speed(s: &Setup, tokens: usize) -> Result<Vec<(String, f64, f64)>> {
+    let prompt = gguf_tokenizer::encode(&s.tok, &chat_prompt("Describe a long train journey."))?;
+    let sampling = Sampling::default();
+    let mut out = Vec::new();
+    for (spec, scheme) in s.arms.iter().zip(&s.schemes) {
+        if !matches!(
+            spec.name,
+            "none" | "kgw d=2 h=1" | "kgw d=2 self4" | "tournament" | "gumbel"
+        ) {
+            continue;
+        }
+        let arm = [Arm {
+            scheme: scheme.as_deref(),
+            skip_repeated: spec.skip_repeated,
+            sampling,
+        }];
+        let (_, timing) = generate(&s.model, &prompt, &arm, tokens, &[], &mut Rng::new(1))?;
+        // Decode steps only (the prompt's forward pass is the same with or without a watermark).
+        let step = (timing.forward + timing.watermark + timing.sampling).as_secs_f64() / timing.steps.max(1) as f64;
+        let share = timing.watermark.as_secs_f64() / timing.forward.as_secs_f64();
+        out.push((spec.name.to_string(), 1.0 / step, share));
+    }
+    Ok(out)
+}
+
+/// One row of a results table: log10 p per prompt.
+type Samples = Vec<f64>;
+
+struct Analysis {
+    by_length: BTreeMap<(String, usize), Samples>,
+    fpr: BTreeMap<String, Samples>,
+    attacks: BTreeMap<(String, String), Samples>,
+    nll: BTreeMap<String, (Vec<f64>, Vec<f64>)>,
+    distinct: BTreeMap<String, (Vec<f64>, Vec<f64>)>,
+    watermark_us_per_token: BTreeMap<String, f64>,
+    tokens: BTreeMap<String, Vec<f64>>,
+    forward_ms_per_step: f64,
+}
+
+fn human_ids(s: &Setup, n: usize) -> Result<Vec<Vec<u32>>> {
+    let path = std::env::var("TRACEMARK_HUMAN_TEXT").map_err(|_| {
+        Error::Usage("set TRACEMARK_HUMAN_TEXT to the human-text corpus (python3 scripts/fetch.py human-text)".into())
+    })?;
+    let text = io(Path::new(&path), std::fs::read_to_string(&path))?;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| Error::Usage(e.to_string()))?;
+        if v["category"] == "prose" || v["category"] == "docs" {
+            let ids = gguf_tokenizer::encode(&s.tok, v["text"].as_str().unwrap_or_default())?;
+            if ids.len() >= 800 {
+                out.push(ids[..800].to_vec());
+            }
+        }
+        if out.len() >= n {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+fn analyse(s: &Setup, records: &[PromptRecord]) -> Result<Analysis> {
+    let vocab = s.model.config().vocab_size as u32;
+    let opts = DetectOptions {
+        min_scored: 1,
+        ..DetectOptions::default()
+    };
+    let window_opts = DetectOptions {
+        window: Some(WindowOptions::default()),
+        ..opts.clone()
+    };
+    let human = human_ids(s, records.len())?;
+    let mut a = Analysis {
+        by_length: BTreeMap::new(),
+        fpr: BTreeMap::new(),
+        attacks: BTreeMap::new(),
+        nll: BTreeMap::new(),
+        distinct: BTreeMap::new(),
+        watermark_us_per_token: BTreeMap::new(),
+        tokens: BTreeMap::new(),
+        forward_ms_per_step: 0.0,
+    };
+    let (mut fwd, mut steps) = (0u64, 0usize);
+    for r in records {
+        fwd += r.forward_ns;
+        steps += r.steps;
+    }
+    a.forward_ms_per_step = fwd as f64 / 1e6 / steps.max(1) as f64;
+    for (arm_index, spec) in s.arms.iter().enumerate() {
+        let name = spec.name.to_string();
+        let mut nlls = Vec::new();
+        let mut ppls = Vec::new();
+        let (mut d2, mut d3) = (Vec::new(), Vec::new());
+        let mut wm_ns = 0u64;
+        let mut produced = 0usize;
+        for r in records {
+            let g = &r.arms[arm_index];
+            if !g.nll.is_empty() {
+                let mean = g.nll.iter().map(|&x| f64::from(x)).sum::<f64>() / g.nll.len() as f64;
+                nlls.push(mean);
+                ppls.push(mean.exp());
+            }
+            d2.push(eval::distinct_n(&g.ids, 2));
+            d3.push(eval::distinct_n(&g.ids, 3));
+            wm_ns += g.watermark_ns;
+            produced += g.ids.len() + usize::from(g.stopped);
+            a.tokens.entry(name.clone()).or_default().push(g.ids.len() as f64);
+        }
+        a.nll.insert(name.clone(), (nlls, ppls));
+        a.distinct.insert(name.clone(), (d2, d3));
+        a.watermark_us_per_token
+            .insert(name.clone(), wm_ns as f64 / 1e3 / produced.max(1) as f64);
+        let Some(config) = &spec.scheme else { continue };
+        let detector = Detector::new(&s.key, config, vocab as usize, opts.clone())?;
+        let window_detector = Detector::new(&s.key, config, vocab as usize, window_opts.clone())?;
+        for (pi, r) in records.iter().enumerate() {
+            let g = &r.arms[arm_index];
+            let detect = |ids: &[u32]| -> Result<f64> {
+                if ids.is_empty() {
+                    return Ok(0.0);
+                }
+                Ok(detector.detect_ids(&r.prompt_ids, ids)?.log10_p.unwrap_or(0.0))
+            };
+            for &len in &LENGTHS {
+                let l = len.min(g.ids.len());
+                a.by_length
+                    .entry((name.clone(), len))
+                    .or_default()
+                    .push(detect(&g.ids[..l])?);
+            }
+            // The unwatermarked arm under this scheme's detector: the FPR check.
+            a.fpr.entry(name.clone()).or_default().push(detect(&r.arms[0].ids)?);
+            let mut rng = Rng::new(0xa77a_c4 ^ ((pi as u64) << 8) ^ arm_index as u64);
+            let attack = |label: String, ids: Vec<u32>, a: &mut Analysis| -> Result<()> {
+                let l = detect(&ids)?;
+                a.attacks.entry((name.clone(), label)).or_default().push(l);
+                Ok(())
+            };
+            for f in [0.1, 0.3, 0.5] {
+                attack(
+                    format!("substitute {:.0}%", f * 100.0),
+                    eval::substitute(&g.ids, f, vocab, &mut rng),
+                    &mut a,
+                )?;
+            }
+            for f in [0.1, 0.3] {
+                attack(
+                    format!("delete {:.0}%", f * 100.0),
+                    eval::delete(&g.ids, f, &mut rng),
+                    &mut a,
+                )?;
+                attack(
+                    format!("insert {:.0}%", f * 100.0),
+                    eval::insert(&g.ids, f, vocab, &mut rng),
+                    &mut a,
+                )?;
+            }
+            // Decode, then re-encode with the model's tokenizer, as a verifier of text must.
+            let text = gguf_tokenizer::decode(&s.tok, &g.ids)?;
+            let prompt_text = s
+                .tok
+                .decode(&r.prompt_ids, false)
+                .map_err(|e| Error::Tokenizer(e.to_string()))?;
+            let rt = if text.trim().is_empty() {
+                0.0
+            } else {
+                detector
+                    .detect_text(&s.verifier_tok, Some(&prompt_text), &text)?
+                    .log10_p
+                    .unwrap_or(0.0)
+            };
+            a.attacks
+                .entry((name.clone(), "decode/re-encode".into()))
+                .or_default()
+                .push(rt);
+            // Pasted in the middle of four times as much human text.
+            if let Some(h) = human.get(pi % human.len().max(1)) {
+                let cut = h.len() / 2;
+                let mut doc = h[..cut].to_vec();
+                doc.extend_from_slice(&g.ids);
+                doc.extend_from_slice(&h[cut..(cut + 3 * g.ids.len()).min(h.len())]);
+                let d = window_detector.detect_ids(&[], &doc)?;
+                a.attacks
+                    .entry((name.clone(), "pasted in 4x human text (whole)".into()))
+                    .or_default()
+                    .push(d.log10_p.unwrap_or(0.0));
+                a.attacks
+                    .entry((name.clone(), "pasted in 4x human text (window)".into()))
+                    .or_default()
+                    .push(d.window.map_or(0.0, |w| w.log10_p));
+            }
+        }
+    }
+    Ok(a)
+}
+
+fn pct(x: f64) -> String {
+    if x.is_nan() {
+        "n/a".into()
+    } else {
+        format!("{:.3}", x)
+    }
+}
+
+fn write_report(
+    s: &Setup,
+    args: &Args,
+    records: &[PromptRecord],
+    a: &Analysis,
+    speeds: &[(String, f64, f64)],
+    out: &Path,
+) -> Result<()> {
+    let mut md = String::new();
+    let n = records.len();
+    let _ = writeln!(md, "# tracemark evaluation, {}\n", today());
+    let _ = writeln!(
+        md,
+        "SmolLM2-135M-Instruct (GGUF Q4_1 requantized to Q8_0, candle, CPU), {n} prompts from `examples/data/prompts.txt`, \
+         up to {} new tokens each, sampling at temperature 1 (no top-k/top-p; tournament and gumbel sample their own \
+         distribution). One key (id `{}`), dedup `pair`, exact p-values. Regenerate with `make eval`.\n",
+        args.tokens,
+        s.key.id()
+    );
+    let _ = writeln!(md, "## Detectability\n\nTPR at each false-positive rate, from exact p-values on the generated ids (prompt as context), at {} tokens (or fewer if the model stopped):\n", args.tokens);
+    let _ = writeln!(md, "| scheme | TPR@1e-2 | TPR@1e-3 | TPR@1e-6 | median log10 p | mean tokens | FPR@1e-2 on unwatermarked |\n|---|---:|---:|---:|---:|---:|---:|");
+    let full = *LENGTHS.last().unwrap_or(&200);
+    for spec in s.arms.iter().skip(1) {
+        let l = &a.by_length[&(spec.name.to_string(), full)];
+        let f = &a.fpr[spec.name];
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {:.1} | {:.0} | {} |",
+            spec.name,
+            pct(eval::rate_below(l, 1e-2)),
+            pct(eval::rate_below(l, 1e-3)),
+            pct(eval::rate_below(l, 1e-6)),
+            eval::median(l),
+            eval::mean_se(&a.tokens[spec.name]).0,
+            pct(eval::rate_below(f, 1e-2)),
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nThe unwatermarked answers, tested under each scheme's key, give the FPR column: exact p-values make \
+         P(p < alpha) <= alpha, and with {n} answers an observed rate up to about {:.3} is consistent with 1e-2.\n",
+        (1e-2 + 2.0 * (1e-2 * 0.99 / n as f64).sqrt())
+    );
+    let _ = writeln!(
+        md,
+        "TPR at FPR 1e-3 by length (the first L tokens of each answer):\n\n| scheme | {} |\n|---|{}",
+        LENGTHS.map(|l| format!("L={l}")).join(" | "),
+        "---:|".repeat(LENGTHS.len())
+    );
+    for spec in s.arms.iter().skip(1) {
+        let cells: Vec<String> = LENGTHS
+            .iter()
+            .map(|&l| pct(eval::rate_below(&a.by_length[&(spec.name.to_string(), l)], 1e-3)))
+            .collect();
+        let _ = writeln!(md, "| {} | {} |", spec.name, cells.join(" | "));
+    }
+    let _ = writeln!(md, "\n![TPR vs tokens](./{}-tpr-vs-tokens.svg)\n", today());
+    let _ = writeln!(md, "## Quality\n\nPerplexity of each arm's answers under the unwatermarked model (from the model's own logits while decoding), with the standard error of the mean log-perplexity; distinct-n over each answer:\n");
+    let _ = writeln!(md, "| scheme | mean NLL/token ± SE | PPL (exp mean NLL) | median PPL | distinct-2 | distinct-3 |\n|---|---:|---:|---:|---:|---:|");
+    for spec in &s.arms {
+        let (nll, ppl) = &a.nll[spec.name];
+        let (m, se) = eval::mean_se(nll);
+        let (d2, d3) = &a.distinct[spec.name];
+        let _ = writeln!(
+            md,
+            "| {} | {m:.3} ± {se:.3} | {:.2} | {:.2} | {:.3} | {:.3} |",
+            spec.name,
+            m.exp(),
+            eval::median(ppl),
+            eval::mean_se(d2).0,
+            eval::mean_se(d3).0
+        );
+    }
+    let _ = writeln!(md, "\n![Perplexity vs delta](./{}-ppl-vs-delta.svg)\n", today());
+    let _ = writeln!(md, "## Cost\n\nDecoding one sequence (batch 1) on this machine, decode steps only, with each watermark, and the watermark's share of the decode step:\n\n| scheme | tokens/s | watermark / model forward |\n|---|---:|---:|");
+    for (name, tps, share) in speeds {
+        let _ = writeln!(md, "| {name} | {tps:.1} | {:.3}% |", 100.0 * share);
+    }
+    let _ = writeln!(md, "\nIn the batched evaluation (all {} arms of a prompt per step) a decode step took {:.1} ms; watermark work per generated token:\n\n| scheme | µs per token | share of a batch-1 step |\n|---|---:|---:|", s.arms.len(), a.forward_ms_per_step);
+    let batch1_step_us = speeds.iter().find(|x| x.0 == "none").map_or(f64::NAN, |x| 1e6 / x.1);
+    for spec in s.arms.iter().skip(1) {
+        let us = a.watermark_us_per_token[spec.name];
+        let _ = writeln!(md, "| {} | {us:.1} | {:.3}% |", spec.name, 100.0 * us / batch1_step_us);
+    }
+    let _ = writeln!(md, "\n## Robustness\n\nTPR at FPR 1e-3 and median log10 p after each attack on the {}-token answers. Substitutions and insertions draw uniformly random tokens; the paste puts the answer in the middle of human text (Debian-packaged prose and docs) three times its length, tested whole and by window search (Bonferroni-corrected); decode/re-encode verifies the text through the model's tokenizer.\n", args.tokens);
+    let attack_names: Vec<String> = [
+        "substitute 10%",
+        "substitute 30%",
+        "substitute 50%",
+        "delete 10%",
+        "delete 30%",
+        "insert 10%",
+        "insert 30%",
+        "pasted in 4x human text (whole)",
+        "pasted in 4x human text (window)",
+        "decode/re-encode",
+    ]
+    .iter()
+    .map(|l| l.to_string())
+    .filter(|l| a.attacks.keys().any(|(_, k)| k == l))
+    .collect();
+    let _ = writeln!(
+        md,
+        "| scheme | {} |\n|---|{}",
+        attack_names.join(" | "),
+        "---:|".repeat(attack_names.len())
+    );
+    for spec in s.arms.iter().skip(1) {
+        let cells: Vec<String> = attack_names
+            .iter()
+            .map(|l| {
+                let v = &a.attacks[&(spec.name.to_string(), l.clone())];
+                format!("{} ({:.1})", pct(eval::rate_below(v, 1e-3)), eval::median(v))
+            })
+            .collect();
+        let _ = writeln!(md, "| {} | {} |", spec.name, cells.join(" | "));
+    }
+    let _ = writeln!(md, "\n![p-value vs substitution](./{}-p-vs-attack.svg)", today());
+    let dir = out.parent().unwrap_or(Path::new("."));
+    io(dir, std::fs::create_dir_all(dir))?;
+    io(out, std::fs::write(out, md))?;
+    plots(s, a, dir)?;
+    Ok(())
+}
+
+fn plots(s: &Setup, a: &Analysis, dir: &Path) -> Result<()> {
+    use tracemark_examples::plot::{line_chart, Series};
+    let names: Vec<&str> = s.arms.iter().skip(1).map(|x| x.name).collect();
+    let tpr: Vec<Series> = names
+        .iter()
+        .map(|n| Series {
+            name: n.to_string(),
+            points: LENGTHS
+                .iter()
+                .map(|&l| (l as f64, eval::rate_below(&a.by_length[&(n.to_string(), l)], 1e-3)))
+                .collect(),
+        })
+        .collect();
+    line_chart(
+        &dir.join(format!("{}-tpr-vs-tokens.svg", today())),
+        "TPR at FPR 1e-3 vs tokens",
+        "tokens",
+        "TPR",
+        &tpr,
+    )?;
+    let subs: Vec<Series> = names
+        .iter()
+        .map(|n| Series {
+            name: n.to_string(),
+            points: [0.0, 0.1, 0.3, 0.5]
+                .iter()
+                .map(|&f| {
+                    let v = if f == 0.0 {
+                        &a.by_length[&(n.to_string(), *LENGTHS.last().unwrap_or(&200))]
+                    } else {
+                        &a.attacks[&(n.to_string(), format!("substitute {:.0}%", f * 100.0))]
+                    };
+                    (f * 100.0, eval::median(v))
+                })
+                .collect(),
+        })
+        .collect();
+    line_chart(
+        &dir.join(format!("{}-p-vs-attack.svg", today())),
+        "median log10 p vs random substitution",
+        "tokens substituted (%)",
+        "median log10 p",
+        &subs,
+    )?;
+    let ppl = |name: &str| eval::mean_se(&a.nll[name].0).0.exp();
+    let base = ppl("none");
+    let deltas = [(0.0, "none"), (1.0, "d=1"), (2.0, "d=2"), (4.0, "d=4")];
+    let series: Vec<Series> = [("kgw h=1", "h=1"), ("kgw self4", "self4")]
+        .iter()
+        .map(|(label, suffix)| Series {
+            name: label.to_string(),
+            points: deltas
+                .iter()
+                .map(|(d, tag)| {
+                    (
+                        *d,
+                        if *tag == "none" {
+                            base
+                        } else {
+                            ppl(&format!("kgw {tag} {suffix}"))
+                        },
+                    )
+                })
+                .collect(),
+        })
+        .collect();
+    line_chart(
+        &dir.join(format!("{}-ppl-vs-delta.svg", today())),
+        "perplexity vs kgw delta (gamma 0.25)",
+        "delta",
+        "perplexity",
+        &series,
+    )?;
+    Ok(())
+}
+
+fn run(args: Args) -> Result<()> {
+    let dir = if args.quick {
+        cache_dir().join("eval-quick")
+    } else {
+        cache_dir().join("eval")
+    };
+    io(&dir, std::fs::create_dir_all(&dir))?;
+    let mut args = args;
+    if args.quick {
+        args.tokens = args.tokens.min(48);
+        args.prompts = Some(args.prompts.unwrap_or(3).min(3));
+    }
+    let s = setup(&args, &dir)?;
+    let all = prompts();
+    let set = &all[..args.prompts.unwrap_or(all.len()).min(all.len())];
+    eprintln!(
+        "eval: {} prompts x {} arms, {} tokens; cache {}",
+        set.len(),
+        s.arms.len(),
+        args.tokens,
+        dir.display()
+    );
+    let t = Instant::now();
+    let records = generate_all(&s, &args, set, &dir)?;
+    eprintln!("generation: {:.0} s", t.elapsed().as_secs_f64());
+    let speeds = single_sequence_speed(&s, if args.quick { 16 } else { 64 })?;
+    let analysis = analyse(&s, &records)?;
+    let out = match (&args.out, args.quick) {
+        (Some(p), _) => p.clone(),
+        (None, true) => dir.join("report.md"),
+        (None, false) => PathBuf::from("eval/results").join(format!("{}.md", today())),
+    };
+    write_report(&s, &args, &records, &analysis, &speeds, &out)?;
+    eprintln!(
+        "report: {} ({:.0} s in all)",
+        out.display(),
+        t.elapsed().as_secs_f64() + Duration::ZERO.as_secs_f64()
+    );
+    if args.quick {
+        // The quick run checks the pipeline, not the numbers: every table cell must have been computed.
+        let report = io(&out, std::fs::read_to_string(&out))?;
+        if report.contains("| NaN")
+            || !report.contains("## Robustness")
+            || records.iter().any(|r| r.arms.len() != s.arms.len())
+        {
+            return Err(Error::Usage(format!(
+                "the quick evaluation produced an incomplete report: {}",
+                out.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("eval: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

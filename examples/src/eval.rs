@@ -1,0 +1,181 @@
+//! Pieces of the evaluation harness (`make eval`): the arms, cached
+//! generations, attacks, text metrics, and summary statistics.
+
+use serde::{Deserialize, Serialize};
+use tracemark_core::SchemeConfig;
+
+use crate::generate::Rng;
+
+/// One arm of the evaluation: a name and a scheme (none for the baseline).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ArmSpec {
+    /// Short name used in tables.
+    pub name: &'static str,
+    /// The watermark, if any.
+    pub scheme: Option<SchemeConfig>,
+    /// Skip contexts already watermarked in the sequence. On for the
+    /// distortion-free schemes (as in SynthID-Text): with a fixed key their
+    /// choice is a function of the context, and a repeated context would
+    /// otherwise repeat itself.
+    pub skip_repeated: bool,
+}
+
+/// The arms of the published evaluation.
+pub fn arms() -> Vec<ArmSpec> {
+    let spec = |name, s: Option<&str>| {
+        let scheme: Option<SchemeConfig> = s.map(|s| s.parse().unwrap_or_else(|e| panic!("{s}: {e}")));
+        let skip_repeated = matches!(&scheme, Some(SchemeConfig::Tournament(_) | SchemeConfig::Gumbel(_)));
+        ArmSpec {
+            name,
+            scheme,
+            skip_repeated,
+        }
+    };
+    vec![
+        spec("none", None),
+        spec("kgw d=1 h=1", Some("kgw:gamma=0.25,delta=1,context=lefthash:1")),
+        spec("kgw d=2 h=1", Some("kgw:gamma=0.25,delta=2,context=lefthash:1")),
+        spec("kgw d=4 h=1", Some("kgw:gamma=0.25,delta=4,context=lefthash:1")),
+        spec("kgw d=1 self4", Some("kgw:gamma=0.25,delta=1,context=selfhash:4")),
+        spec("kgw d=2 self4", Some("kgw:gamma=0.25,delta=2,context=selfhash:4")),
+        spec("kgw d=4 self4", Some("kgw:gamma=0.25,delta=4,context=selfhash:4")),
+        spec(
+            "tournament",
+            Some("tournament:layers=30,top_k=40,temperature=1,leaves=2,context=lefthash:4"),
+        ),
+        spec("gumbel", Some("gumbel:temperature=1,context=lefthash:4")),
+    ]
+}
+
+/// One cached generation of one arm.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ArmRecord {
+    /// The arm's name.
+    pub arm: String,
+    /// New token ids.
+    pub ids: Vec<u32>,
+    /// `-ln P(token)` under the unwatermarked model, per new token.
+    pub nll: Vec<f32>,
+    /// Whether a stop token ended it.
+    pub stopped: bool,
+    /// Watermark processing time in nanoseconds.
+    pub watermark_ns: u64,
+}
+
+/// All arms of one prompt.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PromptRecord {
+    /// Index in the prompt set.
+    pub prompt_index: usize,
+    /// The prompt ids (chat template applied).
+    pub prompt_ids: Vec<u32>,
+    /// One record per arm, in [`arms`] order.
+    pub arms: Vec<ArmRecord>,
+    /// Wall time of the batched forward passes, nanoseconds.
+    pub forward_ns: u64,
+    /// Decode steps.
+    pub steps: usize,
+}
+
+/// Replaces a `fraction` of the tokens by uniformly random ones.
+pub fn substitute(ids: &[u32], fraction: f64, vocab: u32, rng: &mut Rng) -> Vec<u32> {
+    ids.iter()
+        .map(|&t| {
+            if rng.uniform() < fraction {
+                (rng.next_u64() % u64::from(vocab)) as u32
+            } else {
+                t
+            }
+        })
+        .collect()
+}
+
+/// Deletes a `fraction` of the tokens.
+pub fn delete(ids: &[u32], fraction: f64, rng: &mut Rng) -> Vec<u32> {
+    ids.iter().copied().filter(|_| rng.uniform() >= fraction).collect()
+}
+
+/// Inserts a random token after a `fraction` of the tokens.
+pub fn insert(ids: &[u32], fraction: f64, vocab: u32, rng: &mut Rng) -> Vec<u32> {
+    let mut out = Vec::with_capacity(ids.len() * 2);
+    for &t in ids {
+        out.push(t);
+        if rng.uniform() < fraction {
+            out.push((rng.next_u64() % u64::from(vocab)) as u32);
+        }
+    }
+    out
+}
+
+/// Distinct-n: unique n-grams over all n-grams of a text (1 when too short).
+pub fn distinct_n(ids: &[u32], n: usize) -> f64 {
+    if ids.len() < n || n == 0 {
+        return 1.0;
+    }
+    let grams: std::collections::HashSet<&[u32]> = ids.windows(n).collect();
+    grams.len() as f64 / (ids.len() - n + 1) as f64
+}
+
+/// Mean and standard error of the mean.
+pub fn mean_se(xs: &[f64]) -> (f64, f64) {
+    if xs.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let n = xs.len() as f64;
+    let mean = xs.iter().sum::<f64>() / n;
+    if xs.len() < 2 {
+        return (mean, 0.0);
+    }
+    let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (mean, (var / n).sqrt())
+}
+
+/// The median (NaN for no data).
+pub fn median(xs: &[f64]) -> f64 {
+    if xs.is_empty() {
+        return f64::NAN;
+    }
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        0.5 * (v[m - 1] + v[m])
+    }
+}
+
+/// The share of `log10_p` values below `log10(alpha)`: the detection rate at
+/// that false-positive rate (exact p-values make the threshold the rate).
+pub fn rate_below(log10_p: &[f64], alpha: f64) -> f64 {
+    if log10_p.is_empty() {
+        return f64::NAN;
+    }
+    log10_p.iter().filter(|&&l| l < alpha.log10()).count() as f64 / log10_p.len() as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attacks_change_about_the_asked_fraction() {
+        let ids: Vec<u32> = (0..10_000).collect();
+        let mut rng = Rng::new(1);
+        let s = substitute(&ids, 0.3, 50_000, &mut rng);
+        let changed = s.iter().zip(&ids).filter(|(a, b)| a != b).count() as f64 / ids.len() as f64;
+        assert!((changed - 0.3).abs() < 0.03, "{changed}");
+        assert!((delete(&ids, 0.3, &mut rng).len() as f64 / 7000.0 - 1.0).abs() < 0.05);
+        assert!((insert(&ids, 0.3, 50_000, &mut rng).len() as f64 / 13_000.0 - 1.0).abs() < 0.05);
+    }
+
+    #[test]
+    fn metrics() {
+        assert_eq!(distinct_n(&[1, 2, 1, 2], 2), 2.0 / 3.0);
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(rate_below(&[-7.0, -2.0, -0.5], 1e-6), 1.0 / 3.0);
+        let (m, se) = mean_se(&[1.0, 3.0]);
+        assert!((m - 2.0).abs() < 1e-12 && (se - 1.0).abs() < 1e-12);
+        assert_eq!(arms().len(), 9);
+    }
+}

@@ -1,0 +1,139 @@
+//! Python exceptions (all subclass `ValueError` through `TracemarkError`), and
+//! the conversion of every Rust error into one. No panic reaches Python:
+//! entry points run inside [`shield`].
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+
+pyo3::create_exception!(
+    tracemark,
+    TracemarkError,
+    PyValueError,
+    "Base class of every tracemark error (a ValueError)."
+);
+pyo3::create_exception!(
+    tracemark,
+    InvalidParameterError,
+    TracemarkError,
+    "A scheme or option parameter is out of range."
+);
+pyo3::create_exception!(
+    tracemark,
+    NonFiniteLogitError,
+    TracemarkError,
+    "A logit is NaN or +inf."
+);
+pyo3::create_exception!(
+    tracemark,
+    VocabMismatchError,
+    TracemarkError,
+    "A logits row does not match the vocabulary size."
+);
+pyo3::create_exception!(
+    tracemark,
+    TokenOutOfRangeError,
+    TracemarkError,
+    "A token id is outside the vocabulary (wrong tokenizer?)."
+);
+pyo3::create_exception!(
+    tracemark,
+    LogitsLayoutError,
+    TracemarkError,
+    "Logits must be C-contiguous float32 arrays."
+);
+pyo3::create_exception!(
+    tracemark,
+    InvalidKeyError,
+    TracemarkError,
+    "A key or key file is malformed or corrupted."
+);
+pyo3::create_exception!(
+    tracemark,
+    KeyFileExistsError,
+    TracemarkError,
+    "Refused to overwrite an existing key file."
+);
+pyo3::create_exception!(tracemark, EmptyInputError, TracemarkError, "There is no token to test.");
+pyo3::create_exception!(
+    tracemark,
+    TokenizerError,
+    TracemarkError,
+    "The tokenizer could not be loaded or failed."
+);
+pyo3::create_exception!(
+    tracemark,
+    TracemarkIOError,
+    TracemarkError,
+    "A file could not be read or written."
+);
+
+/// Registers the exception classes on the module.
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    for (name, ty) in [
+        ("TracemarkError", py.get_type::<TracemarkError>()),
+        ("InvalidParameterError", py.get_type::<InvalidParameterError>()),
+        ("NonFiniteLogitError", py.get_type::<NonFiniteLogitError>()),
+        ("VocabMismatchError", py.get_type::<VocabMismatchError>()),
+        ("TokenOutOfRangeError", py.get_type::<TokenOutOfRangeError>()),
+        ("LogitsLayoutError", py.get_type::<LogitsLayoutError>()),
+        ("InvalidKeyError", py.get_type::<InvalidKeyError>()),
+        ("KeyFileExistsError", py.get_type::<KeyFileExistsError>()),
+        ("EmptyInputError", py.get_type::<EmptyInputError>()),
+        ("TokenizerError", py.get_type::<TokenizerError>()),
+        ("TracemarkIOError", py.get_type::<TracemarkIOError>()),
+    ] {
+        m.add(name, ty)?;
+    }
+    Ok(())
+}
+
+/// The Python exception of a core error.
+pub(crate) fn core_err(e: tracemark_core::Error) -> PyErr {
+    use tracemark_core::Error as E;
+    let msg = e.to_string();
+    match e {
+        E::InvalidParameter { .. } | E::InvalidLabel { .. } => InvalidParameterError::new_err(msg),
+        E::NonFiniteLogit { .. } | E::NoSelectableToken { .. } => NonFiniteLogitError::new_err(msg),
+        E::VocabMismatch { .. } | E::EmptyLogits | E::BatchMismatch { .. } => VocabMismatchError::new_err(msg),
+        E::TokenOutOfRange { .. } => TokenOutOfRangeError::new_err(msg),
+        E::NotContiguous => LogitsLayoutError::new_err(msg),
+        E::InvalidKey { .. } | E::Rng { .. } => InvalidKeyError::new_err(msg),
+        E::KeyFileExists { .. } => KeyFileExistsError::new_err(msg),
+        E::Io { .. } => TracemarkIOError::new_err(msg),
+        _ => TracemarkError::new_err(msg),
+    }
+}
+
+/// The Python exception of a verifier error.
+pub(crate) fn verifier_err(e: tracemark_verifier::Error) -> PyErr {
+    use tracemark_verifier::Error as E;
+    let msg = e.to_string();
+    match e {
+        E::Core(c) => core_err(c),
+        E::EmptyInput => EmptyInputError::new_err(msg),
+        E::WrongTokenizer { .. } => TokenOutOfRangeError::new_err(msg),
+        E::Tokenizer { .. } | E::InvalidUtf8 { .. } => TokenizerError::new_err(msg),
+        E::Io { .. } => TracemarkIOError::new_err(msg),
+        E::InvalidOption { .. } => InvalidParameterError::new_err(msg),
+        _ => TracemarkError::new_err(msg),
+    }
+}
+
+/// Runs a binding's body, turning a Rust panic (a bug) into a `TracemarkError`
+/// instead of letting it cross into Python.
+pub(crate) fn shield<T>(f: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown".into());
+            Err(TracemarkError::new_err(format!(
+                "internal error (please report): {what}"
+            )))
+        }
+    }
+}

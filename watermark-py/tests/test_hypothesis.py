@@ -1,0 +1,42 @@
+"""Property: under the null hypothesis (text independent of the key) p-values are
+uniform (gumbel, continuous) or conservative (kgw/tournament, discrete), whatever the text."""
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import tracemark as tm
+
+KEYS = 120
+
+
+def ks_uniform(p):
+    p = np.sort(np.asarray(p))
+    n = len(p)
+    return max(np.max(np.arange(1, n + 1) / n - p), np.max(p - np.arange(n) / n))
+
+
+texts = st.one_of(
+    st.lists(st.integers(0, 4999), min_size=60, max_size=300),
+    # Repetitive text: a short phrase repeated, the case deduplication exists for.
+    st.tuples(st.lists(st.integers(0, 4999), min_size=3, max_size=12), st.integers(5, 40)).map(lambda t: t[0] * t[1]),
+)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=texts)
+def test_p_values_are_uniform_under_the_null(text):
+    for spec, discrete in [("gumbel:temperature=1,context=lefthash:1", False),
+                           ("kgw:gamma=0.25,delta=2,context=lefthash:1", True),
+                           ("kgw:gamma=0.25,delta=2,context=selfhash:3", True)]:
+        p = []
+        for _ in range(KEYS):
+            r = tm.Detector(tm.Key.generate(), spec, 5000, min_scored=1).detect_ids(text)
+            p.append(r.p_value if r.p_value is not None else 1.0)
+        if discrete:
+            for alpha in (0.05, 0.1, 0.2):
+                share = np.mean(np.asarray(p) <= alpha)
+                assert share <= alpha + 4 * np.sqrt(alpha * (1 - alpha) / KEYS), (spec, alpha, share)
+        else:
+            # Kolmogorov-Smirnov at level 1e-3 (critical value 1.95 / sqrt(n)).
+            assert ks_uniform(p) < 1.95 / np.sqrt(KEYS), spec
