@@ -21,7 +21,7 @@ PY_REQS := watermark-py/requirements-test.txt
 VENV := $(CACHE)/venv-$(shell sha256sum $(PY_REQS) | cut -c1-12)
 VPY := $(VENV)/bin/python
 
-.PHONY: help setup data demo test test-rust test-python venv python bench lint eval eval-quick distill clean-cache
+.PHONY: help setup data demo test test-rust test-python venv python bench bench-python lint eval eval-quick distill clean-cache
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -71,6 +71,9 @@ bench: ## Criterion benches; writes the ratio tables of benches/RESULTS.md
 	$(CARGO) bench -p tracemark-benches --bench decode_step --bench prf --bench detect
 	$(PYTHON) benches/report.py $(CARGO_TARGET_DIR)/criterion decode_step step/ floor
 	$(PYTHON) benches/report.py $(CARGO_TARGET_DIR)/criterion detect detect/ baseline-sum-ids
+
+bench-python: python ## Side by side with transformers' watermarking (per step and detection); writes benches/RESULTS.md
+	"$(VPY)" benches/python/compare.py
 
 lint: ## rustfmt, clippy -D warnings, rustdoc -D warnings, golden vectors up to date
 	$(CARGO) fmt --all -- --check

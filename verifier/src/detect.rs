@@ -439,6 +439,11 @@ impl Detector {
         self.scheme.as_ref()
     }
 
+    /// The score of a keyed value under this detector's scheme.
+    pub(crate) fn score(&self, value: u32) -> f64 {
+        self.scorer.score(value)
+    }
+
     /// Checks that every id fits the vocabulary.
     pub(crate) fn check_ids(&self, ids: &[u32], offset: usize) -> Result<()> {
         let vocab_size = self.scheme.vocab_size();

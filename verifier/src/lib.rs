@@ -55,6 +55,7 @@ mod corpus;
 mod detect;
 mod error;
 mod keyring;
+mod radioactivity;
 pub mod render;
 pub mod stats;
 mod text;
@@ -66,6 +67,7 @@ pub use detect::{
 };
 pub use error::{Error, Result};
 pub use keyring::{KeyResult, Keyring, KeyringDetection, KeyringDetector};
+pub use radioactivity::{attribute, reading_mode, Attribution, ReadingDoc};
 pub use text::{sha256_hex, utf8, Encoded, TextTokenizer};
 pub use window::{WindowOptions, WindowReport};
 

@@ -56,8 +56,9 @@
 //! ## Batches
 //!
 //! [`Scheme::process_batch`] takes one history per row of an
-//! [`ndarray::ArrayViewMut2`] and processes rows in parallel when the batch is
-//! large.
+//! [`ndarray::ArrayViewMut2`]. Large batches (32 rows of a 128k vocabulary and
+//! more) are processed on several threads on machines with at least four
+//! cores; [`set_batch_threads`] or `TRACEMARK_THREADS` override that.
 //!
 //! ```
 //! use ndarray::Array2;
@@ -104,7 +105,7 @@ pub use key::{Key, KeyId, MAX_LABEL_LEN};
 pub use kgw::{green_mask, Kgw, KgwConfig};
 pub use mix::{mix, value16};
 pub use ndarray;
-pub use scheme::{Observation, Scheme, SchemeConfig, SchemeKind, SeenContexts, Step};
+pub use scheme::{set_batch_threads, Observation, Scheme, SchemeConfig, SchemeKind, SeenContexts, Step};
 pub use simd::Isa;
 pub use tournament::{Tournament, TournamentConfig};
 

@@ -4,9 +4,10 @@
 use core::fmt;
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Barrier;
 
 use ndarray::ArrayViewMut2;
-use rayon::prelude::*;
 
 use crate::context::{Context, ContextSeed, Seeder};
 use crate::error::{Error, Result};
@@ -285,8 +286,44 @@ pub(crate) mod sealed {
     }
 }
 
-/// Parallelise a batch only when it is worth a thread hand-off.
-const PARALLEL_MIN_ELEMENTS: usize = 1 << 17;
+/// Process a batch on several threads only from this many logits on (32 rows
+/// of a 128k vocabulary): below it, spawning threads costs more than it saves.
+const PARALLEL_MIN_ELEMENTS: usize = 1 << 22;
+/// ... and only with this many cores: on two cores the batch is bound by memory
+/// bandwidth and threads were measured to slow it down (benches/RESULTS.md).
+const PARALLEL_MIN_CORES: usize = 4;
+
+/// Threads for batches: 0 means automatic. Set from `TRACEMARK_THREADS` on first use.
+static BATCH_THREADS: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+/// Sets how many threads process a large batch (`None`: automatic, which is
+/// also what the `TRACEMARK_THREADS` environment variable, read once, overrides).
+pub fn set_batch_threads(threads: Option<usize>) {
+    BATCH_THREADS.store(threads.unwrap_or(0), Ordering::Relaxed);
+}
+
+fn batch_threads(rows: usize, elements: usize) -> usize {
+    let mut setting = BATCH_THREADS.load(Ordering::Relaxed);
+    if setting == usize::MAX {
+        setting = std::env::var("TRACEMARK_THREADS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        BATCH_THREADS.store(setting, Ordering::Relaxed);
+    }
+    let threads = match setting {
+        0 => {
+            let cores = std::thread::available_parallelism().map_or(1, usize::from);
+            if elements >= PARALLEL_MIN_ELEMENTS && cores >= PARALLEL_MIN_CORES {
+                cores
+            } else {
+                1
+            }
+        }
+        t => t,
+    };
+    threads.min(rows).max(1)
+}
 
 /// A keyed watermark scheme: processes logits at generation time and yields
 /// observations at verification time.
@@ -458,42 +495,88 @@ fn process_batch_impl<S: Scheme + ?Sized>(
     for row in logits.rows_mut() {
         rows.push(row.into_slice().ok_or(Error::NotContiguous)?);
     }
-    // Check every row before changing any. Checking from the last row back leaves
-    // the first rows in cache for the processing pass that follows; the error
-    // reported is that of the lowest failing row.
-    let mut first_error = None;
-    for (i, (row, history)) in rows.iter().zip(histories).enumerate().rev() {
-        if let Err(e) = check_row(scheme, history, row) {
-            first_error = Some(e.in_row(i));
+    let mut memories: Vec<Option<&mut SeenContexts>> = match memories {
+        Some(m) => m.iter_mut().map(Some).collect(),
+        None => (0..n).map(|_| None).collect(),
+    };
+    let threads = batch_threads(n, n * scheme.vocab());
+    if threads <= 1 {
+        // Check every row before changing any, from the last row back so that the
+        // first rows are still in cache for the pass that follows.
+        let mut first_error = None;
+        for (i, (row, history)) in rows.iter().zip(histories).enumerate().rev() {
+            if let Err(e) = check_row(scheme, history, row) {
+                first_error = Some(e.in_row(i));
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        return Ok(rows
+            .into_iter()
+            .zip(histories)
+            .zip(memories)
+            .map(|((row, h), m)| apply_checked(scheme, h, row, m))
+            .collect());
+    }
+    // Each thread checks a contiguous run of rows, waits until every run is
+    // checked, and then processes its run while the rows are still in its cache.
+    let per = n.div_ceil(threads);
+    let barrier = Barrier::new(n.div_ceil(per));
+    let failed = AtomicBool::new(false);
+    let results: Vec<std::result::Result<Vec<Step>, (usize, Error)>> = std::thread::scope(|s| {
+        let handles: Vec<_> = rows
+            .chunks_mut(per)
+            .zip(histories.chunks(per))
+            .zip(memories.chunks_mut(per))
+            .enumerate()
+            .map(|(c, ((rs, hs), ms))| {
+                let (barrier, failed) = (&barrier, &failed);
+                s.spawn(move || {
+                    let mut error = None;
+                    for (j, (row, h)) in rs.iter().zip(hs).enumerate() {
+                        if let Err(e) = check_row(scheme, h, row) {
+                            error = Some((c * per + j, e));
+                            failed.store(true, Ordering::SeqCst);
+                            break;
+                        }
+                    }
+                    barrier.wait();
+                    if let Some(e) = error {
+                        return Err(e);
+                    }
+                    if failed.load(Ordering::SeqCst) {
+                        return Ok(Vec::new());
+                    }
+                    Ok(rs
+                        .iter_mut()
+                        .zip(hs)
+                        .zip(ms)
+                        .map(|((row, h), m)| apply_checked(scheme, h, row, m.take()))
+                        .collect())
+                })
+            })
+            .collect();
+        // A panicking worker is a bug; surface it on the caller's thread.
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    let mut steps = Vec::with_capacity(n);
+    let mut first_error: Option<(usize, Error)> = None;
+    for r in results {
+        match r {
+            Ok(s) => steps.extend(s),
+            Err((i, e)) => {
+                if first_error.as_ref().is_none_or(|(j, _)| i < *j) {
+                    first_error = Some((i, e));
+                }
+            }
         }
     }
-    if let Some(e) = first_error {
-        return Err(e);
+    match first_error {
+        Some((i, e)) => Err(e.in_row(i)),
+        None => Ok(steps),
     }
-    let parallel = n > 1 && n * scheme.vocab() >= PARALLEL_MIN_ELEMENTS;
-    let steps = match memories {
-        None if parallel => rows
-            .into_par_iter()
-            .zip(histories)
-            .map(|(row, h)| apply_checked(scheme, h, row, None))
-            .collect(),
-        None => rows
-            .into_iter()
-            .zip(histories)
-            .map(|(row, h)| apply_checked(scheme, h, row, None))
-            .collect(),
-        Some(memories) if parallel => rows
-            .into_par_iter()
-            .zip(histories)
-            .zip(memories)
-            .map(|((row, h), m)| apply_checked(scheme, h, row, Some(m)))
-            .collect(),
-        Some(memories) => rows
-            .into_iter()
-            .zip(histories)
-            .zip(memories)
-            .map(|((row, h), m)| apply_checked(scheme, h, row, Some(m)))
-            .collect(),
-    };
-    Ok(steps)
 }

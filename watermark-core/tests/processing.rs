@@ -67,11 +67,17 @@ fn config_strings_round_trip() {
     }
 }
 
-/// Batched (sequential and parallel) and single-row processing agree bit for bit.
+/// Batched (sequential and threaded) and single-row processing agree bit for bit.
 #[test]
 fn batch_equals_single_rows() {
     let mut rng = Rng(7);
-    for (vocab, rows) in [(3000usize, 5usize), (40_000, 8)] {
+    for (vocab, rows, threads) in [
+        (3000usize, 5usize, Some(1)),
+        (40_000, 8, Some(1)),
+        (40_000, 128, Some(3)),
+        (3000, 7, None),
+    ] {
+        tracemark_core::set_batch_threads(threads);
         for scheme in schemes(vocab) {
             let histories: Vec<Vec<u32>> = (0..rows)
                 .map(|r| (0..r % 5).map(|_| rng.below(vocab as u32)).collect())

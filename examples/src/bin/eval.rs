@@ -21,7 +21,7 @@ use tracemark_core::{Key, Scheme};
 use tracemark_examples::eval::{self, ArmRecord, ArmSpec, PromptRecord};
 use tracemark_examples::generate::{generate, Arm, Rng, Sampling};
 use tracemark_examples::model::{set_threads, Llama, LoadOptions};
-use tracemark_examples::{cache_dir, chat_prompt, gguf_tokenizer, model_path, prompts, Error, Result};
+use tracemark_examples::{cache_dir, chat_prompt, gguf_tokenizer, model_path, prompts, today, Error, Result};
 use tracemark_verifier::{DetectOptions, Detector, TextTokenizer, WindowOptions};
 
 #[derive(Parser)]
@@ -51,24 +51,6 @@ const LENGTHS: [usize; 4] = [25, 50, 100, 200];
 
 fn io<T>(path: &Path, r: std::io::Result<T>) -> Result<T> {
     r.map_err(|e| Error::io(path, e))
-}
-
-/// Today's date as YYYY-MM-DD (UTC), from the system clock.
-fn today() -> String {
-    let days = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() / 86_400) as i64;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
 }
 
 fn fnv(s: &str) -> u64 {

@@ -18,8 +18,8 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tracemark_core::{Key, SchemeConfig};
 use tracemark_verifier::{
-    context_keys, render, scan_path, utf8, Dedup, DetectOptions, Detection, Detector, Error, Keyring, KeyringDetector,
-    Scanner, TextTokenizer, Verdict, WindowOptions,
+    attribute, context_keys, reading_mode, render, scan_path, utf8, Dedup, DetectOptions, Detection, Detector, Error,
+    Keyring, KeyringDetector, ReadingDoc, Scanner, TextTokenizer, Verdict, WindowOptions,
 };
 
 const EXIT_NOT_DETECTED: u8 = 1;
@@ -161,8 +161,12 @@ struct RadioArgs {
     /// JSONL corpus of the suspect model's outputs, or - for standard input
     corpus: PathBuf,
     /// Score only contexts that occur in this JSONL corpus of our own watermarked outputs
-    #[arg(long)]
+    #[arg(long, conflicts_with = "reading")]
     reference: Option<PathBuf>,
+    /// Reading mode (open weights): the corpus holds our watermarked texts with the suspect
+    /// model's next-token predictions, one {"ids": [...], "predicted": [...], "prompt_ids": [...]} per line
+    #[arg(long)]
+    reading: bool,
     /// Threads (0 = one per core)
     #[arg(long, default_value_t = 0)]
     jobs: usize,
@@ -445,10 +449,25 @@ fn progress_bar() -> Option<indicatif::ProgressBar> {
     Some(pb)
 }
 
-fn radioactivity(a: RadioArgs) -> Result<u8, Failure> {
-    let s = setup(&a.common, false)?;
-    let (_, key) = only_key(&s)?;
+fn read_reading_docs(path: &Path) -> Result<Vec<ReadingDoc>, Failure> {
+    let bytes = read_input(path)?;
+    let text = utf8(&bytes, &path.display().to_string())?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str::<ReadingDoc>(l)
+                .map_err(|e| Failure(EXIT_INPUT, format!("{}: line {}: {e}", path.display(), i + 1)))
+        })
+        .collect()
+}
+
+/// One corpus-level test under one key: reading mode, or a (filtered) scan.
+fn radioactivity_test(a: &RadioArgs, s: &Setup, key: &Key, docs: Option<&[ReadingDoc]>) -> Result<Detection, Failure> {
     let detector = Detector::new(key, &a.common.scheme, s.vocab, s.options.clone())?;
+    if let Some(docs) = docs {
+        return Ok(reading_mode(&detector, docs)?);
+    }
     let filter = match &a.reference {
         Some(path) => {
             let file =
@@ -474,20 +493,67 @@ fn radioactivity(a: RadioArgs) -> Result<u8, Failure> {
     if let Some(pb) = progress {
         pb.finish_and_clear();
     }
-    if a.common.json {
-        print_json(&summary)?;
+    Ok(summary.aggregate)
+}
+
+fn radioactivity(a: RadioArgs) -> Result<u8, Failure> {
+    let s = setup(&a.common, a.reading)?;
+    let docs = if a.reading {
+        Some(read_reading_docs(&a.corpus)?)
     } else {
-        println!("radioactivity test: one exact test over every scored token of the corpus");
-        if let Some(f) = &filter {
-            println!(
-                "context filter: {} contexts from {}",
-                f.len(),
-                a.reference.as_ref().map_or(String::new(), |p| p.display().to_string())
-            );
-        }
-        print!("{}", render::scan_summary(&summary, s.color));
+        None
+    };
+    let mode = match (a.reading, &a.reference) {
+        (true, _) => "reading mode: the suspect model's predictions on our watermarked texts".to_string(),
+        (false, Some(r)) => format!("black box, scored only at contexts of our outputs in {}", r.display()),
+        (false, None) => "black box: the suspect model's outputs".to_string(),
+    };
+    let mut labels = Vec::new();
+    let mut reports = Vec::new();
+    for (label, key) in s.keyring.iter() {
+        labels.push(label.to_string());
+        reports.push(radioactivity_test(&a, &s, key, docs.as_deref())?);
     }
-    Ok(verdict_code(summary.aggregate.verdict))
+    if reports.len() == 1 {
+        let report = &reports[0];
+        if a.common.json {
+            print_json(report)?;
+        } else {
+            println!("radioactivity test ({mode}): one exact test over every scored token of the corpus");
+            print!("{}", render::detection(report, None, s.color));
+        }
+        return Ok(verdict_code(report.verdict));
+    }
+    let attribution = attribute(&labels, &reports, a.common.alpha);
+    if a.common.json {
+        print_json(&attribution)?;
+    } else {
+        println!(
+            "radioactivity test ({mode}), cohort attribution over {} keys",
+            labels.len()
+        );
+        let kd = tracemark_verifier::KeyringDetection {
+            keys: attribution.keys.clone(),
+            best: None,
+            alpha: attribution.alpha,
+            correction: attribution.correction.clone(),
+            best_detection: None,
+        };
+        print!("{}", render::keyring(&kd, s.color));
+        println!(
+            "named: {}",
+            if attribution.named.is_empty() {
+                "none".to_string()
+            } else {
+                attribution.named.join(", ")
+            }
+        );
+    }
+    Ok(if attribution.named.is_empty() {
+        EXIT_NOT_DETECTED
+    } else {
+        0
+    })
 }
 
 fn main() -> ExitCode {

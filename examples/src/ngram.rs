@@ -1,0 +1,210 @@
+//! A smoothed trigram language model: the fast student of the distillation
+//! experiment.
+//!
+//! Interpolated absolute discounting (the backbone of Kneser-Ney):
+//!
+//! ```text
+//! P(w | u v) = max(c(u v w) - d, 0) / c(u v)  +  d N1+(u v .) / c(u v) * P(w | v)
+//! P(w | v)   = max(c(v w) - d, 0) / c(v)      +  d N1+(v .) / c(v)     * P(w)
+//! P(w)       = (c(w) + 1) / (N + V)
+//! ```
+//!
+//! with `d = 0.75`; a context never seen passes all its mass to the next
+//! level. Sampling walks the levels without building a vocabulary-sized
+//! distribution.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, DefaultHasher};
+
+use crate::generate::Rng;
+
+const DISCOUNT: f64 = 0.75;
+
+/// A fixed hasher: iteration order, and so sampling, is the same on every run.
+type Map<K, V> = HashMap<K, V, BuildHasherDefault<DefaultHasher>>;
+
+/// Counts of the tokens that followed one context.
+#[derive(Clone, Debug, Default)]
+struct Followers {
+    total: u32,
+    counts: Map<u32, u32>,
+}
+
+impl Followers {
+    fn add(&mut self, token: u32) {
+        self.total += 1;
+        *self.counts.entry(token).or_insert(0) += 1;
+    }
+
+    /// Share of the mass handed to the lower level.
+    fn backoff(&self) -> f64 {
+        DISCOUNT * self.counts.len() as f64 / f64::from(self.total)
+    }
+
+    fn discounted(&self, token: u32) -> f64 {
+        self.counts
+            .get(&token)
+            .map_or(0.0, |&c| (f64::from(c) - DISCOUNT).max(0.0) / f64::from(self.total))
+    }
+
+    /// Samples from the discounted counts, for `u` uniform in `[0, 1 - backoff)`
+    /// (the discounted counts hold that share of the mass).
+    fn sample(&self, u: f64) -> Option<u32> {
+        let mut left = u * f64::from(self.total);
+        let mut last = None;
+        for (&t, &c) in &self.counts {
+            let w = f64::from(c) - DISCOUNT;
+            if left < w {
+                return Some(t);
+            }
+            left -= w;
+            last = Some(t);
+        }
+        last
+    }
+}
+
+/// The trigram model.
+#[derive(Clone, Debug, Default)]
+pub struct NGram {
+    vocab: usize,
+    unigram: Vec<u32>,
+    unigram_total: u64,
+    bigram: Map<u32, Followers>,
+    trigram: Map<(u32, u32), Followers>,
+    /// Unigram tokens by count, for argmax and sampling.
+    by_count: Vec<(u32, u32)>,
+}
+
+impl NGram {
+    /// Counts every token of each `(context, text)` pair: `context` (e.g. the
+    /// prompt) conditions the first tokens of `text` but is not predicted.
+    pub fn train(vocab: usize, samples: &[(Vec<u32>, Vec<u32>)]) -> Self {
+        let mut m = Self {
+            vocab,
+            unigram: vec![0; vocab],
+            ..Self::default()
+        };
+        for (context, text) in samples {
+            let mut seq: Vec<u32> = context.iter().rev().take(2).rev().copied().collect();
+            let start = seq.len();
+            seq.extend_from_slice(text);
+            for i in start..seq.len() {
+                let w = seq[i];
+                m.unigram[w as usize] += 1;
+                m.unigram_total += 1;
+                if i >= 1 {
+                    m.bigram.entry(seq[i - 1]).or_default().add(w);
+                }
+                if i >= 2 {
+                    m.trigram.entry((seq[i - 2], seq[i - 1])).or_default().add(w);
+                }
+            }
+        }
+        m.by_count = m
+            .unigram
+            .iter()
+            .enumerate()
+            .filter(|(_, &c)| c > 0)
+            .map(|(t, &c)| (t as u32, c))
+            .collect();
+        m.by_count.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        m
+    }
+
+    /// Tokens counted.
+    pub fn tokens(&self) -> u64 {
+        self.unigram_total
+    }
+
+    fn unigram_prob(&self, w: u32) -> f64 {
+        (f64::from(self.unigram[w as usize]) + 1.0) / (self.unigram_total as f64 + self.vocab as f64)
+    }
+
+    fn bigram_prob(&self, v: u32, w: u32) -> f64 {
+        match self.bigram.get(&v) {
+            Some(f) => f.discounted(w) + f.backoff() * self.unigram_prob(w),
+            None => self.unigram_prob(w),
+        }
+    }
+
+    /// `P(w | u v)`.
+    pub fn prob(&self, u: u32, v: u32, w: u32) -> f64 {
+        match self.trigram.get(&(u, v)) {
+            Some(f) => f.discounted(w) + f.backoff() * self.bigram_prob(v, w),
+            None => self.bigram_prob(v, w),
+        }
+    }
+
+    /// Samples the next token after `u v`.
+    pub fn sample(&self, u: u32, v: u32, rng: &mut Rng) -> u32 {
+        for level in [self.trigram.get(&(u, v)), self.bigram.get(&v)].into_iter().flatten() {
+            let r = rng.uniform();
+            let keep = 1.0 - level.backoff();
+            if r < keep {
+                if let Some(t) = level.sample(r) {
+                    return t;
+                }
+            }
+        }
+        // Unigram with add-one smoothing: seen tokens by count, else uniform over the vocabulary.
+        let total = self.unigram_total as f64 + self.vocab as f64;
+        let mut left = rng.uniform() * total;
+        for &(t, c) in &self.by_count {
+            let w = f64::from(c) + 1.0;
+            if left < w {
+                return t;
+            }
+            left -= w;
+        }
+        (rng.next_u64() % self.vocab as u64) as u32
+    }
+
+    /// The most likely next token after `u v`.
+    pub fn argmax(&self, u: u32, v: u32) -> u32 {
+        let mut cands: Vec<u32> = Vec::new();
+        if let Some(f) = self.trigram.get(&(u, v)) {
+            cands.extend(f.counts.keys());
+        }
+        if let Some(f) = self.bigram.get(&v) {
+            cands.extend(f.counts.keys());
+        }
+        if let Some(&(t, _)) = self.by_count.first() {
+            cands.push(t);
+        }
+        cands
+            .into_iter()
+            .max_by(|&a, &b| self.prob(u, v, a).total_cmp(&self.prob(u, v, b)).then(b.cmp(&a)))
+            .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probabilities_sum_to_one_and_sampling_follows_them() {
+        let samples = vec![(vec![1, 2], vec![3, 4, 3, 5, 3, 4, 6]), (vec![9], vec![3, 4, 7])];
+        let m = NGram::train(10, &samples);
+        for (u, v) in [(2, 3), (3, 4), (8, 8), (4, 3)] {
+            let total: f64 = (0..10).map(|w| m.prob(u, v, w)).sum();
+            assert!((total - 1.0).abs() < 1e-12, "{u} {v}: {total}");
+        }
+        let mut rng = Rng::new(5);
+        let mut counts = [0u32; 10];
+        let n = 200_000;
+        for _ in 0..n {
+            counts[m.sample(3, 4, &mut rng) as usize] += 1;
+        }
+        for w in 0..10u32 {
+            let want = m.prob(3, 4, w);
+            let got = f64::from(counts[w as usize]) / f64::from(n);
+            assert!(
+                (got - want).abs() < 4.0 * (want * (1.0 - want) / f64::from(n)).sqrt() + 1e-4,
+                "{w}: {got} vs {want}"
+            );
+        }
+        assert_eq!(m.argmax(2, 3), 4);
+    }
+}
