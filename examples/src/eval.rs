@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use tracemark_core::SchemeConfig;
 
-use crate::generate::Rng;
+use crate::generate::{Rng, Sampling};
 
 /// One arm of the evaluation: a name and a scheme (none for the baseline).
 #[derive(Clone, Debug, PartialEq)]
@@ -13,6 +13,8 @@ pub struct ArmSpec {
     pub name: &'static str,
     /// The watermark, if any.
     pub scheme: Option<SchemeConfig>,
+    /// How the arm samples after its watermark.
+    pub sampling: Sampling,
     /// Skip contexts already watermarked in the sequence. On for the
     /// distortion-free schemes (as in SynthID-Text): with a fixed key their
     /// choice is a function of the context, and a repeated context would
@@ -29,6 +31,7 @@ pub fn arms() -> Vec<ArmSpec> {
             name,
             scheme,
             skip_repeated,
+            sampling: Sampling::default(),
         }
     };
     vec![
@@ -44,6 +47,17 @@ pub fn arms() -> Vec<ArmSpec> {
             Some("tournament:layers=30,top_k=40,temperature=1,leaves=2,context=lefthash:4"),
         ),
         spec("gumbel", Some("gumbel:temperature=1,context=lefthash:4")),
+        // The tournament samples among its top 40 candidates: its quality baseline does too.
+        ArmSpec {
+            name: "none top-40",
+            scheme: None,
+            skip_repeated: false,
+            sampling: Sampling {
+                temperature: 1.0,
+                top_k: Some(40),
+                top_p: None,
+            },
+        },
     ]
 }
 
@@ -176,6 +190,6 @@ mod tests {
         assert_eq!(rate_below(&[-7.0, -2.0, -0.5], 1e-6), 1.0 / 3.0);
         let (m, se) = mean_se(&[1.0, 3.0]);
         assert!((m - 2.0).abs() < 1e-12 && (se - 1.0).abs() < 1e-12);
-        assert_eq!(arms().len(), 9);
+        assert_eq!(arms().len(), 10);
     }
 }

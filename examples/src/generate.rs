@@ -163,16 +163,23 @@ pub struct Timing {
 }
 
 /// Generates up to `max_new` tokens for every arm after `prompt`, stopping
-/// each arm at any of `stop`.
+/// each arm at any of `stop`. Each arm samples from its own random stream, so
+/// an arm's output does not depend on which other arms share its batch.
 pub fn generate(
     model: &Llama,
     prompt: &[u32],
     arms: &[Arm<'_>],
     max_new: usize,
     stop: &[u32],
-    rng: &mut Rng,
+    rngs: &mut [Rng],
 ) -> Result<(Vec<Generation>, Timing)> {
     let b = arms.len();
+    if rngs.len() != b {
+        return Err(crate::Error::Usage(format!(
+            "{b} arms need {b} random streams, got {}",
+            rngs.len()
+        )));
+    }
     let mut out = vec![Generation::default(); b];
     let mut memories = vec![SeenContexts::new(); b];
     let mut timing = Timing::default();
@@ -213,7 +220,7 @@ pub fn generate(
             } else {
                 arm.sampling
             };
-            let tok = sample(row, sampling, rng);
+            let tok = sample(row, sampling, &mut rngs[i]);
             timing.sampling += t.elapsed();
             timing.tokens += 1;
             if stop.contains(&tok) {

@@ -191,7 +191,8 @@ fn watermarked_generation_is_detected_from_text_and_plain_is_not() {
     let prompt_text = chat_prompt("Describe a walk through a busy city market.");
     let prompt = gguf_tokenizer::encode(&tok, &prompt_text).expect("encode");
     let stop = [gguf_tokenizer::token_id(&tok, "<|im_end|>").expect("id")];
-    let (gens, timing) = generate(&model, &prompt, &arms, 120, &stop, &mut Rng::new(7)).expect("generate");
+    let (gens, timing) =
+        generate(&model, &prompt, &arms, 120, &stop, &mut [Rng::new(7), Rng::new(8)]).expect("generate");
     assert!(
         timing.watermark < timing.forward / 100,
         "watermark work must be < 1% of decoding"

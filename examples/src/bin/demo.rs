@@ -119,13 +119,16 @@ fn run(args: Args) -> Result<()> {
             sampling,
         },
     ];
-    let mut rng = Rng::new(args.seed);
     let width = 58;
     for (n, user) in PROMPTS.iter().enumerate() {
         let prompt_text = chat_prompt(user);
         let prompt = gguf_tokenizer::encode(&tok, &prompt_text)?;
         let t = Instant::now();
-        let (gens, timing) = generate(&model, &prompt, &arms, args.tokens, &stop, &mut rng)?;
+        let mut rngs = [
+            Rng::new(args.seed ^ (2 * n as u64)),
+            Rng::new(args.seed ^ (2 * n as u64 + 1)),
+        ];
+        let (gens, timing) = generate(&model, &prompt, &arms, args.tokens, &stop, &mut rngs)?;
         let secs = t.elapsed().as_secs_f64();
         let mut columns = Vec::new();
         for (g, name) in gens.iter().zip(["watermarked", "plain"]) {

@@ -242,14 +242,10 @@ fn harvest(
             Some(b) => b,
             None => {
                 let prompt = gguf_tokenizer::encode(tok, &chat_prompt(user))?;
-                let (gens, _) = generate(
-                    model,
-                    &prompt,
-                    &arms,
-                    plan.new_tokens,
-                    stop,
-                    &mut Rng::new(i as u64 + 1),
-                )?;
+                let mut rngs: Vec<Rng> = (0..arms.len())
+                    .map(|a| Rng::new(((i as u64 + 1) << 8) | a as u64))
+                    .collect();
+                let (gens, _) = generate(model, &prompt, &arms, plan.new_tokens, stop, &mut rngs)?;
                 // The competitor sees text: decode, then re-encode with the (same) tokenizer.
                 let mut b = Vec::new();
                 for (g, (cohort, _)) in gens.iter().zip(&rows) {

@@ -111,81 +111,76 @@ fn setup(args: &Args, dir: &Path) -> Result<Setup> {
 }
 
 fn generate_all(s: &Setup, args: &Args, prompt_set: &[&str], dir: &Path) -> Result<Vec<PromptRecord>> {
-    let tag = format!(
-        "{}|{}|{}|{}",
-        s.key.id(),
-        s.arms
-            .iter()
-            .map(|a| format!(
-                "{}{}",
-                a.scheme.as_ref().map_or("none".into(), |c| c.to_string()),
-                if a.skip_repeated { "+skip" } else { "" }
-            ))
-            .collect::<Vec<_>>()
-            .join(";"),
-        args.tokens,
-        args.seed
-    );
+    // Generations are cached per prompt and per arm: adding an arm generates only that arm.
+    let tag = format!("{}|{}|{}", s.key.id(), args.tokens, args.seed);
     let gen_dir = dir.join(format!("generations-{:016x}", fnv(&tag)));
     io(&gen_dir, std::fs::create_dir_all(&gen_dir))?;
-    let sampling = Sampling {
-        temperature: 1.0,
-        top_k: None,
-        top_p: None,
-    };
-    let arms: Vec<Arm<'_>> = s
-        .schemes
-        .iter()
-        .zip(&s.arms)
-        .map(|(sc, spec)| Arm {
-            scheme: sc.as_deref(),
-            skip_repeated: spec.skip_repeated,
-            sampling,
-        })
-        .collect();
     let mut records = Vec::with_capacity(prompt_set.len());
     let started = Instant::now();
     let mut fresh = 0;
     for (i, user) in prompt_set.iter().enumerate() {
         let file = gen_dir.join(format!("prompt-{i:03}.json"));
-        if let Ok(text) = std::fs::read_to_string(&file) {
-            if let Ok(r) = serde_json::from_str::<PromptRecord>(&text) {
-                records.push(r);
-                continue;
-            }
-        }
+        let cached = std::fs::read_to_string(&file)
+            .ok()
+            .and_then(|t| serde_json::from_str::<PromptRecord>(&t).ok());
         let prompt = gguf_tokenizer::encode(&s.tok, &chat_prompt(user))?;
-        let mut rng = Rng::new(args.seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
-        let (gens, timing) = generate(&s.model, &prompt, &arms, args.tokens, &s.stop, &mut rng)?;
-        let record = PromptRecord {
+        let mut record = cached.unwrap_or(PromptRecord {
             prompt_index: i,
-            prompt_ids: prompt,
-            arms: gens
-                .into_iter()
-                .zip(&s.arms)
-                .map(|(g, a)| ArmRecord {
-                    arm: a.name.to_string(),
+            prompt_ids: prompt.clone(),
+            arms: Vec::new(),
+            forward_ns: 0,
+            steps: 0,
+        });
+        let missing: Vec<usize> = (0..s.arms.len())
+            .filter(|&a| !record.arms.iter().any(|r| r.arm == s.arms[a].name))
+            .collect();
+        if !missing.is_empty() {
+            let arms: Vec<Arm<'_>> = missing
+                .iter()
+                .map(|&a| Arm {
+                    scheme: s.schemes[a].as_deref(),
+                    skip_repeated: s.arms[a].skip_repeated,
+                    sampling: s.arms[a].sampling,
+                })
+                .collect();
+            // One random stream per (prompt, arm): an arm's answers do not depend on its batch.
+            let mut rngs: Vec<Rng> = missing
+                .iter()
+                .map(|&a| Rng::new(args.seed ^ fnv(&format!("{i}/{}", s.arms[a].name))))
+                .collect();
+            let (gens, timing) = generate(&s.model, &prompt, &arms, args.tokens, &s.stop, &mut rngs)?;
+            for (g, &a) in gens.into_iter().zip(&missing) {
+                record.arms.push(ArmRecord {
+                    arm: s.arms[a].name.to_string(),
                     ids: g.ids,
                     nll: g.nll,
                     stopped: g.stopped,
                     watermark_ns: g.watermark_time.as_nanos() as u64,
-                })
-                .collect(),
-            forward_ns: timing.forward.as_nanos() as u64,
-            steps: timing.steps,
-        };
-        let json = serde_json::to_string(&record).map_err(|e| Error::Usage(e.to_string()))?;
-        io(&file, std::fs::write(&file, json))?;
+                });
+            }
+            record.forward_ns += timing.forward.as_nanos() as u64;
+            record.steps += timing.steps;
+            let json = serde_json::to_string(&record).map_err(|e| Error::Usage(e.to_string()))?;
+            io(&file, std::fs::write(&file, json))?;
+            fresh += 1;
+            let per = started.elapsed().as_secs_f64() / f64::from(fresh);
+            eprintln!(
+                "[{}/{}] generated {} arm(s) ({} steps); about {:.0} min left",
+                i + 1,
+                prompt_set.len(),
+                missing.len(),
+                timing.steps,
+                per * (prompt_set.len() - i - 1) as f64 / 60.0
+            );
+        }
+        // In the order of the current arms.
+        record.arms = s
+            .arms
+            .iter()
+            .map(|spec| record.arms.iter().find(|r| r.arm == spec.name).cloned())
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| Error::Usage("an arm is missing after generation".into()))?;
         records.push(record);
-        fresh += 1;
-        let per = started.elapsed().as_secs_f64() / f64::from(fresh);
-        eprintln!(
-            "[{}/{}] generated ({} steps); about {:.0} min left",
-            i + 1,
-            prompt_set.len(),
-            timing.steps,
-            per * (prompt_set.len() - i - 1) as f64 / 60.0
-        );
     }
     Ok(records)
 }
@@ -207,7 +202,7 @@ fn single_sequence_speed(s: &Setup, tokens: usize) -> Result<Vec<(String, f64, f
             skip_repeated: spec.skip_repeated,
             sampling,
         }];
-        let (_, timing) = generate(&s.model, &prompt, &arm, tokens, &[], &mut Rng::new(1))?;
+        let (_, timing) = generate(&s.model, &prompt, &arm, tokens, &[], &mut [Rng::new(1)])?;
         // Decode steps only (the prompt's forward pass is the same with or without a watermark).
         let step = (timing.forward + timing.watermark + timing.sampling).as_secs_f64() / timing.steps.max(1) as f64;
         let share = timing.watermark.as_secs_f64() / timing.forward.as_secs_f64();
@@ -226,8 +221,9 @@ struct Analysis {
     nll: BTreeMap<String, (Vec<f64>, Vec<f64>)>,
     distinct: BTreeMap<String, (Vec<f64>, Vec<f64>)>,
     watermark_us_per_token: BTreeMap<String, f64>,
+    /// Share of answers whose ids survive decode + re-encode exactly.
+    roundtrip_exact: BTreeMap<String, f64>,
     tokens: BTreeMap<String, Vec<f64>>,
-    forward_ms_per_step: f64,
 }
 
 fn human_ids(s: &Setup, n: usize) -> Result<Vec<Vec<u32>>> {
@@ -269,15 +265,9 @@ fn analyse(s: &Setup, records: &[PromptRecord]) -> Result<Analysis> {
         nll: BTreeMap::new(),
         distinct: BTreeMap::new(),
         watermark_us_per_token: BTreeMap::new(),
+        roundtrip_exact: BTreeMap::new(),
         tokens: BTreeMap::new(),
-        forward_ms_per_step: 0.0,
     };
-    let (mut fwd, mut steps) = (0u64, 0usize);
-    for r in records {
-        fwd += r.forward_ns;
-        steps += r.steps;
-    }
-    a.forward_ms_per_step = fwd as f64 / 1e6 / steps.max(1) as f64;
     for (arm_index, spec) in s.arms.iter().enumerate() {
         let name = spec.name.to_string();
         let mut nlls = Vec::new();
@@ -298,6 +288,14 @@ fn analyse(s: &Setup, records: &[PromptRecord]) -> Result<Analysis> {
             produced += g.ids.len() + usize::from(g.stopped);
             a.tokens.entry(name.clone()).or_default().push(g.ids.len() as f64);
         }
+        let mut exact = 0usize;
+        for r in records {
+            let g = &r.arms[arm_index];
+            let text = gguf_tokenizer::decode(&s.tok, &g.ids)?;
+            exact += usize::from(gguf_tokenizer::encode(&s.tok, &text)? == g.ids);
+        }
+        a.roundtrip_exact
+            .insert(name.clone(), exact as f64 / records.len().max(1) as f64);
         a.nll.insert(name.clone(), (nlls, ppls));
         a.distinct.insert(name.clone(), (d2, d3));
         a.watermark_us_per_token
@@ -416,7 +414,7 @@ fn write_report(
     let _ = writeln!(md, "## Detectability\n\nTPR at each false-positive rate, from exact p-values on the generated ids (prompt as context), at {} tokens (or fewer if the model stopped):\n", args.tokens);
     let _ = writeln!(md, "| scheme | TPR@1e-2 | TPR@1e-3 | TPR@1e-6 | median log10 p | mean tokens | FPR@1e-2 on unwatermarked |\n|---|---:|---:|---:|---:|---:|---:|");
     let full = *LENGTHS.last().unwrap_or(&200);
-    for spec in s.arms.iter().skip(1) {
+    for spec in s.arms.iter().filter(|a| a.scheme.is_some()) {
         let l = &a.by_length[&(spec.name.to_string(), full)];
         let f = &a.fpr[spec.name];
         let _ = writeln!(
@@ -443,7 +441,7 @@ fn write_report(
         LENGTHS.map(|l| format!("L={l}")).join(" | "),
         "---:|".repeat(LENGTHS.len())
     );
-    for spec in s.arms.iter().skip(1) {
+    for spec in s.arms.iter().filter(|a| a.scheme.is_some()) {
         let cells: Vec<String> = LENGTHS
             .iter()
             .map(|&l| pct(eval::rate_below(&a.by_length[&(spec.name.to_string(), l)], 1e-3)))
@@ -452,29 +450,40 @@ fn write_report(
     }
     let _ = writeln!(md, "\n![TPR vs tokens](./{}-tpr-vs-tokens.svg)\n", today());
     let _ = writeln!(md, "## Quality\n\nPerplexity of each arm's answers under the unwatermarked model (from the model's own logits while decoding), with the standard error of the mean log-perplexity; distinct-n over each answer:\n");
-    let _ = writeln!(md, "| scheme | mean NLL/token ± SE | PPL (exp mean NLL) | median PPL | distinct-2 | distinct-3 |\n|---|---:|---:|---:|---:|---:|");
+    let _ = writeln!(md, "| scheme | sampling | mean NLL/token ± SE | PPL (exp mean NLL) | median PPL | distinct-2 | distinct-3 |\n|---|---|---:|---:|---:|---:|---:|");
     for spec in &s.arms {
         let (nll, ppl) = &a.nll[spec.name];
         let (m, se) = eval::mean_se(nll);
         let (d2, d3) = &a.distinct[spec.name];
         let _ = writeln!(
             md,
-            "| {} | {m:.3} ± {se:.3} | {:.2} | {:.2} | {:.3} | {:.3} |",
+            "| {} | {} | {m:.3} ± {se:.3} | {:.2} | {:.2} | {:.3} | {:.3} |",
             spec.name,
+            match (&spec.scheme, spec.sampling.top_k) {
+                (Some(tracemark_core::SchemeConfig::Tournament(c)), _) => format!("its top {}", c.top_k()),
+                (_, Some(k)) => format!("top {k}"),
+                _ => "full vocabulary".to_string(),
+            },
             m.exp(),
             eval::median(ppl),
             eval::mean_se(d2).0,
             eval::mean_se(d3).0
         );
     }
-    let _ = writeln!(md, "\n![Perplexity vs delta](./{}-ppl-vs-delta.svg)\n", today());
+    let _ = writeln!(
+        md,
+        "\nEvery arm samples at temperature 1. The tournament samples among its top 40 candidates, so its baseline is \
+         `none top-40` (unwatermarked sampling from the same top 40); every other arm's baseline is `none`. A scheme \
+         is within noise of its baseline when the difference of mean NLL is within about two combined standard errors.\n"
+    );
+    let _ = writeln!(md, "![Perplexity vs delta](./{}-ppl-vs-delta.svg)\n", today());
     let _ = writeln!(md, "## Cost\n\nDecoding one sequence (batch 1) on this machine, decode steps only, with each watermark, and the watermark's share of the decode step:\n\n| scheme | tokens/s | watermark / model forward |\n|---|---:|---:|");
     for (name, tps, share) in speeds {
         let _ = writeln!(md, "| {name} | {tps:.1} | {:.3}% |", 100.0 * share);
     }
-    let _ = writeln!(md, "\nIn the batched evaluation (all {} arms of a prompt per step) a decode step took {:.1} ms; watermark work per generated token:\n\n| scheme | µs per token | share of a batch-1 step |\n|---|---:|---:|", s.arms.len(), a.forward_ms_per_step);
+    let _ = writeln!(md, "\nWatermark work per generated token in the evaluation's own generations (batched arms; the work per row does not depend on the batch):\n\n| scheme | µs per token | share of a batch-1 decode step |\n|---|---:|---:|");
     let batch1_step_us = speeds.iter().find(|x| x.0 == "none").map_or(f64::NAN, |x| 1e6 / x.1);
-    for spec in s.arms.iter().skip(1) {
+    for spec in s.arms.iter().filter(|a| a.scheme.is_some()) {
         let us = a.watermark_us_per_token[spec.name];
         let _ = writeln!(md, "| {} | {us:.1} | {:.3}% |", spec.name, 100.0 * us / batch1_step_us);
     }
@@ -501,7 +510,7 @@ fn write_report(
         attack_names.join(" | "),
         "---:|".repeat(attack_names.len())
     );
-    for spec in s.arms.iter().skip(1) {
+    for spec in s.arms.iter().filter(|a| a.scheme.is_some()) {
         let cells: Vec<String> = attack_names
             .iter()
             .map(|l| {
@@ -511,7 +520,23 @@ fn write_report(
             .collect();
         let _ = writeln!(md, "| {} | {} |", spec.name, cells.join(" | "));
     }
-    let _ = writeln!(md, "\n![p-value vs substitution](./{}-p-vs-attack.svg)", today());
+    let _ = writeln!(md, "\n![p-value vs substitution](./{}-p-vs-attack.svg)\n", today());
+    let _ = writeln!(
+        md,
+        "**Decode/re-encode.** A verifier of text re-encodes it; the share of answers whose generated ids come back \
+         exactly, and the median log10 p on the ids against the text:\n\n| scheme | ids survive exactly | median log10 p (ids) | median log10 p (text) |\n|---|---:|---:|---:|"
+    );
+    let full = *LENGTHS.last().unwrap_or(&200);
+    for spec in s.arms.iter().filter(|a| a.scheme.is_some()) {
+        let _ = writeln!(
+            md,
+            "| {} | {:.3} | {:.1} | {:.1} |",
+            spec.name,
+            a.roundtrip_exact[spec.name],
+            eval::median(&a.by_length[&(spec.name.to_string(), full)]),
+            eval::median(&a.attacks[&(spec.name.to_string(), "decode/re-encode".to_string())])
+        );
+    }
     let dir = out.parent().unwrap_or(Path::new("."));
     io(dir, std::fs::create_dir_all(dir))?;
     io(out, std::fs::write(out, md))?;
@@ -521,7 +546,7 @@ fn write_report(
 
 fn plots(s: &Setup, a: &Analysis, dir: &Path) -> Result<()> {
     use tracemark_examples::plot::{line_chart, Series};
-    let names: Vec<&str> = s.arms.iter().skip(1).map(|x| x.name).collect();
+    let names: Vec<&str> = s.arms.iter().filter(|a| a.scheme.is_some()).map(|x| x.name).collect();
     let tpr: Vec<Series> = names
         .iter()
         .map(|n| Series {
