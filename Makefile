@@ -21,7 +21,7 @@ PY_REQS := watermark-py/requirements-test.txt
 VENV := $(CACHE)/venv-$(shell sha256sum $(PY_REQS) | cut -c1-12)
 VPY := $(VENV)/bin/python
 
-.PHONY: help setup data demo test test-rust test-python venv python bench bench-python lint eval eval-quick distill clean-cache
+.PHONY: help setup data demo test test-rust test-python venv python bench bench-python lint eval eval-quick distill distill-quick clean-cache
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -38,7 +38,7 @@ demo: ## Generate watermarked and plain text with SmolLM2, verify both, print th
 	@$(FETCH) model >/dev/null
 	$(CARGO) run $(CARGO_FLAGS) -q -p tracemark-examples --bin demo -- $(DEMO_ARGS)
 
-test: test-rust test-python eval-quick ## All Rust and Python tests
+test: test-rust test-python eval-quick distill-quick ## All Rust and Python tests
 
 test-rust: data ## Rust tests, including those on the real model, tokenizers and human text
 	export TRACEMARK_MODEL="$$($(FETCH) model)" TRACEMARK_TOKENIZER="$$($(FETCH) tokenizer)" \
@@ -66,6 +66,13 @@ python: $(VENV)/.installed ## Build and install the `tracemark` Python package i
 
 test-python: python data ## Python tests (golden vectors, errors, hypothesis, transformers, stubs)
 	export TRACEMARK_MODEL="$$($(FETCH) model)"; cd watermark-py && "$(VPY)" -m pytest -q
+
+distill: data ## The distillation experiment: harvest, students, radioactivity tests (about an hour; cached)
+	export TRACEMARK_MODEL="$$($(FETCH) model)"; \
+	$(CARGO) run $(CARGO_FLAGS) -q -p tracemark-examples --bin distill -- $(if $(QUICK),--quick,) $(DISTILL_ARGS)
+
+distill-quick: ## The distillation pipeline on a small harvest (part of `make test`)
+	$(MAKE) --no-print-directory distill QUICK=1
 
 bench: ## Criterion benches; writes the ratio tables of benches/RESULTS.md
 	$(CARGO) bench -p tracemark-benches --bench decode_step --bench prf --bench detect

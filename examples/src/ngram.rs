@@ -6,7 +6,7 @@
 //! ```text
 //! P(w | u v) = max(c(u v w) - d, 0) / c(u v)  +  d N1+(u v .) / c(u v) * P(w | v)
 //! P(w | v)   = max(c(v w) - d, 0) / c(v)      +  d N1+(v .) / c(v)     * P(w)
-//! P(w)       = (c(w) + 1) / (N + V)
+//! P(w)       = (1 - e) c(w) / N + e / V        (e = 0.001: unseen tokens stay possible)
 //! ```
 //!
 //! with `d = 0.75`; a context never seen passes all its mass to the next
@@ -19,6 +19,8 @@ use std::hash::{BuildHasherDefault, DefaultHasher};
 use crate::generate::Rng;
 
 const DISCOUNT: f64 = 0.75;
+/// Share of the unigram mass spread uniformly over the vocabulary.
+const UNIFORM: f64 = 0.001;
 
 /// A fixed hasher: iteration order, and so sampling, is the same on every run.
 type Map<K, V> = HashMap<K, V, BuildHasherDefault<DefaultHasher>>;
@@ -118,7 +120,11 @@ impl NGram {
     }
 
     fn unigram_prob(&self, w: u32) -> f64 {
-        (f64::from(self.unigram[w as usize]) + 1.0) / (self.unigram_total as f64 + self.vocab as f64)
+        let uniform = 1.0 / self.vocab as f64;
+        if self.unigram_total == 0 {
+            return uniform;
+        }
+        (1.0 - UNIFORM) * f64::from(self.unigram[w as usize]) / self.unigram_total as f64 + UNIFORM * uniform
     }
 
     fn bigram_prob(&self, v: u32, w: u32) -> f64 {
@@ -147,15 +153,15 @@ impl NGram {
                 }
             }
         }
-        // Unigram with add-one smoothing: seen tokens by count, else uniform over the vocabulary.
-        let total = self.unigram_total as f64 + self.vocab as f64;
-        let mut left = rng.uniform() * total;
-        for &(t, c) in &self.by_count {
-            let w = f64::from(c) + 1.0;
-            if left < w {
-                return t;
+        // Unigram: a seen token by count, or (with probability UNIFORM) any token.
+        if self.unigram_total > 0 && rng.uniform() >= UNIFORM {
+            let mut left = rng.uniform() * self.unigram_total as f64;
+            for &(t, c) in &self.by_count {
+                if left < f64::from(c) {
+                    return t;
+                }
+                left -= f64::from(c);
             }
-            left -= w;
         }
         (rng.next_u64() % self.vocab as u64) as u32
     }
