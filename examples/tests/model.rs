@@ -71,7 +71,7 @@ fn forward_matches_candle_quantized_llama() {
     let prompt = gguf_tokenizer::encode(&tok, &chat_prompt("Explain how a bicycle works.")).expect("encode");
     let mut cache = KvCache::new();
     let a = ours
-        .forward(&[prompt.clone()], &mut cache, false)
+        .forward(std::slice::from_ref(&prompt), &mut cache, false)
         .expect("forward")
         .squeeze(0)
         .expect("squeeze");
@@ -93,7 +93,7 @@ fn forward_matches_candle_quantized_llama() {
     // All positions at once equal position-by-position decoding.
     let seq: Vec<u32> = prompt.iter().copied().take(24).collect();
     let all = ours
-        .forward(&[seq.clone()], &mut KvCache::new(), true)
+        .forward(std::slice::from_ref(&seq), &mut KvCache::new(), true)
         .expect("all")
         .squeeze(0)
         .expect("s")

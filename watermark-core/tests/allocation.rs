@@ -5,7 +5,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use tracemark_core::{Key, Scheme, SchemeConfig, SeenContexts};
+use tracemark_core::{Key, SchemeConfig, SeenContexts};
 
 struct Counting;
 

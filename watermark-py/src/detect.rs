@@ -190,6 +190,7 @@ impl PyDetector {
     /// for the most significant span, or None for no search.
     #[new]
     #[pyo3(signature = (key, scheme, vocab_size, *, dedup = "pair", alpha = 1e-6, min_scored = 10, marks = false, window = None))]
+    #[allow(clippy::too_many_arguments)] // Python keyword arguments
     fn new(
         key: &PyKey,
         scheme: &str,

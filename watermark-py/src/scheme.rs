@@ -253,7 +253,7 @@ impl PyScheme {
             let steps = match memories {
                 None => py.detach(|| scheme.process_batch(&refs, view)),
                 Some(ms) => {
-                    let mut owned: Vec<SeenContexts> = ms.iter().map(|m| m.get().with(|s| std::mem::take(s))).collect();
+                    let mut owned: Vec<SeenContexts> = ms.iter().map(|m| m.get().with(std::mem::take)).collect();
                     let r = py.detach(|| scheme.process_batch_with_memory(&refs, view, &mut owned));
                     for (m, s) in ms.iter().zip(owned) {
                         m.get().with(|slot| *slot = s);

@@ -150,11 +150,8 @@ fn run(args: Args) -> Result<()> {
         );
         let left = wrap(&columns[0].1, width);
         let right = wrap(&columns[1].1, width);
-        println!(
-            "{:<width$} | {}",
-            format!("[{}]", columns[0].0.to_uppercase()),
-            format!("[{}]", columns[1].0.to_uppercase())
-        );
+        let heading = format!("[{}]", columns[0].0.to_uppercase());
+        println!("{heading:<width$} | [{}]", columns[1].0.to_uppercase());
         for i in 0..left.len().max(right.len()) {
             println!(
                 "{:<width$} | {}",

@@ -46,7 +46,7 @@ struct Args {
     /// CPU threads for the teacher (default: all cores)
     #[arg(long, default_value_t = 0)]
     threads: usize,
-    /// Where to write the report (default: eval/results/distill-<date>.md, or the cache with --quick)
+    /// Where to write the report (default: eval/results/distill-DATE.md, or the cache with --quick)
     #[arg(long)]
     out: Option<PathBuf>,
 }

@@ -4,7 +4,7 @@
 //! per arm (no watermark, kgw at three biases and two context modes,
 //! tournament, gumbel), all arms of a prompt decoding as one batch.
 //! Generations are cached and the run resumes where it stopped. The report
-//! (`eval/results/<date>.md` plus SVG plots) gives detectability (TPR at exact
+//! (`eval/results/DATE.md` plus SVG plots) gives detectability (TPR at exact
 //! FPR thresholds, by length), honesty of the FPR on the unwatermarked arm,
 //! quality (perplexity under the unwatermarked model, distinct-n), cost, and
 //! robustness to edits, pasting into human text, and the decode/re-encode
@@ -36,7 +36,7 @@ struct Args {
     /// New tokens per answer
     #[arg(long, default_value_t = 200)]
     tokens: usize,
-    /// Where to write the report (default: eval/results/<date>.md, or the cache with --quick)
+    /// Where to write the report (default: eval/results/DATE.md, or the cache with --quick)
     #[arg(long)]
     out: Option<PathBuf>,
     /// CPU threads for the model (default: all cores)
@@ -320,7 +320,7 @@ fn analyse(s: &Setup, records: &[PromptRecord]) -> Result<Analysis> {
             }
             // The unwatermarked arm under this scheme's detector: the FPR check.
             a.fpr.entry(name.clone()).or_default().push(detect(&r.arms[0].ids)?);
-            let mut rng = Rng::new(0xa77a_c4 ^ ((pi as u64) << 8) ^ arm_index as u64);
+            let mut rng = Rng::new(0x00a7_7ac4 ^ ((pi as u64) << 8) ^ arm_index as u64);
             let attack = |label: String, ids: Vec<u32>, a: &mut Analysis| -> Result<()> {
                 let l = detect(&ids)?;
                 a.attacks.entry((name.clone(), label)).or_default().push(l);
