@@ -78,6 +78,7 @@ bench: ## Criterion benches; writes the ratio tables of benches/RESULTS.md
 	$(CARGO) bench -p tracemark-benches --bench decode_step --bench prf --bench detect
 	$(PYTHON) benches/report.py $(CARGO_TARGET_DIR)/criterion decode_step step/ floor
 	$(PYTHON) benches/report.py $(CARGO_TARGET_DIR)/criterion detect detect/ baseline-sum-ids
+	$(PYTHON) benches/report.py $(CARGO_TARGET_DIR)/criterion prf prf mix32
 
 bench-python: python ## Side by side with transformers' watermarking (per step and detection); writes benches/RESULTS.md
 	"$(VPY)" benches/python/compare.py
