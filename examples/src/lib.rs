@@ -10,8 +10,11 @@
 //!   (`make demo` fetches the model first).
 //! - `cargo run --release -p tracemark-examples --bin eval`: the evaluation
 //!   harness behind the published numbers (`make eval`).
-//! - `cargo run --release -p tracemark-examples --bin export-tokenizer`: the
-//!   model's `tokenizer.json`, for the `tracemark` CLI.
+//! - `cargo run --release -p tracemark-examples --bin distill`: the
+//!   distillation experiment (`make distill`; `--quick` is part of `make test`).
+//!
+//! The demo also writes the model's `tokenizer.json` next to the model, for the
+//! `tracemark` CLI.
 //!
 //! The pieces: [`model::Llama`] (a Llama forward pass on candle primitives
 //! that can return every position's logits), [`gguf_tokenizer`] (the model's
@@ -37,6 +40,22 @@ pub use error::{Error, Result};
 
 /// The system message SmolLM2-Instruct was trained with.
 pub const SYSTEM: &str = "You are a helpful AI assistant named SmolLM, trained by Hugging Face";
+
+/// The key of the `--quick` runs inside `make test`: fixed, so that the
+/// checks are reproducible test fixtures rather than draws that depend on a
+/// freshly generated key. Never use it for anything else; the full runs
+/// generate a key with the OS RNG.
+pub fn quick_test_key(label: &str) -> tracemark_core::Key {
+    let mut rng = generate::Rng::new(0x7e57);
+    let mut bytes = [0u8; 32];
+    for (i, chunk) in bytes.chunks_mut(8).enumerate() {
+        let salt = label
+            .bytes()
+            .fold(i as u64, |h, b| h.wrapping_mul(0x100_0000_01b3) ^ u64::from(b));
+        chunk.copy_from_slice(&(rng.next_u64() ^ salt).to_le_bytes());
+    }
+    tracemark_core::Key::from_bytes(bytes)
+}
 
 /// SmolLM2's chat template around one user message, ready for the assistant's answer.
 pub fn chat_prompt(user: &str) -> String {

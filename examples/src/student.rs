@@ -3,7 +3,9 @@
 //!
 //! A feed-forward model over the previous `context` tokens (Bengio et al.
 //! 2003): embeddings, one tanh hidden layer, a softmax over the tokens seen in
-//! training. Trained with AdamW on cross-entropy for a wall-clock budget.
+//! training. Trained with AdamW on cross-entropy for a wall-clock budget (or
+//! a fixed number of steps); initialised from the options' seed, so a run
+//! with a step limit is reproducible.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -29,6 +31,9 @@ pub struct TrainOptions {
     pub lr: f64,
     /// Wall-clock training budget.
     pub budget: Duration,
+    /// Stop after this many optimizer steps, if the budget lasts that long
+    /// (with it, training is reproducible).
+    pub max_steps: Option<usize>,
     /// Shuffling seed.
     pub seed: u64,
 }
@@ -42,6 +47,7 @@ impl Default for TrainOptions {
             batch: 256,
             lr: 3e-3,
             budget: Duration::from_secs(120),
+            max_steps: None,
             seed: 1,
         }
     }
@@ -107,6 +113,30 @@ impl MlpLm {
         let emb = candle_nn::embedding(vocab, opts.dim, vb.pp("emb"))?;
         let hidden = candle_nn::linear(n * opts.dim, opts.hidden, vb.pp("hidden"))?;
         let out = candle_nn::linear(opts.hidden, vocab, vb.pp("out"))?;
+        // candle initialises from an unseeded generator: re-initialise from ours, with the same
+        // distributions (embeddings N(0, 1) here as uniform with variance 1, linear layers
+        // uniform in +-1/sqrt(fan_in)).
+        let mut init = Rng::new(opts.seed ^ 0x1417);
+        {
+            let vars = varmap
+                .data()
+                .lock()
+                .map_err(|_| candle_core::Error::Msg("variable map poisoned".into()))?;
+            let mut names: Vec<&String> = vars.keys().collect();
+            names.sort();
+            for name in names {
+                let var = &vars[name];
+                let bound = match name.as_str() {
+                    "emb.weight" => 3f64.sqrt(),
+                    "hidden.weight" | "hidden.bias" => 1.0 / ((n * opts.dim) as f64).sqrt(),
+                    _ => 1.0 / (opts.hidden as f64).sqrt(),
+                };
+                let values: Vec<f32> = (0..var.elem_count())
+                    .map(|_| ((2.0 * init.uniform() - 1.0) * bound) as f32)
+                    .collect();
+                var.set(&Tensor::from_vec(values, var.shape(), &device)?)?;
+            }
+        }
         let model = Self {
             emb,
             hidden,
@@ -148,7 +178,7 @@ impl MlpLm {
                 }
                 steps += 1;
                 seen += chunk.len();
-                if started.elapsed() >= opts.budget {
+                if started.elapsed() >= opts.budget || opts.max_steps.is_some_and(|m| steps >= m) {
                     break 'training;
                 }
             }

@@ -78,7 +78,9 @@ fn setup(args: &Args, dir: &Path) -> Result<Setup> {
     gguf_tokenizer::save(&tok, &tok_path)?;
     let verifier_tok = TextTokenizer::from_file(&tok_path)?;
     let key_path = dir.join("eval.key");
-    let key = if key_path.exists() {
+    let key = if args.quick {
+        tracemark_examples::quick_test_key("eval")
+    } else if key_path.exists() {
         Key::load(&key_path)?
     } else {
         let k = Key::generate()?;
@@ -120,8 +122,10 @@ fn generate_all(s: &Setup, args: &Args, prompt_set: &[&str], dir: &Path) -> Resu
     let mut fresh = 0;
     for (i, user) in prompt_set.iter().enumerate() {
         let file = gen_dir.join(format!("prompt-{i:03}.json"));
-        let cached = std::fs::read_to_string(&file)
-            .ok()
+        // The quick run (a test) always generates afresh.
+        let cached = (!args.quick)
+            .then(|| std::fs::read_to_string(&file).ok())
+            .flatten()
             .and_then(|t| serde_json::from_str::<PromptRecord>(&t).ok());
         let prompt = gguf_tokenizer::encode(&s.tok, &chat_prompt(user))?;
         let mut record = cached.unwrap_or(PromptRecord {
@@ -667,6 +671,26 @@ fn run(args: Args) -> Result<()> {
         {
             return Err(Error::Usage(format!(
                 "the quick evaluation produced an incomplete report: {}",
+                out.display()
+            )));
+        }
+        // ... and the basic result: the strongest kgw arm is detected in every answer at 1e-3
+        // (48 tokens at delta 4 give log10 p around -20), and no unwatermarked answer is flagged
+        // at 1e-3 under any scheme's key.
+        let full = *LENGTHS.last().unwrap_or(&200);
+        let strong = analysis
+            .by_length
+            .get(&("kgw d=4 h=1".to_string(), full))
+            .map_or(0.0, |l| eval::rate_below(l, 1e-3));
+        let flagged = analysis
+            .fpr
+            .values()
+            .map(|f| eval::rate_below(f, 1e-3))
+            .fold(0.0, f64::max);
+        if strong < 1.0 || flagged > 0.0 {
+            return Err(Error::Usage(format!(
+                "quick evaluation: kgw d=4 detected in {strong:.3} of answers (want 1), unwatermarked flagged \
+                 in {flagged:.3} (want 0): {}",
                 out.display()
             )));
         }
