@@ -63,6 +63,8 @@ struct Plan {
     neural_budget: Duration,
     /// A step limit for the neural students (the quick run: reproducible).
     neural_steps: Option<usize>,
+    /// Keys for the calibration of the control students' tests (0: none).
+    calibration_keys: usize,
     reading_docs: usize,
 }
 
@@ -79,6 +81,7 @@ impl Plan {
                 neural_fractions: vec![0.0, 1.0],
                 neural_budget: Duration::from_secs(60),
                 neural_steps: Some(600),
+                calibration_keys: 0,
                 reading_docs: 10,
             }
         } else {
@@ -92,6 +95,7 @@ impl Plan {
                 neural_fractions: vec![0.0, 0.10, 1.0],
                 neural_budget: Duration::from_secs(150),
                 neural_steps: None,
+                calibration_keys: 1_000,
                 reading_docs: 300,
             }
         }
@@ -618,17 +622,18 @@ fn run(args: Args) -> Result<()> {
             if f == 0.0 {
                 control_students.push((name.to_string(), student));
             } else if f == 0.10 && !neural {
-                // Tokens needed at 10%: the smallest budget reaching p < 1e-3.
-                let needed = plan
-                    .budgets
-                    .iter()
-                    .zip(&series.last().map(|s| s.points.clone()).unwrap_or_default())
-                    .find(|(_, p)| p.1 < -3.0)
-                    .map(|(b, _)| *b);
+                // Tokens needed at 10%: the smallest budget from which every larger budget stays
+                // below p = 1e-3 (and the first budget that reached it, which can be luck).
+                let points = series.last().map(|s| s.points.clone()).unwrap_or_default();
+                let sustained = (0..points.len())
+                    .find(|&i| points[i..].iter().all(|p| p.1 < -3.0))
+                    .map(|i| points[i].0 as usize);
+                let first = points.iter().find(|p| p.1 < -3.0).map(|p| p.0 as usize);
                 let _ = writeln!(
                     md,
-                    "| | *10%: p < 1e-3 from {} student tokens* | | | |",
-                    needed.map_or("more than the largest budget".into(), |n| n.to_string())
+                    "| | *10%: p < 1e-3 at every budget from {} student tokens on (first reached at {})* | | | |",
+                    sustained.map_or("none of the budgets".into(), |n| n.to_string()),
+                    first.map_or("none".into(), |n| n.to_string())
                 );
             }
         }
@@ -707,13 +712,14 @@ fn run(args: Args) -> Result<()> {
     let (mut all_uniform, mut all_p) = (true, Vec::new());
     let mut control_keys: Vec<Key> = keys.clone();
     let mut rng = Rng::new(0xc0_47_01);
-    while control_keys.len() < CONTROL_KEYS {
+    while control_keys.len() < CONTROL_KEYS.max(plan.calibration_keys) {
         let mut b = [0u8; 32];
         for c in b.chunks_mut(8) {
             c.copy_from_slice(&rng.next_u64().to_le_bytes());
         }
         control_keys.push(Key::from_bytes(b));
     }
+    let mut calibration = Vec::new();
     for (name, student) in &control_students {
         let max_budget = plan.max_budget(matches!(student, Student::Neural(_)));
         let outputs = student.outputs(&student_prompts, max_budget, eos, 79)?;
@@ -728,6 +734,10 @@ fn run(args: Args) -> Result<()> {
                 };
                 p.push(10f64.powf(lp(&d)));
             }
+            if plan.calibration_keys > 0 {
+                calibration.push((format!("{name} 0% | {mode}"), p.clone()));
+            }
+            p.truncate(CONTROL_KEYS);
             let (d, crit) = ks(&p);
             let min = p.iter().copied().fold(1.0, f64::min);
             let ok = d < crit && min >= 1e-3;
@@ -749,6 +759,32 @@ fn run(args: Args) -> Result<()> {
         all_p.len(),
         100.0 * (1.0 - 0.999f64.powi(all_p.len() as i32))
     );
+    if !calibration.is_empty() {
+        let n = plan.calibration_keys;
+        let (lo2, hi2) = binomial_range(n, 1e-2);
+        let (lo3, hi3) = binomial_range(n, 1e-3);
+        let _ = writeln!(
+            md,
+            "\n### Calibration of the tests on the control students\n\nThe same students and tests under {n} keys (the \
+             {CONTROL_KEYS} above and fresh ones): how many p-values fall below 1e-2 and 1e-3, against the central 99% \
+             range of Binomial({n}, alpha) that an exact test gives, and the KS distance to uniform (critical value at \
+             1e-3: {:.3}):\n\n| student | test | p < 1e-2 | 99% range | p < 1e-3 | 99% range | min p | KS distance | calibrated |\n\
+             |---|---|---:|---:|---:|---:|---:|---:|---|",
+            1.95 / (n as f64).sqrt()
+        );
+        for (row, p) in &calibration {
+            let below = |a: f64| p.iter().filter(|&&x| x < a).count();
+            let (d, crit) = ks(p);
+            let (b2, b3) = (below(1e-2), below(1e-3));
+            let ok = d < crit && (lo2..=hi2).contains(&b2) && (lo3..=hi3).contains(&b3);
+            let _ = writeln!(
+                md,
+                "| {row} | {b2} | {lo2}-{hi2} | {b3} | {lo3}-{hi3} | {:.5} | {d:.3} | {} |",
+                p.iter().copied().fold(1.0, f64::min),
+                if ok { "yes" } else { "**no**" }
+            );
+        }
+    }
     let _ = writeln!(
         md,
         "\nTotal run time: {:.0} min.",
@@ -780,6 +816,28 @@ fn run(args: Args) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The central 99% range of Binomial(n, p): the smallest lo and largest hi with
+/// P(X < lo) <= 0.005 and P(X > hi) <= 0.005.
+fn binomial_range(n: usize, p: f64) -> (usize, usize) {
+    let mut pmf = Vec::with_capacity(n + 1);
+    let mut cur = (1.0 - p).powi(n as i32);
+    for k in 0..=n {
+        pmf.push(cur);
+        cur *= (n - k) as f64 / (k + 1) as f64 * p / (1.0 - p);
+    }
+    let (mut lo, mut below) = (0, 0.0);
+    while lo < n && below + pmf[lo] <= 0.005 {
+        below += pmf[lo];
+        lo += 1;
+    }
+    let (mut hi, mut above) = (n, 0.0);
+    while hi > 0 && above + pmf[hi] <= 0.005 {
+        above += pmf[hi];
+        hi -= 1;
+    }
+    (lo, hi)
 }
 
 fn points_last(series: &[Series]) -> f64 {
