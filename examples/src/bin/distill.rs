@@ -534,7 +534,7 @@ fn run(args: Args) -> Result<()> {
          from cohorts 1, 4 and 6 ({} / {} / {} tokens) and {} unwatermarked answer tokens, all decoded to text and \
          re-encoded. Students: a smoothed trigram model, and a neural model (MLP over 3 tokens, candle, CPU, {} of \
          training). Each student answers different prompts of the same kind. Exact p-values; dedup across each \
-         corpus. Regenerate with `make distill` ({:.0} min of harvest, {}).\n",
+         corpus. Regenerate with `make distill` (harvest: {:.0} min in this run; {}).\n",
         master.id(),
         plan.harvest_prompts,
         tokens_of(&c1),
