@@ -29,6 +29,17 @@ def cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def write_section(section: str, body: str) -> None:
+    """Replaces the text between the section's markers in RESULTS.md (appends the section if absent)."""
+    begin, end = f"<!-- {section}:begin -->", f"<!-- {section}:end -->"
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    if begin in text:
+        text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: begin + body + end, text, flags=re.S)
+    else:
+        text += f"\n## {section}\n\n{begin}{body}{end}\n"
+    RESULTS.write_text(text)
+
+
 def load(criterion: Path, prefix: str):
     groups = {}
     for bench in criterion.rglob("new/benchmark.json"):
@@ -79,13 +90,7 @@ def main():
         sys.exit(f"no criterion results under {criterion} for groups starting with {prefix!r}")
     body = (f"\nMeasured {date.today().isoformat()} on {cpu_name()} "
             f"({platform.machine()}, {__import__('os').cpu_count()} logical CPUs).\n" + table(groups, baseline) + "\n")
-    begin, end = f"<!-- {section}:begin -->", f"<!-- {section}:end -->"
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    if begin in text:
-        text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: begin + body + end, text, flags=re.S)
-    else:
-        text += f"\n## {section}\n\n{begin}{body}{end}\n"
-    RESULTS.write_text(text)
+    write_section(section, body)
     print(f"wrote section {section!r} ({len(groups)} groups) to {RESULTS}")
 
 

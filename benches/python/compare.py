@@ -22,7 +22,7 @@ os.environ.setdefault("RAYON_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
 import platform  # noqa: E402
-import re  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
 from datetime import date  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -39,7 +39,9 @@ from transformers import (  # noqa: E402
 import tracemark as tm  # noqa: E402
 from tracemark.hf import TracemarkLogitsProcessor  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parents[1] / "RESULTS.md"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from report import RESULTS, write_section  # noqa: E402  (benches/report.py: one writer of RESULTS.md)
+
 V = 128_256
 
 
@@ -152,14 +154,7 @@ def main():
     print("\n".join(out[-4:]))
     if args.quick:
         return
-    begin, end = "<!-- python:begin -->", "<!-- python:end -->"
-    body = "\n".join(out) + "\n"
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    if begin in text:
-        text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: begin + body + end, text, flags=re.S)
-    else:
-        text += f"\n## python\n\n{begin}{body}{end}\n"
-    RESULTS.write_text(text)
+    write_section("python", "\n".join(out) + "\n")
     print(f"wrote {RESULTS}")
 
 

@@ -41,6 +41,17 @@ pub use error::{Error, Result};
 /// The system message SmolLM2-Instruct was trained with.
 pub const SYSTEM: &str = "You are a helpful AI assistant named SmolLM, trained by Hugging Face";
 
+/// The key stored at `path`, or a fresh one from the OS RNG saved there
+/// (mode 0600): the full runs keep one key across reruns and resumed caches.
+pub fn stored_key(path: &std::path::Path) -> Result<tracemark_core::Key> {
+    if path.exists() {
+        return Ok(tracemark_core::Key::load(path)?);
+    }
+    let key = tracemark_core::Key::generate()?;
+    key.save(path)?;
+    Ok(key)
+}
+
 /// The key of the `--quick` runs inside `make test`: fixed, so that the
 /// checks are reproducible test fixtures rather than draws that depend on a
 /// freshly generated key. Never use it for anything else; the full runs
@@ -114,4 +125,22 @@ pub fn today() -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     format!("{:04}-{m:02}-{d:02}", yoe + era * 400 + i64::from(m <= 2))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_key_is_created_once_then_reloaded() -> std::result::Result<(), String> {
+        let dir = std::env::temp_dir().join(format!("tracemark-stored-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let path = dir.join("run.key");
+        let first = stored_key(&path).map_err(|e| e.to_string())?;
+        let again = stored_key(&path).map_err(|e| e.to_string())?;
+        assert_eq!(first.id(), again.id());
+        let other = stored_key(&dir.join("other.key")).map_err(|e| e.to_string())?;
+        assert_ne!(first.id(), other.id());
+        std::fs::remove_dir_all(&dir).map_err(|e| e.to_string())
+    }
 }

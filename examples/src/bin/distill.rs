@@ -486,12 +486,8 @@ fn run(args: Args) -> Result<()> {
     let key_path = dir.join("master.key");
     let master = if args.quick {
         tracemark_examples::quick_test_key("distill")
-    } else if key_path.exists() {
-        Key::load(&key_path)?
     } else {
-        let k = Key::generate()?;
-        k.save(&key_path)?;
-        k
+        tracemark_examples::stored_key(&key_path)?
     };
     let cohort = |c: usize| master.derive(&format!("cohort/{c}"));
     let harvested = harvest(&dir, &plan, &master, &model, &tok, &stop)?;
@@ -807,10 +803,10 @@ fn run(args: Args) -> Result<()> {
             .find(|(n, _)| n == "trigram 100% black box")
             .is_some_and(|(_, l)| *l < -3.0);
         let wrongly_named = attribution.named.iter().any(|n| !expected.contains(n));
-        let control_ok = all_uniform && all_p.iter().all(|&p| p >= 0.01 / all_p.len() as f64);
-        if !caught || !control_ok || wrongly_named {
+        let quiet = all_uniform && all_p.iter().all(|&p| p >= 0.01 / all_p.len() as f64);
+        if !caught || !quiet || wrongly_named {
             return Err(Error::Usage(format!(
-                "distillation check failed (caught {caught}, controls {control_ok}, wrong cohort named {wrongly_named}): see {}",
+                "distillation check failed (caught {caught}, controls {quiet}, wrong cohort named {wrongly_named}): see {}",
                 out.display()
             )));
         }

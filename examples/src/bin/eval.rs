@@ -80,12 +80,8 @@ fn setup(args: &Args, dir: &Path) -> Result<Setup> {
     let key_path = dir.join("eval.key");
     let key = if args.quick {
         tracemark_examples::quick_test_key("eval")
-    } else if key_path.exists() {
-        Key::load(&key_path)?
     } else {
-        let k = Key::generate()?;
-        k.save(&key_path)?;
-        k
+        tracemark_examples::stored_key(&key_path)?
     };
     let arms = eval::arms();
     let schemes = arms
