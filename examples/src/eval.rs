@@ -26,7 +26,7 @@ pub struct ArmSpec {
 pub fn arms() -> Vec<ArmSpec> {
     let spec = |name, s: Option<&str>| {
         let scheme: Option<SchemeConfig> = s.map(|s| s.parse().unwrap_or_else(|e| panic!("{s}: {e}")));
-        let skip_repeated = matches!(&scheme, Some(SchemeConfig::Tournament(_) | SchemeConfig::Gumbel(_)));
+        let skip_repeated = scheme.as_ref().is_some_and(|c| c.contract().skip_repeated);
         ArmSpec {
             name,
             scheme,

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use tracemark_core::{Scheme, SchemeKind, SeenContexts, Step};
+use tracemark_core::{Scheme, SeenContexts, Step};
 
 use crate::error::Result;
 use crate::model::{KvCache, Llama};
@@ -211,8 +211,7 @@ pub fn generate(
                 timing.watermark += spent;
                 out[i].watermark_time += spent;
                 out[i].watermarked_steps += usize::from(matches!(step, Step::Watermarked { .. }));
-                controls_sampling = step.is_watermarked()
-                    && matches!(scheme.config().kind(), SchemeKind::Tournament | SchemeKind::Gumbel);
+                controls_sampling = step.is_watermarked() && scheme.contract().generation.controls_sampling();
             }
             let t = Instant::now();
             let sampling = if controls_sampling {

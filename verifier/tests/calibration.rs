@@ -118,7 +118,7 @@ fn p_values_are_calibrated_on_real_human_text() {
                     let detector = Detector::new(&keys[t / DOCS_PER_KEY], &config, vocab, opts).expect("detector");
                     let doc = &docs[order[t]];
                     let r = detector.detect_ids(&[], &doc.ids).expect("detects");
-                    (doc.category.clone(), 10f64.powf(r.log10_p.expect("p")))
+                    (doc.category.clone(), 10f64.powf(r.outcome.log10_p().expect("p")))
                 })
                 .collect();
             let mut cats: BTreeMap<&str, Vec<f64>> = BTreeMap::new();

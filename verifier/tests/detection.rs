@@ -7,8 +7,8 @@ use support::{flat_candidates, generate, random_tokens, word_tokenizer_json, wor
 use tracemark_core::{Key, SchemeConfig};
 use tracemark_verifier::stats::{ln_binomial_upper, ln_gamma_upper};
 use tracemark_verifier::{
-    Dedup, DetectOptions, Detector, Error, Keyring, KeyringDetector, Scanner, TextTokenizer, TokenStatus, Verdict,
-    WindowOptions,
+    Dedup, DetectOptions, Detector, Error, Keyring, KeyringDetector, Outcome, Scanner, TextTokenizer, TokenStatus,
+    Verdict, WindowOptions,
 };
 
 fn config(s: &str) -> SchemeConfig {
@@ -167,7 +167,7 @@ fn dedup_stops_repeats_from_counting_twice() {
     let raw = detect(Dedup::None, &repeated);
     assert_eq!(raw.counts.scored, repeated.len());
     assert!(
-        raw.log10_p.expect("p") < 5.0 * single.log10_p.expect("p"),
+        raw.outcome.log10_p().expect("p") < 5.0 * single.outcome.log10_p().expect("p"),
         "no dedup inflates the evidence"
     );
     let ctx = detect(Dedup::Context, &once);
@@ -274,7 +274,7 @@ fn window_finds_a_pasted_watermarked_span() {
     assert!(overlap >= 50, "window {}..{} misses the span 200..300", w.start, w.end);
     assert!(w.log10_p < -6.0, "corrected window p {}", w.log10_p);
     assert!(
-        w.log10_p_uncorrected < d.log10_p.expect("p"),
+        w.log10_p_uncorrected < d.outcome.log10_p().expect("p"),
         "the window is more significant than the whole text"
     );
     assert!(w.correction.contains("Bonferroni") && w.windows_examined > 10);
@@ -324,9 +324,14 @@ fn keyring_names_exactly_the_generating_cohort() {
     let kd = KeyringDetector::new(&ring, &cfg, vocab, options(0.01)).expect("keyring detector");
     let r = kd.detect_ids(&[11], &ids).expect("ok");
     assert_eq!(r.best, Some(3));
-    let named: Vec<&str> = r.keys.iter().filter(|k| k.detected).map(|k| k.label.as_str()).collect();
+    let named: Vec<&str> = r
+        .keys
+        .iter()
+        .filter(|k| k.detected())
+        .map(|k| k.label.as_str())
+        .collect();
     assert_eq!(named, ["cohort/3"]);
-    assert_eq!(r.keys[3].key_id, cohort3.id().to_string());
+    assert_eq!(r.keys[3].key_id, cohort3.id());
     assert!(r.correction.contains("Holm"));
 
     // Family-wise error under the null: no cohort named on unwatermarked text.
@@ -336,7 +341,7 @@ fn keyring_names_exactly_the_generating_cohort() {
         let ring = Keyring::derived(&rng.key(), &labels).expect("keyring");
         let kd = KeyringDetector::new(&ring, &cfg, vocab, options(0.05)).expect("detector");
         let text = random_tokens(vocab, 150, &mut rng);
-        any += usize::from(kd.detect_ids(&[], &text).expect("ok").keys.iter().any(|k| k.detected));
+        any += usize::from(kd.detect_ids(&[], &text).expect("ok").keys.iter().any(|k| k.detected()));
     }
     let se = (0.05f64 * 0.95 / trials as f64).sqrt();
     assert!(
@@ -498,11 +503,8 @@ fn bad_input_is_a_typed_error() {
     // Too few scored tokens: a typed inconclusive verdict, no p-value, nothing NaN.
     let r = d.detect_ids(&[1], &[2, 3, 4]).expect("ok");
     assert_eq!(r.verdict, Verdict::Inconclusive);
-    assert!(r.p_value.is_none() && r.log10_p.is_none() && r.test.is_none());
-    assert!(r
-        .inconclusive_reason
-        .as_deref()
-        .is_some_and(|s| s.contains("at least 10")));
+    assert!(r.outcome.log10_p().is_none() && r.outcome.test().is_none() && r.verdict_log10_p().is_none());
+    assert!(matches!(&r.outcome, Outcome::Inconclusive { reason } if reason.contains("at least 10")));
     let json = serde_json::to_string(&r).expect("serializes");
     assert!(!json.contains("NaN") && !json.contains("null,\"log10_p\":NaN"));
     let back: tracemark_verifier::Detection = serde_json::from_str(&json).expect("round-trips");

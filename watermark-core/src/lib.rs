@@ -88,22 +88,23 @@
 #![warn(missing_docs)]
 
 mod context;
+mod contract;
 mod error;
 mod gumbel;
 mod key;
 mod kgw;
-mod mix;
+pub mod mix;
 mod prf;
 mod scheme;
 mod simd;
 mod tournament;
 
 pub use context::{Context, ContextMode, ContextSeed, Seeder};
+pub use contract::{Contract, Generation, Null};
 pub use error::{Error, Result};
-pub use gumbel::{score as gumbel_score, uniform as gumbel_uniform, Gumbel, GumbelConfig};
+pub use gumbel::{Gumbel, GumbelConfig};
 pub use key::{Key, KeyId, MAX_LABEL_LEN};
-pub use kgw::{green_mask, Kgw, KgwConfig};
-pub use mix::{mix, value16};
+pub use kgw::{Kgw, KgwConfig};
 pub use ndarray;
 pub use scheme::{set_batch_threads, Observation, Scheme, SchemeConfig, SchemeKind, SeenContexts, Step};
 pub use simd::Isa;
@@ -111,11 +112,6 @@ pub use tournament::{Tournament, TournamentConfig};
 
 /// The version of `docs/SPEC.md` this crate implements; reports carry it.
 pub const SPEC_VERSION: &str = "tracemark/v1";
-
-/// The number of tournament g-values equal to 1 among the first `layers` bits of `value`.
-pub fn tournament_g_sum(value: u32, layers: usize) -> u32 {
-    tournament::g_sum(value, layers.min(32) as u8)
-}
 
 /// Entry points for fuzzing and for the golden-vector tests; not a stable API.
 #[doc(hidden)]
@@ -138,6 +134,16 @@ pub mod internal {
         a.copy_from_slice(&mac[..8]);
         b.copy_from_slice(&mac[8..16]);
         (u64::from_le_bytes(a), u64::from_le_bytes(b))
+    }
+
+    /// The Gumbel scheme's keyed uniform of a 32-bit value (SPEC §9).
+    pub fn gumbel_uniform(value: u32) -> f64 {
+        crate::gumbel::uniform(value)
+    }
+
+    /// The number of tournament g-values equal to 1 among the first `layers` bits of `value`.
+    pub fn tournament_g_sum(value: u32, layers: usize) -> u32 {
+        crate::tournament::g_sum(value, layers.min(32) as u8)
     }
 
     /// Deterministic natural logarithm used by the Gumbel scheme.

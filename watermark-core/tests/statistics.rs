@@ -4,9 +4,8 @@
 mod common;
 
 use common::{chi_square, chi_square_critical_001, softmax, Rng};
-use tracemark_core::{
-    tournament_g_sum, Context, Gumbel, GumbelConfig, Kgw, KgwConfig, Scheme, Tournament, TournamentConfig,
-};
+use tracemark_core::internal::tournament_g_sum;
+use tracemark_core::{Context, Gumbel, GumbelConfig, Kgw, KgwConfig, Scheme, Tournament, TournamentConfig};
 
 fn history(rng: &mut Rng, len: usize, vocab: u32) -> Vec<u32> {
     (0..len).map(|_| rng.below(vocab)).collect()
@@ -338,7 +337,8 @@ fn gumbel_pruned_selection_equals_brute_force() {
                 if l == f32::NEG_INFINITY {
                     continue;
                 }
-                let u = tracemark_core::gumbel_uniform(g.observe(&h, i as u32).expect("ok").expect("seed").value);
+                let u =
+                    tracemark_core::internal::gumbel_uniform(g.observe(&h, i as u32).expect("ok").expect("seed").value);
                 let s = f64::from(l) / f64::from(temp) - (-u.ln()).ln();
                 if s > best.0 {
                     best = (s, i);

@@ -456,7 +456,7 @@ impl Tester {
 }
 
 fn lp(d: &Detection) -> f64 {
-    d.log10_p.unwrap_or(0.0)
+    d.outcome.conservative_log10_p()
 }
 
 /// Kolmogorov-Smirnov distance of p-values from uniform, and its 1e-3 critical value.
@@ -689,9 +689,9 @@ fn run(args: Args) -> Result<()> {
             } else {
                 "no"
             },
-            k.log10_p.unwrap_or(0.0),
-            k.log10_p_adjusted.unwrap_or(0.0),
-            if k.detected { "**yes**" } else { "no" }
+            k.log10_p().unwrap_or(0.0),
+            k.tested.map_or(0.0, |t| t.log10_p_adjusted),
+            if k.detected() { "**yes**" } else { "no" }
         );
     }
     let expected: Vec<String> = HARVESTED.iter().map(|h| format!("cohort/{}", h.0)).collect();

@@ -292,7 +292,7 @@ fn verdict_code(v: Verdict) -> u8 {
     match v {
         Verdict::Detected => 0,
         Verdict::NotDetected => EXIT_NOT_DETECTED,
-        Verdict::Inconclusive => EXIT_INCONCLUSIVE,
+        _ => EXIT_INCONCLUSIVE,
     }
 }
 
@@ -371,7 +371,7 @@ fn detect(a: DetectArgs) -> Result<u8, Failure> {
                 print!("{}", render::detection(best, shown_text, s.color));
             }
         }
-        Ok(if result.keys.iter().any(|k| k.detected) {
+        Ok(if result.keys.iter().any(|k| k.detected()) {
             0
         } else if result.best.is_none() {
             EXIT_INCONCLUSIVE
@@ -532,22 +532,7 @@ fn radioactivity(a: RadioArgs) -> Result<u8, Failure> {
             "radioactivity test ({mode}), cohort attribution over {} keys",
             labels.len()
         );
-        let kd = tracemark_verifier::KeyringDetection {
-            keys: attribution.keys.clone(),
-            best: None,
-            alpha: attribution.alpha,
-            correction: attribution.correction.clone(),
-            best_detection: None,
-        };
-        print!("{}", render::keyring(&kd, s.color));
-        println!(
-            "named: {}",
-            if attribution.named.is_empty() {
-                "none".to_string()
-            } else {
-                attribution.named.join(", ")
-            }
-        );
+        print!("{}", render::attribution(&attribution, s.color));
     }
     Ok(if attribution.named.is_empty() {
         EXIT_NOT_DETECTED
