@@ -3,16 +3,17 @@
 
     python3 fuzz/seeds.py key_file CORPUS_DIR DICT_FILE
     python3 fuzz/seeds.py process  CORPUS_DIR DICT_FILE
+    python3 fuzz/seeds.py scheme_config CORPUS_DIR DICT_FILE
 
 A target this script does not know gets an empty corpus and dictionary (and
 a note on stderr): libFuzzer then starts from scratch.
 
 Seeds come from the golden vectors (testdata/vectors/*.json), so they are
-generated, not committed: valid key files for `key_file`, and for `process`
-the byte layout of `tracemark_core::internal::fuzz_process` (one length byte,
-a scheme string, 16 history bytes, little-endian f32 logits). Seed files are
-named by their SHA-256, so writing them again changes nothing. Standard
-library only.
+generated, not committed: valid key files for `key_file`; for `process` the
+byte layout of `tracemark_core::internal::fuzz_process` (one length byte, a
+scheme string, 16 history bytes, little-endian f32 logits); the scheme
+strings alone for `scheme_config`. Seed files are named by their SHA-256, so
+writing them again changes nothing. Standard library only.
 """
 
 import hashlib
@@ -72,11 +73,17 @@ def process_seeds():
     return seeds, tokens
 
 
+def scheme_config_seeds():
+    seeds, tokens = process_seeds()
+    # The scheme strings alone: the bytes after the length byte, up to the history.
+    return [s[1 : 1 + s[0]] for s in seeds], tokens
+
+
 def main():
     if len(sys.argv) != 4:
         sys.exit(__doc__)
     target, corpus, dictionary = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
-    known = {"key_file": key_file_seeds, "process": process_seeds}
+    known = {"key_file": key_file_seeds, "process": process_seeds, "scheme_config": scheme_config_seeds}
     if target not in known:
         print(f"no seeds for fuzz target `{target}` (add them to fuzz/seeds.py)", file=sys.stderr)
     seeds, tokens = known[target]() if target in known else ([], [])
