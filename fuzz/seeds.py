@@ -76,7 +76,7 @@ def process_seeds():
 def scheme_config_seeds():
     seeds, tokens = process_seeds()
     # The scheme strings alone: the bytes after the length byte, up to the history.
-    return [s[1 : 1 + s[0]] for s in seeds], tokens
+    return list(dict.fromkeys(s[1 : 1 + s[0]] for s in seeds)), tokens
 
 
 def main():

@@ -97,10 +97,10 @@ for target in "${targets[@]}"; do
     artifacts="$WORK/artifacts/$target/"
     rm -rf "$artifacts"  # only this run's crash inputs
     mkdir -p "$corpus" "$artifacts" "$(dirname "$log")"
-    "$PYTHON" fuzz/seeds.py "$target" "$corpus" "$dict" 2>/dev/null || die "writing the seeds of $target"
+    seeded=$("$PYTHON" fuzz/seeds.py "$target" "$corpus" "$dict" 2>&1) || die "writing the seeds of $target: $seeded"
     args=(-max_total_time="$FUZZ_SECONDS" -timeout=20 -print_final_stats=1 -artifact_prefix="$artifacts")
     [[ -s $dict ]] && args+=(-dict="$dict")
-    say "$target: fuzzing for $FUZZ_SECONDS s (log: $log)"
+    say "$target: ${seeded//$'\n'/; }; fuzzing for $FUZZ_SECONDS s (log: $log)"
     start=$SECONDS
     set +e
     if [[ $FUZZ_MODE == plain ]]; then
