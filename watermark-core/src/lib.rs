@@ -161,6 +161,16 @@ pub mod internal {
         }
     }
 
+    /// Fuzz target: parse arbitrary bytes as a scheme string (as the verifier's
+    /// `--scheme` does). Whatever parses must print as a string that parses back to
+    /// the same configuration.
+    pub fn fuzz_scheme_config(data: &[u8]) {
+        if let Ok(Ok(config)) = core::str::from_utf8(data).map(str::parse::<SchemeConfig>) {
+            let printed = config.to_string();
+            assert_eq!(printed.parse::<SchemeConfig>().ok(), Some(config), "{printed}");
+        }
+    }
+
     /// Fuzz target: a scheme string, a history and a logits row from arbitrary bytes.
     /// Must never panic; an error must leave the row unchanged.
     pub fn fuzz_process(data: &[u8]) {
