@@ -150,7 +150,8 @@ fn detect_exit_codes_and_json() {
     assert_eq!(report["verdict"], "detected");
     assert_eq!(report["key_id"], key.id().to_string());
     assert_eq!(report["spec"], "tracemark/v1");
-    assert!(report["log10_p"].as_f64().expect("p") < -6.0);
+    assert!(report["outcome"]["log10_p"].as_f64().expect("p") < -6.0);
+    assert_eq!(report["outcome"]["status"], "tested");
     assert!(report["tool"].as_str().expect("tool").starts_with("tracemark "));
     assert!(report["input_sha256"].as_str().expect("hash").starts_with("sha256:"));
 

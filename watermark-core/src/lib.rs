@@ -37,6 +37,33 @@
 //! Each scheme reads the preceding tokens through a [`Context`]: left-hash
 //! over `h` tokens, min-hash, or self-hash.
 //!
+//! ## The scheme contract
+//!
+//! Everything scheme-specific is stated once, by the scheme: its keyed
+//! [`Scheme::value`] and [`Scheme::score`] of a token, and its [`Contract`]:
+//! the null distribution of one score ([`Null`]), the statistic's name, and
+//! how it takes part in sampling ([`Generation`]: it biases the logits for the
+//! caller's sampler, or decides the distribution or the token itself), and
+//! whether it skips repeated contexts by default. Decoders, bindings and the
+//! verifier ask the scheme; none of them branches on which scheme it is, and a
+//! scheme defined outside this crate (with a [`Seeder::for_scheme`]) works
+//! with all of them.
+//!
+//! ```
+//! use tracemark_core::{Generation, Key, Null, SchemeConfig};
+//!
+//! let config: SchemeConfig = "tournament:layers=30,top_k=40,temperature=1,context=lefthash:4".parse()?;
+//! let contract = config.contract();
+//! assert_eq!(contract.null, Null::Binomial { trials: 30, p: 0.5 });
+//! assert_eq!(contract.generation, Generation::Distribution);
+//! // The decoder must sample the processed row as it is: no temperature, top-k or top-p of its own.
+//! assert!(contract.generation.controls_sampling() && contract.skip_repeated);
+//!
+//! let scheme = config.build(&Key::generate()?, 100)?;
+//! assert_eq!(scheme.contract(), contract);
+//! # Ok::<(), tracemark_core::Error>(())
+//! ```
+//!
 //! ```
 //! use tracemark_core::{Context, Key, Kgw, KgwConfig, Scheme, Step};
 //!
