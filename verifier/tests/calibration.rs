@@ -85,7 +85,7 @@ fn p_values_are_calibrated_on_real_human_text() {
     let vocab = tokenizer.vocab_size();
     let docs = load_docs(&tokenizer);
     let mut order: Vec<usize> = (0..docs.len()).collect();
-    let mut rng = Rng(0xca11_b8a7e);
+    let mut rng = Rng::new(0xca11_b8a7e);
     for i in (1..order.len()).rev() {
         order.swap(i, rng.below(i as u32 + 1) as usize);
     }

@@ -59,7 +59,7 @@ fn s(p: &Path) -> &str {
 fn watermarked_ids(key: &Key, n: usize, seed: u64) -> Vec<u32> {
     let cfg: SchemeConfig = SCHEME.parse().expect("cfg");
     let scheme = cfg.build(key, VOCAB).expect("scheme");
-    generate(scheme.as_ref(), &[1], n, &mut Rng(seed), |_, _| vec![0.0; VOCAB])
+    generate(scheme.as_ref(), &[1], n, &mut Rng::new(seed), |_, _| vec![0.0; VOCAB])
 }
 
 #[test]
@@ -156,7 +156,7 @@ fn detect_exit_codes_and_json() {
     assert!(report["input_sha256"].as_str().expect("hash").starts_with("sha256:"));
 
     // Whitespace-separated ids on stdin, unwatermarked: not detected.
-    let plain: Vec<String> = random_tokens(VOCAB, 120, &mut Rng(2))
+    let plain: Vec<String> = random_tokens(VOCAB, 120, &mut Rng::new(2))
         .iter()
         .map(u32::to_string)
         .collect();
@@ -195,7 +195,7 @@ fn detect_text_with_tokenizer_window_and_keyring() {
     let master = Key::generate().expect("rng");
     master.save(&master_path).expect("save");
     let cohort2 = master.derive("cohort/2").expect("derive");
-    let mut rng = Rng(3);
+    let mut rng = Rng::new(3);
     let mut all = random_tokens(VOCAB, 150, &mut rng);
     all.extend(watermarked_ids(&cohort2, 100, 4));
     all.extend(random_tokens(VOCAB, 150, &mut rng));
@@ -266,7 +266,7 @@ fn scan_and_radioactivity() {
         lines.push(serde_json::json!({"id": i, "text": words(&watermarked_ids(&key, 60, 10 + i))}).to_string());
     }
     lines.push("not json".into());
-    lines.push(serde_json::json!({"id": "ids", "ids": random_tokens(VOCAB, 60, &mut Rng(5))}).to_string());
+    lines.push(serde_json::json!({"id": "ids", "ids": random_tokens(VOCAB, 60, &mut Rng::new(5))}).to_string());
     let corpus = dir.path("corpus.jsonl");
     std::fs::write(&corpus, lines.join("\n")).expect("write");
     let results = dir.path("results.jsonl");

@@ -67,7 +67,7 @@ impl Scheme for Parity {
 #[test]
 fn a_scheme_from_outside_the_core_is_detected_by_its_contract() {
     let vocab = 5_000;
-    let mut rng = Rng(901);
+    let mut rng = Rng::new(901);
     let key = rng.key();
     let toy = Parity::new(&key, vocab, 3.0);
     let marked = generate(&toy, &[7], 200, &mut rng, |_, _| vec![0.0; vocab]);
@@ -115,7 +115,7 @@ fn built_in_contracts() {
     assert_eq!(g.contract().generation, Generation::Selection);
     assert_eq!(g.contract().null, Null::Exponential);
     // The built scheme states the same contract as its configuration.
-    let key = Rng(902).key();
+    let key = Rng::new(902).key();
     for c in [&kgw, &t, &g] {
         assert_eq!(c.build(&key, 100).expect("build").contract(), c.contract());
         assert_eq!(c.build(&key, 100).expect("build").describe(), c.to_string());
@@ -131,7 +131,7 @@ fn built_in_contracts() {
 fn a_significant_window_decides_the_verdict() {
     let vocab = 20_000;
     let cfg: SchemeConfig = "kgw:gamma=0.25,delta=4,context=lefthash:1".parse().expect("cfg");
-    let mut rng = Rng(903);
+    let mut rng = Rng::new(903);
     let key = rng.key();
     let scheme = cfg.build(&key, vocab).expect("scheme");
     let marked = generate(scheme.as_ref(), &[3], 80, &mut rng, |_, _| vec![0.0; vocab]);
@@ -174,7 +174,7 @@ fn a_significant_window_decides_the_verdict() {
 fn the_family_verdict_keeps_its_level() {
     let vocab = 20_000;
     let cfg: SchemeConfig = "kgw:gamma=0.25,delta=2,context=lefthash:1".parse().expect("cfg");
-    let mut rng = Rng(904);
+    let mut rng = Rng::new(904);
     let trials = 400;
     let mut fp = 0;
     for _ in 0..trials {
