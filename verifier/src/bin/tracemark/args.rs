@@ -46,6 +46,10 @@ pub(crate) enum Command {
     /// Test a text (or ids) for a watermark
     Detect(DetectArgs),
     /// Test every document of a JSONL corpus; per-line results and an aggregate test
+    ///
+    /// One JSON line per document goes to standard output (or --out). With --json the summary
+    /// follows on standard output as one more JSON line, {"summary": {...}}; without it, the
+    /// summary is printed for people on standard error.
     Scan(ScanArgs),
     /// One corpus-level test: did the model that wrote this corpus learn from our watermarked text?
     Radioactivity(RadioArgs),
