@@ -367,5 +367,18 @@ mod tests {
         assert_eq!(Exit::from(Verdict::Detected), Exit::Success);
         assert_eq!(Exit::from(Verdict::NotDetected), Exit::NotDetected);
         assert_eq!(Exit::from(Verdict::Inconclusive), Exit::Inconclusive);
+        // Command lines clap refuses are usage errors; --help and --version succeed.
+        use clap::Parser as _;
+        let clap_exit = |args: &[&str]| match crate::args::Cli::try_parse_from(args) {
+            Ok(_) => panic!("{args:?} parsed"),
+            Err(e) => Exit::from(&e),
+        };
+        assert_eq!(clap_exit(&["tracemark", "--bogus"]), Exit::Usage);
+        assert_eq!(
+            clap_exit(&["tracemark", "detect", "--scheme", "kgw:gamma=2"]),
+            Exit::Usage
+        );
+        assert_eq!(clap_exit(&["tracemark", "--help"]), Exit::Success);
+        assert_eq!(clap_exit(&["tracemark", "--version"]), Exit::Success);
     }
 }
