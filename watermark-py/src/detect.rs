@@ -87,10 +87,15 @@ impl PyTokenizer {
 #[pyclass(name = "TestReport", module = "tracemark", frozen, get_all)]
 #[derive(Clone)]
 pub(crate) struct PyTestReport {
+    /// What the test is.
     name: String,
+    /// The null distribution of the statistic.
     null_distribution: String,
+    /// The observed statistic (green count, g-value count, or score sum).
     statistic: f64,
+    /// Its expectation under the null hypothesis.
     expected: f64,
+    /// `(statistic - expected) / sd`: informational only, never the test.
     z_score: f64,
 }
 
@@ -171,11 +176,17 @@ impl PyOutcome {
 #[pyclass(name = "Counts", module = "tracemark", frozen, get_all)]
 #[derive(Clone)]
 pub(crate) struct PyCounts {
+    /// Prompt tokens (context only, never scored).
     prompt: usize,
+    /// Completion tokens seen.
     seen: usize,
+    /// Tokens scored.
     scored: usize,
+    /// Tokens dropped as repeats.
     skipped_duplicate: usize,
+    /// Tokens without a seed (history shorter than the context width).
     skipped_short_context: usize,
+    /// Tokens whose context was outside a scan's context filter.
     skipped_by_filter: usize,
 }
 
@@ -215,18 +226,31 @@ impl PyCounts {
 #[pyclass(name = "WindowReport", module = "tracemark", frozen, get_all)]
 #[derive(Clone)]
 pub(crate) struct PyWindowReport {
+    /// First completion token of the window.
     start: usize,
+    /// One past the last completion token of the window.
     end: usize,
+    /// Byte range in the input text, when the input was text.
     span: Option<(usize, usize)>,
+    /// Scored tokens in the window.
     scored: usize,
+    /// The window's statistic.
     statistic: f64,
+    /// log10 of the window's own exact p-value (not corrected).
     log10_p_uncorrected: f64,
+    /// How many windows were examined.
     windows_examined: usize,
+    /// The multiple-testing correction applied.
     correction: String,
+    /// log10 of the corrected p-value.
     log10_p: f64,
+    /// The corrected p-value (0.0 if it underflows).
     p_value: f64,
+    /// log10 of the p-value the verdict stands on: the smaller of the whole text's and the window's corrected p-value, times 2.
     family_log10_p: f64,
+    /// The family correction in words.
     family_correction: &'static str,
+    /// Whether the window, rather than the whole text, gave the family p-value.
     decides_verdict: bool,
 }
 

@@ -53,8 +53,11 @@ impl PyKeyring {
 #[pyclass(name = "KeyTest", module = "tracemark", frozen, get_all)]
 #[derive(Clone)]
 pub(crate) struct PyKeyTest {
+    /// log10 of the key's own p-value (the one its verdict stands on).
     log10_p: f64,
+    /// log10 of the Holm-adjusted p-value.
     log10_p_adjusted: f64,
+    /// Whether the adjusted p-value is below the family-wise alpha.
     detected: bool,
 }
 

@@ -1,7 +1,7 @@
 //! `tracemark._native`: the private native module of the `tracemark` Python
 //! package. Bindings only: every computation is in `tracemark-core` and
 //! `tracemark-verifier`. Heavy work releases the GIL; locks are only taken
-//! while detached ([`lock`]); every error becomes a Python exception that
+//! while detached (module `lock`); every error becomes a Python exception that
 //! subclasses `ValueError`.
 
 #![deny(unsafe_code)]

@@ -1,5 +1,7 @@
 """Processing logits from Python: in place, without copying, batched, threaded."""
 
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -140,43 +142,56 @@ def test_threads_in_parallel_match_serial(key, rng):
     assert np.array_equal(rows, expected)
 
 
-def test_threads_sharing_one_memory_take_turns(key, rng):
-    """Two threads share one SeenContexts (the lock is only taken with the GIL
-    released): no deadlock, no panic, and every context is watermarked once."""
-    scheme = tm.Scheme(key, "gumbel:temperature=1,context=lefthash:1", 20_000)
-    memory = tm.SeenContexts()
-    contexts = 400
-    results = {0: [], 1: []}
-    errors = []
-    start = threading.Barrier(2)
+SHARED_MEMORY_SCRIPT = """
+import threading
+import numpy as np
+import tracemark as tm
 
-    def work(t):
-        try:
-            start.wait()
-            local = np.random.default_rng(t)
-            for c in range(contexts):
-                row = local.normal(size=20_000).astype(np.float32)
-                if c % 2:
-                    step = scheme.process([c], row, memory)
-                else:
-                    batch = row[None, :].copy()
-                    own = tm.SeenContexts()
-                    step = scheme.process_batch([[c]], batch, [memory])[0]
-                    scheme.process_batch([[c]], batch.copy(), [own])
-                results[t].append(step.watermarked)
-                len(memory)  # also takes the lock
-        except BaseException as e:  # collected and re-raised in the main thread
-            errors.append(e)
+key = tm.Key.from_bytes(bytes(range(32)))
+scheme = tm.Scheme(key, "gumbel:temperature=1,context=lefthash:1", 20_000)
+memory = tm.SeenContexts()
+contexts = 400
+results = {0: [], 1: []}
+errors = []
+start = threading.Barrier(2)
 
-    threads = [threading.Thread(target=work, args=(t,)) for t in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not any(t.is_alive() for t in threads), "deadlock"
-    assert not errors, errors
-    # Each context was watermarked by exactly one of the two threads.
-    assert [a + b for a, b in zip(results[0], results[1])] == [1] * contexts
-    assert len(memory) == contexts
-    memory.clear()
-    assert len(memory) == 0
+def work(t):
+    try:
+        start.wait()
+        local = np.random.default_rng(t)
+        for c in range(contexts):
+            row = local.normal(size=20_000).astype(np.float32)
+            if c % 2:
+                step = scheme.process([c], row, memory)
+            else:
+                step = scheme.process_batch([[c]], row[None, :].copy(), [memory])[0]
+            results[t].append(step.watermarked)
+            len(memory)  # takes the lock too
+    except BaseException as e:
+        errors.append(repr(e))
+
+threads = [threading.Thread(target=work, args=(t,)) for t in range(2)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+assert not errors, errors
+# Each context was watermarked by exactly one of the two threads.
+assert [a + b for a, b in zip(results[0], results[1])] == [1] * contexts, results
+assert len(memory) == contexts
+memory.clear()
+assert len(memory) == 0
+print("ok")
+"""
+
+
+def test_threads_sharing_one_memory_take_turns():
+    """Two threads share one SeenContexts. Its lock is only taken with the GIL
+    released: no deadlock (a lock taken while attached and held across the
+    detach stalls the whole interpreter, hence the subprocess and its timeout),
+    no panic, and every context is watermarked by exactly one thread."""
+    try:
+        r = subprocess.run([sys.executable, "-c", SHARED_MEMORY_SCRIPT], capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        pytest.fail("deadlock: two threads sharing one SeenContexts did not finish in 120 s")
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stdout + r.stderr
