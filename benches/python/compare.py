@@ -82,8 +82,9 @@ def per_step(batch, quick):
     clone = best_time(lambda: base.clone(), min_seconds=0.2 if quick else 1.0)
     run("tracemark kgw lefthash:1", TracemarkLogitsProcessor(key, "kgw:gamma=0.25,delta=2,context=lefthash:1", V))
     run("tracemark kgw selfhash:4", TracemarkLogitsProcessor(key, "kgw:gamma=0.25,delta=2,context=selfhash:4", V))
-    run("tracemark tournament (m=30, k=40)", TracemarkLogitsProcessor(key, "tournament:layers=30,top_k=40,temperature=1,context=lefthash:4", V))
-    run("tracemark gumbel", TracemarkLogitsProcessor(key, "gumbel:temperature=1,context=lefthash:4", V))
+    # The same input every call: no repeated-context memory (which the contract would switch on), as measured before.
+    run("tracemark tournament (m=30, k=40)", TracemarkLogitsProcessor(key, "tournament:layers=30,top_k=40,temperature=1,context=lefthash:4", V, skip_repeated=False))
+    run("tracemark gumbel", TracemarkLogitsProcessor(key, "gumbel:temperature=1,context=lefthash:4", V, skip_repeated=False))
     run("transformers WatermarkLogitsProcessor lefthash", WatermarkLogitsProcessor(V, "cpu", 0.25, 2.0, seeding_scheme="lefthash", context_width=1))
     run("transformers WatermarkLogitsProcessor selfhash", WatermarkLogitsProcessor(V, "cpu", 0.25, 2.0, seeding_scheme="selfhash", context_width=4), budget=3.0)
     synthid = SynthIDTextWatermarkLogitsProcessor(
@@ -105,7 +106,7 @@ def detection(quick):
 
     def ours():
         for r in rows:
-            detector.detect_ids(r[1:], prompt=r[:1])
+            detector.detect_ids(r[:1], r[1:])
     t_ours = best_time(ours, min_seconds=0.5 if quick else 2.0)
     tokens = n_docs * (length - 1)
     return tokens / t_hf, tokens / t_ours

@@ -3,11 +3,13 @@
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use serde_json::Value;
-use tracemark_verifier::{Dedup, DetectOptions, Detection, Detector, TextTokenizer, WindowOptions};
+use tracemark_verifier::{
+    Counts, Dedup, DetectOptions, Detection, Detector, Outcome, TestReport, TextTokenizer, WindowOptions, WindowReport,
+};
 
-use crate::errors::{shield, verifier_err, InvalidParameterError};
+use crate::errors::{verifier_err, InvalidParameterError};
 use crate::key::PyKey;
-use crate::scheme::{extract_ids, parse_config};
+use crate::scheme::{extract_ids, scheme_config};
 
 /// A JSON value as Python objects (dicts, lists, str, int, float, bool, None).
 pub(crate) fn to_py<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny>> {
@@ -52,21 +54,19 @@ impl PyTokenizer {
     /// Loads a `tokenizer.json`.
     #[staticmethod]
     fn from_file(path: std::path::PathBuf) -> PyResult<Self> {
-        shield(|| {
-            Ok(Self {
-                inner: TextTokenizer::from_file(&path).map_err(verifier_err)?,
-            })
+        Ok(Self {
+            inner: TextTokenizer::from_file(&path).map_err(verifier_err)?,
         })
     }
 
     /// Encodes text without adding special tokens.
     fn encode(&self, py: Python<'_>, text: &str) -> PyResult<Vec<u32>> {
-        shield(|| Ok(py.detach(|| self.inner.encode(text)).map_err(verifier_err)?.ids))
+        Ok(py.detach(|| self.inner.encode(text)).map_err(verifier_err)?.ids)
     }
 
     /// Decodes ids to text.
     fn decode(&self, ids: &Bound<'_, PyAny>) -> PyResult<String> {
-        shield(|| self.inner.decode(&extract_ids(ids)?).map_err(verifier_err))
+        self.inner.decode(&extract_ids(ids)?).map_err(verifier_err)
     }
 
     /// Vocabulary size, special tokens included.
@@ -82,8 +82,214 @@ impl PyTokenizer {
     }
 }
 
-/// The report of one detection. `to_dict()` / `to_json()` give everything;
-/// the common fields are attributes.
+/// The test that was run: its name, the null distribution of the statistic,
+/// the observed statistic, its expectation, and the z-score (informational only).
+#[pyclass(name = "TestReport", module = "tracemark", frozen, get_all)]
+#[derive(Clone)]
+pub(crate) struct PyTestReport {
+    /// What the test is.
+    name: String,
+    /// The null distribution of the statistic.
+    null_distribution: String,
+    /// The observed statistic (green count, g-value count, or score sum).
+    statistic: f64,
+    /// Its expectation under the null hypothesis.
+    expected: f64,
+    /// `(statistic - expected) / sd`: informational only, never the test.
+    z_score: f64,
+}
+
+impl From<&TestReport> for PyTestReport {
+    fn from(t: &TestReport) -> Self {
+        Self {
+            name: t.name.clone(),
+            null_distribution: t.null_distribution.clone(),
+            statistic: t.statistic,
+            expected: t.expected,
+            z_score: t.z_score,
+        }
+    }
+}
+
+#[pymethods]
+impl PyTestReport {
+    fn __repr__(&self) -> String {
+        format!(
+            "TestReport(name='{}', statistic={}, expected={}, z_score={})",
+            self.name, self.statistic, self.expected, self.z_score
+        )
+    }
+}
+
+/// Whether a detection was tested (`status == "tested"`: `test`, `p_value`
+/// and `log10_p` are set) or not (`status == "inconclusive"`: `reason` says why).
+#[pyclass(name = "Outcome", module = "tracemark", frozen)]
+pub(crate) struct PyOutcome {
+    inner: Outcome,
+}
+
+#[pymethods]
+impl PyOutcome {
+    /// "tested" or "inconclusive".
+    #[getter]
+    fn status(&self) -> PyResult<String> {
+        let v = json_of(&self.inner)?;
+        Ok(v["status"].as_str().unwrap_or_default().to_string())
+    }
+
+    /// The test, when tested.
+    #[getter]
+    fn test(&self) -> Option<PyTestReport> {
+        self.inner.test().map(PyTestReport::from)
+    }
+
+    /// The whole text's exact p-value (0.0 if it underflows; see `log10_p`), when tested.
+    #[getter]
+    fn p_value(&self) -> Option<f64> {
+        match &self.inner {
+            Outcome::Tested { p_value, .. } => Some(*p_value),
+            _ => None,
+        }
+    }
+
+    /// log10 of the whole text's exact p-value, finite however small, when tested.
+    #[getter]
+    fn log10_p(&self) -> Option<f64> {
+        self.inner.log10_p()
+    }
+
+    /// Why there was no test, when inconclusive.
+    #[getter]
+    fn reason(&self) -> Option<String> {
+        match &self.inner {
+            Outcome::Inconclusive { reason } => Some(reason.clone()),
+            _ => None,
+        }
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Outcome({:?})", self.inner)
+    }
+}
+
+/// Token counts of a detection.
+#[pyclass(name = "Counts", module = "tracemark", frozen, get_all)]
+#[derive(Clone)]
+pub(crate) struct PyCounts {
+    /// Prompt tokens (context only, never scored).
+    prompt: usize,
+    /// Completion tokens seen.
+    seen: usize,
+    /// Tokens scored.
+    scored: usize,
+    /// Tokens dropped as repeats.
+    skipped_duplicate: usize,
+    /// Tokens without a seed (history shorter than the context width).
+    skipped_short_context: usize,
+    /// Tokens whose context was outside a scan's context filter.
+    skipped_by_filter: usize,
+}
+
+impl From<&Counts> for PyCounts {
+    fn from(c: &Counts) -> Self {
+        Self {
+            prompt: c.prompt,
+            seen: c.seen,
+            scored: c.scored,
+            skipped_duplicate: c.skipped_duplicate,
+            skipped_short_context: c.skipped_short_context,
+            skipped_by_filter: c.skipped_by_filter,
+        }
+    }
+}
+
+#[pymethods]
+impl PyCounts {
+    fn __repr__(&self) -> String {
+        format!(
+            "Counts(prompt={}, seen={}, scored={}, skipped_duplicate={}, skipped_short_context={}, skipped_by_filter={})",
+            self.prompt,
+            self.seen,
+            self.scored,
+            self.skipped_duplicate,
+            self.skipped_short_context,
+            self.skipped_by_filter
+        )
+    }
+}
+
+/// The most significant window of a window search: completion tokens
+/// `start..end` (byte `span` of a text input), its own and its corrected
+/// p-value, and the family p-value of the whole text and the window
+/// (`family_log10_p`, Bonferroni over the 2 tests) on which the verdict
+/// stands; `decides_verdict` when the window gave it.
+#[pyclass(name = "WindowReport", module = "tracemark", frozen, get_all)]
+#[derive(Clone)]
+pub(crate) struct PyWindowReport {
+    /// First completion token of the window.
+    start: usize,
+    /// One past the last completion token of the window.
+    end: usize,
+    /// Byte range in the input text, when the input was text.
+    span: Option<(usize, usize)>,
+    /// Scored tokens in the window.
+    scored: usize,
+    /// The window's statistic.
+    statistic: f64,
+    /// log10 of the window's own exact p-value (not corrected).
+    log10_p_uncorrected: f64,
+    /// How many windows were examined.
+    windows_examined: usize,
+    /// The multiple-testing correction applied.
+    correction: String,
+    /// log10 of the corrected p-value.
+    log10_p: f64,
+    /// The corrected p-value (0.0 if it underflows).
+    p_value: f64,
+    /// log10 of the p-value the verdict stands on: the smaller of the whole text's and the window's corrected p-value, times 2.
+    family_log10_p: f64,
+    /// The family correction in words.
+    family_correction: &'static str,
+    /// Whether the window, rather than the whole text, gave the family p-value.
+    decides_verdict: bool,
+}
+
+impl From<&WindowReport> for PyWindowReport {
+    fn from(w: &WindowReport) -> Self {
+        Self {
+            start: w.start,
+            end: w.end,
+            span: w.span,
+            scored: w.scored,
+            statistic: w.statistic,
+            log10_p_uncorrected: w.log10_p_uncorrected,
+            windows_examined: w.windows_examined,
+            correction: w.correction.clone(),
+            log10_p: w.log10_p,
+            p_value: w.p_value,
+            family_log10_p: w.family_log10_p,
+            family_correction: w.family_correction(),
+            decides_verdict: w.decides_verdict,
+        }
+    }
+}
+
+#[pymethods]
+impl PyWindowReport {
+    fn __repr__(&self) -> String {
+        format!(
+            "WindowReport(start={}, end={}, log10_p={}, family_log10_p={}, decides_verdict={})",
+            self.start,
+            self.end,
+            self.log10_p,
+            self.family_log10_p,
+            if self.decides_verdict { "True" } else { "False" }
+        )
+    }
+}
+
+/// The report of one detection. The fields of the Rust report are
+/// attributes; `to_dict()` / `to_json()` give everything (marks included).
 #[pyclass(name = "Detection", module = "tracemark", frozen)]
 pub(crate) struct PyDetection {
     pub(crate) inner: Detection,
@@ -103,40 +309,74 @@ impl PyDetection {
         self.inner.verdict == tracemark_verifier::Verdict::Detected
     }
 
-    /// The exact p-value (0.0 if it underflows; see `log10_p`), None if inconclusive.
+    /// The whole text's test and exact p-value, or why there was none.
     #[getter]
-    fn p_value(&self) -> Option<f64> {
-        self.inner.p_value
+    fn outcome(&self) -> PyOutcome {
+        PyOutcome {
+            inner: self.inner.outcome.clone(),
+        }
     }
 
-    /// log10 of the exact p-value, finite however small.
+    /// log10 of the p-value the verdict stands on: the family p-value of the
+    /// whole text and the window when a window was searched, else the whole
+    /// text's; None when inconclusive.
     #[getter]
-    fn log10_p(&self) -> Option<f64> {
-        self.inner.log10_p
+    fn verdict_log10_p(&self) -> Option<f64> {
+        self.inner.verdict_log10_p()
     }
 
-    /// The z-score (informational only).
+    /// The significance level of the verdict.
     #[getter]
-    fn z_score(&self) -> Option<f64> {
-        self.inner.test.as_ref().map(|t| t.z_score)
+    fn alpha(&self) -> f64 {
+        self.inner.alpha
     }
 
-    /// Tokens scored.
+    /// Token counts.
     #[getter]
-    fn scored(&self) -> usize {
-        self.inner.counts.scored
+    fn counts(&self) -> PyCounts {
+        PyCounts::from(&self.inner.counts)
     }
 
-    /// The public id of the key tested.
+    /// The most significant window, when a window search was asked for.
+    #[getter]
+    fn window(&self) -> Option<PyWindowReport> {
+        self.inner.window.as_ref().map(PyWindowReport::from)
+    }
+
+    /// The public id of the key tested (32 hex digits).
     #[getter]
     fn key_id(&self) -> String {
-        self.inner.key_id.clone()
+        self.inner.key_id.to_string()
     }
 
     /// The scheme string.
     #[getter]
     fn scheme(&self) -> String {
-        self.inner.scheme.to_string()
+        self.inner.scheme.clone()
+    }
+
+    /// "none", "pair" or "context".
+    #[getter]
+    fn dedup(&self) -> String {
+        self.inner.dedup.to_string()
+    }
+
+    /// The spec version of every keyed value.
+    #[getter]
+    fn spec(&self) -> String {
+        self.inner.spec.clone()
+    }
+
+    /// The tool and version that computed the report.
+    #[getter]
+    fn tool(&self) -> String {
+        self.inner.tool.clone()
+    }
+
+    /// SHA-256 of the input bytes, when known.
+    #[getter]
+    fn input_sha256(&self) -> Option<String> {
+        self.inner.input_sha256.clone()
     }
 
     /// The whole report as a dict.
@@ -151,9 +391,9 @@ impl PyDetection {
 
     fn __repr__(&self) -> String {
         format!(
-            "Detection(verdict={:?}, log10_p={:?}, scored={}, scheme='{}')",
+            "Detection(verdict={:?}, verdict_log10_p={:?}, scored={}, scheme='{}')",
             self.verdict().unwrap_or_default(),
-            self.inner.log10_p,
+            self.inner.verdict_log10_p(),
             self.inner.counts.scored,
             self.inner.scheme
         )
@@ -185,7 +425,7 @@ pub(crate) struct PyDetector {
 
 #[pymethods]
 impl PyDetector {
-    /// `scheme` exactly as generated; `dedup` is "pair" (default), "context" or
+    /// `scheme` (a `SchemeConfig` or a scheme string) exactly as generated; `dedup` is "pair" (default), "context" or
     /// "none"; `window` is the shortest window (in scored tokens) of a search
     /// for the most significant span, or None for no search.
     #[new]
@@ -193,7 +433,7 @@ impl PyDetector {
     #[allow(clippy::too_many_arguments)] // Python keyword arguments
     fn new(
         key: &PyKey,
-        scheme: &str,
+        scheme: &Bound<'_, PyAny>,
         vocab_size: usize,
         dedup: &str,
         alpha: f64,
@@ -201,46 +441,42 @@ impl PyDetector {
         marks: bool,
         window: Option<usize>,
     ) -> PyResult<Self> {
-        shield(|| {
-            let opts = options(dedup, alpha, min_scored, marks, window)?;
-            Ok(Self {
-                inner: Detector::new(&key.inner, &parse_config(scheme)?, vocab_size, opts).map_err(verifier_err)?,
-            })
+        let opts = options(dedup, alpha, min_scored, marks, window)?;
+        Ok(Self {
+            inner: Detector::new(&key.inner, &scheme_config(scheme)?, vocab_size, opts).map_err(verifier_err)?,
         })
     }
 
-    /// Tests completion ids; `prompt` ids seed the first contexts and are never scored.
-    #[pyo3(signature = (ids, *, prompt = None))]
+    /// Tests the `completion` ids; the `prompt` ids (None or empty for none)
+    /// seed the first contexts and are never scored.
+    #[pyo3(signature = (prompt, completion))]
     fn detect_ids(
         &self,
         py: Python<'_>,
-        ids: &Bound<'_, PyAny>,
         prompt: Option<&Bound<'_, PyAny>>,
+        completion: &Bound<'_, PyAny>,
     ) -> PyResult<PyDetection> {
-        shield(|| {
-            let ids = extract_ids(ids)?;
-            let prompt = prompt.map(extract_ids).transpose()?.unwrap_or_default();
-            let d = py
-                .detach(|| self.inner.detect_ids(&prompt, &ids))
-                .map_err(verifier_err)?;
-            Ok(PyDetection { inner: d })
-        })
+        let prompt = prompt.map(extract_ids).transpose()?.unwrap_or_default();
+        let completion = extract_ids(completion)?;
+        let d = py
+            .detach(|| self.inner.detect_ids(&prompt, &completion))
+            .map_err(verifier_err)?;
+        Ok(PyDetection { inner: d })
     }
 
-    /// Tests a text through `tokenizer` (decode/re-encode path); `prompt` text is context only.
-    #[pyo3(signature = (tokenizer, text, *, prompt = None))]
+    /// Tests a text through `tokenizer` (decode/re-encode path); the `prompt`
+    /// text (or None) is context only.
+    #[pyo3(signature = (tokenizer, prompt, text))]
     fn detect_text(
         &self,
         py: Python<'_>,
         tokenizer: &PyTokenizer,
-        text: &str,
         prompt: Option<&str>,
+        text: &str,
     ) -> PyResult<PyDetection> {
-        shield(|| {
-            let d = py
-                .detach(|| self.inner.detect_text(&tokenizer.inner, prompt, text))
-                .map_err(verifier_err)?;
-            Ok(PyDetection { inner: d })
-        })
+        let d = py
+            .detach(|| self.inner.detect_text(&tokenizer.inner, prompt, text))
+            .map_err(verifier_err)?;
+        Ok(PyDetection { inner: d })
     }
 }

@@ -1,6 +1,6 @@
 //! Python exceptions (all subclass `ValueError` through `TracemarkError`), and
-//! the conversion of every Rust error into one. No panic reaches Python:
-//! entry points run inside [`shield`].
+//! the conversion of every Rust error into one. (A Rust panic is a bug, never
+//! an error of the input: PyO3 raises it as `pyo3_runtime.PanicException`.)
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -43,6 +43,12 @@ pyo3::create_exception!(
 );
 pyo3::create_exception!(
     tracemark,
+    NotABiasSchemeError,
+    TracemarkError,
+    "The scheme decides the sampling distribution from the logits: it has no bias to add on its own."
+);
+pyo3::create_exception!(
+    tracemark,
     InvalidKeyError,
     TracemarkError,
     "A key or key file is malformed or corrupted."
@@ -77,6 +83,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
         ("VocabMismatchError", py.get_type::<VocabMismatchError>()),
         ("TokenOutOfRangeError", py.get_type::<TokenOutOfRangeError>()),
         ("LogitsLayoutError", py.get_type::<LogitsLayoutError>()),
+        ("NotABiasSchemeError", py.get_type::<NotABiasSchemeError>()),
         ("InvalidKeyError", py.get_type::<InvalidKeyError>()),
         ("KeyFileExistsError", py.get_type::<KeyFileExistsError>()),
         ("EmptyInputError", py.get_type::<EmptyInputError>()),
@@ -98,6 +105,7 @@ pub(crate) fn core_err(e: tracemark_core::Error) -> PyErr {
         E::VocabMismatch { .. } | E::EmptyLogits | E::BatchMismatch { .. } => VocabMismatchError::new_err(msg),
         E::TokenOutOfRange { .. } => TokenOutOfRangeError::new_err(msg),
         E::NotContiguous => LogitsLayoutError::new_err(msg),
+        E::NotABiasScheme { .. } => NotABiasSchemeError::new_err(msg),
         E::InvalidKey { .. } | E::Rng { .. } => InvalidKeyError::new_err(msg),
         E::KeyFileExists { .. } => KeyFileExistsError::new_err(msg),
         E::Io { .. } => TracemarkIOError::new_err(msg),
@@ -115,25 +123,7 @@ pub(crate) fn verifier_err(e: tracemark_verifier::Error) -> PyErr {
         E::WrongTokenizer { .. } => TokenOutOfRangeError::new_err(msg),
         E::Tokenizer { .. } | E::InvalidUtf8 { .. } => TokenizerError::new_err(msg),
         E::Io { .. } => TracemarkIOError::new_err(msg),
-        E::InvalidOption { .. } => InvalidParameterError::new_err(msg),
+        E::InvalidOption { .. } | E::UnsupportedScheme { .. } => InvalidParameterError::new_err(msg),
         _ => TracemarkError::new_err(msg),
-    }
-}
-
-/// Runs a binding's body, turning a Rust panic (a bug) into a `TracemarkError`
-/// instead of letting it cross into Python.
-pub(crate) fn shield<T>(f: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-        Ok(r) => r,
-        Err(payload) => {
-            let what = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown".into());
-            Err(TracemarkError::new_err(format!(
-                "internal error (please report): {what}"
-            )))
-        }
     }
 }

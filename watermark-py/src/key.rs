@@ -6,7 +6,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use tracemark_core::Key;
 
-use crate::errors::{core_err, shield};
+use crate::errors::core_err;
 
 /// A 32-byte secret watermark key. There is no default key: generate one,
 /// load one, or wrap bytes you hold. The key never prints; `id` is public.
@@ -20,36 +20,30 @@ impl PyKey {
     /// A fresh key from the operating system's random number generator.
     #[staticmethod]
     fn generate() -> PyResult<Self> {
-        shield(|| {
-            Ok(Self {
-                inner: Key::generate().map_err(core_err)?,
-            })
+        Ok(Self {
+            inner: Key::generate().map_err(core_err)?,
         })
     }
 
     /// A key from exactly 32 bytes.
     #[staticmethod]
     fn from_bytes(data: &[u8]) -> PyResult<Self> {
-        shield(|| {
-            Ok(Self {
-                inner: Key::from_slice(data).map_err(core_err)?,
-            })
+        Ok(Self {
+            inner: Key::from_slice(data).map_err(core_err)?,
         })
     }
 
     /// Reads a key file written by `save` (or `tracemark keygen`).
     #[staticmethod]
     fn load(path: PathBuf) -> PyResult<Self> {
-        shield(|| {
-            Ok(Self {
-                inner: Key::load(&path).map_err(core_err)?,
-            })
+        Ok(Self {
+            inner: Key::load(&path).map_err(core_err)?,
         })
     }
 
     /// Writes the key to a new file with mode 0600; never overwrites.
     fn save(&self, path: PathBuf) -> PyResult<()> {
-        shield(|| self.inner.save(&path).map_err(core_err))
+        self.inner.save(&path).map_err(core_err)
     }
 
     /// The public key id (32 hex digits).
@@ -60,10 +54,8 @@ impl PyKey {
 
     /// The sub-key for a label such as "cohort/3" or "tenant/acme".
     fn derive(&self, label: &str) -> PyResult<Self> {
-        shield(|| {
-            Ok(Self {
-                inner: self.inner.derive(label).map_err(core_err)?,
-            })
+        Ok(Self {
+            inner: self.inner.derive(label).map_err(core_err)?,
         })
     }
 

@@ -1,12 +1,12 @@
 //! Bindings of `tracemark_verifier::keyring`.
 
 use pyo3::prelude::*;
-use tracemark_verifier::{Keyring, KeyringDetector};
+use tracemark_verifier::{KeyResult, KeyTest, Keyring, KeyringDetection, KeyringDetector};
 
-use crate::detect::{json_of, options, to_py, PyTokenizer};
-use crate::errors::{core_err, shield, verifier_err};
+use crate::detect::{json_of, options, to_py, PyDetection, PyTokenizer};
+use crate::errors::{core_err, verifier_err, InvalidParameterError};
 use crate::key::PyKey;
-use crate::scheme::{extract_ids, parse_config};
+use crate::scheme::{extract_ids, scheme_config};
 
 /// A set of labelled keys (e.g. one per API-account cohort).
 #[pyclass(name = "Keyring", module = "tracemark", frozen)]
@@ -29,14 +29,12 @@ impl PyKeyring {
     /// The keys derived from `master` for each label.
     #[staticmethod]
     fn derived(master: &PyKey, labels: Vec<String>) -> PyResult<Self> {
-        shield(|| {
-            let mut inner = Keyring::new();
-            for label in labels {
-                let key = master.inner.derive(&label).map_err(core_err)?;
-                inner.push(label, key);
-            }
-            Ok(Self { inner })
-        })
+        let mut inner = Keyring::new();
+        for label in labels {
+            let key = master.inner.derive(&label).map_err(core_err)?;
+            inner.push(label, key);
+        }
+        Ok(Self { inner })
     }
 
     fn __len__(&self) -> usize {
@@ -50,6 +48,170 @@ impl PyKeyring {
     }
 }
 
+/// The test of one key of a family: its own p-value (the one its verdict
+/// stands on), the Holm-adjusted one, and whether the key is named.
+#[pyclass(name = "KeyTest", module = "tracemark", frozen, get_all)]
+#[derive(Clone)]
+pub(crate) struct PyKeyTest {
+    /// log10 of the key's own p-value (the one its verdict stands on).
+    log10_p: f64,
+    /// log10 of the Holm-adjusted p-value.
+    log10_p_adjusted: f64,
+    /// Whether the adjusted p-value is below the family-wise alpha.
+    detected: bool,
+}
+
+impl From<KeyTest> for PyKeyTest {
+    fn from(t: KeyTest) -> Self {
+        Self {
+            log10_p: t.log10_p,
+            log10_p_adjusted: t.log10_p_adjusted,
+            detected: t.detected,
+        }
+    }
+}
+
+#[pymethods]
+impl PyKeyTest {
+    fn __repr__(&self) -> String {
+        format!(
+            "KeyTest(log10_p={}, log10_p_adjusted={}, detected={})",
+            self.log10_p,
+            self.log10_p_adjusted,
+            if self.detected { "True" } else { "False" }
+        )
+    }
+}
+
+/// One key's result in a keyring detection: `tested` is None when the key's
+/// detection was inconclusive.
+#[pyclass(name = "KeyResult", module = "tracemark", frozen)]
+#[derive(Clone)]
+pub(crate) struct PyKeyResult {
+    inner: KeyResult,
+}
+
+#[pymethods]
+impl PyKeyResult {
+    /// The key's label.
+    #[getter]
+    fn label(&self) -> String {
+        self.inner.label.clone()
+    }
+
+    /// The key's public id.
+    #[getter]
+    fn key_id(&self) -> String {
+        self.inner.key_id.to_string()
+    }
+
+    /// The key's test, None when inconclusive.
+    #[getter]
+    fn tested(&self) -> Option<PyKeyTest> {
+        self.inner.tested.map(PyKeyTest::from)
+    }
+
+    /// Whether this key is named at the family-wise level.
+    #[getter]
+    fn detected(&self) -> bool {
+        self.inner.detected()
+    }
+
+    /// log10 of the key's own p-value, None when inconclusive.
+    #[getter]
+    fn log10_p(&self) -> Option<f64> {
+        self.inner.log10_p()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "KeyResult(label='{}', key_id='{}', log10_p={:?}, detected={})",
+            self.inner.label,
+            self.inner.key_id,
+            self.inner.log10_p(),
+            if self.inner.detected() { "True" } else { "False" }
+        )
+    }
+}
+
+/// The result of testing one text against a keyring.
+#[pyclass(name = "KeyringDetection", module = "tracemark", frozen)]
+pub(crate) struct PyKeyringDetection {
+    inner: KeyringDetection,
+}
+
+#[pymethods]
+impl PyKeyringDetection {
+    /// Per key, in keyring order.
+    #[getter]
+    fn keys(&self) -> Vec<PyKeyResult> {
+        self.inner
+            .keys
+            .iter()
+            .map(|k| PyKeyResult { inner: k.clone() })
+            .collect()
+    }
+
+    /// Index of the best-matching key (smallest p-value), if any was testable.
+    #[getter]
+    fn best(&self) -> Option<usize> {
+        self.inner.best
+    }
+
+    /// The family-wise significance level.
+    #[getter]
+    fn alpha(&self) -> f64 {
+        self.inner.alpha
+    }
+
+    /// The correction applied, in words.
+    #[getter]
+    fn correction(&self) -> String {
+        self.inner.correction.clone()
+    }
+
+    /// The full report of the best-matching key.
+    #[getter]
+    fn best_detection(&self) -> Option<PyDetection> {
+        self.inner
+            .best_detection
+            .as_ref()
+            .map(|d| PyDetection { inner: d.clone() })
+    }
+
+    /// The keys named at the family-wise level.
+    #[getter]
+    fn detected(&self) -> Vec<PyKeyResult> {
+        self.inner
+            .keys
+            .iter()
+            .filter(|k| k.detected())
+            .map(|k| PyKeyResult { inner: k.clone() })
+            .collect()
+    }
+
+    /// Everything as a dict.
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_py(py, &json_of(&self.inner)?)
+    }
+
+    /// Everything as JSON.
+    fn to_json(&self) -> PyResult<String> {
+        serde_json::to_string(&self.inner).map_err(|e| InvalidParameterError::new_err(e.to_string()))
+    }
+
+    fn __repr__(&self) -> String {
+        let named: Vec<&str> = self
+            .inner
+            .keys
+            .iter()
+            .filter(|k| k.detected())
+            .map(|k| k.label.as_str())
+            .collect();
+        format!("KeyringDetection(keys={}, detected={named:?})", self.inner.keys.len())
+    }
+}
+
 /// Tests one text against every key of a keyring, with Holm's family-wise correction.
 #[pyclass(name = "KeyringDetector", module = "tracemark", frozen)]
 pub(crate) struct PyKeyringDetector {
@@ -58,57 +220,52 @@ pub(crate) struct PyKeyringDetector {
 
 #[pymethods]
 impl PyKeyringDetector {
-    /// `alpha` is the family-wise significance level.
+    /// `scheme` is a `SchemeConfig` or a scheme string; `alpha` is the family-wise significance level.
     #[new]
     #[pyo3(signature = (keyring, scheme, vocab_size, *, dedup = "pair", alpha = 1e-6, min_scored = 10))]
     fn new(
         keyring: &PyKeyring,
-        scheme: &str,
+        scheme: &Bound<'_, PyAny>,
         vocab_size: usize,
         dedup: &str,
         alpha: f64,
         min_scored: usize,
     ) -> PyResult<Self> {
-        shield(|| {
-            let opts = options(dedup, alpha, min_scored, false, None)?;
-            let inner =
-                KeyringDetector::new(&keyring.inner, &parse_config(scheme)?, vocab_size, opts).map_err(verifier_err)?;
-            Ok(Self { inner })
-        })
+        let opts = options(dedup, alpha, min_scored, false, None)?;
+        let inner =
+            KeyringDetector::new(&keyring.inner, &scheme_config(scheme)?, vocab_size, opts).map_err(verifier_err)?;
+        Ok(Self { inner })
     }
 
-    /// Tests completion ids against every key; returns a dict with one entry per key.
-    #[pyo3(signature = (ids, *, prompt = None))]
-    fn detect_ids<'py>(
+    /// Tests the `completion` ids (after the `prompt` ids, None or empty for
+    /// none) against every key.
+    #[pyo3(signature = (prompt, completion))]
+    fn detect_ids(
         &self,
-        py: Python<'py>,
-        ids: &Bound<'py, PyAny>,
-        prompt: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        shield(|| {
-            let ids = extract_ids(ids)?;
-            let prompt = prompt.map(extract_ids).transpose()?.unwrap_or_default();
-            let r = py
-                .detach(|| self.inner.detect_ids(&prompt, &ids))
-                .map_err(verifier_err)?;
-            to_py(py, &json_of(&r)?)
-        })
+        py: Python<'_>,
+        prompt: Option<&Bound<'_, PyAny>>,
+        completion: &Bound<'_, PyAny>,
+    ) -> PyResult<PyKeyringDetection> {
+        let prompt = prompt.map(extract_ids).transpose()?.unwrap_or_default();
+        let completion = extract_ids(completion)?;
+        let inner = py
+            .detach(|| self.inner.detect_ids(&prompt, &completion))
+            .map_err(verifier_err)?;
+        Ok(PyKeyringDetection { inner })
     }
 
-    /// Tests a text against every key.
-    #[pyo3(signature = (tokenizer, text, *, prompt = None))]
-    fn detect_text<'py>(
+    /// Tests a text (after the `prompt` text, or None) against every key.
+    #[pyo3(signature = (tokenizer, prompt, text))]
+    fn detect_text(
         &self,
-        py: Python<'py>,
+        py: Python<'_>,
         tokenizer: &PyTokenizer,
-        text: &str,
         prompt: Option<&str>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        shield(|| {
-            let r = py
-                .detach(|| self.inner.detect_text(&tokenizer.inner, prompt, text))
-                .map_err(verifier_err)?;
-            to_py(py, &json_of(&r)?)
-        })
+        text: &str,
+    ) -> PyResult<PyKeyringDetection> {
+        let inner = py
+            .detach(|| self.inner.detect_text(&tokenizer.inner, prompt, text))
+            .map_err(verifier_err)?;
+        Ok(PyKeyringDetection { inner })
     }
 }

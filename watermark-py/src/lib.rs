@@ -1,17 +1,20 @@
 //! `tracemark._native`: the private native module of the `tracemark` Python
 //! package. Bindings only: every computation is in `tracemark-core` and
-//! `tracemark-verifier`. Heavy work releases the GIL; every entry point
-//! converts errors (and, defensively, panics) into Python exceptions that
-//! subclass `ValueError`.
+//! `tracemark-verifier`. Heavy work releases the GIL; locks are only taken
+//! while detached (module `lock`); every error becomes a Python exception that
+//! subclasses `ValueError`.
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+mod contract;
 mod corpus;
 mod detect;
 mod errors;
 mod key;
 mod keyring;
+mod lock;
+mod mix;
 mod scheme;
 
 use pyo3::prelude::*;
@@ -23,16 +26,27 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("SPEC_VERSION", tracemark_core::SPEC_VERSION)?;
     errors::register(m)?;
     m.add_class::<key::PyKey>()?;
+    m.add_class::<contract::PyContract>()?;
+    m.add_class::<contract::PyGeneration>()?;
+    m.add_class::<contract::PyNull>()?;
+    m.add_class::<scheme::PySchemeConfig>()?;
     m.add_class::<scheme::PyScheme>()?;
     m.add_class::<scheme::PyStep>()?;
     m.add_class::<scheme::PySeenContexts>()?;
     m.add_class::<detect::PyTokenizer>()?;
     m.add_class::<detect::PyDetector>()?;
     m.add_class::<detect::PyDetection>()?;
+    m.add_class::<detect::PyOutcome>()?;
+    m.add_class::<detect::PyTestReport>()?;
+    m.add_class::<detect::PyCounts>()?;
+    m.add_class::<detect::PyWindowReport>()?;
     m.add_class::<keyring::PyKeyring>()?;
     m.add_class::<keyring::PyKeyringDetector>()?;
+    m.add_class::<keyring::PyKeyringDetection>()?;
+    m.add_class::<keyring::PyKeyResult>()?;
+    m.add_class::<keyring::PyKeyTest>()?;
     m.add_function(wrap_pyfunction!(corpus::scan_corpus, m)?)?;
-    m.add_function(wrap_pyfunction!(scheme::mix, m)?)?;
-    m.add_function(wrap_pyfunction!(scheme::value16, m)?)?;
+    m.add_function(wrap_pyfunction!(mix::mix, m)?)?;
+    m.add_function(wrap_pyfunction!(mix::value16, m)?)?;
     Ok(())
 }

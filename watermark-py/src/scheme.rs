@@ -1,20 +1,36 @@
 //! Bindings of `tracemark_core::scheme` and the schemes: logits processors over
 //! numpy float32 arrays, in place and without copying.
 
-use std::sync::Mutex;
-
 use numpy::{
     PyArray1, PyReadonlyArray1, PyReadonlyArray2, PyReadwriteArray1, PyReadwriteArray2, PyUntypedArrayMethods,
 };
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use tracemark_core::{Scheme, SchemeConfig, SeenContexts, Step};
+use tracemark_core::{Context, GumbelConfig, KgwConfig, Scheme, SchemeConfig, SeenContexts, Step, TournamentConfig};
 
-use crate::errors::{core_err, shield, LogitsLayoutError, TokenOutOfRangeError};
+use crate::contract::PyContract;
+use crate::errors::{core_err, InvalidParameterError, LogitsLayoutError, TokenOutOfRangeError, TracemarkError};
 use crate::key::PyKey;
+use crate::lock::{detach, DetachedMutex};
 
-/// Parses a scheme string such as `kgw:gamma=0.25,delta=2,context=lefthash:1`.
-pub(crate) fn parse_config(spec: &str) -> PyResult<SchemeConfig> {
-    spec.parse().map_err(core_err)
+/// The scheme configuration of a `scheme` argument: a `SchemeConfig`, or a
+/// scheme string such as `kgw:gamma=0.25,delta=2,context=lefthash:1`.
+pub(crate) fn scheme_config(scheme: &Bound<'_, PyAny>) -> PyResult<SchemeConfig> {
+    if let Ok(c) = scheme.cast::<PySchemeConfig>() {
+        return Ok(c.get().inner.clone());
+    }
+    match scheme.extract::<String>() {
+        Ok(s) => s.parse().map_err(core_err),
+        Err(_) => Err(PyTypeError::new_err(format!(
+            "scheme must be a SchemeConfig or a scheme string such as \
+             'kgw:gamma=0.25,delta=2,context=lefthash:1', not {}",
+            scheme.get_type()
+        ))),
+    }
+}
+
+fn parse_context(context: &str) -> PyResult<Context> {
+    context.parse().map_err(core_err)
 }
 
 fn id_from_i64(v: i64) -> PyResult<u32> {
@@ -84,11 +100,14 @@ pub(crate) struct PyStep {
 impl PyStep {
     /// "watermarked", "skipped_short_context" or "skipped_repeated_context".
     #[getter]
-    fn kind(&self) -> &'static str {
+    fn kind(&self) -> PyResult<&'static str> {
         match self.step {
-            Step::Watermarked { .. } => "watermarked",
-            Step::SkippedShortContext => "skipped_short_context",
-            _ => "skipped_repeated_context",
+            Step::Watermarked { .. } => Ok("watermarked"),
+            Step::SkippedShortContext => Ok("skipped_short_context"),
+            Step::SkippedRepeatedContext => Ok("skipped_repeated_context"),
+            other => Err(TracemarkError::new_err(format!(
+                "step {other:?} is not known to this version of the Python bindings"
+            ))),
         }
     }
 
@@ -108,22 +127,16 @@ impl PyStep {
     }
 
     fn __repr__(&self) -> String {
-        format!("Step('{}')", self.kind())
+        format!("Step({:?})", self.step)
     }
 }
 
 /// Per-sequence memory of watermarked contexts, to skip repeated contexts.
+/// One memory may be shared between threads: calls that use it take turns
+/// (with the GIL released while they wait).
 #[pyclass(name = "SeenContexts", module = "tracemark", frozen)]
 pub(crate) struct PySeenContexts {
-    inner: Mutex<SeenContexts>,
-}
-
-impl PySeenContexts {
-    fn with<T>(&self, f: impl FnOnce(&mut SeenContexts) -> T) -> T {
-        // A panic while holding the lock cannot leave the set inconsistent: recover it.
-        let mut guard = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        f(&mut guard)
-    }
+    inner: DetachedMutex<SeenContexts>,
 }
 
 #[pymethods]
@@ -131,17 +144,118 @@ impl PySeenContexts {
     #[new]
     fn new() -> Self {
         Self {
-            inner: Mutex::new(SeenContexts::new()),
+            inner: DetachedMutex::new(SeenContexts::new()),
         }
     }
 
-    fn __len__(&self) -> usize {
-        self.with(|s| s.len())
+    fn __len__(&self, py: Python<'_>) -> usize {
+        detach(py, |d| self.inner.lock(d).len())
     }
 
     /// Forgets every context (start of a new sequence).
-    fn clear(&self) {
-        self.with(SeenContexts::clear);
+    fn clear(&self, py: Python<'_>) {
+        detach(py, |d| self.inner.lock(d).clear());
+    }
+}
+
+/// A scheme and all its parameters, without a key: what a detector must know
+/// besides the key. Built from a scheme string (`SchemeConfig("kgw:...")`) or
+/// with keywords (`SchemeConfig.kgw(gamma=0.25, delta=2, context="lefthash:1")`);
+/// `str()` gives the scheme string.
+#[pyclass(name = "SchemeConfig", module = "tracemark", frozen, eq)]
+#[derive(Clone, PartialEq)]
+pub(crate) struct PySchemeConfig {
+    pub(crate) inner: SchemeConfig,
+}
+
+fn kgw_config(gamma: f64, delta: f32, context: &str) -> PyResult<SchemeConfig> {
+    Ok(SchemeConfig::Kgw(
+        KgwConfig::new(gamma, delta, parse_context(context)?).map_err(core_err)?,
+    ))
+}
+
+fn tournament_config(
+    layers: usize,
+    top_k: usize,
+    temperature: f32,
+    leaves: usize,
+    context: &str,
+) -> PyResult<SchemeConfig> {
+    let config = TournamentConfig::new(layers, top_k, temperature, parse_context(context)?)
+        .and_then(|c| c.with_leaves(leaves))
+        .map_err(core_err)?;
+    Ok(SchemeConfig::Tournament(config))
+}
+
+fn gumbel_config(temperature: f32, context: &str) -> PyResult<SchemeConfig> {
+    Ok(SchemeConfig::Gumbel(
+        GumbelConfig::new(temperature, parse_context(context)?).map_err(core_err)?,
+    ))
+}
+
+#[pymethods]
+impl PySchemeConfig {
+    /// Parses a scheme string, e.g. "kgw:gamma=0.25,delta=2,context=lefthash:1".
+    #[new]
+    fn new(scheme: &str) -> PyResult<Self> {
+        Ok(Self {
+            inner: scheme.parse().map_err(core_err)?,
+        })
+    }
+
+    /// Green-list bias (Kirchenbauer et al. 2023): `gamma` the green fraction,
+    /// `delta` the bias, `context` e.g. "lefthash:1".
+    #[staticmethod]
+    #[pyo3(signature = (*, gamma, delta, context))]
+    fn kgw(gamma: f64, delta: f32, context: &str) -> PyResult<Self> {
+        Ok(Self {
+            inner: kgw_config(gamma, delta, context)?,
+        })
+    }
+
+    /// Tournament sampling (SynthID-Text): `layers` over the `top_k` most
+    /// likely tokens at `temperature`, `leaves` candidates per match (2 is
+    /// distortion-free).
+    #[staticmethod]
+    #[pyo3(signature = (*, layers, top_k, temperature, context, leaves = 2))]
+    fn tournament(layers: usize, top_k: usize, temperature: f32, context: &str, leaves: usize) -> PyResult<Self> {
+        Ok(Self {
+            inner: tournament_config(layers, top_k, temperature, leaves, context)?,
+        })
+    }
+
+    /// Gumbel / exponential-minimum sampling (Aaronson) at `temperature`.
+    #[staticmethod]
+    #[pyo3(signature = (*, temperature, context))]
+    fn gumbel(temperature: f32, context: &str) -> PyResult<Self> {
+        Ok(Self {
+            inner: gumbel_config(temperature, context)?,
+        })
+    }
+
+    /// The scheme's contract.
+    #[getter]
+    fn contract(&self) -> PyContract {
+        self.inner.contract().into()
+    }
+
+    /// The context mode and width, e.g. "lefthash:1".
+    #[getter]
+    fn context(&self) -> String {
+        self.inner.context().to_string()
+    }
+
+    /// Builds the keyed scheme for a vocabulary of `vocab_size` tokens.
+    fn build(&self, key: &PyKey, vocab_size: usize) -> PyResult<PyScheme> {
+        PyScheme::build(key, &self.inner, vocab_size)
+    }
+
+    fn __str__(&self) -> String {
+        self.inner.to_string()
+    }
+
+    fn __repr__(&self) -> String {
+        format!("SchemeConfig('{}')", self.inner)
     }
 }
 
@@ -150,41 +264,92 @@ impl PySeenContexts {
 #[pyclass(name = "Scheme", module = "tracemark", frozen)]
 pub(crate) struct PyScheme {
     pub(crate) inner: Box<dyn Scheme>,
+    config: SchemeConfig,
+}
+
+impl PyScheme {
+    fn build(key: &PyKey, config: &SchemeConfig, vocab_size: usize) -> PyResult<Self> {
+        Ok(Self {
+            inner: config.build(&key.inner, vocab_size).map_err(core_err)?,
+            config: config.clone(),
+        })
+    }
+}
+
+/// Checks that every memory of a batch is a different object: each row is its own sequence.
+fn distinct(memories: &[&DetachedMutex<SeenContexts>]) -> PyResult<()> {
+    let mut addresses: Vec<usize> = memories.iter().map(|m| m.address()).collect();
+    addresses.sort_unstable();
+    if addresses.windows(2).any(|w| w[0] == w[1]) {
+        return Err(InvalidParameterError::new_err(
+            "the same SeenContexts is given for two rows: give each row (sequence) its own memory",
+        ));
+    }
+    Ok(())
 }
 
 #[pymethods]
 impl PyScheme {
-    /// `scheme` is a scheme string, e.g. "kgw:gamma=0.25,delta=2,context=lefthash:1",
+    /// `scheme` is a `SchemeConfig` or a scheme string, e.g.
+    /// "kgw:gamma=0.25,delta=2,context=lefthash:1",
     /// "tournament:layers=30,top_k=40,temperature=1,context=lefthash:4" or
     /// "gumbel:temperature=1,context=lefthash:4".
     #[new]
-    fn new(key: &PyKey, scheme: &str, vocab_size: usize) -> PyResult<Self> {
-        shield(|| {
-            Ok(Self {
-                inner: parse_config(scheme)?.build(&key.inner, vocab_size).map_err(core_err)?,
-            })
-        })
+    fn new(key: &PyKey, scheme: &Bound<'_, PyAny>, vocab_size: usize) -> PyResult<Self> {
+        Self::build(key, &scheme_config(scheme)?, vocab_size)
     }
 
-    /// The scheme string, with every parameter.
-    #[getter]
-    fn config(&self) -> String {
-        self.inner.config().to_string()
+    /// A keyed kgw scheme; see `SchemeConfig.kgw`.
+    #[staticmethod]
+    #[pyo3(signature = (key, *, gamma, delta, context, vocab_size))]
+    fn kgw(key: &PyKey, gamma: f64, delta: f32, context: &str, vocab_size: usize) -> PyResult<Self> {
+        Self::build(key, &kgw_config(gamma, delta, context)?, vocab_size)
     }
 
-    /// "kgw", "tournament" or "gumbel".
-    #[getter]
-    fn kind(&self) -> &'static str {
-        self.inner.config().kind().name()
+    /// A keyed tournament scheme; see `SchemeConfig.tournament`.
+    #[staticmethod]
+    #[pyo3(signature = (key, *, layers, top_k, temperature, context, vocab_size, leaves = 2))]
+    #[allow(clippy::too_many_arguments)] // Python keyword arguments
+    fn tournament(
+        key: &PyKey,
+        layers: usize,
+        top_k: usize,
+        temperature: f32,
+        context: &str,
+        vocab_size: usize,
+        leaves: usize,
+    ) -> PyResult<Self> {
+        Self::build(
+            key,
+            &tournament_config(layers, top_k, temperature, leaves, context)?,
+            vocab_size,
+        )
     }
 
-    /// The bias `delta` of a kgw scheme (None for the other schemes).
+    /// A keyed gumbel scheme; see `SchemeConfig.gumbel`.
+    #[staticmethod]
+    #[pyo3(signature = (key, *, temperature, context, vocab_size))]
+    fn gumbel(key: &PyKey, temperature: f32, context: &str, vocab_size: usize) -> PyResult<Self> {
+        Self::build(key, &gumbel_config(temperature, context)?, vocab_size)
+    }
+
+    /// The scheme string, with every parameter (what `Detection.scheme` reports).
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+
+    /// The scheme's configuration, without the key (for a `Detector`).
     #[getter]
-    fn delta(&self) -> Option<f32> {
-        match self.inner.config() {
-            SchemeConfig::Kgw(c) => Some(c.delta()),
-            _ => None,
+    fn config(&self) -> PySchemeConfig {
+        PySchemeConfig {
+            inner: self.config.clone(),
         }
+    }
+
+    /// What the scheme states about detection and generation.
+    #[getter]
+    fn contract(&self) -> PyContract {
+        self.inner.contract().into()
     }
 
     /// The public id of the key.
@@ -199,6 +364,12 @@ impl PyScheme {
         self.inner.vocab_size()
     }
 
+    /// The score of an observation with keyed value `value` (the third item of
+    /// `observe`); under the null hypothesis it has the contract's null distribution.
+    fn score(&self, value: u32) -> f64 {
+        self.inner.score(value)
+    }
+
     /// Watermarks one C-contiguous float32 logits row in place, after
     /// `history` (every earlier token, prompt included). With `memory`,
     /// contexts already watermarked in this sequence are skipped. On error the
@@ -211,26 +382,26 @@ impl PyScheme {
         logits: &Bound<'_, PyAny>,
         memory: Option<&PySeenContexts>,
     ) -> PyResult<PyStep> {
-        shield(|| {
-            let history = extract_ids(history)?;
-            let mut arr = logits
-                .extract::<PyReadwriteArray1<'_, f32>>()
-                .map_err(|_| layout_error(logits, 1))?;
-            let row = arr.as_slice_mut().map_err(|_| layout_error(logits, 1))?;
-            let scheme = self.inner.as_ref();
-            let step = match memory {
-                Some(m) => m.with(|mem| py.detach(|| scheme.process_with_memory(&history, row, mem))),
-                None => py.detach(|| scheme.process(&history, row)),
-            };
-            Ok(PyStep {
-                step: step.map_err(core_err)?,
-            })
+        let history = extract_ids(history)?;
+        let mut arr = logits
+            .extract::<PyReadwriteArray1<'_, f32>>()
+            .map_err(|_| layout_error(logits, 1))?;
+        let row = arr.as_slice_mut().map_err(|_| layout_error(logits, 1))?;
+        let scheme = self.inner.as_ref();
+        let memory = memory.map(|m| &m.inner);
+        let step = detach(py, |d| match memory {
+            Some(m) => scheme.process_with_memory(&history, row, &mut m.lock(d)),
+            None => scheme.process(&history, row),
+        });
+        Ok(PyStep {
+            step: step.map_err(core_err)?,
         })
     }
 
     /// Watermarks a batch in place: row `i` of the C-contiguous float32
     /// `logits` (batch, vocab) follows `histories[i]` (a 2-D integer array, or
-    /// a list of id sequences). Rows run in parallel; the GIL is released.
+    /// a list of id sequences), with `memories[i]` if given (one per row, all
+    /// different). Rows run in parallel; the GIL is released.
     #[pyo3(signature = (histories, logits, memories = None))]
     fn process_batch(
         &self,
@@ -239,82 +410,72 @@ impl PyScheme {
         logits: &Bound<'_, PyAny>,
         memories: Option<Vec<Bound<'_, PySeenContexts>>>,
     ) -> PyResult<Vec<PyStep>> {
-        shield(|| {
-            let histories = extract_histories(histories)?;
-            let refs: Vec<&[u32]> = histories.iter().map(Vec::as_slice).collect();
-            let mut arr = logits
-                .extract::<PyReadwriteArray2<'_, f32>>()
-                .map_err(|_| layout_error(logits, 2))?;
-            if !arr.is_c_contiguous() {
-                return Err(layout_error(logits, 2));
-            }
-            let view = arr.as_array_mut();
-            let scheme = self.inner.as_ref();
-            let steps = match memories {
-                None => py.detach(|| scheme.process_batch(&refs, view)),
-                Some(ms) => {
-                    let mut owned: Vec<SeenContexts> = ms.iter().map(|m| m.get().with(std::mem::take)).collect();
-                    let r = py.detach(|| scheme.process_batch_with_memory(&refs, view, &mut owned));
-                    for (m, s) in ms.iter().zip(owned) {
-                        m.get().with(|slot| *slot = s);
+        let histories = extract_histories(histories)?;
+        let refs: Vec<&[u32]> = histories.iter().map(Vec::as_slice).collect();
+        let mut arr = logits
+            .extract::<PyReadwriteArray2<'_, f32>>()
+            .map_err(|_| layout_error(logits, 2))?;
+        if !arr.is_c_contiguous() {
+            return Err(layout_error(logits, 2));
+        }
+        let view = arr.as_array_mut();
+        let scheme = self.inner.as_ref();
+        let steps = match &memories {
+            None => detach(py, |_| scheme.process_batch(&refs, view)),
+            Some(ms) => {
+                let locks: Vec<&DetachedMutex<SeenContexts>> = ms.iter().map(|m| &m.get().inner).collect();
+                distinct(&locks)?;
+                detach(py, |d| {
+                    // Lock in address order, so that two batches sharing memories
+                    // in another order cannot wait for each other.
+                    let mut order: Vec<usize> = (0..locks.len()).collect();
+                    order.sort_unstable_by_key(|&i| locks[i].address());
+                    let mut guards: Vec<_> = order.iter().map(|&i| (i, locks[i].lock(d))).collect();
+                    guards.sort_unstable_by_key(|(i, _)| *i);
+                    let mut owned: Vec<SeenContexts> =
+                        guards.iter_mut().map(|(_, g)| std::mem::take(&mut **g)).collect();
+                    let r = scheme.process_batch_with_memory(&refs, view, &mut owned);
+                    for ((_, g), s) in guards.iter_mut().zip(owned) {
+                        **g = s;
                     }
                     r
-                }
-            };
-            Ok(steps
-                .map_err(core_err)?
-                .into_iter()
-                .map(|step| PyStep { step })
-                .collect())
-        })
+                })
+            }
+        };
+        Ok(steps
+            .map_err(core_err)?
+            .into_iter()
+            .map(|step| PyStep { step })
+            .collect())
     }
 
-    /// The green list after `history`, as a boolean array over the vocabulary
-    /// (kgw only), for applying the bias on another device. `None` when the
-    /// history is shorter than the context width.
-    fn green_mask<'py>(
-        &self,
-        py: Python<'py>,
-        history: &Bound<'py, PyAny>,
-    ) -> PyResult<Option<Bound<'py, PyArray1<bool>>>> {
-        shield(|| {
-            let history = extract_ids(history)?;
-            let scheme = self.inner.as_ref();
-            let mask = py
-                .detach(|| tracemark_core::green_mask(scheme, &history))
-                .map_err(core_err)?;
-            Ok(mask.map(|m| PyArray1::from_vec(py, m)))
-        })
+    /// The bias a `Generation.BIAS` scheme adds to the row that follows
+    /// `history` (float32, one value per vocabulary entry), for adding it
+    /// elsewhere, e.g. on an accelerator: `logits += bias`. None when the
+    /// history is shorter than the context width. Raises
+    /// `NotABiasSchemeError` for schemes that decide the distribution
+    /// themselves (they need the logits: process them).
+    fn bias<'py>(&self, py: Python<'py>, history: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyArray1<f32>>>> {
+        let history = extract_ids(history)?;
+        let scheme = self.inner.as_ref();
+        let bias = detach(py, |_| scheme.bias(&history)).map_err(core_err)?;
+        Ok(bias.map(|b| PyArray1::from_vec(py, b)))
     }
 
     /// The observation of `token` after `history`: (context_key, seed, value),
     /// or None when the history is too short.
     fn observe(&self, history: &Bound<'_, PyAny>, token: i64) -> PyResult<Option<(u64, u64, u32)>> {
-        shield(|| {
-            let history = extract_ids(history)?;
-            let o = self.inner.observe(&history, id_from_i64(token)?).map_err(core_err)?;
-            Ok(o.map(|o| (o.context_key, o.seed, o.value)))
-        })
+        let history = extract_ids(history)?;
+        let o = self.inner.observe(&history, id_from_i64(token)?).map_err(core_err)?;
+        Ok(o.map(|o| (o.context_key, o.seed, o.value)))
     }
 
     fn __repr__(&self) -> String {
         format!(
             "Scheme('{}', key_id='{}', vocab_size={})",
-            self.inner.config(),
+            self.inner.describe(),
             self.inner.key_id(),
             self.inner.vocab_size()
         )
     }
-}
-
-/// The SipHash-2-4 PRF and the per-token mix, for the golden vectors.
-#[pyfunction]
-pub(crate) fn mix(seed: u64, word: u32) -> u32 {
-    tracemark_core::mix(seed, word)
-}
-
-/// `value16(seed, token)` of SPEC §7.
-#[pyfunction]
-pub(crate) fn value16(seed: u64, token: u32) -> u16 {
-    tracemark_core::value16(seed, token)
 }

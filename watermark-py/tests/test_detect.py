@@ -13,22 +13,57 @@ KGW = "kgw:gamma=0.25,delta=2,context=lefthash:1"
 def test_detect_ids_and_report(key, rng):
     scheme = tm.Scheme(key, KGW, 3000)
     ids = generate(scheme, [7], 150, rng)
-    report = tm.Detector(key, KGW, 3000).detect_ids(ids, prompt=[7])
+    report = tm.Detector(key, KGW, 3000).detect_ids([7], ids)
     assert report.detected and report.verdict == "detected"
-    assert report.log10_p < -6 and 0 <= report.p_value < 1e-6
-    assert report.key_id == key.id and report.scheme == KGW
+    outcome = report.outcome
+    assert outcome.status == "tested" and outcome.reason is None
+    assert outcome.log10_p < -6 and 0 <= outcome.p_value < 1e-6 and report.verdict_log10_p == outcome.log10_p
+    assert outcome.test.name == "binomial upper tail of the green count" and outcome.test.z_score > 4
+    assert outcome.test.statistic > outcome.test.expected
+    assert report.key_id == key.id and report.scheme == KGW == scheme.describe() and report.window is None
+    assert report.counts.prompt == 1 and report.counts.seen == 150 and 0 < report.counts.scored <= 150
+    assert report.spec == tm.SPEC_VERSION and report.tool.startswith("tracemark ") and report.dedup == "pair"
+    assert report.alpha == 1e-6 and report.input_sha256 is None
     d = report.to_dict()
-    assert d["counts"]["prompt"] == 1 and d["spec"] == tm.SPEC_VERSION and d["tool"].startswith("tracemark ")
+    assert d["counts"]["prompt"] == 1 and d["spec"] == tm.SPEC_VERSION and d["key_id"] == key.id
+    assert d["outcome"]["status"] == "tested" and d["outcome"]["log10_p"] == outcome.log10_p
     assert json.loads(report.to_json()) == d
     assert "detected" in repr(report)
-    other = tm.Detector(tm.Key.generate(), KGW, 3000).detect_ids(ids, prompt=[7])
+    other = tm.Detector(tm.Key.generate(), KGW, 3000).detect_ids([7], ids)
     assert other.verdict == "not_detected"
 
 
+def test_prompt_comes_first_as_in_rust(key, rng):
+    scheme = tm.Scheme(key, KGW, 3000)
+    ids = generate(scheme, [7, 8], 60, rng)
+    detector = tm.Detector(key, KGW, 3000)
+    by_keyword = detector.detect_ids(prompt=[7, 8], completion=ids)
+    assert detector.detect_ids([7, 8], ids).to_dict() == by_keyword.to_dict()
+    assert by_keyword.counts.prompt == 2 and by_keyword.counts.seen == 60
+    assert detector.detect_ids(None, ids).counts.prompt == 0
+    assert detector.detect_ids([], ids).counts.prompt == 0
+
+
+def test_scheme_configs_and_strings_are_interchangeable(key, rng):
+    config = tm.SchemeConfig.kgw(gamma=0.25, delta=2, context="lefthash:1")
+    assert str(config) == KGW and config == tm.SchemeConfig(KGW) and config.context == "lefthash:1"
+    scheme = config.build(key, 3000)
+    ids = generate(scheme, [7], 80, rng)
+    by_config = tm.Detector(key, config, 3000).detect_ids([7], ids)
+    by_string = tm.Detector(key, KGW, 3000).detect_ids([7], ids)
+    assert by_config.to_dict() == by_string.to_dict()
+    assert tm.Detector(key, scheme.config, 3000).detect_ids([7], ids).scheme == KGW
+    import pytest
+    with pytest.raises(TypeError, match="SchemeConfig"):
+        tm.Detector(key, 3, 3000)
+
+
 def test_inconclusive_is_typed_not_nan(key):
-    r = tm.Detector(key, KGW, 100).detect_ids([1, 2, 3])
-    assert r.verdict == "inconclusive" and r.p_value is None and r.log10_p is None and r.z_score is None
-    assert "at least 10" in r.to_dict()["inconclusive_reason"]
+    r = tm.Detector(key, KGW, 100).detect_ids(None, [1, 2, 3])
+    assert r.verdict == "inconclusive" and r.verdict_log10_p is None
+    o = r.outcome
+    assert o.status == "inconclusive" and o.p_value is None and o.log10_p is None and o.test is None
+    assert "at least 10" in o.reason and r.to_dict()["outcome"]["reason"] == o.reason
 
 
 def test_detect_text_with_tokenizer_and_window(key, rng, word_tokenizer):
@@ -36,9 +71,15 @@ def test_detect_text_with_tokenizer_and_window(key, rng, word_tokenizer):
     marked = generate(scheme, [1], 100, rng)
     text = words(list(rng.integers(0, 3000, 300)) + marked + list(rng.integers(0, 3000, 300)))
     det = tm.Detector(key, KGW, word_tokenizer.vocab_size, window=32, marks=True)
-    r = det.detect_text(word_tokenizer, text, prompt="w1")
+    r = det.detect_text(word_tokenizer, "w1", text)
     d = r.to_dict()
-    assert d["window"]["log10_p"] < -6 and 250 <= d["window"]["start"] < 420
+    w = r.window
+    assert w.log10_p < -6 and 250 <= w.start < 420 and w.start < w.end and w.scored >= 32
+    assert w.log10_p >= w.log10_p_uncorrected and w.windows_examined > 1
+    assert w.decides_verdict and r.verdict == "detected" and r.verdict_log10_p == w.family_log10_p
+    assert w.family_log10_p < r.outcome.log10_p and "Bonferroni" in w.family_correction
+    assert d["window"]["family_log10_p"] == w.family_log10_p and d["window"]["decides_verdict"] is True
+    assert w.span is not None and text[w.span[0]:w.span[1]].startswith("w")
     assert d["tokenizer"]["fingerprint"] == word_tokenizer.fingerprint
     assert len(d["marks"]) == 700 and d["marks"][0]["span"] == [0, len(text.split()[0])]
     assert word_tokenizer.decode(word_tokenizer.encode("w5 w6")) == "w5 w6"
@@ -50,11 +91,20 @@ def test_keyring_names_the_cohort(rng):
     ring = tm.Keyring.derived(master, labels)
     assert len(ring) == 6 and ring.labels == labels
     ids = generate(tm.Scheme(master.derive("cohort/4"), KGW, 3000), [2], 150, rng)
-    r = tm.KeyringDetector(ring, KGW, 3000, alpha=0.01).detect_ids(ids, prompt=[2])
-    assert [k["label"] for k in r["keys"] if k["detected"]] == ["cohort/4"]
-    assert r["best"] == 4 and "Holm" in r["correction"]
+    r = tm.KeyringDetector(ring, KGW, 3000, alpha=0.01).detect_ids([2], ids)
+    assert isinstance(r, tm.KeyringDetection) and all(isinstance(k, tm.KeyResult) for k in r.keys)
+    assert [k.label for k in r.keys if k.detected] == ["cohort/4"] == [k.label for k in r.detected]
+    assert r.best == 4 and "Holm" in r.correction and r.alpha == 0.01
+    hit = r.keys[4]
+    assert hit.key_id == master.derive("cohort/4").id and hit.log10_p == hit.tested.log10_p < -2
+    assert hit.tested.detected and hit.tested.log10_p_adjusted >= hit.tested.log10_p
+    assert r.best_detection.key_id == hit.key_id and r.best_detection.detected
+    assert r.to_dict()["keys"][4]["tested"]["detected"] is True and json.loads(r.to_json()) == r.to_dict()
     explicit = tm.Keyring([("a", master), ("b", master.derive("cohort/4"))])
-    assert tm.KeyringDetector(explicit, KGW, 3000, alpha=0.01).detect_ids(ids, prompt=[2])["best"] == 1
+    assert tm.KeyringDetector(explicit, KGW, 3000, alpha=0.01).detect_ids([2], ids).best == 1
+    # An inconclusive key has no test and is never named.
+    short = tm.KeyringDetector(ring, KGW, 3000, alpha=0.01).detect_ids(None, ids[:3])
+    assert all(k.tested is None and not k.detected and k.log10_p is None for k in short.keys)
 
 
 def test_scan_corpus(tmp_path, key, rng, word_tokenizer):

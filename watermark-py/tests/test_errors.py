@@ -10,7 +10,7 @@ KGW = "kgw:gamma=0.25,delta=2,context=lefthash:1"
 
 def test_every_error_is_a_value_error():
     for name in ["InvalidParameterError", "NonFiniteLogitError", "VocabMismatchError", "TokenOutOfRangeError",
-                 "LogitsLayoutError", "InvalidKeyError", "KeyFileExistsError", "EmptyInputError",
+                 "LogitsLayoutError", "NotABiasSchemeError", "InvalidKeyError", "KeyFileExistsError", "EmptyInputError",
                  "TokenizerError", "TracemarkIOError"]:
         cls = getattr(tm, name)
         assert issubclass(cls, tm.TracemarkError) and issubclass(cls, ValueError), name
@@ -66,9 +66,9 @@ def test_out_of_range_ids(key):
         scheme.process([-1], np.zeros(100, dtype=np.float32))
     detector = tm.Detector(key, KGW, 100)
     with pytest.raises(tm.TokenOutOfRangeError, match="position 2"):
-        detector.detect_ids([1, 2, 100])
+        detector.detect_ids(None, [1, 2, 100])
     with pytest.raises(tm.EmptyInputError):
-        detector.detect_ids([])
+        detector.detect_ids(None, [])
 
 
 def test_unknown_keyword_arguments_raise(key):
@@ -77,7 +77,44 @@ def test_unknown_keyword_arguments_raise(key):
     with pytest.raises(TypeError):
         tm.Scheme(key, KGW, 100, delta=3)
     with pytest.raises(TypeError):
-        tm.Detector(key, KGW, 100).detect_ids([1, 2], promt=[1])
+        tm.Detector(key, KGW, 100).detect_ids([1], [1, 2], promt=[1])
+    with pytest.raises(TypeError):
+        tm.Scheme.kgw(key, gamma=0.25, delta=2, context="lefthash:1", vocab_size=100, gama=0.5)
+    with pytest.raises(TypeError):
+        tm.Scheme.gumbel(key, temperature=1.0, context="lefthash:1", vocab_size=100, delta=2)
+    with pytest.raises(TypeError):
+        tm.SchemeConfig.tournament(layers=30, top_k=40, temperature=1.0, context="lefthash:1", topk=3)
+    with pytest.raises(TypeError):  # keywords only: no silent swap of gamma and delta
+        tm.SchemeConfig.kgw(0.25, 2, "lefthash:1")
+
+
+@pytest.mark.parametrize("build,param", [
+    (lambda k: tm.Scheme.kgw(k, gamma=0, delta=2, context="lefthash:1", vocab_size=100), "gamma"),
+    (lambda k: tm.Scheme.kgw(k, gamma=0.25, delta=-1, context="lefthash:1", vocab_size=100), "delta"),
+    (lambda k: tm.Scheme.kgw(k, gamma=0.25, delta=2, context="lefthash:33", vocab_size=100), "width"),
+    (lambda k: tm.Scheme.kgw(k, gamma=0.25, delta=2, context="sidehash:1", vocab_size=100), "context"),
+    (lambda k: tm.Scheme.tournament(k, layers=0, top_k=40, temperature=1.0, context="lefthash:1", vocab_size=100),
+     "layers"),
+    (lambda k: tm.Scheme.tournament(k, layers=30, top_k=40, temperature=1.0, context="lefthash:1", vocab_size=100,
+                                    leaves=9), "leaves"),
+    (lambda k: tm.Scheme.gumbel(k, temperature=0, context="lefthash:1", vocab_size=100), "temperature"),
+])
+def test_keyword_constructors_name_the_fix(key, build, param):
+    with pytest.raises(tm.InvalidParameterError, match=param):
+        build(key)
+
+
+def test_bias_of_a_scheme_that_needs_the_logits(key):
+    scheme = tm.Scheme.gumbel(key, temperature=1.0, context="lefthash:1", vocab_size=100)
+    with pytest.raises(tm.NotABiasSchemeError, match="process the logits"):
+        scheme.bias([1, 2])
+
+
+def test_one_memory_per_row(key):
+    scheme = tm.Scheme(key, "gumbel:temperature=1,context=lefthash:1", 100)
+    memory = tm.SeenContexts()
+    with pytest.raises(tm.InvalidParameterError, match="its own memory"):
+        scheme.process_batch([[1], [2]], np.zeros((2, 100), dtype=np.float32), [memory, memory])
 
 
 def test_key_files(tmp_path, key):

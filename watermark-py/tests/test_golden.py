@@ -76,9 +76,10 @@ def test_kgw(case):
         row = np.array(case["row_in_bits"], dtype=np.uint32).view(np.float32).copy()
         scheme.process(case["history"], row)
         assert row.view(np.uint32).tolist() == case["row_out_bits"]
-    mask = scheme.green_mask(case["history"])
+    bias = scheme.bias(case["history"])
+    assert bias.dtype == np.float32 and set(np.unique(bias).tolist()) <= {0.0, float(case["delta"])}
     for token, green in case["green"].items():
-        assert bool(mask[int(token)]) == green
+        assert (bias[int(token)] == case["delta"]) == green
 
 
 def logits_of(case):

@@ -45,25 +45,94 @@ def generate(model, processor, input_ids, **kw):
 def test_tiny_llama_batched_generation_is_detected(tiny, key, spec, kwargs):
     torch.manual_seed(1)
     prompts = torch.randint(3, 1000, (3, 8))
-    skip = not spec.startswith("kgw")
-    marked = generate(tiny, TracemarkLogitsProcessor(key, spec, skip_repeated=skip), prompts, **kwargs)
+    processor = TracemarkLogitsProcessor(key, spec)
+    # skip_repeated follows the scheme's contract when not given.
+    assert processor.skip_repeated == tm.SchemeConfig(spec).contract.skip_repeated
+    marked = generate(tiny, processor, prompts, **kwargs)
     plain = generate(tiny, None, prompts, do_sample=True)
     detector = tm.Detector(key, spec, 1000, alpha=1e-3)
     for i in range(3):
-        r = detector.detect_ids(marked[i].numpy(), prompt=prompts[i].numpy())
+        r = detector.detect_ids(prompts[i].numpy(), marked[i].numpy())
         assert r.detected, (spec, kwargs, r.to_dict())
-        assert not detector.detect_ids(plain[i].numpy(), prompt=prompts[i].numpy()).detected
+        assert not detector.detect_ids(prompts[i].numpy(), plain[i].numpy()).detected
 
 
-def test_processor_on_a_non_cpu_layout_applies_the_core_mask(key):
-    # A non-contiguous float32 tensor takes the mask path (as another device would):
-    # the result must equal in-place CPU processing.
+def test_skip_repeated_can_be_set_either_way(key):
+    gumbel = "gumbel:temperature=1,context=lefthash:1"
+    assert TracemarkLogitsProcessor(key, gumbel).skip_repeated
+    assert not TracemarkLogitsProcessor(key, gumbel, skip_repeated=False).skip_repeated
+    assert not TracemarkLogitsProcessor(key, KGW).skip_repeated
+    assert TracemarkLogitsProcessor(key, tm.SchemeConfig(KGW), skip_repeated=True).skip_repeated
+
+
+@pytest.mark.parametrize("spec", [KGW, "kgw:gamma=0.5,delta=1,context=selfhash:2",
+                                  "gumbel:temperature=1,context=lefthash:2",
+                                  "tournament:layers=20,top_k=50,temperature=1,context=lefthash:2"])
+def test_processor_off_the_in_place_layout_equals_in_place_processing(key, spec):
+    # A non-contiguous float32 tensor takes the path of another device: a BIAS
+    # scheme's bias added to the tensor, or the rows copied to the CPU and back.
+    # The result must equal in-place CPU processing.
     ids = torch.tensor([[5, 6, 7], [8, 9, 10]])
     base = torch.randn(1000, 2).T  # (2, 1000), not contiguous
-    mask_path = TracemarkLogitsProcessor(key, KGW, 1000)(ids, base)
+    other_path = TracemarkLogitsProcessor(key, spec, 1000, skip_repeated=False)(ids, base)
     in_place = base.contiguous().clone()
-    TracemarkLogitsProcessor(key, KGW, 1000)(ids, in_place)
-    assert torch.equal(mask_path, in_place)
+    TracemarkLogitsProcessor(key, spec, 1000, skip_repeated=False)(ids, in_place)
+    assert torch.equal(other_path, in_place)
+
+
+def test_bias_path_asks_the_contract_not_the_name(key, monkeypatch):
+    # A BIAS scheme off the in-place layout adds Scheme.bias; the others never call it.
+    calls = []
+    real = tm.Scheme.bias
+
+    class Spy:
+        def __init__(self, scheme):
+            self._s = scheme
+
+        def __getattr__(self, name):
+            return getattr(self._s, name)
+
+        def bias(self, h):
+            calls.append(1)
+            return real(self._s, h)
+
+    for spec, expected in [(KGW, 2), ("gumbel:temperature=1,context=lefthash:1", 0)]:
+        calls.clear()
+        proc = TracemarkLogitsProcessor(key, spec, 1000, skip_repeated=False)
+        proc._scheme = Spy(proc.scheme)
+        proc(torch.tensor([[5, 6, 7], [8, 9, 10]]), torch.randn(1000, 2).T)
+        assert len(calls) == expected, spec
+
+
+def test_reused_processor_starts_a_new_generation_for_a_new_prompt(key):
+    # Regression: a processor reused with skip_repeated=True took any call one
+    # token longer than the last for the same generation, so a new prompt whose
+    # contexts had been seen before went out unwatermarked.
+    proc = TracemarkLogitsProcessor(key, KGW, 1000, skip_repeated=True)
+    first = torch.zeros(1, 1000)
+    proc(torch.tensor([[5, 6, 7]]), first)
+    assert torch.count_nonzero(first) > 0
+    # A new prompt, one token longer, ending in the same context (token 7).
+    new_prompt = torch.zeros(1, 1000)
+    proc(torch.tensor([[9, 9, 9, 7]]), new_prompt)
+    assert torch.count_nonzero(new_prompt) > 0, "a new prompt must be watermarked"
+    # Its continuation repeats context 7: skipped, as within one generation.
+    repeat = torch.zeros(1, 1000)
+    proc(torch.tensor([[9, 9, 9, 7, 7]]), repeat)
+    assert torch.count_nonzero(repeat) == 0
+    fresh = torch.zeros(1, 1000)
+    proc(torch.tensor([[9, 9, 9, 7, 7, 8]]), fresh)
+    assert torch.count_nonzero(fresh) > 0
+
+
+def test_reused_processor_tracks_each_row(key):
+    proc = TracemarkLogitsProcessor(key, KGW, 1000, skip_repeated=True)
+    proc(torch.tensor([[1, 7], [2, 8]]), torch.zeros(2, 1000))
+    # Row 0 continues its sequence (context 7 again: skipped); row 1 is a new one
+    # ending in context 7, seen only by the other row: watermarked.
+    scores = torch.zeros(2, 1000)
+    proc(torch.tensor([[1, 7, 7], [3, 3, 7]]), scores)
+    assert torch.count_nonzero(scores[0]) == 0 and torch.count_nonzero(scores[1]) > 0
 
 
 def test_left_padding_is_stripped(key):
@@ -97,6 +166,6 @@ def test_smollm2_from_gguf_watermarked_is_detected_and_plain_is_not(smollm2, key
     detector = tm.Detector(key, spec, model.config.vocab_size)
     text = tokenizer.decode(marked, skip_special_tokens=True)
     assert len(text.split()) > 20, text
-    r = detector.detect_ids(marked.numpy(), prompt=prompt[0].numpy())
+    r = detector.detect_ids(prompt[0].numpy(), marked.numpy())
     assert r.detected, r.to_dict()
-    assert not detector.detect_ids(plain.numpy(), prompt=prompt[0].numpy()).detected
+    assert not detector.detect_ids(prompt[0].numpy(), plain.numpy()).detected

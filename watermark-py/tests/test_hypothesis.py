@@ -31,8 +31,8 @@ def test_p_values_are_uniform_under_the_null(text):
                            ("kgw:gamma=0.25,delta=2,context=selfhash:3", True)]:
         p = []
         for _ in range(KEYS):
-            r = tm.Detector(tm.Key.generate(), spec, 5000, min_scored=1).detect_ids(text)
-            p.append(r.p_value if r.p_value is not None else 1.0)
+            r = tm.Detector(tm.Key.generate(), spec, 5000, min_scored=1).detect_ids(None, text)
+            p.append(r.outcome.p_value if r.outcome.p_value is not None else 1.0)
         if discrete:
             for alpha in (0.05, 0.1, 0.2):
                 share = np.mean(np.asarray(p) <= alpha)

@@ -7,7 +7,9 @@ Watermark a logits row in place (numpy float32, no copy) and test text later:
 >>> import numpy as np
 >>> import tracemark as tm
 >>> key = tm.Key.generate()
->>> scheme = tm.Scheme(key, "kgw:gamma=0.25,delta=2,context=lefthash:1", vocab_size=1000)
+>>> scheme = tm.Scheme.kgw(key, gamma=0.25, delta=2, context="lefthash:1", vocab_size=1000)
+>>> scheme.describe()  # the same scheme as tm.Scheme(key, "kgw:gamma=0.25,delta=2,context=lefthash:1", 1000)
+'kgw:gamma=0.25,delta=2,context=lefthash:1'
 >>> logits = np.zeros(1000, dtype=np.float32)
 >>> scheme.process([5, 7, 11], logits).watermarked
 True
@@ -22,9 +24,19 @@ Detection gives an exact p-value, finite in log space however small:
 ...     row = rng.normal(size=1000).astype(np.float32)
 ...     _ = scheme.process(ids, row)
 ...     ids.append(int(np.argmax(row)))
->>> report = tm.Detector(key, scheme.config, 1000).detect_ids(ids[1:], prompt=ids[:1])
->>> report.verdict, report.log10_p < -6
-('detected', True)
+>>> report = tm.Detector(key, scheme.config, 1000).detect_ids(ids[:1], ids[1:])  # prompt, completion
+>>> report.verdict, report.outcome.status, report.outcome.log10_p < -6
+('detected', 'tested', True)
+
+Each scheme states its contract; integrations ask it instead of the scheme's name:
+
+>>> scheme.contract.generation, scheme.contract.skip_repeated
+(Generation.BIAS, False)
+>>> scheme.bias([5, 7, 11]).max()  # the bias a BIAS scheme adds, e.g. on an accelerator
+np.float32(2.0)
+>>> gumbel = tm.Scheme.gumbel(key, temperature=1.0, context="lefthash:4", vocab_size=1000)
+>>> gumbel.contract.controls_sampling, gumbel.contract.null.distribution
+(True, 'exponential')
 
 Errors are typed and subclass ``ValueError``:
 
@@ -38,52 +50,76 @@ tracemark.InvalidParameterError: invalid gamma = 1.5: expected a green fraction 
 
 from ._native import (
     SPEC_VERSION,
+    Contract,
+    Counts,
     Detection,
     Detector,
     EmptyInputError,
+    Generation,
     InvalidKeyError,
     InvalidParameterError,
     Key,
     KeyFileExistsError,
+    KeyResult,
+    KeyTest,
     Keyring,
+    KeyringDetection,
     KeyringDetector,
     LogitsLayoutError,
     NonFiniteLogitError,
+    NotABiasSchemeError,
+    Null,
+    Outcome,
     Scheme,
+    SchemeConfig,
     SeenContexts,
     Step,
-    TokenizerError,
+    TestReport,
     TokenOutOfRangeError,
     Tokenizer,
+    TokenizerError,
     TracemarkError,
     TracemarkIOError,
     VocabMismatchError,
+    WindowReport,
     __version__,
     scan_corpus,
 )
 
 __all__ = [
     "SPEC_VERSION",
+    "Contract",
+    "Counts",
     "Detection",
     "Detector",
     "EmptyInputError",
+    "Generation",
     "InvalidKeyError",
     "InvalidParameterError",
     "Key",
     "KeyFileExistsError",
+    "KeyResult",
+    "KeyTest",
     "Keyring",
+    "KeyringDetection",
     "KeyringDetector",
     "LogitsLayoutError",
     "NonFiniteLogitError",
+    "NotABiasSchemeError",
+    "Null",
+    "Outcome",
     "Scheme",
+    "SchemeConfig",
     "SeenContexts",
     "Step",
-    "TokenizerError",
+    "TestReport",
     "TokenOutOfRangeError",
     "Tokenizer",
+    "TokenizerError",
     "TracemarkError",
     "TracemarkIOError",
     "VocabMismatchError",
+    "WindowReport",
     "__version__",
     "scan_corpus",
 ]

@@ -6,26 +6,29 @@
 >>> model.generate(**inputs, do_sample=True, logits_processor=LogitsProcessorList([processor]))  # doctest: +SKIP
 
 CPU float32 scores are watermarked in place, without copying, in one batched
-call into the Rust core (the GIL is released). Scores on another device are
-not copied wholesale: for ``kgw`` the core computes each row's green list and
-the bias is added on that device; ``tournament`` and ``gumbel`` rows travel to
-the CPU and back.
+call into the Rust core (the GIL is released). Scores elsewhere are not copied
+wholesale when the scheme's contract allows it: a ``Generation.BIAS`` scheme
+(e.g. ``kgw``) states a bias that does not depend on the logits, so the core
+computes each row's bias and it is added on the scores' device. Schemes that
+decide the distribution themselves (``tournament``, ``gumbel``) need the
+logits: their rows travel to the CPU and back.
 
-``tournament`` and ``gumbel`` choose their own distribution (their scheme
-string carries the temperature and, for tournament, top-k): generate with
-``do_sample=True, temperature=1.0, top_k=0, top_p=1.0`` so that transformers'
-own warpers leave the distribution alone.
+When the contract says the scheme controls sampling
+(``scheme.contract.controls_sampling``), generate with
+``do_sample=True, temperature=1.0, top_k=0, top_p=1.0`` (or greedily) so that
+transformers' own warpers leave the distribution alone: the scheme's
+temperature and top-k are in its configuration.
 """
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import List, Optional, Union
 
 import numpy as np
 import torch
 from transformers import LogitsProcessor
 
-from ._native import Key, Scheme, SeenContexts
+from ._native import Generation, Key, Scheme, SchemeConfig, SeenContexts
 
 __all__ = ["TracemarkLogitsProcessor"]
 
@@ -35,30 +38,38 @@ class TracemarkLogitsProcessor(LogitsProcessor):
 
     Args:
         key: the watermark key.
-        scheme: the scheme string, e.g. ``"kgw:gamma=0.25,delta=2,context=lefthash:1"``.
+        scheme: a ``SchemeConfig`` or a scheme string, e.g.
+            ``"kgw:gamma=0.25,delta=2,context=lefthash:1"``.
         vocab_size: the model's vocabulary size (the width of the scores); if
             None, it is taken from the first scores seen.
-        skip_repeated: skip contexts already watermarked in each sequence
-            (recommended for ``tournament`` and ``gumbel``).
+        skip_repeated: skip contexts already watermarked in each sequence;
+            None (the default) follows the scheme's contract
+            (``scheme.contract.skip_repeated``: on for ``tournament`` and
+            ``gumbel``, off for ``kgw``).
         pad_token_id: left-padding id to strip from each row's history.
+
+    A processor may be reused across ``generate`` calls. With
+    ``skip_repeated``, a call continues the previous one's sequences only when
+    each row's ids extend that row's previous ids (the earlier ids unchanged,
+    new ones appended); anything else starts new sequences with empty memories.
     """
 
     def __init__(
         self,
         key: Key,
-        scheme: str,
+        scheme: Union[str, SchemeConfig],
         vocab_size: Optional[int] = None,
         *,
-        skip_repeated: bool = False,
+        skip_repeated: Optional[bool] = None,
         pad_token_id: Optional[int] = None,
     ) -> None:
         self._key = key
-        self._spec = scheme
-        self._scheme: Optional[Scheme] = Scheme(key, scheme, vocab_size) if vocab_size is not None else None
-        self._skip_repeated = skip_repeated
+        self._config = scheme if isinstance(scheme, SchemeConfig) else SchemeConfig(scheme)
+        self._scheme: Optional[Scheme] = self._config.build(key, vocab_size) if vocab_size is not None else None
+        self._skip_repeated = self._config.contract.skip_repeated if skip_repeated is None else bool(skip_repeated)
         self._pad = pad_token_id
         self._memories: List[SeenContexts] = []
-        self._last_len = -1
+        self._last_ids: Optional[np.ndarray] = None
 
     @property
     def scheme(self) -> Scheme:
@@ -67,10 +78,14 @@ class TracemarkLogitsProcessor(LogitsProcessor):
             raise RuntimeError("the scheme is built on the first call when vocab_size is not given")
         return self._scheme
 
-    def _histories(self, input_ids: torch.LongTensor):
-        ids = input_ids.detach().to("cpu", torch.int64).numpy()
+    @property
+    def skip_repeated(self) -> bool:
+        """Whether contexts already watermarked in a sequence are skipped."""
+        return self._skip_repeated
+
+    def _histories(self, ids: np.ndarray):
         if self._pad is None:
-            return np.ascontiguousarray(ids)
+            return ids
         rows = []
         for row in ids:
             start = 0
@@ -79,32 +94,39 @@ class TracemarkLogitsProcessor(LogitsProcessor):
             rows.append(row[start:])
         return rows
 
-    def _memories_for(self, batch: int, length: int) -> Optional[List[SeenContexts]]:
+    def _memories_for(self, ids: np.ndarray) -> Optional[List[SeenContexts]]:
         if not self._skip_repeated:
             return None
-        # Within one generate() call the input grows by exactly one token per step;
-        # anything else is a new generation.
-        if length != self._last_len + 1 or len(self._memories) != batch:
+        # A row continues the previous call's sequence only if its ids extend
+        # that row's previous ids: the same ids first, then the new tokens. The
+        # length alone says nothing (a new prompt may be one token longer).
+        last = self._last_ids
+        batch, length = ids.shape
+        if last is None or len(self._memories) != batch or last.shape[0] != batch or length <= last.shape[1]:
             self._memories = [SeenContexts() for _ in range(batch)]
-        self._last_len = length
+        else:
+            continues = (ids[:, : last.shape[1]] == last).all(axis=1)
+            for i in np.flatnonzero(~continues):
+                self._memories[i] = SeenContexts()
+        self._last_ids = ids.copy()
         return self._memories
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         if self._scheme is None or self._scheme.vocab_size != scores.shape[-1]:
-            self._scheme = Scheme(self._key, self._spec, int(scores.shape[-1]))
+            self._scheme = self._config.build(self._key, int(scores.shape[-1]))
         scheme = self._scheme
-        histories = self._histories(input_ids)
-        memories = self._memories_for(scores.shape[0], input_ids.shape[-1])
+        ids = np.ascontiguousarray(input_ids.detach().to("cpu", torch.int64).numpy())
+        histories = self._histories(ids)
+        memories = self._memories_for(ids)
         if scores.device.type == "cpu" and scores.dtype == torch.float32 and scores.is_contiguous():
             scheme.process_batch(histories, scores.numpy(), memories)
             return scores
-        if scheme.kind == "kgw" and memories is None:
-            masks = []
-            for h in histories:
-                m = scheme.green_mask(h)
-                masks.append(np.zeros(scheme.vocab_size, dtype=bool) if m is None else m)
-            mask = torch.from_numpy(np.stack(masks)).to(scores.device)
-            return scores + mask.to(scores.dtype) * float(scheme.delta)
+        if scheme.contract.generation == Generation.BIAS and memories is None:
+            # The bias does not depend on the logits: compute it on the CPU, add it where the scores are.
+            zero = np.zeros(scheme.vocab_size, dtype=np.float32)
+            rows = [scheme.bias(h) for h in histories]
+            bias = torch.from_numpy(np.stack([zero if b is None else b for b in rows]))
+            return scores + bias.to(scores.device, scores.dtype)
         cpu = scores.detach().to("cpu", torch.float32).contiguous()
         scheme.process_batch(histories, cpu.numpy(), memories)
         return cpu.to(scores.device, scores.dtype)
