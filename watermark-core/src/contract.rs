@@ -93,7 +93,8 @@ impl Generation {
     }
 }
 
-/// What a scheme states about itself; see the [module documentation](self).
+/// What a scheme states about itself: its null distribution, the statistic's
+/// name and its generation contract (see [the crate guide](crate#the-scheme-contract)).
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct Contract {
