@@ -21,7 +21,7 @@ PY_REQS := watermark-py/requirements-test.txt
 VENV := $(CACHE)/venv-$(shell sha256sum $(PY_REQS) | cut -c1-12)
 VPY := $(VENV)/bin/python
 
-.PHONY: help setup data demo test test-rust test-python venv python bench bench-python lint eval eval-quick distill distill-quick clean-cache
+.PHONY: help setup data demo test test-rust test-python venv python bench bench-python lint eval eval-quick distill distill-quick calibrate clean-cache
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -73,6 +73,14 @@ distill: data ## The distillation experiment: harvest, students, radioactivity t
 
 distill-quick: ## The distillation pipeline on a small harvest (part of `make test`)
 	$(MAKE) --no-print-directory distill QUICK=1
+
+CALIBRATION := eval/results/calibration-$(shell date -u +%F).md
+calibrate: ## False-positive rates of every scheme over 10M (document, key) tests each, and a battery on the keyed values (about 10 min). QUICK=1: 100k tests
+	export TRACEMARK_HUMAN_TEXT="$$($(FETCH) human-text)" TRACEMARK_TOKENIZER="$$($(FETCH) tokenizer)"; \
+	$(CARGO) run $(CARGO_FLAGS) -q -p tracemark-examples --bin calibrate -- \
+	    --corpus "$$TRACEMARK_HUMAN_TEXT" --tokenizer "$$TRACEMARK_TOKENIZER" \
+	    $(if $(QUICK),--tests 100000 --battery-samples 65536 --out $(CACHE)/calibration-quick.md --title "Calibration (quick)",--out $(CALIBRATION) --title "Calibration at scale, $(shell date -u +%F)") \
+	    $(CALIBRATE_ARGS) >/dev/null
 
 bench: ## Criterion benches; writes the ratio tables of benches/RESULTS.md
 	$(CARGO) bench -p tracemark-benches --bench decode_step --bench prf --bench detect
