@@ -75,7 +75,7 @@ distill-quick: ## The distillation pipeline on a small harvest (part of `make te
 	$(MAKE) --no-print-directory distill QUICK=1
 
 CALIBRATION := eval/results/calibration-$(shell date -u +%F).md
-calibrate: ## False-positive rates of every scheme over 10M (document, key) tests each, and a battery on the keyed values (about 10 min). QUICK=1: 100k tests
+calibrate: ## False-positive rates of every scheme over 10M (document, key) tests each, and a battery on the keyed values (about 17 min on 2 cores). QUICK=1: 100k tests
 	export TRACEMARK_HUMAN_TEXT="$$($(FETCH) human-text)" TRACEMARK_TOKENIZER="$$($(FETCH) tokenizer)"; \
 	$(CARGO) run $(CARGO_FLAGS) -q -p tracemark-examples --bin calibrate -- \
 	    --corpus "$$TRACEMARK_HUMAN_TEXT" --tokenizer "$$TRACEMARK_TOKENIZER" \
