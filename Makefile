@@ -28,7 +28,7 @@ CARGO_FUZZ := $(CACHE)/tools/cargo-fuzz-$(CARGO_FUZZ_VERSION)/bin/cargo-fuzz
 FUZZ_SECONDS ?= 30
 FUZZ_MODE ?= auto
 
-.PHONY: help setup data demo test test-rust test-python venv python bench bench-python lint fuzz-smoke eval eval-quick distill distill-quick clean-cache
+.PHONY: help setup data demo test test-rust test-python venv python bench bench-python lint fuzz-smoke eval eval-quick distill distill-quick calibrate clean-cache
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -81,6 +81,14 @@ distill: data ## The distillation experiment: harvest, students, radioactivity t
 
 distill-quick: ## The distillation pipeline on a small harvest (part of `make test`)
 	$(MAKE) --no-print-directory distill QUICK=1
+
+CALIBRATION := eval/results/calibration-$(shell date -u +%F).md
+calibrate: ## False-positive rates of every scheme over 10M (document, key) tests each, and a battery on the keyed values (about 17 min on 2 cores). QUICK=1: 100k tests
+	export TRACEMARK_HUMAN_TEXT="$$($(FETCH) human-text)" TRACEMARK_TOKENIZER="$$($(FETCH) tokenizer)"; \
+	$(CARGO) run $(CARGO_FLAGS) -q -p tracemark-examples --bin calibrate -- \
+	    --corpus "$$TRACEMARK_HUMAN_TEXT" --tokenizer "$$TRACEMARK_TOKENIZER" \
+	    $(if $(QUICK),--tests 100000 --battery-samples 65536 --out $(CACHE)/calibration-quick.md --title "Calibration (quick)",--out $(CALIBRATION) --title "Calibration at scale, $(shell date -u +%F)") \
+	    $(CALIBRATE_ARGS) >/dev/null
 
 bench: ## Criterion benches; writes the ratio tables of benches/RESULTS.md
 	$(CARGO) bench -p tracemark-benches --bench decode_step --bench prf --bench detect

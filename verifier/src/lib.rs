@@ -46,11 +46,13 @@
 //! [`KeyringDetector`] tests many keys (one per API-account cohort, say) with
 //! Holm's family-wise correction; [`Scanner`] scans a JSONL corpus in
 //! parallel, with a verdict per document and one aggregate test deduplicated
-//! across documents.
+//! across documents. [`calibration`] measures the false-positive rate of the
+//! tests over millions of (document, key) pairs of human text (`make calibrate`).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod calibration;
 mod corpus;
 mod detect;
 mod error;
