@@ -16,7 +16,10 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, DefaultHasher};
 
+use crate::error::Result;
 use crate::generate::Rng;
+use crate::reading::ReadingModel;
+use crate::student::Student;
 
 const DISCOUNT: f64 = 0.75;
 /// Share of the unigram mass spread uniformly over the vocabulary.
@@ -182,6 +185,39 @@ impl NGram {
             .into_iter()
             .max_by(|&a, &b| self.prob(u, v, a).total_cmp(&self.prob(u, v, b)).then(b.cmp(&a)))
             .unwrap_or(0)
+    }
+}
+
+/// The last two tokens of a history (`u v`), padded from the left by
+/// repeating the first token, or 0 for an empty history.
+fn last_two(h: &[u32]) -> (u32, u32) {
+    (
+        h.get(h.len().saturating_sub(2)).copied().unwrap_or(0),
+        h.last().copied().unwrap_or(0),
+    )
+}
+
+impl Student for NGram {
+    fn sample_next(&self, histories: &[&[u32]], rng: &mut Rng) -> Result<Vec<u32>> {
+        Ok(histories
+            .iter()
+            .map(|h| {
+                let (u, v) = last_two(h);
+                self.sample(u, v, rng)
+            })
+            .collect())
+    }
+}
+
+impl ReadingModel for NGram {
+    fn predictions(&self, prompt: &[u32], ids: &[u32]) -> Result<Vec<u32>> {
+        let full: Vec<u32> = prompt.iter().chain(ids).copied().collect();
+        Ok((0..ids.len())
+            .map(|i| {
+                let (u, v) = last_two(&full[..prompt.len() + i]);
+                self.argmax(u, v)
+            })
+            .collect())
     }
 }
 

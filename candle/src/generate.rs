@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tracemark_core::{Scheme, SchemeKind, SeenContexts, Step};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::{KvCache, Llama};
 
 /// A small, fast, seedable random number generator (SplitMix64).
@@ -36,8 +36,9 @@ impl Rng {
     }
 }
 
-/// Sampling settings (applied after a `kgw` bias; `tournament` and `gumbel`
-/// choose their own distribution and are sampled as they come).
+/// Sampling settings (applied after a `kgw` bias, or without a watermark;
+/// schemes that select the token themselves, `tournament` and `gumbel`, are
+/// sampled as they come on watermarked steps).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Sampling {
     /// Temperature (> 0).
@@ -117,6 +118,14 @@ fn log_sum_exp(row: &[f32]) -> f64 {
     f64::from(max) + sum.ln()
 }
 
+/// Whether `scheme` chooses the token itself (its processed row is a
+/// distribution to sample as it comes, at temperature 1 without top-k/top-p)
+/// rather than biasing logits for the caller's sampler.
+// contract: replace by the core's scheme contract (whether the scheme selects the token) when it lands.
+fn scheme_selects_token(scheme: &dyn Scheme) -> bool {
+    matches!(scheme.config().kind(), SchemeKind::Tournament | SchemeKind::Gumbel)
+}
+
 /// One arm of a batched generation.
 #[derive(Clone, Copy)]
 pub struct Arm<'a> {
@@ -175,7 +184,7 @@ pub fn generate(
 ) -> Result<(Vec<Generation>, Timing)> {
     let b = arms.len();
     if rngs.len() != b {
-        return Err(crate::Error::Usage(format!(
+        return Err(Error::Usage(format!(
             "{b} arms need {b} random streams, got {}",
             rngs.len()
         )));
@@ -211,8 +220,7 @@ pub fn generate(
                 timing.watermark += spent;
                 out[i].watermark_time += spent;
                 out[i].watermarked_steps += usize::from(matches!(step, Step::Watermarked { .. }));
-                controls_sampling = step.is_watermarked()
-                    && matches!(scheme.config().kind(), SchemeKind::Tournament | SchemeKind::Gumbel);
+                controls_sampling = step.is_watermarked() && scheme_selects_token(scheme);
             }
             let t = Instant::now();
             let sampling = if controls_sampling {
