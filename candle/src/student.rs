@@ -66,7 +66,7 @@ pub fn answers(
             .map(|i| &prompts[(round * ANSWER_BATCH + i) % prompts.len()])
             .collect();
         let mut hist: Vec<Vec<u32>> = ps.iter().map(|p| p.to_vec()).collect();
-        let mut done = vec![false; ANSWER_BATCH];
+        let mut done = [false; ANSWER_BATCH];
         for _ in 0..ANSWER_MAX_TOKENS {
             let next = student.sample_next(&hist.iter().map(Vec::as_slice).collect::<Vec<_>>(), &mut rng)?;
             for ((h, d), t) in hist.iter_mut().zip(done.iter_mut()).zip(next) {

@@ -13,7 +13,7 @@
 //! - `cargo run --release -p tracemark-examples --bin distill`: the
 //!   distillation experiment (`make distill`; `--quick` is part of `make test`).
 //!
-//! The demo also writes the model's `tokenizer.json` next to the model, for the
+//! The demo also writes the model's `tokenizer.json` to the cache, for the
 //! `tracemark` CLI.
 //!
 //! The binaries are thin: the model, its tokenizer, watermarked generation,

@@ -408,13 +408,15 @@ impl StudentRow {
     }
 }
 
+/// A trained student and its kind.
+struct Trained {
+    kind: StudentKind,
+    model: Box<dyn Student>,
+}
+
 /// Stage 2: students trained on growing shares of watermarked answers, tested three ways.
 /// Returns their rows and the students that saw no watermarked text (the controls).
-fn student_rows(
-    lab: &Lab<'_>,
-    key1: &Key,
-    plain: &[&Harvested],
-) -> Result<(Vec<StudentRow>, Vec<(StudentKind, Box<dyn Student>)>)> {
+fn student_rows(lab: &Lab<'_>, key1: &Key, plain: &[&Harvested]) -> Result<(Vec<StudentRow>, Vec<Trained>)> {
     let plan = lab.plan;
     let mut rows = Vec::new();
     let mut controls = Vec::new();
@@ -462,7 +464,7 @@ fn student_rows(
                 reading: lp(&lab.test(TestMode::Reading, key1, &ev)?),
             });
             if fraction == 0.0 {
-                controls.push((kind, student));
+                controls.push(Trained { kind, model: student });
             }
         }
     }
@@ -523,11 +525,7 @@ impl ControlRow {
 }
 
 /// Stage 4: the control students (no watermarked text seen) under the cohort keys and fresh ones.
-fn controls(
-    lab: &Lab<'_>,
-    cohort_keys: &[Key],
-    students: &[(StudentKind, Box<dyn Student>)],
-) -> Result<Vec<ControlRow>> {
+fn controls(lab: &Lab<'_>, cohort_keys: &[Key], students: &[Trained]) -> Result<Vec<ControlRow>> {
     let mut keys = cohort_keys.to_vec();
     let mut rng = Rng::new(0xc0_47_01);
     while keys.len() < CONTROL_KEYS.max(lab.plan.calibration_keys) {
@@ -538,8 +536,8 @@ fn controls(
         keys.push(Key::from_bytes(b));
     }
     let mut rows = Vec::new();
-    for (kind, student) in students {
-        let ev = lab.evidence(*kind, student.as_ref(), 79)?;
+    for Trained { kind, model } in students {
+        let ev = lab.evidence(*kind, model.as_ref(), 79)?;
         for mode in TestMode::ALL {
             let p = keys
                 .iter()
