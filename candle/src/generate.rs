@@ -250,3 +250,47 @@ pub fn generate(
     }
     Ok((out, timing))
 }
+
+#[cfg(test)]
+mod tests {
+    use tracemark_core::{Key, SchemeConfig};
+
+    use super::*;
+
+    #[test]
+    fn only_tournament_and_gumbel_select_their_token() {
+        let key = Key::from_bytes([3; 32]);
+        for (config, selects) in [
+            ("kgw:gamma=0.25,delta=2,context=lefthash:1", false),
+            ("kgw:gamma=0.25,delta=2,context=selfhash:4", false),
+            ("tournament:layers=30,top_k=40,temperature=1,context=lefthash:4", true),
+            ("gumbel:temperature=1,context=lefthash:4", true),
+        ] {
+            let config: SchemeConfig = config.parse().expect("config");
+            let scheme = config.build(&key, 1000).expect("scheme");
+            assert_eq!(scheme_selects_token(scheme.as_ref()), selects, "{config}");
+        }
+    }
+
+    #[test]
+    fn sampling_respects_top_k_and_banned_tokens() {
+        let logits = [0.0, 5.0, f32::NEG_INFINITY, 4.9, -3.0];
+        let mut rng = Rng::new(9);
+        let top2 = Sampling {
+            top_k: Some(2),
+            ..Sampling::default()
+        };
+        for _ in 0..200 {
+            let t = sample(&logits, top2, &mut rng);
+            assert!(t == 1 || t == 3, "{t}");
+            assert_ne!(sample(&logits, Sampling::default(), &mut rng), 2);
+        }
+        // The same seed draws the same tokens.
+        let draw = |seed| {
+            (0..20)
+                .map(|_| sample(&logits, Sampling::default(), &mut Rng::new(seed)))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(draw(4), draw(4));
+    }
+}

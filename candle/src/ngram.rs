@@ -249,4 +249,21 @@ mod tests {
         }
         assert_eq!(m.argmax(2, 3), 4);
     }
+
+    #[test]
+    fn reading_predictions_and_answers_come_from_the_last_two_tokens() {
+        let samples = vec![(vec![1, 2], vec![3, 4, 3, 5, 3, 4, 6]), (vec![9], vec![3, 4, 7])];
+        let m = NGram::train(10, &samples);
+        let (prompt, ids) = ([1u32, 2], [3u32, 4, 3]);
+        let doc = crate::reading_doc(&m, &prompt, &ids).expect("predictions");
+        assert_eq!(doc.predicted, [m.argmax(1, 2), m.argmax(2, 3), m.argmax(3, 4)]);
+        assert_eq!((doc.prompt_ids.as_slice(), doc.ids.as_slice()), (&prompt[..], &ids[..]));
+        // Answers: reproducible from the seed, at least the asked tokens, never the stop token.
+        let prompts = vec![vec![1, 2], vec![9, 3]];
+        let a = crate::answers(&m, &prompts, 200, 6, 5).expect("answers");
+        assert_eq!(a, crate::answers(&m, &prompts, 200, 6, 5).expect("answers"));
+        assert!(a.iter().map(|x| x.ids.len()).sum::<usize>() >= 200);
+        assert!(a.iter().all(|x| !x.ids.contains(&6) && prompts.contains(&x.prompt)));
+        assert!(crate::answers(&m, &[], 10, 6, 5).is_err());
+    }
 }

@@ -46,8 +46,8 @@ pub struct Answer {
 
 /// The student's answers to `prompts` (cycled through in batches of 32) until
 /// they hold at least `tokens` tokens; each answer ends at `eos` (not
-/// included) or after 150 tokens. Reproducible: all sampling draws from one
-/// generator seeded with `seed`.
+/// included) or after 150 tokens; a round of empty answers ends it early.
+/// Reproducible: all sampling draws from one generator seeded with `seed`.
 pub fn answers(
     student: &(impl Student + ?Sized),
     prompts: &[Vec<u32>],
@@ -82,6 +82,7 @@ pub fn answers(
                 break;
             }
         }
+        let before = total;
         for (p, h) in ps.iter().zip(hist) {
             let ids = h[p.len()..].to_vec();
             total += ids.len();
@@ -92,6 +93,10 @@ pub fn answers(
             if total >= tokens {
                 break 'outer;
             }
+        }
+        if total == before {
+            // A student that stops at once on every prompt would never reach `tokens`.
+            break;
         }
     }
     Ok(out)
