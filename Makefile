@@ -21,7 +21,14 @@ PY_REQS := watermark-py/requirements-test.txt
 VENV := $(CACHE)/venv-$(shell sha256sum $(PY_REQS) | cut -c1-12)
 VPY := $(VENV)/bin/python
 
-.PHONY: help setup data demo test test-rust test-python venv python bench bench-python lint eval eval-quick distill distill-quick clean-cache
+# Fuzzing: a pinned cargo-fuzz, installed under $(CACHE); build output, corpora, logs and
+# crash inputs go to $(CACHE)/fuzz (scripts/fuzz-smoke.sh says how it picks its mode).
+CARGO_FUZZ_VERSION := 0.13.2
+CARGO_FUZZ := $(CACHE)/tools/cargo-fuzz-$(CARGO_FUZZ_VERSION)/bin/cargo-fuzz
+FUZZ_SECONDS ?= 30
+FUZZ_MODE ?= auto
+
+.PHONY: help setup data demo test test-rust test-python venv python bench bench-python lint fuzz-smoke eval eval-quick distill distill-quick clean-cache
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -66,6 +73,7 @@ venv: $(VENV)/.installed ## The Python environment (torch, transformers, maturin
 python: $(VENV)/.installed ## Build and install the `tracemark` Python package into the environment
 	"$(VPY)" -m pip install -q --no-build-isolation --force-reinstall --no-deps ./watermark-py
 
+# pytest exits with 5 when it collects no test: that fails the target (and CI) too.
 test-python: python data ## Python tests (golden vectors, errors, hypothesis, transformers, stubs)
 	export TRACEMARK_MODEL="$$($(FETCH) model)"; cd watermark-py && "$(VPY)" -m pytest -q
 
@@ -87,9 +95,18 @@ bench-python: python ## Side by side with transformers' watermarking (per step a
 
 lint: ## rustfmt, clippy -D warnings, rustdoc -D warnings, golden vectors up to date
 	$(CARGO) fmt --all -- --check
+	$(CARGO) fmt --manifest-path fuzz/Cargo.toml -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	RUSTDOCFLAGS=-Dwarnings $(CARGO) doc --workspace --no-deps
 	$(PYTHON) testdata/gen_vectors.py --check >/dev/null
+
+$(CARGO_FUZZ):
+	env -u CARGO_TARGET_DIR $(CARGO) install cargo-fuzz --version $(CARGO_FUZZ_VERSION) --locked \
+	    --root "$(CACHE)/tools/cargo-fuzz-$(CARGO_FUZZ_VERSION)"
+
+fuzz-smoke: $(CARGO_FUZZ) ## Every fuzz target for FUZZ_SECONDS (30) s with cargo-fuzz; fails on a crash
+	CARGO_FUZZ="$(CARGO_FUZZ)" CACHE="$(CACHE)" FUZZ_SECONDS="$(FUZZ_SECONDS)" FUZZ_MODE="$(FUZZ_MODE)" \
+	    PYTHON="$(PYTHON)" scripts/fuzz-smoke.sh
 
 clean-cache: ## Remove the cache (models, data, build outputs)
 	rm -rf "$(CACHE)"

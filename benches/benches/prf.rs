@@ -6,7 +6,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::hint::black_box;
 use tracemark_core::internal::siphash_words;
-use tracemark_core::mix;
+use tracemark_core::mix::mix;
 
 fn prf(c: &mut Criterion) {
     let mut group = c.benchmark_group("prf");

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use tracemark_core::{Scheme, SchemeKind, SeenContexts, Step};
+use tracemark_core::{Scheme, SeenContexts, Step};
 
 use crate::error::{Error, Result};
 use crate::model::{KvCache, Llama};
@@ -121,9 +121,9 @@ fn log_sum_exp(row: &[f32]) -> f64 {
 /// Whether `scheme` chooses the token itself (its processed row is a
 /// distribution to sample as it comes, at temperature 1 without top-k/top-p)
 /// rather than biasing logits for the caller's sampler.
-// contract: replace by the core's scheme contract (whether the scheme selects the token) when it lands.
+// contract: the core's scheme contract answers.
 fn scheme_selects_token(scheme: &dyn Scheme) -> bool {
-    matches!(scheme.config().kind(), SchemeKind::Tournament | SchemeKind::Gumbel)
+    scheme.contract().generation.controls_sampling()
 }
 
 /// One arm of a batched generation.

@@ -265,5 +265,5 @@ fn reading_mode_predictions_are_the_greedy_continuation() {
     let doc = reading_doc(&model, &prompt, ids).expect("doc");
     assert_eq!(doc.predicted, predicted);
     let report = reading_mode(&detector, [&doc]).expect("reading mode");
-    assert!(report.log10_p.expect("tested") > -3.0, "{report:?}");
+    assert!(report.outcome.log10_p().expect("tested") > -3.0, "{report:?}");
 }

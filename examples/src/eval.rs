@@ -25,9 +25,9 @@ pub struct ArmSpec {
 /// for the distortion-free schemes (as in SynthID-Text): with a fixed key
 /// their choice is a function of the context, and a repeated context would
 /// otherwise repeat itself.
-// contract: replace by the core's scheme contract (whether the scheme skips repeated contexts) when it lands.
+// contract: the core's scheme contract answers.
 fn skips_repeated_contexts(scheme: &SchemeConfig) -> bool {
-    matches!(scheme, SchemeConfig::Tournament(_) | SchemeConfig::Gumbel(_))
+    scheme.contract().skip_repeated
 }
 
 /// The arms of the published evaluation.

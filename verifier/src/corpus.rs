@@ -27,6 +27,7 @@ const BATCH: usize = 512;
 
 /// The per-document line of a scan.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct DocResult {
     /// 1-based line number in the corpus.
     pub line: usize,
@@ -50,6 +51,7 @@ pub struct DocResult {
 
 /// The summary of a scan.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ScanSummary {
     /// Lines holding a document (blank lines are not counted).
     pub documents: usize,
@@ -323,7 +325,7 @@ impl<'a> Scanner<'a> {
                 }
                 let report = self.detector.report(obs.clone());
                 result.verdict = Some(report.verdict);
-                result.log10_p = report.log10_p;
+                result.log10_p = report.verdict_log10_p();
                 result.tokens = report.counts.seen;
                 result.scored = report.counts.scored;
                 (result, Some(obs))

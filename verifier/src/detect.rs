@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use serde::{Deserialize, Serialize};
-use tracemark_core::{gumbel_score, tournament_g_sum, Key, Scheme, SchemeConfig, SchemeKind};
+use tracemark_core::{Key, KeyId, Null, Scheme, SchemeConfig};
 
 use crate::error::{Error, Result};
 use crate::stats;
@@ -102,6 +102,7 @@ impl DetectOptions {
 /// What happened to one completion token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum TokenStatus {
     /// Scored.
     Scored,
@@ -113,6 +114,7 @@ pub enum TokenStatus {
 
 /// One completion token in the report.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Mark {
     /// The token id.
     pub token: u32,
@@ -127,6 +129,7 @@ pub struct Mark {
 
 /// Token counts of a detection.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Counts {
     /// Prompt tokens (context only, never scored).
     pub prompt: usize,
@@ -143,100 +146,57 @@ pub struct Counts {
     pub skipped_by_filter: usize,
 }
 
-/// The null distribution of a scheme's total score.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) enum Null {
-    /// Total of `trials` Bernoulli(`p`) per scored token.
-    Binomial { p: f64, trials: u64 },
-    /// Sum of Exponential(1) per scored token.
+/// The exact tests this verifier runs, one per null distribution it knows.
+#[derive(Clone, Copy, Debug)]
+enum ExactTest {
+    Binomial { trials: u64, p: f64 },
     Gamma,
 }
 
-/// Turns a scheme's keyed values into scores and totals into exact tails.
+/// Turns totals of a scheme's scores into exact tails, as its contract says.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Scorer {
-    kind: SchemeKind,
-    g16: u32,
-    layers: u32,
     null: Null,
+    test: ExactTest,
+    statistic: &'static str,
 }
 
 impl Scorer {
-    pub(crate) fn new(config: &SchemeConfig) -> Self {
-        match config {
-            SchemeConfig::Kgw(c) => Scorer {
-                kind: SchemeKind::Kgw,
-                g16: u32::from(c.green_threshold()),
-                layers: 0,
-                null: Null::Binomial {
-                    p: c.effective_gamma(),
-                    trials: 1,
-                },
+    /// The scorer of `scheme`; an error for a null distribution this verifier has no exact test for.
+    pub(crate) fn new(scheme: &dyn Scheme) -> Result<Self> {
+        let contract = scheme.contract();
+        let test = match contract.null {
+            Null::Binomial { trials, p } if trials >= 1 && p > 0.0 && p < 1.0 => ExactTest::Binomial {
+                trials: u64::from(trials),
+                p,
             },
-            SchemeConfig::Tournament(c) => Scorer {
-                kind: SchemeKind::Tournament,
-                g16: 0,
-                layers: c.layers() as u32,
-                null: Null::Binomial {
-                    p: 0.5,
-                    trials: c.layers() as u64,
-                },
-            },
-            _ => Scorer {
-                kind: SchemeKind::Gumbel,
-                g16: 0,
-                layers: 0,
-                null: Null::Gamma,
-            },
-        }
-    }
-
-    #[inline]
-    pub(crate) fn score(&self, value: u32) -> f64 {
-        match self.kind {
-            SchemeKind::Kgw => f64::from(u8::from(value < self.g16)),
-            SchemeKind::Tournament => f64::from(tournament_g_sum(value, self.layers as usize)),
-            _ => gumbel_score(value),
-        }
+            Null::Exponential => ExactTest::Gamma,
+            other => {
+                return Err(Error::UnsupportedScheme {
+                    scheme: scheme.describe(),
+                    reason: format!("no exact test for the null distribution {other:?}"),
+                })
+            }
+        };
+        Ok(Scorer {
+            null: contract.null,
+            test,
+            statistic: contract.statistic,
+        })
     }
 
     /// The exact test of `total` over `n` scored tokens.
     pub(crate) fn test(&self, n: u64, total: f64) -> Tail {
-        match self.null {
-            Null::Binomial { p, trials } => {
-                let nt = n * trials;
-                let k = total.round() as u64;
-                let mean = nt as f64 * p;
-                let sd = (nt as f64 * p * (1.0 - p)).sqrt();
-                Tail {
-                    ln_p: stats::ln_binomial_upper(k, nt, p),
-                    expected: mean,
-                    sd,
-                }
-            }
-            Null::Gamma => Tail {
-                ln_p: stats::ln_gamma_upper(n, total),
-                expected: n as f64,
-                sd: (n as f64).sqrt(),
-            },
-        }
+        let (expected, sd) = self.null.total_moments(n);
+        let ln_p = match self.test {
+            ExactTest::Binomial { trials, p } => stats::ln_binomial_upper(total.round() as u64, n * trials, p),
+            ExactTest::Gamma => stats::ln_gamma_upper(n, total),
+        };
+        Tail { ln_p, expected, sd }
     }
 
     pub(crate) fn describe(&self, n: u64) -> (String, String) {
-        match self.null {
-            Null::Binomial { p, trials: 1 } => (
-                "binomial upper tail of the green count".into(),
-                format!("Binomial(n={n}, p={p})"),
-            ),
-            Null::Binomial { p, trials } => (
-                "binomial upper tail of the g-value count".into(),
-                format!("Binomial(n={}, p={p})", n * trials),
-            ),
-            Null::Gamma => (
-                "gamma upper tail of the sum of -ln(1-u)".into(),
-                format!("Gamma(shape={n}, scale=1)"),
-            ),
-        }
+        (self.null.test_name(self.statistic), self.null.total(n))
     }
 }
 
@@ -250,6 +210,7 @@ pub(crate) struct Tail {
 
 /// The test that was run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct TestReport {
     /// What the test is.
     pub name: String,
@@ -266,6 +227,7 @@ pub struct TestReport {
 /// The verdict at the report's significance level.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Verdict {
     /// p < alpha: the text carries this key's watermark.
     Detected,
@@ -287,6 +249,7 @@ impl fmt::Display for Verdict {
 
 /// Facts about the tokenizer that turned text into ids.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct TokenizerInfo {
     /// SHA-256 of the tokenizer file, `sha256:<hex>`.
     pub fingerprint: String,
@@ -294,17 +257,64 @@ pub struct TokenizerInfo {
     pub vocab_size: usize,
 }
 
+/// Whether a detection was tested, and if so its test and exact p-value.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Outcome {
+    /// The exact test of the whole text.
+    Tested {
+        /// The test that was run.
+        test: TestReport,
+        /// The exact p-value (0 if it underflows `f64`; see `log10_p`).
+        p_value: f64,
+        /// `log10` of the exact p-value, finite however small the p-value.
+        log10_p: f64,
+    },
+    /// Too few tokens could be scored to test.
+    Inconclusive {
+        /// Why, in words.
+        reason: String,
+    },
+}
+
+impl Outcome {
+    /// `log10` of the whole text's exact p-value, if it was tested.
+    pub fn log10_p(&self) -> Option<f64> {
+        match self {
+            Self::Tested { log10_p, .. } => Some(*log10_p),
+            Self::Inconclusive { .. } => None,
+        }
+    }
+
+    /// `log10` of the p-value, or 0 (p = 1) when inconclusive: the
+    /// conservative value where an untested text must count as "not
+    /// detected" (detection rates, families of tests).
+    pub fn conservative_log10_p(&self) -> f64 {
+        self.log10_p().unwrap_or(0.0)
+    }
+
+    /// The test, if one was run.
+    pub fn test(&self) -> Option<&TestReport> {
+        match self {
+            Self::Tested { test, .. } => Some(test),
+            Self::Inconclusive { .. } => None,
+        }
+    }
+}
+
 /// The report of one detection: everything needed to reproduce and audit it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Detection {
     /// The tool and version that computed this report.
     pub tool: String,
     /// The spec version of every keyed value.
     pub spec: String,
-    /// The scheme and its parameters.
-    pub scheme: SchemeConfig,
+    /// The scheme and its parameters, as a scheme string (`kgw:gamma=0.25,...`).
+    pub scheme: String,
     /// The public id of the key tested.
-    pub key_id: String,
+    pub key_id: KeyId,
     /// The tokenizer, when the input was text.
     pub tokenizer: Option<TokenizerInfo>,
     /// SHA-256 of the input bytes, when known.
@@ -313,22 +323,32 @@ pub struct Detection {
     pub dedup: Dedup,
     /// Token counts.
     pub counts: Counts,
-    /// The test (absent when inconclusive).
-    pub test: Option<TestReport>,
-    /// The exact p-value (0 if it underflows `f64`; see `log10_p`).
-    pub p_value: Option<f64>,
-    /// `log10` of the exact p-value, finite however small the p-value.
-    pub log10_p: Option<f64>,
+    /// The whole text's test and p-value, or why there was none.
+    pub outcome: Outcome,
     /// The significance level of the verdict.
     pub alpha: f64,
-    /// The verdict.
+    /// The verdict: from the whole text's p-value, or, when a window was
+    /// searched, from the family p-value of the whole text and the window
+    /// ([`WindowReport::family_log10_p`]).
     pub verdict: Verdict,
-    /// Why the verdict is inconclusive.
-    pub inconclusive_reason: Option<String>,
     /// The most significant window, when a window search was asked for.
     pub window: Option<WindowReport>,
     /// One mark per completion token, when asked for.
     pub marks: Option<Vec<Mark>>,
+}
+
+impl Detection {
+    /// `log10` of the p-value the verdict stands on: the family p-value when
+    /// a window was searched, else the whole text's; `None` when inconclusive.
+    pub fn verdict_log10_p(&self) -> Option<f64> {
+        let whole = self.outcome.log10_p()?;
+        Some(self.window.as_ref().map_or(whole, |w| w.family_log10_p))
+    }
+
+    /// [`Detection::verdict_log10_p`], or 0 (p = 1) when inconclusive.
+    pub fn conservative_verdict_log10_p(&self) -> f64 {
+        self.verdict_log10_p().unwrap_or(0.0)
+    }
 }
 
 /// A fast hasher for keys that contain a PRF output (already uniform).
@@ -421,10 +441,17 @@ impl fmt::Debug for Detector {
 impl Detector {
     /// A detector for `config` under `key`, for token ids below `vocab_size`.
     pub fn new(key: &Key, config: &SchemeConfig, vocab_size: usize, options: DetectOptions) -> Result<Self> {
+        Self::from_scheme(config.build(key, vocab_size)?, options)
+    }
+
+    /// A detector for an already keyed scheme: any [`Scheme`], including one
+    /// defined outside `tracemark-core`, is tested as its
+    /// [`Contract`](tracemark_core::Contract) says.
+    pub fn from_scheme(scheme: Box<dyn Scheme>, options: DetectOptions) -> Result<Self> {
         options.validate()?;
         Ok(Self {
-            scheme: config.build(key, vocab_size)?,
-            scorer: Scorer::new(config),
+            scorer: Scorer::new(scheme.as_ref())?,
+            scheme,
             options,
         })
     }
@@ -440,8 +467,9 @@ impl Detector {
     }
 
     /// The score of a keyed value under this detector's scheme.
+    #[inline]
     pub(crate) fn score(&self, value: u32) -> f64 {
-        self.scorer.score(value)
+        self.scheme.score(value)
     }
 
     /// Checks that every id fits the vocabulary.
@@ -488,7 +516,7 @@ impl Detector {
                         out.counts.skipped_duplicate += 1;
                         (TokenStatus::Duplicate, 0.0)
                     } else {
-                        let score = self.scorer.score(o.value);
+                        let score = self.scheme.score(o.value);
                         out.scored.push(Scored {
                             position: i as u32,
                             context_key: o.context_key,
@@ -525,57 +553,61 @@ impl Detector {
     /// The report of a set of observations.
     pub(crate) fn report(&self, obs: Observations) -> Detection {
         let n = obs.scored.len();
-        let total: f64 = obs.scored.iter().map(|s| s.score).sum();
-        let window = self
-            .options
-            .window
-            .as_ref()
-            .and_then(|w| window::search(&self.scorer, &obs.scored, w));
         let mut d = Detection {
             tool: crate::TOOL.to_string(),
             spec: tracemark_core::SPEC_VERSION.to_string(),
-            scheme: self.scheme.config(),
-            key_id: self.scheme.key_id().to_string(),
+            scheme: self.scheme.describe(),
+            key_id: self.scheme.key_id(),
             tokenizer: None,
             input_sha256: None,
             dedup: self.options.dedup,
             counts: obs.counts,
-            test: None,
-            p_value: None,
-            log10_p: None,
+            outcome: Outcome::Inconclusive { reason: String::new() },
             alpha: self.options.alpha,
             verdict: Verdict::Inconclusive,
-            inconclusive_reason: None,
-            window,
+            window: None,
             marks: obs.marks,
         };
         if n < self.options.min_scored {
-            d.inconclusive_reason = Some(format!(
-                "only {n} of {} tokens could be scored ({} repeats, {} without enough context); \
-                 at least {} are needed",
-                obs.counts.seen,
-                obs.counts.skipped_duplicate,
-                obs.counts.skipped_short_context,
-                self.options.min_scored
-            ));
+            d.outcome = Outcome::Inconclusive {
+                reason: format!(
+                    "only {n} of {} tokens could be scored ({} repeats, {} without enough context); \
+                     at least {} are needed",
+                    obs.counts.seen,
+                    obs.counts.skipped_duplicate,
+                    obs.counts.skipped_short_context,
+                    self.options.min_scored
+                ),
+            };
             return d;
         }
+        let total: f64 = obs.scored.iter().map(|s| s.score).sum();
         let tail = self.scorer.test(n as u64, total);
         let (name, null_distribution) = self.scorer.describe(n as u64);
-        d.test = Some(TestReport {
-            name,
-            null_distribution,
-            statistic: total,
-            expected: tail.expected,
-            z_score: if tail.sd > 0.0 {
-                (total - tail.expected) / tail.sd
-            } else {
-                0.0
+        d.outcome = Outcome::Tested {
+            test: TestReport {
+                name,
+                null_distribution,
+                statistic: total,
+                expected: tail.expected,
+                z_score: if tail.sd > 0.0 {
+                    (total - tail.expected) / tail.sd
+                } else {
+                    0.0
+                },
             },
-        });
-        d.p_value = Some(stats::p_from_ln(tail.ln_p));
-        d.log10_p = Some(stats::log10(tail.ln_p));
-        d.verdict = if tail.ln_p < self.options.alpha.ln() {
+            p_value: stats::p_from_ln(tail.ln_p),
+            log10_p: stats::log10(tail.ln_p),
+        };
+        d.window = self
+            .options
+            .window
+            .as_ref()
+            .and_then(|w| window::search(&self.scorer, &obs.scored, w, tail.ln_p));
+        // The verdict stands on the family of tests that was run: the whole
+        // text alone, or the whole text and the window search together.
+        let ln_verdict = d.window.as_ref().map_or(tail.ln_p, |w| w.family_ln_p());
+        d.verdict = if ln_verdict < self.options.alpha.ln() {
             Verdict::Detected
         } else {
             Verdict::NotDetected

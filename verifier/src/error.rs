@@ -45,6 +45,13 @@ pub enum Error {
         /// What was wrong.
         message: String,
     },
+    /// The scheme states a null distribution this verifier has no exact test for.
+    UnsupportedScheme {
+        /// The scheme string.
+        scheme: String,
+        /// What is missing.
+        reason: String,
+    },
     /// An option is out of range.
     InvalidOption {
         /// The option's name.
@@ -78,6 +85,7 @@ impl fmt::Display for Error {
             Self::Io { path, message } => write!(f, "{path}: {message}"),
             Self::BadDocument { line, message } => write!(f, "line {line}: {message}"),
             Self::InvalidOption { name, message } => write!(f, "invalid {name}: {message}"),
+            Self::UnsupportedScheme { scheme, reason } => write!(f, "cannot test {scheme}: {reason}"),
         }
     }
 }

@@ -7,9 +7,9 @@
 //! smallest p-value.
 
 use serde::{Deserialize, Serialize};
-use tracemark_core::{Key, SchemeConfig};
+use tracemark_core::{Key, KeyId, SchemeConfig};
 
-use crate::detect::{DetectOptions, Detection, Detector, Verdict};
+use crate::detect::{DetectOptions, Detection, Detector};
 use crate::error::{Error, Result};
 use crate::stats;
 use crate::text::TextTokenizer;
@@ -64,23 +64,69 @@ impl Keyring {
     }
 }
 
-/// One key's result in a keyring detection.
+/// One key's result in a keyring detection or a cohort attribution.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct KeyResult {
     /// The key's label.
     pub label: String,
     /// The key's public id.
-    pub key_id: String,
-    /// `log10` of the key's own exact p-value (`None` if inconclusive).
-    pub log10_p: Option<f64>,
+    pub key_id: KeyId,
+    /// The key's test, `None` when its detection was inconclusive.
+    pub tested: Option<KeyTest>,
+}
+
+/// The test of one key of a family.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct KeyTest {
+    /// `log10` of the key's own p-value (the one its verdict stands on).
+    pub log10_p: f64,
     /// `log10` of the Holm-adjusted p-value.
-    pub log10_p_adjusted: Option<f64>,
-    /// Whether the adjusted p-value is below alpha.
+    pub log10_p_adjusted: f64,
+    /// Whether the adjusted p-value is below the family-wise alpha.
     pub detected: bool,
+}
+
+impl KeyResult {
+    /// Whether this key is named at the family-wise level.
+    pub fn detected(&self) -> bool {
+        self.tested.is_some_and(|t| t.detected)
+    }
+
+    /// `log10` of the key's own p-value, `None` when inconclusive.
+    pub fn log10_p(&self) -> Option<f64> {
+        self.tested.map(|t| t.log10_p)
+    }
+}
+
+/// Holm's step-down over per-key reports (in order) at family-wise level `alpha`.
+pub(crate) fn holm(labels: impl IntoIterator<Item = String>, reports: &[Detection], alpha: f64) -> Vec<KeyResult> {
+    // An inconclusive key counts as p = 1 in the family.
+    let ln: Vec<f64> = reports
+        .iter()
+        .map(|r| r.conservative_verdict_log10_p() * core::f64::consts::LN_10)
+        .collect();
+    let adjusted = stats::holm_adjust_ln(&ln);
+    labels
+        .into_iter()
+        .zip(reports)
+        .zip(adjusted)
+        .map(|((label, r), adj)| KeyResult {
+            label,
+            key_id: r.key_id,
+            tested: r.verdict_log10_p().map(|log10_p| KeyTest {
+                log10_p,
+                log10_p_adjusted: stats::log10(adj),
+                detected: adj < alpha.ln(),
+            }),
+        })
+        .collect()
 }
 
 /// The result of testing one text against a keyring.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct KeyringDetection {
     /// Per key, in keyring order.
     pub keys: Vec<KeyResult>,
@@ -155,26 +201,11 @@ impl KeyringDetector {
 
     /// Combines per-key reports (in keyring order) with Holm's procedure.
     fn combine(&self, reports: Vec<Detection>) -> KeyringDetection {
-        let ln: Vec<f64> = reports
-            .iter()
-            .map(|r| r.log10_p.map_or(0.0, |l| l * core::f64::consts::LN_10))
-            .collect();
-        let adjusted = stats::holm_adjust_ln(&ln);
-        let mut keys = Vec::with_capacity(reports.len());
-        for (((label, _), r), adj) in self.detectors.iter().zip(&reports).zip(&adjusted) {
-            let testable = r.verdict != Verdict::Inconclusive;
-            keys.push(KeyResult {
-                label: label.clone(),
-                key_id: r.key_id.clone(),
-                log10_p: r.log10_p,
-                log10_p_adjusted: testable.then(|| stats::log10(*adj)),
-                detected: testable && *adj < self.alpha.ln(),
-            });
-        }
+        let keys = holm(self.detectors.iter().map(|(l, _)| l.clone()), &reports, self.alpha);
         let best = keys
             .iter()
             .enumerate()
-            .filter_map(|(i, k)| k.log10_p.map(|l| (i, l)))
+            .filter_map(|(i, k)| k.log10_p().map(|l| (i, l)))
             .min_by(|a, b| a.1.total_cmp(&b.1))
             .map(|(i, _)| i);
         let best_detection = best.map(|i| reports[i].clone());

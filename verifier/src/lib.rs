@@ -33,7 +33,7 @@
 //! let detector = Detector::new(&key, &config, vocab, DetectOptions::default())?;
 //! let report = detector.detect_ids(&ids[..1], &ids[1..])?;
 //! assert_eq!(report.verdict, Verdict::Detected);
-//! assert!(report.log10_p.unwrap() < -6.0);
+//! assert!(report.outcome.log10_p().is_some_and(|l| l < -6.0));
 //!
 //! // Another key sees nothing.
 //! let other = Detector::new(&Key::generate()?, &config, vocab, DetectOptions::default())?;
@@ -63,10 +63,10 @@ mod window;
 
 pub use corpus::{context_keys, scan_path, ContextFilter, DocResult, Document, ScanSummary, Scanner};
 pub use detect::{
-    Counts, Dedup, DetectOptions, Detection, Detector, Mark, TestReport, TokenStatus, TokenizerInfo, Verdict,
+    Counts, Dedup, DetectOptions, Detection, Detector, Mark, Outcome, TestReport, TokenStatus, TokenizerInfo, Verdict,
 };
 pub use error::{Error, Result};
-pub use keyring::{KeyResult, Keyring, KeyringDetection, KeyringDetector};
+pub use keyring::{KeyResult, KeyTest, Keyring, KeyringDetection, KeyringDetector};
 pub use radioactivity::{attribute, reading_mode, Attribution, ReadingDoc};
 pub use text::{sha256_hex, utf8, Encoded, TextTokenizer};
 pub use window::{WindowOptions, WindowReport};

@@ -34,7 +34,6 @@ use tracemark_core::ContextMode;
 use crate::detect::{Deduplicator, Detection, Detector, Observations, PrfSet, Scored};
 use crate::error::{Error, Result};
 use crate::keyring::KeyResult;
-use crate::stats;
 
 /// One of our watermarked texts, with the suspect model's predictions.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,7 +52,7 @@ pub struct ReadingDoc {
 /// earlier in their document.
 pub fn reading_mode<'a>(detector: &Detector, docs: impl IntoIterator<Item = &'a ReadingDoc>) -> Result<Detection> {
     let scheme = detector.scheme();
-    if scheme.config().context().mode() == ContextMode::SelfHash {
+    if scheme.seeder().context().mode() == ContextMode::SelfHash {
         return Err(Error::InvalidOption {
             name: "scheme",
             message: "reading mode needs a left-hash or min-hash context (self-hash seeds depend on the candidate)"
@@ -112,6 +111,7 @@ pub fn reading_mode<'a>(detector: &Detector, docs: impl IntoIterator<Item = &'a 
 /// Cohort attribution: one test per key (in keyring order), combined with
 /// Holm's step-down procedure at family-wise level `alpha`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Attribution {
     /// Per key: its p-value, adjusted p-value, and whether it is named.
     pub keys: Vec<KeyResult>,
@@ -125,24 +125,8 @@ pub struct Attribution {
 
 /// Combines per-key reports (one per label, in order) into an attribution.
 pub fn attribute(labels: &[String], reports: &[Detection], alpha: f64) -> Attribution {
-    let ln: Vec<f64> = reports
-        .iter()
-        .map(|r| r.log10_p.map_or(0.0, |l| l * core::f64::consts::LN_10))
-        .collect();
-    let adjusted = stats::holm_adjust_ln(&ln);
-    let keys: Vec<KeyResult> = labels
-        .iter()
-        .zip(reports)
-        .zip(&adjusted)
-        .map(|((label, r), adj)| KeyResult {
-            label: label.clone(),
-            key_id: r.key_id.clone(),
-            log10_p: r.log10_p,
-            log10_p_adjusted: r.log10_p.map(|_| stats::log10(*adj)),
-            detected: r.log10_p.is_some() && *adj < alpha.ln(),
-        })
-        .collect();
-    let named = keys.iter().filter(|k| k.detected).map(|k| k.label.clone()).collect();
+    let keys = crate::keyring::holm(labels.iter().cloned(), reports, alpha);
+    let named = keys.iter().filter(|k| k.detected()).map(|k| k.label.clone()).collect();
     Attribution {
         keys,
         alpha,

@@ -3,8 +3,9 @@
 use core::fmt::Write as _;
 
 use crate::corpus::ScanSummary;
-use crate::detect::{Detection, TokenStatus, Verdict};
-use crate::keyring::KeyringDetection;
+use crate::detect::{Detection, Outcome, TokenStatus, Verdict};
+use crate::keyring::{KeyResult, KeyringDetection};
+use crate::radioactivity::Attribution;
 
 const GREEN: &str = "\x1b[42;30m";
 const RED: &str = "\x1b[41;30m";
@@ -36,7 +37,7 @@ fn paint(s: &str, style: &str, color: bool) -> String {
 /// against, dim for tokens not scored.
 pub fn detection(d: &Detection, text: Option<&str>, color: bool) -> String {
     let mut out = String::new();
-    let verdict = match (d.verdict, d.log10_p) {
+    let verdict = match (d.verdict, d.verdict_log10_p()) {
         (Verdict::Inconclusive, _) => paint(&d.verdict.to_string(), BOLD, color),
         (v, Some(l)) => {
             let cmp = if v == Verdict::Detected { "<" } else { ">=" };
@@ -72,18 +73,22 @@ pub fn detection(d: &Detection, text: Option<&str>, color: bool) -> String {
         let _ = write!(out, "; {} outside the context filter", c.skipped_by_filter);
     }
     out.push('\n');
-    if let Some(t) = &d.test {
-        let _ = writeln!(
-            out,
-            "test       {}: {} observed, {:.2} expected under {}; z = {:.2} (informational)",
-            t.name, t.statistic, t.expected, t.null_distribution, t.z_score
-        );
-    }
-    if let Some(l) = d.log10_p {
-        let _ = writeln!(out, "p-value    {} (log10 p = {l:.3})", p_value(l));
-    }
-    if let Some(r) = &d.inconclusive_reason {
-        let _ = writeln!(out, "reason     {r}");
+    match &d.outcome {
+        Outcome::Tested { test: t, log10_p, .. } => {
+            let _ = writeln!(
+                out,
+                "test       {}: {} observed, {:.2} expected under {}; z = {:.2} (informational)",
+                t.name, t.statistic, t.expected, t.null_distribution, t.z_score
+            );
+            let _ = writeln!(
+                out,
+                "p-value    {} (log10 p = {log10_p:.3}), whole text",
+                p_value(*log10_p)
+            );
+        }
+        Outcome::Inconclusive { reason } => {
+            let _ = writeln!(out, "reason     {reason}");
+        }
     }
     if let Some(w) = &d.window {
         let _ = writeln!(
@@ -96,6 +101,13 @@ pub fn detection(d: &Detection, text: Option<&str>, color: bool) -> String {
             w.correction,
             p_value(w.log10_p_uncorrected)
         );
+        let _ = writeln!(
+            out,
+            "family     p = {} after {}; the verdict stands on it (decided by the {})",
+            p_value(w.family_log10_p),
+            w.family_correction(),
+            if w.decides_verdict { "window" } else { "whole text" }
+        );
     }
     let _ = writeln!(out, "tool       {}", d.tool);
     if let (Some(text), Some(marks)) = (text, &d.marks) {
@@ -107,12 +119,12 @@ pub fn detection(d: &Detection, text: Option<&str>, color: bool) -> String {
 }
 
 fn highlight(d: &Detection, text: &str, marks: &[crate::detect::Mark], color: bool) -> String {
-    // A score counts for the watermark when it is above its null mean.
-    let mean = match &d.scheme {
-        tracemark_core::SchemeConfig::Kgw(c) => c.effective_gamma(),
-        tracemark_core::SchemeConfig::Tournament(c) => c.layers() as f64 / 2.0,
-        _ => 1.0,
-    };
+    // A score counts for the watermark when it is above its null mean (the
+    // test's expectation per scored token); untested scores count for neither.
+    let mean = d
+        .outcome
+        .test()
+        .map_or(f64::INFINITY, |t| t.expected / d.counts.scored.max(1) as f64);
     let mut out = String::with_capacity(text.len() * 2);
     let mut at = 0;
     for m in marks {
@@ -125,7 +137,7 @@ fn highlight(d: &Detection, text: &str, marks: &[crate::detect::Mark], color: bo
         if color {
             let style = match m.status {
                 TokenStatus::Scored if m.score > mean => GREEN,
-                TokenStatus::Scored => RED,
+                TokenStatus::Scored if mean.is_finite() => RED,
                 _ => DIM,
             };
             out.push_str(&paint(piece, style, true));
@@ -140,20 +152,37 @@ fn highlight(d: &Detection, text: &str, marks: &[crate::detect::Mark], color: bo
 
 /// A keyring result, one line per key.
 pub fn keyring(k: &KeyringDetection, color: bool) -> String {
+    family(&k.keys, &k.correction, k.alpha, k.best, color)
+}
+
+/// A cohort attribution, one line per key, then the cohorts named.
+pub fn attribution(a: &Attribution, color: bool) -> String {
+    let mut out = family(&a.keys, &a.correction, a.alpha, None, color);
+    let named = if a.named.is_empty() {
+        "none".to_string()
+    } else {
+        a.named.join(", ")
+    };
+    let _ = writeln!(out, "named: {named}");
+    out
+}
+
+/// One line per key of a family of tests.
+fn family(keys: &[KeyResult], correction: &str, alpha: f64, best: Option<usize>, color: bool) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "keyring    {}; family-wise alpha = {:e}", k.correction, k.alpha);
-    for (i, key) in k.keys.iter().enumerate() {
-        let p = key.log10_p.map_or("inconclusive".to_string(), p_value);
-        let adj = key
-            .log10_p_adjusted
-            .map_or(String::new(), |l| format!(", adjusted {}", p_value(l)));
-        let mark = if key.detected {
+    let _ = writeln!(out, "keyring    {correction}; family-wise alpha = {alpha:e}");
+    for (i, key) in keys.iter().enumerate() {
+        let p = match &key.tested {
+            Some(t) => format!("{}, adjusted {}", p_value(t.log10_p), p_value(t.log10_p_adjusted)),
+            None => "inconclusive".to_string(),
+        };
+        let mark = if key.detected() {
             paint("DETECTED", GREEN, color)
         } else {
             "-".to_string()
         };
-        let best = if k.best == Some(i) { " (best match)" } else { "" };
-        let _ = writeln!(out, "  {:<24} {}  p = {p}{adj}  {mark}{best}", key.label, key.key_id);
+        let best = if best == Some(i) { " (best match)" } else { "" };
+        let _ = writeln!(out, "  {:<24} {}  p = {p}  {mark}{best}", key.label, key.key_id);
     }
     out
 }

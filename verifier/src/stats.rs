@@ -11,7 +11,8 @@
 //! Tails are summed from their largest term outward with a ratio recurrence,
 //! and switch to the complement when the tail holds more than half the mass,
 //! so no sum ever cancels. `tests/stats_reference.rs` checks the results
-//! against 50-digit values computed with mpmath.
+//! against 60-digit values computed with mpmath: p to 1e-12 relative error
+//! down to 1e-300, and `log10 p` to 1e-12 relative error below that.
 
 use core::f64::consts::{LN_10, PI};
 

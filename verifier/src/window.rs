@@ -9,6 +9,11 @@
 //! window gets its exact p-value; the reported p-value is the smallest one
 //! multiplied by the number of windows examined (Bonferroni), which bounds the
 //! family-wise false-positive rate whatever the dependence between windows.
+//!
+//! The verdict of a detection with a window search stands on a family of two
+//! tests, the whole text and the window search: its p-value is the smaller of
+//! the two, times 2 (Bonferroni), so a significant window decides the verdict
+//! and the family-wise false-positive rate stays at most alpha.
 
 use serde::{Deserialize, Serialize};
 
@@ -43,6 +48,7 @@ impl WindowOptions {
 
 /// The most significant window.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct WindowReport {
     /// First completion token of the window.
     pub start: usize,
@@ -64,10 +70,36 @@ pub struct WindowReport {
     pub log10_p: f64,
     /// The corrected p-value (0 if it underflows `f64`).
     pub p_value: f64,
+    /// `log10` of the p-value the verdict stands on when a window is
+    /// searched: the smaller of the whole text's p-value and the window's
+    /// corrected p-value, times 2 (Bonferroni over the two tests, valid
+    /// whatever their dependence).
+    pub family_log10_p: f64,
+    /// Whether the window, rather than the whole text, gave the family p-value.
+    pub decides_verdict: bool,
 }
 
-/// Searches the windows of `scored`; `None` if there are fewer than `min_scored` observations.
-pub(crate) fn search(scorer: &Scorer, scored: &[Scored], options: &WindowOptions) -> Option<WindowReport> {
+impl WindowReport {
+    /// The family p-value in natural log.
+    pub(crate) fn family_ln_p(&self) -> f64 {
+        self.family_log10_p * core::f64::consts::LN_10
+    }
+
+    /// The family correction in words.
+    pub fn family_correction(&self) -> &'static str {
+        "Bonferroni over 2 tests (the whole text and the window search)"
+    }
+}
+
+/// Searches the windows of `scored`; `None` if there are fewer than `min_scored`
+/// observations. `whole_ln_p` is the whole text's p-value, which forms the
+/// verdict's family with the window search.
+pub(crate) fn search(
+    scorer: &Scorer,
+    scored: &[Scored],
+    options: &WindowOptions,
+    whole_ln_p: f64,
+) -> Option<WindowReport> {
     let n = scored.len();
     if n < options.min_scored {
         return None;
@@ -113,6 +145,7 @@ pub(crate) fn search(scorer: &Scorer, scored: &[Scored], options: &WindowOptions
     }
     let (ln_p, s, l, total) = best?;
     let corrected = ((examined as f64).ln() + ln_p).min(0.0);
+    let family = (core::f64::consts::LN_2 + corrected.min(whole_ln_p)).min(0.0);
     Some(WindowReport {
         start: scored[s].position as usize,
         end: scored[s + l - 1].position as usize + 1,
@@ -124,5 +157,7 @@ pub(crate) fn search(scorer: &Scorer, scored: &[Scored], options: &WindowOptions
         correction: format!("Bonferroni over {examined} windows"),
         log10_p: stats::log10(corrected),
         p_value: stats::p_from_ln(corrected),
+        family_log10_p: stats::log10(family),
+        decides_verdict: corrected < whole_ln_p,
     })
 }

@@ -83,7 +83,7 @@ fn p_values_are_calibrated_on_real_human_text() {
     let vocab = tokenizer.vocab_size();
     let docs = load_docs(&tokenizer);
     let mut order: Vec<usize> = (0..docs.len()).collect();
-    let mut rng = Rng(0xca11_b8a7e);
+    let mut rng = Rng::new(0xca11_b8a7e);
     for i in (1..order.len()).rev() {
         order.swap(i, rng.below(i as u32 + 1) as usize);
     }
@@ -116,7 +116,7 @@ fn p_values_are_calibrated_on_real_human_text() {
                     let detector = Detector::new(&keys[t / DOCS_PER_KEY], &config, vocab, opts).expect("detector");
                     let doc = &docs[order[t]];
                     let r = detector.detect_ids(&[], &doc.ids).expect("detects");
-                    (doc.category.clone(), 10f64.powf(r.log10_p.expect("p")))
+                    (doc.category.clone(), 10f64.powf(r.outcome.log10_p().expect("p")))
                 })
                 .collect();
             let mut cats: BTreeMap<&str, Vec<f64>> = BTreeMap::new();

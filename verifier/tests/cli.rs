@@ -59,7 +59,7 @@ fn s(p: &Path) -> &str {
 fn watermarked_ids(key: &Key, n: usize, seed: u64) -> Vec<u32> {
     let cfg: SchemeConfig = SCHEME.parse().expect("cfg");
     let scheme = cfg.build(key, VOCAB).expect("scheme");
-    generate(scheme.as_ref(), &[1], n, &mut Rng(seed), |_, _| vec![0.0; VOCAB])
+    generate(scheme.as_ref(), &[1], n, &mut Rng::new(seed), |_, _| vec![0.0; VOCAB])
 }
 
 #[test]
@@ -150,12 +150,13 @@ fn detect_exit_codes_and_json() {
     assert_eq!(report["verdict"], "detected");
     assert_eq!(report["key_id"], key.id().to_string());
     assert_eq!(report["spec"], "tracemark/v1");
-    assert!(report["log10_p"].as_f64().expect("p") < -6.0);
+    assert!(report["outcome"]["log10_p"].as_f64().expect("p") < -6.0);
+    assert_eq!(report["outcome"]["status"], "tested");
     assert!(report["tool"].as_str().expect("tool").starts_with("tracemark "));
     assert!(report["input_sha256"].as_str().expect("hash").starts_with("sha256:"));
 
     // Whitespace-separated ids on stdin, unwatermarked: not detected.
-    let plain: Vec<String> = random_tokens(VOCAB, 120, &mut Rng(2))
+    let plain: Vec<String> = random_tokens(VOCAB, 120, &mut Rng::new(2))
         .iter()
         .map(u32::to_string)
         .collect();
@@ -183,6 +184,87 @@ fn detect_exit_codes_and_json() {
         )),
         2
     );
+    // A bad option value is a usage error too, whichever layer catches it.
+    for bad in [
+        &["--alpha", "2"][..],
+        &["--min-tokens", "0"],
+        &["--window", "--window-min", "1"],
+    ] {
+        let out = tracemark(&[&base[..], bad, &[s(&marked)]].concat(), None);
+        assert_eq!(code(&out), 2, "{bad:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    // Unparsable ids: input error.
+    assert_eq!(code(&tracemark(&[&base[..], &["-"]].concat(), Some(b"1 two 3"))), 4);
+    // --help succeeds and lists every exit code.
+    let out = tracemark(&["--help"], None);
+    assert_eq!(code(&out), 0);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("5  key error"));
+}
+
+/// 80 watermarked tokens inside 3,000 random ones: too few for the whole
+/// text, but the window search finds them, and the window decides the verdict
+/// of the family (whole text + window, Bonferroni x2) and the exit code.
+#[test]
+fn a_significant_window_decides_the_exit_code() {
+    let dir = Dir::new("window");
+    let vocab = 20_000;
+    let scheme = "kgw:gamma=0.25,delta=4,context=lefthash:1";
+    let cfg: SchemeConfig = scheme.parse().expect("cfg");
+    let mut rng = Rng::new(903);
+    let key = rng.key();
+    let key_path = dir.path("k.key");
+    key.save(&key_path).expect("save");
+    let marked = generate(
+        cfg.build(&key, vocab).expect("scheme").as_ref(),
+        &[3],
+        80,
+        &mut rng,
+        |_, _| vec![0.0; vocab],
+    );
+    let mut ids = random_tokens(vocab, 1_500, &mut rng);
+    ids.extend_from_slice(&marked);
+    ids.extend(random_tokens(vocab, 1_500, &mut rng));
+    let input = dir.path("ids.json");
+    std::fs::write(&input, serde_json::to_string(&ids).expect("json")).expect("write");
+    let vocab = vocab.to_string();
+    let base = [
+        "detect",
+        "--key",
+        s(&key_path),
+        "--scheme",
+        scheme,
+        "--vocab",
+        &vocab,
+        "--ids",
+    ];
+
+    // The whole text alone: not detected.
+    let out = tracemark(&[&base[..], &[s(&input)]].concat(), None);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(code(&out), 1, "{stdout}");
+    assert!(stdout.contains("no watermark detected"), "{stdout}");
+
+    // With the window: detected, and the report says the window decided.
+    let out = tracemark(&[&base[..], &["--window", s(&input)]].concat(), None);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(code(&out), 0, "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("WATERMARK DETECTED"), "{stdout}");
+    let family = stdout.lines().find(|l| l.starts_with("family")).expect("family line");
+    assert!(
+        family.contains("Bonferroni over 2 tests") && family.contains("decided by the window"),
+        "{family}"
+    );
+
+    let out = tracemark(&[&base[..], &["--window", "--json", s(&input)]].concat(), None);
+    assert_eq!(code(&out), 0);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert_eq!(report["verdict"], "detected");
+    let w = &report["window"];
+    assert_eq!(w["decides_verdict"], true);
+    let family = w["family_log10_p"].as_f64().expect("family p");
+    let whole = report["outcome"]["log10_p"].as_f64().expect("whole p");
+    assert!(family < -6.0 && whole > -6.0, "family {family}, whole {whole}");
+    assert!((family - (w["log10_p"].as_f64().expect("window p") + 2f64.log10())).abs() < 1e-9);
 }
 
 #[test]
@@ -194,7 +276,7 @@ fn detect_text_with_tokenizer_window_and_keyring() {
     let master = Key::generate().expect("rng");
     master.save(&master_path).expect("save");
     let cohort2 = master.derive("cohort/2").expect("derive");
-    let mut rng = Rng(3);
+    let mut rng = Rng::new(3);
     let mut all = random_tokens(VOCAB, 150, &mut rng);
     all.extend(watermarked_ids(&cohort2, 100, 4));
     all.extend(random_tokens(VOCAB, 150, &mut rng));
@@ -265,7 +347,7 @@ fn scan_and_radioactivity() {
         lines.push(serde_json::json!({"id": i, "text": words(&watermarked_ids(&key, 60, 10 + i))}).to_string());
     }
     lines.push("not json".into());
-    lines.push(serde_json::json!({"id": "ids", "ids": random_tokens(VOCAB, 60, &mut Rng(5))}).to_string());
+    lines.push(serde_json::json!({"id": "ids", "ids": random_tokens(VOCAB, 60, &mut Rng::new(5))}).to_string());
     let corpus = dir.path("corpus.jsonl");
     std::fs::write(&corpus, lines.join("\n")).expect("write");
     let results = dir.path("results.jsonl");
@@ -291,11 +373,39 @@ fn scan_and_radioactivity() {
     assert!(per_doc[6]["error"].as_str().expect("error").contains("JSON"));
     assert_eq!(per_doc[0]["verdict"], "detected");
     assert_eq!(per_doc[7]["verdict"], "not_detected");
-    let summary: serde_json::Value =
-        serde_json::from_str(String::from_utf8_lossy(&out.stderr).lines().last().expect("summary")).expect("JSON");
+    // --json: all JSON goes to standard output (here only the summary line,
+    // the documents went to --out); nothing on standard error.
+    let stdout = String::from_utf8(out.stdout).expect("utf8");
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let summary: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    let summary = &summary["summary"];
     assert_eq!(summary["documents"], 8);
     assert_eq!(summary["errors"], 1);
     assert_eq!(summary["detected"], 6);
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Without --out: one JSON Lines stream on standard output, the documents then the summary.
+    let out = tracemark(
+        &[&["scan"][..], &common[..], &["--json", "-"]].concat(),
+        Some(lines.join("\n").as_bytes()),
+    );
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stream: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .expect("utf8")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(stream.len(), 9);
+    assert!(stream[..8].iter().all(|d| d["line"].is_u64()));
+    assert_eq!(stream[8]["summary"]["documents"], 8);
+    assert_eq!(stream[8]["summary"]["aggregate"]["verdict"], "detected");
+
+    // Without --json: the documents on standard output, the summary for people on standard error.
+    let out = tracemark(&[&["scan"][..], &common[..], &[s(&corpus)]].concat(), None);
+    assert_eq!(code(&out), 0);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 8);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("aggregate test"));
 
     let out = tracemark(&[&["radioactivity"][..], &common[..], &[s(&corpus)]].concat(), None);
     assert_eq!(code(&out), 0);

@@ -7,8 +7,8 @@ use support::{flat_candidates, generate, random_tokens, word_tokenizer_json, wor
 use tracemark_core::{Key, SchemeConfig};
 use tracemark_verifier::stats::{ln_binomial_upper, ln_gamma_upper};
 use tracemark_verifier::{
-    ContextFilter, Dedup, DetectOptions, Detector, Document, Error, Keyring, KeyringDetector, Scanner, TextTokenizer,
-    TokenStatus, Verdict, WindowOptions,
+    ContextFilter, Dedup, DetectOptions, Detector, Document, Error, Keyring, KeyringDetector, Outcome, Scanner,
+    TextTokenizer, TokenStatus, Verdict, WindowOptions,
 };
 
 fn config(s: &str) -> SchemeConfig {
@@ -48,7 +48,7 @@ fn assert_rate(name: &str, detected: usize, trials: usize, predicted: f64, slack
 fn kgw_power_matches_closed_form() {
     let (vocab, n, trials, alpha) = (4000usize, 40usize, 600usize, 1e-3);
     let cfg = config("kgw:gamma=0.25,delta=1,context=lefthash:1");
-    let mut rng = Rng(101);
+    let mut rng = Rng::new(101);
     let mut detected = 0;
     for _ in 0..trials {
         let key = rng.key();
@@ -75,7 +75,7 @@ fn kgw_power_matches_closed_form() {
 fn tournament_power_matches_closed_form() {
     let (vocab, k_cands, n, trials, alpha) = (5000usize, 4usize, 60usize, 600usize, 1e-3);
     let cfg = config("tournament:layers=1,top_k=4,temperature=1,context=lefthash:2");
-    let mut rng = Rng(102);
+    let mut rng = Rng::new(102);
     let mut detected = 0;
     for _ in 0..trials {
         let key = rng.key();
@@ -104,7 +104,7 @@ fn tournament_power_matches_closed_form() {
 fn gumbel_power_matches_closed_form() {
     let (vocab, k_cands, n, trials, alpha) = (5000usize, 2usize, 40usize, 600usize, 1e-3);
     let cfg = config("gumbel:temperature=1,context=lefthash:2");
-    let mut rng = Rng(103);
+    let mut rng = Rng::new(103);
     let mut detected = 0;
     for _ in 0..trials {
         let key = rng.key();
@@ -129,7 +129,7 @@ fn gumbel_power_matches_closed_form() {
             lo = mid;
         }
     }
-    let mut sim = Rng(999);
+    let mut sim = Rng::new(999);
     let sims = 200_000;
     let above = (0..sims)
         .filter(|_| {
@@ -147,7 +147,7 @@ fn gumbel_power_matches_closed_form() {
 fn dedup_stops_repeats_from_counting_twice() {
     let vocab = 5000;
     let cfg = config("kgw:gamma=0.25,delta=2,context=lefthash:1");
-    let mut rng = Rng(104);
+    let mut rng = Rng::new(104);
     let key = rng.key();
     let scheme = cfg.build(&key, vocab).expect("scheme");
     let once = generate(scheme.as_ref(), &[7], 60, &mut rng, |_, _| vec![0.0; vocab]);
@@ -167,7 +167,7 @@ fn dedup_stops_repeats_from_counting_twice() {
     let raw = detect(Dedup::None, &repeated);
     assert_eq!(raw.counts.scored, repeated.len());
     assert!(
-        raw.log10_p.expect("p") < 5.0 * single.log10_p.expect("p"),
+        raw.outcome.log10_p().expect("p") < 5.0 * single.outcome.log10_p().expect("p"),
         "no dedup inflates the evidence"
     );
     let ctx = detect(Dedup::Context, &once);
@@ -179,7 +179,7 @@ fn dedup_stops_repeats_from_counting_twice() {
 fn dedup_keeps_repetitive_text_calibrated() {
     let vocab = 5000;
     let cfg = config("kgw:gamma=0.25,delta=2,context=lefthash:1");
-    let mut rng = Rng(105);
+    let mut rng = Rng::new(105);
     let keys = 400;
     let (mut fp_dedup, mut fp_raw) = (0usize, 0usize);
     for _ in 0..keys {
@@ -213,7 +213,7 @@ fn dedup_keeps_repetitive_text_calibrated() {
 #[test]
 fn dedup_on_the_seed_keeps_self_hash_calibrated() {
     let vocab = 5000u32;
-    let mut rng = Rng(111);
+    let mut rng = Rng::new(111);
     let trials = 400;
     // Zipf(1) over 300 tokens by inverse CDF.
     let weights: Vec<f64> = (1..=300).map(|r| 1.0 / f64::from(r)).collect();
@@ -254,7 +254,7 @@ fn dedup_on_the_seed_keeps_self_hash_calibrated() {
 fn window_finds_a_pasted_watermarked_span() {
     let vocab = 20_000;
     let cfg = config("kgw:gamma=0.25,delta=2,context=lefthash:1");
-    let mut rng = Rng(106);
+    let mut rng = Rng::new(106);
     let key = rng.key();
     let scheme = cfg.build(&key, vocab).expect("scheme");
     let marked = generate(scheme.as_ref(), &[3], 100, &mut rng, |_, _| vec![0.0; vocab]);
@@ -274,7 +274,7 @@ fn window_finds_a_pasted_watermarked_span() {
     assert!(overlap >= 50, "window {}..{} misses the span 200..300", w.start, w.end);
     assert!(w.log10_p < -6.0, "corrected window p {}", w.log10_p);
     assert!(
-        w.log10_p_uncorrected < d.log10_p.expect("p"),
+        w.log10_p_uncorrected < d.outcome.log10_p().expect("p"),
         "the window is more significant than the whole text"
     );
     assert!(w.correction.contains("Bonferroni") && w.windows_examined > 10);
@@ -285,7 +285,7 @@ fn window_finds_a_pasted_watermarked_span() {
 #[test]
 fn window_p_value_is_conservative_under_the_null() {
     let vocab = 20_000;
-    let mut rng = Rng(107);
+    let mut rng = Rng::new(107);
     let trials = 300;
     for cfg in [
         "kgw:gamma=0.25,delta=2,context=lefthash:1",
@@ -314,7 +314,7 @@ fn window_p_value_is_conservative_under_the_null() {
 fn keyring_names_exactly_the_generating_cohort() {
     let vocab = 20_000;
     let cfg = config("kgw:gamma=0.25,delta=2,context=lefthash:1");
-    let mut rng = Rng(108);
+    let mut rng = Rng::new(108);
     let master = rng.key();
     let labels: Vec<String> = (0..8).map(|i| format!("cohort/{i}")).collect();
     let ring = Keyring::derived(&master, &labels).expect("keyring");
@@ -324,9 +324,14 @@ fn keyring_names_exactly_the_generating_cohort() {
     let kd = KeyringDetector::new(&ring, &cfg, vocab, options(0.01)).expect("keyring detector");
     let r = kd.detect_ids(&[11], &ids).expect("ok");
     assert_eq!(r.best, Some(3));
-    let named: Vec<&str> = r.keys.iter().filter(|k| k.detected).map(|k| k.label.as_str()).collect();
+    let named: Vec<&str> = r
+        .keys
+        .iter()
+        .filter(|k| k.detected())
+        .map(|k| k.label.as_str())
+        .collect();
     assert_eq!(named, ["cohort/3"]);
-    assert_eq!(r.keys[3].key_id, cohort3.id().to_string());
+    assert_eq!(r.keys[3].key_id, cohort3.id());
     assert!(r.correction.contains("Holm"));
 
     // Family-wise error under the null: no cohort named on unwatermarked text.
@@ -336,7 +341,7 @@ fn keyring_names_exactly_the_generating_cohort() {
         let ring = Keyring::derived(&rng.key(), &labels).expect("keyring");
         let kd = KeyringDetector::new(&ring, &cfg, vocab, options(0.05)).expect("detector");
         let text = random_tokens(vocab, 150, &mut rng);
-        any += usize::from(kd.detect_ids(&[], &text).expect("ok").keys.iter().any(|k| k.detected));
+        any += usize::from(kd.detect_ids(&[], &text).expect("ok").keys.iter().any(|k| k.detected()));
     }
     let se = (0.05f64 * 0.95 / trials as f64).sqrt();
     assert!(
@@ -353,7 +358,7 @@ fn corpus_line(ids: &[u32], id: usize) -> String {
 fn corpus_scan_reports_every_line_and_aggregates_across_documents() {
     let vocab = 20_000;
     let cfg = config("kgw:gamma=0.25,delta=2,context=lefthash:1");
-    let mut rng = Rng(109);
+    let mut rng = Rng::new(109);
     let key = rng.key();
     let scheme = cfg.build(&key, vocab).expect("scheme");
     let mut lines = Vec::new();
@@ -408,7 +413,7 @@ fn corpus_scan_reports_every_line_and_aggregates_across_documents() {
 fn in_memory_scan_equals_the_jsonl_scan_of_the_same_documents() {
     let vocab = 20_000;
     let cfg = config("kgw:gamma=0.25,delta=2,context=lefthash:1");
-    let mut rng = Rng(112);
+    let mut rng = Rng::new(112);
     let key = rng.key();
     let scheme = cfg.build(&key, vocab).expect("scheme");
     let mut docs = Vec::new();
@@ -472,7 +477,7 @@ fn text_path_uses_the_tokenizer_and_reports_spans() {
     let tok = TextTokenizer::from_bytes(word_tokenizer_json(vocab).as_bytes()).expect("tokenizer");
     assert_eq!(tok.vocab_size(), vocab);
     let cfg = config("kgw:gamma=0.25,delta=3,context=lefthash:1");
-    let mut rng = Rng(110);
+    let mut rng = Rng::new(110);
     let key = rng.key();
     let scheme = cfg.build(&key, vocab).expect("scheme");
     let prompt = [5u32, 6, 7];
@@ -560,11 +565,8 @@ fn bad_input_is_a_typed_error() {
     // Too few scored tokens: a typed inconclusive verdict, no p-value, nothing NaN.
     let r = d.detect_ids(&[1], &[2, 3, 4]).expect("ok");
     assert_eq!(r.verdict, Verdict::Inconclusive);
-    assert!(r.p_value.is_none() && r.log10_p.is_none() && r.test.is_none());
-    assert!(r
-        .inconclusive_reason
-        .as_deref()
-        .is_some_and(|s| s.contains("at least 10")));
+    assert!(r.outcome.log10_p().is_none() && r.outcome.test().is_none() && r.verdict_log10_p().is_none());
+    assert!(matches!(&r.outcome, Outcome::Inconclusive { reason } if reason.contains("at least 10")));
     let json = serde_json::to_string(&r).expect("serializes");
     assert!(!json.contains("NaN") && !json.contains("null,\"log10_p\":NaN"));
     let back: tracemark_verifier::Detection = serde_json::from_str(&json).expect("round-trips");

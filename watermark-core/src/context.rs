@@ -182,6 +182,15 @@ impl fmt::Debug for Seeder {
 }
 
 impl Seeder {
+    /// The seeder of the scheme named `scheme` under `key`: its PRF key is
+    /// HMAC-SHA256(key, `tracemark/v1/scheme/<scheme>`) (SPEC §3). For a scheme
+    /// defined outside this crate; `scheme` is its name, printable ASCII
+    /// without spaces, and must differ from every other scheme's name.
+    pub fn for_scheme(key: &crate::Key, scheme: &str, context: Context) -> crate::Result<Self> {
+        crate::key::validate_label(scheme)?;
+        Ok(Self::new(key.scheme_prf_key(scheme), context))
+    }
+
     pub(crate) fn new(prf: SipKey, context: Context) -> Self {
         let rank_seed = prf.hash_words(RANK_TAG, &[]);
         Self {

@@ -60,6 +60,12 @@ pub enum Error {
         /// The batch row (0 for single-row calls).
         row: usize,
     },
+    /// [`Scheme::bias`](crate::Scheme::bias) was asked of a scheme that decides
+    /// the sampling distribution itself (it needs the logits: process them).
+    NotABiasScheme {
+        /// The scheme string.
+        scheme: String,
+    },
     /// A key file could not be parsed, or a key had the wrong length.
     InvalidKey {
         /// What was wrong.
@@ -150,6 +156,11 @@ impl fmt::Display for Error {
             Self::NoSelectableToken { row } => {
                 write!(f, "every logit in row {row} is -inf: no token can be selected")
             }
+            Self::NotABiasScheme { scheme } => write!(
+                f,
+                "{scheme} decides the sampling distribution from the logits, so it has no bias to \
+                 add on its own: process the logits row instead"
+            ),
             Self::InvalidKey { reason } => write!(f, "invalid key: {reason}"),
             Self::InvalidLabel { label, reason } => {
                 write!(f, "invalid derivation label {label:?}: {reason}")

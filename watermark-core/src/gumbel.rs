@@ -11,11 +11,12 @@
 use core::fmt;
 
 use crate::context::{Context, ContextMode, ContextSeed, Seeder};
+use crate::contract::{Contract, Generation, Null};
 use crate::error::{Error, Result};
 use crate::key::{Key, KeyId};
 use crate::kgw::check_vocab;
 use crate::mix::{ln, mix};
-use crate::scheme::{check_row, sealed, Params, Scheme, SchemeConfig, SchemeKind};
+use crate::scheme::{check_row, Params, Scheme, SchemeKind};
 use crate::simd::{self, Isa, SelfValues};
 
 /// Parameters of [`Gumbel`].
@@ -48,6 +49,11 @@ impl GumbelConfig {
     /// The context mode and width.
     pub fn context(&self) -> Context {
         self.context
+    }
+
+    /// The scheme's contract (see [`Contract`]).
+    pub fn contract(&self) -> Contract {
+        Contract::new(Null::Exponential, "sum of -ln(1-u)", Generation::Selection, true)
     }
 
     pub(crate) fn from_params(p: &mut Params<'_>) -> Result<Self> {
@@ -91,13 +97,13 @@ impl From<GumbelConfig> for RawGumbel {
 
 /// The keyed uniform of a 32-bit value: `(value + 1/2) / 2^32`, in (0, 1).
 #[inline]
-pub fn uniform(value: u32) -> f64 {
+pub(crate) fn uniform(value: u32) -> f64 {
     (f64::from(value) + 0.5) * (1.0 / 4_294_967_296.0)
 }
 
 /// The detection score of a 32-bit value: `-ln(1 - u)`, Exponential(1) under the null.
 #[inline]
-pub fn score(value: u32) -> f64 {
+pub(crate) fn score(value: u32) -> f64 {
     // 1 - u = (2^32 - value - 1/2) / 2^32, computed exactly.
     -ln((4_294_967_295.5 - f64::from(value)) * (1.0 / 4_294_967_296.0))
 }
@@ -226,33 +232,34 @@ impl fmt::Debug for Gumbel {
     }
 }
 
-impl sealed::Kernel for Gumbel {
-    fn vocab(&self) -> usize {
+impl Scheme for Gumbel {
+    fn describe(&self) -> String {
+        self.config.to_string()
+    }
+    fn key_id(&self) -> KeyId {
+        self.key_id
+    }
+    fn vocab_size(&self) -> usize {
         self.vocab
     }
-    fn seeder_ref(&self) -> &Seeder {
+    fn seeder(&self) -> &Seeder {
         &self.seeder
     }
-    fn needs_selectable(&self) -> bool {
-        true
+    fn contract(&self) -> Contract {
+        self.config.contract()
+    }
+    fn value(&self, seed: u64, token: u32) -> u32 {
+        mix(seed, token)
+    }
+    #[inline]
+    fn score(&self, value: u32) -> f64 {
+        score(value)
     }
     fn apply(&self, cs: &ContextSeed, row: &mut [f32]) {
         let best = self.choose(cs, row);
         let keep = row[best];
         row.fill(f32::NEG_INFINITY);
         row[best] = keep;
-    }
-}
-
-impl Scheme for Gumbel {
-    fn config(&self) -> SchemeConfig {
-        SchemeConfig::Gumbel(self.config.clone())
-    }
-    fn key_id(&self) -> KeyId {
-        self.key_id
-    }
-    fn value(&self, seed: u64, token: u32) -> u32 {
-        mix(seed, token)
     }
 }
 

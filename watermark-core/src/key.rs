@@ -237,7 +237,7 @@ impl PartialEq for Key {
 
 impl Eq for Key {}
 
-fn validate_label(label: &str) -> Result<()> {
+pub(crate) fn validate_label(label: &str) -> Result<()> {
     let reason = if label.is_empty() {
         Some("labels must not be empty")
     } else if label.len() > MAX_LABEL_LEN {
@@ -293,6 +293,22 @@ impl core::str::FromStr for KeyId {
                 reason: format!("{s:?} is not a key id (32 hex digits)"),
             })
         }
+    }
+}
+
+/// A key id is written as its 32 hex digits.
+#[cfg(feature = "serde")]
+impl serde::Serialize for KeyId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> core::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for KeyId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> core::result::Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
     }
 }
 

@@ -8,10 +8,11 @@
 use core::fmt;
 
 use crate::context::{Context, ContextMode, ContextSeed, Seeder};
+use crate::contract::{Contract, Generation, Null};
 use crate::error::{Error, Result};
 use crate::key::{Key, KeyId};
 use crate::mix::value16;
-use crate::scheme::{sealed, Params, Scheme, SchemeConfig, SchemeKind};
+use crate::scheme::{Params, Scheme, SchemeKind};
 use crate::simd::{self, Isa};
 
 /// Parameters of [`Kgw`].
@@ -68,6 +69,19 @@ impl KgwConfig {
     /// The exact null probability of green, `G / 65536`.
     pub fn effective_gamma(&self) -> f64 {
         f64::from(self.green_threshold()) / 65536.0
+    }
+
+    /// The scheme's contract (see [`Contract`]).
+    pub fn contract(&self) -> Contract {
+        Contract::new(
+            Null::Binomial {
+                trials: 1,
+                p: self.effective_gamma(),
+            },
+            "green count",
+            Generation::Bias,
+            false,
+        )
     }
 
     pub(crate) fn from_params(p: &mut Params<'_>) -> Result<Self> {
@@ -178,38 +192,18 @@ impl Kgw {
         &self.config
     }
 
+    /// The green list after `history`, one flag per vocabulary entry (`None`
+    /// when the history is shorter than the context width). To add the bias
+    /// elsewhere, e.g. on an accelerator, use [`Scheme::bias`], which every
+    /// biasing scheme has.
+    pub fn green_mask(&self, history: &[u32]) -> Result<Option<Vec<bool>>> {
+        Ok(self.bias(history)?.map(|row| row.iter().map(|&b| b != 0.0).collect()))
+    }
+
     /// Whether `token` is green after `history` (`None` if the history is too short).
     pub fn is_green(&self, history: &[u32], token: u32) -> Result<Option<bool>> {
         Ok(self.observe(history, token)?.map(|o| o.value < u32::from(self.g16)))
     }
-}
-
-/// The green list of a `kgw` scheme after `history`, one flag per vocabulary
-/// entry: for applying the bias elsewhere (e.g. on an accelerator, as
-/// `logits += delta * mask`). `None` when the history is shorter than the
-/// context width; an error for other schemes or out-of-range context tokens.
-pub fn green_mask(scheme: &dyn Scheme, history: &[u32]) -> Result<Option<Vec<bool>>> {
-    let SchemeConfig::Kgw(config) = scheme.config() else {
-        return Err(Error::param(
-            "scheme",
-            scheme.config(),
-            "a kgw scheme (only kgw has a green list)",
-        ));
-    };
-    let vocab = scheme.vocab_size();
-    for &t in &history[history.len().saturating_sub(config.context().width())..] {
-        crate::scheme::check_token(t, vocab)?;
-    }
-    let seeder = scheme.seeder();
-    let Some(cs) = seeder.context_seed(history) else {
-        return Ok(None);
-    };
-    let g = u32::from(config.green_threshold());
-    Ok(Some(
-        (0..vocab as u32)
-            .map(|t| scheme.value(seeder.token_seed(&cs, t), t) < g)
-            .collect(),
-    ))
 }
 
 pub(crate) fn check_vocab(vocab_size: usize) -> Result<()> {
@@ -225,15 +219,28 @@ impl fmt::Debug for Kgw {
     }
 }
 
-impl sealed::Kernel for Kgw {
-    fn vocab(&self) -> usize {
+impl Scheme for Kgw {
+    fn describe(&self) -> String {
+        self.config.to_string()
+    }
+    fn key_id(&self) -> KeyId {
+        self.key_id
+    }
+    fn vocab_size(&self) -> usize {
         self.vocab
     }
-    fn seeder_ref(&self) -> &Seeder {
+    fn seeder(&self) -> &Seeder {
         &self.seeder
     }
-    fn needs_selectable(&self) -> bool {
-        false
+    fn contract(&self) -> Contract {
+        self.config.contract()
+    }
+    fn value(&self, seed: u64, token: u32) -> u32 {
+        u32::from(value16(seed, token))
+    }
+    #[inline]
+    fn score(&self, value: u32) -> f64 {
+        f64::from(u8::from(value < u32::from(self.g16)))
     }
     fn apply(&self, cs: &ContextSeed, row: &mut [f32]) {
         let delta = self.config.delta;
@@ -250,17 +257,5 @@ impl sealed::Kernel for Kgw {
                 delta,
             ),
         }
-    }
-}
-
-impl Scheme for Kgw {
-    fn config(&self) -> SchemeConfig {
-        SchemeConfig::Kgw(self.config.clone())
-    }
-    fn key_id(&self) -> KeyId {
-        self.key_id
-    }
-    fn value(&self, seed: u64, token: u32) -> u32 {
-        u32::from(value16(seed, token))
     }
 }

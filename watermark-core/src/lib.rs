@@ -37,6 +37,33 @@
 //! Each scheme reads the preceding tokens through a [`Context`]: left-hash
 //! over `h` tokens, min-hash, or self-hash.
 //!
+//! ## The scheme contract
+//!
+//! Everything scheme-specific is stated once, by the scheme: its keyed
+//! [`Scheme::value`] and [`Scheme::score`] of a token, and its [`Contract`]:
+//! the null distribution of one score ([`Null`]), the statistic's name, and
+//! how it takes part in sampling ([`Generation`]: it biases the logits for the
+//! caller's sampler, or decides the distribution or the token itself), and
+//! whether it skips repeated contexts by default. Decoders, bindings and the
+//! verifier ask the scheme; none of them branches on which scheme it is, and a
+//! scheme defined outside this crate (with a [`Seeder::for_scheme`]) works
+//! with all of them.
+//!
+//! ```
+//! use tracemark_core::{Generation, Key, Null, SchemeConfig};
+//!
+//! let config: SchemeConfig = "tournament:layers=30,top_k=40,temperature=1,context=lefthash:4".parse()?;
+//! let contract = config.contract();
+//! assert_eq!(contract.null, Null::Binomial { trials: 30, p: 0.5 });
+//! assert_eq!(contract.generation, Generation::Distribution);
+//! // The decoder must sample the processed row as it is: no temperature, top-k or top-p of its own.
+//! assert!(contract.generation.controls_sampling() && contract.skip_repeated);
+//!
+//! let scheme = config.build(&Key::generate()?, 100)?;
+//! assert_eq!(scheme.contract(), contract);
+//! # Ok::<(), tracemark_core::Error>(())
+//! ```
+//!
 //! ```
 //! use tracemark_core::{Context, Key, Kgw, KgwConfig, Scheme, Step};
 //!
@@ -88,22 +115,23 @@
 #![warn(missing_docs)]
 
 mod context;
+mod contract;
 mod error;
 mod gumbel;
 mod key;
 mod kgw;
-mod mix;
+pub mod mix;
 mod prf;
 mod scheme;
 mod simd;
 mod tournament;
 
 pub use context::{Context, ContextMode, ContextSeed, Seeder};
+pub use contract::{Contract, Generation, Null};
 pub use error::{Error, Result};
-pub use gumbel::{score as gumbel_score, uniform as gumbel_uniform, Gumbel, GumbelConfig};
+pub use gumbel::{Gumbel, GumbelConfig};
 pub use key::{Key, KeyId, MAX_LABEL_LEN};
-pub use kgw::{green_mask, Kgw, KgwConfig};
-pub use mix::{mix, value16};
+pub use kgw::{Kgw, KgwConfig};
 pub use ndarray;
 pub use scheme::{set_batch_threads, Observation, Scheme, SchemeConfig, SchemeKind, SeenContexts, Step};
 pub use simd::Isa;
@@ -111,11 +139,6 @@ pub use tournament::{Tournament, TournamentConfig};
 
 /// The version of `docs/SPEC.md` this crate implements; reports carry it.
 pub const SPEC_VERSION: &str = "tracemark/v1";
-
-/// The number of tournament g-values equal to 1 among the first `layers` bits of `value`.
-pub fn tournament_g_sum(value: u32, layers: usize) -> u32 {
-    tournament::g_sum(value, layers.min(32) as u8)
-}
 
 /// Entry points for fuzzing and for the golden-vector tests; not a stable API.
 #[doc(hidden)]
@@ -140,6 +163,16 @@ pub mod internal {
         (u64::from_le_bytes(a), u64::from_le_bytes(b))
     }
 
+    /// The Gumbel scheme's keyed uniform of a 32-bit value (SPEC §9).
+    pub fn gumbel_uniform(value: u32) -> f64 {
+        crate::gumbel::uniform(value)
+    }
+
+    /// The number of tournament g-values equal to 1 among the first `layers` bits of `value`.
+    pub fn tournament_g_sum(value: u32, layers: usize) -> u32 {
+        crate::tournament::g_sum(value, layers.min(32) as u8)
+    }
+
     /// Deterministic natural logarithm used by the Gumbel scheme.
     pub fn det_ln(x: f64) -> f64 {
         crate::mix::ln(x)
@@ -152,6 +185,16 @@ pub mod internal {
                 // Whatever parses must round-trip.
                 assert!(Key::from_file_str(&key.to_file_string()).is_ok_and(|k| k == key));
             }
+        }
+    }
+
+    /// Fuzz target: parse arbitrary bytes as a scheme string (as the verifier's
+    /// `--scheme` does). Whatever parses must print as a string that parses back to
+    /// the same configuration.
+    pub fn fuzz_scheme_config(data: &[u8]) {
+        if let Ok(Ok(config)) = core::str::from_utf8(data).map(str::parse::<SchemeConfig>) {
+            let printed = config.to_string();
+            assert_eq!(printed.parse::<SchemeConfig>().ok(), Some(config), "{printed}");
         }
     }
 

@@ -10,6 +10,7 @@ use std::sync::Barrier;
 use ndarray::ArrayViewMut2;
 
 use crate::context::{Context, ContextSeed, Seeder};
+use crate::contract::{Contract, Generation};
 use crate::error::{Error, Result};
 use crate::key::{Key, KeyId};
 use crate::{GumbelConfig, KgwConfig, TournamentConfig};
@@ -175,6 +176,15 @@ impl SchemeConfig {
         }
     }
 
+    /// The scheme's contract (the same as the built scheme's [`Scheme::contract`]).
+    pub fn contract(&self) -> Contract {
+        match self {
+            Self::Kgw(c) => c.contract(),
+            Self::Tournament(c) => c.contract(),
+            Self::Gumbel(c) => c.contract(),
+        }
+    }
+
     /// Builds the keyed scheme for a vocabulary of `vocab_size` tokens.
     pub fn build(&self, key: &Key, vocab_size: usize) -> Result<Box<dyn Scheme>> {
         Ok(match self {
@@ -270,22 +280,6 @@ impl<'a> Params<'a> {
     }
 }
 
-pub(crate) mod sealed {
-    use super::*;
-
-    /// The per-scheme kernel behind [`Scheme`]'s provided methods.
-    pub trait Kernel {
-        /// The vocabulary size the scheme was built for.
-        fn vocab(&self) -> usize;
-        /// The seeder.
-        fn seeder_ref(&self) -> &Seeder;
-        /// Whether a row must contain at least one token that is not `-inf`.
-        fn needs_selectable(&self) -> bool;
-        /// Applies the scheme to a checked row.
-        fn apply(&self, cs: &ContextSeed, row: &mut [f32]);
-    }
-}
-
 /// Process a batch on several threads only from this many logits on (32 rows
 /// of a 128k vocabulary): below it, spawning threads costs more than it saves.
 const PARALLEL_MIN_ELEMENTS: usize = 1 << 22;
@@ -331,25 +325,44 @@ fn batch_threads(rows: usize, elements: usize) -> usize {
 /// Built by [`Kgw::new`](crate::Kgw::new), [`Tournament::new`](crate::Tournament::new),
 /// [`Gumbel::new`](crate::Gumbel::new) or [`SchemeConfig::build`]. Schemes are
 /// immutable and `Sync`: share one across decoding threads.
-pub trait Scheme: sealed::Kernel + Send + Sync {
-    /// The scheme and its parameters.
-    fn config(&self) -> SchemeConfig;
+///
+/// Everything scheme-specific is stated here, once: the keyed value of a
+/// token, its score, the [`Contract`] (null distribution, generation
+/// contract), and the kernel that changes a logits row. The verifier, the
+/// bindings and the decoders ask the scheme and never branch on which scheme
+/// it is, so a scheme defined outside this crate (from a [`Seeder`] made with
+/// [`Seeder::for_scheme`]) is generated and detected like the built-in ones.
+pub trait Scheme: Send + Sync {
+    /// The scheme string: name and every parameter, e.g.
+    /// `kgw:gamma=0.25,delta=2,context=lefthash:1` (for the built-in schemes,
+    /// the form [`SchemeConfig`] parses back).
+    fn describe(&self) -> String;
 
     /// The public id of the key the scheme was built with.
     fn key_id(&self) -> KeyId;
 
+    /// The vocabulary size the scheme was built for.
+    fn vocab_size(&self) -> usize;
+
+    /// The seeder (context seeds and token seeds).
+    fn seeder(&self) -> &Seeder;
+
+    /// What the scheme states about detection and generation.
+    fn contract(&self) -> Contract;
+
     /// The keyed value of `token` under `seed` (SPEC §7–9).
     fn value(&self, seed: u64, token: u32) -> u32;
 
-    /// The vocabulary size the scheme was built for.
-    fn vocab_size(&self) -> usize {
-        self.vocab()
-    }
+    /// The score of one observation with keyed value `value`; under the null
+    /// hypothesis it has the distribution [`Contract::null`].
+    fn score(&self, value: u32) -> f64;
 
-    /// The seeder (context seeds and token seeds).
-    fn seeder(&self) -> &Seeder {
-        self.seeder_ref()
-    }
+    /// The kernel: watermarks a row that was already checked (right length,
+    /// no NaN or `+inf`, context tokens in the vocabulary, and at least one
+    /// finite logit when the scheme controls sampling), at a position with
+    /// context seed `cs`. Called by [`Scheme::process`] and its relatives;
+    /// call those instead.
+    fn apply(&self, cs: &ContextSeed, row: &mut [f32]);
 
     /// Watermarks one logits row in place. `history` is every token before
     /// the one being generated (prompt included). On error the row is left
@@ -383,11 +396,26 @@ pub trait Scheme: sealed::Kernel + Send + Sync {
         process_batch_impl(self, histories, logits, Some(memories))
     }
 
+    /// The bias a [`Generation::Bias`] scheme adds to the row that follows
+    /// `history`, one value per vocabulary entry (for adding it elsewhere, e.g.
+    /// on an accelerator, as `logits += bias`). `None` when the history is
+    /// shorter than the context width; [`Error::NotABiasScheme`] for schemes
+    /// that decide the distribution themselves (they need the logits).
+    fn bias(&self, history: &[u32]) -> Result<Option<Vec<f32>>> {
+        if self.contract().generation != Generation::Bias {
+            return Err(Error::NotABiasScheme {
+                scheme: self.describe(),
+            });
+        }
+        let mut row = vec![0.0f32; self.vocab_size()];
+        Ok(self.process(history, &mut row)?.is_watermarked().then_some(row))
+    }
+
     /// The observation of `token` after `history`, or `None` when the history
     /// is shorter than the context width.
     fn observe(&self, history: &[u32], token: u32) -> Result<Option<Observation>> {
-        check_token(token, self.vocab())?;
-        let seeder = self.seeder_ref();
+        check_token(token, self.vocab_size())?;
+        let seeder = self.seeder();
         let Some(cs) = seeder.context_seed(history) else {
             return Ok(None);
         };
@@ -406,9 +434,9 @@ impl fmt::Debug for dyn Scheme + '_ {
         write!(
             f,
             "Scheme({}, key {}, vocab {})",
-            self.config(),
+            self.describe(),
             self.key_id(),
-            self.vocab()
+            self.vocab_size()
         )
     }
 }
@@ -422,7 +450,7 @@ pub(crate) fn check_token(token: u32, vocab_size: usize) -> Result<()> {
 }
 
 pub(crate) fn check_row<S: Scheme + ?Sized>(scheme: &S, history: &[u32], row: &[f32]) -> Result<()> {
-    let vocab = scheme.vocab();
+    let vocab = scheme.vocab_size();
     if row.is_empty() {
         return Err(Error::EmptyLogits);
     }
@@ -432,7 +460,7 @@ pub(crate) fn check_row<S: Scheme + ?Sized>(scheme: &S, history: &[u32], row: &[
             found: row.len(),
         });
     }
-    let width = scheme.seeder_ref().context().width();
+    let width = scheme.seeder().context().width();
     for &t in &history[history.len().saturating_sub(width)..] {
         check_token(t, vocab)?;
     }
@@ -443,7 +471,7 @@ pub(crate) fn check_row<S: Scheme + ?Sized>(scheme: &S, history: &[u32], row: &[
             value: row[index],
         });
     }
-    if scheme.needs_selectable() && row.iter().all(|x| *x == f32::NEG_INFINITY) {
+    if scheme.contract().generation.controls_sampling() && row.iter().all(|x| *x == f32::NEG_INFINITY) {
         return Err(Error::NoSelectableToken { row: 0 });
     }
     Ok(())
@@ -455,7 +483,7 @@ fn apply_checked<S: Scheme + ?Sized>(
     row: &mut [f32],
     memory: Option<&mut SeenContexts>,
 ) -> Step {
-    let Some(cs) = scheme.seeder_ref().context_seed(history) else {
+    let Some(cs) = scheme.seeder().context_seed(history) else {
         return Step::SkippedShortContext;
     };
     if let Some(memory) = memory {
@@ -499,7 +527,7 @@ fn process_batch_impl<S: Scheme + ?Sized>(
         Some(m) => m.iter_mut().map(Some).collect(),
         None => (0..n).map(|_| None).collect(),
     };
-    let threads = batch_threads(n, n * scheme.vocab());
+    let threads = batch_threads(n, n * scheme.vocab_size());
     if threads <= 1 {
         // Check every row before changing any, from the last row back so that the
         // first rows are still in cache for the pass that follows.

@@ -23,11 +23,12 @@
 use core::fmt;
 
 use crate::context::{Context, ContextSeed, Seeder};
+use crate::contract::{Contract, Generation, Null};
 use crate::error::{Error, Result};
 use crate::key::{Key, KeyId};
 use crate::kgw::check_vocab;
 use crate::mix::mix;
-use crate::scheme::{sealed, Params, Scheme, SchemeConfig, SchemeKind};
+use crate::scheme::{Params, Scheme, SchemeKind};
 
 /// Parameters of [`Tournament`].
 #[derive(Clone, Debug, PartialEq)]
@@ -113,6 +114,19 @@ impl TournamentConfig {
     /// Whether the output distribution, averaged over keys, equals the input one (`N = 2`).
     pub fn is_distortion_free(&self) -> bool {
         self.leaves == 2
+    }
+
+    /// The scheme's contract (see [`Contract`]).
+    pub fn contract(&self) -> Contract {
+        Contract::new(
+            Null::Binomial {
+                trials: u32::from(self.layers),
+                p: 0.5,
+            },
+            "g-value count",
+            Generation::Distribution,
+            true,
+        )
     }
 
     pub(crate) fn from_params(p: &mut Params<'_>) -> Result<Self> {
@@ -288,15 +302,28 @@ pub(crate) fn tournament_layers(p: &mut [f64], values: &[u32], layers: u8, leave
     }
 }
 
-impl sealed::Kernel for Tournament {
-    fn vocab(&self) -> usize {
+impl Scheme for Tournament {
+    fn describe(&self) -> String {
+        self.config.to_string()
+    }
+    fn key_id(&self) -> KeyId {
+        self.key_id
+    }
+    fn vocab_size(&self) -> usize {
         self.vocab
     }
-    fn seeder_ref(&self) -> &Seeder {
+    fn seeder(&self) -> &Seeder {
         &self.seeder
     }
-    fn needs_selectable(&self) -> bool {
-        true
+    fn contract(&self) -> Contract {
+        self.config.contract()
+    }
+    fn value(&self, seed: u64, token: u32) -> u32 {
+        mix(seed, token)
+    }
+    #[inline]
+    fn score(&self, value: u32) -> f64 {
+        f64::from(g_sum(value, self.config.layers))
     }
     fn apply(&self, cs: &ContextSeed, row: &mut [f32]) {
         let cands = top_k(row, self.config.top_k());
@@ -318,18 +345,6 @@ impl sealed::Kernel for Tournament {
         for (&(t, _), q) in cands.iter().zip(&p) {
             row[t as usize] = (q / total).ln() as f32;
         }
-    }
-}
-
-impl Scheme for Tournament {
-    fn config(&self) -> SchemeConfig {
-        SchemeConfig::Tournament(self.config.clone())
-    }
-    fn key_id(&self) -> KeyId {
-        self.key_id
-    }
-    fn value(&self, seed: u64, token: u32) -> u32 {
-        mix(seed, token)
     }
 }
 

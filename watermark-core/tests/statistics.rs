@@ -4,9 +4,8 @@
 mod common;
 
 use common::{chi_square, chi_square_critical_001, softmax, Rng};
-use tracemark_core::{
-    tournament_g_sum, Context, Gumbel, GumbelConfig, Kgw, KgwConfig, Scheme, Tournament, TournamentConfig,
-};
+use tracemark_core::internal::tournament_g_sum;
+use tracemark_core::{Context, Gumbel, GumbelConfig, Kgw, KgwConfig, Scheme, Tournament, TournamentConfig};
 
 fn history(rng: &mut Rng, len: usize, vocab: u32) -> Vec<u32> {
     (0..len).map(|_| rng.below(vocab)).collect()
@@ -24,7 +23,7 @@ fn green_fraction_is_gamma() {
         (0.25, "minhash:4"),
         (0.25, "selfhash:4"),
     ] {
-        let mut rng = Rng(0x5eed_0001);
+        let mut rng = Rng::new(0x5eed_0001);
         let config = KgwConfig::new(gamma, 1.0, ctx.parse().expect("ctx")).expect("cfg");
         let mut green = 0u64;
         for _ in 0..trials {
@@ -52,7 +51,7 @@ fn green_fraction_is_gamma() {
 fn green_lists_are_unbiased_per_token_and_pairwise_independent() {
     let vocab = 512usize;
     let contexts = 4000u64;
-    let mut rng = Rng(0x5eed_0002);
+    let mut rng = Rng::new(0x5eed_0002);
     let kgw = Kgw::new(
         &rng.key(),
         KgwConfig::new(0.25, 1.0, Context::left_hash(2).expect("ctx")).expect("cfg"),
@@ -96,7 +95,7 @@ fn green_lists_are_unbiased_per_token_and_pairwise_independent() {
 #[test]
 fn kgw_green_mass_matches_closed_form_exactly() {
     let vocab = 10_000;
-    let mut rng = Rng(0x5eed_0003);
+    let mut rng = Rng::new(0x5eed_0003);
     let logits: Vec<f32> = (0..vocab)
         .map(|i| -((i as f32) + 1.0).ln() * 1.1 + (i % 7) as f32 * 0.1)
         .collect();
@@ -129,7 +128,7 @@ fn kgw_green_mass_matches_closed_form_exactly() {
 fn kgw_sampling_green_rate_matches_closed_form() {
     let vocab = 2000;
     let samples = 20_000;
-    let mut rng = Rng(0x5eed_0004);
+    let mut rng = Rng::new(0x5eed_0004);
     let delta = 2.0f32;
     let kgw = Kgw::new(
         &rng.key(),
@@ -203,7 +202,7 @@ fn tournament_mean_g_matches_closed_form() {
     let logits = [1.2f32, 0.4, 0.0, -0.3, -1.0, 0.8];
     let p = softmax(&logits, 1.0);
     let samples = 40_000;
-    let mut rng = Rng(0x5eed_0005);
+    let mut rng = Rng::new(0x5eed_0005);
     let one = TournamentConfig::new(1, logits.len(), 1.0, Context::left_hash(2).expect("ctx")).expect("cfg");
     let mut sum = 0u64;
     for _ in 0..samples {
@@ -247,7 +246,7 @@ fn tournament_distortion_free_variant_is_and_the_other_is_not() {
 
     let samples = 30_000;
     for (leaves, should_pass) in [(2usize, true), (3, false)] {
-        let mut rng = Rng(0x5eed_0006 + leaves as u64);
+        let mut rng = Rng::new(0x5eed_0006 + leaves as u64);
         let config = TournamentConfig::new(8, logits.len(), 1.0, Context::left_hash(3).expect("ctx"))
             .expect("cfg")
             .with_leaves(leaves)
@@ -282,7 +281,7 @@ fn gumbel_samples_softmax() {
         (1.5, "minhash:2"),
         (1.0, "selfhash:2"),
     ] {
-        let mut rng = Rng(0x5eed_0007);
+        let mut rng = Rng::new(0x5eed_0007);
         let config = GumbelConfig::new(temp, ctx.parse().expect("ctx")).expect("cfg");
         let mut counts = vec![0u64; logits.len()];
         for _ in 0..samples {
@@ -310,7 +309,7 @@ fn gumbel_samples_softmax() {
 #[test]
 fn gumbel_pruned_selection_equals_brute_force() {
     let vocab = 50_000usize;
-    let mut rng = Rng(0x5eed_0008);
+    let mut rng = Rng::new(0x5eed_0008);
     for (temp, ctx) in [(1.0f32, "lefthash:1"), (0.3, "lefthash:2"), (3.0, "selfhash:2")] {
         let g = Gumbel::new(
             &rng.key(),
@@ -338,7 +337,8 @@ fn gumbel_pruned_selection_equals_brute_force() {
                 if l == f32::NEG_INFINITY {
                     continue;
                 }
-                let u = tracemark_core::gumbel_uniform(g.observe(&h, i as u32).expect("ok").expect("seed").value);
+                let u =
+                    tracemark_core::internal::gumbel_uniform(g.observe(&h, i as u32).expect("ok").expect("seed").value);
                 let s = f64::from(l) / f64::from(temp) - (-u.ln()).ln();
                 if s > best.0 {
                     best = (s, i);

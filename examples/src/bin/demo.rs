@@ -60,7 +60,7 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
 }
 
 fn verdict_line(d: &Detection) -> String {
-    let p = d.log10_p.map_or("n/a".into(), render::p_value);
+    let p = d.verdict_log10_p().map_or("n/a".into(), render::p_value);
     format!(
         "{} | p = {p} | {} of {} tokens scored",
         d.verdict, d.counts.scored, d.counts.seen

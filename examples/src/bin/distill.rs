@@ -381,7 +381,7 @@ impl Lab<'_> {
 }
 
 fn lp(d: &Detection) -> f64 {
-    d.log10_p.unwrap_or(0.0)
+    d.outcome.conservative_log10_p()
 }
 
 /// A student trained on a share of watermarked answers, and its test results under the cohort-1 key.
@@ -680,9 +680,9 @@ fn report(r: &Results<'_>, started: Instant) -> String {
             } else {
                 "no"
             },
-            k.log10_p.unwrap_or(0.0),
-            k.log10_p_adjusted.unwrap_or(0.0),
-            if k.detected { "**yes**" } else { "no" }
+            k.log10_p().unwrap_or(0.0),
+            k.tested.map_or(0.0, |t| t.log10_p_adjusted),
+            if k.detected() { "**yes**" } else { "no" }
         );
     }
     let _ = writeln!(

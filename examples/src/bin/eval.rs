@@ -295,7 +295,7 @@ fn analyse(s: &Setup, records: &[PromptRecord]) -> Result<Analysis> {
                 if ids.is_empty() {
                     return Ok(0.0);
                 }
-                Ok(detector.detect_ids(&r.prompt_ids, ids)?.log10_p.unwrap_or(0.0))
+                Ok(detector.detect_ids(&r.prompt_ids, ids)?.outcome.conservative_log10_p())
             };
             for &len in &LENGTHS {
                 let l = len.min(g.ids.len());
@@ -342,8 +342,8 @@ fn analyse(s: &Setup, records: &[PromptRecord]) -> Result<Analysis> {
             } else {
                 detector
                     .detect_text(&s.verifier_tok, Some(&prompt_text), &text)?
-                    .log10_p
-                    .unwrap_or(0.0)
+                    .outcome
+                    .conservative_log10_p()
             };
             a.attacks
                 .entry((name.clone(), "decode/re-encode".into()))
@@ -359,7 +359,7 @@ fn analyse(s: &Setup, records: &[PromptRecord]) -> Result<Analysis> {
                 a.attacks
                     .entry((name.clone(), "pasted in 4x human text (whole)".into()))
                     .or_default()
-                    .push(d.log10_p.unwrap_or(0.0));
+                    .push(d.outcome.conservative_log10_p());
                 a.attacks
                     .entry((name.clone(), "pasted in 4x human text (window)".into()))
                     .or_default()

@@ -2,18 +2,20 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use tracemark_core::Key;
 
-/// SplitMix64: small, fast, and fixed-seed reproducible.
-pub struct Rng(pub u64);
+/// A fixed-seed ChaCha8 stream: reproducible, and the same on every platform.
+pub struct Rng(ChaCha8Rng);
 
 impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(ChaCha8Rng::seed_from_u64(seed))
+    }
+
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// Uniform in [0, 1).

@@ -1,0 +1,125 @@
+//! `detect`: one text (or ids) against one key or a keyring.
+
+use tracemark_verifier::{
+    render, sha256_hex, utf8, Detection, Detector, Error, KeyResult, KeyringDetection, KeyringDetector, TextTokenizer,
+    Verdict, WindowOptions,
+};
+
+use super::{print_json, Setup};
+use crate::args::{DetectArgs, InputKind};
+use crate::exit::{Exit, Failure};
+use crate::input::{parse_ids, read_input, source_name};
+
+/// The suspect input, read and parsed.
+enum Suspect {
+    /// Text, with the prompt's text when given.
+    Text { text: String, prompt: Option<String> },
+    /// Token ids, with the prompt's ids (empty when none) and the SHA-256 of the input bytes.
+    Ids {
+        prompt: Vec<u32>,
+        ids: Vec<u32>,
+        sha256: String,
+    },
+}
+
+impl Suspect {
+    fn load(a: &DetectArgs) -> Result<Self, Failure> {
+        let source = source_name(&a.input);
+        let bytes = read_input(&a.input)?;
+        let prompt_bytes = a.prompt_file.as_deref().map(read_input).transpose()?;
+        Ok(match a.input_kind() {
+            InputKind::Ids => {
+                let prompt = match (&prompt_bytes, &a.prompt) {
+                    (Some(b), _) => parse_ids(b, "prompt file")?,
+                    (None, Some(p)) => parse_ids(p.as_bytes(), "--prompt")?,
+                    (None, None) => Vec::new(),
+                };
+                Suspect::Ids {
+                    prompt,
+                    ids: parse_ids(&bytes, &source)?,
+                    sha256: sha256_hex(&bytes),
+                }
+            }
+            InputKind::Text => {
+                let text = utf8(&bytes, &source)?;
+                let prompt = match (&prompt_bytes, &a.prompt) {
+                    (Some(b), _) => Some(utf8(b, "prompt file")?),
+                    (None, p) => p.clone(),
+                };
+                Suspect::Text { text, prompt }
+            }
+        })
+    }
+
+    /// The detection of this input by `d`; text needs the tokenizer.
+    fn detect(&self, d: &Detector, tokenizer: Option<&TextTokenizer>) -> Result<Detection, Error> {
+        match self {
+            Suspect::Text { text, prompt } => {
+                let tokenizer = tokenizer.ok_or_else(|| Error::Tokenizer {
+                    message: "text input needs --tokenizer".into(),
+                })?;
+                d.detect_text(tokenizer, prompt.as_deref(), text)
+            }
+            Suspect::Ids { prompt, ids, sha256 } => {
+                let mut r = d.detect_ids(prompt, ids)?;
+                r.input_sha256 = Some(sha256.clone());
+                Ok(r)
+            }
+        }
+    }
+
+    /// The text the report's marks point into.
+    fn text(&self) -> Option<&str> {
+        match self {
+            Suspect::Text { text, .. } => Some(text),
+            Suspect::Ids { .. } => None,
+        }
+    }
+}
+
+/// The verdict of a keyring: detected when any key is named at the
+/// family-wise level, inconclusive when no key could be tested.
+fn keyring_verdict(k: &KeyringDetection) -> Verdict {
+    if k.keys.iter().any(KeyResult::detected) {
+        Verdict::Detected
+    } else if k.best.is_none() {
+        Verdict::Inconclusive
+    } else {
+        Verdict::NotDetected
+    }
+}
+
+/// Runs `detect`; the exit code is the verdict's.
+pub(crate) fn run(a: DetectArgs) -> Result<Exit, Failure> {
+    let mut s = Setup::new(&a.common, a.input_kind())?;
+    s.options.marks = !a.common.json || a.window;
+    if a.window {
+        s.options.window = Some(WindowOptions {
+            min_scored: a.window_min,
+        });
+    }
+    let suspect = Suspect::load(&a)?;
+    let detect = |d: &Detector| suspect.detect(d, s.tokenizer.as_ref());
+    if let Some(key) = s.single_key() {
+        let d = Detector::new(key, &a.common.scheme, s.vocab, s.options.clone())?;
+        let report = detect(&d)?;
+        if a.common.json {
+            print_json(&report)?;
+        } else {
+            print!("{}", render::detection(&report, suspect.text(), s.color));
+        }
+        return Ok(Exit::from(report.verdict));
+    }
+    let kd = KeyringDetector::new(&s.keyring, &a.common.scheme, s.vocab, s.options.clone())?;
+    let result = kd.detect_with(detect)?;
+    if a.common.json {
+        print_json(&result)?;
+    } else {
+        print!("{}", render::keyring(&result, s.color));
+        if let Some(best) = &result.best_detection {
+            println!("\nbest match:");
+            print!("{}", render::detection(best, suspect.text(), s.color));
+        }
+    }
+    Ok(Exit::from(keyring_verdict(&result)))
+}

@@ -1,0 +1,108 @@
+//! `radioactivity`: did the model that wrote a corpus learn from our watermarked text?
+
+use std::path::Path;
+
+use tracemark_core::Key;
+use tracemark_verifier::{
+    attribute, context_keys, reading_mode, render, utf8, Detection, Detector, ReadingDoc, Scanner, Verdict,
+};
+
+use super::{print_json, Setup};
+use crate::args::{InputKind, RadioArgs, RadioMode};
+use crate::exit::{Exit, Failure};
+use crate::input::read_input;
+use crate::progress;
+
+fn read_reading_docs(path: &Path) -> Result<Vec<ReadingDoc>, Failure> {
+    let bytes = read_input(path)?;
+    let text = utf8(&bytes, &path.display().to_string())?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str::<ReadingDoc>(l).map_err(|e| Failure::Malformed {
+                source: format!("{}: line {}", path.display(), i + 1),
+                message: e.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// One corpus-level test under one key: reading mode, or a (filtered) scan.
+fn test(a: &RadioArgs, s: &Setup, key: &Key, docs: Option<&[ReadingDoc]>) -> Result<Detection, Failure> {
+    let detector = Detector::new(key, &a.common.scheme, s.vocab, s.options.clone())?;
+    let filter = match (a.mode(), docs) {
+        (RadioMode::Reading, Some(docs)) => return Ok(reading_mode(&detector, docs)?),
+        (RadioMode::Filtered { reference }, _) => {
+            let file = std::fs::File::open(reference).map_err(|error| Failure::Read {
+                source: reference.display().to_string(),
+                error,
+            })?;
+            Some(context_keys(
+                &detector,
+                s.tokenizer.as_ref(),
+                std::io::BufReader::new(file),
+            )?)
+        }
+        _ => None,
+    };
+    let mut scanner = Scanner::new(&detector, s.tokenizer.as_ref()).jobs(a.jobs);
+    if let Some(f) = &filter {
+        scanner = scanner.filter(f);
+    }
+    Ok(progress::scan(&scanner, &a.corpus, |_| {})?.aggregate)
+}
+
+/// Runs `radioactivity`: one test, or a cohort attribution over a keyring.
+pub(crate) fn run(a: RadioArgs) -> Result<Exit, Failure> {
+    let mode = a.mode();
+    let kind = match mode {
+        RadioMode::Reading => InputKind::Ids,
+        RadioMode::BlackBox | RadioMode::Filtered { .. } => InputKind::Text,
+    };
+    let s = Setup::new(&a.common, kind)?;
+    let docs = match mode {
+        RadioMode::Reading => Some(read_reading_docs(&a.corpus)?),
+        RadioMode::BlackBox | RadioMode::Filtered { .. } => None,
+    };
+    let description = match mode {
+        RadioMode::Reading => "reading mode: the suspect model's predictions on our watermarked texts".to_string(),
+        RadioMode::Filtered { reference } => format!(
+            "black box, scored only at contexts of our outputs in {}",
+            reference.display()
+        ),
+        RadioMode::BlackBox => "black box: the suspect model's outputs".to_string(),
+    };
+    let mut labels = Vec::new();
+    let mut reports = Vec::new();
+    for (label, key) in s.keyring.iter() {
+        labels.push(label.to_string());
+        reports.push(test(&a, &s, key, docs.as_deref())?);
+    }
+    if let [report] = reports.as_slice() {
+        if a.common.json {
+            print_json(report)?;
+        } else {
+            println!("radioactivity test ({description}): one exact test over every scored token of the corpus");
+            print!("{}", render::detection(report, None, s.color));
+        }
+        return Ok(Exit::from(report.verdict));
+    }
+    let attribution = attribute(&labels, &reports, a.common.alpha);
+    if a.common.json {
+        print_json(&attribution)?;
+    } else {
+        println!(
+            "radioactivity test ({description}), cohort attribution over {} keys",
+            labels.len()
+        );
+        print!("{}", render::attribution(&attribution, s.color));
+    }
+    // Detected when any cohort is named at the family-wise level.
+    let verdict = if attribution.named.is_empty() {
+        Verdict::NotDetected
+    } else {
+        Verdict::Detected
+    };
+    Ok(Exit::from(verdict))
+}

@@ -1,0 +1,68 @@
+//! `scan`: a verdict per document of a JSONL corpus, and one aggregate test.
+
+use std::io::{IsTerminal, Write};
+
+use tracemark_verifier::{render, Detector, Scanner};
+
+use super::Setup;
+use crate::args::{InputKind, ScanArgs};
+use crate::exit::{Exit, Failure};
+use crate::progress;
+
+/// One JSON value on one line.
+fn json_line(out: &mut dyn Write, value: &impl serde::Serialize) -> std::io::Result<()> {
+    serde_json::to_writer(&mut *out, value)?;
+    out.write_all(b"\n")
+}
+
+/// Runs `scan`. Per-document results are JSON lines on standard output (or
+/// in `--out`); with `--json` the summary is one more JSON line on standard
+/// output, `{"summary": ...}`, else a report for people on standard error.
+pub(crate) fn run(a: ScanArgs) -> Result<Exit, Failure> {
+    let s = Setup::new(&a.common, InputKind::Text)?;
+    let key = s.only_key("scans")?;
+    let detector = Detector::new(key, &a.common.scheme, s.vocab, s.options.clone())?;
+    let scanner = Scanner::new(&detector, s.tokenizer.as_ref()).jobs(a.jobs);
+    let (mut out, target): (Box<dyn Write>, String) = match &a.out {
+        Some(p) => {
+            let file = std::fs::File::create(p).map_err(|error| Failure::Write {
+                target: p.display().to_string(),
+                error,
+            })?;
+            (Box::new(std::io::BufWriter::new(file)), p.display().to_string())
+        }
+        None => (
+            Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            "standard output".to_string(),
+        ),
+    };
+    let write_failure = |error| Failure::Write {
+        target: format!("writing results to {target}"),
+        error,
+    };
+    let mut write_error = None;
+    let summary = progress::scan(&scanner, &a.corpus, |doc| {
+        if write_error.is_none() {
+            write_error = json_line(&mut out, doc).err();
+        }
+    })?;
+    if let Some(error) = write_error {
+        return Err(write_failure(error));
+    }
+    if a.common.json {
+        let line = serde_json::json!({ "summary": summary });
+        if a.out.is_some() {
+            out.flush().map_err(write_failure)?;
+            out = Box::new(std::io::stdout().lock());
+        }
+        json_line(&mut out, &line).map_err(write_failure)?;
+        out.flush().map_err(write_failure)?;
+    } else {
+        out.flush().map_err(write_failure)?;
+        eprint!(
+            "{}",
+            render::scan_summary(&summary, s.color && std::io::stderr().is_terminal())
+        );
+    }
+    Ok(Exit::Success)
+}
