@@ -47,6 +47,8 @@ demo: ## Generate watermarked and plain text with SmolLM2, verify both, print th
 
 test: test-rust test-python eval-quick distill-quick ## All Rust and Python tests
 
+# The real-model tests (tracemark-candle's tests/model.rs) and the calibration on human text are
+# #[ignore]d for a bare `cargo test`; the second run here runs them, and they fail without the data.
 test-rust: data ## Rust tests, including those on the real model, tokenizers and human text
 	export TRACEMARK_MODEL="$$($(FETCH) model)" TRACEMARK_TOKENIZER="$$($(FETCH) tokenizer)" \
 	       TRACEMARK_HUMAN_TEXT="$$($(FETCH) human-text)"; \

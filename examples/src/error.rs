@@ -6,10 +6,8 @@ use core::fmt;
 #[non_exhaustive]
 #[derive(Debug)]
 pub enum Error {
-    /// The model runtime failed.
-    Candle(candle_core::Error),
-    /// The tokenizer failed.
-    Tokenizer(String),
+    /// The model, its tokenizer or a student failed.
+    Candle(tracemark_candle::Error),
     /// tracemark-core rejected something.
     Core(tracemark_core::Error),
     /// tracemark-verifier rejected something.
@@ -21,8 +19,6 @@ pub enum Error {
         /// The operating system's error.
         source: std::io::Error,
     },
-    /// The model file lacks something we need.
-    Model(String),
     /// Bad command-line usage or data.
     Usage(String),
 }
@@ -30,12 +26,10 @@ pub enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Candle(e) => write!(f, "model runtime: {e}"),
-            Self::Tokenizer(e) => write!(f, "tokenizer: {e}"),
+            Self::Candle(e) => e.fmt(f),
             Self::Core(e) => e.fmt(f),
             Self::Verifier(e) => e.fmt(f),
             Self::Io { path, source } => write!(f, "{path}: {source}"),
-            Self::Model(e) => write!(f, "model: {e}"),
             Self::Usage(e) => f.write_str(e),
         }
     }
@@ -43,8 +37,8 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-impl From<candle_core::Error> for Error {
-    fn from(e: candle_core::Error) -> Self {
+impl From<tracemark_candle::Error> for Error {
+    fn from(e: tracemark_candle::Error) -> Self {
         Self::Candle(e)
     }
 }

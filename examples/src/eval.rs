@@ -1,10 +1,11 @@
 //! Pieces of the evaluation harness (`make eval`): the arms, cached
-//! generations, attacks, text metrics, and summary statistics.
+//! generations, attacks and a text metric. (The summary statistics are
+//! `tracemark_verifier::stats`'.)
 
 use serde::{Deserialize, Serialize};
 use tracemark_core::SchemeConfig;
 
-use crate::generate::{Rng, Sampling};
+use tracemark_candle::{Rng, Sampling};
 
 /// One arm of the evaluation: a name and a scheme (none for the baseline).
 #[derive(Clone, Debug, PartialEq)]
@@ -15,18 +16,25 @@ pub struct ArmSpec {
     pub scheme: Option<SchemeConfig>,
     /// How the arm samples after its watermark.
     pub sampling: Sampling,
-    /// Skip contexts already watermarked in the sequence. On for the
-    /// distortion-free schemes (as in SynthID-Text): with a fixed key their
-    /// choice is a function of the context, and a repeated context would
-    /// otherwise repeat itself.
+    /// Skip contexts already watermarked in the sequence (on for the
+    /// schemes that select the token themselves, see [`arms`]).
     pub skip_repeated: bool,
+}
+
+/// Whether an arm with this scheme skips contexts it already watermarked. On
+/// for the distortion-free schemes (as in SynthID-Text): with a fixed key
+/// their choice is a function of the context, and a repeated context would
+/// otherwise repeat itself.
+// contract: the core's scheme contract answers.
+fn skips_repeated_contexts(scheme: &SchemeConfig) -> bool {
+    scheme.contract().skip_repeated
 }
 
 /// The arms of the published evaluation.
 pub fn arms() -> Vec<ArmSpec> {
     let spec = |name, s: Option<&str>| {
         let scheme: Option<SchemeConfig> = s.map(|s| s.parse().unwrap_or_else(|e| panic!("{s}: {e}")));
-        let skip_repeated = scheme.as_ref().is_some_and(|c| c.contract().skip_repeated);
+        let skip_repeated = scheme.as_ref().is_some_and(skips_repeated_contexts);
         ArmSpec {
             name,
             scheme,
@@ -130,44 +138,6 @@ pub fn distinct_n(ids: &[u32], n: usize) -> f64 {
     grams.len() as f64 / (ids.len() - n + 1) as f64
 }
 
-/// Mean and standard error of the mean.
-pub fn mean_se(xs: &[f64]) -> (f64, f64) {
-    if xs.is_empty() {
-        return (f64::NAN, f64::NAN);
-    }
-    let n = xs.len() as f64;
-    let mean = xs.iter().sum::<f64>() / n;
-    if xs.len() < 2 {
-        return (mean, 0.0);
-    }
-    let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
-    (mean, (var / n).sqrt())
-}
-
-/// The median (NaN for no data).
-pub fn median(xs: &[f64]) -> f64 {
-    if xs.is_empty() {
-        return f64::NAN;
-    }
-    let mut v = xs.to_vec();
-    v.sort_by(f64::total_cmp);
-    let m = v.len() / 2;
-    if v.len() % 2 == 1 {
-        v[m]
-    } else {
-        0.5 * (v[m - 1] + v[m])
-    }
-}
-
-/// The share of `log10_p` values below `log10(alpha)`: the detection rate at
-/// that false-positive rate (exact p-values make the threshold the rate).
-pub fn rate_below(log10_p: &[f64], alpha: f64) -> f64 {
-    if log10_p.is_empty() {
-        return f64::NAN;
-    }
-    log10_p.iter().filter(|&&l| l < alpha.log10()).count() as f64 / log10_p.len() as f64
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,10 +156,8 @@ mod tests {
     #[test]
     fn metrics() {
         assert_eq!(distinct_n(&[1, 2, 1, 2], 2), 2.0 / 3.0);
-        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(rate_below(&[-7.0, -2.0, -0.5], 1e-6), 1.0 / 3.0);
-        let (m, se) = mean_se(&[1.0, 3.0]);
-        assert!((m - 2.0).abs() < 1e-12 && (se - 1.0).abs() < 1e-12);
         assert_eq!(arms().len(), 10);
+        let skipping: Vec<&str> = arms().iter().filter(|a| a.skip_repeated).map(|a| a.name).collect();
+        assert_eq!(skipping, ["tournament", "gumbel"]);
     }
 }

@@ -13,33 +13,26 @@
 //! - `cargo run --release -p tracemark-examples --bin distill`: the
 //!   distillation experiment (`make distill`; `--quick` is part of `make test`).
 //!
-//! The demo also writes the model's `tokenizer.json` next to the model, for the
+//! The demo also writes the model's `tokenizer.json` to the cache, for the
 //! `tracemark` CLI.
 //!
-//! The pieces: [`model::Llama`] (a Llama forward pass on candle primitives
-//! that can return every position's logits), [`gguf_tokenizer`] (the model's
-//! tokenizer rebuilt from the GGUF vocabulary and merges),
-//! [`generate::generate`] (sampling with any scheme plugged in) and
-//! [`chat_prompt`] (SmolLM2's chat template).
+//! The binaries are thin: the model, its tokenizer, watermarked generation,
+//! reading-mode predictions and the distillation students come from
+//! [`tracemark_candle`]; detection, corpus scans, radioactivity tests and the
+//! statistics of the reports from [`tracemark_verifier`]. What is left here
+//! is the harness: [`eval`] (the arms, cached records, attacks), [`plot`]
+//! (SVG charts), and the run set-up below (cache, model path, keys, dates).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod error;
 pub mod eval;
-pub mod generate;
-pub mod gguf_tokenizer;
-pub mod model;
-pub mod ngram;
 pub mod plot;
-pub mod student;
 
 use std::path::PathBuf;
 
 pub use error::{Error, Result};
-
-/// The system message SmolLM2-Instruct was trained with.
-pub const SYSTEM: &str = "You are a helpful AI assistant named SmolLM, trained by Hugging Face";
 
 /// The key stored at `path`, or a fresh one from the OS RNG saved there
 /// (mode 0600): the full runs keep one key across reruns and resumed caches.
@@ -57,7 +50,7 @@ pub fn stored_key(path: &std::path::Path) -> Result<tracemark_core::Key> {
 /// freshly generated key. Never use it for anything else; the full runs
 /// generate a key with the OS RNG.
 pub fn quick_test_key(label: &str) -> tracemark_core::Key {
-    let mut rng = generate::Rng::new(0x7e57);
+    let mut rng = tracemark_candle::Rng::new(0x7e57);
     let mut bytes = [0u8; 32];
     for (i, chunk) in bytes.chunks_mut(8).enumerate() {
         let salt = label
@@ -68,9 +61,9 @@ pub fn quick_test_key(label: &str) -> tracemark_core::Key {
     tracemark_core::Key::from_bytes(bytes)
 }
 
-/// SmolLM2's chat template around one user message, ready for the assistant's answer.
-pub fn chat_prompt(user: &str) -> String {
-    format!("<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n")
+/// `r`, with an I/O error naming `path`.
+pub fn io<T>(path: &std::path::Path, r: std::io::Result<T>) -> Result<T> {
+    r.map_err(|e| Error::io(path, e))
 }
 
 /// The cache directory: `$TRACEMARK_CACHE` or `~/.cache/tracemark`.

@@ -2,7 +2,9 @@
 //! over all of them with deduplication across documents (the basis of the
 //! radioactivity test).
 //!
-//! A corpus is JSON Lines, one document per line, either text
+//! A corpus is a sequence of [`Document`]s: in memory
+//! ([`Scanner::scan_documents`]), or JSON Lines ([`Scanner::scan`]), one
+//! document per line, either text
 //! (`{"text": "...", "prompt": "..."}`, needs a tokenizer) or ids
 //! (`{"ids": [...], "prompt_ids": [...]}`); an optional `"id"` is echoed back
 //! and other fields are ignored. A line that is not a valid document is
@@ -100,7 +102,93 @@ impl ContextFilter {
     }
 }
 
-/// One parsed document.
+/// One document of a corpus: token ids, or text for a tokenizer to encode.
+/// The prompt (if any) is context only: it seeds the first contexts and is
+/// never scored.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Document {
+    /// Token ids.
+    Ids {
+        /// Echoed back in the document's [`DocResult`].
+        id: Option<Value>,
+        /// Context-only prefix (may be empty).
+        prompt_ids: Vec<u32>,
+        /// The completion to test.
+        ids: Vec<u32>,
+    },
+    /// Text (needs a [`TextTokenizer`]).
+    Text {
+        /// Echoed back in the document's [`DocResult`].
+        id: Option<Value>,
+        /// Context-only prefix.
+        prompt: Option<String>,
+        /// The completion to test.
+        text: String,
+    },
+}
+
+impl Document {
+    /// A document of ids (without an id of its own).
+    pub fn ids(prompt_ids: Vec<u32>, ids: Vec<u32>) -> Self {
+        Self::Ids {
+            id: None,
+            prompt_ids,
+            ids,
+        }
+    }
+
+    /// A text document (without an id of its own).
+    pub fn text(prompt: Option<String>, text: String) -> Self {
+        Self::Text { id: None, prompt, text }
+    }
+
+    /// The same document carrying `id`, echoed back in its [`DocResult`].
+    pub fn with_id(mut self, new_id: Value) -> Self {
+        match &mut self {
+            Self::Ids { id, .. } | Self::Text { id, .. } => *id = Some(new_id),
+        }
+        self
+    }
+
+    /// The document as one JSON Lines line (keys sorted, with the newline):
+    /// what [`Scanner::scan`] reads, and what an in-memory scan hashes.
+    pub fn to_json_line(&self) -> String {
+        let mut v = match self {
+            Self::Ids { prompt_ids, ids, .. } => serde_json::json!({"prompt_ids": prompt_ids, "ids": ids}),
+            Self::Text { prompt, text, .. } => match prompt {
+                Some(p) => serde_json::json!({"prompt": p, "text": text}),
+                None => serde_json::json!({ "text": text }),
+            },
+        };
+        if let (Self::Ids { id: Some(id), .. } | Self::Text { id: Some(id), .. }, Some(obj)) = (self, v.as_object_mut())
+        {
+            obj.insert("id".into(), id.clone());
+        }
+        v.to_string() + "\n"
+    }
+
+    /// Its id, prompt ids and completion ids (text encoded by `tokenizer`).
+    fn resolve(self, tokenizer: Option<&TextTokenizer>) -> std::result::Result<Doc, String> {
+        match self {
+            Self::Ids { id, prompt_ids, ids } => Ok(Doc {
+                id,
+                prompt: prompt_ids,
+                ids,
+            }),
+            Self::Text { id, prompt, text } => {
+                let tok = tokenizer.ok_or("text documents need a tokenizer (--tokenizer)")?;
+                let ids = tok.encode(&text).map_err(|e| e.to_string())?.ids;
+                let prompt = match prompt {
+                    Some(p) => tok.encode(&p).map_err(|e| e.to_string())?.ids,
+                    None => Vec::new(),
+                };
+                Ok(Doc { id, prompt, ids })
+            }
+        }
+    }
+}
+
+/// One document, resolved to ids.
 #[derive(Debug)]
 struct Doc {
     id: Option<Value>,
@@ -120,39 +208,40 @@ fn ids_field(v: &Value, name: &str) -> std::result::Result<Vec<u32>, String> {
         .collect()
 }
 
-fn parse_doc(line: &str, tokenizer: Option<&TextTokenizer>) -> std::result::Result<Doc, String> {
+/// A JSONL line as a [`Document`] (its shape only: text is not encoded here).
+fn parse_doc(line: &str) -> std::result::Result<Document, String> {
     let v: Value = serde_json::from_str(line).map_err(|e| format!("not valid JSON: {e}"))?;
     let obj = v.as_object().ok_or("a document must be a JSON object")?;
     let id = obj.get("id").cloned();
     match (obj.get("text"), obj.get("ids")) {
         (Some(text), None) => {
-            let text = text.as_str().ok_or("`text` must be a string")?;
-            let tok = tokenizer.ok_or("text documents need a tokenizer (--tokenizer)")?;
-            let ids = tok.encode(text).map_err(|e| e.to_string())?.ids;
+            let text = text.as_str().ok_or("`text` must be a string")?.to_string();
             let prompt = match obj.get("prompt") {
-                Some(p) => {
-                    tok.encode(p.as_str().ok_or("`prompt` must be a string")?)
-                        .map_err(|e| e.to_string())?
-                        .ids
-                }
-                None => Vec::new(),
+                Some(p) => Some(p.as_str().ok_or("`prompt` must be a string")?.to_string()),
+                None => None,
             };
-            Ok(Doc { id, prompt, ids })
+            Ok(Document::Text { id, prompt, text })
         }
         (None, Some(ids)) => {
-            let prompt = match obj.get("prompt_ids") {
+            let prompt_ids = match obj.get("prompt_ids") {
                 Some(p) => ids_field(p, "prompt_ids")?,
                 None => Vec::new(),
             };
-            Ok(Doc {
+            Ok(Document::Ids {
                 id,
-                prompt,
+                prompt_ids,
                 ids: ids_field(ids, "ids")?,
             })
         }
         (Some(_), Some(_)) => Err("a document has `text` or `ids`, not both".into()),
         (None, None) => Err("a document needs a `text` or an `ids` field".into()),
     }
+}
+
+/// A document waiting in a batch: a raw JSONL line, or one given in memory.
+enum Pending {
+    Line(Vec<u8>),
+    Doc(Document),
 }
 
 /// Scans corpora with one detector.
@@ -193,7 +282,7 @@ impl<'a> Scanner<'a> {
         self
     }
 
-    fn process(&self, line_no: usize, raw: &[u8]) -> (DocResult, Option<Observations>) {
+    fn process(&self, line_no: usize, pending: Pending) -> (DocResult, Option<Observations>) {
         let mut result = DocResult {
             line: line_no,
             id: None,
@@ -203,9 +292,13 @@ impl<'a> Scanner<'a> {
             scored: 0,
             error: None,
         };
-        let doc = core::str::from_utf8(raw)
-            .map_err(|e| format!("not valid UTF-8 (byte {})", e.valid_up_to()))
-            .and_then(|line| parse_doc(line, self.tokenizer));
+        let doc = match pending {
+            Pending::Line(raw) => core::str::from_utf8(&raw)
+                .map_err(|e| format!("not valid UTF-8 (byte {})", e.valid_up_to()))
+                .and_then(parse_doc),
+            Pending::Doc(doc) => Ok(doc),
+        }
+        .and_then(|doc| doc.resolve(self.tokenizer));
         let doc = match doc {
             Ok(d) => d,
             Err(e) => {
@@ -242,8 +335,59 @@ impl<'a> Scanner<'a> {
 
     /// Scans a JSONL corpus. `on_doc` sees each document's result, in order,
     /// as soon as its batch is done. I/O errors on the reader abort the scan;
-    /// bad lines do not.
-    pub fn scan<R: BufRead>(&self, mut reader: R, mut on_doc: impl FnMut(&DocResult)) -> Result<ScanSummary> {
+    /// bad lines do not. The summary's hash is that of the corpus bytes.
+    pub fn scan<R: BufRead>(&self, mut reader: R, on_doc: impl FnMut(&DocResult)) -> Result<ScanSummary> {
+        let mut hasher = sha2::Sha256::default();
+        let mut line_no = 0usize;
+        let mut failed = None;
+        let lines = std::iter::from_fn(|| loop {
+            let mut buf = Vec::new();
+            match reader.read_until(b'\n', &mut buf) {
+                Ok(0) => return None,
+                Ok(_) => {}
+                Err(e) => {
+                    failed = Some(Error::io("corpus", &e));
+                    return None;
+                }
+            }
+            sha2::Digest::update(&mut hasher, &buf);
+            line_no += 1;
+            if !buf.iter().all(u8::is_ascii_whitespace) {
+                return Some((line_no, Pending::Line(buf)));
+            }
+        });
+        let scan = self.run(lines, on_doc);
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        scan?.finish(sha2::Digest::finalize(hasher))
+    }
+
+    /// Scans documents held in memory, exactly as [`scan`](Self::scan) scans
+    /// their JSONL form: `on_doc` sees each result in order (`line` is the
+    /// 1-based position of the document), and a document that cannot be
+    /// tested is reported and counted, not fatal. The summary's hash is that
+    /// of the documents' [`Document::to_json_line`] forms.
+    pub fn scan_documents(
+        &self,
+        documents: impl IntoIterator<Item = Document>,
+        on_doc: impl FnMut(&DocResult),
+    ) -> Result<ScanSummary> {
+        let mut hasher = sha2::Sha256::default();
+        let docs = documents.into_iter().enumerate().map(|(i, doc)| {
+            sha2::Digest::update(&mut hasher, doc.to_json_line().as_bytes());
+            (i + 1, Pending::Doc(doc))
+        });
+        let scan = self.run(docs, on_doc)?;
+        scan.finish(sha2::Digest::finalize(hasher))
+    }
+
+    /// Processes documents in parallel batches, merging them in order.
+    fn run(
+        &self,
+        mut docs: impl Iterator<Item = (usize, Pending)>,
+        mut on_doc: impl FnMut(&DocResult),
+    ) -> Result<Scanned<'_>> {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(self.jobs)
             .build()
@@ -251,61 +395,64 @@ impl<'a> Scanner<'a> {
                 name: "jobs",
                 message: e.to_string(),
             })?;
-        let mut hasher = sha2::Sha256::default();
-        let mut merged = Merger::new(self.detector.options().dedup);
-        let mut summary_counts = [0usize; 5]; // documents, errors, detected, not detected, inconclusive
-        let mut line_no = 0usize;
-        let mut done = false;
-        while !done {
-            let mut batch: Vec<(usize, Vec<u8>)> = Vec::with_capacity(BATCH);
-            while batch.len() < BATCH {
-                let mut buf = Vec::new();
-                let n = reader
-                    .read_until(b'\n', &mut buf)
-                    .map_err(|e| Error::io("corpus", &e))?;
-                if n == 0 {
-                    done = true;
-                    break;
-                }
-                sha2::Digest::update(&mut hasher, &buf);
-                line_no += 1;
-                if buf.iter().all(u8::is_ascii_whitespace) {
-                    continue;
-                }
-                batch.push((line_no, buf));
+        let mut scanned = Scanned {
+            detector: self.detector,
+            tokenizer: self.tokenizer,
+            merged: Merger::new(self.detector.options().dedup),
+            counts: [0; 5],
+        };
+        loop {
+            let batch: Vec<(usize, Pending)> = docs.by_ref().take(BATCH).collect();
+            if batch.is_empty() {
+                break;
             }
             let results: Vec<(DocResult, Option<Observations>)> = pool.install(|| {
                 use rayon::prelude::*;
-                batch.par_iter().map(|(n, raw)| self.process(*n, raw)).collect()
+                batch.into_par_iter().map(|(n, doc)| self.process(n, doc)).collect()
             });
             for (result, obs) in results {
-                summary_counts[0] += 1;
+                scanned.counts[0] += 1;
                 match (&result.error, result.verdict) {
-                    (Some(_), _) => summary_counts[1] += 1,
-                    (None, Some(Verdict::Detected)) => summary_counts[2] += 1,
-                    (None, Some(Verdict::NotDetected)) => summary_counts[3] += 1,
-                    _ => summary_counts[4] += 1,
+                    (Some(_), _) => scanned.counts[1] += 1,
+                    (None, Some(Verdict::Detected)) => scanned.counts[2] += 1,
+                    (None, Some(Verdict::NotDetected)) => scanned.counts[3] += 1,
+                    _ => scanned.counts[4] += 1,
                 }
                 if let Some(obs) = obs {
-                    merged.add(obs);
+                    scanned.merged.add(obs);
                 }
                 on_doc(&result);
             }
         }
-        let digest = sha2::Digest::finalize(hasher);
+        Ok(scanned)
+    }
+}
+
+/// What a scan gathered, before its summary.
+struct Scanned<'a> {
+    detector: &'a Detector,
+    tokenizer: Option<&'a TextTokenizer>,
+    merged: Merger,
+    /// Documents, errors, detected, not detected, inconclusive.
+    counts: [usize; 5],
+}
+
+impl Scanned<'_> {
+    fn finish(self, digest: impl AsRef<[u8]>) -> Result<ScanSummary> {
         let corpus_sha256 = format!(
             "sha256:{}",
-            digest.iter().map(|b| format!("{b:02x}")).collect::<String>()
+            digest.as_ref().iter().map(|b| format!("{b:02x}")).collect::<String>()
         );
-        let mut aggregate = self.detector.report(merged.finish());
+        let mut aggregate = self.detector.report(self.merged.finish());
         aggregate.tokenizer = self.tokenizer.map(|t| t.info().clone());
         aggregate.input_sha256 = Some(corpus_sha256.clone());
+        let [documents, errors, detected, not_detected, inconclusive] = self.counts;
         Ok(ScanSummary {
-            documents: summary_counts[0],
-            errors: summary_counts[1],
-            detected: summary_counts[2],
-            not_detected: summary_counts[3],
-            inconclusive: summary_counts[4],
+            documents,
+            errors,
+            detected,
+            not_detected,
+            inconclusive,
             corpus_sha256,
             aggregate,
         })
@@ -365,7 +512,7 @@ pub fn scan_path(scanner: &Scanner<'_>, path: &std::path::Path, on_doc: impl FnM
     }
 }
 
-/// The context keys of a corpus of our own watermarked outputs, for
+/// The context keys of a corpus of our own watermarked outputs (JSONL), for
 /// [`Scanner::filter`].
 pub fn context_keys(
     detector: &Detector,
@@ -382,16 +529,47 @@ pub fn context_keys(
             line: i + 1,
             message: format!("not valid UTF-8 (byte {})", e.valid_up_to()),
         })?;
-        let doc = parse_doc(text, tokenizer).map_err(|message| Error::BadDocument { line: i + 1, message })?;
-        detector.check_ids(&doc.prompt, 0)?;
-        detector.check_ids(&doc.ids, doc.prompt.len())?;
-        let mut history = doc.prompt;
-        for &t in &doc.ids {
-            if let Some(cs) = detector.scheme().seeder().context_seed(&history) {
-                keys.insert(cs.key);
-            }
-            history.push(t);
-        }
+        let doc = parse_doc(text).map_err(|message| Error::BadDocument { line: i + 1, message })?;
+        add_context_keys(&mut keys, detector, tokenizer, i + 1, doc)?;
     }
     Ok(keys)
+}
+
+impl ContextFilter {
+    /// The context keys of our own watermarked outputs held in memory (the
+    /// in-memory [`context_keys`]); a bad document is an error naming its
+    /// 1-based position.
+    pub fn from_documents(
+        detector: &Detector,
+        tokenizer: Option<&TextTokenizer>,
+        documents: impl IntoIterator<Item = Document>,
+    ) -> Result<Self> {
+        let mut keys = Self::default();
+        for (i, doc) in documents.into_iter().enumerate() {
+            add_context_keys(&mut keys, detector, tokenizer, i + 1, doc)?;
+        }
+        Ok(keys)
+    }
+}
+
+fn add_context_keys(
+    keys: &mut ContextFilter,
+    detector: &Detector,
+    tokenizer: Option<&TextTokenizer>,
+    line: usize,
+    doc: Document,
+) -> Result<()> {
+    let doc = doc
+        .resolve(tokenizer)
+        .map_err(|message| Error::BadDocument { line, message })?;
+    detector.check_ids(&doc.prompt, 0)?;
+    detector.check_ids(&doc.ids, doc.prompt.len())?;
+    let mut history = doc.prompt;
+    for &t in &doc.ids {
+        if let Some(cs) = detector.scheme().seeder().context_seed(&history) {
+            keys.insert(cs.key);
+        }
+        history.push(t);
+    }
+    Ok(())
 }

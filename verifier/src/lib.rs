@@ -44,8 +44,8 @@
 //! Beyond single texts: [`WindowOptions`] finds the most significant span of a
 //! long text (Bonferroni-corrected over the windows examined);
 //! [`KeyringDetector`] tests many keys (one per API-account cohort, say) with
-//! Holm's family-wise correction; [`Scanner`] scans a JSONL corpus in
-//! parallel, with a verdict per document and one aggregate test deduplicated
+//! Holm's family-wise correction; [`Scanner`] scans a corpus (JSONL, or [`Document`]s in
+//! memory) in parallel, with a verdict per document and one aggregate test deduplicated
 //! across documents. [`calibration`] measures the false-positive rate of the
 //! tests over millions of (document, key) pairs of human text (`make calibrate`).
 
@@ -63,7 +63,7 @@ pub mod stats;
 mod text;
 mod window;
 
-pub use corpus::{context_keys, scan_path, ContextFilter, DocResult, ScanSummary, Scanner};
+pub use corpus::{context_keys, scan_path, ContextFilter, DocResult, Document, ScanSummary, Scanner};
 pub use detect::{
     Counts, Dedup, DetectOptions, Detection, Detector, Mark, Outcome, TestReport, TokenStatus, TokenizerInfo, Verdict,
 };

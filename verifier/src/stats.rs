@@ -209,6 +209,81 @@ pub fn holm_adjust_ln(ln_p: &[f64]) -> Vec<f64> {
     adjusted
 }
 
+/// The central range of Binomial(n, p) holding at least `coverage` of its
+/// mass, split evenly between the tails: the smallest `lo` with
+/// `P(X <= lo) > (1 - coverage) / 2` and the smallest `hi` with
+/// `P(X > hi) <= (1 - coverage) / 2`. A count outside `lo..=hi` rejects
+/// "the rate is p" at level `1 - coverage` (exact, two-sided): e.g. how many
+/// of n independent exact tests may fall below alpha (`p = alpha`).
+/// Computed from the exact tails in log space.
+///
+/// # Panics
+/// If `p` is not in (0, 1) or `coverage` not in (0, 1).
+pub fn binomial_central_range(n: u64, p: f64, coverage: f64) -> (u64, u64) {
+    assert!(coverage > 0.0 && coverage < 1.0, "coverage must be in (0, 1)");
+    let tail = (1.0 - coverage) / 2.0;
+    // P(X > k) = P(X >= k + 1).
+    let above = |k: u64| ln_binomial_upper(k + 1, n, p).exp();
+    let lo = (0..=n).find(|&k| above(k) < 1.0 - tail).unwrap_or(n);
+    let hi = (0..=n).find(|&k| above(k) <= tail).unwrap_or(n);
+    (lo, hi)
+}
+
+/// The Kolmogorov-Smirnov distance of p-values from the uniform
+/// distribution, and its critical value at level 1e-3 (asymptotic,
+/// `1.95 / sqrt(n)`): p-values of a calibrated exact test pass when the
+/// distance is below it.
+pub fn ks_uniform(p: &[f64]) -> (f64, f64) {
+    let mut v = p.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len() as f64;
+    let d = v
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| ((i as f64 + 1.0) / n - x).max(x - i as f64 / n))
+        .fold(0.0, f64::max);
+    (d, 1.95 / n.sqrt())
+}
+
+/// The share of tests with `log10 p < log10(alpha)`: the detection rate (on
+/// marked inputs) or the false-positive rate (on unmarked ones) at level
+/// `alpha`. NaN for no tests.
+pub fn rate_below(log10_p: &[f64], alpha: f64) -> f64 {
+    if log10_p.is_empty() {
+        return f64::NAN;
+    }
+    log10_p.iter().filter(|&&l| l < alpha.log10()).count() as f64 / log10_p.len() as f64
+}
+
+/// Mean and standard error of the mean (NaN for no data, SE 0 for one value).
+pub fn mean_se(xs: &[f64]) -> (f64, f64) {
+    if xs.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let n = xs.len() as f64;
+    let mean = xs.iter().sum::<f64>() / n;
+    if xs.len() < 2 {
+        return (mean, 0.0);
+    }
+    let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (mean, (var / n).sqrt())
+}
+
+/// The median (NaN for no data).
+pub fn median(xs: &[f64]) -> f64 {
+    if xs.is_empty() {
+        return f64::NAN;
+    }
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        0.5 * (v[m - 1] + v[m])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,5 +328,55 @@ mod tests {
         for (a, b) in holm_adjust_ln(&ln).iter().zip(&adj) {
             assert!((a.exp() - b).abs() < 1e-12);
         }
+    }
+
+    /// The central range from summing the pmf from both ends (the
+    /// distillation report's former implementation).
+    fn brute_central_range(n: u64, p: f64, tail: f64) -> (u64, u64) {
+        let pmf: Vec<f64> = (0..=n).map(|k| ln_dbinom(k, n, p).exp()).collect();
+        let (mut lo, mut below) = (0, 0.0);
+        while lo < n && below + pmf[lo as usize] <= tail {
+            below += pmf[lo as usize];
+            lo += 1;
+        }
+        let (mut hi, mut above) = (n, 0.0);
+        while hi > 0 && above + pmf[hi as usize] <= tail {
+            above += pmf[hi as usize];
+            hi -= 1;
+        }
+        (lo, hi)
+    }
+
+    #[test]
+    fn central_range_matches_pmf_sums() {
+        for (n, p) in [
+            (1000u64, 1e-2),
+            (1000, 1e-3),
+            (3000, 0.01),
+            (3000, 0.05),
+            (24, 0.5),
+            (10, 0.3),
+        ] {
+            assert_eq!(
+                binomial_central_range(n, p, 0.99),
+                brute_central_range(n, p, 0.005),
+                "n={n} p={p}"
+            );
+        }
+        // Binomial(1000, 0.01): mean 10, the 99% range is 3..=19.
+        assert_eq!(binomial_central_range(1000, 0.01, 0.99), (3, 19));
+    }
+
+    #[test]
+    fn ks_and_summaries() {
+        let (d, crit) = ks_uniform(&[0.1, 0.3, 0.5, 0.7, 0.9]);
+        assert!((d - 0.1).abs() < 1e-12 && (crit - 1.95 / 5f64.sqrt()).abs() < 1e-12);
+        assert_eq!(ks_uniform(&[1e-9; 4]).0, 1.0 - 1e-9);
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert_eq!(rate_below(&[-7.0, -2.0, -0.5], 1e-6), 1.0 / 3.0);
+        assert!(rate_below(&[], 0.01).is_nan() && median(&[]).is_nan());
+        let (m, se) = mean_se(&[1.0, 3.0]);
+        assert!((m - 2.0).abs() < 1e-12 && (se - 1.0).abs() < 1e-12);
     }
 }

@@ -62,6 +62,19 @@ impl TextTokenizer {
         })
     }
 
+    /// Wraps a tokenizer built in memory (e.g. from a model file). It is
+    /// serialised to its `tokenizer.json` form and parsed back, so that
+    /// detection uses exactly what that JSON describes and the fingerprint
+    /// stays the SHA-256 of it: the same fingerprint as
+    /// [`from_file`](Self::from_file) on the file `tokenizer.save(path, false)`
+    /// writes.
+    pub fn from_tokenizer(tokenizer: &tokenizers::Tokenizer) -> Result<Self> {
+        let json = tokenizer.to_string(false).map_err(|e| Error::Tokenizer {
+            message: format!("cannot serialise the tokenizer: {e}"),
+        })?;
+        Self::from_bytes(json.as_bytes())
+    }
+
     /// Parses the contents of a `tokenizer.json`.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         let inner = tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| Error::Tokenizer {

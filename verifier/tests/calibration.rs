@@ -21,7 +21,7 @@ use rayon::prelude::*;
 use serde_json::Value;
 use support::Rng;
 use tracemark_core::SchemeConfig;
-use tracemark_verifier::stats::ln_binomial_upper;
+use tracemark_verifier::stats::binomial_central_range;
 use tracemark_verifier::{Dedup, DetectOptions, Detector, TextTokenizer};
 
 const SCHEMES: [&str; 4] = [
@@ -72,9 +72,7 @@ fn load_docs(tokenizer: &TextTokenizer) -> Vec<Doc> {
 
 /// The 0.5% and 99.5% quantiles of Binomial(n, alpha), as shares.
 fn interval99(n: u64, alpha: f64) -> (f64, f64) {
-    let upper_tail = |k: u64| ln_binomial_upper(k, n, alpha).exp();
-    let lo = (0..=n).find(|&k| upper_tail(k + 1) < 0.995).expect("exists");
-    let hi = (0..=n).find(|&k| upper_tail(k + 1) <= 0.005).expect("exists");
+    let (lo, hi) = binomial_central_range(n, alpha, 0.99);
     (lo as f64 / n as f64, hi as f64 / n as f64)
 }
 

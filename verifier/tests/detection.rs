@@ -7,8 +7,8 @@ use support::{flat_candidates, generate, random_tokens, word_tokenizer_json, wor
 use tracemark_core::{Key, SchemeConfig};
 use tracemark_verifier::stats::{ln_binomial_upper, ln_gamma_upper};
 use tracemark_verifier::{
-    Dedup, DetectOptions, Detector, Error, Keyring, KeyringDetector, Outcome, Scanner, TextTokenizer, TokenStatus,
-    Verdict, WindowOptions,
+    ContextFilter, Dedup, DetectOptions, Detector, Document, Error, Keyring, KeyringDetector, Outcome, Scanner,
+    TextTokenizer, TokenStatus, Verdict, WindowOptions,
 };
 
 fn config(s: &str) -> SchemeConfig {
@@ -407,6 +407,68 @@ fn corpus_scan_reports_every_line_and_aggregates_across_documents() {
     assert_eq!(again.aggregate.counts.scored, summary.aggregate.counts.scored);
     assert_eq!(again.detected, 7);
     assert_ne!(again.corpus_sha256, summary.corpus_sha256);
+}
+
+#[test]
+fn in_memory_scan_equals_the_jsonl_scan_of_the_same_documents() {
+    let vocab = 20_000;
+    let cfg = config("kgw:gamma=0.25,delta=2,context=lefthash:1");
+    let mut rng = Rng::new(112);
+    let key = rng.key();
+    let scheme = cfg.build(&key, vocab).expect("scheme");
+    let mut docs = Vec::new();
+    for i in 0..6u32 {
+        let prompt = vec![i, i + 1];
+        let ids = if i % 2 == 0 {
+            generate(scheme.as_ref(), &prompt, 60, &mut rng, |_, _| vec![0.0; vocab])
+        } else {
+            random_tokens(vocab, 60, &mut rng)
+        };
+        docs.push(Document::ids(prompt, ids).with_id(serde_json::json!(i)));
+    }
+    docs.push(Document::ids(vec![], vec![1, 2, vocab as u32]));
+    docs.push(Document::text(None, "needs a tokenizer".into()));
+    let jsonl: String = docs.iter().map(Document::to_json_line).collect();
+    let detector = Detector::new(&key, &cfg, vocab, DetectOptions::default()).expect("detector");
+    let (mut from_lines, mut from_docs) = (Vec::new(), Vec::new());
+    let a = Scanner::new(&detector, None)
+        .scan(jsonl.as_bytes(), |d| from_lines.push(d.clone()))
+        .expect("scan");
+    let b = Scanner::new(&detector, None)
+        .scan_documents(docs.clone(), |d| from_docs.push(d.clone()))
+        .expect("scan");
+    assert_eq!(a, b, "same documents, same summary (and the same hash)");
+    assert_eq!(from_lines, from_docs);
+    assert_eq!((b.documents, b.errors, b.detected), (8, 2, 3));
+    assert_eq!(from_docs[0].id, Some(serde_json::json!(0)));
+
+    // The in-memory context filter equals the JSONL one.
+    let ours = &docs[..6];
+    let f1 = tracemark_verifier::context_keys(&detector, None, jsonl.as_bytes()).err();
+    assert!(f1.is_some(), "the out-of-vocabulary document is an error");
+    let lines: String = ours.iter().map(Document::to_json_line).collect();
+    let f1 = tracemark_verifier::context_keys(&detector, None, lines.as_bytes()).expect("keys");
+    let f2 = ContextFilter::from_documents(&detector, None, ours.to_vec()).expect("keys");
+    assert!(f1.len() == f2.len() && !f1.is_empty());
+    let filtered = |f| {
+        Scanner::new(&detector, None)
+            .filter(f)
+            .scan_documents(ours.to_vec(), |_| ())
+            .expect("scan")
+    };
+    assert_eq!(filtered(&f1), filtered(&f2));
+}
+
+#[test]
+fn a_tokenizer_in_memory_has_the_fingerprint_of_its_file() {
+    let json = word_tokenizer_json(500);
+    let inner: tokenizers::Tokenizer = json.parse().expect("tokenizer");
+    let from_memory = TextTokenizer::from_tokenizer(&inner).expect("wraps");
+    let saved = inner.to_string(false).expect("serialises");
+    let from_file = TextTokenizer::from_bytes(saved.as_bytes()).expect("parses");
+    assert_eq!(from_memory.info(), from_file.info());
+    assert_eq!(from_memory.vocab_size(), 500);
+    assert_eq!(from_memory.encode("w1 w2 w499").expect("encodes").ids, [1, 2, 499]);
 }
 
 #[test]

@@ -7,10 +7,9 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Parser;
+use tracemark_candle::{chat_prompt, generate, gguf_tokenizer, set_threads, Arm, Llama, LoadOptions, Rng, Sampling};
 use tracemark_core::{Key, SchemeConfig};
-use tracemark_examples::generate::{generate, Arm, Rng, Sampling};
-use tracemark_examples::model::{set_threads, Llama, LoadOptions};
-use tracemark_examples::{cache_dir, chat_prompt, gguf_tokenizer, model_path, Error, Result};
+use tracemark_examples::{cache_dir, model_path, Error, Result};
 use tracemark_verifier::{render, DetectOptions, Detection, Detector, TextTokenizer};
 
 const PROMPTS: [&str; 3] = [
@@ -96,7 +95,7 @@ fn run(args: Args) -> Result<()> {
     };
     println!("watermark  {} under key {}", args.scheme, key.id());
     let scheme = args.scheme.build(&key, model.config().vocab_size)?;
-    let verifier_tok = TextTokenizer::from_file(&tok_path)?;
+    let verifier_tok = TextTokenizer::from_tokenizer(&tok)?;
     let detector = Detector::new(&key, &args.scheme, verifier_tok.vocab_size(), DetectOptions::default())?;
     let stop = [
         gguf_tokenizer::token_id(&tok, "<|im_end|>")?,

@@ -17,11 +17,11 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use tracemark_candle::{chat_prompt, generate, gguf_tokenizer, set_threads, Arm, Llama, LoadOptions, Rng, Sampling};
 use tracemark_core::{Key, Scheme};
 use tracemark_examples::eval::{self, ArmRecord, ArmSpec, PromptRecord};
-use tracemark_examples::generate::{generate, Arm, Rng, Sampling};
-use tracemark_examples::model::{set_threads, Llama, LoadOptions};
-use tracemark_examples::{cache_dir, chat_prompt, gguf_tokenizer, model_path, prompts, today, Error, Result};
+use tracemark_examples::{cache_dir, io, model_path, prompts, today, Error, Result};
+use tracemark_verifier::stats::{mean_se, median, rate_below};
 use tracemark_verifier::{DetectOptions, Detector, TextTokenizer, WindowOptions};
 
 #[derive(Parser)]
@@ -49,10 +49,6 @@ struct Args {
 
 const LENGTHS: [usize; 4] = [25, 50, 100, 200];
 
-fn io<T>(path: &Path, r: std::io::Result<T>) -> Result<T> {
-    r.map_err(|e| Error::io(path, e))
-}
-
 fn fnv(s: &str) -> u64 {
     s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
@@ -74,9 +70,7 @@ fn setup(args: &Args, dir: &Path) -> Result<Setup> {
     let path = model_path()?;
     let model = Llama::load(&path, LoadOptions::default())?;
     let tok = gguf_tokenizer::from_gguf(&path)?;
-    let tok_path = dir.join("tokenizer.json");
-    gguf_tokenizer::save(&tok, &tok_path)?;
-    let verifier_tok = TextTokenizer::from_file(&tok_path)?;
+    let verifier_tok = TextTokenizer::from_tokenizer(&tok)?;
     let key_path = dir.join("eval.key");
     let key = if args.quick {
         tracemark_examples::quick_test_key("eval")
@@ -214,6 +208,7 @@ fn single_sequence_speed(s: &Setup, tokens: usize) -> Result<Vec<(String, f64, f
 /// One row of a results table: log10 p per prompt.
 type Samples = Vec<f64>;
 
+#[derive(Default)]
 struct Analysis {
     by_length: BTreeMap<(String, usize), Samples>,
     fpr: BTreeMap<String, Samples>,
@@ -258,16 +253,7 @@ fn analyse(s: &Setup, records: &[PromptRecord]) -> Result<Analysis> {
         ..opts.clone()
     };
     let human = human_ids(s, records.len())?;
-    let mut a = Analysis {
-        by_length: BTreeMap::new(),
-        fpr: BTreeMap::new(),
-        attacks: BTreeMap::new(),
-        nll: BTreeMap::new(),
-        distinct: BTreeMap::new(),
-        watermark_us_per_token: BTreeMap::new(),
-        roundtrip_exact: BTreeMap::new(),
-        tokens: BTreeMap::new(),
-    };
+    let mut a = Analysis::default();
     for (arm_index, spec) in s.arms.iter().enumerate() {
         let name = spec.name.to_string();
         let mut nlls = Vec::new();
@@ -350,7 +336,7 @@ fn analyse(s: &Setup, records: &[PromptRecord]) -> Result<Analysis> {
             let prompt_text = s
                 .tok
                 .decode(&r.prompt_ids, false)
-                .map_err(|e| Error::Tokenizer(e.to_string()))?;
+                .map_err(|e| tracemark_candle::Error::Tokenizer(e.to_string()))?;
             let rt = if text.trim().is_empty() {
                 0.0
             } else {
@@ -421,12 +407,12 @@ fn write_report(
             md,
             "| {} | {} | {} | {} | {:.1} | {:.0} | {} |",
             spec.name,
-            pct(eval::rate_below(l, 1e-2)),
-            pct(eval::rate_below(l, 1e-3)),
-            pct(eval::rate_below(l, 1e-6)),
-            eval::median(l),
-            eval::mean_se(&a.tokens[spec.name]).0,
-            pct(eval::rate_below(f, 1e-2)),
+            pct(rate_below(l, 1e-2)),
+            pct(rate_below(l, 1e-3)),
+            pct(rate_below(l, 1e-6)),
+            median(l),
+            mean_se(&a.tokens[spec.name]).0,
+            pct(rate_below(f, 1e-2)),
         );
     }
     let _ = writeln!(
@@ -444,7 +430,7 @@ fn write_report(
     for spec in s.arms.iter().filter(|a| a.scheme.is_some()) {
         let cells: Vec<String> = LENGTHS
             .iter()
-            .map(|&l| pct(eval::rate_below(&a.by_length[&(spec.name.to_string(), l)], 1e-3)))
+            .map(|&l| pct(rate_below(&a.by_length[&(spec.name.to_string(), l)], 1e-3)))
             .collect();
         let _ = writeln!(md, "| {} | {} |", spec.name, cells.join(" | "));
     }
@@ -453,7 +439,7 @@ fn write_report(
     let _ = writeln!(md, "| scheme | sampling | mean NLL/token ± SE | PPL (exp mean NLL) | median PPL | distinct-2 | distinct-3 |\n|---|---|---:|---:|---:|---:|---:|");
     for spec in &s.arms {
         let (nll, ppl) = &a.nll[spec.name];
-        let (m, se) = eval::mean_se(nll);
+        let (m, se) = mean_se(nll);
         let (d2, d3) = &a.distinct[spec.name];
         let _ = writeln!(
             md,
@@ -465,9 +451,9 @@ fn write_report(
                 _ => "full vocabulary".to_string(),
             },
             m.exp(),
-            eval::median(ppl),
-            eval::mean_se(d2).0,
-            eval::mean_se(d3).0
+            median(ppl),
+            mean_se(d2).0,
+            mean_se(d3).0
         );
     }
     let _ = writeln!(
@@ -515,7 +501,7 @@ fn write_report(
             .iter()
             .map(|l| {
                 let v = &a.attacks[&(spec.name.to_string(), l.clone())];
-                format!("{} ({:.1})", pct(eval::rate_below(v, 1e-3)), eval::median(v))
+                format!("{} ({:.1})", pct(rate_below(v, 1e-3)), median(v))
             })
             .collect();
         let _ = writeln!(md, "| {} | {} |", spec.name, cells.join(" | "));
@@ -533,8 +519,8 @@ fn write_report(
             "| {} | {:.3} | {:.1} | {:.1} |",
             spec.name,
             a.roundtrip_exact[spec.name],
-            eval::median(&a.by_length[&(spec.name.to_string(), full)]),
-            eval::median(&a.attacks[&(spec.name.to_string(), "decode/re-encode".to_string())])
+            median(&a.by_length[&(spec.name.to_string(), full)]),
+            median(&a.attacks[&(spec.name.to_string(), "decode/re-encode".to_string())])
         );
     }
     let dir = out.parent().unwrap_or(Path::new("."));
@@ -553,7 +539,7 @@ fn plots(s: &Setup, a: &Analysis, dir: &Path) -> Result<()> {
             name: n.to_string(),
             points: LENGTHS
                 .iter()
-                .map(|&l| (l as f64, eval::rate_below(&a.by_length[&(n.to_string(), l)], 1e-3)))
+                .map(|&l| (l as f64, rate_below(&a.by_length[&(n.to_string(), l)], 1e-3)))
                 .collect(),
         })
         .collect();
@@ -576,7 +562,7 @@ fn plots(s: &Setup, a: &Analysis, dir: &Path) -> Result<()> {
                     } else {
                         &a.attacks[&(n.to_string(), format!("substitute {:.0}%", f * 100.0))]
                     };
-                    (f * 100.0, eval::median(v))
+                    (f * 100.0, median(v))
                 })
                 .collect(),
         })
@@ -588,7 +574,7 @@ fn plots(s: &Setup, a: &Analysis, dir: &Path) -> Result<()> {
         "median log10 p",
         &subs,
     )?;
-    let ppl = |name: &str| eval::mean_se(&a.nll[name].0).0.exp();
+    let ppl = |name: &str| mean_se(&a.nll[name].0).0.exp();
     let base = ppl("none");
     let deltas = [(0.0, "none"), (1.0, "d=1"), (2.0, "d=2"), (4.0, "d=4")];
     let series: Vec<Series> = [("kgw h=1", "h=1"), ("kgw self4", "self4")]
@@ -677,12 +663,8 @@ fn run(args: Args) -> Result<()> {
         let strong = analysis
             .by_length
             .get(&("kgw d=4 h=1".to_string(), full))
-            .map_or(0.0, |l| eval::rate_below(l, 1e-3));
-        let flagged = analysis
-            .fpr
-            .values()
-            .map(|f| eval::rate_below(f, 1e-3))
-            .fold(0.0, f64::max);
+            .map_or(0.0, |l| rate_below(l, 1e-3));
+        let flagged = analysis.fpr.values().map(|f| rate_below(f, 1e-3)).fold(0.0, f64::max);
         if strong < 1.0 || flagged > 0.0 {
             return Err(Error::Usage(format!(
                 "quick evaluation: kgw d=4 detected in {strong:.3} of answers (want 1), unwatermarked flagged \

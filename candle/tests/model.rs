@@ -1,18 +1,33 @@
 //! The real model: our tokenizer and forward pass against references, and an
 //! end-to-end watermark round trip.
 //!
-//! Needs the SmolLM2 GGUF (`python3 scripts/fetch.py model`, which `make test`
-//! runs); `#[ignore]`d only so that a bare `cargo test` without it does not
-//! fail. `make test` runs these with `--ignored`, and they fail if the model
-//! is missing.
+//! Needs the SmolLM2 GGUF at `$TRACEMARK_MODEL` (`make test-rust` sets it
+//! from `python3 scripts/fetch.py model`); `#[ignore]`d only so that a bare
+//! `cargo test` without it does not fail. `make test` runs these with
+//! `--ignored`, and they fail, never skip, if the model is missing:
+//!
+//! ```text
+//! TRACEMARK_MODEL="$(python3 scripts/fetch.py model)" \
+//!     cargo test --release -p tracemark-candle --test model -- --ignored
+//! ```
+
+use std::path::PathBuf;
 
 use candle_core::quantized::gguf_file;
 use candle_core::{Device, Tensor};
+use tracemark_candle::{
+    chat_prompt, generate, gguf_tokenizer, reading_doc, Arm, KvCache, Llama, LoadOptions, ReadingModel, Rng, Sampling,
+};
 use tracemark_core::{Key, SchemeConfig};
-use tracemark_examples::generate::{generate, Arm, Rng, Sampling};
-use tracemark_examples::model::{KvCache, Llama, LoadOptions};
-use tracemark_examples::{chat_prompt, gguf_tokenizer, model_path};
-use tracemark_verifier::{DetectOptions, Detector, TextTokenizer, Verdict};
+use tracemark_verifier::{reading_mode, DetectOptions, Detector, TextTokenizer, Verdict};
+
+fn model_path() -> PathBuf {
+    let path = std::env::var_os("TRACEMARK_MODEL")
+        .map(PathBuf::from)
+        .expect("set TRACEMARK_MODEL to the SmolLM2 GGUF (make test-rust does: python3 scripts/fetch.py model)");
+    assert!(path.exists(), "no model at {}", path.display());
+    path
+}
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
@@ -21,7 +36,7 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 #[test]
 #[ignore = "needs the SmolLM2 model: run by `make test`"]
 fn tokenizer_matches_reference_ids_and_round_trips_real_text() {
-    let tok = gguf_tokenizer::from_gguf(&model_path().expect("model")).expect("tokenizer");
+    let tok = gguf_tokenizer::from_gguf(&model_path()).expect("tokenizer");
     // Reference ids from llama.cpp's tokenizer for this model.
     assert_eq!(
         gguf_tokenizer::encode(&tok, "Hello world").expect("encode"),
@@ -59,7 +74,7 @@ fn tokenizer_matches_reference_ids_and_round_trips_real_text() {
 #[test]
 #[ignore = "needs the SmolLM2 model: run by `make test`"]
 fn forward_matches_candle_quantized_llama() {
-    let path = model_path().expect("model");
+    let path = model_path();
     // Same weights as candle's reference: no requantization.
     let ours = Llama::load(&path, LoadOptions { requantize_q8: false }).expect("load");
     let mut file = std::fs::File::open(&path).expect("open");
@@ -159,23 +174,18 @@ fn forward_matches_candle_quantized_llama() {
 #[test]
 #[ignore = "needs the SmolLM2 model: run by `make test`"]
 fn watermarked_generation_is_detected_from_text_and_plain_is_not() {
-    let path = model_path().expect("model");
+    let path = model_path();
     let model = Llama::load(&path, LoadOptions::default()).expect("load");
     let tok = gguf_tokenizer::from_gguf(&path).expect("tokenizer");
-    let dir = std::env::temp_dir().join(format!("tracemark-model-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let tok_path = dir.join("tokenizer.json");
-    gguf_tokenizer::save(&tok, &tok_path).expect("save");
-    let verifier_tok = TextTokenizer::from_file(&tok_path).expect("exported tokenizer loads");
+    // The verifier's tokenizer is the model's, in memory, with the fingerprint of its tokenizer.json.
+    let verifier_tok = TextTokenizer::from_tokenizer(&tok).expect("the model's tokenizer wraps");
+    let saved = TextTokenizer::from_bytes(tok.to_string(false).expect("json").as_bytes()).expect("parses");
+    assert_eq!(verifier_tok.info(), saved.info());
     assert_eq!(verifier_tok.vocab_size(), model.config().vocab_size);
     let key = Key::generate().expect("rng");
     let config: SchemeConfig = "kgw:gamma=0.25,delta=2,context=lefthash:1".parse().expect("cfg");
     let scheme = config.build(&key, model.config().vocab_size).expect("scheme");
-    let sampling = Sampling {
-        temperature: 1.0,
-        top_k: None,
-        top_p: None,
-    };
+    let sampling = Sampling::default();
     let arms = [
         Arm {
             scheme: Some(scheme.as_ref()),
@@ -209,5 +219,51 @@ fn watermarked_generation_is_detected_from_text_and_plain_is_not() {
         })
         .collect();
     assert_eq!(verdicts, [Verdict::Detected, Verdict::NotDetected], "{gens:?}");
-    std::fs::remove_dir_all(&dir).expect("cleanup");
+    // Every generated token's log-prob under the unwatermarked model matches a fresh forward pass.
+    let nll = model.nll(&prompt, &gens[1].ids).expect("nll").0;
+    let from_generation = gens[1].nll.iter().map(|&x| f64::from(x)).sum::<f64>() / gens[1].nll.len() as f64;
+    assert!((nll - from_generation).abs() < 2e-2, "{nll} vs {from_generation}");
+}
+
+#[test]
+#[ignore = "needs the SmolLM2 model: run by `make test`"]
+fn reading_mode_predictions_are_the_greedy_continuation() {
+    let path = model_path();
+    let model = Llama::load(&path, LoadOptions::default()).expect("load");
+    let tok = gguf_tokenizer::from_gguf(&path).expect("tokenizer");
+    let prompt = gguf_tokenizer::encode(&tok, &chat_prompt("Name three rivers.")).expect("encode");
+    // Greedy decoding (top-1): the model's own prediction at every step.
+    let greedy = Arm {
+        scheme: None,
+        skip_repeated: false,
+        sampling: Sampling {
+            top_k: Some(1),
+            ..Sampling::default()
+        },
+    };
+    let (gens, _) = generate(&model, &prompt, &[greedy], 40, &[], &mut [Rng::new(3)]).expect("generate");
+    let ids = &gens[0].ids;
+    let predicted = model.predictions(&prompt, ids).expect("predictions");
+    assert_eq!(predicted.len(), ids.len());
+    // One all-positions forward pass against step-by-step decoding: equal up to near-ties.
+    let agree = predicted.iter().zip(ids).filter(|(a, b)| a == b).count();
+    assert!(
+        agree * 10 >= ids.len() * 9,
+        "{agree} of {} predictions agree",
+        ids.len()
+    );
+    assert!(model.predictions(&[], ids).is_err(), "the first token needs a context");
+
+    // The reading-mode test of the model on its own (unwatermarked) text under a fixed key: no signal.
+    let key = Key::from_bytes([7; 32]);
+    let config: SchemeConfig = "kgw:gamma=0.25,delta=2,context=lefthash:1".parse().expect("cfg");
+    let opts = DetectOptions {
+        min_scored: 1,
+        ..DetectOptions::default()
+    };
+    let detector = Detector::new(&key, &config, model.config().vocab_size, opts).expect("detector");
+    let doc = reading_doc(&model, &prompt, ids).expect("doc");
+    assert_eq!(doc.predicted, predicted);
+    let report = reading_mode(&detector, [&doc]).expect("reading mode");
+    assert!(report.outcome.log10_p().expect("tested") > -3.0, "{report:?}");
 }

@@ -1,5 +1,11 @@
-//! A small neural language model trained with candle on the CPU: the neural
-//! student of the distillation experiment.
+//! Distillation students: language models trained on harvested answers,
+//! the suspects of a radioactivity test.
+//!
+//! [`Student`] is what the experiment needs from one: sampling (its outputs
+//! are scanned black box, see [`answers`]) and next-token predictions on our
+//! texts (reading mode, through [`ReadingModel`]). Two implementations: the
+//! smoothed trigram model [`NGram`](crate::ngram::NGram), and [`MlpLm`]
+//! below, a small neural model trained with candle on the CPU.
 //!
 //! A feed-forward model over the previous `context` tokens (Bengio et al.
 //! 2003): embeddings, one tanh hidden layer, a softmax over the tokens seen in
@@ -15,6 +21,86 @@ use candle_nn::{AdamW, Embedding, Linear, Optimizer, ParamsAdamW, VarBuilder, Va
 
 use crate::error::Result;
 use crate::generate::Rng;
+use crate::reading::ReadingModel;
+
+/// A language model that samples token by token: a distillation student.
+pub trait Student: ReadingModel {
+    /// Samples the next token after each history (temperature 1), drawing
+    /// from `rng` in history order.
+    fn sample_next(&self, histories: &[&[u32]], rng: &mut Rng) -> Result<Vec<u32>>;
+}
+
+/// Prompts answered per batch by [`answers`].
+const ANSWER_BATCH: usize = 32;
+/// The longest answer [`answers`] lets a student write.
+const ANSWER_MAX_TOKENS: usize = 150;
+
+/// A student's answer to one prompt.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Answer {
+    /// The prompt's ids.
+    pub prompt: Vec<u32>,
+    /// The answer's ids (without the stop token).
+    pub ids: Vec<u32>,
+}
+
+/// The student's answers to `prompts` (cycled through in batches of 32) until
+/// they hold at least `tokens` tokens; each answer ends at `eos` (not
+/// included) or after 150 tokens; a round of empty answers ends it early.
+/// Reproducible: all sampling draws from one generator seeded with `seed`.
+pub fn answers(
+    student: &(impl Student + ?Sized),
+    prompts: &[Vec<u32>],
+    tokens: usize,
+    eos: u32,
+    seed: u64,
+) -> Result<Vec<Answer>> {
+    if prompts.is_empty() {
+        return Err(crate::Error::Usage("a student needs prompts to answer".into()));
+    }
+    let mut rng = Rng::new(seed);
+    let mut out = Vec::new();
+    let mut total = 0;
+    'outer: for round in 0.. {
+        let ps: Vec<&Vec<u32>> = (0..ANSWER_BATCH)
+            .map(|i| &prompts[(round * ANSWER_BATCH + i) % prompts.len()])
+            .collect();
+        let mut hist: Vec<Vec<u32>> = ps.iter().map(|p| p.to_vec()).collect();
+        let mut done = [false; ANSWER_BATCH];
+        for _ in 0..ANSWER_MAX_TOKENS {
+            let next = student.sample_next(&hist.iter().map(Vec::as_slice).collect::<Vec<_>>(), &mut rng)?;
+            for ((h, d), t) in hist.iter_mut().zip(done.iter_mut()).zip(next) {
+                if !*d {
+                    if t == eos {
+                        *d = true;
+                    } else {
+                        h.push(t);
+                    }
+                }
+            }
+            if done.iter().all(|d| *d) {
+                break;
+            }
+        }
+        let before = total;
+        for (p, h) in ps.iter().zip(hist) {
+            let ids = h[p.len()..].to_vec();
+            total += ids.len();
+            out.push(Answer {
+                prompt: p.to_vec(),
+                ids,
+            });
+            if total >= tokens {
+                break 'outer;
+            }
+        }
+        if total == before {
+            // A student that stops at once on every prompt would never reach `tokens`.
+            break;
+        }
+    }
+    Ok(out)
+}
 
 /// Training settings.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -253,5 +339,20 @@ impl MlpLm {
     /// Tokens the model can emit.
     pub fn vocab(&self) -> usize {
         self.global.len() - 1
+    }
+}
+
+impl Student for MlpLm {
+    fn sample_next(&self, histories: &[&[u32]], rng: &mut Rng) -> Result<Vec<u32>> {
+        self.sample(histories, rng)
+    }
+}
+
+impl ReadingModel for MlpLm {
+    /// One batch over every position of the text.
+    fn predictions(&self, prompt: &[u32], ids: &[u32]) -> Result<Vec<u32>> {
+        let full: Vec<u32> = prompt.iter().chain(ids).copied().collect();
+        let histories: Vec<&[u32]> = (0..ids.len()).map(|i| &full[..prompt.len() + i]).collect();
+        self.argmax(&histories)
     }
 }

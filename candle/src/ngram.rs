@@ -16,7 +16,10 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, DefaultHasher};
 
+use crate::error::Result;
 use crate::generate::Rng;
+use crate::reading::ReadingModel;
+use crate::student::Student;
 
 const DISCOUNT: f64 = 0.75;
 /// Share of the unigram mass spread uniformly over the vocabulary.
@@ -185,6 +188,39 @@ impl NGram {
     }
 }
 
+/// The last two tokens of a history (`u v`), padded from the left by
+/// repeating the first token, or 0 for an empty history.
+fn last_two(h: &[u32]) -> (u32, u32) {
+    (
+        h.get(h.len().saturating_sub(2)).copied().unwrap_or(0),
+        h.last().copied().unwrap_or(0),
+    )
+}
+
+impl Student for NGram {
+    fn sample_next(&self, histories: &[&[u32]], rng: &mut Rng) -> Result<Vec<u32>> {
+        Ok(histories
+            .iter()
+            .map(|h| {
+                let (u, v) = last_two(h);
+                self.sample(u, v, rng)
+            })
+            .collect())
+    }
+}
+
+impl ReadingModel for NGram {
+    fn predictions(&self, prompt: &[u32], ids: &[u32]) -> Result<Vec<u32>> {
+        let full: Vec<u32> = prompt.iter().chain(ids).copied().collect();
+        Ok((0..ids.len())
+            .map(|i| {
+                let (u, v) = last_two(&full[..prompt.len() + i]);
+                self.argmax(u, v)
+            })
+            .collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,5 +248,22 @@ mod tests {
             );
         }
         assert_eq!(m.argmax(2, 3), 4);
+    }
+
+    #[test]
+    fn reading_predictions_and_answers_come_from_the_last_two_tokens() {
+        let samples = vec![(vec![1, 2], vec![3, 4, 3, 5, 3, 4, 6]), (vec![9], vec![3, 4, 7])];
+        let m = NGram::train(10, &samples);
+        let (prompt, ids) = ([1u32, 2], [3u32, 4, 3]);
+        let doc = crate::reading_doc(&m, &prompt, &ids).expect("predictions");
+        assert_eq!(doc.predicted, [m.argmax(1, 2), m.argmax(2, 3), m.argmax(3, 4)]);
+        assert_eq!((doc.prompt_ids.as_slice(), doc.ids.as_slice()), (&prompt[..], &ids[..]));
+        // Answers: reproducible from the seed, at least the asked tokens, never the stop token.
+        let prompts = vec![vec![1, 2], vec![9, 3]];
+        let a = crate::answers(&m, &prompts, 200, 6, 5).expect("answers");
+        assert_eq!(a, crate::answers(&m, &prompts, 200, 6, 5).expect("answers"));
+        assert!(a.iter().map(|x| x.ids.len()).sum::<usize>() >= 200);
+        assert!(a.iter().all(|x| !x.ids.contains(&6) && prompts.contains(&x.prompt)));
+        assert!(crate::answers(&m, &[], 10, 6, 5).is_err());
     }
 }

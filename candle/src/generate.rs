@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tracemark_core::{Scheme, SeenContexts, Step};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::{KvCache, Llama};
 
 /// A small, fast, seedable random number generator (SplitMix64).
@@ -36,8 +36,9 @@ impl Rng {
     }
 }
 
-/// Sampling settings (applied after a `kgw` bias; `tournament` and `gumbel`
-/// choose their own distribution and are sampled as they come).
+/// Sampling settings (applied after a `kgw` bias, or without a watermark;
+/// schemes that select the token themselves, `tournament` and `gumbel`, are
+/// sampled as they come on watermarked steps).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Sampling {
     /// Temperature (> 0).
@@ -117,6 +118,14 @@ fn log_sum_exp(row: &[f32]) -> f64 {
     f64::from(max) + sum.ln()
 }
 
+/// Whether `scheme` chooses the token itself (its processed row is a
+/// distribution to sample as it comes, at temperature 1 without top-k/top-p)
+/// rather than biasing logits for the caller's sampler.
+// contract: the core's scheme contract answers.
+fn scheme_selects_token(scheme: &dyn Scheme) -> bool {
+    scheme.contract().generation.controls_sampling()
+}
+
 /// One arm of a batched generation.
 #[derive(Clone, Copy)]
 pub struct Arm<'a> {
@@ -175,7 +184,7 @@ pub fn generate(
 ) -> Result<(Vec<Generation>, Timing)> {
     let b = arms.len();
     if rngs.len() != b {
-        return Err(crate::Error::Usage(format!(
+        return Err(Error::Usage(format!(
             "{b} arms need {b} random streams, got {}",
             rngs.len()
         )));
@@ -211,7 +220,7 @@ pub fn generate(
                 timing.watermark += spent;
                 out[i].watermark_time += spent;
                 out[i].watermarked_steps += usize::from(matches!(step, Step::Watermarked { .. }));
-                controls_sampling = step.is_watermarked() && scheme.contract().generation.controls_sampling();
+                controls_sampling = step.is_watermarked() && scheme_selects_token(scheme);
             }
             let t = Instant::now();
             let sampling = if controls_sampling {
@@ -240,4 +249,48 @@ pub fn generate(
         timing.forward += t.elapsed();
     }
     Ok((out, timing))
+}
+
+#[cfg(test)]
+mod tests {
+    use tracemark_core::{Key, SchemeConfig};
+
+    use super::*;
+
+    #[test]
+    fn only_tournament_and_gumbel_select_their_token() {
+        let key = Key::from_bytes([3; 32]);
+        for (config, selects) in [
+            ("kgw:gamma=0.25,delta=2,context=lefthash:1", false),
+            ("kgw:gamma=0.25,delta=2,context=selfhash:4", false),
+            ("tournament:layers=30,top_k=40,temperature=1,context=lefthash:4", true),
+            ("gumbel:temperature=1,context=lefthash:4", true),
+        ] {
+            let config: SchemeConfig = config.parse().expect("config");
+            let scheme = config.build(&key, 1000).expect("scheme");
+            assert_eq!(scheme_selects_token(scheme.as_ref()), selects, "{config}");
+        }
+    }
+
+    #[test]
+    fn sampling_respects_top_k_and_banned_tokens() {
+        let logits = [0.0, 5.0, f32::NEG_INFINITY, 4.9, -3.0];
+        let mut rng = Rng::new(9);
+        let top2 = Sampling {
+            top_k: Some(2),
+            ..Sampling::default()
+        };
+        for _ in 0..200 {
+            let t = sample(&logits, top2, &mut rng);
+            assert!(t == 1 || t == 3, "{t}");
+            assert_ne!(sample(&logits, Sampling::default(), &mut rng), 2);
+        }
+        // The same seed draws the same tokens.
+        let draw = |seed| {
+            (0..20)
+                .map(|_| sample(&logits, Sampling::default(), &mut Rng::new(seed)))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(draw(4), draw(4));
+    }
 }
