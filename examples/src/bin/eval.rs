@@ -446,7 +446,9 @@ fn write_report(
             "| {} | {} | {m:.3} ± {se:.3} | {:.2} | {:.2} | {:.3} | {:.3} |",
             spec.name,
             match (&spec.scheme, spec.sampling.top_k) {
-                (Some(tracemark_core::SchemeConfig::Tournament(c)), _) => format!("its top {}", c.top_k()),
+                (Some(c), _) if c.contract().generation == tracemark_core::Generation::Distribution => {
+                    format!("its own distribution ({c})")
+                }
                 (_, Some(k)) => format!("top {k}"),
                 _ => "full vocabulary".to_string(),
             },
