@@ -848,7 +848,7 @@ pub const AVALANCHE_TOLERANCE: f64 = 0.05;
 
 /// Runs the battery: [`mix`] and [`value16`] over sequential token ids,
 /// sequential seeds, and random inputs (avalanche); each scheme's values
-/// through [`Scheme::observe`](tracemark_core::Scheme::observe) over sequential candidate ids after one
+/// through [`Scheme::observe`] over sequential candidate ids after one
 /// context, and over consecutive context windows of the id sequence
 /// `0, 1, 2, ...`. `samples` values per stream (at most one per vocabulary
 /// entry for the scheme streams, so that no window repeats); keys and inputs
