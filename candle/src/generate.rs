@@ -6,28 +6,27 @@
 
 use std::time::{Duration, Instant};
 
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use tracemark_core::{Scheme, SeenContexts, Step};
 
 use crate::error::{Error, Result};
 use crate::model::{KvCache, Llama};
 
-/// A small, fast, seedable random number generator (SplitMix64).
+/// A seeded random stream for sampling: ChaCha8 (`rand_chacha`), the same
+/// on every platform, so a seed reproduces a generation anywhere.
 #[derive(Clone, Debug)]
-pub struct Rng(u64);
+pub struct Rng(ChaCha8Rng);
 
 impl Rng {
     /// A generator from a seed.
     pub fn new(seed: u64) -> Self {
-        Self(seed)
+        Self(ChaCha8Rng::seed_from_u64(seed))
     }
 
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// Uniform in [0, 1).
