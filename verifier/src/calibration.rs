@@ -316,7 +316,7 @@ impl Cell {
 
     /// The exact (Clopper–Pearson) interval of the rate.
     pub fn interval(&self, confidence: f64) -> (f64, f64) {
-        clopper_pearson(self.false_positives, self.tests, confidence)
+        stats::clopper_pearson(self.false_positives, self.tests, confidence)
     }
 
     /// Whether the exact size lies in the interval.
@@ -324,46 +324,6 @@ impl Cell {
         let (lo, hi) = self.interval(confidence);
         (lo..=hi).contains(&self.exact_size())
     }
-}
-
-/// The exact (Clopper–Pearson) `confidence` interval of a binomial
-/// proportion after `k` successes in `n` trials: the `p` at which
-/// `P(X >= k) = (1 - confidence) / 2` and the `p` at which
-/// `P(X <= k) = (1 - confidence) / 2`, solved by bisection on the verifier's
-/// own exact binomial tails ([`stats::ln_binomial_upper`]).
-pub fn clopper_pearson(k: u64, n: u64, confidence: f64) -> (f64, f64) {
-    if n == 0 {
-        return (0.0, 1.0);
-    }
-    let ln_tail = ((1.0 - confidence) / 2.0).ln();
-    // The p in (0, 1) where `rising(p)` (increasing in p) crosses `target`.
-    let solve = |target: f64, rising: &dyn Fn(f64) -> f64| {
-        let (mut lo, mut hi) = (0.0f64, 1.0f64);
-        for _ in 0..100 {
-            let mid = 0.5 * (lo + hi);
-            if mid <= lo || mid >= hi {
-                break;
-            }
-            if rising(mid) < target {
-                lo = mid;
-            } else {
-                hi = mid;
-            }
-        }
-        0.5 * (lo + hi)
-    };
-    let lo = if k == 0 {
-        0.0
-    } else {
-        solve(ln_tail, &|p| stats::ln_binomial_upper(k, n, p))
-    };
-    let hi = if k >= n {
-        1.0
-    } else {
-        // ln P(X <= k) falls with p: bisect on its negation.
-        solve(-ln_tail, &|p| -(-stats::ln_binomial_upper(k + 1, n, p).exp_m1()).ln())
-    };
-    (lo, hi)
 }
 
 /// `ln` of the p-value and the number of scored tokens of a tested report;
@@ -1240,7 +1200,7 @@ mod tests {
             (1, 50),
             (49, 50),
         ] {
-            let (lo, hi) = clopper_pearson(k, n, 0.99);
+            let (lo, hi) = stats::clopper_pearson(k, n, 0.99);
             // P(X >= k | lo) = 0.005 and P(X <= k | hi) = 0.005.
             let upper = stats::ln_binomial_upper(k, n, lo).exp();
             let lower = -stats::ln_binomial_upper(k + 1, n, hi).exp_m1();
@@ -1248,15 +1208,15 @@ mod tests {
             assert!((lower / 0.005 - 1.0).abs() < 1e-4, "{k}/{n}: {lower}");
         }
         // Independent values (statrs' incomplete-beta quantiles).
-        let (lo, hi) = clopper_pearson(795, 100_000, 0.99);
+        let (lo, hi) = stats::clopper_pearson(795, 100_000, 0.99);
         assert!(
             (lo / 7.245e-3 - 1.0).abs() < 1e-3 && (hi / 8.702e-3 - 1.0).abs() < 1e-3,
             "{lo} {hi}"
         );
-        let (_, hi) = clopper_pearson(0, 528, 0.99);
+        let (_, hi) = stats::clopper_pearson(0, 528, 0.99);
         assert!((hi / 9.985e-3 - 1.0).abs() < 1e-3, "{hi}");
-        assert_eq!(clopper_pearson(0, 100, 0.99).0, 0.0);
-        assert_eq!(clopper_pearson(100, 100, 0.99).1, 1.0);
+        assert_eq!(stats::clopper_pearson(0, 100, 0.99).0, 0.0);
+        assert_eq!(stats::clopper_pearson(100, 100, 0.99).1, 1.0);
     }
 
     #[test]

@@ -13,6 +13,13 @@
 //! so no sum ever cancels. `tests/stats_reference.rs` checks the results
 //! against 60-digit values computed with mpmath: p to 1e-12 relative error
 //! down to 1e-300, and `log10 p` to 1e-12 relative error below that.
+//!
+//! These tails are written by hand because general-purpose distribution
+//! crates (`statrs` included) compute in linear space and underflow to 0 below
+//! 1e-308, where watermark p-values routinely are. Helpers that never leave
+//! the range of `f64` use `statrs` (the calibration battery's chi-square tails
+//! and `erfc`); the binomial intervals and ranges below are solved on the
+//! exact tails above, so that every interval agrees with the tests it judges.
 
 use core::f64::consts::{LN_10, PI};
 
@@ -226,6 +233,48 @@ pub fn binomial_central_range(n: u64, p: f64, coverage: f64) -> (u64, u64) {
     let above = |k: u64| ln_binomial_upper(k + 1, n, p).exp();
     let lo = (0..=n).find(|&k| above(k) < 1.0 - tail).unwrap_or(n);
     let hi = (0..=n).find(|&k| above(k) <= tail).unwrap_or(n);
+    (lo, hi)
+}
+
+/// The exact (Clopper–Pearson) `confidence` interval of a binomial
+/// proportion after `k` successes in `n` trials: the `p` at which
+/// `P(X >= k) = (1 - confidence) / 2` and the `p` at which
+/// `P(X <= k) = (1 - confidence) / 2`, solved by bisection on the verifier's
+/// own exact binomial tails ([`ln_binomial_upper`]). (`statrs`' incomplete-beta
+/// quantile, the usual route, did not return on some intervals of the 10-million-test
+/// calibration; bisection on the exact tails always ends.)
+pub fn clopper_pearson(k: u64, n: u64, confidence: f64) -> (f64, f64) {
+    if n == 0 {
+        return (0.0, 1.0);
+    }
+    let ln_tail = ((1.0 - confidence) / 2.0).ln();
+    // The p in (0, 1) where `rising(p)` (increasing in p) crosses `target`.
+    let solve = |target: f64, rising: &dyn Fn(f64) -> f64| {
+        let (mut lo, mut hi) = (0.0f64, 1.0f64);
+        for _ in 0..100 {
+            let mid = 0.5 * (lo + hi);
+            if mid <= lo || mid >= hi {
+                break;
+            }
+            if rising(mid) < target {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        0.5 * (lo + hi)
+    };
+    let lo = if k == 0 {
+        0.0
+    } else {
+        solve(ln_tail, &|p| ln_binomial_upper(k, n, p))
+    };
+    let hi = if k >= n {
+        1.0
+    } else {
+        // ln P(X <= k) falls with p: bisect on its negation.
+        solve(-ln_tail, &|p| -(-ln_binomial_upper(k + 1, n, p).exp_m1()).ln())
+    };
     (lo, hi)
 }
 
