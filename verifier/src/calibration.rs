@@ -338,26 +338,11 @@ fn tested(d: &Detection) -> Option<(usize, f64)> {
 /// The exact size at each number of scored tokens `0..=max_n`: `P(p < alpha)`
 /// under the scheme's null distribution.
 fn exact_sizes(config: &SchemeConfig, alpha: f64, max_n: usize) -> Vec<f64> {
-    let ln_alpha = alpha.ln();
     let binomial = |trials: u64, p: f64| {
         (0..=max_n as u64)
             .map(|n| {
                 let total = n * trials;
-                // The smallest count whose upper tail is below alpha (the tail falls with k).
-                let (mut lo, mut hi) = (0u64, total + 1);
-                while lo < hi {
-                    let mid = (lo + hi) / 2;
-                    if stats::ln_binomial_upper(mid, total, p) < ln_alpha {
-                        hi = mid;
-                    } else {
-                        lo = mid + 1;
-                    }
-                }
-                if lo > total {
-                    0.0
-                } else {
-                    stats::ln_binomial_upper(lo, total, p).exp()
-                }
+                stats::binomial_critical(total, p, alpha).map_or(0.0, |k| stats::ln_binomial_upper(k, total, p).exp())
             })
             .collect()
     };
@@ -768,6 +753,18 @@ fn score_row(input: &str, scheme: &dyn Scheme, values: &[u32]) -> BatteryRow {
 /// Strict avalanche: for `samples` random inputs, flip each input bit and
 /// count how often each output bit flips. Returns the largest and the root
 /// mean square deviation of the flip frequencies from 1/2, over the input
+/// The battery row of an avalanche measurement `(largest deviation, rms)`.
+fn avalanche_row(input: &str, test: &str, samples: u64, (max, rms): (f64, f64), criterion: Criterion) -> BatteryRow {
+    BatteryRow {
+        input: input.into(),
+        test: test.into(),
+        samples,
+        detail: format!("largest deviation of P(flip) from 1/2: {max:.4}, rms {rms:.4}"),
+        criterion,
+        p_values: 0,
+    }
+}
+
 /// bits in `bits` (all output bits).
 fn avalanche(
     samples: u64,
@@ -849,41 +846,38 @@ pub fn battery(schemes: &[SchemeConfig], vocab_size: usize, keys: &KeyStream, sa
     let aval = (samples / 4).max(1 << 14) as u64;
     let token_bits: Vec<u32> = (0..32).collect();
     let (max, rms) = avalanche(aval, &token_bits, 32, &mut rng, mix);
-    rows.push(BatteryRow {
-        input: "mix(s, w), random s and w: flip each bit of w".into(),
-        test: "avalanche, 32 x 32 flip frequencies".into(),
-        samples: aval,
-        detail: format!("largest deviation of P(flip) from 1/2: {max:.4}, rms {rms:.4}"),
-        criterion: Criterion::Tolerance {
+    rows.push(avalanche_row(
+        "mix(s, w), random s and w: flip each bit of w",
+        "avalanche, 32 x 32 flip frequencies",
+        aval,
+        (max, rms),
+        Criterion::Tolerance {
             measured: max,
             tolerance: AVALANCHE_TOLERANCE,
         },
-        p_values: 0,
-    });
+    ));
     let token16: Vec<u32> = (0..17).collect();
     let (max, rms) = avalanche(aval, &token16, 16, &mut rng, |s, w| u32::from(value16(s, w & 0x1_ffff)));
-    rows.push(BatteryRow {
-        input: "value16(s, t), random s, t < 2^17: flip each bit of t".into(),
-        test: "avalanche, 17 x 16 flip frequencies".into(),
-        samples: aval,
-        detail: format!("largest deviation of P(flip) from 1/2: {max:.4}, rms {rms:.4}"),
-        criterion: Criterion::Tolerance {
+    rows.push(avalanche_row(
+        "value16(s, t), random s, t < 2^17: flip each bit of t",
+        "avalanche, 17 x 16 flip frequencies",
+        aval,
+        (max, rms),
+        Criterion::Tolerance {
             measured: max,
             tolerance: AVALANCHE_TOLERANCE,
         },
-        p_values: 0,
-    });
+    ));
     // Seed bit 32 is forced to 1 (b = hi32 | 1): it never changes the output, by design.
     let seed_bits: Vec<u32> = (32..96).filter(|&b| b != 64).collect();
     let (max, rms) = avalanche(aval, &seed_bits, 32, &mut rng, mix);
-    rows.push(BatteryRow {
-        input: "mix(s, w), random s and w: flip each bit of s except bit 32".into(),
-        test: "avalanche, 63 x 32 flip frequencies".into(),
-        samples: aval,
-        detail: format!("largest deviation of P(flip) from 1/2: {max:.4}, rms {rms:.4}"),
-        criterion: Criterion::Informational(max),
-        p_values: 0,
-    });
+    rows.push(avalanche_row(
+        "mix(s, w), random s and w: flip each bit of s except bit 32",
+        "avalanche, 63 x 32 flip frequencies",
+        aval,
+        (max, rms),
+        Criterion::Informational(max),
+    ));
     // Ids 0, 1, 2, ... modulo the vocabulary; at most one pass of windows, so none repeats.
     let v = vocab_size as u64;
     let per_stream = vocab_size.min(samples);

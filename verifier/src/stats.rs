@@ -236,6 +236,23 @@ pub fn binomial_central_range(n: u64, p: f64, coverage: f64) -> (u64, u64) {
     (lo, hi)
 }
 
+/// The critical count of the exact binomial test at level `alpha`: the
+/// smallest `k` with `P(Binomial(n, p) >= k) < alpha`, or `None` when no count
+/// up to `n` is that unlikely. (The upper tail falls with `k`: bisection.)
+pub fn binomial_critical(n: u64, p: f64, alpha: f64) -> Option<u64> {
+    let ln_alpha = alpha.ln();
+    let (mut lo, mut hi) = (0u64, n + 1);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if ln_binomial_upper(mid, n, p) < ln_alpha {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    (lo <= n).then_some(lo)
+}
+
 /// The exact (Clopper–Pearson) `confidence` interval of a binomial
 /// proportion after `k` successes in `n` trials: the `p` at which
 /// `P(X >= k) = (1 - confidence) / 2` and the `p` at which
@@ -366,6 +383,14 @@ mod tests {
     fn gamma_tail_of_shape_one_is_exponential() {
         for s in [0.0, 0.1, 1.0, 5.0, 100.0, 5000.0] {
             assert!((ln_gamma_upper(1, s) - (-s)).abs() < 1e-12, "{s}");
+        }
+    }
+
+    #[test]
+    fn binomial_critical_is_the_first_count_below_alpha() {
+        for (n, p, alpha) in [(0, 0.25, 0.01), (10, 0.25, 1e-6), (200, 0.25, 1e-3), (6000, 0.5, 1e-4)] {
+            let linear = (0..=n).find(|&k| ln_binomial_upper(k, n, p) < f64::ln(alpha));
+            assert_eq!(binomial_critical(n, p, alpha), linear, "n={n} p={p} alpha={alpha}");
         }
     }
 

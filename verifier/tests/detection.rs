@@ -5,7 +5,7 @@ mod support;
 
 use support::{flat_candidates, generate, random_tokens, word_tokenizer_json, words, Rng};
 use tracemark_core::{Key, SchemeConfig};
-use tracemark_verifier::stats::{ln_binomial_upper, ln_gamma_upper};
+use tracemark_verifier::stats::{self, ln_binomial_upper, ln_gamma_upper};
 use tracemark_verifier::{
     ContextFilter, Dedup, DetectOptions, Detector, Document, Error, Keyring, KeyringDetector, Outcome, Scanner,
     TextTokenizer, TokenStatus, Verdict, WindowOptions,
@@ -23,11 +23,9 @@ fn options(alpha: f64) -> DetectOptions {
     }
 }
 
-/// Smallest k with P(Binomial(n, p) >= k) < alpha.
+/// Smallest k with P(Binomial(n, p) >= k) < alpha (n + 1 when no count is that unlikely).
 fn binomial_critical(n: u64, p: f64, alpha: f64) -> u64 {
-    (0..=n + 1)
-        .find(|&k| ln_binomial_upper(k, n, p) < alpha.ln())
-        .expect("exists")
+    stats::binomial_critical(n, p, alpha).unwrap_or(n + 1)
 }
 
 /// Checks an empirical detection rate against a predicted one, within 4.5
