@@ -44,9 +44,18 @@ pub struct DocResult {
     pub tokens: usize,
     /// Tokens scored.
     pub scored: usize,
+    /// Characters canonicalisation changed in a text document (the
+    /// document was then tested in both forms, its p-value corrected for
+    /// the two tests, and its canonical form entered the aggregate).
+    #[serde(skip_serializing_if = "is_zero", default)]
+    pub canonical_changes: usize,
     /// Why the line could not be tested.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub error: Option<String>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// The summary of a scan.
@@ -167,22 +176,51 @@ impl Document {
         v.to_string() + "\n"
     }
 
-    /// Its id, prompt ids and completion ids (text encoded by `tokenizer`).
-    fn resolve(self, tokenizer: Option<&TextTokenizer>) -> std::result::Result<Doc, String> {
+    /// Its id, prompt ids and completion ids (text encoded by `tokenizer`;
+    /// in canonical form when `canonicalize`, with the form as given as
+    /// well when it differs).
+    fn resolve(self, tokenizer: Option<&TextTokenizer>, canonicalize: bool) -> std::result::Result<Doc, String> {
         match self {
             Self::Ids { id, prompt_ids, ids } => Ok(Doc {
                 id,
                 prompt: prompt_ids,
                 ids,
+                as_given: None,
+                changes: 0,
             }),
             Self::Text { id, prompt, text } => {
                 let tok = tokenizer.ok_or("text documents need a tokenizer (--tokenizer)")?;
-                let ids = tok.encode(&text).map_err(|e| e.to_string())?.ids;
-                let prompt = match prompt {
-                    Some(p) => tok.encode(&p).map_err(|e| e.to_string())?.ids,
-                    None => Vec::new(),
-                };
-                Ok(Doc { id, prompt, ids })
+                let encode = |text: &str| tok.encode(text).map(|e| e.ids).map_err(|e| e.to_string());
+                let encode_prompt = |p: Option<&str>| p.map_or(Ok(Vec::new()), encode);
+                let given = (encode_prompt(prompt.as_deref())?, encode(&text)?);
+                if !canonicalize {
+                    return Ok(Doc {
+                        id,
+                        prompt: given.0,
+                        ids: given.1,
+                        as_given: None,
+                        changes: 0,
+                    });
+                }
+                let canonical = crate::canonicalize(&text);
+                let canonical_prompt = prompt.as_deref().map(crate::canonicalize);
+                let prompt_changed = canonical_prompt.as_ref().is_some_and(|p| !p.is_unchanged());
+                if (canonical.is_unchanged() && !prompt_changed) || canonical.text().trim().is_empty() {
+                    return Ok(Doc {
+                        id,
+                        prompt: given.0,
+                        ids: given.1,
+                        as_given: None,
+                        changes: 0,
+                    });
+                }
+                Ok(Doc {
+                    id,
+                    prompt: encode_prompt(canonical_prompt.as_ref().map(crate::Canonical::text))?,
+                    ids: encode(canonical.text())?,
+                    as_given: Some(given),
+                    changes: canonical.changes().len(),
+                })
             }
         }
     }
@@ -192,8 +230,15 @@ impl Document {
 #[derive(Debug)]
 struct Doc {
     id: Option<Value>,
+    /// Prompt ids (canonical form for text).
     prompt: Vec<u32>,
+    /// Completion ids (canonical form for text).
     ids: Vec<u32>,
+    /// The prompt and completion ids of the text as given, when its
+    /// canonical form differs.
+    as_given: Option<(Vec<u32>, Vec<u32>)>,
+    /// Characters canonicalisation changed.
+    changes: usize,
 }
 
 fn ids_field(v: &Value, name: &str) -> std::result::Result<Vec<u32>, String> {
@@ -290,6 +335,7 @@ impl<'a> Scanner<'a> {
             log10_p: None,
             tokens: 0,
             scored: 0,
+            canonical_changes: 0,
             error: None,
         };
         let doc = match pending {
@@ -298,7 +344,7 @@ impl<'a> Scanner<'a> {
                 .and_then(parse_doc),
             Pending::Doc(doc) => Ok(doc),
         }
-        .and_then(|doc| doc.resolve(self.tokenizer));
+        .and_then(|doc| doc.resolve(self.tokenizer, self.detector.options().canonicalize));
         let doc = match doc {
             Ok(d) => d,
             Err(e) => {
@@ -307,30 +353,65 @@ impl<'a> Scanner<'a> {
             }
         };
         result.id = doc.id;
+        result.canonical_changes = doc.changes;
         if doc.ids.is_empty() {
             result.error = Some(Error::EmptyInput.to_string());
             return (result, None);
         }
-        match self.detector.observe(&doc.prompt, &doc.ids, false) {
+        match self.observe(&doc.prompt, &doc.ids) {
             Err(e) => {
                 result.error = Some(e.to_string());
                 (result, None)
             }
-            Ok(mut obs) => {
-                if let Some(filter) = self.filter {
-                    let before = obs.scored.len();
-                    obs.scored.retain(|s| filter.contains(s.context_key));
-                    obs.counts.scored = obs.scored.len();
-                    obs.counts.skipped_by_filter += before - obs.scored.len();
-                }
+            Ok(obs) => {
                 let report = self.detector.report(obs.clone());
                 result.verdict = Some(report.verdict);
                 result.log10_p = report.verdict_log10_p();
                 result.tokens = report.counts.seen;
                 result.scored = report.counts.scored;
+                // A text whose canonical form differs is tested in both
+                // forms, and its verdict stands on the smaller p-value times
+                // two (as `Detector::detect_text`); the aggregate takes the
+                // canonical form's observations, chosen before any test.
+                if let Some((prompt, ids)) = &doc.as_given {
+                    let given = (!ids.is_empty())
+                        .then(|| self.observe(prompt, ids))
+                        .transpose()
+                        .map(|o| o.and_then(|o| self.detector.report(o).verdict_log10_p()));
+                    match given {
+                        Err(e) => {
+                            result.error = Some(e.to_string());
+                            return (result, None);
+                        }
+                        Ok(given) => {
+                            let best = match (result.log10_p, given) {
+                                (Some(a), Some(b)) => Some(a.min(b)),
+                                (a, b) => a.or(b),
+                            };
+                            result.log10_p = best.map(|l| (l + 2f64.log10()).min(0.0));
+                            result.verdict = Some(match result.log10_p {
+                                None => Verdict::Inconclusive,
+                                Some(l) if l < self.detector.options().alpha.log10() => Verdict::Detected,
+                                Some(_) => Verdict::NotDetected,
+                            });
+                        }
+                    }
+                }
                 (result, Some(obs))
             }
         }
+    }
+
+    /// The observations of one form of a document, through the context filter.
+    fn observe(&self, prompt: &[u32], ids: &[u32]) -> Result<Observations> {
+        let mut obs = self.detector.observe(prompt, ids, false)?;
+        if let Some(filter) = self.filter {
+            let before = obs.scored.len();
+            obs.scored.retain(|s| filter.contains(s.context_key));
+            obs.counts.scored = obs.scored.len();
+            obs.counts.skipped_by_filter += before - obs.scored.len();
+        }
+        Ok(obs)
     }
 
     /// Scans a JSONL corpus. `on_doc` sees each document's result, in order,
@@ -559,17 +640,20 @@ fn add_context_keys(
     line: usize,
     doc: Document,
 ) -> Result<()> {
+    // Both forms of a text (when they differ) contribute their contexts.
     let doc = doc
-        .resolve(tokenizer)
+        .resolve(tokenizer, detector.options().canonicalize)
         .map_err(|message| Error::BadDocument { line, message })?;
-    detector.check_ids(&doc.prompt, 0)?;
-    detector.check_ids(&doc.ids, doc.prompt.len())?;
-    let mut history = doc.prompt;
-    for &t in &doc.ids {
-        if let Some(cs) = detector.scheme().seeder().context_seed(&history) {
-            keys.insert(cs.key);
+    for (prompt, ids) in std::iter::once((doc.prompt, doc.ids)).chain(doc.as_given) {
+        detector.check_ids(&prompt, 0)?;
+        detector.check_ids(&ids, prompt.len())?;
+        let mut history = prompt;
+        for &t in &ids {
+            if let Some(cs) = detector.scheme().seeder().context_seed(&history) {
+                keys.insert(cs.key);
+            }
+            history.push(t);
         }
-        history.push(t);
     }
     Ok(())
 }

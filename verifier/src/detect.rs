@@ -8,6 +8,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use serde::{Deserialize, Serialize};
 use tracemark_core::{Key, KeyId, Null, Scheme, SchemeConfig};
 
+use crate::canonical::CanonicalReport;
 use crate::error::{Error, Result};
 use crate::stats;
 use crate::window::{self, WindowOptions, WindowReport};
@@ -64,6 +65,10 @@ pub struct DetectOptions {
     pub marks: bool,
     /// Search for the most significant window as well.
     pub window: Option<WindowOptions>,
+    /// Test text in its canonical form as well as given, correcting for the
+    /// two tests ([`canonical`](crate::canonical)). On by default; has no
+    /// effect on ids.
+    pub canonicalize: bool,
 }
 
 impl Default for DetectOptions {
@@ -74,6 +79,7 @@ impl Default for DetectOptions {
             min_scored: 10,
             marks: false,
             window: None,
+            canonicalize: true,
         }
     }
 }
@@ -335,12 +341,28 @@ pub struct Detection {
     pub window: Option<WindowReport>,
     /// One mark per completion token, when asked for.
     pub marks: Option<Vec<Mark>>,
+    /// What canonicalisation changed and the tests of both forms, when the
+    /// input was text and canonicalisation was on.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub canonical: Option<CanonicalReport>,
 }
 
 impl Detection {
-    /// `log10` of the p-value the verdict stands on: the family p-value when
-    /// a window was searched, else the whole text's; `None` when inconclusive.
+    /// `log10` of the p-value the verdict stands on: the family p-value of
+    /// the forms tested when the input was text
+    /// ([`CanonicalReport::family_log10_p`]), else of the whole text and its
+    /// window when a window was searched, else the whole text's; `None` when
+    /// inconclusive.
     pub fn verdict_log10_p(&self) -> Option<f64> {
+        if let Some(c) = &self.canonical {
+            return c.family_log10_p;
+        }
+        self.form_log10_p()
+    }
+
+    /// `log10` of this form's own p-value: the window family's when a window
+    /// was searched, else the whole text's.
+    pub(crate) fn form_log10_p(&self) -> Option<f64> {
         let whole = self.outcome.log10_p()?;
         Some(self.window.as_ref().map_or(whole, |w| w.family_log10_p))
     }
@@ -567,6 +589,7 @@ impl Detector {
             verdict: Verdict::Inconclusive,
             window: None,
             marks: obs.marks,
+            canonical: None,
         };
         if n < self.options.min_scored {
             d.outcome = Outcome::Inconclusive {

@@ -53,6 +53,7 @@
 #![warn(missing_docs)]
 
 pub mod calibration;
+pub mod canonical;
 mod corpus;
 mod detect;
 mod error;
@@ -60,9 +61,11 @@ mod keyring;
 mod radioactivity;
 pub mod render;
 pub mod stats;
+pub mod tamper;
 mod text;
 mod window;
 
+pub use canonical::{canonicalize, Canonical, CanonicalReport, ChangeKind, ChangeSummary};
 pub use corpus::{context_keys, scan_path, ContextFilter, DocResult, Document, ScanSummary, Scanner};
 pub use detect::{
     Counts, Dedup, DetectOptions, Detection, Detector, Mark, Outcome, TestReport, TokenStatus, TokenizerInfo, Verdict,

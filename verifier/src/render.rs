@@ -2,6 +2,7 @@
 
 use core::fmt::Write as _;
 
+use crate::canonical::CanonicalReport;
 use crate::corpus::ScanSummary;
 use crate::detect::{Detection, Outcome, TokenStatus, Verdict};
 use crate::keyring::{KeyResult, KeyringDetection};
@@ -109,12 +110,76 @@ pub fn detection(d: &Detection, text: Option<&str>, color: bool) -> String {
             if w.decides_verdict { "window" } else { "whole text" }
         );
     }
+    if let Some(c) = &d.canonical {
+        out.push_str(&canonical(c));
+    }
     let _ = writeln!(out, "tool       {}", d.tool);
     if let (Some(text), Some(marks)) = (text, &d.marks) {
         out.push('\n');
         out.push_str(&highlight(d, text, marks, color));
         out.push('\n');
     }
+    out
+}
+
+/// What canonicalisation changed, and the tests of both forms.
+fn canonical(c: &CanonicalReport) -> String {
+    let mut out = String::new();
+    let s = &c.changes;
+    if s.total == 0 {
+        let _ = writeln!(
+            out,
+            "canonical  no changes: the text is in canonical form (Unicode {})",
+            s.unicode_version
+        );
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "canonical  {} changes (Unicode {}): {} invisible removed, {} whitespace made plain, \
+         {} compatibility folded, {} look-alike letters mapped back. Text a model wrote rarely \
+         needs many: tampering is itself evidence",
+        s.total, s.unicode_version, s.invisible, s.whitespace, s.compatibility, s.confusable
+    );
+    for k in s.characters.iter().take(6) {
+        let to = if k.to.is_empty() { "removed" } else { &k.to };
+        let _ = writeln!(out, "           {} {} -> {to}  x{}", k.kind, k.from, k.count);
+    }
+    if s.characters.len() > 6 {
+        let _ = writeln!(
+            out,
+            "           ... {} more kinds of change (all listed in --json)",
+            s.characters.len() - 6
+        );
+    }
+    if let (Some(first), Some(last)) = (s.listed.first(), s.listed.last()) {
+        let more = if s.total > s.listed.len() {
+            " (first listed)"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "           at bytes {}..{} to {}..{}{more}",
+            first.span.0, first.span.1, last.span.0, last.span.1
+        );
+    }
+    let forms: Vec<String> = c
+        .forms
+        .iter()
+        .map(|f| match f.log10_p {
+            Some(l) => format!("{} p = {}", f.form, p_value(l)),
+            None => format!("{} inconclusive", f.form),
+        })
+        .collect();
+    let family = c.family_log10_p.map_or_else(|| "inconclusive".to_string(), p_value);
+    let _ = writeln!(
+        out,
+        "forms      {}; the verdict stands on the smaller times {} = {family} (Bonferroni; decided by the {} form)",
+        forms.join(", "),
+        c.forms.len(),
+        c.decided_by
+    );
     out
 }
 

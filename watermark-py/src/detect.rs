@@ -4,7 +4,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use serde_json::Value;
 use tracemark_verifier::{
-    Counts, Dedup, DetectOptions, Detection, Detector, Outcome, TestReport, TextTokenizer, WindowOptions, WindowReport,
+    CanonicalReport, Counts, Dedup, DetectOptions, Detection, Detector, Outcome, TestReport, TextTokenizer,
+    WindowOptions, WindowReport,
 };
 
 use crate::errors::{verifier_err, InvalidParameterError};
@@ -288,6 +289,105 @@ impl PyWindowReport {
     }
 }
 
+/// Canonicalisation in a report: how many characters of each kind it
+/// changed (`invisible`, `whitespace`, `compatibility`, `confusable`), the
+/// distinct changes with counts (`characters`: `(kind, from, to, count)`,
+/// code points as `U+XXXX`), the first changes with their byte spans in the
+/// original text (`changes`: `(kind, start, end, from, to)`), the forms tested
+/// (`forms`: `(form, sha256, tokens, log10_p)`, "as_given" and, when it
+/// differs, "canonical"), which form decided, and the Bonferroni family
+/// p-value the verdict stands on.
+#[pyclass(name = "CanonicalReport", module = "tracemark", frozen, get_all)]
+#[derive(Clone)]
+pub(crate) struct PyCanonicalReport {
+    /// The Unicode version of the data used.
+    unicode_version: String,
+    /// All changes.
+    total: usize,
+    /// Invisible or formatting characters removed.
+    invisible: usize,
+    /// Whitespace variants made plain.
+    whitespace: usize,
+    /// Compatibility forms folded (NFKC).
+    compatibility: usize,
+    /// Look-alike letters of another script mapped back.
+    confusable: usize,
+    /// `(kind, from, to, count)` per distinct change, most frequent first.
+    characters: Vec<(String, String, String, usize)>,
+    /// `(kind, start, end, from, to)` for the first changes.
+    changes: Vec<PyChange>,
+    /// `(form, sha256, tokens, log10_p)` per form tested.
+    forms: Vec<(String, String, usize, Option<f64>)>,
+    /// The form whose test is the report's outcome: "as_given" or "canonical".
+    decided_by: String,
+    /// log10 of the Bonferroni factor (the number of forms tested).
+    correction_log10: f64,
+    /// log10 of the family p-value the verdict stands on (None: inconclusive).
+    family_log10_p: Option<f64>,
+}
+
+/// One change as Python sees it: `(kind, start, end, from, to)`.
+type PyChange = (String, usize, usize, String, String);
+
+fn py_change(k: &tracemark_verifier::canonical::Change) -> PyChange {
+    (k.kind.to_string(), k.span.0, k.span.1, k.from.clone(), k.to.clone())
+}
+
+fn snake<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+impl From<&CanonicalReport> for PyCanonicalReport {
+    fn from(c: &CanonicalReport) -> Self {
+        let s = &c.changes;
+        Self {
+            unicode_version: s.unicode_version.clone(),
+            total: s.total,
+            invisible: s.invisible,
+            whitespace: s.whitespace,
+            compatibility: s.compatibility,
+            confusable: s.confusable,
+            characters: s
+                .characters
+                .iter()
+                .map(|k| (k.kind.to_string(), k.from.clone(), k.to.clone(), k.count))
+                .collect(),
+            changes: s.listed.iter().map(py_change).collect(),
+            forms: c
+                .forms
+                .iter()
+                .map(|f| (snake(&f.form), f.sha256.clone(), f.tokens, f.log10_p))
+                .collect(),
+            decided_by: snake(&c.decided_by),
+            correction_log10: c.correction_log10,
+            family_log10_p: c.family_log10_p,
+        }
+    }
+}
+
+#[pymethods]
+impl PyCanonicalReport {
+    fn __repr__(&self) -> String {
+        format!(
+            "CanonicalReport(total={}, invisible={}, whitespace={}, compatibility={}, confusable={}, decided_by='{}', family_log10_p={:?})",
+            self.total, self.invisible, self.whitespace, self.compatibility, self.confusable, self.decided_by, self.family_log10_p
+        )
+    }
+}
+
+/// `text` in canonical form (invisible characters removed, whitespace
+/// variants, compatibility forms and look-alike letters of another script
+/// undone) and the changes made: `(kind, start, end, from, to)` with byte
+/// spans into `text` and code points as `U+XXXX`.
+#[pyfunction]
+pub(crate) fn canonicalize(py: Python<'_>, text: &str) -> (String, Vec<PyChange>) {
+    let c = py.detach(|| tracemark_verifier::canonicalize(text));
+    (c.text().to_string(), c.changes().iter().map(py_change).collect())
+}
+
 /// The report of one detection. The fields of the Rust report are
 /// attributes; `to_dict()` / `to_json()` give everything (marks included).
 #[pyclass(name = "Detection", module = "tracemark", frozen)]
@@ -379,6 +479,13 @@ impl PyDetection {
         self.inner.input_sha256.clone()
     }
 
+    /// What canonicalisation changed and the tests of both forms of the text,
+    /// when the input was text and canonicalisation was on.
+    #[getter]
+    fn canonical(&self) -> Option<PyCanonicalReport> {
+        self.inner.canonical.as_ref().map(PyCanonicalReport::from)
+    }
+
     /// The whole report as a dict.
     fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         to_py(py, &json_of(&self.inner)?)
@@ -406,6 +513,7 @@ pub(crate) fn options(
     min_scored: usize,
     marks: bool,
     window: Option<usize>,
+    canonicalize: bool,
 ) -> PyResult<DetectOptions> {
     let dedup: Dedup = dedup.parse().map_err(verifier_err)?;
     Ok(DetectOptions {
@@ -414,6 +522,7 @@ pub(crate) fn options(
         min_scored,
         marks,
         window: window.map(|min_scored| WindowOptions { min_scored }),
+        canonicalize,
     })
 }
 
@@ -427,9 +536,10 @@ pub(crate) struct PyDetector {
 impl PyDetector {
     /// `scheme` (a `SchemeConfig` or a scheme string) exactly as generated; `dedup` is "pair" (default), "context" or
     /// "none"; `window` is the shortest window (in scored tokens) of a search
-    /// for the most significant span, or None for no search.
+    /// for the most significant span, or None for no search; `canonicalize`
+    /// (default True) tests text in its canonical form as well as given.
     #[new]
-    #[pyo3(signature = (key, scheme, vocab_size, *, dedup = "pair", alpha = 1e-6, min_scored = 10, marks = false, window = None))]
+    #[pyo3(signature = (key, scheme, vocab_size, *, dedup = "pair", alpha = 1e-6, min_scored = 10, marks = false, window = None, canonicalize = true))]
     #[allow(clippy::too_many_arguments)] // Python keyword arguments
     fn new(
         key: &PyKey,
@@ -440,8 +550,9 @@ impl PyDetector {
         min_scored: usize,
         marks: bool,
         window: Option<usize>,
+        canonicalize: bool,
     ) -> PyResult<Self> {
-        let opts = options(dedup, alpha, min_scored, marks, window)?;
+        let opts = options(dedup, alpha, min_scored, marks, window, canonicalize)?;
         Ok(Self {
             inner: Detector::new(&key.inner, &scheme_config(scheme)?, vocab_size, opts).map_err(verifier_err)?,
         })

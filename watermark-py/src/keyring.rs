@@ -222,7 +222,7 @@ pub(crate) struct PyKeyringDetector {
 impl PyKeyringDetector {
     /// `scheme` is a `SchemeConfig` or a scheme string; `alpha` is the family-wise significance level.
     #[new]
-    #[pyo3(signature = (keyring, scheme, vocab_size, *, dedup = "pair", alpha = 1e-6, min_scored = 10))]
+    #[pyo3(signature = (keyring, scheme, vocab_size, *, dedup = "pair", alpha = 1e-6, min_scored = 10, canonicalize = true))]
     fn new(
         keyring: &PyKeyring,
         scheme: &Bound<'_, PyAny>,
@@ -230,8 +230,9 @@ impl PyKeyringDetector {
         dedup: &str,
         alpha: f64,
         min_scored: usize,
+        canonicalize: bool,
     ) -> PyResult<Self> {
-        let opts = options(dedup, alpha, min_scored, false, None)?;
+        let opts = options(dedup, alpha, min_scored, false, None, canonicalize)?;
         let inner =
             KeyringDetector::new(&keyring.inner, &scheme_config(scheme)?, vocab_size, opts).map_err(verifier_err)?;
         Ok(Self { inner })

@@ -40,12 +40,14 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<detect::PyTestReport>()?;
     m.add_class::<detect::PyCounts>()?;
     m.add_class::<detect::PyWindowReport>()?;
+    m.add_class::<detect::PyCanonicalReport>()?;
     m.add_class::<keyring::PyKeyring>()?;
     m.add_class::<keyring::PyKeyringDetector>()?;
     m.add_class::<keyring::PyKeyringDetection>()?;
     m.add_class::<keyring::PyKeyResult>()?;
     m.add_class::<keyring::PyKeyTest>()?;
     m.add_function(wrap_pyfunction!(corpus::scan_corpus, m)?)?;
+    m.add_function(wrap_pyfunction!(detect::canonicalize, m)?)?;
     m.add_function(wrap_pyfunction!(mix::mix, m)?)?;
     m.add_function(wrap_pyfunction!(mix::value16, m)?)?;
     Ok(())

@@ -85,6 +85,31 @@ def test_detect_text_with_tokenizer_and_window(key, rng, word_tokenizer):
     assert word_tokenizer.decode(word_tokenizer.encode("w5 w6")) == "w5 w6"
 
 
+def test_tampered_text_verifies_through_its_canonical_form(key, rng, word_tokenizer):
+    scheme = tm.Scheme(key, KGW, 3000)
+    text = words(generate(scheme, [1], 150, rng))
+    # A zero-width space after every word and full-width letters: the same
+    # words to a reader, other tokens to a tokenizer.
+    tampered = "\u200b ".join(text.split(" ")).replace("w", "\uff57")
+    det = tm.Detector(key, KGW, word_tokenizer.vocab_size, marks=True)
+    clean = det.detect_text(word_tokenizer, "w1", text)
+    assert clean.detected and clean.canonical.total == 0 and len(clean.canonical.forms) == 1
+    r = det.detect_text(word_tokenizer, "w1", tampered)
+    c = r.canonical
+    assert r.detected and c.decided_by == "canonical" and c.total == c.invisible + c.compatibility
+    assert c.invisible == 149 and c.compatibility == 150 and c.whitespace == c.confusable == 0
+    assert [f[0] for f in c.forms] == ["as_given", "canonical"]
+    assert abs(c.family_log10_p - (c.forms[1][3] + np.log10(2))) < 1e-12 and r.verdict_log10_p == c.family_log10_p
+    kind, start, end, frm, to = c.changes[0]  # spans are byte offsets into the UTF-8 text
+    assert kind == "compatibility" and tampered.encode()[start:end].decode() == "\uff57" and (frm, to) == ("U+FF57", "U+0077")
+    assert ("invisible", "U+200B", "", 149) in c.characters
+    assert r.to_dict()["canonical"]["changes"]["invisible"] == 149
+    off = tm.Detector(key, KGW, word_tokenizer.vocab_size, canonicalize=False)
+    assert not off.detect_text(word_tokenizer, "w1", tampered).detected
+    assert off.detect_text(word_tokenizer, "w1", tampered).canonical is None
+    assert tm.canonicalize(tampered)[0] == text and tm.canonicalize("a\u00a0b") == ("a b", [("whitespace", 1, 3, "U+00A0", "U+0020")])
+
+
 def test_keyring_names_the_cohort(rng):
     master = tm.Key.generate()
     labels = [f"cohort/{i}" for i in range(6)]

@@ -50,6 +50,7 @@ tracemark.InvalidParameterError: invalid gamma = 1.5: expected a green fraction 
 
 from ._native import (
     SPEC_VERSION,
+    CanonicalReport,
     Contract,
     Counts,
     Detection,
@@ -83,11 +84,13 @@ from ._native import (
     VocabMismatchError,
     WindowReport,
     __version__,
+    canonicalize,
     scan_corpus,
 )
 
 __all__ = [
     "SPEC_VERSION",
+    "CanonicalReport",
     "Contract",
     "Counts",
     "Detection",
@@ -121,5 +124,6 @@ __all__ = [
     "VocabMismatchError",
     "WindowReport",
     "__version__",
+    "canonicalize",
     "scan_corpus",
 ]

@@ -82,6 +82,11 @@ pub(crate) struct Common {
     /// Fewer scored tokens than this give an inconclusive verdict
     #[arg(long, default_value_t = 10)]
     pub(crate) min_tokens: usize,
+    /// Test text only as given, not also its canonical form (invisible characters
+    /// removed, whitespace, compatibility forms and look-alike letters undone); for
+    /// experts: tampered text then escapes
+    #[arg(long)]
+    pub(crate) no_canonicalize: bool,
     /// Print the report as JSON
     #[arg(long)]
     pub(crate) json: bool,

@@ -62,6 +62,7 @@ impl Setup {
             dedup: c.dedup,
             alpha: c.alpha,
             min_scored: c.min_tokens,
+            canonicalize: !c.no_canonicalize,
             ..DetectOptions::default()
         };
         Ok(Setup {
