@@ -27,8 +27,8 @@ use tracemark_candle::{
     NGram, Rng, Sampling, Student, TrainOptions,
 };
 use tracemark_core::{Key, Scheme, SchemeConfig};
-use tracemark_examples::plot::{line_chart, Series};
-use tracemark_examples::{cache_dir, io, model_path, today, Error, Result};
+use tracemark_lab::plot::{line_chart, Series};
+use tracemark_lab::{cache_dir, io, model_path, today, Error, Result};
 use tracemark_verifier::stats::{binomial_central_range, ks_uniform};
 use tracemark_verifier::{
     attribute, reading_mode, Attribution, ContextFilter, DetectOptions, Detection, Detector, Document, ReadingDoc,
@@ -766,9 +766,9 @@ fn run(args: Args) -> Result<()> {
     let eos = gguf_tokenizer::token_id(&tok, "<|im_end|>")?;
     let stop = [eos, gguf_tokenizer::token_id(&tok, "<|endoftext|>")?];
     let master = if args.quick {
-        tracemark_examples::quick_test_key("distill")
+        tracemark_lab::quick_test_key("distill")
     } else {
-        tracemark_examples::stored_key(&dir.join("master.key"))?
+        tracemark_lab::stored_key(&dir.join("master.key"))?
     };
     let harvested = harvest(&dir, &plan, &master, &model, &tok, &stop)?;
     let harvest_secs = started.elapsed().as_secs_f64();

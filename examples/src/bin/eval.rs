@@ -1,6 +1,6 @@
 //! `make eval`: the evaluation harness behind tracemark's published numbers.
 //!
-//! For every prompt of `examples/data/prompts.txt`, SmolLM2-135M answers once
+//! For every prompt of `lab/data/prompts.txt`, SmolLM2-135M answers once
 //! per arm (no watermark, kgw at three biases and two context modes,
 //! tournament, gumbel), all arms of a prompt decoding as one batch.
 //! Generations are cached and the run resumes where it stopped. The report
@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use tracemark_candle::{chat_prompt, generate, gguf_tokenizer, set_threads, Arm, Llama, LoadOptions, Rng, Sampling};
 use tracemark_core::{Key, Scheme};
-use tracemark_examples::eval::{self, ArmRecord, ArmSpec, PromptRecord};
-use tracemark_examples::{cache_dir, io, model_path, prompts, today, Error, Result};
+use tracemark_lab::eval::{self, ArmRecord, ArmSpec, PromptRecord};
+use tracemark_lab::{cache_dir, io, model_path, prompts, today, Error, Result};
 use tracemark_verifier::stats::{mean_se, median, rate_below};
 use tracemark_verifier::{DetectOptions, Detector, TextTokenizer, WindowOptions};
 
@@ -73,9 +73,9 @@ fn setup(args: &Args, dir: &Path) -> Result<Setup> {
     let verifier_tok = TextTokenizer::from_tokenizer(&tok)?;
     let key_path = dir.join("eval.key");
     let key = if args.quick {
-        tracemark_examples::quick_test_key("eval")
+        tracemark_lab::quick_test_key("eval")
     } else {
-        tracemark_examples::stored_key(&key_path)?
+        tracemark_lab::stored_key(&key_path)?
     };
     let arms = eval::arms();
     let schemes = arms
@@ -391,7 +391,7 @@ fn write_report(
     let _ = writeln!(md, "# tracemark evaluation, {}\n", today());
     let _ = writeln!(
         md,
-        "SmolLM2-135M-Instruct (GGUF Q4_1 requantized to Q8_0, candle, CPU), {n} prompts from `examples/data/prompts.txt`, \
+        "SmolLM2-135M-Instruct (GGUF Q4_1 requantized to Q8_0, candle, CPU), {n} prompts from `lab/data/prompts.txt`, \
          up to {} new tokens each, sampling at temperature 1 (no top-k/top-p; tournament and gumbel sample their own \
          distribution). One key (id `{}`), dedup `pair`, exact p-values. Regenerate with `make eval`.\n",
         args.tokens,
@@ -533,7 +533,7 @@ fn write_report(
 }
 
 fn plots(s: &Setup, a: &Analysis, dir: &Path) -> Result<()> {
-    use tracemark_examples::plot::{line_chart, Series};
+    use tracemark_lab::plot::{line_chart, Series};
     let names: Vec<&str> = s.arms.iter().filter(|a| a.scheme.is_some()).map(|x| x.name).collect();
     let tpr: Vec<Series> = names
         .iter()
