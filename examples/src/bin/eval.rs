@@ -41,7 +41,7 @@ fn main() -> ExitCode {
         threads: args.threads,
         seed: args.seed,
     };
-    match run(options) {
+    match run(&options) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("eval: {e}");

@@ -69,7 +69,8 @@ impl Default for Options {
 /// The whole evaluation: generate (or resume), measure, write the report and
 /// its plots; with [`Options::quick`], also check that the report is complete
 /// and that the strongest kgw arm is caught while no unwatermarked answer is.
-pub fn run(mut options: Options) -> Result<()> {
+pub fn run(options: &Options) -> Result<()> {
+    let mut options = options.clone();
     let dir = if options.quick {
         cache_dir().join("eval-quick")
     } else {
