@@ -159,3 +159,42 @@ pub fn mixture(
     take(plain, ((1.0 - fraction) * tokens as f64).round() as usize, &mut out);
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(cohort: Option<usize>, token: u32, len: usize) -> Harvested {
+        Harvested {
+            prompt_ids: vec![9],
+            cohort,
+            ids: vec![token; len],
+        }
+    }
+
+    #[test]
+    fn mixture_takes_each_share_by_tokens_with_eos() {
+        let marked: Vec<Harvested> = (0..4).map(|_| answer(Some(1), 7, 4)).collect();
+        let plain: Vec<Harvested> = (0..4).map(|_| answer(None, 8, 4)).collect();
+        let (marked, plain): (Vec<&Harvested>, Vec<&Harvested>) = (marked.iter().collect(), plain.iter().collect());
+        // 25% of 20 tokens: one marked answer (5 tokens with eos), then plain ones until 15.
+        let data = mixture(&marked, &plain, 0.25, 20, 0);
+        let from_marked = data.iter().filter(|d| d.1[0] == 7).count();
+        assert_eq!((from_marked, data.len()), (1, 4));
+        assert!(data
+            .iter()
+            .all(|(prompt, text)| prompt == &[9] && text.last() == Some(&0)));
+        assert!(mixture(&marked, &plain, 0.0, 20, 0).iter().all(|d| d.1[0] == 8));
+    }
+
+    #[test]
+    fn the_prompt_pool_is_a_fixed_shuffle_of_templates_over_topics() {
+        let pool = prompt_pool();
+        assert_eq!(pool, prompt_pool());
+        assert!(
+            pool.len() >= 150 + 120,
+            "the full run takes 150 harvest and 120 student prompts"
+        );
+        assert!(pool.iter().all(|p| !p.contains("{}")));
+    }
+}

@@ -122,3 +122,21 @@ impl TestMode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn neural_students_stop_at_their_own_budget() {
+        for quick in [false, true] {
+            let plan = Plan::new(quick);
+            assert_eq!(plan.max_budget(StudentKind::Trigram), plan.last_budget());
+            assert!(plan.max_budget(StudentKind::Neural) <= plan.neural_max_budget);
+            assert!(plan.budgets.windows(2).all(|w| w[0] < w[1]));
+        }
+        // The quick run is a test: a step limit, never the clock, ends its neural training.
+        let quick = Plan::new(true);
+        assert_eq!((quick.neural_steps, quick.neural_budget), (Some(600), Duration::MAX));
+    }
+}

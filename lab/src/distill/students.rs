@@ -211,3 +211,45 @@ pub fn tokens_needed(points: &[(f64, f64)]) -> String {
         _ => "p < 1e-3 not reached within the budgets".to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_needed_tells_sustained_from_lucky() {
+        let sustained = [(500.0, -1.0), (1_000.0, -4.0), (3_000.0, -9.0)];
+        assert_eq!(
+            tokens_needed(&sustained),
+            "p < 1e-3 at every budget from 1000 student tokens on (first reached at 1000)"
+        );
+        let lucky = [(500.0, -4.0), (1_000.0, -2.0), (3_000.0, -5.0)];
+        assert_eq!(
+            tokens_needed(&lucky),
+            "p < 1e-3 at every budget from 3000 student tokens on (first reached at 500)"
+        );
+        let lost = [(500.0, -4.0), (1_000.0, -2.0)];
+        assert_eq!(
+            tokens_needed(&lost),
+            "p < 1e-3 reached at 500 student tokens but not kept at larger budgets"
+        );
+        assert_eq!(
+            tokens_needed(&[(500.0, -1.0)]),
+            "p < 1e-3 not reached within the budgets"
+        );
+    }
+
+    #[test]
+    fn prefix_stops_at_the_answer_that_reaches_the_budget() {
+        let docs: Vec<Answer> = [3, 4, 5]
+            .iter()
+            .map(|&n| Answer {
+                prompt: vec![],
+                ids: vec![1; n],
+            })
+            .collect();
+        assert_eq!(prefix(&docs, 3).len(), 1);
+        assert_eq!(prefix(&docs, 4).len(), 2);
+        assert_eq!(prefix(&docs, 100).len(), 3);
+    }
+}
