@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use clap::Parser;
 use tracemark_core::SchemeConfig;
-use tracemark_examples::{Error, Result};
+use tracemark_lab::{Error, Result};
 use tracemark_verifier::calibration::{
     battery, calibrate, markdown, CalibrationOptions, Corpus, KeyStream, Report, SegmentOptions,
 };

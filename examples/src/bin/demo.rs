@@ -9,7 +9,7 @@ use std::time::Instant;
 use clap::Parser;
 use tracemark_candle::{chat_prompt, generate, gguf_tokenizer, set_threads, Arm, Llama, LoadOptions, Rng, Sampling};
 use tracemark_core::{Key, SchemeConfig};
-use tracemark_examples::{cache_dir, model_path, Error, Result};
+use tracemark_lab::{cache_dir, model_path, Error, Result};
 use tracemark_verifier::{render, DetectOptions, Detection, Detector, TextTokenizer};
 
 const PROMPTS: [&str; 3] = [

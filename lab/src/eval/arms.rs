@@ -1,11 +1,9 @@
-//! Pieces of the evaluation harness (`make eval`): the arms, cached
-//! generations, attacks and a text metric. (The summary statistics are
-//! `tracemark_verifier::stats`'.)
+//! The arms of the evaluation and the records of their cached generations.
 
 use serde::{Deserialize, Serialize};
 use tracemark_core::SchemeConfig;
 
-use tracemark_candle::{Rng, Sampling};
+use tracemark_candle::Sampling;
 
 /// One arm of the evaluation: a name and a scheme (none for the baseline).
 #[derive(Clone, Debug, PartialEq)]
@@ -99,63 +97,12 @@ pub struct PromptRecord {
     pub steps: usize,
 }
 
-/// Replaces a `fraction` of the tokens by uniformly random ones.
-pub fn substitute(ids: &[u32], fraction: f64, vocab: u32, rng: &mut Rng) -> Vec<u32> {
-    ids.iter()
-        .map(|&t| {
-            if rng.uniform() < fraction {
-                (rng.next_u64() % u64::from(vocab)) as u32
-            } else {
-                t
-            }
-        })
-        .collect()
-}
-
-/// Deletes a `fraction` of the tokens.
-pub fn delete(ids: &[u32], fraction: f64, rng: &mut Rng) -> Vec<u32> {
-    ids.iter().copied().filter(|_| rng.uniform() >= fraction).collect()
-}
-
-/// Inserts a random token after a `fraction` of the tokens.
-pub fn insert(ids: &[u32], fraction: f64, vocab: u32, rng: &mut Rng) -> Vec<u32> {
-    let mut out = Vec::with_capacity(ids.len() * 2);
-    for &t in ids {
-        out.push(t);
-        if rng.uniform() < fraction {
-            out.push((rng.next_u64() % u64::from(vocab)) as u32);
-        }
-    }
-    out
-}
-
-/// Distinct-n: unique n-grams over all n-grams of a text (1 when too short).
-pub fn distinct_n(ids: &[u32], n: usize) -> f64 {
-    if ids.len() < n || n == 0 {
-        return 1.0;
-    }
-    let grams: std::collections::HashSet<&[u32]> = ids.windows(n).collect();
-    grams.len() as f64 / (ids.len() - n + 1) as f64
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn attacks_change_about_the_asked_fraction() {
-        let ids: Vec<u32> = (0..10_000).collect();
-        let mut rng = Rng::new(1);
-        let s = substitute(&ids, 0.3, 50_000, &mut rng);
-        let changed = s.iter().zip(&ids).filter(|(a, b)| a != b).count() as f64 / ids.len() as f64;
-        assert!((changed - 0.3).abs() < 0.03, "{changed}");
-        assert!((delete(&ids, 0.3, &mut rng).len() as f64 / 7000.0 - 1.0).abs() < 0.05);
-        assert!((insert(&ids, 0.3, 50_000, &mut rng).len() as f64 / 13_000.0 - 1.0).abs() < 0.05);
-    }
-
-    #[test]
-    fn metrics() {
-        assert_eq!(distinct_n(&[1, 2, 1, 2], 2), 2.0 / 3.0);
+    fn arms_and_the_ones_that_skip_repeated_contexts() {
         assert_eq!(arms().len(), 10);
         let skipping: Vec<&str> = arms().iter().filter(|a| a.skip_repeated).map(|a| a.name).collect();
         assert_eq!(skipping, ["tournament", "gumbel"]);

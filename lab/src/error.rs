@@ -1,4 +1,4 @@
-//! The error type of the examples.
+//! The error type of the harness and its binaries.
 
 use core::fmt;
 
@@ -65,5 +65,5 @@ impl Error {
     }
 }
 
-/// `Result` with the examples' [`Error`].
+/// `Result` with the harness' [`Error`].
 pub type Result<T> = core::result::Result<T, Error>;

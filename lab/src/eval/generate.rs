@@ -1,0 +1,198 @@
+//! Generation of every arm, cached per prompt, and the decode speed of a single sequence.
+
+use std::path::Path;
+use std::time::Instant;
+
+use tracemark_candle::{chat_prompt, generate, gguf_tokenizer, set_threads, Arm, Llama, LoadOptions, Rng, Sampling};
+use tracemark_core::{Key, Scheme};
+use tracemark_verifier::TextTokenizer;
+
+use super::{arms, ArmRecord, ArmSpec, Options, PromptRecord};
+use crate::{io, model_path, Error, Result};
+
+/// FNV-1a: names the generation cache and seeds each (prompt, arm) stream.
+fn fnv(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// What every stage of the evaluation shares: the model, its tokenizers, the key and the arms.
+pub struct Setup {
+    /// The model (SmolLM2-135M-Instruct).
+    pub model: Llama,
+    /// The model's tokenizer, from the GGUF file.
+    pub tok: tokenizers::Tokenizer,
+    /// The same tokenizer for the verifier's text API.
+    pub verifier_tok: TextTokenizer,
+    /// The key of every watermarked arm.
+    pub key: Key,
+    /// The arms, in table order.
+    pub arms: Vec<ArmSpec>,
+    /// Each arm's scheme under [`Setup::key`] (none for the unwatermarked arms).
+    pub schemes: Vec<Option<Box<dyn Scheme>>>,
+    /// The tokens that end an answer.
+    pub stop: Vec<u32>,
+}
+
+impl Setup {
+    /// Loads the model and its tokenizer, the key (the fixed quick-test key with
+    /// `--quick`, else `eval.key` in `dir`, created once) and the schemes of every arm.
+    pub fn load(options: &Options, dir: &Path) -> Result<Self> {
+        set_threads(options.threads);
+        let path = model_path()?;
+        let model = Llama::load(&path, LoadOptions::default())?;
+        let tok = gguf_tokenizer::from_gguf(&path)?;
+        let verifier_tok = TextTokenizer::from_tokenizer(&tok)?;
+        let key_path = dir.join("eval.key");
+        let key = if options.quick {
+            crate::quick_test_key("eval")
+        } else {
+            crate::stored_key(&key_path)?
+        };
+        let arms = arms();
+        let schemes = arms
+            .iter()
+            .map(|a| {
+                a.scheme
+                    .as_ref()
+                    .map(|c| c.build(&key, model.config().vocab_size))
+                    .transpose()
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let stop = vec![
+            gguf_tokenizer::token_id(&tok, "<|im_end|>")?,
+            gguf_tokenizer::token_id(&tok, "<|endoftext|>")?,
+        ];
+        Ok(Setup {
+            model,
+            tok,
+            verifier_tok,
+            key,
+            arms,
+            schemes,
+            stop,
+        })
+    }
+}
+
+/// Every arm's answer to every prompt of `prompt_set`, generated with all
+/// missing arms of a prompt as one batch and cached under `dir` per prompt
+/// (adding an arm generates only that arm; `--quick` always generates afresh).
+pub fn generate_all(s: &Setup, options: &Options, prompt_set: &[&str], dir: &Path) -> Result<Vec<PromptRecord>> {
+    // Generations are cached per prompt and per arm: adding an arm generates only that arm.
+    let tag = format!("{}|{}|{}", s.key.id(), options.tokens, options.seed);
+    let gen_dir = dir.join(format!("generations-{:016x}", fnv(&tag)));
+    io(&gen_dir, std::fs::create_dir_all(&gen_dir))?;
+    let mut records = Vec::with_capacity(prompt_set.len());
+    let started = Instant::now();
+    let mut fresh = 0;
+    for (i, user) in prompt_set.iter().enumerate() {
+        let file = gen_dir.join(format!("prompt-{i:03}.json"));
+        // The quick run (a test) always generates afresh.
+        let cached = (!options.quick)
+            .then(|| std::fs::read_to_string(&file).ok())
+            .flatten()
+            .and_then(|t| serde_json::from_str::<PromptRecord>(&t).ok());
+        let prompt = gguf_tokenizer::encode(&s.tok, &chat_prompt(user))?;
+        let mut record = cached.unwrap_or(PromptRecord {
+            prompt_index: i,
+            prompt_ids: prompt.clone(),
+            arms: Vec::new(),
+            forward_ns: 0,
+            steps: 0,
+        });
+        let missing: Vec<usize> = (0..s.arms.len())
+            .filter(|&a| !record.arms.iter().any(|r| r.arm == s.arms[a].name))
+            .collect();
+        if !missing.is_empty() {
+            let arms: Vec<Arm<'_>> = missing
+                .iter()
+                .map(|&a| Arm {
+                    scheme: s.schemes[a].as_deref(),
+                    skip_repeated: s.arms[a].skip_repeated,
+                    sampling: s.arms[a].sampling,
+                })
+                .collect();
+            // One random stream per (prompt, arm): an arm's answers do not depend on its batch.
+            let mut rngs: Vec<Rng> = missing
+                .iter()
+                .map(|&a| Rng::new(options.seed ^ fnv(&format!("{i}/{}", s.arms[a].name))))
+                .collect();
+            let (gens, timing) = generate(&s.model, &prompt, &arms, options.tokens, &s.stop, &mut rngs)?;
+            for (g, &a) in gens.into_iter().zip(&missing) {
+                record.arms.push(ArmRecord {
+                    arm: s.arms[a].name.to_string(),
+                    ids: g.ids,
+                    nll: g.nll,
+                    stopped: g.stopped,
+                    watermark_ns: g.watermark_time.as_nanos() as u64,
+                });
+            }
+            record.forward_ns += timing.forward.as_nanos() as u64;
+            record.steps += timing.steps;
+            let json = serde_json::to_string(&record).map_err(|e| Error::Usage(e.to_string()))?;
+            io(&file, std::fs::write(&file, json))?;
+            fresh += 1;
+            let per = started.elapsed().as_secs_f64() / f64::from(fresh);
+            eprintln!(
+                "[{}/{}] generated {} arm(s) ({} steps); about {:.0} min left",
+                i + 1,
+                prompt_set.len(),
+                missing.len(),
+                timing.steps,
+                per * (prompt_set.len() - i - 1) as f64 / 60.0
+            );
+        }
+        // In the order of the current arms.
+        record.arms = s
+            .arms
+            .iter()
+            .map(|spec| record.arms.iter().find(|r| r.arm == spec.name).cloned())
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| Error::Usage("an arm is missing after generation".into()))?;
+        records.push(record);
+    }
+    Ok(records)
+}
+
+/// The decode speed of one arm at batch 1.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Speed {
+    /// The arm's name.
+    pub arm: String,
+    /// Decode steps per second.
+    pub tokens_per_second: f64,
+    /// The watermark's time over the model's forward time.
+    pub watermark_share: f64,
+}
+
+/// Decode speed of a single sequence (batch 1), with and without each watermark.
+pub fn single_sequence_speed(s: &Setup, tokens: usize) -> Result<Vec<Speed>> {
+    let prompt = gguf_tokenizer::encode(&s.tok, &chat_prompt("Describe a long train journey."))?;
+    let sampling = Sampling::default();
+    let mut out = Vec::new();
+    for (spec, scheme) in s.arms.iter().zip(&s.schemes) {
+        if !matches!(
+            spec.name,
+            "none" | "kgw d=2 h=1" | "kgw d=2 self4" | "tournament" | "gumbel"
+        ) {
+            continue;
+        }
+        let arm = [Arm {
+            scheme: scheme.as_deref(),
+            skip_repeated: spec.skip_repeated,
+            sampling,
+        }];
+        let (_, timing) = generate(&s.model, &prompt, &arm, tokens, &[], &mut [Rng::new(1)])?;
+        // Decode steps only (the prompt's forward pass is the same with or without a watermark).
+        let step = (timing.forward + timing.watermark + timing.sampling).as_secs_f64() / timing.steps.max(1) as f64;
+        let share = timing.watermark.as_secs_f64() / timing.forward.as_secs_f64();
+        out.push(Speed {
+            arm: spec.name.to_string(),
+            tokens_per_second: 1.0 / step,
+            watermark_share: share,
+        });
+    }
+    Ok(out)
+}
