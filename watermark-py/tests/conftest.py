@@ -54,6 +54,14 @@ def word_tokenizer(tmp_path) -> tm.Tokenizer:
     return tm.Tokenizer.from_file(path)
 
 
+@pytest.fixture(scope="session")
+def word_tokenizer_session(tmp_path_factory) -> tm.Tokenizer:
+    """The word-level tokenizer, once per session (for hypothesis tests)."""
+    path = tmp_path_factory.mktemp("tokenizer") / "tokenizer.json"
+    path.write_text(word_tokenizer_json(3000))
+    return tm.Tokenizer.from_file(path)
+
+
 def words(ids) -> str:
     return " ".join(f"w{i}" for i in ids)
 

@@ -40,3 +40,24 @@ def test_p_values_are_uniform_under_the_null(text):
         else:
             # Kolmogorov-Smirnov at level 1e-3 (critical value 1.95 / sqrt(n)).
             assert ks_uniform(p) < 1.95 / np.sqrt(KEYS), spec
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(), prompt=st.one_of(st.none(), st.text()))
+def test_any_text_gives_a_report_or_a_typed_error(text, prompt, word_tokenizer_session):
+    """Arbitrary Unicode (surrogates excluded by Python's str) through
+    canonicalisation, the tokenizer and detection: a report or a TracemarkError,
+    never a panic; canonical spans stay inside the UTF-8 bytes of the text."""
+    canonical, changes = tm.canonicalize(text)
+    size = len(text.encode())
+    assert all(0 <= start < end <= size for _, start, end, _, _ in changes)
+    key = tm.Key.from_bytes(bytes(range(32)))
+    det = tm.Detector(key, "kgw:gamma=0.25,delta=2,context=lefthash:1", word_tokenizer_session.vocab_size,
+                      min_scored=1, marks=True)
+    try:
+        r = det.detect_text(word_tokenizer_session, prompt, text)
+    except tm.TracemarkError:
+        return
+    assert r.verdict in ("detected", "not_detected", "inconclusive") and r.canonical is not None
+    for m in r.to_dict()["marks"]:
+        assert m["span"] is None or 0 <= m["span"][0] <= m["span"][1] <= size

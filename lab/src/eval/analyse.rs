@@ -151,10 +151,11 @@ pub fn analyse(s: &Setup, records: &[PromptRecord]) -> Result<Analysis> {
             let rt = if text.trim().is_empty() {
                 0.0
             } else {
+                // The verdict's p-value: with canonicalisation (on, as in
+                // the CLI) the text's two forms are one corrected family.
                 detector
                     .detect_text(&s.verifier_tok, Some(&prompt_text), &text)?
-                    .outcome
-                    .conservative_log10_p()
+                    .conservative_verdict_log10_p()
             };
             a.attacks
                 .entry((name.clone(), "decode/re-encode".into()))
