@@ -38,6 +38,8 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Instant;
 
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde_json::Value;
 use statrs::distribution::{ChiSquared, ContinuousCDF};
@@ -50,41 +52,32 @@ use crate::error::{Error, Result};
 use crate::stats;
 use crate::text::TextTokenizer;
 
-/// SplitMix64 (Steele, Lea and Flood 2014): a counter-based stream, so any
-/// position can be computed directly and a run is reproducible from its seed.
+/// A seeded stream of 64-bit words (ChaCha8, `rand_chacha`): the same on
+/// every platform, so a run is reproducible from its seed.
 #[derive(Clone, Debug)]
-pub struct SplitMix64 {
-    state: u64,
-}
+pub struct Words(ChaCha8Rng);
 
-/// SplitMix64's increment (odd, so distinct counters give distinct states).
-const GOLDEN: u64 = 0x9e37_79b9_7f4a_7c15;
-
-fn splitmix_finish(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-impl SplitMix64 {
-    /// The stream that starts after `seed`.
+impl Words {
+    /// The stream of `seed`.
     pub fn new(seed: u64) -> Self {
-        Self { state: seed }
+        Self(ChaCha8Rng::seed_from_u64(seed))
     }
 
     /// The next 64-bit output.
     pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(GOLDEN);
-        splitmix_finish(self.state)
+        self.0.next_u64()
     }
 }
 
-/// Test keys derived from a seed: key `i` is `Key::from_bytes` of SplitMix64
-/// outputs `4i+1 .. 4i+4` after the seed.
+/// Test keys derived from a seed: key `i` is `Key::from_bytes` of the 32
+/// bytes at word position `8i` of stream 0 of the ChaCha8 generator seeded
+/// with the seed (ChaCha is a counter-mode cipher, so any key is computed
+/// directly, without the ones before it).
 ///
-/// SplitMix64's output is a bijection of its counter, so distinct indices
-/// give distinct keys. Anyone who knows the seed has every key: use them
-/// for experiments only, never to watermark.
+/// Distinct indices read disjoint parts of the stream, so the keys are
+/// independent uniform draws (equal only with probability 2^-256). Anyone
+/// who knows the seed has every key: use them for experiments only, never to
+/// watermark.
 #[derive(Clone, Debug)]
 pub struct KeyStream {
     seed: u64,
@@ -103,21 +96,20 @@ impl KeyStream {
 
     /// Key number `index`.
     pub fn key(&self, index: u64) -> Key {
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        rng.set_stream(0);
+        rng.set_word_pos(u128::from(index) * 8);
         let mut bytes = [0u8; 32];
-        for (j, chunk) in bytes.chunks_mut(8).enumerate() {
-            let counter = index.wrapping_mul(4).wrapping_add(j as u64 + 1);
-            let word = splitmix_finish(self.seed.wrapping_add(counter.wrapping_mul(GOLDEN)));
-            chunk.copy_from_slice(&word.to_le_bytes());
-        }
+        rng.fill_bytes(&mut bytes);
         Key::from_bytes(bytes)
     }
 
     /// A word stream for other draws (shuffles, battery inputs), separate from
-    /// the keys: stream `n` starts at the seed rotated and offset by `n`.
-    pub fn words(&self, n: u64) -> SplitMix64 {
-        SplitMix64::new(splitmix_finish(
-            self.seed.rotate_left(17) ^ n.wrapping_add(1).wrapping_mul(GOLDEN),
-        ))
+    /// the keys: ChaCha8 stream `n + 1` of the same seed.
+    pub fn words(&self, n: u64) -> Words {
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        rng.set_stream(n.wrapping_add(1));
+        Words(rng)
     }
 }
 
@@ -770,7 +762,7 @@ fn avalanche(
     samples: u64,
     bits: &[u32],
     out_bits: usize,
-    rng: &mut SplitMix64,
+    rng: &mut Words,
     f: impl Fn(u64, u32) -> u32,
 ) -> (f64, f64) {
     let mut flips = vec![[0u64; 32]; bits.len()];
@@ -1012,7 +1004,7 @@ pub fn markdown(r: &Report<'_>) -> String {
     );
     let _ = writeln!(
         s,
-        "- Test `t` of a scheme: key `first_key + t / tests_per_key` of the SplitMix64 key stream \
+        "- Test `t` of a scheme: key `first_key + t / tests_per_key` of the ChaCha8 key stream \
          with seed `{:#018x}` (every key of the run distinct), on segment `t mod {}` of a fixed shuffle.",
         r.keys.seed(),
         c.segments.len()
@@ -1168,7 +1160,7 @@ mod tests {
     use super::*;
 
     fn synthetic(docs: usize, len: usize, vocab: u32, seed: u64) -> Corpus {
-        let mut rng = SplitMix64::new(seed);
+        let mut rng = Words::new(seed);
         let docs = (0..docs).map(|i| {
             let ids: Vec<u32> = (0..len).map(|_| (rng.next_u64() % u64::from(vocab)) as u32).collect();
             (["a", "b", "c"][i % 3].to_string(), ids)
