@@ -758,13 +758,7 @@ fn avalanche_row(input: &str, test: &str, samples: u64, (max, rms): (f64, f64), 
 }
 
 /// bits in `bits` (all output bits).
-fn avalanche(
-    samples: u64,
-    bits: &[u32],
-    out_bits: usize,
-    rng: &mut Words,
-    f: impl Fn(u64, u32) -> u32,
-) -> (f64, f64) {
+fn avalanche(samples: u64, bits: &[u32], out_bits: usize, rng: &mut Words, f: impl Fn(u64, u32) -> u32) -> (f64, f64) {
     let mut flips = vec![[0u64; 32]; bits.len()];
     for _ in 0..samples {
         let r = rng.next_u64();

@@ -335,6 +335,56 @@ fn detect_text_with_tokenizer_window_and_keyring() {
 }
 
 #[test]
+fn tampered_text_is_detected_and_the_report_says_what_changed() {
+    let dir = Dir::new("tampered");
+    let tok = dir.path("tokenizer.json");
+    std::fs::write(&tok, word_tokenizer_json(VOCAB)).expect("write");
+    let key_path = dir.path("k.key");
+    let key = Rng::new(277).key();
+    key.save(&key_path).expect("save");
+    // A zero-width space after every word and full-width letters.
+    let text = words(&watermarked_ids(&key, 150, 5))
+        .replace(' ', "\u{200B} ")
+        .replace('w', "\u{FF57}");
+    let text_path = dir.path("tampered.txt");
+    std::fs::write(&text_path, &text).expect("write");
+    let base = [
+        "detect",
+        "--key",
+        s(&key_path),
+        "--scheme",
+        SCHEME,
+        "--tokenizer",
+        s(&tok),
+    ];
+    let out = tracemark(&[&base[..], &[s(&text_path)]].concat(), None);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(code(&out), 0, "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    for needle in [
+        "WATERMARK DETECTED",
+        "canonical  299 changes",
+        "149 invisible removed",
+        "U+200B -> removed  x149",
+        "U+FF57 -> U+0077  x150",
+        "decided by the canonical form",
+    ] {
+        assert!(stdout.contains(needle), "{needle} missing from\n{stdout}");
+    }
+    let out = tracemark(&[&base[..], &["--json", s(&text_path)]].concat(), None);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let c = &report["canonical"];
+    assert_eq!(c["changes"]["invisible"], 149);
+    assert_eq!(c["changes"]["listed"][0]["kind"], "compatibility");
+    assert_eq!(c["decided_by"], "canonical");
+    assert_eq!(c["forms"].as_array().map(Vec::len), Some(2));
+    // Experts can switch it off; the tampering then defeats the verdict.
+    // (Every tampered word is unknown to this word-level tokenizer: inconclusive, exit 3.)
+    let out = tracemark(&[&base[..], &["--no-canonicalize", s(&text_path)]].concat(), None);
+    assert_eq!(code(&out), 3, "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("canonical"));
+}
+
+#[test]
 fn scan_and_radioactivity() {
     let dir = Dir::new("scan");
     let key_path = dir.path("k.key");
