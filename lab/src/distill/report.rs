@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use tracemark_core::Key;
-use tracemark_verifier::stats::{binomial_central_range, ks_uniform};
+use tracemark_verifier::stats::{binomial_central_range, ks_critical, ks_uniform};
 use tracemark_verifier::Attribution;
 
 use super::controls::expected_cohorts;
@@ -162,7 +162,7 @@ pub fn report(r: &Results<'_>, started: Instant) -> String {
              range of Binomial({n}, alpha) that an exact test gives, and the KS distance to uniform (critical value at \
              1e-3: {:.3}):\n\n| student | test | p < 1e-2 | 99% range | p < 1e-3 | 99% range | min p | KS distance | calibrated |\n\
              |---|---|---:|---:|---:|---:|---:|---:|---|",
-            1.95 / (n as f64).sqrt()
+            ks_critical(n)
         );
         for c in &r.controls {
             let below = |a: f64| c.p.iter().filter(|&&x| x < a).count() as u64;
