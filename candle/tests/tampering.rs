@@ -85,10 +85,18 @@ fn every_tampering_of_real_answers_is_still_detected() {
                 .detect_text(&verifier_tok, Some(&prompt_text), &text)
                 .expect("detect");
             let mut row = format!(
-                "{:<12} prompt {}  clean {:>7.2}",
+                "{:<12} prompt {}  clean {:>7.2} ({} canonical changes: {:?})",
                 scheme.split(':').next().unwrap_or(scheme),
                 n + 1,
-                clean.conservative_verdict_log10_p()
+                clean.conservative_verdict_log10_p(),
+                clean.canonical.as_ref().map_or(0, |c| c.changes.total),
+                clean.canonical.as_ref().map(|c| c
+                    .changes
+                    .characters
+                    .iter()
+                    .take(3)
+                    .map(|k| format!("{} {}->{} x{}", k.kind, k.from, k.to, k.count))
+                    .collect::<Vec<_>>())
             );
             if clean.verdict != Verdict::Detected {
                 lines.push(row + "  (not detected untampered: no claim)");
