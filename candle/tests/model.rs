@@ -11,23 +11,16 @@
 //!     cargo test --release -p tracemark-candle --test model -- --ignored
 //! ```
 
-use std::path::PathBuf;
+mod support;
 
 use candle_core::quantized::gguf_file;
 use candle_core::{Device, Tensor};
+use support::model_path;
 use tracemark_candle::{
     chat_prompt, generate, gguf_tokenizer, reading_doc, Arm, KvCache, Llama, LoadOptions, ReadingModel, Rng, Sampling,
 };
 use tracemark_core::{Key, SchemeConfig};
 use tracemark_verifier::{reading_mode, DetectOptions, Detector, TextTokenizer, Verdict};
-
-fn model_path() -> PathBuf {
-    let path = std::env::var_os("TRACEMARK_MODEL")
-        .map(PathBuf::from)
-        .expect("set TRACEMARK_MODEL to the SmolLM2 GGUF (make test-rust does: python3 scripts/fetch.py model)");
-    assert!(path.exists(), "no model at {}", path.display());
-    path
-}
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)

@@ -11,8 +11,9 @@
 //!     cargo test --release -p tracemark-candle --test tampering -- --ignored --nocapture
 //! ```
 
-use std::path::PathBuf;
+mod support;
 
+use support::model_path;
 use tracemark_candle::{chat_prompt, generate, gguf_tokenizer, Arm, Llama, LoadOptions, Rng, Sampling};
 use tracemark_core::{Key, SchemeConfig};
 use tracemark_verifier::tamper::{tamper, Tampering};
@@ -30,14 +31,6 @@ const SCHEMES: [&str; 3] = [
     "gumbel:temperature=1,context=lefthash:4",
     "tournament:layers=30,top_k=40,temperature=1,leaves=2,context=lefthash:4",
 ];
-
-fn model_path() -> PathBuf {
-    let path = std::env::var_os("TRACEMARK_MODEL")
-        .map(PathBuf::from)
-        .expect("set TRACEMARK_MODEL to the SmolLM2 GGUF (make test-rust does: python3 scripts/fetch.py model)");
-    assert!(path.exists(), "no model at {}", path.display());
-    path
-}
 
 #[test]
 #[ignore = "needs the SmolLM2 model: run by `make test`"]
