@@ -368,6 +368,18 @@ pub fn canonicalize(text: &str) -> Canonical {
     }
 }
 
+/// The canonical forms of a prompt and a completion, when the pair should
+/// also be tested in canonical form: when either changed and the canonical
+/// completion is not empty. Detection of text and corpus scans decide the
+/// forms they test here, from the text alone.
+pub(crate) fn canonical_pair(prompt: Option<&str>, completion: &str) -> Option<(Option<Canonical>, Canonical)> {
+    let canonical = canonicalize(completion);
+    let canonical_prompt = prompt.map(canonicalize);
+    let prompt_changed = canonical_prompt.as_ref().is_some_and(|p| !p.is_unchanged());
+    ((!canonical.is_unchanged() || prompt_changed) && !canonical.text().trim().is_empty())
+        .then_some((canonical_prompt, canonical))
+}
+
 fn push_change(changes: &mut Vec<Change>, kind: ChangeKind, start: usize, end: usize, from: &str, to: &str) {
     changes.push(Change {
         kind,

@@ -179,7 +179,7 @@ impl Document {
     /// Its id, prompt ids and completion ids (text encoded by `tokenizer`;
     /// in canonical form when `canonicalize`, with the form as given as
     /// well when it differs).
-    fn resolve(self, tokenizer: Option<&TextTokenizer>, canonicalize: bool) -> std::result::Result<Doc, String> {
+    fn resolve(self, tokenizer: Option<&TextTokenizer>, canonical: bool) -> std::result::Result<Doc, String> {
         match self {
             Self::Ids { id, prompt_ids, ids } => Ok(Doc {
                 id,
@@ -193,34 +193,25 @@ impl Document {
                 let encode = |text: &str| tok.encode(text).map(|e| e.ids).map_err(|e| e.to_string());
                 let encode_prompt = |p: Option<&str>| p.map_or(Ok(Vec::new()), encode);
                 let given = (encode_prompt(prompt.as_deref())?, encode(&text)?);
-                if !canonicalize {
-                    return Ok(Doc {
+                match canonical
+                    .then(|| crate::canonical::canonical_pair(prompt.as_deref(), &text))
+                    .flatten()
+                {
+                    None => Ok(Doc {
                         id,
                         prompt: given.0,
                         ids: given.1,
                         as_given: None,
                         changes: 0,
-                    });
-                }
-                let canonical = crate::canonicalize(&text);
-                let canonical_prompt = prompt.as_deref().map(crate::canonicalize);
-                let prompt_changed = canonical_prompt.as_ref().is_some_and(|p| !p.is_unchanged());
-                if (canonical.is_unchanged() && !prompt_changed) || canonical.text().trim().is_empty() {
-                    return Ok(Doc {
+                    }),
+                    Some((canonical_prompt, canonical)) => Ok(Doc {
                         id,
-                        prompt: given.0,
-                        ids: given.1,
-                        as_given: None,
-                        changes: 0,
-                    });
+                        prompt: encode_prompt(canonical_prompt.as_ref().map(crate::Canonical::text))?,
+                        ids: encode(canonical.text())?,
+                        as_given: Some(given),
+                        changes: canonical.changes().len(),
+                    }),
                 }
-                Ok(Doc {
-                    id,
-                    prompt: encode_prompt(canonical_prompt.as_ref().map(crate::Canonical::text))?,
-                    ids: encode(canonical.text())?,
-                    as_given: Some(given),
-                    changes: canonical.changes().len(),
-                })
             }
         }
     }

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use crate::canonical::{canonicalize, Canonical, CanonicalReport, Form, FormTest};
+use crate::canonical::{canonical_pair, canonicalize, Canonical, CanonicalReport, Form, FormTest};
 use crate::detect::{Detection, Detector, TokenizerInfo, Verdict};
 use crate::error::{Error, Result};
 
@@ -154,9 +154,6 @@ impl Detector {
         if !self.options().canonicalize {
             return Ok(given);
         }
-        let canonical = canonicalize(completion);
-        let canonical_prompt = prompt.map(canonicalize);
-        let prompt_changed = canonical_prompt.as_ref().is_some_and(|p| !p.is_unchanged());
         let given_test = FormTest {
             form: Form::AsGiven,
             sha256: sha256_hex(completion.as_bytes()),
@@ -165,12 +162,13 @@ impl Detector {
         };
         let mut forms = vec![given_test];
         let mut canonical_report = None;
-        if (!canonical.is_unchanged() || prompt_changed) && !canonical.text().trim().is_empty() {
+        let pair = canonical_pair(prompt, completion);
+        if let Some((canonical_prompt, canonical)) = &pair {
             let report = self.detect_form(
                 tokenizer,
                 canonical_prompt.as_ref().map(Canonical::text),
                 canonical.text(),
-                Some(&canonical),
+                Some(canonical),
             )?;
             forms.push(FormTest {
                 form: Form::Canonical,
@@ -180,6 +178,9 @@ impl Detector {
             });
             canonical_report = Some(report);
         }
+        // The change summary is the completion's, also when only the prompt
+        // changed or the canonical completion is empty.
+        let canonical = pair.map_or_else(|| canonicalize(completion), |(_, c)| c);
         // Bonferroni over the forms tested; which forms those are depends on
         // the text only, never on a p-value.
         let correction_log10 = (forms.len() as f64).log10();
