@@ -48,6 +48,10 @@ pub fn arms() -> Vec<ArmSpec> {
         spec("kgw d=1 self4", Some("kgw:gamma=0.25,delta=1,context=selfhash:4")),
         spec("kgw d=2 self4", Some("kgw:gamma=0.25,delta=2,context=selfhash:4")),
         spec("kgw d=4 self4", Some("kgw:gamma=0.25,delta=4,context=selfhash:4")),
+        // The other context widths and modes of the robustness rows: no context (one fixed
+        // green list) and min-hash over the last four tokens.
+        spec("kgw d=2 h=0", Some("kgw:gamma=0.25,delta=2,context=lefthash:0")),
+        spec("kgw d=2 min4", Some("kgw:gamma=0.25,delta=2,context=minhash:4")),
         spec(
             "tournament",
             Some("tournament:layers=30,top_k=40,temperature=1,leaves=2,context=lefthash:4"),
@@ -103,7 +107,7 @@ mod tests {
 
     #[test]
     fn arms_and_the_ones_that_skip_repeated_contexts() {
-        assert_eq!(arms().len(), 10);
+        assert_eq!(arms().len(), 12);
         let skipping: Vec<&str> = arms().iter().filter(|a| a.skip_repeated).map(|a| a.name).collect();
         assert_eq!(skipping, ["tournament", "gumbel"]);
     }
