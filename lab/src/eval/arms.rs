@@ -99,6 +99,39 @@ pub struct PromptRecord {
     pub forward_ns: u64,
     /// Decode steps.
     pub steps: usize,
+    /// Wall time of generating the arms, nanoseconds (0 in caches written before it was recorded).
+    #[serde(default)]
+    pub wall_ns: u64,
+}
+
+/// One paraphrase of a watermarked answer by the unwatermarked model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ParaphraseRecord {
+    /// The arm whose answer was paraphrased.
+    pub arm: String,
+    /// 1: a paraphrase of the answer; 2: a paraphrase of that paraphrase.
+    pub round: usize,
+    /// The paraphrase's token ids.
+    pub ids: Vec<u32>,
+    /// Whether a stop token ended it.
+    pub stopped: bool,
+}
+
+/// The attack generations of one prompt: the emoji attack's answers and the
+/// paraphrases of every watermarked arm's answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AttackRecord {
+    /// Index in the prompt set.
+    pub prompt_index: usize,
+    /// The emoji attack: each watermarked arm's answer to the prompt with
+    /// the emoji instruction, in [`arms`] order once complete.
+    pub emoji: Vec<ArmRecord>,
+    /// Two rounds of paraphrase per watermarked arm, in [`arms`] order once complete.
+    pub paraphrases: Vec<ParaphraseRecord>,
+    /// Wall time of the emoji generations, nanoseconds.
+    pub emoji_ns: u64,
+    /// Wall time of the paraphrase generations, nanoseconds.
+    pub paraphrase_ns: u64,
 }
 
 #[cfg(test)]
