@@ -110,7 +110,7 @@ fn human_ids(s: &Setup, n: usize) -> Result<Vec<Vec<u32>>> {
 
 /// Measures every arm's answers: quality and cost for all arms; detection,
 /// the FPR check and robustness for the watermarked ones (`attacks`: the
-/// attack generations of [`generate_attacks`](super::generate_attacks), one per record).
+/// attack generations of [`attack_generations`](super::attack_generations), one per record).
 pub fn analyse(s: &Setup, records: &[PromptRecord], attacks: &[AttackRecord]) -> Result<Analysis> {
     if attacks.len() != records.len() {
         return Err(Error::Usage(format!(

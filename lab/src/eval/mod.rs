@@ -6,7 +6,7 @@
 //! prompt decoding as one batch. For the attacks, every watermarked arm also
 //! answers the prompt with an instruction to put an emoji between words, and
 //! the unwatermarked model paraphrases each watermarked answer twice
-//! ([`generate_attacks`]). Generations are cached and the run resumes where
+//! ([`attack_generations`]). Generations are cached and the run resumes where
 //! it stopped. The report (`eval/results/DATE.md` plus SVG plots) gives
 //! detectability (TPR at exact FPR thresholds, by length), honesty of the FPR
 //! on the unwatermarked arm, quality (perplexity under the unwatermarked
@@ -19,7 +19,7 @@
 //! `make test`).
 //!
 //! [`run`] is the whole experiment; its stages are [`Setup::load`],
-//! [`generate_all`], [`generate_attacks`], [`single_sequence_speed`],
+//! [`generate_all`] (per prompt: [`answers`], [`attack_generations`]), [`single_sequence_speed`],
 //! [`analyse`], [`write_report`] and [`plots`].
 
 mod analyse;
@@ -36,7 +36,7 @@ pub use analyse::{analyse, tamper_label, uncanonicalized_label, Analysis, EMOJI,
 pub use arms::{arms, ArmRecord, ArmSpec, AttackRecord, ParaphraseRecord, PromptRecord};
 pub use attacks::{delete, distinct_n, insert, substitute};
 pub use generate::{
-    emoji_request, generate_all, generate_attacks, paraphrase_request, single_sequence_speed, Setup, Speed,
+    answers, attack_generations, emoji_request, generate_all, paraphrase_request, single_sequence_speed, Setup, Speed,
     EMOJI_INSTRUCTION, PARAPHRASE_ROUNDS, PARAPHRASE_SAMPLING,
 };
 pub use report::{missing_cells, plots, robustness_columns, write_report};
@@ -107,10 +107,8 @@ pub fn run(options: &Options) -> Result<()> {
         dir.display()
     );
     let t = Instant::now();
-    let records = generate_all(&s, &options, set, &dir)?;
+    let (records, attacks) = generate_all(&s, &options, set, &dir)?;
     eprintln!("generation: {:.0} s", t.elapsed().as_secs_f64());
-    let attacks = generate_attacks(&s, &options, set, &records, &dir)?;
-    eprintln!("attack generations: {:.0} s since the start", t.elapsed().as_secs_f64());
     let speeds = single_sequence_speed(&s, if options.quick { 16 } else { 64 })?;
     let analysis = analyse(&s, &records, &attacks)?;
     let out = match (&options.out, options.quick) {

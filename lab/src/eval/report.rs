@@ -357,13 +357,15 @@ pub fn write_report(
         md,
         "\nGeneration per prompt on this machine (mean wall time, as recorded when the generations were made): all \
          {} arms' answers {} (one batch), the emoji answers {} (one batch), the {} paraphrases {} (a batch per round); \
-         {} in all. This run: {n} prompts, {} from start to report (cached generations are not made again).\n",
+         {} in all, {} for the {n} prompts. This invocation: {} from start to report (cached generations are not \
+         made again).\n",
         s.arms.len(),
         duration(per_prompt(answers_ns)),
         duration(per_prompt(emoji_ns)),
         attacks.first().map_or(0, |x| x.paraphrases.len()),
         duration(per_prompt(paraphrase_ns)),
         duration(per_prompt(answers_ns + emoji_ns + paraphrase_ns)),
+        duration(Duration::from_nanos(answers_ns + emoji_ns + paraphrase_ns)),
         duration(run_time)
     );
     let _ = writeln!(
