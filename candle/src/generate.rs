@@ -181,21 +181,54 @@ pub fn generate(
     stop: &[u32],
     rngs: &mut [Rng],
 ) -> Result<(Vec<Generation>, Timing)> {
+    generate_each(model, &vec![prompt.to_vec(); arms.len()], arms, max_new, stop, rngs)
+}
+
+/// [`generate`] with a prompt per arm: `prompts[i]` for `arms[i]`. Prompts
+/// of different lengths are left-padded to one length and their padding is
+/// masked ([`KvCache::left_padded`]): an arm with a shorter prompt samples
+/// from nearly, not exactly, the distributions it would have alone, so its
+/// output can differ from a run alone with the same seed. Prompts of one
+/// length run exactly as [`generate`]'s.
+pub fn generate_each(
+    model: &Llama,
+    prompts: &[Vec<u32>],
+    arms: &[Arm<'_>],
+    max_new: usize,
+    stop: &[u32],
+    rngs: &mut [Rng],
+) -> Result<(Vec<Generation>, Timing)> {
     let b = arms.len();
-    if rngs.len() != b {
+    if rngs.len() != b || prompts.len() != b {
         return Err(Error::Usage(format!(
-            "{b} arms need {b} random streams, got {}",
-            rngs.len()
+            "{b} arms need {b} random streams and {b} prompts, got {} and {}",
+            rngs.len(),
+            prompts.len()
         )));
+    }
+    if prompts.iter().any(Vec::is_empty) {
+        return Err(Error::Usage("every arm needs a non-empty prompt".into()));
     }
     let mut out = vec![Generation::default(); b];
     let mut memories = vec![SeenContexts::new(); b];
     let mut timing = Timing::default();
-    let mut cache = KvCache::new();
+    let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
+    let padding: Vec<usize> = prompts.iter().map(|p| longest - p.len()).collect();
+    // Padding positions are masked: any id serves; the row's own first token does.
+    let padded: Vec<Vec<u32>> = prompts
+        .iter()
+        .zip(&padding)
+        .map(|(p, &n)| std::iter::repeat_n(p[0], n).chain(p.iter().copied()).collect())
+        .collect();
+    let mut cache = if padding.iter().any(|&n| n > 0) {
+        KvCache::left_padded(padding)
+    } else {
+        KvCache::new()
+    };
     let t0 = Instant::now();
-    let mut logits = model.forward(&vec![prompt.to_vec(); b], &mut cache, false)?;
+    let mut logits = model.forward(&padded, &mut cache, false)?;
     timing.prefill = t0.elapsed();
-    let mut history: Vec<Vec<u32>> = vec![prompt.to_vec(); b];
+    let mut history: Vec<Vec<u32>> = prompts.to_vec();
     for _ in 0..max_new {
         let mut rows = logits.to_vec2::<f32>()?;
         let mut next = Vec::with_capacity(b);

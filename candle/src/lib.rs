@@ -70,7 +70,7 @@ pub mod reading;
 pub mod student;
 
 pub use error::{Error, Result};
-pub use generate::{generate, sample, Arm, Generation, Rng, Sampling, Timing};
+pub use generate::{generate, generate_each, sample, Arm, Generation, Rng, Sampling, Timing};
 pub use model::{set_threads, KvCache, Llama, LlamaConfig, LoadOptions};
 pub use ngram::NGram;
 pub use reading::{reading_doc, ReadingModel};

@@ -17,7 +17,8 @@ use candle_core::quantized::gguf_file;
 use candle_core::{Device, Tensor};
 use support::model_path;
 use tracemark_candle::{
-    chat_prompt, generate, gguf_tokenizer, reading_doc, Arm, KvCache, Llama, LoadOptions, ReadingModel, Rng, Sampling,
+    chat_prompt, generate, generate_each, gguf_tokenizer, reading_doc, Arm, KvCache, Llama, LoadOptions, ReadingModel,
+    Rng, Sampling,
 };
 use tracemark_core::{Key, SchemeConfig};
 use tracemark_verifier::{reading_mode, DetectOptions, Detector, TextTokenizer, Verdict};
@@ -162,6 +163,89 @@ fn forward_matches_candle_quantized_llama() {
             .map(|(i, _)| i as u32)
             .expect("argmax");
     }
+}
+
+/// Total variation distance between the softmax distributions of two logit rows.
+fn total_variation(a: &[f32], b: &[f32]) -> f64 {
+    let softmax = |x: &[f32]| {
+        let m = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let e: Vec<f64> = x.iter().map(|&v| f64::from(v - m).exp()).collect();
+        let s: f64 = e.iter().sum();
+        e.into_iter().map(move |v| v / s)
+    };
+    0.5 * softmax(a).zip(softmax(b)).map(|(p, q)| (p - q).abs()).sum::<f64>()
+}
+
+#[test]
+#[ignore = "needs the SmolLM2 model: run by `make test`"]
+fn prompts_of_different_lengths_batch_with_left_padding() {
+    let path = model_path();
+    let model = Llama::load(&path, LoadOptions::default()).expect("model");
+    let tok = gguf_tokenizer::from_gguf(&path).expect("tokenizer");
+    let prompts: Vec<Vec<u32>> = [
+        "Hi.",
+        "Explain, in a few sentences, how a bicycle stays upright while it moves and why it falls when it stops.",
+    ]
+    .iter()
+    .map(|p| gguf_tokenizer::encode(&tok, &chat_prompt(p)).expect("encode"))
+    .collect();
+    let longest = prompts[1].len();
+    let padding: Vec<usize> = prompts.iter().map(|p| longest - p.len()).collect();
+    assert!(padding[0] >= 15, "{padding:?}");
+    let padded: Vec<Vec<u32>> = prompts
+        .iter()
+        .zip(&padding)
+        .map(|(p, &n)| std::iter::repeat_n(p[0], n).chain(p.iter().copied()).collect())
+        .collect();
+    let all = |rows: &[Vec<u32>], cache: &mut KvCache| {
+        let t = model.forward(rows, cache, true).expect("forward");
+        (0..rows.len())
+            .map(|r| t.get(r).and_then(|x| x.to_vec2::<f32>()).expect("rows"))
+            .collect::<Vec<_>>()
+    };
+    let batch = all(&padded, &mut KvCache::left_padded(padding.clone()));
+    let unmasked = all(&padded, &mut KvCache::new());
+    let alone: Vec<Vec<Vec<f32>>> = prompts
+        .iter()
+        .map(|p| all(std::slice::from_ref(p), &mut KvCache::new()).remove(0))
+        .collect();
+    // The unpadded row is computed as alone.
+    for (i, row) in alone[1].iter().enumerate() {
+        assert!(max_abs_diff(row, &batch[1][i]) < 1e-2, "unpadded row, position {i}");
+    }
+    // The padded row sees its own tokens only: it differs from alone by what a shift of
+    // absolute positions does to this quantized model (rotary embeddings are relative,
+    // but activations are rounded to 8 bits in every matmul), far less than when the
+    // padding is attended to.
+    let n = prompts[0].len();
+    let tv = |rows: &[Vec<f32>]| -> Vec<f64> {
+        (0..n)
+            .map(|i| total_variation(&alone[0][i], &rows[padding[0] + i]))
+            .collect()
+    };
+    let (masked, open) = (tv(&batch[0]), tv(&unmasked[0]));
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let max = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
+    assert!(mean(&masked) < 0.06 && max(&masked) < 0.2, "masked: {masked:?}");
+    assert!(
+        mean(&open) > 3.0 * mean(&masked),
+        "unmasked {open:?} vs masked {masked:?}"
+    );
+    // generate_each: greedy decoding gives the unpadded arm what it gets alone.
+    let greedy = Arm {
+        scheme: None,
+        skip_repeated: false,
+        sampling: Sampling {
+            temperature: 1.0,
+            top_k: Some(1),
+            top_p: None,
+        },
+    };
+    let (both, _) =
+        generate_each(&model, &prompts, &[greedy; 2], 12, &[], &mut [Rng::new(1), Rng::new(2)]).expect("generate_each");
+    let (one, _) = generate(&model, &prompts[1], &[greedy], 12, &[], &mut [Rng::new(3)]).expect("generate");
+    assert_eq!(both[1].ids, one[0].ids);
+    assert_eq!(both[0].ids.len(), 12);
 }
 
 #[test]

@@ -26,9 +26,9 @@
 //! ```
 //! use tracemark_lab::{distill, eval};
 //!
-//! // The published evaluation compares ten arms, the first unwatermarked.
+//! // The published evaluation compares twelve arms, the first unwatermarked.
 //! let arms = eval::arms();
-//! assert_eq!(arms.len(), 10);
+//! assert_eq!(arms.len(), 12);
 //! assert!(arms[0].scheme.is_none());
 //! // A text metric of the quality table: unique bigrams over all bigrams.
 //! assert_eq!(eval::distinct_n(&[1, 2, 1, 2], 2), 2.0 / 3.0);

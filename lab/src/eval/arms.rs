@@ -48,6 +48,10 @@ pub fn arms() -> Vec<ArmSpec> {
         spec("kgw d=1 self4", Some("kgw:gamma=0.25,delta=1,context=selfhash:4")),
         spec("kgw d=2 self4", Some("kgw:gamma=0.25,delta=2,context=selfhash:4")),
         spec("kgw d=4 self4", Some("kgw:gamma=0.25,delta=4,context=selfhash:4")),
+        // The other context widths and modes of the robustness rows: no context (one fixed
+        // green list) and min-hash over the last four tokens.
+        spec("kgw d=2 h=0", Some("kgw:gamma=0.25,delta=2,context=lefthash:0")),
+        spec("kgw d=2 min4", Some("kgw:gamma=0.25,delta=2,context=minhash:4")),
         spec(
             "tournament",
             Some("tournament:layers=30,top_k=40,temperature=1,leaves=2,context=lefthash:4"),
@@ -95,6 +99,39 @@ pub struct PromptRecord {
     pub forward_ns: u64,
     /// Decode steps.
     pub steps: usize,
+    /// Wall time of generating the arms, nanoseconds (0 in caches written before it was recorded).
+    #[serde(default)]
+    pub wall_ns: u64,
+}
+
+/// One paraphrase of a watermarked answer by the unwatermarked model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ParaphraseRecord {
+    /// The arm whose answer was paraphrased.
+    pub arm: String,
+    /// 1: a paraphrase of the answer; 2: a paraphrase of that paraphrase.
+    pub round: usize,
+    /// The paraphrase's token ids.
+    pub ids: Vec<u32>,
+    /// Whether a stop token ended it.
+    pub stopped: bool,
+}
+
+/// The attack generations of one prompt: the emoji attack's answers and the
+/// paraphrases of every watermarked arm's answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AttackRecord {
+    /// Index in the prompt set.
+    pub prompt_index: usize,
+    /// The emoji attack: each watermarked arm's answer to the prompt with
+    /// the emoji instruction, in [`arms`] order once complete.
+    pub emoji: Vec<ArmRecord>,
+    /// Two rounds of paraphrase per watermarked arm, in [`arms`] order once complete.
+    pub paraphrases: Vec<ParaphraseRecord>,
+    /// Wall time of the emoji generations, nanoseconds.
+    pub emoji_ns: u64,
+    /// Wall time of the paraphrase generations, nanoseconds.
+    pub paraphrase_ns: u64,
 }
 
 #[cfg(test)]
@@ -103,7 +140,7 @@ mod tests {
 
     #[test]
     fn arms_and_the_ones_that_skip_repeated_contexts() {
-        assert_eq!(arms().len(), 10);
+        assert_eq!(arms().len(), 12);
         let skipping: Vec<&str> = arms().iter().filter(|a| a.skip_repeated).map(|a| a.name).collect();
         assert_eq!(skipping, ["tournament", "gumbel"]);
     }

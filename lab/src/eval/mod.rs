@@ -1,34 +1,49 @@
 //! The evaluation harness behind `make eval` and tracemark's published numbers.
 //!
 //! For every prompt of `lab/data/prompts.txt`, SmolLM2-135M answers once per
-//! arm (no watermark, kgw at three biases and two context modes, tournament,
-//! gumbel), all arms of a prompt decoding as one batch. Generations are cached
-//! and the run resumes where it stopped. The report (`eval/results/DATE.md`
-//! plus SVG plots) gives detectability (TPR at exact FPR thresholds, by
-//! length), honesty of the FPR on the unwatermarked arm, quality (perplexity
-//! under the unwatermarked model, distinct-n), cost, and robustness to edits,
-//! pasting into human text, and the decode/re-encode round trip. `--quick`
+//! arm (no watermark; kgw at three biases with left-hash h = 1 and self-hash,
+//! and at delta 2 with h = 0 and min-hash; tournament; gumbel), all arms of a
+//! prompt decoding as one batch. For the attacks, every watermarked arm also
+//! answers the prompt with an instruction to put an emoji between words, and
+//! the unwatermarked model paraphrases each watermarked answer twice
+//! ([`attack_generations`]). Generations are cached and the run resumes where
+//! it stopped. The report (`eval/results/DATE.md` plus SVG plots) gives
+//! detectability (TPR at exact FPR thresholds, by length), honesty of the FPR
+//! on the unwatermarked arm, quality (perplexity under the unwatermarked
+//! model, distinct-n), cost, and robustness: random edits of the ids, pasting
+//! into human text, the decode/re-encode round trip, every tampering of
+//! `tracemark_verifier::tamper` at [`TAMPER_RATES`], the emoji attack, the
+//! model's paraphrases and a rule-based paraphrase ([`rule_paraphrase`]),
+//! with how much meaning the rewrites keep ([`content_overlap`]). `--quick`
 //! ([`Options::quick`]) runs a small subset to check the pipeline (part of
 //! `make test`).
 //!
 //! [`run`] is the whole experiment; its stages are [`Setup::load`],
-//! [`generate_all`], [`single_sequence_speed`], [`analyse`], [`write_report`]
-//! and [`plots`].
+//! [`generate_all`] (per prompt: [`answers`], [`attack_generations`]), [`single_sequence_speed`],
+//! [`analyse`], [`write_report`] and [`plots`].
 
 mod analyse;
 mod arms;
 mod attacks;
 mod generate;
 mod report;
+mod rewrite;
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-pub use analyse::{analyse, Analysis};
-pub use arms::{arms, ArmRecord, ArmSpec, PromptRecord};
+pub use analyse::{analyse, tamper_label, uncanonicalized_label, Analysis, EMOJI, PARAPHRASE, RULES, TAMPER_RATES};
+pub use arms::{arms, ArmRecord, ArmSpec, AttackRecord, ParaphraseRecord, PromptRecord};
 pub use attacks::{delete, distinct_n, insert, substitute};
-pub use generate::{generate_all, single_sequence_speed, Setup, Speed};
-pub use report::{plots, write_report};
+pub use generate::{
+    answers, attack_generations, emoji_request, generate_all, paraphrase_request, single_sequence_speed, Setup, Speed,
+    EMOJI_INSTRUCTION, PARAPHRASE_ROUNDS, PARAPHRASE_SAMPLING,
+};
+pub use report::{missing_cells, plots, robustness_columns, write_report};
+pub use rewrite::{
+    content_overlap, content_words, copied_share, emojis_per_word, is_emoji, rule_paraphrase, strip_emoji, Overlap,
+    RuleParaphrase, SYNONYMS,
+};
 use tracemark_verifier::stats::rate_below;
 
 use crate::{cache_dir, io, prompts, today, Error, Result};
@@ -92,26 +107,30 @@ pub fn run(options: &Options) -> Result<()> {
         dir.display()
     );
     let t = Instant::now();
-    let records = generate_all(&s, &options, set, &dir)?;
+    let (records, attacks) = generate_all(&s, &options, set, &dir)?;
     eprintln!("generation: {:.0} s", t.elapsed().as_secs_f64());
     let speeds = single_sequence_speed(&s, if options.quick { 16 } else { 64 })?;
-    let analysis = analyse(&s, &records)?;
+    let analysis = analyse(&s, &records, &attacks)?;
     let out = match (&options.out, options.quick) {
         (Some(p), _) => p.clone(),
         (None, true) => dir.join("report.md"),
         (None, false) => PathBuf::from("eval/results").join(format!("{}.md", today())),
     };
-    write_report(&s, &options, &records, &analysis, &speeds, &out)?;
+    write_report(&s, &options, &records, &attacks, &analysis, &speeds, t.elapsed(), &out)?;
     eprintln!("report: {} ({:.0} s in all)", out.display(), t.elapsed().as_secs_f64());
     if options.quick {
         // The quick run checks the pipeline, not the numbers: every table cell must have been computed.
         let report = io(&out, std::fs::read_to_string(&out))?;
+        let missing = missing_cells(&s, &analysis, records.len());
         if report.contains("| NaN")
             || !report.contains("## Robustness")
             || records.iter().any(|r| r.arms.len() != s.arms.len())
+            || !missing.is_empty()
         {
             return Err(Error::Usage(format!(
-                "the quick evaluation produced an incomplete report: {}",
+                "the quick evaluation produced an incomplete report ({} cells missing: {}): {}",
+                missing.len(),
+                missing.iter().take(5).cloned().collect::<Vec<_>>().join("; "),
                 out.display()
             )));
         }

@@ -2,11 +2,16 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
+use std::time::Duration;
 
 use tracemark_verifier::stats::{mean_se, median, rate_below};
+use tracemark_verifier::tamper::Tampering;
 
-use super::{Analysis, Options, PromptRecord, Setup, Speed, LENGTHS};
-use crate::plot::{line_chart, Series};
+use super::{
+    emoji_request, paraphrase_request, tamper_label, uncanonicalized_label, Analysis, AttackRecord, Options,
+    PromptRecord, Setup, Speed, EMOJI, LENGTHS, PARAPHRASE, PARAPHRASE_SAMPLING, RULES, SYNONYMS, TAMPER_RATES,
+};
+use crate::plot::{heat_map, line_chart, HeatMap, Series};
 use crate::{io, today, Result};
 
 fn pct(x: f64) -> String {
@@ -17,17 +22,129 @@ fn pct(x: f64) -> String {
     }
 }
 
-/// Writes the report to `out` and its plots beside it ([`plots`]).
+/// The columns of the robustness tables, one group per table: random edits
+/// of the ids, the paste and the round trip; every tampering at each of
+/// [`TAMPER_RATES`] (the last group with the strongest tampering tested
+/// without canonicalisation, [`Analysis::strongest_tampering`]); the
+/// rewrites (emoji attack, the model's paraphrases, the rule-based one).
+pub fn robustness_columns(a: &Analysis) -> Vec<(String, Vec<String>)> {
+    let edits = [
+        "substitute 10%",
+        "substitute 30%",
+        "substitute 50%",
+        "delete 10%",
+        "delete 30%",
+        "insert 10%",
+        "insert 30%",
+        "pasted in 4x human text (whole)",
+        "pasted in 4x human text (window)",
+        "decode/re-encode",
+    ];
+    let mut groups = vec![(
+        "Edits of the ids, paste into human text, round trip".to_string(),
+        edits.iter().map(|l| l.to_string()).collect(),
+    )];
+    for &rate in &TAMPER_RATES {
+        let mut labels: Vec<String> = Tampering::ALL.iter().map(|&t| tamper_label(t, rate)).collect();
+        if rate >= 1.0 {
+            labels.extend(a.strongest_tampering.map(uncanonicalized_label));
+        }
+        groups.push((format!("Tampering at {:.0}% of eligible places", rate * 100.0), labels));
+    }
+    let mut rewrites = vec![EMOJI.to_string()];
+    rewrites.extend(PARAPHRASE.iter().map(|l| l.to_string()));
+    rewrites.push(RULES.to_string());
+    groups.push(("Rewrites: the emoji attack and paraphrases".to_string(), rewrites));
+    groups
+}
+
+/// The cells of the robustness tables (and the rewrites' meaning table) that
+/// lack a value for one of `prompts` answers of a watermarked arm, as
+/// `"arm / column"`; empty when the tables are complete. (The quick run
+/// fails on any.)
+pub fn missing_cells(s: &Setup, a: &Analysis, prompts: usize) -> Vec<String> {
+    let mut missing = Vec::new();
+    if a.strongest_tampering.is_none() {
+        missing.push("the strongest tampering without canonicalisation".to_string());
+    }
+    let complete = |v: Option<&Vec<f64>>| v.is_some_and(|v| v.len() == prompts && v.iter().all(|x| x.is_finite()));
+    for spec in s.arms.iter().filter(|x| x.scheme.is_some()) {
+        let arm = spec.name.to_string();
+        for (_, labels) in robustness_columns(a) {
+            for l in labels {
+                if !complete(a.attacks.get(&(arm.clone(), l.clone()))) {
+                    missing.push(format!("{arm} / {l}"));
+                }
+            }
+        }
+        let mut paraphrases = PARAPHRASE.to_vec();
+        paraphrases.push(RULES);
+        for l in paraphrases {
+            let key = (arm.clone(), l.to_string());
+            if !complete(a.meaning.get(&key)) || !complete(a.copied.get(&key)) {
+                missing.push(format!("{arm} / meaning of {l}"));
+            }
+        }
+        for l in [EMOJI].iter().chain(&PARAPHRASE).chain(&[RULES]) {
+            if !complete(a.rewrite_tokens.get(&(arm.clone(), l.to_string()))) {
+                missing.push(format!("{arm} / tokens of {l}"));
+            }
+        }
+        for (what, m) in [
+            ("emojis per word", &a.emojis_per_word),
+            ("rule-based replacements", &a.rules_replaced),
+            ("rule-based swaps", &a.rules_swapped),
+            ("reference F1", &a.reference_f1),
+        ] {
+            if !complete(m.get(&arm)) {
+                missing.push(format!("{arm} / {what}"));
+            }
+        }
+    }
+    missing
+}
+
+/// A robustness cell: TPR at 1e-3 and 1e-6, and the median log10 p.
+fn cell(v: Option<&Vec<f64>>) -> String {
+    match v {
+        Some(v) if !v.is_empty() => format!(
+            "{} / {} ({:.1})",
+            pct(rate_below(v, 1e-3)),
+            pct(rate_below(v, 1e-6)),
+            median(v)
+        ),
+        _ => "n/a".to_string(),
+    }
+}
+
+/// Seconds as minutes (and seconds when short).
+fn duration(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s < 120.0 {
+        format!("{s:.0} s")
+    } else {
+        format!("{:.1} min", s / 60.0)
+    }
+}
+
+/// Writes the report to `out` and its plots beside it ([`plots`], named
+/// after `out`'s file stem). `attacks` are the attack generations, one per
+/// record; `run_time` is this invocation's wall time up to the report
+/// (generation skipped where cached).
+#[allow(clippy::too_many_arguments)]
 pub fn write_report(
     s: &Setup,
     options: &Options,
     records: &[PromptRecord],
+    attacks: &[AttackRecord],
     a: &Analysis,
     speeds: &[Speed],
+    run_time: Duration,
     out: &Path,
 ) -> Result<()> {
     let mut md = String::new();
     let n = records.len();
+    let stem = out.file_stem().map_or_else(today, |x| x.to_string_lossy().into_owned());
     let _ = writeln!(md, "# tracemark evaluation, {}\n", today());
     let _ = writeln!(
         md,
@@ -74,7 +191,7 @@ pub fn write_report(
             .collect();
         let _ = writeln!(md, "| {} | {} |", spec.name, cells.join(" | "));
     }
-    let _ = writeln!(md, "\n![TPR vs tokens](./{}-tpr-vs-tokens.svg)\n", today());
+    let _ = writeln!(md, "\n![TPR vs tokens](./{stem}-tpr-vs-tokens.svg)\n");
     let _ = writeln!(md, "## Quality\n\nPerplexity of each arm's answers under the unwatermarked model (from the model's own logits while decoding), with the standard error of the mean log-perplexity; distinct-n over each answer:\n");
     let _ = writeln!(md, "| scheme | sampling | mean NLL/token ± SE | PPL (exp mean NLL) | median PPL | distinct-2 | distinct-3 |\n|---|---|---:|---:|---:|---:|---:|");
     for spec in &s.arms {
@@ -104,7 +221,7 @@ pub fn write_report(
          `none top-40` (unwatermarked sampling from the same top 40); every other arm's baseline is `none`. A scheme \
          is within noise of its baseline when the difference of mean NLL is within about two combined standard errors.\n"
     );
-    let _ = writeln!(md, "![Perplexity vs delta](./{}-ppl-vs-delta.svg)\n", today());
+    let _ = writeln!(md, "![Perplexity vs delta](./{stem}-ppl-vs-delta.svg)\n");
     let _ = writeln!(md, "## Cost\n\nDecoding one sequence (batch 1) on this machine, decode steps only, with each watermark, and the watermark's share of the decode step:\n\n| scheme | tokens/s | watermark / model forward |\n|---|---:|---:|");
     for speed in speeds {
         let _ = writeln!(
@@ -124,40 +241,137 @@ pub fn write_report(
         let us = a.watermark_us_per_token[spec.name];
         let _ = writeln!(md, "| {} | {us:.1} | {:.3}% |", spec.name, 100.0 * us / batch1_step_us);
     }
-    let _ = writeln!(md, "\n## Robustness\n\nTPR at FPR 1e-3 and median log10 p after each attack on the {}-token answers. Substitutions and insertions draw uniformly random tokens; the paste puts the answer in the middle of human text (Debian-packaged prose and docs) three times its length, tested whole and by window search (Bonferroni-corrected); decode/re-encode verifies the text through the model's tokenizer.\n", options.tokens);
-    let attack_names: Vec<String> = [
-        "substitute 10%",
-        "substitute 30%",
-        "substitute 50%",
-        "delete 10%",
-        "delete 30%",
-        "insert 10%",
-        "insert 30%",
-        "pasted in 4x human text (whole)",
-        "pasted in 4x human text (window)",
-        "decode/re-encode",
-    ]
-    .iter()
-    .map(|l| l.to_string())
-    .filter(|l| a.attacks.keys().any(|(_, k)| k == l))
-    .collect();
+    let _ = writeln!(md, "\n## Robustness\n\nAfter each attack on the {}-token answers, each cell gives TPR at FPR 1e-3 / TPR at FPR 1e-6 (median log10 p); a row per watermarked arm (scheme and context: h = 1, self-hash, h = 0, min-hash). Substitutions and insertions draw uniformly random tokens; the paste puts the answer in the middle of human text (Debian-packaged prose and docs) three times its length, tested whole and by window search (Bonferroni-corrected); decode/re-encode verifies the text through the model's tokenizer.\n", options.tokens);
+    let strongest = a
+        .strongest_tampering
+        .map_or_else(|| "none".to_string(), |t| t.name().to_string());
+    let intros = [
+        String::new(),
+        "Each tampering of `tracemark_verifier::tamper` leaves the words a reader sees unchanged: `zwsp` a zero-width \
+         space after words, `zwj` a zero-width joiner inside words, `shy` soft hyphens, `bidi` bidi marks around \
+         words, `tags` invisible tag characters, `vs` variation selectors after letters, `nbsp` other space \
+         separators for spaces, `fullwidth` full-width letters and digits, `homoglyph` Cyrillic and Greek \
+         look-alikes, `nfd` accents decomposed. Each is applied to the decoded answer at the given share of its \
+         eligible places (seeded) and the text is detected as the CLI does, with canonicalisation on: the p-value is \
+         the verdict's, corrected for the two forms tested.\n"
+            .to_string(),
+        format!(
+            "The last column tests the tampering that canonicalisation matters most for (the highest median log10 p \
+             with canonicalisation off, averaged over the arms: `{strongest}`) with canonicalisation off.\n"
+        ),
+        format!(
+            "**Emoji attack** (Kirchenbauer et al. 2023): each watermarked arm answers the prompt with \"{}\" \
+             appended (the emoji request: `{}`), watermarking as usual; the emojis (non-ASCII characters with the \
+             Unicode Emoji or Emoji_Component property) and the space each leaves are removed, and the rest is \
+             detected as text. **LLM paraphrase**: the unwatermarked model (temperature {}, top-p {}) is given \
+             `{}` (chat template) for each watermarked answer, up to {} new tokens; `x2` paraphrases that paraphrase \
+             with the same request. **Rule-based paraphrase**, for reference: every word with an entry in a list of \
+             {} synonym pairs is replaced, and every sentence \"A, B.\" with one comma and three words or more on \
+             each side becomes \"B, a.\"; nothing else changes.\n",
+            super::EMOJI_INSTRUCTION,
+            emoji_request("<prompt>"),
+            PARAPHRASE_SAMPLING.temperature,
+            PARAPHRASE_SAMPLING.top_p.unwrap_or(1.0),
+            paraphrase_request("<prompt>", "<answer>").replace('\n', "\\n"),
+            options.tokens,
+            SYNONYMS.len()
+        ),
+    ];
+    for (gi, (title, labels)) in robustness_columns(a).into_iter().enumerate() {
+        let _ = writeln!(md, "### {title}\n");
+        if let Some(intro) = intros.get(gi).filter(|i| !i.is_empty()) {
+            let _ = writeln!(md, "{intro}");
+        }
+        let _ = writeln!(
+            md,
+            "| scheme | {} |\n|---|{}",
+            labels.join(" | "),
+            "---:|".repeat(labels.len())
+        );
+        for spec in s.arms.iter().filter(|a| a.scheme.is_some()) {
+            let cells: Vec<String> = labels
+                .iter()
+                .map(|l| cell(a.attacks.get(&(spec.name.to_string(), l.clone()))))
+                .collect();
+            let _ = writeln!(md, "| {} | {} |", spec.name, cells.join(" | "));
+        }
+        let _ = writeln!(md);
+    }
     let _ = writeln!(
         md,
-        "| scheme | {} |\n|---|{}",
-        attack_names.join(" | "),
-        "---:|".repeat(attack_names.len())
+        "**What the rewrites keep.** Means over the answers. Meaning is measured as the content-word F1 of the \
+         paraphrase against the watermarked answer (ROUGE-1 F1 over lower-cased words of four characters or more, \
+         40 frequent function words left out, counts clipped; `x2` against the answer too); for scale, the last \
+         column is the same F1 between the answer and the unwatermarked arm's answer to the same prompt (two \
+         independent answers to one question). Copied: the share of the paraphrase's word 5-grams found verbatim \
+         in the answer. Tokens are those of the tested text. Emojis per word: runs of emoji per word in the emoji \
+         answer before removal (1 if the model had followed the instruction throughout); that answer is a new \
+         answer, so it has no overlap to measure.\n"
     );
+    let _ = writeln!(
+        md,
+        "| scheme | answer tokens | emoji: emojis per word, tokens after removal | paraphrase: tokens, F1, copied | paraphrase x2: tokens, F1, copied | rule-based: words replaced, clauses swapped, F1 | reference F1 |\n|---|---:|---:|---:|---:|---:|---:|"
+    );
+    let mean = |v: Option<&Vec<f64>>| v.map_or(f64::NAN, |v| mean_se(v).0);
     for spec in s.arms.iter().filter(|a| a.scheme.is_some()) {
-        let cells: Vec<String> = attack_names
-            .iter()
-            .map(|l| {
-                let v = &a.attacks[&(spec.name.to_string(), l.clone())];
-                format!("{} ({:.1})", pct(rate_below(v, 1e-3)), median(v))
-            })
-            .collect();
-        let _ = writeln!(md, "| {} | {} |", spec.name, cells.join(" | "));
+        let arm = spec.name.to_string();
+        let key = |l: &str| (arm.clone(), l.to_string());
+        let paraphrase = |l: &str| {
+            format!(
+                "{:.0}, {:.2}, {:.2}",
+                mean(a.rewrite_tokens.get(&key(l))),
+                mean(a.meaning.get(&key(l))),
+                mean(a.copied.get(&key(l)))
+            )
+        };
+        let _ = writeln!(
+            md,
+            "| {arm} | {:.0} | {:.2}, {:.0} | {} | {} | {:.1}%, {:.1}, {:.2} | {:.2} |",
+            mean(a.tokens.get(&arm)),
+            mean(a.emojis_per_word.get(&arm)),
+            mean(a.rewrite_tokens.get(&key(EMOJI))),
+            paraphrase(PARAPHRASE[0]),
+            paraphrase(PARAPHRASE[1]),
+            100.0 * mean(a.rules_replaced.get(&arm)),
+            mean(a.rules_swapped.get(&arm)),
+            mean(a.meaning.get(&key(RULES))),
+            mean(a.reference_f1.get(&arm)),
+        );
     }
-    let _ = writeln!(md, "\n![p-value vs substitution](./{}-p-vs-attack.svg)\n", today());
+    let per_word: Vec<f64> = a.emojis_per_word.values().flatten().copied().collect();
+    let _ = writeln!(
+        md,
+        "\nThe emoji instruction was followed in {} of {} emoji answers (at least one emoji per two words) and \
+         {} had any emoji at all (mean {:.3} emojis per word): where the model ignores the instruction, the emoji \
+         column measures a second answer to a longer prompt, not the attack.",
+        per_word.iter().filter(|&&x| x >= 0.5).count(),
+        per_word.len(),
+        per_word.iter().filter(|&&x| x > 0.0).count(),
+        mean_se(&per_word).0
+    );
+    let per_prompt = |ns: u64| Duration::from_nanos(ns / n.max(1) as u64);
+    let answers_ns: u64 = records.iter().map(|r| r.wall_ns).sum();
+    let emoji_ns: u64 = attacks.iter().map(|r| r.emoji_ns).sum();
+    let paraphrase_ns: u64 = attacks.iter().map(|r| r.paraphrase_ns).sum();
+    let _ = writeln!(
+        md,
+        "\nGeneration per prompt on this machine (mean wall time, as recorded when the generations were made): all \
+         {} arms' answers {} (one batch), the emoji answers {} (one batch), the {} paraphrases {} (a batch per round); \
+         {} in all, {} for the {n} prompts. This invocation: {} from start to report (cached generations are not \
+         made again).\n",
+        s.arms.len(),
+        duration(per_prompt(answers_ns)),
+        duration(per_prompt(emoji_ns)),
+        attacks.first().map_or(0, |x| x.paraphrases.len()),
+        duration(per_prompt(paraphrase_ns)),
+        duration(per_prompt(answers_ns + emoji_ns + paraphrase_ns)),
+        duration(Duration::from_nanos(answers_ns + emoji_ns + paraphrase_ns)),
+        duration(run_time)
+    );
+    let _ = writeln!(
+        md,
+        "![Robustness: TPR at 1e-6 and median log10 p per attack](./{stem}-robustness.svg)\n\n![p-value vs substitution](./{stem}-p-vs-attack.svg)\n"
+    );
     let _ = writeln!(
         md,
         "**Decode/re-encode.** A verifier of text re-encodes it; the share of answers whose generated ids come back \
@@ -177,13 +391,14 @@ pub fn write_report(
     let dir = out.parent().unwrap_or(Path::new("."));
     io(dir, std::fs::create_dir_all(dir))?;
     io(out, std::fs::write(out, md))?;
-    plots(s, a, dir)?;
+    plots(s, a, dir, &stem)?;
     Ok(())
 }
 
-/// The report's three SVG charts in `dir`: TPR vs tokens, median log10 p vs
-/// substitution, perplexity vs the kgw bias.
-pub fn plots(s: &Setup, a: &Analysis, dir: &Path) -> Result<()> {
+/// The report's four SVG charts in `dir`, named `STEM-*.svg`: TPR vs tokens,
+/// median log10 p vs substitution, perplexity vs the kgw bias, and the
+/// robustness heat map (TPR at 1e-6 and median log10 p per arm and attack).
+pub fn plots(s: &Setup, a: &Analysis, dir: &Path, stem: &str) -> Result<()> {
     let names: Vec<&str> = s.arms.iter().filter(|a| a.scheme.is_some()).map(|x| x.name).collect();
     let tpr: Vec<Series> = names
         .iter()
@@ -196,7 +411,7 @@ pub fn plots(s: &Setup, a: &Analysis, dir: &Path) -> Result<()> {
         })
         .collect();
     line_chart(
-        &dir.join(format!("{}-tpr-vs-tokens.svg", today())),
+        &dir.join(format!("{stem}-tpr-vs-tokens.svg")),
         "TPR at FPR 1e-3 vs tokens",
         "tokens",
         "TPR",
@@ -220,7 +435,7 @@ pub fn plots(s: &Setup, a: &Analysis, dir: &Path) -> Result<()> {
         })
         .collect();
     line_chart(
-        &dir.join(format!("{}-p-vs-attack.svg", today())),
+        &dir.join(format!("{stem}-p-vs-attack.svg")),
         "median log10 p vs random substitution",
         "tokens substituted (%)",
         "median log10 p",
@@ -249,11 +464,49 @@ pub fn plots(s: &Setup, a: &Analysis, dir: &Path) -> Result<()> {
         })
         .collect();
     line_chart(
-        &dir.join(format!("{}-ppl-vs-delta.svg", today())),
+        &dir.join(format!("{stem}-ppl-vs-delta.svg")),
         "perplexity vs kgw delta (gamma 0.25)",
         "delta",
         "perplexity",
         &series,
+    )?;
+    let columns: Vec<String> = robustness_columns(a).into_iter().flat_map(|(_, l)| l).collect();
+    let values: Vec<Vec<f64>> = names
+        .iter()
+        .map(|n| {
+            columns
+                .iter()
+                .map(|l| {
+                    a.attacks
+                        .get(&(n.to_string(), l.clone()))
+                        .map_or(f64::NAN, |v| rate_below(v, 1e-6))
+                })
+                .collect()
+        })
+        .collect();
+    let labels: Vec<Vec<String>> = names
+        .iter()
+        .map(|n| {
+            columns
+                .iter()
+                .map(|l| {
+                    a.attacks
+                        .get(&(n.to_string(), l.clone()))
+                        // Rounded, without the sign of a negative zero.
+                        .map_or_else(|| "n/a".to_string(), |v| format!("{}", median(v).round() + 0.0))
+                })
+                .collect()
+        })
+        .collect();
+    heat_map(
+        &dir.join(format!("{stem}-robustness.svg")),
+        &HeatMap {
+            title: "Robustness: colour = TPR at FPR 1e-6 (red 0, green 1), number = median log10 p",
+            rows: names.iter().map(|x| x.to_string()).collect(),
+            columns,
+            values,
+            labels,
+        },
     )?;
     Ok(())
 }
