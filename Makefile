@@ -28,7 +28,7 @@ CARGO_FUZZ := $(CACHE)/tools/cargo-fuzz-$(CARGO_FUZZ_VERSION)/bin/cargo-fuzz
 FUZZ_SECONDS ?= 30
 FUZZ_MODE ?= auto
 
-.PHONY: help setup data demo test test-rust test-python venv python bench bench-python lint fuzz-smoke eval eval-quick distill distill-quick calibrate clean-cache
+.PHONY: help setup data demo test test-rust test-python venv python bench bench-python lint fuzz-smoke eval eval-quick distill distill-quick spoof spoof-quick calibrate clean-cache
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -45,7 +45,7 @@ demo: ## Generate watermarked and plain text with SmolLM2, verify both, print th
 	@$(FETCH) model >/dev/null
 	$(CARGO) run $(CARGO_FLAGS) -q -p tracemark-examples --bin demo -- $(DEMO_ARGS)
 
-test: test-rust test-python eval-quick distill-quick ## All Rust and Python tests
+test: test-rust test-python eval-quick distill-quick spoof-quick ## All Rust and Python tests
 
 # The real-model tests (tracemark-candle's tests/model.rs) and the calibration on human text are
 # #[ignore]d for a bare `cargo test`; the second run here runs them, and they fail without the data.
@@ -83,6 +83,13 @@ distill: data ## The distillation experiment: harvest, students, radioactivity t
 
 distill-quick: ## The distillation pipeline on a small harvest (part of `make test`)
 	$(MAKE) --no-print-directory distill QUICK=1
+
+spoof: data ## Watermark stealing: spoofing and scrubbing against harvest size, cohort keys and the artifact test (hours; cached, resumable)
+	export TRACEMARK_MODEL="$$($(FETCH) model)"; \
+	$(CARGO) run $(CARGO_FLAGS) -q -p tracemark-examples --bin spoof -- $(if $(QUICK),--quick,) $(SPOOF_ARGS)
+
+spoof-quick: ## The stealing pipeline on a tiny harvest (part of `make test`)
+	$(MAKE) --no-print-directory spoof QUICK=1
 
 CALIBRATION := eval/results/calibration-$(shell date -u +%F).md
 calibrate: ## False-positive rates of every scheme over 10M (document, key) tests each, and a battery on the keyed values (about 17 min on 2 cores). QUICK=1: 100k tests

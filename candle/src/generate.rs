@@ -125,11 +125,23 @@ fn scheme_selects_token(scheme: &dyn Scheme) -> bool {
     scheme.contract().generation.controls_sampling()
 }
 
+/// A caller's own change to the logits before the watermark: the
+/// experiments' attacker, who steers an unwatermarked model with what it
+/// learned from harvested answers, is one.
+pub trait Steer: Sync {
+    /// Changes `row` (the raw logits of the next token after `history`, prompt
+    /// included) in place.
+    fn steer(&self, history: &[u32], row: &mut [f32]);
+}
+
 /// One arm of a batched generation.
 #[derive(Clone, Copy)]
 pub struct Arm<'a> {
     /// The watermark, if any.
     pub scheme: Option<&'a dyn Scheme>,
+    /// A change to the logits before the watermark, if any (its effect is not
+    /// counted in [`Generation::nll`], which is the raw model's).
+    pub steer: Option<&'a dyn Steer>,
     /// Skip contexts already watermarked in this sequence.
     pub skip_repeated: bool,
     /// Sampling after a `kgw` bias or without a watermark.
@@ -240,6 +252,9 @@ pub fn generate_each(
             let row = &mut rows[i];
             let raw_lse = log_sum_exp(row);
             let raw = row.clone();
+            if let Some(steer) = arm.steer {
+                steer.steer(&history[i], row);
+            }
             let mut controls_sampling = false;
             if let Some(scheme) = arm.scheme {
                 let t = Instant::now();

@@ -43,7 +43,7 @@
 //!
 //! let prompt = gguf_tokenizer::encode(&tok, &chat_prompt("Tell me about lighthouses."))?;
 //! let stop = [gguf_tokenizer::token_id(&tok, "<|im_end|>")?];
-//! let arm = Arm { scheme: Some(scheme.as_ref()), skip_repeated: false, sampling: Sampling::default() };
+//! let arm = Arm { scheme: Some(scheme.as_ref()), steer: None, skip_repeated: false, sampling: Sampling::default() };
 //! let (generations, _timing) = generate(&model, &prompt, &[arm], 150, &stop, &mut [Rng::new(1)])?;
 //! println!("{}", gguf_tokenizer::decode(&tok, &generations[0].ids)?);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -70,7 +70,7 @@ pub mod reading;
 pub mod student;
 
 pub use error::{Error, Result};
-pub use generate::{generate, generate_each, sample, Arm, Generation, Rng, Sampling, Timing};
+pub use generate::{generate, generate_each, sample, Arm, Generation, Rng, Sampling, Steer, Timing};
 pub use model::{set_threads, KvCache, Llama, LlamaConfig, LoadOptions};
 pub use ngram::NGram;
 pub use reading::{reading_doc, ReadingModel};

@@ -234,6 +234,7 @@ fn prompts_of_different_lengths_batch_with_left_padding() {
     // generate_each: greedy decoding gives the unpadded arm what it gets alone.
     let greedy = Arm {
         scheme: None,
+        steer: None,
         skip_repeated: false,
         sampling: Sampling {
             temperature: 1.0,
@@ -266,11 +267,13 @@ fn watermarked_generation_is_detected_from_text_and_plain_is_not() {
     let arms = [
         Arm {
             scheme: Some(scheme.as_ref()),
+            steer: None,
             skip_repeated: false,
             sampling,
         },
         Arm {
             scheme: None,
+            steer: None,
             skip_repeated: false,
             sampling,
         },
@@ -312,6 +315,7 @@ fn reading_mode_predictions_are_the_greedy_continuation() {
     // Greedy decoding (top-1): the model's own prediction at every step.
     let greedy = Arm {
         scheme: None,
+        steer: None,
         skip_repeated: false,
         sampling: Sampling {
             top_k: Some(1),

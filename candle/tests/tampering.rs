@@ -47,6 +47,7 @@ fn every_tampering_of_real_answers_is_still_detected() {
         .iter()
         .map(|s| Arm {
             scheme: Some(s.as_ref()),
+            steer: None,
             skip_repeated: s.contract().skip_repeated,
             sampling: Sampling::default(),
         })

@@ -12,6 +12,7 @@
 //! |---|---|---|
 //! | [`eval`] | the arms, generation of all arms with cached records, attacks, analysis, the report's tables and plots | `make eval` (`QUICK=1`: `make eval-quick`, part of `make test`) |
 //! | [`distill`] | the distillation experiment: plan, harvest, training mixtures, students, attribution, controls, quick checks, report | `make distill` (`QUICK=1`: `make distill-quick`, part of `make test`) |
+//! | [`spoof`] | watermark stealing: harvests, the attacker's knowledge, spoofed and scrubbed answers, cohort keys and the spoof-artifact test | `make spoof` (`QUICK=1`: `make spoof-quick`, part of `make test`) |
 //! | [`plot`] | SVG line charts for the reports | both |
 //! | [`error`] | the one error type of the harness and its binaries | all, with `make demo` and `make calibrate` |
 //!
@@ -61,6 +62,7 @@ pub mod error;
 pub mod eval;
 pub mod plot;
 mod setup;
+pub mod spoof;
 
 pub use error::{Error, Result};
 pub use setup::{cache_dir, io, model_path, prompts, quick_test_key, stored_key, today};

@@ -179,7 +179,11 @@ impl Document {
     /// Its id, prompt ids and completion ids (text encoded by `tokenizer`;
     /// in canonical form when `canonicalize`, with the form as given as
     /// well when it differs).
-    fn resolve(self, tokenizer: Option<&TextTokenizer>, canonical: bool) -> std::result::Result<Doc, String> {
+    pub(crate) fn resolve(
+        self,
+        tokenizer: Option<&TextTokenizer>,
+        canonical: bool,
+    ) -> std::result::Result<Doc, String> {
         match self {
             Self::Ids { id, prompt_ids, ids } => Ok(Doc {
                 id,
@@ -219,12 +223,12 @@ impl Document {
 
 /// One document, resolved to ids.
 #[derive(Debug)]
-struct Doc {
+pub(crate) struct Doc {
     id: Option<Value>,
     /// Prompt ids (canonical form for text).
-    prompt: Vec<u32>,
+    pub(crate) prompt: Vec<u32>,
     /// Completion ids (canonical form for text).
-    ids: Vec<u32>,
+    pub(crate) ids: Vec<u32>,
     /// The prompt and completion ids of the text as given, when its
     /// canonical form differs.
     as_given: Option<(Vec<u32>, Vec<u32>)>,
@@ -245,7 +249,7 @@ fn ids_field(v: &Value, name: &str) -> std::result::Result<Vec<u32>, String> {
 }
 
 /// A JSONL line as a [`Document`] (its shape only: text is not encoded here).
-fn parse_doc(line: &str) -> std::result::Result<Document, String> {
+pub(crate) fn parse_doc(line: &str) -> std::result::Result<Document, String> {
     let v: Value = serde_json::from_str(line).map_err(|e| format!("not valid JSON: {e}"))?;
     let obj = v.as_object().ok_or("a document must be a JSON object")?;
     let id = obj.get("id").cloned();

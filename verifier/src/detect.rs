@@ -4,12 +4,14 @@
 use core::fmt;
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use tracemark_core::{Key, KeyId, Null, Scheme, SchemeConfig};
 
 use crate::canonical::CanonicalReport;
 use crate::error::{Error, Result};
+use crate::forgery::{ForgeryReference, ForgeryTest};
 use crate::stats;
 use crate::window::{self, WindowOptions, WindowReport};
 
@@ -345,6 +347,10 @@ pub struct Detection {
     /// input was text and canonicalisation was on.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub canonical: Option<CanonicalReport>,
+    /// The spoof-artifact test, when the detector holds a forgery reference
+    /// and the text had both dense and sparse observations.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub forgery: Option<ForgeryTest>,
 }
 
 impl Detection {
@@ -365,6 +371,12 @@ impl Detection {
     pub(crate) fn form_log10_p(&self) -> Option<f64> {
         let whole = self.outcome.log10_p()?;
         Some(self.window.as_ref().map_or(whole, |w| w.family_log10_p))
+    }
+
+    /// Whether the watermark was detected and its evidence sits where a
+    /// spoofer could have learned it (the spoof-artifact test fired).
+    pub fn looks_forged(&self) -> bool {
+        self.verdict == Verdict::Detected && self.forgery.as_ref().is_some_and(|f| f.artifact)
     }
 
     /// [`Detection::verdict_log10_p`], or 0 (p = 1) when inconclusive.
@@ -449,6 +461,7 @@ pub struct Detector {
     scheme: Box<dyn Scheme>,
     scorer: Scorer,
     options: DetectOptions,
+    forgery: Option<Arc<ForgeryReference>>,
 }
 
 impl fmt::Debug for Detector {
@@ -475,7 +488,17 @@ impl Detector {
             scorer: Scorer::new(scheme.as_ref())?,
             scheme,
             options,
+            forgery: None,
         })
+    }
+
+    /// This detector, also running the spoof-artifact test
+    /// ([`crate::forgery`]) against `reference` on every text it tests; the
+    /// reference must have been counted under this detector's scheme and key.
+    pub fn with_forgery_reference(mut self, reference: Arc<ForgeryReference>) -> Result<Self> {
+        reference.check(&self)?;
+        self.forgery = Some(reference);
+        Ok(self)
     }
 
     /// The options.
@@ -590,6 +613,7 @@ impl Detector {
             window: None,
             marks: obs.marks,
             canonical: None,
+            forgery: None,
         };
         if n < self.options.min_scored {
             d.outcome = Outcome::Inconclusive {
@@ -622,6 +646,10 @@ impl Detector {
             p_value: stats::p_from_ln(tail.ln_p),
             log10_p: stats::log10(tail.ln_p),
         };
+        d.forgery = self
+            .forgery
+            .as_ref()
+            .and_then(|r| r.test(&obs.scored, self.scheme.contract().null));
         d.window = self
             .options
             .window

@@ -57,6 +57,7 @@ pub mod canonical;
 mod corpus;
 mod detect;
 mod error;
+pub mod forgery;
 mod keyring;
 mod radioactivity;
 pub mod render;
@@ -71,6 +72,7 @@ pub use detect::{
     Counts, Dedup, DetectOptions, Detection, Detector, Mark, Outcome, TestReport, TokenStatus, TokenizerInfo, Verdict,
 };
 pub use error::{Error, Result};
+pub use forgery::{ForgeryReference, ForgeryTest, FORGERY_ALPHA};
 pub use keyring::{KeyResult, KeyTest, Keyring, KeyringDetection, KeyringDetector};
 pub use radioactivity::{attribute, reading_mode, Attribution, ReadingDoc};
 pub use text::{sha256_hex, utf8, Encoded, TextTokenizer};

@@ -5,6 +5,7 @@ use core::fmt::Write as _;
 use crate::canonical::CanonicalReport;
 use crate::corpus::ScanSummary;
 use crate::detect::{Detection, Outcome, TokenStatus, Verdict};
+use crate::forgery::ForgeryTest;
 use crate::keyring::{KeyResult, KeyringDetection};
 use crate::radioactivity::Attribution;
 
@@ -113,12 +114,45 @@ pub fn detection(d: &Detection, text: Option<&str>, color: bool) -> String {
     if let Some(c) = &d.canonical {
         out.push_str(&canonical(c));
     }
+    if let Some(f) = &d.forgery {
+        out.push_str(&forgery(d, f));
+    }
     let _ = writeln!(out, "tool       {}", d.tool);
     if let (Some(text), Some(marks)) = (text, &d.marks) {
         out.push('\n');
         out.push_str(&highlight(d, text, marks, color));
         out.push('\n');
     }
+    out
+}
+
+/// The spoof-artifact test and what it says about the verdict.
+fn forgery(d: &Detection, f: &ForgeryTest) -> String {
+    let share = |k: usize, n: usize| if n == 0 { 0.0 } else { 100.0 * k as f64 / n as f64 };
+    let mut out = format!(
+        "forgery    spoof-artifact test: {} of {} observations common in the reference ({} documents, pairs seen {}+ times) are hits ({:.0}%), \
+         {} of {} elsewhere ({:.0}%); p = {} (one-sided Fisher exact)\n",
+        f.dense_hits,
+        f.dense,
+        f.reference_documents,
+        f.dense_at,
+        share(f.dense_hits, f.dense),
+        f.sparse_hits,
+        f.sparse,
+        share(f.sparse_hits, f.sparse),
+        p_value(f.log10_p)
+    );
+    let verdict = if d.looks_forged() {
+        format!(
+            "LOOKS FORGED: the watermark sits where a spoofer could have learned it (p <= {:e}); treat the detection as a possible forgery",
+            f.alpha
+        )
+    } else if f.artifact {
+        "the artifact is present, but the watermark was not detected".to_string()
+    } else {
+        format!("no sign of forgery at {:e}", f.alpha)
+    };
+    let _ = writeln!(out, "           {verdict}");
     out
 }
 

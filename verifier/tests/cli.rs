@@ -477,3 +477,79 @@ fn scan_and_radioactivity() {
     );
     assert_eq!(code(&out), 1);
 }
+
+#[test]
+fn forgery_reference_flags_a_watermark_that_sits_only_where_the_reference_is_dense() {
+    let dir = Dir::new("forgery");
+    let key_path = dir.path("k.key");
+    let key = Rng::new(419).key();
+    key.save(&key_path).expect("save");
+    // A forgery: watermarked where the reference is dense (the first 200
+    // tokens, which the reference holds twice), unwatermarked after.
+    let marked = watermarked_ids(&key, 200, 7);
+    let mut forged = marked.clone();
+    forged.extend(random_tokens(VOCAB, 200, &mut Rng::new(8)));
+    let reference = dir.path("reference.jsonl");
+    let line = serde_json::json!({"prompt_ids": [1], "ids": marked}).to_string();
+    std::fs::write(&reference, format!("{line}\n{line}\n")).expect("write");
+    let suspect = dir.path("forged.ids");
+    std::fs::write(&suspect, serde_json::to_string(&forged).expect("json")).expect("write");
+    let vocab = VOCAB.to_string();
+    let base = [
+        "detect",
+        "--ids",
+        "--vocab",
+        &vocab,
+        "--prompt",
+        "1",
+        "--key",
+        s(&key_path),
+        "--scheme",
+        SCHEME,
+    ];
+    let other = dir.path("other.key");
+    Rng::new(420).key().save(&other).expect("save");
+    let with_ref = [&base[..], &["--forgery-reference", s(&reference), s(&suspect)]].concat();
+    let out = tracemark(&with_ref, None);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(code(&out), 0, "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    for needle in ["WATERMARK DETECTED", "forgery    spoof-artifact test", "LOOKS FORGED"] {
+        assert!(stdout.contains(needle), "{needle} missing from\n{stdout}");
+    }
+    let out = tracemark(&[&with_ref[..], &["--json"]].concat(), None);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(report["forgery"]["artifact"], true);
+    assert_eq!(report["forgery"]["reference_documents"], 2);
+    // Without a reference there is no forgery section.
+    let out = tracemark(&[&base[..], &[s(&suspect)]].concat(), None);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("forgery"));
+    // A broken reference line is an input error naming the line; two keys (a keyring) are a usage error.
+    std::fs::write(&reference, format!("{line}\n{{not json\n")).expect("write");
+    let out = tracemark(&with_ref, None);
+    assert_eq!(code(&out), 4, "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("line 2"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = tracemark(
+        &[
+            "detect",
+            "--ids",
+            "--vocab",
+            &vocab,
+            "--key",
+            s(&key_path),
+            "--key",
+            s(&other),
+            "--scheme",
+            SCHEME,
+            "--forgery-reference",
+            s(&reference),
+            s(&suspect),
+        ],
+        None,
+    );
+    assert_eq!(code(&out), 2, "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--forgery-reference tests one key"));
+}

@@ -109,11 +109,13 @@ fn run(args: Args) -> Result<()> {
     let arms = [
         Arm {
             scheme: Some(scheme.as_ref()),
+            steer: None,
             skip_repeated: false,
             sampling,
         },
         Arm {
             scheme: None,
+            steer: None,
             skip_repeated: false,
             sampling,
         },

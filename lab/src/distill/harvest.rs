@@ -81,6 +81,7 @@ pub fn harvest(
     fn arm(scheme: Option<&dyn Scheme>) -> Arm<'_> {
         Arm {
             scheme,
+            steer: None,
             skip_repeated: false,
             sampling: Sampling::default(),
         }

@@ -161,6 +161,7 @@ pub fn answers(s: &Setup, options: &Options, i: usize, user: &str, gen_dir: &Pat
             .iter()
             .map(|&a| Arm {
                 scheme: s.schemes[a].as_deref(),
+                steer: None,
                 skip_repeated: s.arms[a].skip_repeated,
                 sampling: s.arms[a].sampling,
             })
@@ -270,6 +271,7 @@ pub fn attack_generations(
             .iter()
             .map(|&a| Arm {
                 scheme: s.schemes[a].as_deref(),
+                steer: None,
                 skip_repeated: s.arms[a].skip_repeated,
                 sampling: s.arms[a].sampling,
             })
@@ -295,6 +297,7 @@ pub fn attack_generations(
     // Paraphrases: per round, every arm that lacks one as one batch (each with its own request).
     let paraphraser = Arm {
         scheme: None,
+        steer: None,
         skip_repeated: false,
         sampling: PARAPHRASE_SAMPLING,
     };
@@ -398,6 +401,7 @@ pub fn single_sequence_speed(s: &Setup, tokens: usize) -> Result<Vec<Speed>> {
         }
         let arm = [Arm {
             scheme: scheme.as_deref(),
+            steer: None,
             skip_repeated: spec.skip_repeated,
             sampling,
         }];

@@ -134,6 +134,11 @@ pub(crate) struct DetectArgs {
     /// Shortest window, in scored tokens
     #[arg(long, default_value_t = 32)]
     pub(crate) window_min: usize,
+    /// Also run the spoof-artifact test against this reference: a JSONL corpus
+    /// (scan format) of text from the same model, e.g. a sample of answers we
+    /// served; the report says when a detection looks forged (one key only)
+    #[arg(long)]
+    pub(crate) forgery_reference: Option<PathBuf>,
 }
 
 impl DetectArgs {

@@ -1,8 +1,10 @@
 //! `detect`: one text (or ids) against one key or a keyring.
 
+use std::sync::Arc;
+
 use tracemark_verifier::{
-    render, sha256_hex, utf8, Detection, Detector, Error, KeyResult, KeyringDetection, KeyringDetector, TextTokenizer,
-    Verdict, WindowOptions,
+    forgery, render, sha256_hex, utf8, Detection, Detector, Error, ForgeryReference, KeyResult, KeyringDetection,
+    KeyringDetector, TextTokenizer, Verdict, WindowOptions,
 };
 
 use super::{print_json, Setup};
@@ -101,7 +103,21 @@ pub(crate) fn run(a: DetectArgs) -> Result<Exit, Failure> {
     let suspect = Suspect::load(&a)?;
     let detect = |d: &Detector| suspect.detect(d, s.tokenizer.as_ref());
     if let Some(key) = s.single_key() {
-        let d = Detector::new(key, &a.common.scheme, s.vocab, s.options.clone())?;
+        let mut d = Detector::new(key, &a.common.scheme, s.vocab, s.options.clone())?;
+        if let Some(path) = &a.forgery_reference {
+            let file = std::fs::File::open(path).map_err(|error| Failure::Read {
+                source: path.display().to_string(),
+                error,
+            })?;
+            let reference = ForgeryReference::from_jsonl(
+                &d,
+                s.tokenizer.as_ref(),
+                std::io::BufReader::new(file),
+                forgery::DENSE_AT,
+                forgery::FORGERY_ALPHA,
+            )?;
+            d = d.with_forgery_reference(Arc::new(reference))?;
+        }
         let report = detect(&d)?;
         if a.common.json {
             print_json(&report)?;
@@ -109,6 +125,11 @@ pub(crate) fn run(a: DetectArgs) -> Result<Exit, Failure> {
             print!("{}", render::detection(&report, suspect.text(), s.color));
         }
         return Ok(Exit::from(report.verdict));
+    }
+    if a.forgery_reference.is_some() {
+        return Err(Failure::Usage(
+            "--forgery-reference tests one key: give --key, not a keyring".into(),
+        ));
     }
     let kd = KeyringDetector::new(&s.keyring, &a.common.scheme, s.vocab, s.options.clone())?;
     let result = kd.detect_with(detect)?;

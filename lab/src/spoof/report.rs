@@ -1,0 +1,378 @@
+//! The spoofing experiment's measurements, report and plots.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use tracemark_core::KeyId;
+use tracemark_verifier::stats::{clopper_pearson, median};
+
+use super::{Knowledge, Options, Tested, ALPHA, DENSE_AT};
+use crate::plot::{line_chart, Series};
+use crate::{io, Result};
+
+/// One spoofing cell: the attacker's knowledge from `n` answers harvested
+/// over `k` cohort keys, and how its spoofed answers fared.
+#[derive(Clone, Debug)]
+pub struct Cell {
+    /// Cohort keys of the harvest.
+    pub k: usize,
+    /// Answers harvested.
+    pub n: usize,
+    /// Tokens harvested.
+    pub harvest_tokens: u64,
+    /// (context, token) pairs the attacker believes green.
+    pub beliefs: usize,
+    /// The spoofed answers, tested under cohort keys `0..k`.
+    pub tested: Vec<Tested>,
+}
+
+impl Cell {
+    fn fired(&self, t: &Tested) -> usize {
+        let threshold = (ALPHA / self.k as f64).log10();
+        t.log10_p.iter().filter(|&&l| l <= threshold).count()
+    }
+
+    /// Spoofs that count as ours without a defence: some key fires at `ALPHA / k`.
+    pub fn detected(&self) -> usize {
+        self.tested.iter().filter(|t| self.fired(t) >= 1).count()
+    }
+
+    /// ... with the cohort rule: exactly one key fires.
+    pub fn exactly_one(&self) -> usize {
+        self.tested.iter().filter(|t| self.fired(t) == 1).count()
+    }
+
+    /// ... detected under key 0 without the spoof-artifact test firing.
+    pub fn unflagged(&self) -> usize {
+        self.tested.iter().filter(|t| self.fired(t) >= 1 && !t.artifact).count()
+    }
+
+    /// Detected spoofs the artifact test flags.
+    pub fn flagged(&self) -> usize {
+        self.tested.iter().filter(|t| self.fired(t) >= 1 && t.artifact).count()
+    }
+}
+
+/// One scrubbing cell: our genuine answers rewritten by the attacker with the
+/// knowledge of `n` harvested answers (0: a plain paraphrase).
+#[derive(Clone, Debug)]
+pub struct ScrubCell {
+    /// Answers harvested (0: no knowledge).
+    pub n: usize,
+    /// The rewrites, tested under key 0 (same order as the genuine answers).
+    pub tested: Vec<Tested>,
+}
+
+/// Everything measured for one scheme.
+#[derive(Clone, Debug)]
+pub struct SchemeResults {
+    /// Row label.
+    pub label: String,
+    /// Scheme string.
+    pub config: String,
+    /// Our genuine answers under cohort key 0, tested under every cohort key.
+    pub genuine: Vec<Tested>,
+    /// Spoofing cells.
+    pub spoofs: Vec<Cell>,
+    /// Scrubbing cells.
+    pub scrubs: Vec<ScrubCell>,
+}
+
+impl SchemeResults {
+    /// Results of one scheme with its genuine answers.
+    pub fn new(label: &str, config: &str, genuine: Vec<Tested>) -> Self {
+        Self {
+            label: label.into(),
+            config: config.into(),
+            genuine,
+            spoofs: Vec::new(),
+            scrubs: Vec::new(),
+        }
+    }
+
+    /// Adds a spoofing cell.
+    pub fn add_spoof(&mut self, k: usize, n: usize, knowledge: &Knowledge, tested: Vec<Tested>) {
+        self.spoofs.push(Cell {
+            k,
+            n,
+            harvest_tokens: knowledge.harvest_tokens,
+            beliefs: knowledge.beliefs,
+            tested,
+        });
+    }
+
+    /// Adds a scrubbing cell.
+    pub fn add_scrub(&mut self, n: usize, tested: &[Tested]) {
+        self.scrubs.push(ScrubCell {
+            n,
+            tested: tested.to_vec(),
+        });
+    }
+
+    fn genuine_detected(&self) -> Vec<bool> {
+        self.genuine
+            .iter()
+            .map(|t| t.log10_p.first().is_some_and(|&l| l <= ALPHA.log10()))
+            .collect()
+    }
+
+    /// Genuine answers that count as ours under `k` cohort keys (exactly one fires at `ALPHA / k`).
+    fn genuine_exactly_one(&self, k: usize) -> usize {
+        let threshold = (ALPHA / k as f64).log10();
+        self.genuine
+            .iter()
+            .filter(|t| t.log10_p.iter().take(k).filter(|&&l| l <= threshold).count() == 1)
+            .count()
+    }
+
+    /// (stripped, detected before) for a scrubbing cell.
+    pub fn scrub_success(&self, cell: &ScrubCell) -> (usize, usize) {
+        let before = self.genuine_detected();
+        let mut stripped = 0;
+        for (t, &b) in cell.tested.iter().zip(&before) {
+            if b && t.log10_p.first().is_none_or(|&l| l > ALPHA.log10()) {
+                stripped += 1;
+            }
+        }
+        (stripped, before.iter().filter(|&&b| b).count())
+    }
+}
+
+fn rate(k: usize, n: usize) -> String {
+    if n == 0 {
+        return "–".into();
+    }
+    let (_, hi) = clopper_pearson(k as u64, n as u64, 0.95);
+    format!("{k}/{n} ({:.0}%, ≤ {:.0}%)", 100.0 * k as f64 / n as f64, 100.0 * hi)
+}
+
+fn mean(xs: impl Iterator<Item = f64>) -> f64 {
+    let v: Vec<f64> = xs.collect();
+    v.iter().sum::<f64>() / v.len().max(1) as f64
+}
+
+fn median_log10_p(tested: &[Tested]) -> f64 {
+    median(
+        &tested
+            .iter()
+            .map(|t| t.log10_p.first().copied().unwrap_or(0.0))
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// Writes the report to `out` and its plots beside it.
+pub fn write_report(
+    out: &Path,
+    options: &Options,
+    results: &[SchemeResults],
+    base_nll: f64,
+    master: KeyId,
+    elapsed: Duration,
+) -> Result<()> {
+    let mut md = String::new();
+    let n_max = options.checkpoints.last().copied().unwrap_or(0);
+    let _ = writeln!(md, "# Watermark stealing and spoofing on SmolLM2-135M\n");
+    let _ = writeln!(
+        md,
+        "An attacker harvests N watermarked answers ({} new tokens at most each, temperature 1) to {} prompts, \
+         from accounts spread over K cohort keys (cohort keys derived from master key `{master}`), and N unwatermarked answers of the \
+         open model to the same prompts; it learns which tokens are green after which contexts (Jovanović et al., ICML 2024; \
+         `tracemark_lab::spoof::Knowledge`) and steers the unwatermarked model by +{s} logits at full confidence to **spoof** \
+         ({} answers of up to {} tokens to prompts it never harvested) or by −{s} to **scrub** (rewriting our answers, \
+         the paraphrase request of `make eval`, temperature 0.7, nucleus 0.95). A text counts as ours at p ≤ {ALPHA:.0e}; \
+         with K cohort keys, when exactly one key fires at {ALPHA:.0e}/K. The spoof-artifact test \
+         (`tracemark_verifier::forgery`, Fisher exact, level 1e-3) compares hits on (seed, token) pairs seen at least {DENSE_AT} \
+         times in a reference of {n_max} unwatermarked SmolLM2 answers (the verifier's own text of the model, not the harvest) with hits elsewhere. \
+         Rates give count/total (share, exact 95% upper bound). Regenerate with `make spoof` (cached; this run: {:.0} min).\n",
+        options.harvest_tokens,
+        super::HARVEST_PROMPTS,
+        options.answers,
+        options.answer_tokens,
+        elapsed.as_secs_f64() / 60.0,
+        s = options.strength,
+    );
+    let _ = writeln!(md, "## Genuine answers\n");
+    let _ = writeln!(
+        md,
+        "Our own answers to the same prompts as the spoofs, under cohort key 0: how many count as ours, \
+         with each defence (the artifact test's false alarms are the detected answers it flags).\n"
+    );
+    let mut header =
+        "| scheme | detected at 1e-6 | artifact test flags | median log10 p | mean −ln P / token |".to_string();
+    let mut rule = "|---|---|---|---|---|".to_string();
+    let cohort_ks: Vec<usize> = options.cohorts.iter().copied().filter(|&k| k > 1).collect();
+    for k in &cohort_ks {
+        let _ = write!(header, " ours under K={k} |");
+        rule.push_str("---|");
+    }
+    let _ = writeln!(md, "{header}\n{rule}");
+    for r in results {
+        let detected = r.genuine_detected();
+        let d = detected.iter().filter(|&&b| b).count();
+        let flagged = r
+            .genuine
+            .iter()
+            .zip(&detected)
+            .filter(|(t, &b)| b && t.artifact)
+            .count();
+        let _ = write!(
+            md,
+            "| {} | {} | {} | {:.1} | {:.2} |",
+            r.label,
+            rate(d, r.genuine.len()),
+            rate(flagged, d),
+            median_log10_p(&r.genuine),
+            mean(r.genuine.iter().map(|t| t.nll))
+        );
+        for &k in &cohort_ks {
+            let _ = write!(md, " {} |", rate(r.genuine_exactly_one(k), r.genuine.len()));
+        }
+        md.push('\n');
+    }
+    let _ = writeln!(
+        md,
+        "\nUnwatermarked harvest-length answers (the base): mean −ln P / token {base_nll:.2}.\n"
+    );
+    let _ = writeln!(md, "## Spoofing\n");
+    let _ = writeln!(
+        md,
+        "Share of the attacker's answers that count as ours, by harvest size N. *K = 1*: one key, no defence, and \
+         with the artifact test (detected and not flagged). *K > 1*: some cohort key fires, and the cohort rule (exactly one).\n"
+    );
+    let _ = writeln!(
+        md,
+        "| scheme | K | N | harvested tokens | beliefs | detected | with artifact test | artifact power | exactly one key | median log10 p (key 0) | mean −ln P / token |\n|---|---|---|---|---|---|---|---|---|---|---|"
+    );
+    for r in results {
+        for c in &r.spoofs {
+            let single = c.k == 1;
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {:.2} |",
+                r.label,
+                c.k,
+                c.n,
+                c.harvest_tokens,
+                c.beliefs,
+                rate(c.detected(), c.tested.len()),
+                if single {
+                    rate(c.unflagged(), c.tested.len())
+                } else {
+                    "–".into()
+                },
+                if single {
+                    rate(c.flagged(), c.detected())
+                } else {
+                    "–".into()
+                },
+                if single {
+                    "–".into()
+                } else {
+                    rate(c.exactly_one(), c.tested.len())
+                },
+                median_log10_p(&c.tested),
+                mean(c.tested.iter().map(|t| t.nll)),
+            );
+        }
+    }
+    let _ = writeln!(md, "\n## Scrubbing\n");
+    let _ = writeln!(
+        md,
+        "Share of our answers detected at 1e-6 that the attacker's rewrite brings above 1e-6, by harvest size \
+         (N = 0: the same paraphrase request without knowledge).\n"
+    );
+    let _ = writeln!(
+        md,
+        "| scheme | N | scrubbed | median log10 p after | mean −ln P / token |\n|---|---|---|---|---|"
+    );
+    for r in results {
+        for c in &r.scrubs {
+            let (stripped, before) = r.scrub_success(c);
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {:.1} | {:.2} |",
+                r.label,
+                c.n,
+                rate(stripped, before),
+                median_log10_p(&c.tested),
+                mean(c.tested.iter().map(|t| t.nll))
+            );
+        }
+    }
+    io(out, std::fs::write(out, &md))?;
+    plots(out, results)
+}
+
+fn plots(out: &Path, results: &[SchemeResults]) -> Result<()> {
+    let stem = out.file_stem().and_then(|s| s.to_str()).unwrap_or("spoof");
+    let dir = out.parent().unwrap_or(Path::new("."));
+    let share = |k: usize, n: usize| if n == 0 { f64::NAN } else { k as f64 / n as f64 };
+    let mut spoof = Vec::new();
+    let mut cohorts = Vec::new();
+    let mut scrub = Vec::new();
+    for r in results {
+        let ones: Vec<&Cell> = r.spoofs.iter().filter(|c| c.k == 1).collect();
+        spoof.push(Series {
+            name: format!("{}, one key", r.label),
+            points: ones
+                .iter()
+                .map(|c| (c.n as f64, share(c.detected(), c.tested.len())))
+                .collect(),
+        });
+        spoof.push(Series {
+            name: format!("{}, with artifact test", r.label),
+            points: ones
+                .iter()
+                .map(|c| (c.n as f64, share(c.unflagged(), c.tested.len())))
+                .collect(),
+        });
+        let mut ks: Vec<usize> = r.spoofs.iter().map(|c| c.k).filter(|&k| k > 1).collect();
+        ks.dedup();
+        for k in ks {
+            cohorts.push(Series {
+                name: format!("{}, K={k}, exactly one", r.label),
+                points: r
+                    .spoofs
+                    .iter()
+                    .filter(|c| c.k == k)
+                    .map(|c| (c.n as f64, share(c.exactly_one(), c.tested.len())))
+                    .collect(),
+            });
+        }
+        scrub.push(Series {
+            name: r.label.clone(),
+            points: r
+                .scrubs
+                .iter()
+                .map(|c| {
+                    let (s, b) = r.scrub_success(c);
+                    (c.n as f64, share(s, b))
+                })
+                .collect(),
+        });
+    }
+    line_chart(
+        &dir.join(format!("{stem}-spoofing.svg")),
+        "Spoof success (detected at 1e-6 under our key)",
+        "harvested answers N",
+        "share of spoofed answers",
+        &spoof,
+    )?;
+    if cohorts.iter().any(|s| !s.points.is_empty()) {
+        line_chart(
+            &dir.join(format!("{stem}-cohorts.svg")),
+            "Spoof success with K cohort keys (exactly one fires)",
+            "harvested answers N",
+            "share of spoofed answers",
+            &cohorts,
+        )?;
+    }
+    line_chart(
+        &dir.join(format!("{stem}-scrubbing.svg")),
+        "Scrub success (our detected answers brought above 1e-6)",
+        "harvested answers N",
+        "share of scrubbed answers",
+        &scrub,
+    )
+}
