@@ -20,6 +20,31 @@
 //! text — and its false-alarm rate on genuine answers is measured in
 //! `make spoof` (a genuine watermark is, if anything, weaker at the common,
 //! low-entropy pairs, which makes the one-sided test conservative there).
+//!
+//! ```
+//! use std::sync::Arc;
+//! use tracemark_core::{Key, SchemeConfig};
+//! use tracemark_verifier::{forgery, DetectOptions, Detector, ForgeryReference};
+//!
+//! let key = Key::from_bytes([7; 32]); // in practice: Key::load(path)
+//! let config: SchemeConfig = "kgw:gamma=0.25,delta=2,context=lefthash:1".parse()?;
+//! let detector = Detector::new(&key, &config, 1000, DetectOptions::default())?;
+//! // Reference text of the model, as (prompt ids, completion ids).
+//! let reference: Vec<(Vec<u32>, Vec<u32>)> = vec![(vec![1], (2..200).collect()); 2];
+//! let r = ForgeryReference::from_ids(
+//!     &detector,
+//!     reference.iter().map(|(p, d)| (p.as_slice(), d.as_slice())),
+//!     forgery::DENSE_AT,
+//!     forgery::FORGERY_ALPHA,
+//! )?;
+//! let detector = detector.with_forgery_reference(Arc::new(r))?;
+//! let d = detector.detect_ids(&[1], &(100..300).collect::<Vec<u32>>())?;
+//! // Half of the text is dense in the reference; an unwatermarked text is neither detected nor forged.
+//! let f = d.forgery.as_ref().expect("dense and sparse observations");
+//! assert_eq!(f.dense + f.sparse, 200);
+//! assert!(!d.looks_forged());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::collections::HashMap;
 

@@ -232,7 +232,9 @@ mod tests {
         };
         let harvest: Vec<Vec<u32>> = (0..40).map(|_| sample(true)).collect();
         let base: Vec<Vec<u32>> = (0..40).map(|_| sample(false)).collect();
-        let as_docs = |d: &[Vec<u32>]| d.iter().map(|s| (&s[..1], &s[1..])).collect::<Vec<_>>();
+        fn as_docs(d: &[Vec<u32>]) -> Vec<(&[u32], &[u32])> {
+            d.iter().map(|s| (&s[..1], &s[1..])).collect()
+        }
         let k = Knowledge::learn(Levels::for_config(&config), &as_docs(&harvest), &as_docs(&base), vocab);
         // Beliefs above 0.5 confidence are mostly right (a quarter would be by chance).
         let (mut right, mut all) = (0, 0);

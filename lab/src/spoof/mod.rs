@@ -42,8 +42,8 @@ use crate::{cache_dir, io, model_path, today, Error, Result};
 /// The schemes attacked: kgw at every context width of the robustness table
 /// but min-hash, and gumbel.
 pub const SCHEMES: [(&str, &str); 4] = [
-    ("kgw h=0", "kgw:gamma=0.25,delta=2,context=lefthash:0"),
     ("kgw h=1", "kgw:gamma=0.25,delta=2,context=lefthash:1"),
+    ("kgw h=0", "kgw:gamma=0.25,delta=2,context=lefthash:0"),
     ("kgw self4", "kgw:gamma=0.25,delta=2,context=selfhash:4"),
     ("gumbel h=4", "gumbel:temperature=1,context=lefthash:4"),
 ];
@@ -96,7 +96,7 @@ impl Default for Options {
             answers: 48,
             harvest_tokens: 48,
             answer_tokens: 96,
-            strength: 3.0,
+            strength: 6.0,
             out: None,
             threads: 0,
         }

@@ -48,6 +48,14 @@ impl Cell {
         self.tested.iter().filter(|t| self.fired(t) >= 1 && !t.artifact).count()
     }
 
+    /// Spoofs detected under key 0 at `alpha` (the one-key rate at another level).
+    pub fn detected_at(&self, alpha: f64) -> usize {
+        self.tested
+            .iter()
+            .filter(|t| t.log10_p.first().is_some_and(|&l| l <= alpha.log10()))
+            .count()
+    }
+
     /// Detected spoofs the artifact test flags.
     pub fn flagged(&self) -> usize {
         self.tested.iter().filter(|t| self.fired(t) >= 1 && t.artifact).count()
@@ -216,12 +224,18 @@ pub fn write_report(
             .zip(&detected)
             .filter(|(t, &b)| b && t.artifact)
             .count();
+        let at_1e3 = r
+            .genuine
+            .iter()
+            .filter(|t| t.log10_p.first().is_some_and(|&l| l <= -3.0))
+            .count();
         let _ = write!(
             md,
-            "| {} | {} | {} | {:.1} | {:.2} |",
+            "| {} | {} | {} | {} | {:.1} | {:.2} |",
             r.label,
             rate(d, r.genuine.len()),
             rate(flagged, d),
+            rate(at_1e3, r.genuine.len()),
             median_log10_p(&r.genuine),
             mean(r.genuine.iter().map(|t| t.nll))
         );
@@ -242,14 +256,14 @@ pub fn write_report(
     );
     let _ = writeln!(
         md,
-        "| scheme | K | N | harvested tokens | beliefs | detected | with artifact test | artifact power | exactly one key | median log10 p (key 0) | mean −ln P / token |\n|---|---|---|---|---|---|---|---|---|---|---|"
+        "| scheme | K | N | harvested tokens | beliefs | detected | with artifact test | artifact power | exactly one key | detected at 1e-3 (key 0) | median log10 p (key 0) | mean −ln P / token |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for r in results {
         for c in &r.spoofs {
             let single = c.k == 1;
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {:.2} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {:.2} |",
                 r.label,
                 c.k,
                 c.n,
@@ -271,6 +285,7 @@ pub fn write_report(
                 } else {
                     rate(c.exactly_one(), c.tested.len())
                 },
+                rate(c.detected_at(1e-3), c.tested.len()),
                 median_log10_p(&c.tested),
                 mean(c.tested.iter().map(|t| t.nll)),
             );
