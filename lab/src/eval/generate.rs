@@ -157,30 +157,8 @@ pub fn answers(s: &Setup, options: &Options, i: usize, user: &str, gen_dir: &Pat
         .collect();
     if !missing.is_empty() {
         let t = Instant::now();
-        let arms: Vec<Arm<'_>> = missing
-            .iter()
-            .map(|&a| Arm {
-                scheme: s.schemes[a].as_deref(),
-                steer: None,
-                skip_repeated: s.arms[a].skip_repeated,
-                sampling: s.arms[a].sampling,
-            })
-            .collect();
-        // One random stream per (prompt, arm): an arm's answers do not depend on its batch.
-        let mut rngs: Vec<Rng> = missing
-            .iter()
-            .map(|&a| Rng::new(options.seed ^ fnv(&format!("{i}/{}", s.arms[a].name))))
-            .collect();
-        let (gens, timing) = generate(&s.model, &prompt, &arms, options.tokens, &s.stop, &mut rngs)?;
-        for (g, &a) in gens.into_iter().zip(&missing) {
-            record.arms.push(ArmRecord {
-                arm: s.arms[a].name.to_string(),
-                ids: g.ids,
-                nll: g.nll,
-                stopped: g.stopped,
-                watermark_ns: g.watermark_time.as_nanos() as u64,
-            });
-        }
+        let (new, timing) = generate_arms(s, options, &prompt, &missing, |name| format!("{i}/{name}"))?;
+        record.arms.extend(new);
         record.forward_ns += timing.forward.as_nanos() as u64;
         record.steps += timing.steps;
         record.wall_ns += t.elapsed().as_nanos() as u64;
@@ -195,6 +173,45 @@ pub fn answers(s: &Setup, options: &Options, i: usize, user: &str, gen_dir: &Pat
         .collect::<Option<Vec<_>>>()
         .ok_or_else(|| Error::Usage("an arm is missing after generation".into()))?;
     Ok((record, !missing.is_empty()))
+}
+
+/// The answers of arms `missing` (indices into [`Setup::arms`]) after
+/// `prompt`, as one batch, each arm watermarking as it does in the table and
+/// sampling from its own random stream, seeded by the name `stream(arm name)`
+/// (so an arm's answer does not depend on its batch).
+fn generate_arms(
+    s: &Setup,
+    options: &Options,
+    prompt: &[u32],
+    missing: &[usize],
+    stream: impl Fn(&str) -> String,
+) -> Result<(Vec<ArmRecord>, tracemark_candle::Timing)> {
+    let arms: Vec<Arm<'_>> = missing
+        .iter()
+        .map(|&a| Arm {
+            scheme: s.schemes[a].as_deref(),
+            steer: None,
+            skip_repeated: s.arms[a].skip_repeated,
+            sampling: s.arms[a].sampling,
+        })
+        .collect();
+    let mut rngs: Vec<Rng> = missing
+        .iter()
+        .map(|&a| Rng::new(options.seed ^ fnv(&stream(s.arms[a].name))))
+        .collect();
+    let (gens, timing) = generate(&s.model, prompt, &arms, options.tokens, &s.stop, &mut rngs)?;
+    let records = gens
+        .into_iter()
+        .zip(missing)
+        .map(|(g, &a)| ArmRecord {
+            arm: s.arms[a].name.to_string(),
+            ids: g.ids,
+            nll: g.nll,
+            stopped: g.stopped,
+            watermark_ns: g.watermark_time.as_nanos() as u64,
+        })
+        .collect();
+    Ok((records, timing))
 }
 
 /// The emoji attack's instruction, appended to the user's prompt (Kirchenbauer
@@ -267,29 +284,8 @@ pub fn attack_generations(
     if !missing.is_empty() {
         let t = Instant::now();
         let prompt = gguf_tokenizer::encode(&s.tok, &chat_prompt(&emoji_request(user)))?;
-        let arms: Vec<Arm<'_>> = missing
-            .iter()
-            .map(|&a| Arm {
-                scheme: s.schemes[a].as_deref(),
-                steer: None,
-                skip_repeated: s.arms[a].skip_repeated,
-                sampling: s.arms[a].sampling,
-            })
-            .collect();
-        let mut rngs: Vec<Rng> = missing
-            .iter()
-            .map(|&a| Rng::new(options.seed ^ fnv(&format!("emoji/{i}/{}", s.arms[a].name))))
-            .collect();
-        let (gens, _) = generate(&s.model, &prompt, &arms, options.tokens, &s.stop, &mut rngs)?;
-        for (g, &a) in gens.into_iter().zip(&missing) {
-            att.emoji.push(ArmRecord {
-                arm: s.arms[a].name.to_string(),
-                ids: g.ids,
-                nll: g.nll,
-                stopped: g.stopped,
-                watermark_ns: g.watermark_time.as_nanos() as u64,
-            });
-        }
+        let (new, _) = generate_arms(s, options, &prompt, &missing, |name| format!("emoji/{i}/{name}"))?;
+        att.emoji.extend(new);
         att.emoji_ns += t.elapsed().as_nanos() as u64;
         save(&att)?;
         generated = true;
