@@ -4,8 +4,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use serde_json::Value;
 use tracemark_verifier::{
-    CanonicalReport, Counts, Dedup, DetectOptions, Detection, Detector, Outcome, TestReport, TextTokenizer,
-    WindowOptions, WindowReport,
+    forgery, CanonicalReport, Counts, Dedup, DetectOptions, Detection, Detector, ForgeryReference, Outcome, TestReport,
+    TextTokenizer, WindowOptions, WindowReport,
 };
 
 use crate::errors::{verifier_err, InvalidParameterError};
@@ -486,6 +486,19 @@ impl PyDetection {
         self.inner.canonical.as_ref().map(PyCanonicalReport::from)
     }
 
+    /// The spoof-artifact test as a dict (None without a forgery reference,
+    /// or when the text had no dense or no sparse observation).
+    #[getter]
+    fn forgery<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        self.inner.forgery.as_ref().map(|f| to_py(py, &json_of(f)?)).transpose()
+    }
+
+    /// Whether the watermark was detected and the spoof-artifact test fired.
+    #[getter]
+    fn looks_forged(&self) -> bool {
+        self.inner.looks_forged()
+    }
+
     /// The whole report as a dict.
     fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         to_py(py, &json_of(&self.inner)?)
@@ -538,8 +551,12 @@ impl PyDetector {
     /// "none"; `window` is the shortest window (in scored tokens) of a search
     /// for the most significant span, or None for no search; `canonicalize`
     /// (default True) tests text in its canonical form as well as given.
+    ///
+    /// `forgery_reference`, a list of `(prompt_ids, ids)` pairs of text of the
+    /// same model (e.g. a sample of served answers), turns on the
+    /// spoof-artifact test: `Detection.forgery` and `Detection.looks_forged`.
     #[new]
-    #[pyo3(signature = (key, scheme, vocab_size, *, dedup = "pair", alpha = 1e-6, min_scored = 10, marks = false, window = None, canonicalize = true))]
+    #[pyo3(signature = (key, scheme, vocab_size, *, dedup = "pair", alpha = 1e-6, min_scored = 10, marks = false, window = None, canonicalize = true, forgery_reference = None))]
     #[allow(clippy::too_many_arguments)] // Python keyword arguments
     fn new(
         key: &PyKey,
@@ -551,11 +568,27 @@ impl PyDetector {
         marks: bool,
         window: Option<usize>,
         canonicalize: bool,
+        forgery_reference: Option<Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>)>>,
     ) -> PyResult<Self> {
         let opts = options(dedup, alpha, min_scored, marks, window, canonicalize)?;
-        Ok(Self {
-            inner: Detector::new(&key.inner, &scheme_config(scheme)?, vocab_size, opts).map_err(verifier_err)?,
-        })
+        let mut inner = Detector::new(&key.inner, &scheme_config(scheme)?, vocab_size, opts).map_err(verifier_err)?;
+        if let Some(docs) = forgery_reference {
+            let docs = docs
+                .iter()
+                .map(|(p, d)| Ok((extract_ids(p)?, extract_ids(d)?)))
+                .collect::<PyResult<Vec<_>>>()?;
+            let reference = ForgeryReference::from_ids(
+                &inner,
+                docs.iter().map(|(p, d)| (p.as_slice(), d.as_slice())),
+                forgery::DENSE_AT,
+                forgery::FORGERY_ALPHA,
+            )
+            .map_err(verifier_err)?;
+            inner = inner
+                .with_forgery_reference(std::sync::Arc::new(reference))
+                .map_err(verifier_err)?;
+        }
+        Ok(Self { inner })
     }
 
     /// Tests the `completion` ids; the `prompt` ids (None or empty for none)

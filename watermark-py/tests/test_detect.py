@@ -85,6 +85,29 @@ def test_detect_text_with_tokenizer_and_window(key, rng, word_tokenizer):
     assert word_tokenizer.decode(word_tokenizer.encode("w5 w6")) == "w5 w6"
 
 
+def test_forgery_reference_flags_a_watermark_only_where_the_reference_is_dense(key, rng):
+    scheme = tm.Scheme(key, KGW, 3000)
+    marked = generate(scheme, [1], 200, rng)
+    forged = list(marked) + [int(t) for t in rng.integers(0, 3000, 200)]
+    # The reference holds the watermarked half twice: its pairs are dense, the rest sparse.
+    det = tm.Detector(key, KGW, 3000, forgery_reference=[([1], marked), ([1], marked)])
+    r = det.detect_ids([1], forged)
+    assert r.detected and r.looks_forged
+    f = r.forgery
+    assert f["artifact"] and f["reference_documents"] == 2 and f["dense"] + f["sparse"] == r.counts.scored
+    assert f["dense_hits"] / f["dense"] > 2 * f["sparse_hits"] / f["sparse"] and f["log10_p"] < -3
+    genuine = det.detect_ids([1], generate(scheme, [1], 200, rng))
+    assert genuine.detected and not genuine.looks_forged
+    plain = tm.Detector(key, KGW, 3000).detect_ids([1], forged)
+    assert plain.forgery is None and not plain.looks_forged
+    try:
+        tm.Detector(key, KGW, 3000, forgery_reference=[([1], [5000])])
+    except tm.TracemarkError as e:
+        assert "5000" in str(e)
+    else:
+        raise AssertionError("a reference id outside the vocabulary must be refused")
+
+
 def test_tampered_text_verifies_through_its_canonical_form(key, rng, word_tokenizer):
     scheme = tm.Scheme(key, KGW, 3000)
     text = words(generate(scheme, [1], 150, rng))
