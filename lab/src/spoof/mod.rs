@@ -272,6 +272,24 @@ impl Setup {
     }
 }
 
+/// `n` requests of the pool prompts `prompt(j)`, watermarked under cohort
+/// `cohort(j)` (or not), with sampling seeds named `label|j`.
+fn requests(
+    n: usize,
+    label: &str,
+    prompt: impl Fn(usize) -> usize,
+    cohort: impl Fn(usize) -> Option<usize>,
+) -> Vec<Request> {
+    (0..n)
+        .map(|j| Request {
+            prompt: prompt(j),
+            user: None,
+            cohort: cohort(j),
+            seed: fnv(&format!("{label}|{j}")),
+        })
+        .collect()
+}
+
 /// The measured prompts: the `i`-th answer of a cell answers pool prompt
 /// [`HARVEST_PROMPTS`] + `i` (cycling over the rest of the pool).
 fn measured_prompt(s: &Setup, i: usize) -> usize {
@@ -349,14 +367,7 @@ pub fn run(options: &Options) -> Result<()> {
     let ht = options.harvest_tokens;
     let at = options.answer_tokens;
     // The attacker's base: unwatermarked answers to the harvest prompts.
-    let base_requests: Vec<Request> = (0..n_max)
-        .map(|j| Request {
-            prompt: j % HARVEST_PROMPTS,
-            user: None,
-            cohort: None,
-            seed: fnv(&format!("base|{j}")),
-        })
-        .collect();
+    let base_requests = requests(n_max, "base", |j| j % HARVEST_PROMPTS, |_| None);
     let base = s.produce(&format!("base-{ht}"), &base_requests, &[], None, plain, ht)?;
     let mut results = Vec::new();
     let selected: Vec<(&str, &str)> = SCHEMES
@@ -379,14 +390,7 @@ pub fn run(options: &Options) -> Result<()> {
             detectors.push(d.with_forgery_reference(Arc::new(reference))?);
         }
         // Our genuine answers (cohort 0's key) to the measured prompts.
-        let genuine_requests: Vec<Request> = (0..options.answers)
-            .map(|i| Request {
-                prompt: measured_prompt(&s, i),
-                user: None,
-                cohort: Some(0),
-                seed: fnv(&format!("genuine|{i}")),
-            })
-            .collect();
+        let genuine_requests = requests(options.answers, "genuine", |i| measured_prompt(&s, i), |_| Some(0));
         let genuine = s.produce(
             &format!("genuine-{tag}-{at}"),
             &genuine_requests,
@@ -398,25 +402,15 @@ pub fn run(options: &Options) -> Result<()> {
         let genuine_p = p_all(&s, &detectors, &genuine)?;
         let mut sr = SchemeResults::new(label, &config.to_string(), genuine_p);
         // Scrubbing with no knowledge: a plain paraphrase.
-        let scrub_requests = |genuine: &[Text]| -> Vec<Request> {
-            genuine
-                .iter()
-                .enumerate()
-                .map(|(i, g)| Request {
-                    prompt: g.prompt,
-                    user: Some(paraphrase_request(
-                        &s.pool[g.prompt],
-                        &gguf_tokenizer::decode(&s.tok, &g.ids).unwrap_or_default(),
-                    )),
-                    cohort: None,
-                    seed: fnv(&format!("scrub|{i}")),
-                })
-                .collect()
-        };
-        let requests = scrub_requests(&genuine);
+        // The scrubbing requests: rewrite each genuine answer.
+        let mut scrub_requests = requests(genuine.len(), "scrub", |i| genuine[i].prompt, |_| None);
+        for (r, g) in scrub_requests.iter_mut().zip(&genuine) {
+            let answer = gguf_tokenizer::decode(&s.tok, &g.ids)?;
+            r.user = Some(paraphrase_request(&s.pool[g.prompt], &answer));
+        }
         let scrubbed = s.produce(
             &format!("scrub-{tag}-n0-{at}"),
-            &requests,
+            &scrub_requests,
             &schemes,
             None,
             PARAPHRASE_SAMPLING,
@@ -424,14 +418,7 @@ pub fn run(options: &Options) -> Result<()> {
         )?;
         sr.add_scrub(0, &p_all(&s, &detectors[..1], &scrubbed)?);
         for &k in &options.cohorts {
-            let harvest_requests: Vec<Request> = (0..n_max)
-                .map(|j| Request {
-                    prompt: j % HARVEST_PROMPTS,
-                    user: None,
-                    cohort: Some(j % k),
-                    seed: fnv(&format!("harvest|{j}")),
-                })
-                .collect();
+            let harvest_requests = requests(n_max, "harvest", |j| j % HARVEST_PROMPTS, |j| Some(j % k));
             let harvest = s.produce(
                 &format!("harvest-{tag}-k{k}-{ht}"),
                 &harvest_requests,
@@ -454,14 +441,7 @@ pub fn run(options: &Options) -> Result<()> {
                     knowledge.harvest_tokens,
                     t.elapsed().as_secs_f64()
                 );
-                let spoof_requests: Vec<Request> = (0..options.answers)
-                    .map(|i| Request {
-                        prompt: measured_prompt(&s, i),
-                        user: None,
-                        cohort: None,
-                        seed: fnv(&format!("spoof|{i}")),
-                    })
-                    .collect();
+                let spoof_requests = requests(options.answers, "spoof", |i| measured_prompt(&s, i), |_| None);
                 let steering = Steering {
                     knowledge: &knowledge,
                     strength: options.strength,
@@ -483,7 +463,7 @@ pub fn run(options: &Options) -> Result<()> {
                     };
                     let scrubbed = s.produce(
                         &format!("scrub-{tag}-n{n}-s{}-{at}", options.strength),
-                        &requests,
+                        &scrub_requests,
                         &schemes,
                         Some(&scrubbing),
                         PARAPHRASE_SAMPLING,

@@ -192,7 +192,7 @@ pub fn write_report(
          with K cohort keys, when exactly one key fires at {ALPHA:.0e}/K. The spoof-artifact test \
          (`tracemark_verifier::forgery`, Fisher exact, level 1e-3) compares hits on (seed, token) pairs seen at least {DENSE_AT} \
          times in a reference of {n_max} unwatermarked SmolLM2 answers (the verifier's own text of the model, not the harvest) with hits elsewhere. \
-         Rates give count/total (share, exact 95% upper bound). Regenerate with `make spoof` (cached; this run: {:.0} min).\n",
+         Rates give count/total (share, exact 95% upper bound). Regenerate with `make spoof` (every generation is cached per batch; the run that wrote this report: {:.0} min).\n",
         options.harvest_tokens,
         super::HARVEST_PROMPTS,
         options.answers,
