@@ -36,6 +36,9 @@ struct Args {
     /// Logit the attacker adds at full confidence
     #[arg(long, default_value_t = Options::default().strength)]
     strength: f32,
+    /// Reference occurrences from which the artifact test counts a pair as dense
+    #[arg(long, default_value_t = Options::default().dense_at)]
+    dense_at: u32,
     /// Where to write the report (default: eval/results/spoof-DATE.md, or the cache with --quick)
     #[arg(long)]
     out: Option<PathBuf>,
@@ -55,6 +58,7 @@ fn main() -> ExitCode {
         harvest_tokens: a.harvest_tokens,
         answer_tokens: a.answer_tokens,
         strength: a.strength,
+        dense_at: a.dense_at,
         out: a.out,
         threads: a.threads,
     };

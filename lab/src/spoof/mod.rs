@@ -58,9 +58,6 @@ pub const ALPHA: f64 = 1e-6;
 /// Answers generated per batch (one cache file).
 const BATCH: usize = 32;
 
-/// A reference pair counts as dense from this many occurrences on (the verifier's default).
-pub const DENSE_AT: u32 = tracemark_verifier::forgery::DENSE_AT;
-
 /// The options of a run (the `spoof` binary's flags).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Options {
@@ -80,6 +77,8 @@ pub struct Options {
     pub answer_tokens: usize,
     /// Logit the attacker adds at full confidence.
     pub strength: f32,
+    /// The artifact test's density threshold (reference occurrences of a dense pair).
+    pub dense_at: u32,
     /// Where to write the report (default `eval/results/spoof-DATE.md`; the cache with `quick`).
     pub out: Option<PathBuf>,
     /// CPU threads for the model (0: all cores).
@@ -97,6 +96,7 @@ impl Default for Options {
             harvest_tokens: 48,
             answer_tokens: 96,
             strength: 6.0,
+            dense_at: tracemark_verifier::forgery::DENSE_AT,
             out: None,
             threads: 0,
         }
@@ -386,7 +386,7 @@ pub fn run(options: &Options) -> Result<()> {
         let mut detectors = Vec::with_capacity(k_max);
         for k in &keys {
             let d = Detector::new(k, &config, s.vocab(), DetectOptions::default())?;
-            let reference = ForgeryReference::from_ids(&d, base_docs.iter().copied(), DENSE_AT, FORGERY_ALPHA)?;
+            let reference = ForgeryReference::from_ids(&d, base_docs.iter().copied(), options.dense_at, FORGERY_ALPHA)?;
             detectors.push(d.with_forgery_reference(Arc::new(reference))?);
         }
         // Our genuine answers (cohort 0's key) to the measured prompts.
@@ -456,6 +456,16 @@ pub fn run(options: &Options) -> Result<()> {
                 )?;
                 let spoof_p = p_all(&s, &detectors[..k], &spoofed)?;
                 sr.add_spoof(k, n, &knowledge, spoof_p);
+                if k == 1 {
+                    // The artifact test against the served log: the base and
+                    // every harvested answer (we served them), under key 0.
+                    let mut served = s.docs(&base);
+                    served.extend(s.docs(&harvest[..n]));
+                    let d = Detector::new(&keys[0], &config, s.vocab(), DetectOptions::default())?;
+                    let r = ForgeryReference::from_ids(&d, served, options.dense_at, FORGERY_ALPHA)?;
+                    let d = [d.with_forgery_reference(Arc::new(r))?];
+                    sr.add_served_artifacts(&p_all(&s, &d, &spoofed)?, &p_all(&s, &d, &genuine)?);
+                }
                 if k == 1 {
                     let scrubbing = Steering {
                         knowledge: &knowledge,

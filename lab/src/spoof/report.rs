@@ -7,7 +7,7 @@ use std::time::Duration;
 use tracemark_core::KeyId;
 use tracemark_verifier::stats::{clopper_pearson, median};
 
-use super::{Knowledge, Options, Tested, ALPHA, DENSE_AT};
+use super::{Knowledge, Options, Tested, ALPHA};
 use crate::plot::{line_chart, Series};
 use crate::{io, Result};
 
@@ -25,6 +25,9 @@ pub struct Cell {
     pub beliefs: usize,
     /// The spoofed answers, tested under cohort keys `0..k`.
     pub tested: Vec<Tested>,
+    /// With one key: the artifact test against the served log (the base
+    /// and the harvest) on the spoofs and on the genuine answers.
+    pub served: Option<(Vec<bool>, Vec<bool>)>,
 }
 
 impl Cell {
@@ -54,6 +57,26 @@ impl Cell {
             .iter()
             .filter(|t| t.log10_p.first().is_some_and(|&l| l <= alpha.log10()))
             .count()
+    }
+
+    /// Spoofs detected under key 0 that the served-log artifact test does not flag.
+    pub fn unflagged_served(&self) -> Option<usize> {
+        let (spoofs, _) = self.served.as_ref()?;
+        Some(
+            self.tested
+                .iter()
+                .zip(spoofs)
+                .filter(|(t, &f)| self.fired(t) >= 1 && !f)
+                .count(),
+        )
+    }
+
+    /// (detected spoofs the served-log artifact test flags, detected spoofs).
+    pub fn served_power(&self) -> Option<(usize, usize)> {
+        let (spoofs, _) = self.served.as_ref()?;
+        let detected: Vec<bool> = self.tested.iter().map(|t| self.fired(t) >= 1).collect();
+        let flagged = detected.iter().zip(spoofs).filter(|(&d, &f)| d && f).count();
+        Some((flagged, detected.iter().filter(|&&d| d).count()))
     }
 
     /// Detected spoofs the artifact test flags.
@@ -107,7 +130,16 @@ impl SchemeResults {
             harvest_tokens: knowledge.harvest_tokens,
             beliefs: knowledge.beliefs,
             tested,
+            served: None,
         });
+    }
+
+    /// Records the artifact test against the served log for the last spoofing cell.
+    pub fn add_served_artifacts(&mut self, spoofs: &[Tested], genuine: &[Tested]) {
+        if let Some(c) = self.spoofs.last_mut() {
+            let flags = |t: &[Tested]| t.iter().map(|x| x.artifact).collect();
+            c.served = Some((flags(spoofs), flags(genuine)));
+        }
     }
 
     /// Adds a scrubbing cell.
@@ -190,13 +222,14 @@ pub fn write_report(
          ({} answers of up to {} tokens to prompts it never harvested) or by −{s} to **scrub** (rewriting our answers, \
          the paraphrase request of `make eval`, temperature 0.7, nucleus 0.95). A text counts as ours at p ≤ {ALPHA:.0e}; \
          with K cohort keys, when exactly one key fires at {ALPHA:.0e}/K. The spoof-artifact test \
-         (`tracemark_verifier::forgery`, Fisher exact, level 1e-3) compares hits on (seed, token) pairs seen at least {DENSE_AT} \
+         (`tracemark_verifier::forgery`, Fisher exact, level 1e-3) compares hits on (seed, token) pairs seen at least {} \
          times in a reference of {n_max} unwatermarked SmolLM2 answers (the verifier's own text of the model, not the harvest) with hits elsewhere. \
          Rates give count/total (share, exact 95% upper bound). Regenerate with `make spoof` (every generation is cached per batch; the run that wrote this report: {:.0} min).\n",
         options.harvest_tokens,
         super::HARVEST_PROMPTS,
         options.answers,
         options.answer_tokens,
+        options.dense_at,
         elapsed.as_secs_f64() / 60.0,
         s = options.strength,
     );
@@ -207,8 +240,9 @@ pub fn write_report(
          with each defence (the artifact test's false alarms are the detected answers it flags).\n"
     );
     let mut header =
-        "| scheme | detected at 1e-6 | artifact test flags | median log10 p | mean −ln P / token |".to_string();
-    let mut rule = "|---|---|---|---|---|".to_string();
+        "| scheme | detected at 1e-6 | artifact test flags | detected at 1e-3 | median log10 p | mean −ln P / token |"
+            .to_string();
+    let mut rule = "|---|---|---|---|---|---|".to_string();
     let cohort_ks: Vec<usize> = options.cohorts.iter().copied().filter(|&k| k > 1).collect();
     for k in &cohort_ks {
         let _ = write!(header, " ours under K={k} |");
@@ -252,18 +286,19 @@ pub fn write_report(
     let _ = writeln!(
         md,
         "Share of the attacker's answers that count as ours, by harvest size N. *K = 1*: one key, no defence, and \
-         with the artifact test (detected and not flagged). *K > 1*: some cohort key fires, and the cohort rule (exactly one).\n"
+         with the artifact test (detected and not flagged), its reference either the base (text of the model the attacker never saw) \
+         or the served log (the base and every harvested answer: we served them). *K > 1*: some cohort key fires, and the cohort rule (exactly one).\n"
     );
     let _ = writeln!(
         md,
-        "| scheme | K | N | harvested tokens | beliefs | detected | with artifact test | artifact power | exactly one key | detected at 1e-3 (key 0) | median log10 p (key 0) | mean −ln P / token |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "| scheme | K | N | harvested tokens | beliefs | detected | with artifact test | artifact power | artifact power, served-log reference | its false alarms on genuine | with served-log artifact test | exactly one key | detected at 1e-3 (key 0) | median log10 p (key 0) | mean −ln P / token |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for r in results {
         for c in &r.spoofs {
             let single = c.k == 1;
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {:.2} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {:.2} |",
                 r.label,
                 c.k,
                 c.n,
@@ -280,6 +315,17 @@ pub fn write_report(
                 } else {
                     "–".into()
                 },
+                c.served_power().map_or_else(|| "–".into(), |(f, d)| rate(f, d)),
+                c.served.as_ref().map_or_else(
+                    || "–".into(),
+                    |(_, g)| {
+                        let detected = r.genuine_detected();
+                        let alarms = g.iter().zip(&detected).filter(|(&f, &d)| f && d).count();
+                        rate(alarms, detected.iter().filter(|&&d| d).count())
+                    }
+                ),
+                c.unflagged_served()
+                    .map_or_else(|| "–".into(), |u| rate(u, c.tested.len())),
                 if single {
                     "–".into()
                 } else {
@@ -340,6 +386,13 @@ fn plots(out: &Path, results: &[SchemeResults]) -> Result<()> {
             points: ones
                 .iter()
                 .map(|c| (c.n as f64, share(c.unflagged(), c.tested.len())))
+                .collect(),
+        });
+        spoof.push(Series {
+            name: format!("{}, with artifact test (served log)", r.label),
+            points: ones
+                .iter()
+                .filter_map(|c| Some((c.n as f64, share(c.unflagged_served()?, c.tested.len()))))
                 .collect(),
         });
         let mut ks: Vec<usize> = r.spoofs.iter().map(|c| c.k).filter(|&k| k > 1).collect();
