@@ -444,3 +444,53 @@ fn plots(out: &Path, results: &[SchemeResults]) -> Result<()> {
         &scrub,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tested(log10_p: &[f64], artifact: bool) -> Tested {
+        Tested {
+            log10_p: log10_p.to_vec(),
+            artifact,
+            nll: 1.0,
+        }
+    }
+
+    #[test]
+    fn a_spoof_counts_as_ours_under_the_cohort_rule_only_when_exactly_one_key_fires() {
+        // K = 8: a key fires at 1e-6 / 8 (log10 -6.9).
+        let cell = Cell {
+            k: 8,
+            n: 100,
+            harvest_tokens: 0,
+            beliefs: 0,
+            tested: vec![
+                tested(&[-8.0, -1.0, -0.5], false), // one key: ours
+                tested(&[-8.0, -7.5, -0.5], false), // two keys: a forgery shows itself
+                tested(&[-6.5, -1.0, -0.5], false), // below the corrected level: not ours
+            ],
+            served: None,
+        };
+        assert_eq!((cell.detected(), cell.exactly_one()), (2, 1));
+        // One key: detected at 1e-6, and the artifact test removes flagged ones.
+        let cell = Cell {
+            k: 1,
+            n: 100,
+            harvest_tokens: 0,
+            beliefs: 0,
+            tested: vec![tested(&[-6.5], true), tested(&[-6.5], false), tested(&[-5.0], true)],
+            served: Some((vec![true, true, false], vec![])),
+        };
+        assert_eq!((cell.detected(), cell.unflagged(), cell.flagged()), (2, 1, 1));
+        assert_eq!(cell.detected_at(1e-3), 3);
+        assert_eq!((cell.unflagged_served(), cell.served_power()), (Some(0), Some((2, 2))));
+    }
+
+    #[test]
+    fn scrub_success_counts_only_answers_detected_before() {
+        let mut r = SchemeResults::new("x", "kgw", vec![tested(&[-9.0], false), tested(&[-2.0], false)]);
+        r.add_scrub(0, &[tested(&[-1.0], false), tested(&[-1.0], false)]);
+        assert_eq!(r.scrub_success(&r.scrubs[0]), (1, 1));
+    }
+}
