@@ -21,6 +21,8 @@ pub enum Error {
     },
     /// Bad command-line usage or data.
     Usage(String),
+    /// A generation a cached-only run needs is not in the cache (its name).
+    NotCached(String),
 }
 
 impl fmt::Display for Error {
@@ -31,6 +33,7 @@ impl fmt::Display for Error {
             Self::Verifier(e) => e.fmt(f),
             Self::Io { path, source } => write!(f, "{path}: {source}"),
             Self::Usage(e) => f.write_str(e),
+            Self::NotCached(name) => write!(f, "{name} is not generated yet (run without --cached-only)"),
         }
     }
 }

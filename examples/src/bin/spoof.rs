@@ -39,6 +39,9 @@ struct Args {
     /// Reference occurrences from which the artifact test counts a pair as dense
     #[arg(long, default_value_t = Options::default().dense_at)]
     dense_at: u32,
+    /// Generate nothing: report the cells whose generations are all cached
+    #[arg(long)]
+    cached_only: bool,
     /// Where to write the report (default: eval/results/spoof-DATE.md, or the cache with --quick)
     #[arg(long)]
     out: Option<PathBuf>,
@@ -59,6 +62,7 @@ fn main() -> ExitCode {
         answer_tokens: a.answer_tokens,
         strength: a.strength,
         dense_at: a.dense_at,
+        cached_only: a.cached_only,
         out: a.out,
         threads: a.threads,
     };

@@ -79,6 +79,8 @@ pub struct Options {
     pub strength: f32,
     /// The artifact test's density threshold (reference occurrences of a dense pair).
     pub dense_at: u32,
+    /// Generate nothing: report the cells whose generations are all cached, skip the rest.
+    pub cached_only: bool,
     /// Where to write the report (default `eval/results/spoof-DATE.md`; the cache with `quick`).
     pub out: Option<PathBuf>,
     /// CPU threads for the model (0: all cores).
@@ -97,6 +99,7 @@ impl Default for Options {
             answer_tokens: 96,
             strength: 6.0,
             dense_at: tracemark_verifier::forgery::DENSE_AT,
+            cached_only: false,
             out: None,
             threads: 0,
         }
@@ -137,6 +140,7 @@ pub struct Setup {
     master: Key,
     dir: PathBuf,
     quick: bool,
+    cached_only: bool,
 }
 
 /// FNV-1a of a label: seeds and cache names.
@@ -179,6 +183,7 @@ impl Setup {
             master,
             dir,
             quick: options.quick,
+            cached_only: options.cached_only,
         })
     }
 
@@ -215,6 +220,9 @@ impl Setup {
             if let Some(texts) = cached.filter(|t| t.len() == batch.len()) {
                 out.extend(texts);
                 continue;
+            }
+            if self.cached_only {
+                return Err(Error::NotCached(cache.to_string()));
             }
             let t = Instant::now();
             let prompts = batch
@@ -269,6 +277,17 @@ impl Setup {
             .iter()
             .map(|t| (self.pool_ids[t.prompt].as_slice(), t.ids.as_slice()))
             .collect()
+    }
+}
+
+/// `r`, with a generation missing from the cache of a cached-only run as `None`.
+fn skip_missing<T>(r: Result<T>) -> Result<Option<T>> {
+    match r {
+        Err(Error::NotCached(name)) => {
+            eprintln!("spoof: {name} is not cached: its cells are left out");
+            Ok(None)
+        }
+        r => r.map(Some),
     }
 }
 
@@ -391,14 +410,17 @@ pub fn run(options: &Options) -> Result<()> {
         }
         // Our genuine answers (cohort 0's key) to the measured prompts.
         let genuine_requests = requests(options.answers, "genuine", |i| measured_prompt(&s, i), |_| Some(0));
-        let genuine = s.produce(
+        let Some(genuine) = skip_missing(s.produce(
             &format!("genuine-{tag}-{at}"),
             &genuine_requests,
             &schemes,
             None,
             plain,
             at,
-        )?;
+        ))?
+        else {
+            continue;
+        };
         let genuine_p = p_all(&s, &detectors, &genuine)?;
         let mut sr = SchemeResults::new(label, &config.to_string(), genuine_p);
         // Scrubbing with no knowledge: a plain paraphrase.
@@ -408,25 +430,30 @@ pub fn run(options: &Options) -> Result<()> {
             let answer = gguf_tokenizer::decode(&s.tok, &g.ids)?;
             r.user = Some(paraphrase_request(&s.pool[g.prompt], &answer));
         }
-        let scrubbed = s.produce(
+        let scrubbed = skip_missing(s.produce(
             &format!("scrub-{tag}-n0-{at}"),
             &scrub_requests,
             &schemes,
             None,
             PARAPHRASE_SAMPLING,
             at,
-        )?;
-        sr.add_scrub(0, &p_all(&s, &detectors[..1], &scrubbed)?);
+        ))?;
+        if let Some(scrubbed) = scrubbed {
+            sr.add_scrub(0, &p_all(&s, &detectors[..1], &scrubbed)?);
+        }
         for &k in &options.cohorts {
             let harvest_requests = requests(n_max, "harvest", |j| j % HARVEST_PROMPTS, |j| Some(j % k));
-            let harvest = s.produce(
+            let Some(harvest) = skip_missing(s.produce(
                 &format!("harvest-{tag}-k{k}-{ht}"),
                 &harvest_requests,
                 &schemes,
                 None,
                 plain,
                 ht,
-            )?;
+            ))?
+            else {
+                continue;
+            };
             for &n in &options.checkpoints {
                 let t = Instant::now();
                 let knowledge = Knowledge::learn(
@@ -446,14 +473,17 @@ pub fn run(options: &Options) -> Result<()> {
                     knowledge: &knowledge,
                     strength: options.strength,
                 };
-                let spoofed = s.produce(
+                let Some(spoofed) = skip_missing(s.produce(
                     &format!("spoof-{tag}-k{k}-n{n}-s{}-{at}", options.strength),
                     &spoof_requests,
                     &schemes,
                     Some(&steering),
                     plain,
                     at,
-                )?;
+                ))?
+                else {
+                    break;
+                };
                 let spoof_p = p_all(&s, &detectors[..k], &spoofed)?;
                 sr.add_spoof(k, n, &knowledge, spoof_p);
                 if k == 1 {
@@ -465,21 +495,21 @@ pub fn run(options: &Options) -> Result<()> {
                     let r = ForgeryReference::from_ids(&d, served, options.dense_at, FORGERY_ALPHA)?;
                     let d = [d.with_forgery_reference(Arc::new(r))?];
                     sr.add_served_artifacts(&p_all(&s, &d, &spoofed)?, &p_all(&s, &d, &genuine)?);
-                }
-                if k == 1 {
                     let scrubbing = Steering {
                         knowledge: &knowledge,
                         strength: -options.strength,
                     };
-                    let scrubbed = s.produce(
+                    let scrubbed = skip_missing(s.produce(
                         &format!("scrub-{tag}-n{n}-s{}-{at}", options.strength),
                         &scrub_requests,
                         &schemes,
                         Some(&scrubbing),
                         PARAPHRASE_SAMPLING,
                         at,
-                    )?;
-                    sr.add_scrub(n, &p_all(&s, &detectors[..1], &scrubbed)?);
+                    ))?;
+                    if let Some(scrubbed) = scrubbed {
+                        sr.add_scrub(n, &p_all(&s, &detectors[..1], &scrubbed)?);
+                    }
                 }
             }
         }
