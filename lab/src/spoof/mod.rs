@@ -280,11 +280,13 @@ impl Setup {
     }
 }
 
-/// `r`, with a generation missing from the cache of a cached-only run as `None`.
-fn skip_missing<T>(r: Result<T>) -> Result<Option<T>> {
+/// `r`, with a generation missing from the cache of a cached-only run as
+/// `None` (and its name added to `missing`).
+fn skip_missing<T>(r: Result<T>, missing: &mut Vec<String>) -> Result<Option<T>> {
     match r {
         Err(Error::NotCached(name)) => {
             eprintln!("spoof: {name} is not cached: its cells are left out");
+            missing.push(name);
             Ok(None)
         }
         r => r.map(Some),
@@ -389,6 +391,7 @@ pub fn run(options: &Options) -> Result<()> {
     let base_requests = requests(n_max, "base", |j| j % HARVEST_PROMPTS, |_| None);
     let base = s.produce(&format!("base-{ht}"), &base_requests, &[], None, plain, ht)?;
     let mut results = Vec::new();
+    let mut missing = Vec::new();
     let selected: Vec<(&str, &str)> = SCHEMES
         .iter()
         .copied()
@@ -410,14 +413,17 @@ pub fn run(options: &Options) -> Result<()> {
         }
         // Our genuine answers (cohort 0's key) to the measured prompts.
         let genuine_requests = requests(options.answers, "genuine", |i| measured_prompt(&s, i), |_| Some(0));
-        let Some(genuine) = skip_missing(s.produce(
-            &format!("genuine-{tag}-{at}"),
-            &genuine_requests,
-            &schemes,
-            None,
-            plain,
-            at,
-        ))?
+        let Some(genuine) = skip_missing(
+            s.produce(
+                &format!("genuine-{tag}-{at}"),
+                &genuine_requests,
+                &schemes,
+                None,
+                plain,
+                at,
+            ),
+            &mut missing,
+        )?
         else {
             continue;
         };
@@ -430,27 +436,33 @@ pub fn run(options: &Options) -> Result<()> {
             let answer = gguf_tokenizer::decode(&s.tok, &g.ids)?;
             r.user = Some(paraphrase_request(&s.pool[g.prompt], &answer));
         }
-        let scrubbed = skip_missing(s.produce(
-            &format!("scrub-{tag}-n0-{at}"),
-            &scrub_requests,
-            &schemes,
-            None,
-            PARAPHRASE_SAMPLING,
-            at,
-        ))?;
+        let scrubbed = skip_missing(
+            s.produce(
+                &format!("scrub-{tag}-n0-{at}"),
+                &scrub_requests,
+                &schemes,
+                None,
+                PARAPHRASE_SAMPLING,
+                at,
+            ),
+            &mut missing,
+        )?;
         if let Some(scrubbed) = scrubbed {
             sr.add_scrub(0, &p_all(&s, &detectors[..1], &scrubbed)?);
         }
         for &k in &options.cohorts {
             let harvest_requests = requests(n_max, "harvest", |j| j % HARVEST_PROMPTS, |j| Some(j % k));
-            let Some(harvest) = skip_missing(s.produce(
-                &format!("harvest-{tag}-k{k}-{ht}"),
-                &harvest_requests,
-                &schemes,
-                None,
-                plain,
-                ht,
-            ))?
+            let Some(harvest) = skip_missing(
+                s.produce(
+                    &format!("harvest-{tag}-k{k}-{ht}"),
+                    &harvest_requests,
+                    &schemes,
+                    None,
+                    plain,
+                    ht,
+                ),
+                &mut missing,
+            )?
             else {
                 continue;
             };
@@ -473,14 +485,17 @@ pub fn run(options: &Options) -> Result<()> {
                     knowledge: &knowledge,
                     strength: options.strength,
                 };
-                let Some(spoofed) = skip_missing(s.produce(
-                    &format!("spoof-{tag}-k{k}-n{n}-s{}-{at}", options.strength),
-                    &spoof_requests,
-                    &schemes,
-                    Some(&steering),
-                    plain,
-                    at,
-                ))?
+                let Some(spoofed) = skip_missing(
+                    s.produce(
+                        &format!("spoof-{tag}-k{k}-n{n}-s{}-{at}", options.strength),
+                        &spoof_requests,
+                        &schemes,
+                        Some(&steering),
+                        plain,
+                        at,
+                    ),
+                    &mut missing,
+                )?
                 else {
                     break;
                 };
@@ -499,14 +514,17 @@ pub fn run(options: &Options) -> Result<()> {
                         knowledge: &knowledge,
                         strength: -options.strength,
                     };
-                    let scrubbed = skip_missing(s.produce(
-                        &format!("scrub-{tag}-n{n}-s{}-{at}", options.strength),
-                        &scrub_requests,
-                        &schemes,
-                        Some(&scrubbing),
-                        PARAPHRASE_SAMPLING,
-                        at,
-                    ))?;
+                    let scrubbed = skip_missing(
+                        s.produce(
+                            &format!("scrub-{tag}-n{n}-s{}-{at}", options.strength),
+                            &scrub_requests,
+                            &schemes,
+                            Some(&scrubbing),
+                            PARAPHRASE_SAMPLING,
+                            at,
+                        ),
+                        &mut missing,
+                    )?;
                     if let Some(scrubbed) = scrubbed {
                         sr.add_scrub(n, &p_all(&s, &detectors[..1], &scrubbed)?);
                     }
@@ -521,7 +539,15 @@ pub fn run(options: &Options) -> Result<()> {
         (None, false) => PathBuf::from("eval/results").join(format!("spoof-{}.md", today())),
     };
     let base_nll = base.iter().map(|t| f64::from(t.nll)).sum::<f64>() / base.len().max(1) as f64;
-    write_report(&out, &options, &results, base_nll, s.master.id(), started.elapsed())?;
+    write_report(
+        &out,
+        &options,
+        &results,
+        &missing,
+        base_nll,
+        s.master.id(),
+        started.elapsed(),
+    )?;
     eprintln!(
         "report: {} ({:.0} s in all)",
         out.display(),

@@ -206,6 +206,7 @@ pub fn write_report(
     out: &Path,
     options: &Options,
     results: &[SchemeResults],
+    missing: &[String],
     base_nll: f64,
     master: KeyId,
     elapsed: Duration,
@@ -359,6 +360,16 @@ pub fn write_report(
                 median_log10_p(&c.tested),
                 mean(c.tested.iter().map(|t| t.nll))
             );
+        }
+    }
+    if !missing.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n## Not in this report\n\nGenerations that were not in the cache when this report was written \
+             (`--cached-only`; `make spoof` generates them), with every cell that needs them:\n"
+        );
+        for name in missing {
+            let _ = writeln!(md, "- `{name}`");
         }
     }
     io(out, std::fs::write(out, &md))?;
