@@ -471,33 +471,20 @@ pub fn plots(s: &Setup, a: &Analysis, dir: &Path, stem: &str) -> Result<()> {
         &series,
     )?;
     let columns: Vec<String> = robustness_columns(a).into_iter().flat_map(|(_, l)| l).collect();
-    let values: Vec<Vec<f64>> = names
+    // One lookup per cell: its colour (TPR at 1e-6) and its number (median log10 p).
+    let (values, labels): (Vec<Vec<f64>>, Vec<Vec<String>>) = names
         .iter()
         .map(|n| {
             columns
                 .iter()
-                .map(|l| {
-                    a.attacks
-                        .get(&(n.to_string(), l.clone()))
-                        .map_or(f64::NAN, |v| rate_below(v, 1e-6))
+                .map(|l| match a.attacks.get(&(n.to_string(), l.clone())) {
+                    // Rounded, without the sign of a negative zero.
+                    Some(v) => (rate_below(v, 1e-6), format!("{}", median(v).round() + 0.0)),
+                    None => (f64::NAN, "n/a".to_string()),
                 })
-                .collect()
+                .unzip()
         })
-        .collect();
-    let labels: Vec<Vec<String>> = names
-        .iter()
-        .map(|n| {
-            columns
-                .iter()
-                .map(|l| {
-                    a.attacks
-                        .get(&(n.to_string(), l.clone()))
-                        // Rounded, without the sign of a negative zero.
-                        .map_or_else(|| "n/a".to_string(), |v| format!("{}", median(v).round() + 0.0))
-                })
-                .collect()
-        })
-        .collect();
+        .unzip();
     heat_map(
         &dir.join(format!("{stem}-robustness.svg")),
         &HeatMap {
