@@ -249,7 +249,7 @@ fn ids_field(v: &Value, name: &str) -> std::result::Result<Vec<u32>, String> {
 }
 
 /// A JSONL line as a [`Document`] (its shape only: text is not encoded here).
-pub(crate) fn parse_doc(line: &str) -> std::result::Result<Document, String> {
+fn parse_doc(line: &str) -> std::result::Result<Document, String> {
     let v: Value = serde_json::from_str(line).map_err(|e| format!("not valid JSON: {e}"))?;
     let obj = v.as_object().ok_or("a document must be a JSON object")?;
     let id = obj.get("id").cloned();
@@ -596,8 +596,22 @@ pub fn context_keys(
     reader: impl BufRead,
 ) -> Result<ContextFilter> {
     let mut keys = ContextFilter::default();
+    for_each_document(reader, "reference corpus", |line, doc| {
+        add_context_keys(&mut keys, detector, tokenizer, line, doc)
+    })?;
+    Ok(keys)
+}
+
+/// Calls `f` with the 1-based line number and the document of each non-blank
+/// line of a JSONL corpus (`what` names it in I/O errors), one line at a
+/// time; a line that is not a document is [`Error::BadDocument`] naming it.
+pub(crate) fn for_each_document(
+    reader: impl BufRead,
+    what: &str,
+    mut f: impl FnMut(usize, Document) -> Result<()>,
+) -> Result<()> {
     for (i, line) in reader.split(b'\n').enumerate() {
-        let line = line.map_err(|e| Error::io("reference corpus", &e))?;
+        let line = line.map_err(|e| Error::io(what, &e))?;
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
@@ -606,9 +620,9 @@ pub fn context_keys(
             message: format!("not valid UTF-8 (byte {})", e.valid_up_to()),
         })?;
         let doc = parse_doc(text).map_err(|message| Error::BadDocument { line: i + 1, message })?;
-        add_context_keys(&mut keys, detector, tokenizer, i + 1, doc)?;
+        f(i + 1, doc)?;
     }
-    Ok(keys)
+    Ok(())
 }
 
 impl ContextFilter {

@@ -54,7 +54,7 @@ use tracemark_core::{KeyId, Null};
 
 use std::io::BufRead;
 
-use crate::corpus::parse_doc;
+use crate::corpus::for_each_document;
 use crate::detect::{Detector, Scored};
 use crate::error::{Error, Result};
 use crate::stats;
@@ -101,31 +101,26 @@ impl ForgeryReference {
                 message: format!("must be in (0, 1), got {alpha}"),
             });
         }
-        let mut counts: HashMap<(u64, u32), u32> = HashMap::new();
-        let (mut docs, mut observations) = (0, 0u64);
-        for (prompt, ids) in documents {
-            let obs = detector.observe(prompt, ids, false)?;
-            for s in &obs.scored {
-                *counts.entry((s.seed, s.token)).or_default() += 1;
-            }
-            observations += obs.scored.len() as u64;
-            docs += 1;
-        }
-        Ok(Self {
-            counts,
+        let mut reference = Self {
+            counts: HashMap::new(),
             scheme: detector.scheme().describe(),
             key_id: detector.scheme().key_id(),
-            documents: docs,
-            observations,
+            documents: 0,
+            observations: 0,
             dense_at,
             alpha,
-        })
+        };
+        for (prompt, ids) in documents {
+            reference.add(detector, prompt, ids)?;
+        }
+        Ok(reference)
     }
 
     /// [`ForgeryReference::from_ids`] over a JSONL corpus in the scan format
     /// (`{"text": ..., "prompt": ...}` or `{"ids": [...], "prompt_ids": [...]}`
     /// per line; text encoded by `tokenizer`, in canonical form when the
-    /// detector canonicalises); a bad line is an error naming it.
+    /// detector canonicalises), read one line at a time; a bad line is an
+    /// error naming it.
     pub fn from_jsonl(
         detector: &Detector,
         tokenizer: Option<&TextTokenizer>,
@@ -133,26 +128,25 @@ impl ForgeryReference {
         dense_at: u32,
         alpha: f64,
     ) -> Result<Self> {
-        let mut docs = Vec::new();
-        for (i, line) in reader.split(b'\n').enumerate() {
-            let line = line.map_err(|e| Error::io("forgery reference", &e))?;
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            let bad = |message: String| Error::BadDocument { line: i + 1, message };
-            let text =
-                core::str::from_utf8(&line).map_err(|e| bad(format!("not valid UTF-8 (byte {})", e.valid_up_to())))?;
-            let doc = parse_doc(text)
-                .and_then(|d| d.resolve(tokenizer, detector.options().canonicalize))
-                .map_err(bad)?;
-            docs.push((doc.prompt, doc.ids));
+        let mut reference = Self::from_ids(detector, std::iter::empty(), dense_at, alpha)?;
+        for_each_document(reader, "forgery reference", |line, doc| {
+            let doc = doc
+                .resolve(tokenizer, detector.options().canonicalize)
+                .map_err(|message| Error::BadDocument { line, message })?;
+            reference.add(detector, &doc.prompt, &doc.ids)
+        })?;
+        Ok(reference)
+    }
+
+    /// Counts the pairs of one document.
+    fn add(&mut self, detector: &Detector, prompt: &[u32], ids: &[u32]) -> Result<()> {
+        let obs = detector.observe(prompt, ids, false)?;
+        for s in &obs.scored {
+            *self.counts.entry((s.seed, s.token)).or_default() += 1;
         }
-        Self::from_ids(
-            detector,
-            docs.iter().map(|(p, d)| (p.as_slice(), d.as_slice())),
-            dense_at,
-            alpha,
-        )
+        self.observations += obs.scored.len() as u64;
+        self.documents += 1;
+        Ok(())
     }
 
     /// Occurrences of a pair from which it counts as dense.

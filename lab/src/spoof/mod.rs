@@ -504,7 +504,7 @@ pub fn run(options: &Options) -> Result<()> {
                 if k == 1 {
                     // The artifact test against the served log: the base and
                     // every harvested answer (we served them), under key 0.
-                    let mut served = s.docs(&base);
+                    let mut served = base_docs.clone();
                     served.extend(s.docs(&harvest[..n]));
                     let d = Detector::new(&keys[0], &config, s.vocab(), DetectOptions::default())?;
                     let r = ForgeryReference::from_ids(&d, served, options.dense_at, FORGERY_ALPHA)?;
