@@ -27,6 +27,9 @@ struct Args {
     /// Answers per measured cell
     #[arg(long, default_value_t = Options::default().answers)]
     answers: usize,
+    /// Spoofed answers of a cohort cell (K > 1) at the largest harvest size
+    #[arg(long, default_value_t = Options::default().cohort_answers)]
+    cohort_answers: usize,
     /// New tokens per harvested answer
     #[arg(long, default_value_t = Options::default().harvest_tokens)]
     harvest_tokens: usize,
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
         cohorts: a.cohorts,
         schemes: a.schemes,
         answers: a.answers,
+        cohort_answers: a.cohort_answers,
         harvest_tokens: a.harvest_tokens,
         answer_tokens: a.answer_tokens,
         strength: a.strength,

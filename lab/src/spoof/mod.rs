@@ -71,6 +71,10 @@ pub struct Options {
     pub schemes: Vec<String>,
     /// Answers per measured cell (spoofed, scrubbed, genuine).
     pub answers: usize,
+    /// Spoofed answers of a cohort cell (`K > 1`) at the largest harvest:
+    /// bounding forgery near 1% takes hundreds (none of 300 bounds it below
+    /// 1% at 95%).
+    pub cohort_answers: usize,
     /// New tokens per harvested answer.
     pub harvest_tokens: usize,
     /// New tokens per measured answer.
@@ -95,6 +99,7 @@ impl Default for Options {
             cohorts: vec![1, 8, 64],
             schemes: Vec::new(),
             answers: 48,
+            cohort_answers: 320,
             harvest_tokens: 48,
             answer_tokens: 96,
             strength: 6.0,
@@ -369,6 +374,7 @@ pub fn run(options: &Options) -> Result<()> {
         options.checkpoints = vec![4, 8];
         options.cohorts = vec![1, 2];
         options.answers = 2;
+        options.cohort_answers = 3;
         options.harvest_tokens = 16;
         options.answer_tokens = 24;
         options.schemes = vec!["kgw h=1".into(), "gumbel h=4".into()];
@@ -480,7 +486,12 @@ pub fn run(options: &Options) -> Result<()> {
                     knowledge.harvest_tokens,
                     t.elapsed().as_secs_f64()
                 );
-                let spoof_requests = requests(options.answers, "spoof", |i| measured_prompt(&s, i), |_| None);
+                let answers = if k > 1 && n == n_max {
+                    options.cohort_answers.max(options.answers)
+                } else {
+                    options.answers
+                };
+                let spoof_requests = requests(answers, "spoof", |i| measured_prompt(&s, i), |_| None);
                 let steering = Steering {
                     knowledge: &knowledge,
                     strength: options.strength,

@@ -184,7 +184,13 @@ fn rate(k: usize, n: usize) -> String {
         return "–".into();
     }
     let (_, hi) = clopper_pearson(k as u64, n as u64, 0.95);
-    format!("{k}/{n} ({:.0}%, ≤ {:.0}%)", 100.0 * k as f64 / n as f64, 100.0 * hi)
+    // Below 10% the bound keeps a decimal: a 1% bar is read off it.
+    let digits = usize::from(hi < 0.1);
+    format!(
+        "{k}/{n} ({:.0}%, ≤ {:.digits$}%)",
+        100.0 * k as f64 / n as f64,
+        100.0 * hi
+    )
 }
 
 fn mean(xs: impl Iterator<Item = f64>) -> f64 {
@@ -220,7 +226,8 @@ pub fn write_report(
          from accounts spread over K cohort keys (cohort keys derived from master key `{master}`), and N unwatermarked answers of the \
          open model to the same prompts; it learns which tokens are green after which contexts (Jovanović et al., ICML 2024; \
          `tracemark_lab::spoof::Knowledge`) and steers the unwatermarked model by +{s} logits at full confidence to **spoof** \
-         ({} answers of up to {} tokens to prompts it never harvested) or by −{s} to **scrub** (rewriting our answers, \
+         ({} answers of up to {} tokens to prompts it never harvested; {} with K > 1 at the largest N, \
+         where a forgery rate near 1% has to be bounded) or by −{s} to **scrub** (rewriting our answers, \
          the paraphrase request of `make eval`, temperature 0.7, nucleus 0.95). A text counts as ours at p ≤ {ALPHA:.0e}; \
          with K cohort keys, when exactly one key fires at {ALPHA:.0e}/K. The spoof-artifact test \
          (`tracemark_verifier::forgery`, Fisher exact, level 1e-3) compares hits on (seed, token) pairs seen at least {} \
@@ -230,6 +237,7 @@ pub fn write_report(
         super::HARVEST_PROMPTS,
         options.answers,
         options.answer_tokens,
+        options.cohort_answers.max(options.answers),
         options.dense_at,
         elapsed.as_secs_f64() / 60.0,
         s = options.strength,
