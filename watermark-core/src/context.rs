@@ -165,6 +165,18 @@ pub struct ContextSeed {
     pub(crate) anchor_rank: u32,
 }
 
+impl ContextSeed {
+    /// Self-hash: the keyed rank of the context's anchor; a candidate of
+    /// smaller rank is valued under its own anchored seed
+    /// ([`Seeder::anchor_seed`]). `u32::MAX` for the other modes (no
+    /// candidate is below it). With the context key this is everything a
+    /// position contributes to the keyed values, e.g. for computing them on
+    /// an accelerator.
+    pub fn anchor_rank(&self) -> u32 {
+        self.anchor_rank
+    }
+}
+
 /// Computes seeds under one scheme key and one context mode.
 #[derive(Clone)]
 pub struct Seeder {
@@ -205,8 +217,8 @@ impl Seeder {
         self.context
     }
 
-    /// The rank seed (SPEC §5.2).
-    pub(crate) fn rank_seed(&self) -> u64 {
+    /// The rank seed (SPEC §5.2): `rank(t) = mix(rank_seed, t)`.
+    pub fn rank_seed(&self) -> u64 {
         self.rank_seed
     }
 
@@ -220,9 +232,10 @@ impl Seeder {
         self.context.mode.tag() | u32::from(self.context.width)
     }
 
-    /// The anchored seed: PRF of the tag and one token.
+    /// The anchored seed: PRF of the tag and one token (SPEC §5.2; for
+    /// self-hash, the seed of a candidate that anchors itself).
     #[inline]
-    pub(crate) fn anchor_seed(&self, anchor: u32) -> u64 {
+    pub fn anchor_seed(&self, anchor: u32) -> u64 {
         self.prf.hash_words(self.tag(), &[anchor])
     }
 

@@ -133,7 +133,7 @@ pub use gumbel::{Gumbel, GumbelConfig};
 pub use key::{Key, KeyId, MAX_LABEL_LEN};
 pub use kgw::{Kgw, KgwConfig};
 pub use ndarray;
-pub use scheme::{set_batch_threads, Observation, Scheme, SchemeConfig, SchemeKind, SeenContexts, Step};
+pub use scheme::{plan, set_batch_threads, Observation, Scheme, SchemeConfig, SchemeKind, SeenContexts, Step};
 pub use simd::Isa;
 pub use tournament::{Tournament, TournamentConfig};
 

@@ -483,16 +483,29 @@ fn apply_checked<S: Scheme + ?Sized>(
     row: &mut [f32],
     memory: Option<&mut SeenContexts>,
 ) -> Step {
-    let Some(cs) = scheme.seeder().context_seed(history) else {
-        return Step::SkippedShortContext;
+    let (step, cs) = plan(scheme.seeder(), history, memory);
+    if let Some(cs) = cs {
+        scheme.apply(&cs, row);
+    }
+    step
+}
+
+/// What processing the row that follows `history` does, without the row:
+/// the step, and the context seed of a position to watermark (recorded in
+/// `memory`, when given, as [`Scheme::process_with_memory`] records it). For
+/// callers that compute the keyed values elsewhere (e.g. where the logits
+/// live, from the context key, [`ContextSeed::anchor_rank`] and the seeder's
+/// public functions).
+pub fn plan(seeder: &Seeder, history: &[u32], memory: Option<&mut SeenContexts>) -> (Step, Option<ContextSeed>) {
+    let Some(cs) = seeder.context_seed(history) else {
+        return (Step::SkippedShortContext, None);
     };
     if let Some(memory) = memory {
         if !memory.insert(cs.key) {
-            return Step::SkippedRepeatedContext;
+            return (Step::SkippedRepeatedContext, None);
         }
     }
-    scheme.apply(&cs, row);
-    Step::Watermarked { context_key: cs.key }
+    (Step::Watermarked { context_key: cs.key }, Some(cs))
 }
 
 fn process_batch_impl<S: Scheme + ?Sized>(

@@ -288,6 +288,39 @@ fn distinct(memories: &[&DetachedMutex<SeenContexts>]) -> PyResult<()> {
     Ok(())
 }
 
+/// Runs `f` on the memories of a batch (one per row, all different), with
+/// the GIL released and every memory locked.
+fn with_memories<R: Send>(
+    py: Python<'_>,
+    memories: &[Bound<'_, PySeenContexts>],
+    f: impl FnOnce(&mut [SeenContexts]) -> R + Send,
+) -> PyResult<R> {
+    let locks: Vec<&DetachedMutex<SeenContexts>> = memories.iter().map(|m| &m.get().inner).collect();
+    distinct(&locks)?;
+    Ok(detach(py, |d| {
+        // Lock in address order, so that two batches sharing memories
+        // in another order cannot wait for each other.
+        let mut order: Vec<usize> = (0..locks.len()).collect();
+        order.sort_unstable_by_key(|&i| locks[i].address());
+        let mut guards: Vec<_> = order.iter().map(|&i| (i, locks[i].lock(d))).collect();
+        guards.sort_unstable_by_key(|(i, _)| *i);
+        let mut owned: Vec<SeenContexts> = guards.iter_mut().map(|(_, g)| std::mem::take(&mut **g)).collect();
+        let r = f(&mut owned);
+        for ((_, g), s) in guards.iter_mut().zip(owned) {
+            **g = s;
+        }
+        r
+    }))
+}
+
+/// The per-row seed material of a batch: context keys, anchor ranks, and
+/// whether each row is watermarked.
+type RowSeeds<'py> = (
+    Bound<'py, PyArray1<u64>>,
+    Bound<'py, PyArray1<u32>>,
+    Bound<'py, PyArray1<bool>>,
+);
+
 #[pymethods]
 impl PyScheme {
     /// `scheme` is a `SchemeConfig` or a scheme string, e.g.
@@ -422,25 +455,7 @@ impl PyScheme {
         let scheme = self.inner.as_ref();
         let steps = match &memories {
             None => detach(py, |_| scheme.process_batch(&refs, view)),
-            Some(ms) => {
-                let locks: Vec<&DetachedMutex<SeenContexts>> = ms.iter().map(|m| &m.get().inner).collect();
-                distinct(&locks)?;
-                detach(py, |d| {
-                    // Lock in address order, so that two batches sharing memories
-                    // in another order cannot wait for each other.
-                    let mut order: Vec<usize> = (0..locks.len()).collect();
-                    order.sort_unstable_by_key(|&i| locks[i].address());
-                    let mut guards: Vec<_> = order.iter().map(|&i| (i, locks[i].lock(d))).collect();
-                    guards.sort_unstable_by_key(|(i, _)| *i);
-                    let mut owned: Vec<SeenContexts> =
-                        guards.iter_mut().map(|(_, g)| std::mem::take(&mut **g)).collect();
-                    let r = scheme.process_batch_with_memory(&refs, view, &mut owned);
-                    for ((_, g), s) in guards.iter_mut().zip(owned) {
-                        **g = s;
-                    }
-                    r
-                })
-            }
+            Some(ms) => with_memories(py, ms, |owned| scheme.process_batch_with_memory(&refs, view, owned))?,
         };
         Ok(steps
             .map_err(core_err)?
@@ -460,6 +475,121 @@ impl PyScheme {
         let scheme = self.inner.as_ref();
         let bias = detach(py, |_| scheme.bias(&history)).map_err(core_err)?;
         Ok(bias.map(|b| PyArray1::from_vec(py, b)))
+    }
+
+    /// What the device path (`tracemark.device`) needs per row, computed
+    /// here from each history (only its last `context` width tokens matter):
+    /// `(context_keys uint64, anchor_ranks uint32, watermark bool)`, one entry
+    /// per row. A row is not watermarked when its history is shorter than the
+    /// context width or, with `memories` (one per row, all different), when
+    /// its context was already watermarked in that sequence (the context is
+    /// recorded otherwise, as `process_batch` records it). Eight or so bytes a
+    /// row: never a logits row.
+    #[pyo3(signature = (histories, memories = None))]
+    fn row_seeds<'py>(
+        &self,
+        py: Python<'py>,
+        histories: &Bound<'py, PyAny>,
+        memories: Option<Vec<Bound<'py, PySeenContexts>>>,
+    ) -> PyResult<RowSeeds<'py>> {
+        let histories = extract_histories(histories)?;
+        if let Some(ms) = &memories {
+            if ms.len() != histories.len() {
+                return Err(InvalidParameterError::new_err(format!(
+                    "{} memories for {} histories: give one per row",
+                    ms.len(),
+                    histories.len()
+                )));
+            }
+        }
+        let vocab = self.inner.vocab_size();
+        if let Some(&t) = histories.iter().flatten().find(|&&t| t as usize >= vocab) {
+            return Err(TokenOutOfRangeError::new_err(format!(
+                "token {t} is out of range for a vocabulary of {vocab}"
+            )));
+        }
+        let seeder = self.inner.seeder();
+        let plan_all = |memories: Option<&mut [SeenContexts]>| {
+            let n = histories.len();
+            let (mut keys, mut ranks, mut on) = (vec![0u64; n], vec![u32::MAX; n], vec![false; n]);
+            let mut memories = memories;
+            for (i, h) in histories.iter().enumerate() {
+                let memory = memories.as_deref_mut().map(|m| &mut m[i]);
+                if let (_, Some(cs)) = tracemark_core::plan(seeder, h, memory) {
+                    keys[i] = cs.key;
+                    ranks[i] = cs.anchor_rank();
+                    on[i] = true;
+                }
+            }
+            (keys, ranks, on)
+        };
+        let (keys, ranks, on) = match &memories {
+            None => plan_all(None),
+            Some(ms) => with_memories(py, ms, |owned| plan_all(Some(owned)))?,
+        };
+        Ok((
+            PyArray1::from_vec(py, keys),
+            PyArray1::from_vec(py, ranks),
+            PyArray1::from_vec(py, on),
+        ))
+    }
+
+    /// The scheme's parameters for the device path, as plain values: `kind`,
+    /// `vocab_size`, `context_mode` ("lefthash", "minhash", "selfhash"),
+    /// `context_width`, `rank_seed` (keyed: `rank(t) = mix(rank_seed, t)`),
+    /// and per kind `green_threshold` and `delta` (kgw); `layers`, `top_k`,
+    /// `temperature` and `leaves` (tournament); `temperature` (gumbel). Keyed
+    /// values derived from the key, never the key itself.
+    fn device_params<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+        use pyo3::types::PyDict;
+        let d = PyDict::new(py);
+        let context = self.config.context();
+        // The context string is "<mode>:<width>" (SPEC §5).
+        let text = context.to_string();
+        let mode = text.split(':').next().unwrap_or_default();
+        d.set_item("kind", self.config.kind().name())?;
+        d.set_item("vocab_size", self.inner.vocab_size())?;
+        d.set_item("context_mode", mode)?;
+        d.set_item("context_width", context.width())?;
+        d.set_item("rank_seed", self.inner.seeder().rank_seed())?;
+        match &self.config {
+            SchemeConfig::Kgw(c) => {
+                d.set_item("green_threshold", c.green_threshold())?;
+                d.set_item("delta", c.delta())?;
+            }
+            SchemeConfig::Tournament(c) => {
+                d.set_item("layers", c.layers())?;
+                d.set_item("top_k", c.top_k())?;
+                d.set_item("temperature", c.temperature())?;
+                d.set_item("leaves", c.leaves())?;
+            }
+            SchemeConfig::Gumbel(c) => {
+                d.set_item("temperature", c.temperature())?;
+            }
+            other => {
+                return Err(TracemarkError::new_err(format!(
+                    "scheme {other} has no device path in this version"
+                )))
+            }
+        }
+        Ok(d)
+    }
+
+    /// Self-hash only: the value of every token under its own anchored seed
+    /// (uint32, one per vocabulary entry; a token whose rank is below the
+    /// context anchor's takes it). None for the other modes.
+    fn self_values<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyArray1<u32>>> {
+        let seeder = self.inner.seeder();
+        if seeder.context().mode() != tracemark_core::ContextMode::SelfHash {
+            return None;
+        }
+        let scheme = self.inner.as_ref();
+        let table: Vec<u32> = detach(py, |_| {
+            (0..scheme.vocab_size() as u32)
+                .map(|t| scheme.value(seeder.anchor_seed(t), t))
+                .collect()
+        });
+        Some(PyArray1::from_vec(py, table))
     }
 
     /// The observation of `token` after `history`: (context_key, seed, value),

@@ -80,10 +80,10 @@ def test_processor_off_the_in_place_layout_equals_in_place_processing(key, spec)
     assert torch.equal(other_path, in_place)
 
 
-def test_bias_path_asks_the_contract_not_the_name(key, monkeypatch):
-    # A BIAS scheme off the in-place layout adds Scheme.bias; the others never call it.
+def test_scores_off_the_in_place_layout_never_cross_to_the_core(key):
+    # Scores the core cannot take in place (another device, dtype or layout) go
+    # through tracemark.device: the core sees row seeds, never a logits row.
     calls = []
-    real = tm.Scheme.bias
 
     class Spy:
         def __init__(self, scheme):
@@ -92,16 +92,21 @@ def test_bias_path_asks_the_contract_not_the_name(key, monkeypatch):
         def __getattr__(self, name):
             return getattr(self._s, name)
 
-        def bias(self, h):
-            calls.append(1)
-            return real(self._s, h)
+        def process_batch(self, *a, **k):
+            calls.append("process_batch")
+            return self._s.process_batch(*a, **k)
 
-    for spec, expected in [(KGW, 2), ("gumbel:temperature=1,context=lefthash:1", 0)]:
+        def row_seeds(self, *a, **k):
+            calls.append("row_seeds")
+            return self._s.row_seeds(*a, **k)
+
+    for spec in [KGW, "gumbel:temperature=1,context=lefthash:1", "tournament:layers=8,top_k=20,temperature=1,context=lefthash:1"]:
         calls.clear()
         proc = TracemarkLogitsProcessor(key, spec, 1000, skip_repeated=False)
         proc._scheme = Spy(proc.scheme)
         proc(torch.tensor([[5, 6, 7], [8, 9, 10]]), torch.randn(1000, 2).T)
-        assert len(calls) == expected, spec
+        proc(torch.tensor([[5, 6, 7], [8, 9, 10]]), torch.randn(2, 1000, dtype=torch.float64))
+        assert calls == ["row_seeds", "row_seeds"], spec
 
 
 def test_reused_processor_starts_a_new_generation_for_a_new_prompt(key):

@@ -6,12 +6,11 @@
 >>> model.generate(**inputs, do_sample=True, logits_processor=LogitsProcessorList([processor]))  # doctest: +SKIP
 
 CPU float32 scores are watermarked in place, without copying, in one batched
-call into the Rust core (the GIL is released). Scores elsewhere are not copied
-wholesale when the scheme's contract allows it: a ``Generation.BIAS`` scheme
-(e.g. ``kgw``) states a bias that does not depend on the logits, so the core
-computes each row's bias and it is added on the scores' device. Schemes that
-decide the distribution themselves (``tournament``, ``gumbel``) need the
-logits: their rows travel to the CPU and back.
+call into the Rust core (the GIL is released). Scores on an accelerator (or of
+another dtype) never leave their device: the core computes each row's seeds
+(a few bytes) and ``tracemark.device`` computes the keyed values and the
+scheme's step where the scores are, bit-exact with the core (SPEC §6–9).
+Only the last context-width ids of each row are read per step.
 
 When the contract says the scheme controls sampling
 (``scheme.contract.controls_sampling``), generate with
@@ -28,7 +27,8 @@ import numpy as np
 import torch
 from transformers import LogitsProcessor
 
-from ._native import Generation, Key, Scheme, SchemeConfig, SeenContexts
+from ._native import Key, Scheme, SchemeConfig, SeenContexts
+from .device import DeviceScheme
 
 __all__ = ["TracemarkLogitsProcessor"]
 
@@ -70,6 +70,9 @@ class TracemarkLogitsProcessor(LogitsProcessor):
         self._pad = pad_token_id
         self._memories: List[SeenContexts] = []
         self._last_ids: Optional[np.ndarray] = None
+        self._device: Optional[DeviceScheme] = None
+        # A seed reads the last `width` ids of the history (SPEC §5): "lefthash:1" -> 1.
+        self._width = int(self._config.context.rsplit(":", 1)[1])
 
     @property
     def scheme(self) -> Scheme:
@@ -83,15 +86,17 @@ class TracemarkLogitsProcessor(LogitsProcessor):
         """Whether contexts already watermarked in a sequence are skipped."""
         return self._skip_repeated
 
-    def _histories(self, ids: np.ndarray):
+    def _histories(self, ids: np.ndarray, width: int):
+        """The last ``width`` ids of each row's history (all of a shorter
+        one), after stripping left padding: all that a seed reads."""
         if self._pad is None:
-            return ids
+            return ids[:, max(ids.shape[1] - width, 0) :]
         rows = []
         for row in ids:
             start = 0
             while start < len(row) and row[start] == self._pad:
                 start += 1
-            rows.append(row[start:])
+            rows.append(row[max(start, len(row) - width) :])
         return rows
 
     def _memories_for(self, ids: np.ndarray) -> Optional[List[SeenContexts]]:
@@ -114,19 +119,16 @@ class TracemarkLogitsProcessor(LogitsProcessor):
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         if self._scheme is None or self._scheme.vocab_size != scores.shape[-1]:
             self._scheme = self._config.build(self._key, int(scores.shape[-1]))
+            self._device = None
         scheme = self._scheme
-        ids = np.ascontiguousarray(input_ids.detach().to("cpu", torch.int64).numpy())
-        histories = self._histories(ids)
+        ids = input_ids.detach().to("cpu", torch.int64).numpy()
         memories = self._memories_for(ids)
+        histories = self._histories(ids, self._width)
         if scores.device.type == "cpu" and scores.dtype == torch.float32 and scores.is_contiguous():
             scheme.process_batch(histories, scores.numpy(), memories)
             return scores
-        if scheme.contract.generation == Generation.BIAS and memories is None:
-            # The bias does not depend on the logits: compute it on the CPU, add it where the scores are.
-            zero = np.zeros(scheme.vocab_size, dtype=np.float32)
-            rows = [scheme.bias(h) for h in histories]
-            bias = torch.from_numpy(np.stack([zero if b is None else b for b in rows]))
-            return scores + bias.to(scores.device, scores.dtype)
-        cpu = scores.detach().to("cpu", torch.float32).contiguous()
-        scheme.process_batch(histories, cpu.numpy(), memories)
-        return cpu.to(scores.device, scores.dtype)
+        # Elsewhere the keyed values are computed where the scores are.
+        if self._device is None:
+            self._device = DeviceScheme(self._config, scheme.vocab_size, scores.device)
+        rows = self._device.row_seeds([scheme] * len(histories), histories, memories, scores.device)
+        return self._device.apply(scores, rows)
