@@ -28,7 +28,7 @@ CARGO_FUZZ := $(CACHE)/tools/cargo-fuzz-$(CARGO_FUZZ_VERSION)/bin/cargo-fuzz
 FUZZ_SECONDS ?= 30
 FUZZ_MODE ?= auto
 
-.PHONY: help setup data demo test test-rust test-python venv python bench bench-python lint fuzz-smoke eval eval-quick distill distill-quick spoof spoof-quick calibrate clean-cache
+.PHONY: help setup data demo test test-rust test-python test-vllm venv python bench bench-python lint fuzz-smoke eval eval-quick distill distill-quick spoof spoof-quick calibrate clean-cache
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -45,7 +45,7 @@ demo: ## Generate watermarked and plain text with SmolLM2, verify both, print th
 	@$(FETCH) model >/dev/null
 	$(CARGO) run $(CARGO_FLAGS) -q -p tracemark-examples --bin demo -- $(DEMO_ARGS)
 
-test: test-rust test-python eval-quick distill-quick spoof-quick ## All Rust and Python tests
+test: test-rust test-python test-vllm eval-quick distill-quick spoof-quick ## All Rust and Python tests
 
 # The real-model tests (tracemark-candle's tests/model.rs) and the calibration on human text are
 # #[ignore]d for a bare `cargo test`; the second run here runs them, and they fail without the data.
@@ -70,12 +70,44 @@ $(VENV)/.installed: $(PY_REQS)
 
 venv: $(VENV)/.installed ## The Python environment (torch, transformers, maturin, pytest; cached)
 
+# One wheel of the package, installed into every environment that tests it.
+WHEEL_DIR := $(CACHE)/wheel
+
 python: $(VENV)/.installed ## Build and install the `tracemark` Python package into the environment
-	"$(VPY)" -m pip install -q --no-build-isolation --force-reinstall --no-deps ./watermark-py
+	rm -rf "$(WHEEL_DIR)"
+	"$(VPY)" -m maturin build -q --release -m watermark-py/Cargo.toml -o "$(WHEEL_DIR)"
+	"$(VPY)" -m pip install -q --force-reinstall --no-deps "$(WHEEL_DIR)"/tracemark-*.whl
+
+# llama-cpp-python builds llama.cpp from source (PyPI has no CPU wheel): once, into a cached wheel.
+LLAMA_REQS := watermark-py/requirements-llama.txt
+LLAMA_STAMP := $(VENV)/.llama-$(shell sha256sum $(LLAMA_REQS) | cut -c1-12)
+WHEELS := $(CACHE)/wheels
+
+$(LLAMA_STAMP): $(VENV)/.installed $(LLAMA_REQS)
+	mkdir -p "$(WHEELS)"
+	CMAKE_ARGS="-DGGML_NATIVE=off" "$(VPY)" -m pip wheel -q --no-deps --find-links "$(WHEELS)" -w "$(WHEELS)" \
+	    "$$(grep -o '^llama-cpp-python[^ ]*' $(LLAMA_REQS) | sed 's/\[server\]//')"
+	"$(VPY)" -m pip install -q --find-links "$(WHEELS)" -r $(LLAMA_REQS)
+	touch "$@"
+
+# vLLM pins its own torch (a CUDA build; its classes run on CPU): it gets its own cached environment.
+VLLM_REQS := watermark-py/requirements-vllm.txt
+VLLM_VENV := $(CACHE)/venv-vllm-$(shell sha256sum $(VLLM_REQS) | cut -c1-12)
+
+$(VLLM_VENV)/.installed: $(VLLM_REQS)
+	$(PYTHON) -m venv "$(VLLM_VENV)"
+	"$(VLLM_VENV)/bin/python" -m pip install -q --upgrade pip
+	"$(VLLM_VENV)/bin/python" -m pip install -q -r $(VLLM_REQS)
+	touch "$@"
+
+test-vllm: python $(VLLM_VENV)/.installed ## tracemark.vllm through vLLM's own classes (both runners; its own cached environment)
+	"$(VLLM_VENV)/bin/python" -m pip install -q --force-reinstall --no-deps "$(WHEEL_DIR)"/tracemark-*.whl
+	cd watermark-py && "$(VLLM_VENV)/bin/python" -m pytest -q tests-vllm
 
 # pytest exits with 5 when it collects no test: that fails the target (and CI) too.
-test-python: python data ## Python tests (golden vectors, errors, hypothesis, transformers, stubs)
-	export TRACEMARK_MODEL="$$($(FETCH) model)"; cd watermark-py && "$(VPY)" -m pytest -q
+test-python: python data $(LLAMA_STAMP) ## Python tests (golden vectors, errors, hypothesis, transformers, llama.cpp, stubs)
+	$(CARGO) build $(CARGO_FLAGS) -q -p tracemark-verifier --bin tracemark
+	export TRACEMARK_MODEL="$$($(FETCH) model)" TRACEMARK_CLI="$(BIN)/tracemark"; cd watermark-py && "$(VPY)" -m pytest -q
 
 distill: data ## The distillation experiment: harvest, students, radioactivity tests (about an hour; cached)
 	export TRACEMARK_MODEL="$$($(FETCH) model)"; \
