@@ -90,6 +90,16 @@ $(LLAMA_STAMP): $(VENV)/.installed $(LLAMA_REQS)
 	"$(VPY)" -m pip install -q --find-links "$(WHEELS)" -r $(LLAMA_REQS)
 	touch "$@"
 
+# SGLang's processor class, without SGLang's CUDA pins (see requirements-sglang.txt).
+SGLANG_VERSION := 0.5.23
+SGLANG_REQS := watermark-py/requirements-sglang.txt
+SGLANG_STAMP := $(VENV)/.sglang-$(SGLANG_VERSION)-$(shell sha256sum $(SGLANG_REQS) | cut -c1-12)
+
+$(SGLANG_STAMP): $(VENV)/.installed $(SGLANG_REQS)
+	"$(VPY)" -m pip install -q --no-deps sglang==$(SGLANG_VERSION)
+	"$(VPY)" -m pip install -q -r $(SGLANG_REQS)
+	touch "$@"
+
 # vLLM pins its own torch (a CUDA build; its classes run on CPU): it gets its own cached environment.
 VLLM_REQS := watermark-py/requirements-vllm.txt
 VLLM_VENV := $(CACHE)/venv-vllm-$(shell sha256sum $(VLLM_REQS) | cut -c1-12)
@@ -105,7 +115,7 @@ test-vllm: python $(VLLM_VENV)/.installed ## tracemark.vllm through vLLM's own c
 	cd watermark-py && "$(VLLM_VENV)/bin/python" -m pytest -q tests-vllm
 
 # pytest exits with 5 when it collects no test: that fails the target (and CI) too.
-test-python: python data $(LLAMA_STAMP) ## Python tests (golden vectors, errors, hypothesis, transformers, llama.cpp, stubs)
+test-python: python data $(LLAMA_STAMP) $(SGLANG_STAMP) ## Python tests (golden vectors, errors, hypothesis, transformers, llama.cpp, SGLang, stubs)
 	$(CARGO) build $(CARGO_FLAGS) -q -p tracemark-verifier --bin tracemark
 	export TRACEMARK_MODEL="$$($(FETCH) model)" TRACEMARK_CLI="$(BIN)/tracemark"; cd watermark-py && "$(VPY)" -m pytest -q
 
