@@ -28,7 +28,7 @@ CARGO_FUZZ := $(CACHE)/tools/cargo-fuzz-$(CARGO_FUZZ_VERSION)/bin/cargo-fuzz
 FUZZ_SECONDS ?= 30
 FUZZ_MODE ?= auto
 
-.PHONY: help setup data demo test test-rust test-python test-vllm venv python bench bench-python lint fuzz-smoke eval eval-quick distill distill-quick spoof spoof-quick calibrate clean-cache
+.PHONY: help setup data demo test test-rust test-python test-vllm venv python bench bench-python bench-serving gpu-check-prepare lint fuzz-smoke eval eval-quick distill distill-quick spoof spoof-quick calibrate clean-cache
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -149,6 +149,14 @@ bench: ## Criterion benches; writes the ratio tables of benches/RESULTS.md
 
 bench-python: python ## Side by side with transformers' watermarking (per step and detection); writes benches/RESULTS.md
 	"$(VPY)" benches/python/compare.py
+
+bench-serving: python data $(LLAMA_STAMP) ## The watermark's cost in llama.cpp, the Python protocol path and the device path; writes benches/RESULTS.md (run on an idle machine)
+	export TRACEMARK_MODEL="$$($(FETCH) model)"; "$(VPY)" benches/python/serving.py $(if $(QUICK),--quick,)
+
+gpu-check-prepare: python ## dist/gpu: what scripts/gpu-check.sh installs on a lent GPU machine (it fetches nothing)
+	rm -rf dist/gpu && mkdir -p dist/gpu
+	cp "$(WHEEL_DIR)"/tracemark-*.whl dist/gpu/
+	"$(VPY)" -m pip download -q -d dist/gpu pytest==$$("$(VPY)" -c "import pytest; print(pytest.__version__)")
 
 lint: ## rustfmt, clippy -D warnings, rustdoc -D warnings, golden vectors up to date
 	$(CARGO) fmt --all -- --check

@@ -4,6 +4,7 @@ bit-exact, the tournament within the vectors' tolerance. The same checks run
 on CUDA through scripts/gpu-check.sh when a GPU is lent."""
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -14,7 +15,16 @@ from tracemark import _native
 from tracemark.device import DeviceScheme, ln, mix
 from conftest import vectors
 
-DEVICE = torch.device("cpu")
+# scripts/gpu-check.sh runs this file on CUDA (TRACEMARK_TEST_DEVICE=cuda); make test on CPU.
+DEVICE = torch.device(os.environ.get("TRACEMARK_TEST_DEVICE", "cpu"))
+
+
+def dev(x):
+    return torch.as_tensor(x).to(DEVICE)
+
+
+def host(t):
+    return t.cpu().numpy()
 
 
 def seeds_tensor(seeds):
@@ -30,7 +40,7 @@ def test_mix_vectors(case):
 def test_mix_matches_the_core_on_random_words(rng):
     seeds = rng.integers(0, 2**64, size=64, dtype=np.uint64)
     words = rng.integers(0, 2**32, size=512, dtype=np.uint64).astype(np.int64)
-    got = mix(seeds_tensor(seeds)[:, None], torch.from_numpy(words)[None, :]).numpy()
+    got = host(mix(seeds_tensor(seeds)[:, None], dev(words)[None, :]))
     for i in range(0, 64, 7):
         for j in range(0, 512, 31):
             assert got[i, j] == _native.mix(int(seeds[i]), int(words[j]))
@@ -40,20 +50,20 @@ def test_ln_is_the_cores_bit_for_bit(rng):
     # The core's gumbel score of a value is -ln(1 - u) through its own ln.
     scheme = tm.Scheme(tm.Key.generate(), "gumbel:temperature=1,context=lefthash:1", 8)
     values = np.concatenate([rng.integers(0, 2**32, size=20_000), [0, 1, 2**31, 2**32 - 2, 2**32 - 1]])
-    one_minus_u = (4294967295.5 - torch.from_numpy(values.astype(np.float64))) * (1.0 / 4294967296.0)
+    one_minus_u = (4294967295.5 - dev(values.astype(np.float64))) * (1.0 / 4294967296.0)
     got = (-ln(one_minus_u)).tolist()
     assert got == [scheme.score(int(v)) for v in values]
     # And the golden vectors' scores (from math.log) within an ulp.
     for case in vectors("gumbel"):
-        v = torch.tensor(case["values"], dtype=torch.float64)
-        got = (-ln((4294967295.5 - v) * (1.0 / 4294967296.0))).numpy()
+        v = torch.tensor(case["values"], dtype=torch.float64, device=DEVICE)
+        got = host(-ln((4294967295.5 - v) * (1.0 / 4294967296.0)))
         assert np.all(np.abs(got - np.array(case["scores"])) <= np.spacing(np.array(case["scores"])))
 
 
 def test_ln_is_close_to_math_log(rng):
-    x = torch.from_numpy(np.exp(rng.uniform(-700, 700, size=10_000)))
-    got = ln(x).numpy()
-    want = np.log(x.numpy())
+    x = dev(np.exp(rng.uniform(-700, 700, size=10_000)))
+    got = host(ln(x))
+    want = np.log(host(x))
     assert np.all(np.abs(got - want) <= 2 * np.spacing(np.abs(want)) + 1e-300)
 
 
@@ -71,10 +81,10 @@ def test_kgw_vectors(case):
     for token, want in case["green"].items():
         assert bool(green[int(token)]) == want
     for token, value in case["values"].items():
-        assert int(d._values(rows, torch.tensor([int(token)]), sixteen=True)[0, 0]) == value
+        assert int(d._values(rows, torch.tensor([int(token)], device=DEVICE), sixteen=True)[0, 0]) == value
     if "row_in_bits" in case:
         row = np.array(case["row_in_bits"], dtype=np.uint32).view(np.float32)
-        out = d.apply(torch.from_numpy(row.copy())[None, :], rows)[0].numpy()
+        out = host(d.apply(dev(row.copy())[None, :], rows)[0])
         assert out.view(np.uint32).tolist() == case["row_out_bits"]
 
 
@@ -90,9 +100,9 @@ def test_tournament_vectors(case):
     row = logits_of(case)
     scheme = tm.Scheme(key, spec, len(row))
     d, rows = device_rows(scheme, [case["history"]])
-    values = d._values(rows, torch.tensor([case["candidates"]]), sixteen=False)[0].tolist()
+    values = d._values(rows, torch.tensor([case["candidates"]], device=DEVICE), sixteen=False)[0].tolist()
     assert values == case["values"]
-    out = d.apply(torch.from_numpy(row)[None, :], rows)[0].tolist()
+    out = d.apply(dev(row)[None, :], rows)[0].tolist()
     for got, want in zip(out, case["log_probs"]):
         if want is None:
             assert got == -math.inf
@@ -106,9 +116,9 @@ def test_gumbel_vectors(case):
     row = logits_of(case)
     scheme = tm.Scheme(key, f"gumbel:temperature={case['temperature']},context={case['context']}", len(row))
     d, rows = device_rows(scheme, [case["history"]])
-    tokens = torch.arange(len(row))
+    tokens = torch.arange(len(row), device=DEVICE)
     assert d._values(rows, tokens, sixteen=False)[0].tolist() == case["values"]
-    out = d.apply(torch.from_numpy(row)[None, :], rows)[0].numpy()
+    out = host(d.apply(dev(row)[None, :], rows)[0])
     assert np.isfinite(out).sum() == 1
     assert int(np.argmax(out)) == case["selected"]
     assert out[case["selected"]] == row[case["selected"]]
@@ -155,7 +165,7 @@ def test_batches_match_the_core_under_several_keys(config, rng):
         logits[0, :] = np.round(logits[0, :])  # many ties
         row_schemes = [schemes[i % 3] for i in range(batch)]
         rows = d.row_seeds(row_schemes, histories)
-        got = d.apply(torch.from_numpy(logits.copy()), rows).numpy()
+        got = host(d.apply(dev(logits.copy()), rows))
         for i in range(batch):
             want = logits[i].copy()
             row_schemes[i].process(histories[i], want)
@@ -170,7 +180,7 @@ def test_repeated_contexts_follow_the_memories():
     scheme = tm.Scheme(key, "gumbel:temperature=1,context=lefthash:1", 64)
     d = DeviceScheme(scheme.config, 64, DEVICE)
     memories = [tm.SeenContexts(), tm.SeenContexts()]
-    logits = torch.zeros(2, 64)
+    logits = torch.zeros(2, 64, device=DEVICE)
     first = d.row_seeds([scheme] * 2, [[5], [5]], memories)
     assert first.watermark.tolist() == [True, True]
     again = d.row_seeds([scheme] * 2, [[1, 5], [7]], memories)
@@ -183,19 +193,19 @@ def test_repeated_contexts_follow_the_memories():
 def test_other_dtypes_select_what_float32_selects(dtype, rng):
     key = tm.Key.generate()
     vocab = 500
-    logits = torch.from_numpy(rng.normal(0, 2, size=(4, vocab)).astype(np.float32)).to(dtype)
+    logits = dev(rng.normal(0, 2, size=(4, vocab)).astype(np.float32)).to(dtype)
     histories = [[1, 2, 3, 4]] * 4
     for config in ["gumbel:temperature=1,context=lefthash:4", "kgw:gamma=0.25,delta=2,context=lefthash:1"]:
         scheme = tm.Scheme(key, config, vocab)
         d, rows = device_rows(scheme, histories)
         got = d.apply(logits, rows)
         assert got.dtype == dtype
-        want = logits.float().numpy().copy()
+        want = host(logits.float()).copy()
         scheme.process_batch(histories, want)
         if config.startswith("gumbel"):
             assert got.float().argmax(-1).tolist() == want.argmax(-1).tolist()
         else:
-            assert torch.equal(got, logits + torch.from_numpy((want - logits.float().numpy()) != 0).to(dtype) * 2)
+            assert torch.equal(got, logits + dev((want - host(logits.float())) != 0).to(dtype) * 2)
 
 
 def test_a_scheme_of_another_configuration_is_refused():
