@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 import struct
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -148,13 +148,13 @@ class DeviceScheme:
         self.config = config if isinstance(config, SchemeConfig) else SchemeConfig(config)
         self.vocab_size = int(vocab_size)
         self._device = device
-        self._params: Optional[Dict[str, object]] = None
+        self._params: Optional[Dict[str, Any]] = None
         self._tables: Dict[str, int] = {}  # key id -> row in self_values
         self._table_list: List[torch.Tensor] = []
         self._self_values: Optional[torch.Tensor] = None
         self._rank_seeds: Dict[str, int] = {}
 
-    def _check(self, scheme: Scheme) -> Dict[str, object]:
+    def _check(self, scheme: Scheme) -> Dict[str, Any]:
         if scheme.config != self.config or scheme.vocab_size != self.vocab_size:
             raise ValueError(
                 f"this DeviceScheme is for {self.config} over {self.vocab_size} tokens, "
@@ -165,7 +165,7 @@ class DeviceScheme:
         return self._params
 
     @property
-    def params(self) -> Dict[str, object]:
+    def params(self) -> Dict[str, Any]:
         """The configuration's parameters (known after the first ``row_seeds``)."""
         if self._params is None:
             raise RuntimeError("call row_seeds first")
@@ -177,7 +177,7 @@ class DeviceScheme:
         if seed is None:
             if len(self._rank_seeds) >= 4096:
                 self._rank_seeds.clear()
-            seed = int(scheme.device_params()["rank_seed"])  # type: ignore[call-overload]
+            seed = int(scheme.device_params()["rank_seed"])
             self._rank_seeds[scheme.key_id] = seed
         return seed
 
@@ -222,7 +222,7 @@ class DeviceScheme:
         for sid, rows in groups.items():
             scheme = by_id[sid]
             params = self._check(scheme)
-            width = int(params["context_width"])  # type: ignore[arg-type]
+            width = int(params["context_width"])
             windows = [_window(histories[i], width) for i in rows]
             mems = None if memories is None else [memories[i] for i in rows]
             keys, ranks, on = scheme.row_seeds(windows, mems)
@@ -276,7 +276,7 @@ class DeviceScheme:
             # Tokens 2j and 2j+1 share mix(seed, j): one mix per pair.
             words = mix(rows.context_keys[:, None], torch.arange((vocab + 1) // 2, device=device, dtype=torch.int64))
             values = torch.stack((words & 0xFFFF, words >> 16), dim=-1).reshape(len(words), -1)[:, :vocab]
-        return values < int(p["green_threshold"])  # type: ignore[call-overload]
+        return values < int(p["green_threshold"])
 
     def apply(self, logits: torch.Tensor, rows: RowSeeds) -> torch.Tensor:
         """Watermarks the rows of ``logits`` (``(batch, vocab)``, any float
@@ -291,7 +291,7 @@ class DeviceScheme:
         kind = self.params["kind"]
         on = rows.watermark[:, None]
         if kind == "kgw":
-            delta = float(self.params["delta"])  # type: ignore[arg-type]
+            delta = float(self.params["delta"])
             green = self.green(rows) & on
             return torch.where(green, logits + delta, logits)
         if kind == "gumbel":
@@ -303,7 +303,7 @@ class DeviceScheme:
         return torch.where(on, out, logits)
 
     def _gumbel(self, logits: torch.Tensor, rows: RowSeeds) -> torch.Tensor:
-        inv_t = 1.0 / float(self.params["temperature"])  # type: ignore[arg-type]
+        inv_t = 1.0 / float(self.params["temperature"])
         tokens = torch.arange(self.vocab_size, device=logits.device, dtype=torch.int64)
         values = self._values(rows, tokens, sixteen=False)
         u = (values.to(torch.float64) + 0.5) * _TWO_POW_M32
@@ -316,9 +316,9 @@ class DeviceScheme:
 
     def _tournament(self, logits: torch.Tensor, rows: RowSeeds) -> torch.Tensor:
         p_ = self.params
-        inv_t = 1.0 / float(p_["temperature"])  # type: ignore[arg-type]
-        k = min(int(p_["top_k"]), self.vocab_size)  # type: ignore[call-overload]
-        n = int(p_["leaves"])  # type: ignore[call-overload]
+        inv_t = 1.0 / float(p_["temperature"])
+        k = min(int(p_["top_k"]), self.vocab_size)
+        n = int(p_["leaves"])
         # Candidates: the k largest finite logits, ties to the lower id (a stable sort keeps id order).
         vals, idx = torch.sort(logits, dim=-1, descending=True, stable=True)
         cv, ci = vals[:, :k].to(torch.float64), idx[:, :k]
@@ -326,7 +326,7 @@ class DeviceScheme:
         p = torch.where(finite, torch.exp((cv - cv[:, :1]) * inv_t), 0.0)
         p = p / p.sum(dim=-1, keepdim=True)
         values = self._values(rows, ci, sixteen=False)
-        for layer in range(int(p_["layers"])):  # type: ignore[call-overload]
+        for layer in range(int(p_["layers"])):
             g = ((values >> layer) & 1).bool()
             p1 = torch.where(g, p, 0.0).sum(dim=-1, keepdim=True)
             live = (p1 > 0.0) & (p1 < 1.0)

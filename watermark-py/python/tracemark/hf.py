@@ -131,4 +131,4 @@ class TracemarkLogitsProcessor(LogitsProcessor):
         if self._device is None:
             self._device = DeviceScheme(self._config, scheme.vocab_size, scores.device)
         rows = self._device.row_seeds([scheme] * len(histories), histories, memories, scores.device)
-        return self._device.apply(scores, rows)
+        return self._device.apply(scores, rows)  # type: ignore[return-value]

@@ -111,7 +111,7 @@ class TracemarkSGLangProcessor(CustomLogitProcessor):
         memories: List[SeenContexts] = []
         for i, p in enumerate(params):
             req = p.get("__req__") if isinstance(p, dict) else None
-            if req is None:
+            if req is None or p is None:
                 type(self).unwatermarked_rows += 1
                 continue
             args = {k: v for k, v in p.items() if not k.startswith("__")}
