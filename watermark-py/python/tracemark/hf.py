@@ -121,6 +121,9 @@ class TracemarkLogitsProcessor(LogitsProcessor):
             self._scheme = self._config.build(self._key, int(scores.shape[-1]))
             self._device = None
         scheme = self._scheme
+        if self._pad is None and not self._skip_repeated:
+            # Only the window crosses to the host (for ids on an accelerator: batch × width ids).
+            input_ids = input_ids[:, max(int(input_ids.shape[1]) - self._width, 0) :]
         ids = input_ids.detach().to("cpu", torch.int64).numpy()
         memories = self._memories_for(ids)
         histories = self._histories(ids, self._width)
