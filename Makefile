@@ -28,7 +28,7 @@ CARGO_FUZZ := $(CACHE)/tools/cargo-fuzz-$(CARGO_FUZZ_VERSION)/bin/cargo-fuzz
 FUZZ_SECONDS ?= 30
 FUZZ_MODE ?= auto
 
-.PHONY: help setup data demo test test-rust test-python test-vllm venv python bench bench-python bench-serving gpu-check-prepare lint fuzz-smoke eval eval-quick distill distill-quick spoof spoof-quick calibrate clean-cache
+.PHONY: help setup data demo test test-rust test-python test-vllm venv python bench bench-python bench-serving gpu-check-prepare mistralrs-demo lint fuzz-smoke eval eval-quick distill distill-quick spoof spoof-quick calibrate clean-cache
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -153,6 +153,13 @@ bench-python: python ## Side by side with transformers' watermarking (per step a
 bench-serving: python data $(LLAMA_STAMP) ## The watermark's cost in llama.cpp, the Python protocol path and the device path; writes benches/RESULTS.md (run on an idle machine)
 	export TRACEMARK_MODEL="$$($(FETCH) model)"; "$(VPY)" benches/python/serving.py $(if $(QUICK),--quick,)
 
+# mistral.rs is a large build (about 500 crates, candle 0.10): its own workspace and target directory, built once.
+MISTRALRS_TARGET := $(CACHE)/target-mistralrs
+
+mistralrs-demo: data ## tracemark in mistral.rs: a CustomLogitsProcessor on the SmolLM2 GGUF, verified (first build 30-60 min)
+	CARGO_TARGET_DIR="$(MISTRALRS_TARGET)" $(CARGO) build --release --locked --manifest-path mistralrs-example/Cargo.toml
+	"$(MISTRALRS_TARGET)/release/tracemark-mistralrs-example" "$$($(FETCH) model)"
+
 gpu-check-prepare: python ## dist/gpu: what scripts/gpu-check.sh installs on a lent GPU machine (it fetches nothing)
 	rm -rf dist/gpu && mkdir -p dist/gpu
 	cp "$(WHEEL_DIR)"/tracemark-*.whl dist/gpu/
@@ -161,6 +168,7 @@ gpu-check-prepare: python ## dist/gpu: what scripts/gpu-check.sh installs on a l
 lint: ## rustfmt, clippy -D warnings, rustdoc -D warnings, golden vectors up to date
 	$(CARGO) fmt --all -- --check
 	$(CARGO) fmt --manifest-path fuzz/Cargo.toml -- --check
+	$(CARGO) fmt --manifest-path mistralrs-example/Cargo.toml -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	RUSTDOCFLAGS=-Dwarnings $(CARGO) doc --workspace --no-deps
 	$(PYTHON) testdata/gen_vectors.py --check >/dev/null

@@ -3,8 +3,9 @@
 (`make bench-serving`; writes benches/RESULTS.md, section `serving`):
 
 1. llama.cpp (llama-cpp-python, CPU, the SmolLM2 GGUF): generated tokens per
-   second with and without the watermark, every scheme, the arms interleaved
-   (plain, watermarked, plain, ...) over the same prompts and seeds.
+   second without a processor, with an identity processor (the cost of
+   llama-cpp-python's processor hook itself) and with the watermark, every
+   scheme, the arms back to back in each round over the same prompts and seeds.
 2. The Python protocol path (`TracemarkLogitsProcessor(input_ids, scores)`,
    what transformers calls each step) against the core's own time for the
    same rows (`Scheme.process_batch` on the rows' context windows: the core
@@ -65,7 +66,7 @@ def llama_cpp_rows(quick):
     llm = llama_cpp.Llama(model_path=model, n_ctx=1024, n_threads=2, n_threads_batch=2, verbose=False, seed=0)
     key = tm.Key.generate()
     tokens = 32 if quick else 128
-    rounds = 1 if quick else 3
+    rounds = 1 if quick else 5
     # Chat answers sampled as served, the same seeds in both arms; tokens/s counts the generated tokens.
     sampling = dict(temperature=0.8, top_k=40, top_p=0.95, min_p=0.05, repeat_penalty=1.1)
 
@@ -81,16 +82,31 @@ def llama_cpp_rows(quick):
         return n / t
 
     run(lambda: None)  # warm up
+
+    def identity(input_ids, scores):
+        return scores
+
     out = []
     for label, spec in SCHEMES.items():
         scheme = tm.Scheme(key, spec, llm.n_vocab())
-        plain, marked = [], []
-        for _ in range(rounds):
-            plain.append(run(lambda: None))
-            marked.append(run(lambda: TracemarkLlamaProcessor.list(scheme)))
-        p, m = statistics.median(plain), statistics.median(marked)
-        out.append((label, p, m))
-        print(f"llama.cpp {label}: {p:.1f} tok/s plain, {m:.1f} watermarked ({100 * (1 - m / p):+.2f}% cost)", flush=True)
+        arms = {
+            "none": lambda: None,
+            # llama-cpp-python's processor hook alone: what any processor costs before it does anything
+            "hook": lambda: llama_cpp.LogitsProcessorList([identity]),
+            "watermark": lambda: TracemarkLlamaProcessor.list(scheme),
+        }
+        speeds = {name: [] for name in arms}
+        for r in range(rounds):
+            order = list(arms)[r % 3 :] + list(arms)[: r % 3]  # rotate which arm goes first
+            for name in order:
+                speeds[name].append(run(arms[name]))
+        # Paired per round (the arms of one round ran back to back), then the median over rounds.
+        own = statistics.median(1 - w / h for w, h in zip(speeds["watermark"], speeds["hook"]))
+        total = statistics.median(1 - w / n for w, n in zip(speeds["watermark"], speeds["none"]))
+        med = {name: statistics.median(v) for name, v in speeds.items()}
+        out.append((label, med["none"], med["hook"], med["watermark"], own, total))
+        print(f"llama.cpp {label}: {med['none']:.1f} / {med['hook']:.1f} / {med['watermark']:.1f} tok/s "
+              f"(watermark {100 * own:+.2f}% over the hook, {100 * total:+.2f}% over none)", flush=True)
     return out, tokens, rounds
 
 
@@ -160,12 +176,15 @@ def main():
         f"\nMeasured {date.today().isoformat()} on {cpu()} (torch {torch.__version__}, "
         f"llama-cpp-python {llama_cpp.__version__}, tracemark {tm.__version__}); `make bench-serving`.\n",
         f"\n**llama.cpp on CPU** (SmolLM2-135M Q4_1 GGUF, 2 threads; {len(PROMPTS)} chat prompts × {tokens} tokens at most, "
-        f"temperature 0.8, top-k 40, top-p 0.95; median of {rounds} interleaved rounds per arm)\n",
-        "| scheme | plain tokens/s | watermarked tokens/s | cost |",
-        "|---|---:|---:|---:|",
+        f"temperature 0.8, top-k 40, top-p 0.95; {rounds} rounds)\n",
+        "Three arms per round, back to back: no processor; llama-cpp-python's processor hook with an identity "
+        "processor (the hook's own cost: a Python call and a strided copy of the candidates each token); the watermark. "
+        "Costs are medians over rounds of the paired per-round ratios.\n",
+        "| scheme | no processor, tokens/s | identity processor | watermarked | the watermark's cost (vs identity) | with the hook (vs none) |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
-    for label, p, m in llama:
-        out.append(f"| {label} | {p:.1f} | {m:.1f} | {100 * (1 - m / p):+.2f}% |")
+    for label, none, hook, marked, own, total in llama:
+        out.append(f"| {label} | {none:.1f} | {hook:.1f} | {marked:.1f} | {100 * own:+.2f}% | {100 * total:+.2f}% |")
     out += [
         f"\n**Python protocol path** (transformers' `processor(input_ids, scores)`, kgw δ=2 h=1, V = {V:,}, one thread) "
         "against the core's time for the same rows (`Scheme.process_batch` on the context windows)\n",

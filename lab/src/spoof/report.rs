@@ -296,7 +296,9 @@ pub fn write_report(
         md,
         "Share of the attacker's answers that count as ours, by harvest size N. *K = 1*: one key, no defence, and \
          with the artifact test (detected and not flagged), its reference either the base (text of the model the attacker never saw) \
-         or the served log (the base and every harvested answer: we served them). *K > 1*: some cohort key fires, and the cohort rule (exactly one).\n"
+         or the served log (the base and every harvested answer: we served them). *K > 1*: some cohort key fires, and the cohort rule (exactly one). \
+         The harvest of a K > 1 row spans every cohort, as a campaign through many accounts does; an attacker who harvests N answers \
+         through one account learns that cohort's key alone, which is the K = 1 row, and its forgeries then name that account's cohort.\n"
     );
     let _ = writeln!(
         md,
