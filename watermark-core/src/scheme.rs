@@ -307,7 +307,9 @@ fn batch_threads(rows: usize, elements: usize) -> usize {
     }
     let threads = match setting {
         0 => {
-            let cores = std::thread::available_parallelism().map_or(1, usize::from);
+            // Asked once: on Linux the answer reads cgroup files, tens of microseconds a call.
+            static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+            let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from));
             if elements >= PARALLEL_MIN_ELEMENTS && cores >= PARALLEL_MIN_CORES {
                 cores
             } else {

@@ -534,6 +534,46 @@ impl PyScheme {
         ))
     }
 
+    /// For benchmarks: the core's own time per `process_batch` call on these
+    /// rows (seconds, the median of `reps` calls timed inside Rust, the GIL
+    /// released), so that a Python path can be compared with the core in one
+    /// process. The rows are processed in place `reps` times.
+    #[pyo3(signature = (histories, logits, reps = 100))]
+    fn time_process_batch(
+        &self,
+        py: Python<'_>,
+        histories: &Bound<'_, PyAny>,
+        logits: &Bound<'_, PyAny>,
+        reps: usize,
+    ) -> PyResult<f64> {
+        let histories = extract_histories(histories)?;
+        let refs: Vec<&[u32]> = histories.iter().map(Vec::as_slice).collect();
+        let mut arr = logits
+            .extract::<PyReadwriteArray2<'_, f32>>()
+            .map_err(|_| layout_error(logits, 2))?;
+        if !arr.is_c_contiguous() {
+            return Err(layout_error(logits, 2));
+        }
+        let mut view = arr.as_array_mut();
+        let scheme = self.inner.as_ref();
+        let times = detach(py, |_| {
+            (0..reps.max(1))
+                .map(|_| {
+                    let t = std::time::Instant::now();
+                    let r = scheme.process_batch(&refs, view.view_mut());
+                    (t.elapsed().as_secs_f64(), r)
+                })
+                .collect::<Vec<_>>()
+        });
+        let mut secs = Vec::with_capacity(times.len());
+        for (t, r) in times {
+            r.map_err(core_err)?;
+            secs.push(t);
+        }
+        secs.sort_by(f64::total_cmp);
+        Ok(secs[secs.len() / 2])
+    }
+
     /// The scheme's parameters for the device path, as plain values: `kind`,
     /// `vocab_size`, `context_mode` ("lefthash", "minhash", "selfhash"),
     /// `context_width`, `rank_seed` (keyed: `rank(t) = mix(rank_seed, t)`),

@@ -66,6 +66,7 @@ class TracemarkLogitsProcessor(LogitsProcessor):
         self._key = key
         self._config = scheme if isinstance(scheme, SchemeConfig) else SchemeConfig(scheme)
         self._scheme: Optional[Scheme] = self._config.build(key, vocab_size) if vocab_size is not None else None
+        self._vocab: Optional[int] = vocab_size
         self._skip_repeated = self._config.contract.skip_repeated if skip_repeated is None else bool(skip_repeated)
         self._pad = pad_token_id
         self._memories: List[SeenContexts] = []
@@ -73,6 +74,8 @@ class TracemarkLogitsProcessor(LogitsProcessor):
         self._device: Optional[DeviceScheme] = None
         # A seed reads the last `width` ids of the history (SPEC §5): "lefthash:1" -> 1.
         self._width = int(self._config.context.rsplit(":", 1)[1])
+        # Steps of one row without padding or memory take the shortest path into the core.
+        self._single_row = self._pad is None and not self._skip_repeated
 
     @property
     def scheme(self) -> Scheme:
@@ -117,21 +120,38 @@ class TracemarkLogitsProcessor(LogitsProcessor):
         return self._memories
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        if self._scheme is None or self._scheme.vocab_size != scores.shape[-1]:
-            self._scheme = self._config.build(self._key, int(scores.shape[-1]))
+        batch, vocab = scores.shape
+        if self._scheme is None or self._vocab != vocab:
+            self._scheme = self._config.build(self._key, vocab)
+            self._vocab = vocab
             self._device = None
         scheme = self._scheme
-        if self._pad is None and not self._skip_repeated:
-            # Only the window crosses to the host (for ids on an accelerator: batch × width ids).
-            input_ids = input_ids[:, max(int(input_ids.shape[1]) - self._width, 0) :]
-        ids = input_ids.detach().to("cpu", torch.int64).numpy()
+        on_cpu = scores.device.type == "cpu" and scores.dtype == torch.float32 and scores.is_contiguous()
+        if batch == 1 and on_cpu and self._single_row and input_ids.device.type == "cpu":
+            # The common decode step (one CPU row): the window as a short list, one call into the core.
+            n = int(input_ids.shape[1])
+            scheme.process(input_ids.numpy()[0, max(n - self._width, 0) :].tolist(), scores.numpy()[0])
+            return scores
+        if input_ids.device.type == "cpu" and input_ids.dtype == torch.int64:
+            ids = input_ids.numpy()  # a view: no copy
+        else:
+            if self._pad is None and not self._skip_repeated:
+                # Only the window crosses to the host (batch × width ids).
+                ids = input_ids[:, max(int(input_ids.shape[1]) - self._width, 0) :].to("cpu", torch.int64).numpy()
+            else:
+                ids = input_ids.detach().to("cpu", torch.int64).numpy()
         memories = self._memories_for(ids)
         histories = self._histories(ids, self._width)
-        if scores.device.type == "cpu" and scores.dtype == torch.float32 and scores.is_contiguous():
-            scheme.process_batch(histories, scores.numpy(), memories)
+        if on_cpu:
+            rows = scores.numpy()
+            if len(rows) == 1:
+                # One row: the single-row call skips the batch's bookkeeping.
+                scheme.process(histories[0], rows[0], None if memories is None else memories[0])
+            else:
+                scheme.process_batch(histories, rows, memories)
             return scores
         # Elsewhere the keyed values are computed where the scores are.
         if self._device is None:
-            self._device = DeviceScheme(self._config, scheme.vocab_size, scores.device)
-        rows = self._device.row_seeds([scheme] * len(histories), histories, memories, scores.device)
-        return self._device.apply(scores, rows)  # type: ignore[return-value]
+            self._device = DeviceScheme(self._config, vocab, scores.device)
+        seeds = self._device.row_seeds([scheme] * len(histories), histories, memories, scores.device)
+        return self._device.apply(scores, seeds)  # type: ignore[return-value]
