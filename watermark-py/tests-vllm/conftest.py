@@ -3,6 +3,7 @@ pins its own torch. They drive tracemark's processors through vLLM's classes
 on CPU (vLLM's engine needs CUDA; its classes do not)."""
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,8 @@ import tracemark as tm
 vllm.utils.torch_utils.PIN_MEMORY = False
 
 VECTORS = Path(__file__).resolve().parents[2] / "testdata" / "vectors"
+# The comparison helpers the main tests use (tests/distributions.py).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 
 def vectors(name: str) -> list:
