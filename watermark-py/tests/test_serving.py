@@ -104,3 +104,12 @@ def test_window_reads_only_the_last_ids():
     assert window([1], [], 4) == [1]
     assert window(None, [7], 2) == [7]
     assert window([1, 2], [3], 0) == []
+
+
+def test_an_admitted_request_with_a_malformed_label_is_watermarked_as_unlabelled(key_file):
+    key, _ = key_file
+    keys = ServerKeys(key, KGW)
+    with pytest.raises(RequestArgsError):
+        keys.label_for({"tracemark_label": "two words"})
+    assert keys.label_for({"tracemark_label": "two words"}, strict=False) == (True, None)
+    assert keys.label_for({"tracemark": "maybe"}, strict=False) == (True, None)

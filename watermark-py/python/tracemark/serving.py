@@ -26,6 +26,7 @@ Offline callers may also nest them: ``{"tracemark": {"label": ..., "enabled": Fa
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import OrderedDict
 from typing import Any, Mapping, Optional, Sequence, Union
@@ -44,6 +45,8 @@ __all__ = [
     "validate_request_args",
     "window",
 ]
+
+log = logging.getLogger("tracemark.serving")
 
 ENV_KEY_FILE = "TRACEMARK_KEY_FILE"
 ENV_SCHEME = "TRACEMARK_SCHEME"
@@ -191,10 +194,19 @@ class ServerKeys:
             self._cache.popitem(last=False)
         return s
 
-    def label_for(self, args: Optional[Mapping[str, Any]]) -> tuple:
+    def label_for(self, args: Optional[Mapping[str, Any]], strict: bool = True) -> tuple:
         """``(watermarked, label)`` of a request: whether it is watermarked and
-        under which label (None: the master key). Raises ``RequestArgsError``."""
-        enabled, label = parse_request_args(args)
+        under which label (None: the master key). Malformed arguments raise
+        ``RequestArgsError``; with ``strict=False`` (where a request is
+        already admitted and raising would fail a whole batch) they count as
+        no arguments: a malformed label never opts an answer out."""
+        try:
+            enabled, label = parse_request_args(args)
+        except RequestArgsError as e:
+            if strict:
+                raise
+            log.warning("tracemark: %s; the request is treated as unlabelled", e)
+            enabled, label = None, None
         if enabled is False:
             return False, None
         if label is not None:

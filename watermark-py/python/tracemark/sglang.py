@@ -45,7 +45,7 @@ from sglang.srt.sampling.custom_logit_processor import CustomLogitProcessor
 
 from ._native import Scheme, SeenContexts
 from .device import DeviceScheme
-from .serving import RequestArgsError, ServerKeys, window
+from .serving import ServerKeys, window
 
 __all__ = ["TracemarkSGLangProcessor"]
 
@@ -115,13 +115,7 @@ class TracemarkSGLangProcessor(CustomLogitProcessor):
                 type(self).unwatermarked_rows += 1
                 continue
             args = {k: v for k, v in p.items() if not k.startswith("__")}
-            try:
-                on, label = keys.label_for(args)
-            except RequestArgsError as e:
-                # A malformed label must not opt a request out (nor fail the batch):
-                # it gets what an unlabelled request gets.
-                log.warning("tracemark: %s; treated as unlabelled", e)
-                on, label = keys.label_for(None)
+            on, label = keys.label_for(args, strict=False)
             if not on:
                 continue
             rows.append(i)

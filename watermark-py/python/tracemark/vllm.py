@@ -50,7 +50,7 @@ from vllm.v1.worker.gpu.sample.logits_processor import LogitsProcessor as V2Logi
 
 from ._native import Scheme, SeenContexts
 from .device import DeviceScheme
-from .serving import RequestArgsError, ServerKeys, validate_request_args, window
+from .serving import ServerKeys, validate_request_args, window
 
 __all__ = [
     "SPEC_DECODE_REFUSED",
@@ -81,13 +81,6 @@ def _refuse_spec_decode(vllm_config: Any) -> None:
 
 def _extra_args(params: Any) -> Optional[Dict[str, Any]]:
     return getattr(params, "extra_args", None) if params is not None else None
-
-
-def _validate(params: Any) -> None:
-    try:
-        validate_request_args(_extra_args(params))
-    except RequestArgsError as e:
-        raise ValueError(str(e)) from None
 
 
 class _Request:
@@ -122,8 +115,9 @@ class _Watermark:
         )
 
     def label_for(self, params: Any) -> tuple:
-        """``(watermarked, label)`` of a request's sampling parameters."""
-        return self.keys.label_for(_extra_args(params))
+        """``(watermarked, label)`` of a request's sampling parameters (admission
+        has checked them; a malformed label that got past it counts as none)."""
+        return self.keys.label_for(_extra_args(params), strict=False)
 
     def memory(self) -> Optional[SeenContexts]:
         return SeenContexts() if self.keys.skip_repeated else None
@@ -160,7 +154,7 @@ class TracemarkLogitsProcessor(V1LogitsProcessor):
 
     @classmethod
     def validate_params(cls, sampling_params: Any) -> None:
-        _validate(sampling_params)
+        validate_request_args(_extra_args(sampling_params))  # RequestArgsError is a ValueError: HTTP 400
 
     def __init__(self, vllm_config: Any, device: torch.device, is_pin_memory: bool) -> None:
         self._w = _Watermark(vllm_config)
@@ -223,7 +217,7 @@ class TracemarkLogitsProcessorV2(V2LogitsProcessor):
 
     @classmethod
     def validate_params(cls, sampling_params: Any) -> None:
-        _validate(sampling_params)
+        validate_request_args(_extra_args(sampling_params))  # RequestArgsError is a ValueError: HTTP 400
 
     def __init__(self, vllm_config: Any, req_states: LogitsProcRequestState) -> None:
         super().__init__(vllm_config, req_states)
