@@ -89,6 +89,17 @@ fn layout_error(obj: &Bound<'_, PyAny>, dims: usize) -> PyErr {
     ))
 }
 
+/// A batch of logits rows: a C-contiguous 2-D float32 numpy array, borrowed for writing.
+fn logits_2d<'py>(logits: &Bound<'py, PyAny>) -> PyResult<PyReadwriteArray2<'py, f32>> {
+    let arr = logits
+        .extract::<PyReadwriteArray2<'py, f32>>()
+        .map_err(|_| layout_error(logits, 2))?;
+    if !arr.is_c_contiguous() {
+        return Err(layout_error(logits, 2));
+    }
+    Ok(arr)
+}
+
 /// What one processing call did.
 #[pyclass(name = "Step", module = "tracemark", frozen)]
 #[derive(Clone)]
@@ -445,12 +456,7 @@ impl PyScheme {
     ) -> PyResult<Vec<PyStep>> {
         let histories = extract_histories(histories)?;
         let refs: Vec<&[u32]> = histories.iter().map(Vec::as_slice).collect();
-        let mut arr = logits
-            .extract::<PyReadwriteArray2<'_, f32>>()
-            .map_err(|_| layout_error(logits, 2))?;
-        if !arr.is_c_contiguous() {
-            return Err(layout_error(logits, 2));
-        }
+        let mut arr = logits_2d(logits)?;
         let view = arr.as_array_mut();
         let scheme = self.inner.as_ref();
         let steps = match &memories {
@@ -548,12 +554,7 @@ impl PyScheme {
     ) -> PyResult<f64> {
         let histories = extract_histories(histories)?;
         let refs: Vec<&[u32]> = histories.iter().map(Vec::as_slice).collect();
-        let mut arr = logits
-            .extract::<PyReadwriteArray2<'_, f32>>()
-            .map_err(|_| layout_error(logits, 2))?;
-        if !arr.is_c_contiguous() {
-            return Err(layout_error(logits, 2));
-        }
+        let mut arr = logits_2d(logits)?;
         let mut view = arr.as_array_mut();
         let scheme = self.inner.as_ref();
         let times = detach(py, |_| {
