@@ -60,6 +60,7 @@ mod error;
 pub mod forgery;
 mod keyring;
 mod radioactivity;
+pub mod receipt;
 pub mod render;
 pub mod stats;
 pub mod tamper;

@@ -53,6 +53,13 @@ pub(crate) enum Command {
     Scan(ScanArgs),
     /// One corpus-level test: did the model that wrote this corpus learn from our watermarked text?
     Radioactivity(RadioArgs),
+    /// A self-contained HTML report (and the JSON it is made from) of a detection, scan or radioactivity test
+    Report(crate::commands::report::ReportArgs),
+    /// Signed provenance receipts: signing keys, signing, verifying a text against a receipt
+    #[command(subcommand)]
+    Receipt(crate::commands::receipt::ReceiptCommand),
+    /// An HTTP detection service (keys loaded at start, hashed API tokens, rate and size limits)
+    Serve(crate::commands::serve::ServeArgs),
 }
 
 /// The options every test shares.

@@ -3,7 +3,10 @@
 pub(crate) mod detect;
 pub(crate) mod keys;
 pub(crate) mod radioactivity;
+pub(crate) mod receipt;
+pub(crate) mod report;
 pub(crate) mod scan;
+pub(crate) mod serve;
 
 use std::io::IsTerminal;
 

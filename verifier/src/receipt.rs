@@ -1,0 +1,1 @@
+//! Signed provenance receipts (Ed25519): the metadata layer beside the watermark.
