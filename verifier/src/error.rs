@@ -59,6 +59,32 @@ pub enum Error {
         /// What was wrong and how to fix it.
         message: String,
     },
+    /// A key file of another kind than the one asked for: a watermark key
+    /// given as a receipt signing key, a secret signing key given as a
+    /// public verifying key, ...
+    WrongKeyFile {
+        /// The key file (or `signing key` / `verifying key` for text in memory).
+        path: String,
+        /// The kind asked for.
+        expected: crate::receipt::KeyFileKind,
+        /// The kind the file is.
+        found: crate::receipt::KeyFileKind,
+    },
+    /// A receipt signing or verifying key file is malformed or corrupted.
+    InvalidKeyFile {
+        /// The key file (or `signing key` / `verifying key` for text in memory).
+        path: String,
+        /// The kind of key file it should be.
+        kind: crate::receipt::KeyFileKind,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A provenance receipt is not well formed (its signature is not checked
+    /// here: a well-formed receipt with a bad signature is a verification result).
+    MalformedReceipt {
+        /// What was wrong.
+        reason: String,
+    },
 }
 
 impl fmt::Display for Error {
@@ -86,6 +112,11 @@ impl fmt::Display for Error {
             Self::BadDocument { line, message } => write!(f, "line {line}: {message}"),
             Self::InvalidOption { name, message } => write!(f, "invalid {name}: {message}"),
             Self::UnsupportedScheme { scheme, reason } => write!(f, "cannot test {scheme}: {reason}"),
+            Self::WrongKeyFile { path, expected, found } => {
+                write!(f, "{path} is a {found}, not a {expected}")
+            }
+            Self::InvalidKeyFile { path, kind, reason } => write!(f, "{path}: invalid {kind}: {reason}"),
+            Self::MalformedReceipt { reason } => write!(f, "malformed receipt: {reason}"),
         }
     }
 }
