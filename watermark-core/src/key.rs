@@ -136,7 +136,14 @@ impl Key {
         let line = text.strip_suffix('\n').unwrap_or(text);
         let line = line.strip_suffix('\r').unwrap_or(line);
         let mut parts = line.split(':');
-        if parts.next() != Some(KEY_FILE_MAGIC) {
+        let first = parts.next();
+        if matches!(first, Some("tracemark-signing-key-v1" | "tracemark-verifying-key-v1")) {
+            return Err(bad(
+                "this is a receipt signing/verifying key file (`tracemark receipt keygen`), not a watermark key \
+                 file: the two kinds of key are kept apart",
+            ));
+        }
+        if first != Some(KEY_FILE_MAGIC) {
             return Err(bad(
                 "not a tracemark key file (expected it to start with `tracemark-key-v1:`)",
             ));

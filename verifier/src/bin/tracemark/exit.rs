@@ -14,27 +14,30 @@ use tracemark_verifier::{Error, Verdict};
 pub(crate) enum Exit {
     /// `detect`, `radioactivity`: watermark detected; every other command: it succeeded.
     Success = 0,
-    /// `detect`, `radioactivity`: no watermark detected.
+    /// `detect`, `radioactivity`, `receipt verify --key`: no watermark detected.
     NotDetected = 1,
     /// A bad command line or option value.
     Usage = 2,
-    /// `detect`, `radioactivity`: too few tokens could be scored to test.
+    /// `detect`, `radioactivity`, `receipt verify --key`: too few tokens could be scored to test.
     Inconclusive = 3,
     /// Input that cannot be used, or output that cannot be written.
     Input = 4,
     /// A key file that cannot be used or written.
     Key = 5,
+    /// `receipt verify`: the receipt does not hold (bad signature, untrusted signer, another text).
+    ReceiptInvalid = 6,
 }
 
 impl Exit {
     /// Every exit code, in order.
-    pub(crate) const ALL: [Exit; 6] = [
+    pub(crate) const ALL: [Exit; 7] = [
         Exit::Success,
         Exit::NotDetected,
         Exit::Usage,
         Exit::Inconclusive,
         Exit::Input,
         Exit::Key,
+        Exit::ReceiptInvalid,
     ];
 
     /// The number the process exits with.
@@ -53,7 +56,13 @@ impl Exit {
                 "input error (unreadable, invalid UTF-8, ids outside the vocabulary, bad corpus; \
                  results that cannot be written)"
             }
-            Exit::Key => "key error (missing, unreadable, corrupted key file; refusing to overwrite)",
+            Exit::Key => {
+                "key error (missing, unreadable, corrupted key file, or a key file of another kind; \
+                 refusing to overwrite)"
+            }
+            Exit::ReceiptInvalid => {
+                "receipt does not hold (signature invalid, signer not trusted, or the text is not the one signed)"
+            }
         }
     }
 
@@ -66,6 +75,7 @@ impl Exit {
             Exit::Inconclusive => "inconclusive",
             Exit::Input => "input error",
             Exit::Key => "key error",
+            Exit::ReceiptInvalid => "receipt does not hold",
         }
     }
 
@@ -139,6 +149,8 @@ pub(crate) enum Failure {
         /// What was wrong.
         message: String,
     },
+    /// A receipt signing or verifying key file could not be read, parsed or written.
+    ReceiptKey(Error),
     /// The verifier refused or failed.
     Verifier(Error),
 }
@@ -161,7 +173,7 @@ impl fmt::Display for Failure {
             Failure::Read { source, error } => write!(f, "{source}: {error}"),
             Failure::Write { target, error } => write!(f, "{target}: {error}"),
             Failure::Malformed { source, message } => write!(f, "{source}: {message}"),
-            Failure::Verifier(e) => e.fmt(f),
+            Failure::ReceiptKey(e) | Failure::Verifier(e) => e.fmt(f),
         }
     }
 }
@@ -170,7 +182,7 @@ impl From<&Failure> for Exit {
     fn from(f: &Failure) -> Self {
         match f {
             Failure::Usage(_) => Exit::Usage,
-            Failure::Key { .. } => Exit::Key,
+            Failure::Key { .. } | Failure::ReceiptKey(_) => Exit::Key,
             Failure::Read { .. } | Failure::Write { .. } | Failure::Malformed { .. } => Exit::Input,
             Failure::Verifier(e) => Exit::from(e),
         }
@@ -188,6 +200,8 @@ impl From<&Error> for Exit {
             | Error::Io { .. }
             | Error::BadDocument { .. } => Exit::Input,
             Error::UnsupportedScheme { .. } | Error::InvalidOption { .. } => Exit::Usage,
+            Error::WrongKeyFile { .. } | Error::InvalidKeyFile { .. } => Exit::Key,
+            Error::MalformedReceipt { .. } => Exit::Input,
             // An error this build does not know: blame the input, never claim a verdict.
             _ => Exit::Input,
         }
@@ -247,13 +261,15 @@ mod tests {
         }
         assert_eq!(
             Exit::summary(),
-            "Exit codes: 0 detected/success, 1 not detected, 2 usage, 3 inconclusive, 4 input error, 5 key error"
+            "Exit codes: 0 detected/success, 1 not detected, 2 usage, 3 inconclusive, 4 input error, 5 key error, \
+             6 receipt does not hold"
         );
     }
 
     #[test]
     fn verdicts_and_failures_map_to_their_codes() {
         use tracemark_core::Error as C;
+        use tracemark_verifier::receipt::KeyFileKind;
         let core = |e: C| Failure::Verifier(Error::Core(e));
         let io = || std::io::Error::from(std::io::ErrorKind::NotFound);
         let cases: Vec<(Failure, Exit)> = vec![
@@ -336,6 +352,33 @@ mod tests {
                 Exit::Usage,
             ),
             (core(C::InvalidKey { reason: "x".into() }), Exit::Key),
+            (
+                Failure::ReceiptKey(Error::Io {
+                    path: "x".into(),
+                    message: "x".into(),
+                }),
+                Exit::Key,
+            ),
+            (
+                Failure::Verifier(Error::WrongKeyFile {
+                    path: "x".into(),
+                    expected: KeyFileKind::Signing,
+                    found: KeyFileKind::Watermark,
+                }),
+                Exit::Key,
+            ),
+            (
+                Failure::Verifier(Error::InvalidKeyFile {
+                    path: "x".into(),
+                    kind: KeyFileKind::Verifying,
+                    reason: "x".into(),
+                }),
+                Exit::Key,
+            ),
+            (
+                Failure::Verifier(Error::MalformedReceipt { reason: "x".into() }),
+                Exit::Input,
+            ),
             (
                 core(C::InvalidLabel {
                     label: "x".into(),
