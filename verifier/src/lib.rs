@@ -62,6 +62,7 @@ mod keyring;
 mod radioactivity;
 pub mod receipt;
 pub mod render;
+pub mod report;
 pub mod stats;
 pub mod tamper;
 mod text;

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use tracemark_verifier::report::Subject;
 use tracemark_verifier::{
     forgery, render, sha256_hex, utf8, Detection, Detector, Error, ForgeryReference, KeyResult, KeyringDetection,
     KeyringDetector, TextTokenizer, Verdict, WindowOptions,
@@ -15,12 +16,17 @@ use crate::input::{parse_ids, read_input, source_name};
 /// The suspect input, read and parsed.
 enum Suspect {
     /// Text, with the prompt's text when given.
-    Text { text: String, prompt: Option<String> },
+    Text {
+        text: String,
+        prompt: Option<String>,
+        bytes: Vec<u8>,
+    },
     /// Token ids, with the prompt's ids (empty when none) and the SHA-256 of the input bytes.
     Ids {
         prompt: Vec<u32>,
         ids: Vec<u32>,
         sha256: String,
+        bytes: Vec<u8>,
     },
 }
 
@@ -40,6 +46,7 @@ impl Suspect {
                     prompt,
                     ids: parse_ids(&bytes, &source)?,
                     sha256: sha256_hex(&bytes),
+                    bytes,
                 }
             }
             InputKind::Text => {
@@ -48,7 +55,7 @@ impl Suspect {
                     (Some(b), _) => Some(utf8(b, "prompt file")?),
                     (None, p) => p.clone(),
                 };
-                Suspect::Text { text, prompt }
+                Suspect::Text { text, prompt, bytes }
             }
         })
     }
@@ -56,17 +63,24 @@ impl Suspect {
     /// The detection of this input by `d`; text needs the tokenizer.
     fn detect(&self, d: &Detector, tokenizer: Option<&TextTokenizer>) -> Result<Detection, Error> {
         match self {
-            Suspect::Text { text, prompt } => {
+            Suspect::Text { text, prompt, .. } => {
                 let tokenizer = tokenizer.ok_or_else(|| Error::Tokenizer {
                     message: "text input needs --tokenizer".into(),
                 })?;
                 d.detect_text(tokenizer, prompt.as_deref(), text)
             }
-            Suspect::Ids { prompt, ids, sha256 } => {
+            Suspect::Ids { prompt, ids, sha256, .. } => {
                 let mut r = d.detect_ids(prompt, ids)?;
                 r.input_sha256 = Some(sha256.clone());
                 Ok(r)
             }
+        }
+    }
+
+    /// The input's bytes.
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Suspect::Text { bytes, .. } | Suspect::Ids { bytes, .. } => bytes,
         }
     }
 
@@ -91,16 +105,44 @@ fn keyring_verdict(k: &KeyringDetection) -> Verdict {
     }
 }
 
-/// Runs `detect`; the exit code is the verdict's.
-pub(crate) fn run(a: DetectArgs) -> Result<Exit, Failure> {
+/// The result of `detect`: one key's detection or a keyring's.
+pub(crate) enum Found {
+    /// One key.
+    Single(Detection),
+    /// A keyring.
+    Keyring(KeyringDetection),
+}
+
+impl Found {
+    /// The verdict the exit code stands on.
+    pub(crate) fn verdict(&self) -> Verdict {
+        match self {
+            Found::Single(d) => d.verdict,
+            Found::Keyring(k) => keyring_verdict(k),
+        }
+    }
+}
+
+/// The input of `detect`: its name, bytes' digest and size, and text when it was text.
+pub(crate) struct Input {
+    pub(crate) subject: Subject,
+    pub(crate) text: Option<String>,
+}
+
+/// Runs the test `a` asks for; `marks` asks for a mark per token.
+pub(crate) fn evaluate(a: &DetectArgs, marks: bool) -> Result<(Found, Input, bool), Failure> {
     let mut s = Setup::new(&a.common, a.input_kind())?;
-    s.options.marks = !a.common.json || a.window;
+    s.options.marks = marks;
     if a.window {
         s.options.window = Some(WindowOptions {
             min_scored: a.window_min,
         });
     }
-    let suspect = Suspect::load(&a)?;
+    let suspect = Suspect::load(a)?;
+    let input = Input {
+        subject: Subject::of_bytes(&source_name(&a.input), suspect.bytes()),
+        text: suspect.text().map(str::to_string),
+    };
     let detect = |d: &Detector| suspect.detect(d, s.tokenizer.as_ref());
     if let Some(key) = s.single_key() {
         let mut d = Detector::new(key, &a.common.scheme, s.vocab, s.options.clone())?;
@@ -118,13 +160,7 @@ pub(crate) fn run(a: DetectArgs) -> Result<Exit, Failure> {
             )?;
             d = d.with_forgery_reference(Arc::new(reference))?;
         }
-        let report = detect(&d)?;
-        if a.common.json {
-            print_json(&report)?;
-        } else {
-            print!("{}", render::detection(&report, suspect.text(), s.color));
-        }
-        return Ok(Exit::from(report.verdict));
+        return Ok((Found::Single(detect(&d)?), input, s.color));
     }
     if a.forgery_reference.is_some() {
         return Err(Failure::Usage(
@@ -132,15 +168,24 @@ pub(crate) fn run(a: DetectArgs) -> Result<Exit, Failure> {
         ));
     }
     let kd = KeyringDetector::new(&s.keyring, &a.common.scheme, s.vocab, s.options.clone())?;
-    let result = kd.detect_with(detect)?;
-    if a.common.json {
-        print_json(&result)?;
-    } else {
-        print!("{}", render::keyring(&result, s.color));
-        if let Some(best) = &result.best_detection {
-            println!("\nbest match:");
-            print!("{}", render::detection(best, suspect.text(), s.color));
+    Ok((Found::Keyring(kd.detect_with(detect)?), input, s.color))
+}
+
+/// Runs `detect`; the exit code is the verdict's.
+pub(crate) fn run(a: DetectArgs) -> Result<Exit, Failure> {
+    let (found, input, color) = evaluate(&a, !a.common.json || a.window)?;
+    let text = input.text.as_deref();
+    match &found {
+        Found::Single(report) if a.common.json => print_json(report)?,
+        Found::Single(report) => print!("{}", render::detection(report, text, color)),
+        Found::Keyring(result) if a.common.json => print_json(result)?,
+        Found::Keyring(result) => {
+            print!("{}", render::keyring(result, color));
+            if let Some(best) = &result.best_detection {
+                println!("\nbest match:");
+                print!("{}", render::detection(best, text, color));
+            }
         }
     }
-    Ok(Exit::from(keyring_verdict(&result)))
+    Ok(Exit::from(found.verdict()))
 }

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use tracemark_core::Key;
 use tracemark_verifier::{
-    attribute, context_keys, reading_mode, render, utf8, Detection, Detector, ReadingDoc, Scanner, Verdict,
+    attribute, Attribution, context_keys, reading_mode, render, utf8, Detection, Detector, ReadingDoc, Scanner, Verdict,
 };
 
 use super::{print_json, Setup};
@@ -53,8 +53,31 @@ fn test(a: &RadioArgs, s: &Setup, key: &Key, docs: Option<&[ReadingDoc]>) -> Res
     Ok(progress::scan(&scanner, &a.corpus, |_| {})?.aggregate)
 }
 
-/// Runs `radioactivity`: one test, or a cohort attribution over a keyring.
-pub(crate) fn run(a: RadioArgs) -> Result<Exit, Failure> {
+/// The result of `radioactivity`: one key's corpus test, or a cohort attribution over a keyring.
+pub(crate) struct Tested {
+    /// The test, in words.
+    pub(crate) description: String,
+    /// With one key.
+    pub(crate) detection: Option<Detection>,
+    /// With several keys.
+    pub(crate) attribution: Option<Attribution>,
+    /// Whether to colour the output.
+    pub(crate) color: bool,
+}
+
+impl Tested {
+    /// The verdict the exit code stands on: detected when any cohort is named at the family-wise level.
+    pub(crate) fn verdict(&self) -> Verdict {
+        match (&self.detection, &self.attribution) {
+            (Some(d), _) => d.verdict,
+            (None, Some(a)) if !a.named.is_empty() => Verdict::Detected,
+            _ => Verdict::NotDetected,
+        }
+    }
+}
+
+/// Runs the test `a` asks for.
+pub(crate) fn evaluate(a: &RadioArgs) -> Result<Tested, Failure> {
     let mode = a.mode();
     let kind = match mode {
         RadioMode::Reading => InputKind::Ids,
@@ -77,32 +100,45 @@ pub(crate) fn run(a: RadioArgs) -> Result<Exit, Failure> {
     let mut reports = Vec::new();
     for (label, key) in s.keyring.iter() {
         labels.push(label.to_string());
-        reports.push(test(&a, &s, key, docs.as_deref())?);
+        reports.push(test(a, &s, key, docs.as_deref())?);
     }
-    if let [report] = reports.as_slice() {
+    if reports.len() == 1 {
+        return Ok(Tested {
+            description,
+            detection: reports.pop(),
+            attribution: None,
+            color: s.color,
+        });
+    }
+    Ok(Tested {
+        description,
+        detection: None,
+        attribution: Some(attribute(&labels, &reports, a.common.alpha)),
+        color: s.color,
+    })
+}
+
+/// Runs `radioactivity`: one test, or a cohort attribution over a keyring.
+pub(crate) fn run(a: RadioArgs) -> Result<Exit, Failure> {
+    let t = evaluate(&a)?;
+    let description = &t.description;
+    if let Some(report) = &t.detection {
         if a.common.json {
             print_json(report)?;
         } else {
             println!("radioactivity test ({description}): one exact test over every scored token of the corpus");
-            print!("{}", render::detection(report, None, s.color));
+            print!("{}", render::detection(report, None, t.color));
         }
-        return Ok(Exit::from(report.verdict));
+    } else if let Some(attribution) = &t.attribution {
+        if a.common.json {
+            print_json(attribution)?;
+        } else {
+            println!(
+                "radioactivity test ({description}), cohort attribution over {} keys",
+                attribution.keys.len()
+            );
+            print!("{}", render::attribution(attribution, t.color));
+        }
     }
-    let attribution = attribute(&labels, &reports, a.common.alpha);
-    if a.common.json {
-        print_json(&attribution)?;
-    } else {
-        println!(
-            "radioactivity test ({description}), cohort attribution over {} keys",
-            labels.len()
-        );
-        print!("{}", render::attribution(&attribution, s.color));
-    }
-    // Detected when any cohort is named at the family-wise level.
-    let verdict = if attribution.named.is_empty() {
-        Verdict::NotDetected
-    } else {
-        Verdict::Detected
-    };
-    Ok(Exit::from(verdict))
+    Ok(Exit::from(t.verdict()))
 }
