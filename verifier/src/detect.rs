@@ -456,6 +456,44 @@ pub(crate) struct Observations {
     pub(crate) marks: Option<Vec<Mark>>,
 }
 
+/// The state of a streaming detection ([`Detector::stream`]): the tokens so
+/// far and the observations kept. Holds no key material.
+pub struct DetectionStream {
+    key_id: KeyId,
+    prompt_len: usize,
+    sequence: Vec<u32>,
+    seen: Deduplicator,
+    obs: Observations,
+}
+
+impl DetectionStream {
+    /// Completion tokens pushed so far.
+    pub fn len(&self) -> usize {
+        self.obs.counts.seen
+    }
+
+    /// Whether no completion token was pushed yet.
+    pub fn is_empty(&self) -> bool {
+        self.obs.counts.seen == 0
+    }
+
+    /// Tokens scored so far.
+    pub fn scored(&self) -> usize {
+        self.obs.scored.len()
+    }
+}
+
+impl fmt::Debug for DetectionStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DetectionStream")
+            .field("key_id", &self.key_id)
+            .field("prompt", &self.prompt_len)
+            .field("tokens", &self.obs.counts.seen)
+            .field("scored", &self.obs.scored.len())
+            .finish()
+    }
+}
+
 /// Detects one scheme under one key.
 pub struct Detector {
     scheme: Box<dyn Scheme>,
@@ -548,42 +586,115 @@ impl Detector {
             },
             marks: marks.then(|| Vec::with_capacity(completion.len())),
         };
-        let dedup = self.options.dedup;
         for (i, &token) in completion.iter().enumerate() {
             let history = &sequence[..prompt.len() + i];
-            let (status, score) = match self.scheme.observe(history, token)? {
-                None => {
-                    out.counts.skipped_short_context += 1;
-                    (TokenStatus::ShortContext, 0.0)
-                }
-                Some(o) => {
-                    if !seen.is_new(dedup, o.context_key, o.seed, token) {
-                        out.counts.skipped_duplicate += 1;
-                        (TokenStatus::Duplicate, 0.0)
-                    } else {
-                        let score = self.scheme.score(o.value);
-                        out.scored.push(Scored {
-                            position: i as u32,
-                            context_key: o.context_key,
-                            seed: o.seed,
-                            token,
-                            score,
-                        });
-                        (TokenStatus::Scored, score)
-                    }
-                }
-            };
-            if let Some(m) = &mut out.marks {
-                m.push(Mark {
-                    token,
-                    status,
-                    score,
-                    span: None,
-                });
-            }
+            self.observe_token(history, i, token, &mut seen, &mut out)?;
         }
         out.counts.scored = out.scored.len();
         Ok(out)
+    }
+
+    /// Observes `token` at completion index `i` after `history`: scored, a
+    /// repeat, or without context; the one step of batch and streaming detection.
+    #[inline]
+    fn observe_token(
+        &self,
+        history: &[u32],
+        i: usize,
+        token: u32,
+        seen: &mut Deduplicator,
+        out: &mut Observations,
+    ) -> Result<()> {
+        let (status, score) = match self.scheme.observe(history, token)? {
+            None => {
+                out.counts.skipped_short_context += 1;
+                (TokenStatus::ShortContext, 0.0)
+            }
+            Some(o) => {
+                if !seen.is_new(self.options.dedup, o.context_key, o.seed, token) {
+                    out.counts.skipped_duplicate += 1;
+                    (TokenStatus::Duplicate, 0.0)
+                } else {
+                    let score = self.scheme.score(o.value);
+                    out.scored.push(Scored {
+                        position: i as u32,
+                        context_key: o.context_key,
+                        seed: o.seed,
+                        token,
+                        score,
+                    });
+                    (TokenStatus::Scored, score)
+                }
+            }
+        };
+        if let Some(m) = &mut out.marks {
+            m.push(Mark {
+                token,
+                status,
+                score,
+                span: None,
+            });
+        }
+        Ok(())
+    }
+
+    /// A streaming detection of a completion that follows `prompt` (ids,
+    /// context only): give it tokens as they arrive with
+    /// [`Detector::push`], and ask for the report at any point with
+    /// [`Detector::stream_report`], which is the report [`Detector::detect_ids`]
+    /// gives on the tokens so far, exactly (the same code scores both).
+    pub fn stream(&self, prompt: &[u32]) -> Result<DetectionStream> {
+        self.check_ids(prompt, 0)?;
+        Ok(DetectionStream {
+            key_id: self.scheme.key_id(),
+            prompt_len: prompt.len(),
+            sequence: prompt.to_vec(),
+            seen: Deduplicator::default(),
+            obs: Observations {
+                scored: Vec::new(),
+                counts: Counts {
+                    prompt: prompt.len(),
+                    ..Counts::default()
+                },
+                marks: self.options.marks.then(Vec::new),
+            },
+        })
+    }
+
+    /// Adds completion `tokens` to `stream`. On an id outside the vocabulary
+    /// nothing is added.
+    pub fn push(&self, stream: &mut DetectionStream, tokens: &[u32]) -> Result<()> {
+        if stream.key_id != self.scheme.key_id() {
+            return Err(Error::InvalidOption {
+                name: "stream",
+                message: "this stream was started by a detector of another key".into(),
+            });
+        }
+        self.check_ids(tokens, stream.sequence.len())?;
+        stream.sequence.reserve(tokens.len());
+        for &token in tokens {
+            let i = stream.sequence.len() - stream.prompt_len;
+            self.observe_token(&stream.sequence, i, token, &mut stream.seen, &mut stream.obs)?;
+            stream.sequence.push(token);
+            stream.obs.counts.seen += 1;
+        }
+        stream.obs.counts.scored = stream.obs.scored.len();
+        Ok(())
+    }
+
+    /// The report of `stream` so far: equal to [`Detector::detect_ids`] on
+    /// its prompt and the tokens pushed.
+    pub fn stream_report(&self, stream: &DetectionStream) -> Result<Detection> {
+        if stream.key_id != self.scheme.key_id() {
+            return Err(Error::InvalidOption {
+                name: "stream",
+                message: "this stream was started by a detector of another key".into(),
+            });
+        }
+        if stream.obs.counts.seen == 0 {
+            return Err(Error::EmptyInput);
+        }
+        Ok(self.report(stream.obs.clone()))
     }
 
     /// Tests `completion` (ids), with `prompt` ids as context only.
