@@ -102,8 +102,8 @@ impl fmt::Display for KeyFileKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let what = match self {
             Self::Watermark => "watermark key file",
-            Self::Signing => "receipt signing key file (secret)",
-            Self::Verifying => "receipt verifying key file (public)",
+            Self::Signing => "secret receipt signing key file",
+            Self::Verifying => "public receipt verifying key file",
         };
         write!(f, "{what} ({})", self.magic())
     }
