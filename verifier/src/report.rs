@@ -344,7 +344,12 @@ pub fn p_in_words(log10_p: f64) -> String {
         (21.0, "sextillion"),
     ];
     if odds < 24.0 {
-        let (exp, name) = NAMES.iter().rev().find(|(e, _)| odds >= *e).copied().unwrap_or(NAMES[0]);
+        let (exp, name) = NAMES
+            .iter()
+            .rev()
+            .find(|(e, _)| odds >= *e)
+            .copied()
+            .unwrap_or(NAMES[0]);
         let mantissa = 10f64.powf(odds - exp);
         return format!("about 1 in {mantissa:.1} {name}");
     }
@@ -355,7 +360,7 @@ fn group_thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::with_capacity(s.len() + s.len() / 3);
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -501,10 +506,12 @@ fn words(r: &Report, d: Option<&Detection>) -> Words {
     };
     let log10_p = match (r.kind, &r.keyring, &r.radioactivity) {
         (ReportKind::Keyring, Some(k), _) => k.best.and_then(|i| k.keys[i].tested.map(|t| t.log10_p_adjusted)),
-        (ReportKind::Radioactivity, _, Some(t)) if t.attribution.is_some() => t
-            .attribution
-            .as_ref()
-            .and_then(|a| a.keys.iter().filter_map(|k| k.tested.map(|t| t.log10_p_adjusted)).reduce(f64::min)),
+        (ReportKind::Radioactivity, _, Some(t)) if t.attribution.is_some() => t.attribution.as_ref().and_then(|a| {
+            a.keys
+                .iter()
+                .filter_map(|k| k.tested.map(|t| t.log10_p_adjusted))
+                .reduce(f64::min)
+        }),
         _ => d.and_then(Detection::verdict_log10_p),
     };
     let alpha = d.map_or_else(
@@ -512,7 +519,10 @@ fn words(r: &Report, d: Option<&Detection>) -> Words {
             r.keyring
                 .as_ref()
                 .map(|k| k.alpha)
-                .or(r.radioactivity.as_ref().and_then(|t| t.attribution.as_ref().map(|a| a.alpha)))
+                .or(r
+                    .radioactivity
+                    .as_ref()
+                    .and_then(|t| t.attribution.as_ref().map(|a| a.alpha)))
                 .unwrap_or(1e-6)
         },
         |d| d.alpha,
@@ -562,14 +572,19 @@ pub fn html(r: &Report) -> Result<String> {
     env.add_filter("p", |l: f64| p_value(l));
     env.add_filter("pwords", |l: f64| p_in_words(l));
     env.add_filter("sci", |x: f64| format!("{x:e}"));
-    env.add_filter("fixed", |x: f64, digits: Option<usize>| format!("{x:.*}", digits.unwrap_or(2)));
+    env.add_filter("fixed", |x: f64, digits: Option<usize>| {
+        format!("{x:.*}", digits.unwrap_or(2))
+    });
     env.add_template("report.html", TEMPLATE).map_err(template_error)?;
     let d = r.main_detection();
     let ids: Vec<String> = match (&r.text, d.and_then(|d| d.marks.as_ref())) {
         (None, Some(marks)) => marks.iter().map(|m| m.token.to_string()).collect(),
         _ => Vec::new(),
     };
-    let (blocks, legend) = d.map_or_else(|| (Vec::new(), Legend::default()), |d| marked(d, r.text.as_deref(), &ids));
+    let (blocks, legend) = d.map_or_else(
+        || (Vec::new(), Legend::default()),
+        |d| marked(d, r.text.as_deref(), &ids),
+    );
     let window_text = match (d.and_then(|d| d.window.as_ref()), &r.text) {
         (Some(w), Some(text)) => w
             .span

@@ -70,11 +70,12 @@ fn a_bad_id_adds_nothing_and_another_key_is_refused() {
     let detector = Detector::new(&key, &config, VOCAB, DetectOptions::default()).expect("detector");
     let mut stream = detector.stream(&[1, 2]).expect("stream");
     detector.push(&mut stream, &[3, 4, 5]).expect("push");
-    let err = detector.push(&mut stream, &[6, VOCAB as u32, 7]).expect_err("out of vocabulary");
+    let err = detector
+        .push(&mut stream, &[6, VOCAB as u32, 7])
+        .expect_err("out of vocabulary");
     assert!(matches!(err, Error::WrongTokenizer { position: 6, .. }), "{err:?}");
     assert_eq!(stream.len(), 3);
-    let other = Detector::new(&Key::from_bytes([8; 32]), &config, VOCAB, DetectOptions::default())
-        .expect("detector");
+    let other = Detector::new(&Key::from_bytes([8; 32]), &config, VOCAB, DetectOptions::default()).expect("detector");
     assert!(other.push(&mut stream, &[3]).is_err());
     assert!(other.stream_report(&stream).is_err());
     assert!(matches!(

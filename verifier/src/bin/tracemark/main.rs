@@ -9,6 +9,7 @@ mod commands;
 mod exit;
 mod input;
 mod progress;
+mod server;
 
 use std::process::ExitCode;
 

@@ -69,7 +69,9 @@ impl Suspect {
                 })?;
                 d.detect_text(tokenizer, prompt.as_deref(), text)
             }
-            Suspect::Ids { prompt, ids, sha256, .. } => {
+            Suspect::Ids {
+                prompt, ids, sha256, ..
+            } => {
                 let mut r = d.detect_ids(prompt, ids)?;
                 r.input_sha256 = Some(sha256.clone());
                 Ok(r)

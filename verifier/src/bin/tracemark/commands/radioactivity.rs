@@ -4,7 +4,7 @@ use std::path::Path;
 
 use tracemark_core::Key;
 use tracemark_verifier::{
-    attribute, Attribution, context_keys, reading_mode, render, utf8, Detection, Detector, ReadingDoc, Scanner, Verdict,
+    attribute, context_keys, reading_mode, render, utf8, Attribution, Detection, Detector, ReadingDoc, Scanner, Verdict,
 };
 
 use super::{print_json, Setup};

@@ -37,10 +37,7 @@ pub(crate) enum ReportTest {
 /// The command line that made this report, quoted for a POSIX shell.
 fn command_line() -> String {
     let quote = |a: String| {
-        if !a.is_empty()
-            && a.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_./:=,@%+".contains(c))
-        {
+        if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=,@%+".contains(c)) {
             a
         } else {
             format!("'{}'", a.replace('\'', r"'\''"))
@@ -61,7 +58,10 @@ fn corpus_subject(path: &Path) -> Result<Subject, Failure> {
             "a report reads its corpus from a file (it records the file's SHA-256): give a path, not -".into(),
         ));
     }
-    let bytes = std::fs::read(path).map_err(|error| Failure::Read { source: name.clone(), error })?;
+    let bytes = std::fs::read(path).map_err(|error| Failure::Read {
+        source: name.clone(),
+        error,
+    })?;
     Ok(Subject::of_digest(&name, sha256_hex(&bytes), bytes.len()))
 }
 

@@ -1,14 +1,108 @@
 //! `serve`: the HTTP detection service.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
 use clap::Args;
+use tracemark_core::SchemeConfig;
+use tracemark_verifier::{Dedup, TextTokenizer};
 
 use crate::exit::{Exit, Failure};
+use crate::input::load_key;
+use crate::server::{self, Config, ServedKey, TokenTable};
 
 /// What `serve` takes.
 #[derive(Args)]
-pub(crate) struct ServeArgs {}
+pub(crate) struct ServeArgs {
+    /// Address to listen on. Loopback by default: put a TLS-terminating proxy in front to serve others
+    #[arg(long, default_value = "127.0.0.1:8787")]
+    pub(crate) listen: SocketAddr,
+    /// Key file to serve; repeat for several. Loaded once at start; only key ids ever leave the server
+    #[arg(long, required = true)]
+    pub(crate) key: Vec<PathBuf>,
+    /// Scheme and parameters of every key, exactly as generated
+    #[arg(long)]
+    pub(crate) scheme: SchemeConfig,
+    /// tokenizer.json of the model (needed to detect text; ids work without it)
+    #[arg(long)]
+    pub(crate) tokenizer: Option<PathBuf>,
+    /// Vocabulary size, for id input without a tokenizer
+    #[arg(long)]
+    pub(crate) vocab: Option<usize>,
+    /// API tokens: a file of lines `sha256:<hex of the token> <name> [requests per minute [burst]]`
+    /// (`printf %s "$TOKEN" | sha256sum`); the tokens themselves are never stored
+    #[arg(long)]
+    pub(crate) tokens: PathBuf,
+    /// Requests per minute per API token, unless its line says otherwise
+    #[arg(long, default_value_t = 120)]
+    pub(crate) rate: u32,
+    /// Requests an API token may make at once above its rate (the bucket's size)
+    #[arg(long, default_value_t = 20)]
+    pub(crate) burst: u32,
+    /// Largest request body, in bytes (413 above)
+    #[arg(long, default_value_t = 1 << 20)]
+    pub(crate) max_body: usize,
+    /// Longest time a request may take, in seconds (503 after)
+    #[arg(long, default_value_t = 30)]
+    pub(crate) timeout: u64,
+    /// Streaming sessions held at once (oldest idle ones expire after 10 minutes)
+    #[arg(long, default_value_t = 1024)]
+    pub(crate) max_streams: usize,
+    /// Significance level of every verdict
+    #[arg(long, default_value_t = 1e-6)]
+    pub(crate) alpha: f64,
+    /// Deduplication of repeated (context, token) observations
+    #[arg(long, default_value = "pair")]
+    pub(crate) dedup: Dedup,
+    /// Log the texts and ids of requests (off: logs hold sizes, digests and results only)
+    #[arg(long)]
+    pub(crate) log_texts: bool,
+    /// Worker threads (0 = one per core)
+    #[arg(long, default_value_t = 0)]
+    pub(crate) threads: usize,
+}
 
-/// Runs `serve`.
-pub(crate) fn run(_a: ServeArgs) -> Result<Exit, Failure> {
-    Err(Failure::Usage("the service is not built yet".into()))
+/// Runs `serve` until interrupted (Ctrl-C or SIGTERM).
+pub(crate) fn run(a: ServeArgs) -> Result<Exit, Failure> {
+    let tokenizer = a.tokenizer.as_ref().map(TextTokenizer::from_file).transpose()?;
+    let vocab = match (&tokenizer, a.vocab) {
+        (_, Some(v)) => v,
+        (Some(t), None) => t.vocab_size(),
+        (None, None) => {
+            return Err(Failure::Usage(
+                "serve needs --tokenizer (to detect text) or --vocab (ids only)".into(),
+            ))
+        }
+    };
+    let mut keys = Vec::new();
+    for path in &a.key {
+        let key = load_key(path)?;
+        let label = path
+            .file_stem()
+            .map_or_else(|| key.id().to_string(), |s| s.to_string_lossy().into_owned());
+        keys.push(ServedKey { label, key });
+    }
+    let tokens = TokenTable::load(&a.tokens, a.rate, a.burst)?;
+    let config = Config {
+        scheme: a.scheme,
+        vocab,
+        alpha: a.alpha,
+        dedup: a.dedup,
+        max_body: a.max_body,
+        timeout: Duration::from_secs(a.timeout.max(1)),
+        max_streams: a.max_streams,
+        log_texts: a.log_texts,
+    };
+    let state = server::State::new(config, keys, tokenizer, tokens)?;
+    let threads = if a.threads == 0 {
+        std::thread::available_parallelism().map_or(2, usize::from)
+    } else {
+        a.threads
+    };
+    server::run(state, a.listen, threads).map_err(|error| Failure::Write {
+        target: format!("serving on {}", a.listen),
+        error,
+    })?;
+    Ok(Exit::Success)
 }

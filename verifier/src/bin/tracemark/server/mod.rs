@@ -1,0 +1,761 @@
+//! The detection service behind `tracemark serve`: an axum application on a
+//! tokio runtime.
+//!
+//! What it defends, and how:
+//! - **Keys** are loaded from files at start and never leave the process:
+//!   responses, errors and logs carry key ids only.
+//! - **API tokens** are stored as SHA-256 digests; a request without a known
+//!   bearer token gets 401 before its body is read.
+//! - **Rate limits** per token (a token bucket: `rate` a minute, `burst` at
+//!   once; 429 with `Retry-After`). A public detector is an oracle: an
+//!   attacker who can ask "is this watermarked?" without limit can learn the
+//!   green lists from the answers (watermark stealing, Pang et al.; Jovanović
+//!   et al.) or tune a paraphrase until the verdict flips. The limit bounds
+//!   the queries per token; issuing tokens to known parties bounds the
+//!   tokens.
+//! - **Size limits** (413) and a **time limit** per request (503), and a
+//!   bounded number of streaming sessions, so that no request can hold the
+//!   service.
+//! - **Logs** are JSON lines on standard error: method, path, status,
+//!   latency, the token's name (never the token), sizes, SHA-256 digests,
+//!   key ids and results; texts and ids only with `--log-texts`.
+
+mod limits;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State as Extract};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tracemark_core::{Key, SchemeConfig};
+use tracemark_verifier::{
+    sha256_hex, Dedup, DetectOptions, Detection, DetectionStream, Detector, Error, Keyring, KeyringDetection,
+    KeyringDetector, Scanner, TextTokenizer, WindowOptions,
+};
+
+pub(crate) use limits::TokenTable;
+use limits::{Admission, RateLimiter};
+
+use crate::exit::Failure;
+
+/// The OpenAPI description of the service, served at `/openapi.json`.
+const OPENAPI: &str = include_str!("openapi.json");
+
+/// Idle streaming sessions expire after this long.
+const STREAM_IDLE: Duration = Duration::from_secs(600);
+
+/// Tokens one streaming session may hold.
+const STREAM_MAX_TOKENS: usize = 1_000_000;
+
+/// The service's settings.
+pub(crate) struct Config {
+    pub(crate) scheme: SchemeConfig,
+    pub(crate) vocab: usize,
+    pub(crate) alpha: f64,
+    pub(crate) dedup: Dedup,
+    pub(crate) max_body: usize,
+    pub(crate) timeout: Duration,
+    pub(crate) max_streams: usize,
+    pub(crate) log_texts: bool,
+}
+
+/// A key the service tests with, and the label it is listed under.
+pub(crate) struct ServedKey {
+    pub(crate) label: String,
+    pub(crate) key: Key,
+}
+
+/// One key's detectors: plain, with marks, with a window search, with both.
+struct KeyDetectors {
+    label: String,
+    key_id: String,
+    variants: [Detector; 4],
+}
+
+impl KeyDetectors {
+    fn get(&self, window: bool, marks: bool) -> &Detector {
+        &self.variants[usize::from(window) * 2 + usize::from(marks)]
+    }
+}
+
+/// A streaming session.
+struct Session {
+    key: usize,
+    owner: String,
+    stream: DetectionStream,
+    used: Instant,
+}
+
+/// What every request shares.
+pub(crate) struct State {
+    config: Config,
+    keys: Vec<KeyDetectors>,
+    keyring: Option<KeyringDetector>,
+    tokenizer: Option<TextTokenizer>,
+    tokens: TokenTable,
+    limiter: RateLimiter,
+    streams: Mutex<HashMap<String, Session>>,
+    started: Instant,
+}
+
+impl State {
+    /// Builds every detector once.
+    pub(crate) fn new(
+        config: Config,
+        keys: Vec<ServedKey>,
+        tokenizer: Option<TextTokenizer>,
+        tokens: TokenTable,
+    ) -> Result<Arc<Self>, Failure> {
+        let options = |window: bool, marks: bool| DetectOptions {
+            dedup: config.dedup,
+            alpha: config.alpha,
+            marks,
+            window: window.then_some(WindowOptions { min_scored: 32 }),
+            ..DetectOptions::default()
+        };
+        let mut built = Vec::new();
+        let mut keyring = Keyring::new();
+        for k in &keys {
+            let make = |w, m| Detector::new(&k.key, &config.scheme, config.vocab, options(w, m));
+            built.push(KeyDetectors {
+                label: k.label.clone(),
+                key_id: k.key.id().to_string(),
+                variants: [
+                    make(false, false)?,
+                    make(false, true)?,
+                    make(true, false)?,
+                    make(true, true)?,
+                ],
+            });
+            keyring.push(k.label.clone(), k.key.clone());
+        }
+        let keyring = (keys.len() > 1)
+            .then(|| KeyringDetector::new(&keyring, &config.scheme, config.vocab, options(false, false)))
+            .transpose()?;
+        Ok(Arc::new(State {
+            limiter: RateLimiter::new(&tokens),
+            config,
+            keys: built,
+            keyring,
+            tokenizer,
+            tokens,
+            streams: Mutex::new(HashMap::new()),
+            started: Instant::now(),
+        }))
+    }
+
+    /// The index of the key `key_id` names, or the only key when none is named.
+    fn key(&self, key_id: Option<&str>) -> Result<Option<usize>, ApiError> {
+        match key_id {
+            Some(id) => self
+                .keys
+                .iter()
+                .position(|k| k.key_id == id || k.label == id)
+                .map(Some)
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        "unknown_key",
+                        format!("no key {id:?} here: GET /v1/keys lists them"),
+                    )
+                }),
+            None if self.keys.len() == 1 => Ok(Some(0)),
+            None => Ok(None),
+        }
+    }
+}
+
+/// An error response: `{"error": {"code": ..., "message": ...}}`.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    retry_after: Option<u64>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        let code = match &e {
+            Error::EmptyInput => "empty_input",
+            Error::WrongTokenizer { .. } => "wrong_tokenizer",
+            Error::InvalidUtf8 { .. } => "invalid_utf8",
+            Error::Tokenizer { .. } => "tokenizer",
+            _ => "unprocessable",
+        };
+        // The verifier's messages name positions and options, never key bytes.
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Json(json!({ "error": { "code": self.code, "message": self.message } }));
+        let mut r = (self.status, body).into_response();
+        if let Some(s) = self.retry_after {
+            if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"tracemark\""),
+            );
+        }
+        r
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// The builds the service runs on: `threads` workers, until Ctrl-C or SIGTERM.
+pub(crate) fn run(state: Arc<State>, listen: SocketAddr, threads: usize) -> std::io::Result<()> {
+    init_logs();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .max_blocking_threads(threads.max(1) * 2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen).await?;
+        let local = listener.local_addr()?;
+        tracing::info!(
+            event = "listening",
+            address = %local,
+            keys = state.keys.len(),
+            tokens = state.tokens.len(),
+            scheme = %state.config.scheme,
+            tool = tracemark_verifier::TOOL,
+        );
+        // The address on standard output, for scripts that asked for port 0.
+        println!("listening on http://{local}");
+        axum::serve(listener, router(state))
+            .with_graceful_shutdown(shutdown())
+            .await
+    })
+}
+
+fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TRACEMARK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_current_span(false)
+        .try_init();
+}
+
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!(event = "shutdown");
+}
+
+/// The routes.
+pub(crate) fn router(state: Arc<State>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/openapi.json", get(openapi))
+        .route("/v1/keys", get(keys))
+        .route("/v1/detect", post(detect))
+        .route("/v1/scan", post(scan))
+        .route("/v1/streams", post(stream_open))
+        .route(
+            "/v1/streams/{id}",
+            post(stream_push).get(stream_get).delete(stream_close),
+        )
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such endpoint: GET /openapi.json describes the API",
+    )
+}
+
+async fn health(Extract(s): Extract<Arc<State>>) -> Json<Value> {
+    Json(json!({
+        "status": "ok",
+        "tool": tracemark_verifier::TOOL,
+        "spec": tracemark_core::SPEC_VERSION,
+        "keys": s.keys.len(),
+        "uptime_s": s.started.elapsed().as_secs(),
+    }))
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+/// Admits a request: a known token within its rate. Returns the token's name.
+fn admit(s: &State, headers: &HeaderMap) -> ApiResult<String> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
+    let Some(token) = token else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "send an API token: Authorization: Bearer <token>",
+        ));
+    };
+    let Some(entry) = s.tokens.lookup(token) else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "unknown API token",
+        ));
+    };
+    match s.limiter.admit(&entry.digest, Instant::now()) {
+        Admission::Admitted => Ok(entry.name.clone()),
+        Admission::Limited { retry_after } => {
+            tracing::warn!(event = "rate_limited", token = %entry.name);
+            let mut e = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!(
+                    "this API token's limit ({} requests a minute) is reached; retry after {retry_after} s",
+                    entry.per_minute
+                ),
+            );
+            e.retry_after = Some(retry_after);
+            Err(e)
+        }
+    }
+}
+
+/// The body, up to the size limit (413 above it).
+async fn read_body(s: &State, body: Body) -> ApiResult<axum::body::Bytes> {
+    axum::body::to_bytes(body, s.config.max_body).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!(
+                "the request body is larger than this service's limit of {} bytes",
+                s.config.max_body
+            ),
+        )
+    })
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("the body is not the JSON this endpoint takes: {e}")))
+}
+
+/// Runs `work` on the blocking pool, within the time limit.
+async fn blocking<T: Send + 'static>(s: &State, work: impl FnOnce() -> ApiResult<T> + Send + 'static) -> ApiResult<T> {
+    match tokio::time::timeout(s.config.timeout, tokio::task::spawn_blocking(work)).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(_)) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the detection failed",
+        )),
+        Err(_) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!(
+                "the request took longer than this service's limit of {} s",
+                s.config.timeout.as_secs()
+            ),
+        )),
+    }
+}
+
+#[derive(Serialize)]
+struct KeyInfo<'a> {
+    key_id: &'a str,
+    label: &'a str,
+    scheme: String,
+}
+
+async fn keys(Extract(s): Extract<Arc<State>>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+    admit(&s, &headers)?;
+    let keys: Vec<KeyInfo<'_>> = s
+        .keys
+        .iter()
+        .map(|k| KeyInfo {
+            key_id: &k.key_id,
+            label: &k.label,
+            scheme: s.config.scheme.to_string(),
+        })
+        .collect();
+    Ok(Json(
+        json!({ "keys": keys, "vocab_size": s.config.vocab, "text": s.tokenizer.is_some() }),
+    ))
+}
+
+/// A detection request.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DetectRequest {
+    text: Option<String>,
+    prompt: Option<String>,
+    ids: Option<Vec<u32>>,
+    prompt_ids: Option<Vec<u32>>,
+    key_id: Option<String>,
+    #[serde(default)]
+    window: bool,
+    #[serde(default)]
+    marks: bool,
+}
+
+/// What a detection request tests.
+enum Subject {
+    Text { text: String, prompt: Option<String> },
+    Ids { ids: Vec<u32>, prompt: Vec<u32> },
+}
+
+impl Subject {
+    fn of(r: &mut DetectRequest) -> ApiResult<Self> {
+        match (r.text.take(), r.ids.take()) {
+            (Some(text), None) => {
+                if r.prompt_ids.is_some() {
+                    return Err(ApiError::bad_request("with text, give the prompt as text (\"prompt\")"));
+                }
+                Ok(Subject::Text {
+                    text,
+                    prompt: r.prompt.take(),
+                })
+            }
+            (None, Some(ids)) => {
+                if r.prompt.is_some() {
+                    return Err(ApiError::bad_request(
+                        "with ids, give the prompt as ids (\"prompt_ids\")",
+                    ));
+                }
+                Ok(Subject::Ids {
+                    ids,
+                    prompt: r.prompt_ids.take().unwrap_or_default(),
+                })
+            }
+            _ => Err(ApiError::bad_request("give exactly one of \"text\" or \"ids\"")),
+        }
+    }
+
+    fn sha256(&self) -> String {
+        match self {
+            Subject::Text { text, .. } => sha256_hex(text.as_bytes()),
+            Subject::Ids { ids, .. } => sha256_hex(&ids.iter().flat_map(|i| i.to_le_bytes()).collect::<Vec<u8>>()),
+        }
+    }
+
+    fn detect(&self, d: &Detector, tokenizer: Option<&TextTokenizer>) -> Result<Detection, Error> {
+        match self {
+            Subject::Text { text, prompt } => {
+                let tokenizer = tokenizer.ok_or_else(|| Error::Tokenizer {
+                    message: "this service was started without --tokenizer: send ids".into(),
+                })?;
+                d.detect_text(tokenizer, prompt.as_deref(), text)
+            }
+            Subject::Ids { ids, prompt } => d.detect_ids(prompt, ids),
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum DetectResponse {
+    Single(Detection),
+    Keyring(KeyringDetection),
+}
+
+async fn detect(Extract(s): Extract<Arc<State>>, headers: HeaderMap, body: Body) -> ApiResult<Response> {
+    let started = Instant::now();
+    let who = admit(&s, &headers)?;
+    let bytes = read_body(&s, body).await?;
+    let mut request: DetectRequest = parse_json(&bytes)?;
+    let subject = Subject::of(&mut request)?;
+    if matches!(subject, Subject::Text { .. }) && s.tokenizer.is_none() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "tokenizer",
+            "this service was started without --tokenizer: send ids",
+        ));
+    }
+    let key = s.key(request.key_id.as_deref())?;
+    let (window, marks) = (request.window, request.marks);
+    if key.is_none() && (window || marks) {
+        return Err(ApiError::bad_request(
+            "window and marks are for one key: name it with \"key_id\"",
+        ));
+    }
+    let digest_logged = subject.sha256();
+    let logged = s.config.log_texts.then(|| match &subject {
+        Subject::Text { text, .. } => text.clone(),
+        Subject::Ids { ids, .. } => format!("{ids:?}"),
+    });
+    let state = Arc::clone(&s);
+    let response = blocking(&s, move || {
+        let tokenizer = state.tokenizer.as_ref();
+        Ok(match key {
+            Some(i) => DetectResponse::Single(subject.detect(state.keys[i].get(window, marks), tokenizer)?),
+            None => match &state.keyring {
+                Some(kd) => DetectResponse::Keyring(kd.detect_with(|d| subject.detect(d, tokenizer))?),
+                None => return Err(ApiError::bad_request("no key to test")),
+            },
+        })
+    })
+    .await?;
+    let (verdict, log10_p, key_id) = match &response {
+        DetectResponse::Single(d) => (verdict_name(d.verdict), d.verdict_log10_p(), d.key_id.to_string()),
+        DetectResponse::Keyring(k) => ("keyring", k.best.and_then(|b| k.keys[b].log10_p()), "keyring".into()),
+    };
+    let latency_us = started.elapsed().as_micros() as u64;
+    match logged {
+        Some(text) => {
+            tracing::info!(event = "detect", token = %who, bytes = bytes.len(), sha256 = %digest_logged, key_id = %key_id, verdict, log10_p = log10_p.unwrap_or(0.0), latency_us, text = %text)
+        }
+        None => {
+            tracing::info!(event = "detect", token = %who, bytes = bytes.len(), sha256 = %digest_logged, key_id = %key_id, verdict, log10_p = log10_p.unwrap_or(0.0), latency_us)
+        }
+    }
+    Ok(Json(response).into_response())
+}
+
+fn verdict_name(v: tracemark_verifier::Verdict) -> &'static str {
+    match v {
+        tracemark_verifier::Verdict::Detected => "detected",
+        tracemark_verifier::Verdict::NotDetected => "not_detected",
+        _ => "inconclusive",
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScanQuery {
+    key_id: Option<String>,
+}
+
+async fn scan(
+    Extract(s): Extract<Arc<State>>,
+    Query(q): Query<ScanQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let started = Instant::now();
+    let who = admit(&s, &headers)?;
+    let bytes = read_body(&s, body).await?;
+    let Some(key) = s.key(q.key_id.as_deref())? else {
+        return Err(ApiError::bad_request("a scan tests one key: name it with ?key_id="));
+    };
+    let state = Arc::clone(&s);
+    let size = bytes.len();
+    let (summary, documents) = blocking(&s, move || {
+        let detector = state.keys[key].get(false, false);
+        let scanner = Scanner::new(detector, state.tokenizer.as_ref()).jobs(1);
+        let mut documents = Vec::new();
+        let summary = scanner.scan(std::io::Cursor::new(&bytes[..]), |d| documents.push(d.clone()))?;
+        Ok((summary, documents))
+    })
+    .await?;
+    tracing::info!(
+        event = "scan",
+        token = %who,
+        bytes = size,
+        key_id = %s.keys[key].key_id,
+        documents = summary.documents,
+        errors = summary.errors,
+        verdict = verdict_name(summary.aggregate.verdict),
+        latency_us = started.elapsed().as_micros() as u64,
+    );
+    Ok(Json(json!({ "summary": summary, "documents": documents })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StreamOpen {
+    key_id: Option<String>,
+    #[serde(default)]
+    prompt_ids: Vec<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StreamPush {
+    ids: Vec<u32>,
+}
+
+/// A running result of a streaming session.
+fn running(id: &str, d: Option<&Detector>, stream: &DetectionStream) -> ApiResult<Value> {
+    let report = match (d, stream.is_empty()) {
+        (Some(d), false) => Some(d.stream_report(stream)?),
+        _ => None,
+    };
+    Ok(json!({
+        "stream_id": id,
+        "tokens": stream.len(),
+        "scored": stream.scored(),
+        "report": report,
+    }))
+}
+
+fn random_id() -> ApiResult<String> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "no randomness for a session id",
+        )
+    })?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+async fn stream_open(Extract(s): Extract<Arc<State>>, headers: HeaderMap, body: Body) -> ApiResult<Response> {
+    let who = admit(&s, &headers)?;
+    let bytes = read_body(&s, body).await?;
+    let request: StreamOpen = parse_json(&bytes)?;
+    let Some(key) = s.key(request.key_id.as_deref())? else {
+        return Err(ApiError::bad_request("a stream tests one key: name it with \"key_id\""));
+    };
+    let detector = s.keys[key].get(false, false);
+    let stream = detector.stream(&request.prompt_ids)?;
+    let id = random_id()?;
+    let now = Instant::now();
+    let mut streams = s.streams.lock().map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "session table unavailable",
+        )
+    })?;
+    streams.retain(|_, v| now.duration_since(v.used) < STREAM_IDLE);
+    if streams.len() >= s.config.max_streams {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_streams",
+            "this service holds as many streaming sessions as it may: close one (DELETE) or wait",
+        ));
+    }
+    let value = running(&id, None, &stream)?;
+    streams.insert(
+        id.clone(),
+        Session {
+            key,
+            owner: who.clone(),
+            stream,
+            used: now,
+        },
+    );
+    tracing::info!(event = "stream_open", token = %who, key_id = %s.keys[key].key_id);
+    Ok((StatusCode::CREATED, Json(value)).into_response())
+}
+
+/// Runs `f` on the session `id` of the caller `who`.
+fn with_session<T>(s: &State, id: &str, who: &str, f: impl FnOnce(&mut Session) -> ApiResult<T>) -> ApiResult<T> {
+    let mut streams = s.streams.lock().map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "session table unavailable",
+        )
+    })?;
+    match streams.get_mut(id) {
+        Some(session) if session.owner == who => {
+            session.used = Instant::now();
+            f(session)
+        }
+        _ => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_stream",
+            "no such streaming session (it may have expired)",
+        )),
+    }
+}
+
+async fn stream_push(
+    Extract(s): Extract<Arc<State>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let who = admit(&s, &headers)?;
+    let bytes = read_body(&s, body).await?;
+    let request: StreamPush = parse_json(&bytes)?;
+    let value = with_session(&s, &id, &who, |session| {
+        if session.stream.len() + request.ids.len() > STREAM_MAX_TOKENS {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("a streaming session holds at most {STREAM_MAX_TOKENS} tokens"),
+            ));
+        }
+        let d = s.keys[session.key].get(false, false);
+        d.push(&mut session.stream, &request.ids)?;
+        running(&id, Some(d), &session.stream)
+    })?;
+    Ok(Json(value).into_response())
+}
+
+async fn stream_get(
+    Extract(s): Extract<Arc<State>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let who = admit(&s, &headers)?;
+    let value = with_session(&s, &id, &who, |session| {
+        running(&id, Some(s.keys[session.key].get(false, false)), &session.stream)
+    })?;
+    Ok(Json(value).into_response())
+}
+
+async fn stream_close(
+    Extract(s): Extract<Arc<State>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let who = admit(&s, &headers)?;
+    let value = with_session(&s, &id, &who, |session| {
+        running(&id, Some(s.keys[session.key].get(false, false)), &session.stream)
+    })?;
+    if let Ok(mut streams) = s.streams.lock() {
+        streams.remove(&id);
+    }
+    Ok(Json(value).into_response())
+}

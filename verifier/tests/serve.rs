@@ -1,0 +1,399 @@
+//! `tracemark serve` on loopback: tokens, rate and size limits, the same
+//! p-values as the CLI, streaming sessions equal to batch detection, scans,
+//! and logs and responses free of key material and texts.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::{generate, random_tokens, word_tokenizer_json, words, Rng};
+use tracemark_core::{Key, SchemeConfig};
+
+const SCHEME: &str = "kgw:gamma=0.25,delta=2,context=lefthash:1";
+const VOCAB: usize = 3000;
+const TOKEN: &str = "test-token-alice";
+const SLOW_TOKEN: &str = "test-token-slow";
+
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(name: &str) -> Self {
+        let p = std::env::temp_dir().join(format!("tracemark-serve-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("temp dir");
+        Dir(p)
+    }
+    fn path(&self, f: &str) -> PathBuf {
+        self.0.join(f)
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn sha256(s: &str) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(s.as_bytes());
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A running service, stopped when dropped; its standard error is kept.
+struct Server {
+    child: Child,
+    addr: String,
+    stderr: PathBuf,
+}
+
+impl Server {
+    fn start(dir: &Dir, keys: &[&Path], extra: &[&str]) -> Self {
+        let tokens = dir.path("tokens.txt");
+        std::fs::write(
+            &tokens,
+            format!(
+                "# name and digest only\nsha256:{} alice 6000 1000\nsha256:{} slow 1 3\n",
+                sha256(TOKEN),
+                sha256(SLOW_TOKEN)
+            ),
+        )
+        .expect("tokens");
+        let tokenizer = dir.path("tokenizer.json");
+        std::fs::write(&tokenizer, word_tokenizer_json(VOCAB)).expect("tokenizer");
+        let stderr = dir.path("serve.log");
+        let mut args: Vec<String> = vec!["serve".into(), "--listen".into(), "127.0.0.1:0".into()];
+        for k in keys {
+            args.extend(["--key".into(), k.display().to_string()]);
+        }
+        args.extend(
+            [
+                "--scheme",
+                SCHEME,
+                "--tokenizer",
+                tokenizer.to_str().expect("path"),
+                "--tokens",
+                tokens.to_str().expect("path"),
+                "--threads",
+                "2",
+            ]
+            .map(String::from),
+        );
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tracemark"))
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).expect("log file"))
+            .spawn()
+            .expect("starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("address line");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on http://")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        Server { child, addr, stderr }
+    }
+
+    /// One HTTP/1.1 request; the status and the body.
+    fn request(&self, method: &str, path: &str, token: Option<&str>, body: Option<&[u8]>) -> (u16, Vec<u8>, String) {
+        let mut s = TcpStream::connect(&self.addr).expect("connects");
+        s.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
+            self.addr
+        );
+        if let Some(t) = token {
+            head.push_str(&format!("Authorization: Bearer {t}\r\n"));
+        }
+        if let Some(b) = body {
+            head.push_str(&format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                b.len()
+            ));
+        }
+        head.push_str("\r\n");
+        s.write_all(head.as_bytes()).expect("writes");
+        if let Some(b) = body {
+            // The server may answer (413) and close before it reads all of a large body.
+            let _ = s.write_all(b);
+        }
+        let mut raw = Vec::new();
+        let _ = s.read_to_end(&mut raw);
+        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("header end");
+        let headers = String::from_utf8_lossy(&raw[..split]).to_string();
+        let status: u16 = headers.split(' ').nth(1).and_then(|c| c.parse().ok()).expect("status");
+        let mut body = raw[split + 4..].to_vec();
+        if headers.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+            body = dechunk(&body);
+        }
+        (status, body, headers)
+    }
+
+    fn json(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let bytes = body.map(|b| serde_json::to_vec(b).expect("json"));
+        let (status, body, _) = self.request(method, path, Some(TOKEN), bytes.as_deref());
+        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(end) = b.windows(2).position(|w| w == b"\r\n") {
+        let size = usize::from_str_radix(std::str::from_utf8(&b[..end]).unwrap_or("0").trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.extend_from_slice(&b[end + 2..end + 2 + size]);
+        b = &b[end + 2 + size + 2..];
+    }
+    out
+}
+
+fn watermarked(key: &Key, n: usize, seed: u64) -> Vec<u32> {
+    let cfg: SchemeConfig = SCHEME.parse().expect("cfg");
+    let scheme = cfg.build(key, VOCAB).expect("scheme");
+    let mut rng = Rng::new(seed);
+    generate(scheme.as_ref(), &[1], n, &mut rng, |_, r| {
+        random_tokens(VOCAB, VOCAB, r)
+            .iter()
+            .map(|&t| (t % 7) as f32 * 0.3)
+            .collect()
+    })
+}
+
+fn cli(args: &[&str]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_tracemark"))
+        .args(args)
+        .output()
+        .expect("runs");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
+}
+
+#[test]
+fn tokens_limits_and_the_same_p_value_as_the_cli() {
+    let dir = Dir::new("limits");
+    let key = Key::from_bytes([42; 32]);
+    let key_path = dir.path("alpha.key");
+    key.save(&key_path).expect("save");
+    let server = Server::start(&dir, &[&key_path], &["--max-body", "20000"]);
+
+    // Health and the description need no token; everything under /v1 does.
+    assert_eq!(server.request("GET", "/health", None, None).0, 200);
+    let (status, spec, _) = server.request("GET", "/openapi.json", None, None);
+    assert_eq!(status, 200);
+    let spec: Value = serde_json::from_slice(&spec).expect("openapi json");
+    assert_eq!(spec["openapi"], "3.0.3");
+    let (status, _, headers) = server.request("GET", "/v1/keys", None, None);
+    assert_eq!(status, 401);
+    assert!(
+        headers.to_ascii_lowercase().contains("www-authenticate: bearer"),
+        "{headers}"
+    );
+    assert_eq!(server.request("GET", "/v1/keys", Some("wrong"), None).0, 401);
+    assert_eq!(server.request("POST", "/v1/detect", Some("wrong"), Some(b"{}")).0, 401);
+
+    // Keys are listed by id and label only.
+    let (status, keys) = server.json("GET", "/v1/keys", None);
+    assert_eq!(status, 200);
+    assert_eq!(keys["keys"][0]["key_id"], key.id().to_string());
+    assert_eq!(keys["keys"][0]["label"], "alpha");
+
+    // The same report as `tracemark detect --json`, for ids and for text.
+    let ids = watermarked(&key, 300, 7);
+    let (status, served) = server.json("POST", "/v1/detect", Some(&json!({ "ids": ids, "prompt_ids": [1] })));
+    assert_eq!(status, 200, "{served}");
+    let ids_file = dir.path("ids.json");
+    std::fs::write(&ids_file, serde_json::to_vec(&ids).expect("json")).expect("write");
+    let k = key_path.to_str().expect("path");
+    let local = cli(&[
+        "detect",
+        "--json",
+        "--key",
+        k,
+        "--scheme",
+        SCHEME,
+        "--vocab",
+        "3000",
+        "--ids",
+        "--prompt",
+        "1",
+        ids_file.to_str().expect("path"),
+    ]);
+    assert_eq!(served["verdict"], "detected");
+    assert_eq!(served["outcome"], local["outcome"]);
+    assert_eq!(served["counts"], local["counts"]);
+    let text = words(&ids);
+    let (status, served) = server.json("POST", "/v1/detect", Some(&json!({ "text": text, "prompt": "w1" })));
+    assert_eq!(status, 200, "{served}");
+    let text_file = dir.path("text.txt");
+    std::fs::write(&text_file, &text).expect("write");
+    let tok = dir.path("tokenizer.json");
+    let local = cli(&[
+        "detect",
+        "--json",
+        "--key",
+        k,
+        "--scheme",
+        SCHEME,
+        "--tokenizer",
+        tok.to_str().expect("path"),
+        "--prompt",
+        "w1",
+        text_file.to_str().expect("path"),
+    ]);
+    assert_eq!(served, local);
+
+    // Malformed requests are typed errors, never 5xx.
+    for bad in [
+        json!({}),
+        json!({"text": "w1", "ids": [1]}),
+        json!({"ids": [1], "nonsense": 1}),
+        json!({"ids": "x"}),
+    ] {
+        let (status, body) = server.json("POST", "/v1/detect", Some(&bad));
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(body["error"]["code"].is_string());
+    }
+    let (status, body) = server.json("POST", "/v1/detect", Some(&json!({ "ids": [VOCAB + 5] })));
+    assert_eq!((status, body["error"]["code"].as_str()), (422, Some("wrong_tokenizer")));
+    let (status, _) = server.json("POST", "/v1/detect", Some(&json!({ "ids": [1, 2], "key_id": "nope" })));
+    assert_eq!(status, 404);
+
+    // 413 above the size limit, before any work.
+    let big = json!({ "ids": vec![5u32; 20_000] });
+    let (status, body) = server.json("POST", "/v1/detect", Some(&big));
+    assert_eq!((status, body["error"]["code"].as_str()), (413, Some("too_large")));
+
+    // 429 past the limit: "slow" may make 3 requests at once, then one a minute.
+    let statuses: Vec<u16> = (0..5)
+        .map(|_| server.request("GET", "/v1/keys", Some(SLOW_TOKEN), None).0)
+        .collect();
+    assert_eq!(statuses, [200, 200, 200, 429, 429]);
+    let (_, _, headers) = server.request("GET", "/v1/keys", Some(SLOW_TOKEN), None);
+    assert!(headers.to_ascii_lowercase().contains("retry-after:"), "{headers}");
+    // Another token is not limited by it.
+    assert_eq!(server.json("GET", "/v1/keys", None).0, 200);
+
+    // Logs: JSON lines with the token's name, never the token, key bytes or texts.
+    let log = server.log();
+    assert!(log.contains("\"token\":\"alice\""), "{log}");
+    let secret_hex: String = key.secret_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    for forbidden in [TOKEN, SLOW_TOKEN, secret_hex.as_str(), &text[..40]] {
+        assert!(!log.contains(forbidden), "the log holds {forbidden:?}");
+    }
+    for line in log.lines() {
+        serde_json::from_str::<Value>(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    }
+}
+
+#[test]
+fn streams_equal_batch_scans_and_keyrings() {
+    let dir = Dir::new("streams");
+    let a = Key::from_bytes([1; 32]);
+    let b = Key::from_bytes([2; 32]);
+    let (pa, pb) = (dir.path("a.key"), dir.path("b.key"));
+    a.save(&pa).expect("save");
+    b.save(&pb).expect("save");
+    let server = Server::start(&dir, &[&pa, &pb], &[]);
+    let ids = watermarked(&b, 240, 11);
+
+    // A stream of b's key: after every chunk, the running report is the batch report of the ids so far.
+    let (status, opened) = server.json(
+        "POST",
+        "/v1/streams",
+        Some(&json!({ "key_id": "b", "prompt_ids": [1] })),
+    );
+    assert_eq!(status, 201, "{opened}");
+    let id = opened["stream_id"].as_str().expect("id").to_string();
+    assert_eq!(opened["report"], Value::Null);
+    let mut at = 0;
+    for chunk in [1usize, 7, 16, 40, 64, 112] {
+        let end = (at + chunk).min(ids.len());
+        let (status, running) = server.json(
+            "POST",
+            &format!("/v1/streams/{id}"),
+            Some(&json!({ "ids": &ids[at..end] })),
+        );
+        assert_eq!(status, 200, "{running}");
+        at = end;
+        let (_, batch) = server.json(
+            "POST",
+            "/v1/detect",
+            Some(&json!({ "ids": &ids[..at], "prompt_ids": [1], "key_id": "b" })),
+        );
+        assert_eq!(running["report"], batch, "after {at} tokens");
+        assert_eq!(running["tokens"], at);
+    }
+    let (status, last) = server.json("DELETE", &format!("/v1/streams/{id}"), None);
+    assert_eq!((status, last["report"]["verdict"].as_str()), (200, Some("detected")));
+    assert_eq!(server.json("GET", &format!("/v1/streams/{id}"), None).0, 404);
+
+    // Without a key id, every key is tested with Holm's correction; b is named.
+    let (status, ring) = server.json("POST", "/v1/detect", Some(&json!({ "ids": ids, "prompt_ids": [1] })));
+    assert_eq!(status, 200, "{ring}");
+    assert_eq!(ring["keys"][1]["label"], "b");
+    assert_eq!(ring["keys"][1]["tested"]["detected"], true);
+    assert_eq!(ring["keys"][0]["tested"]["detected"], false);
+
+    // A JSONL scan: the same summary as `tracemark scan`, bad lines reported, not dropped.
+    let corpus = format!(
+        "{}\n{}\nnot json\n{}\n",
+        json!({ "ids": ids }),
+        json!({ "text": words(&watermarked(&b, 120, 12)) }),
+        json!({ "ids": random_tokens(VOCAB, 200, &mut Rng::new(3)) })
+    );
+    let (status, body, _) = server.request("POST", "/v1/scan?key_id=b", Some(TOKEN), Some(corpus.as_bytes()));
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let scanned: Value = serde_json::from_slice(&body).expect("json");
+    let corpus_file = dir.path("corpus.jsonl");
+    std::fs::write(&corpus_file, &corpus).expect("write");
+    let tok = dir.path("tokenizer.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_tracemark"))
+        .args([
+            "scan",
+            "--json",
+            "--key",
+            pb.to_str().expect("p"),
+            "--scheme",
+            SCHEME,
+            "--tokenizer",
+            tok.to_str().expect("p"),
+            corpus_file.to_str().expect("p"),
+        ])
+        .output()
+        .expect("runs");
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("line"))
+        .collect();
+    let local_summary = &lines.last().expect("summary")["summary"];
+    assert_eq!(
+        scanned["summary"]["aggregate"]["outcome"],
+        local_summary["aggregate"]["outcome"]
+    );
+    assert_eq!(scanned["summary"]["errors"], 1);
+    assert_eq!(scanned["documents"].as_array().map(Vec::len), Some(4));
+    assert_eq!(scanned["documents"][2]["line"], 3);
+    assert!(scanned["documents"][2]["error"].is_string());
+}
