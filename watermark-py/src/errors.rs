@@ -72,6 +72,12 @@ pyo3::create_exception!(
     TracemarkError,
     "A file could not be read or written."
 );
+pyo3::create_exception!(
+    tracemark,
+    MalformedReceiptError,
+    TracemarkError,
+    "A provenance receipt is not well formed (a bad signature is a verification result, not this error)."
+);
 
 /// Registers the exception classes on the module.
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -89,6 +95,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
         ("EmptyInputError", py.get_type::<EmptyInputError>()),
         ("TokenizerError", py.get_type::<TokenizerError>()),
         ("TracemarkIOError", py.get_type::<TracemarkIOError>()),
+        ("MalformedReceiptError", py.get_type::<MalformedReceiptError>()),
     ] {
         m.add(name, ty)?;
     }
@@ -124,6 +131,8 @@ pub(crate) fn verifier_err(e: tracemark_verifier::Error) -> PyErr {
         E::Tokenizer { .. } | E::InvalidUtf8 { .. } => TokenizerError::new_err(msg),
         E::Io { .. } => TracemarkIOError::new_err(msg),
         E::InvalidOption { .. } | E::UnsupportedScheme { .. } => InvalidParameterError::new_err(msg),
+        E::WrongKeyFile { .. } | E::InvalidKeyFile { .. } => InvalidKeyError::new_err(msg),
+        E::MalformedReceipt { .. } => MalformedReceiptError::new_err(msg),
         _ => TracemarkError::new_err(msg),
     }
 }

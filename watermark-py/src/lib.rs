@@ -15,6 +15,8 @@ mod key;
 mod keyring;
 mod lock;
 mod mix;
+mod report;
+mod receipt;
 mod scheme;
 
 use pyo3::prelude::*;
@@ -46,6 +48,14 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<keyring::PyKeyringDetection>()?;
     m.add_class::<keyring::PyKeyResult>()?;
     m.add_class::<keyring::PyKeyTest>()?;
+    m.add_class::<receipt::PySigningKey>()?;
+    m.add_class::<receipt::PyVerifyingKey>()?;
+    m.add_class::<receipt::PyReceipt>()?;
+    m.add_class::<receipt::PyReceiptCheck>()?;
+    m.add_function(wrap_pyfunction!(receipt::sign_receipt, m)?)?;
+    m.add_function(wrap_pyfunction!(receipt::verify_receipt, m)?)?;
+    m.add_class::<report::PyDetectionStream>()?;
+    m.add_function(wrap_pyfunction!(report::detection_report, m)?)?;
     m.add_function(wrap_pyfunction!(corpus::scan_corpus, m)?)?;
     m.add_function(wrap_pyfunction!(detect::canonicalize, m)?)?;
     m.add_function(wrap_pyfunction!(mix::mix, m)?)?;

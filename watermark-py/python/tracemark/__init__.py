@@ -46,6 +46,17 @@ Traceback (most recent call last):
 tracemark.InvalidParameterError: invalid gamma = 1.5: expected a green fraction in [1/65536, 65535/65536], e.g. 0.25
 
 ``tracemark.hf`` plugs a scheme into transformers' ``generate``.
+
+Signed provenance receipts (Ed25519; signing keys are not watermark keys)
+prove what a server returned, exactly:
+
+>>> signer = tm.SigningKey.generate()
+>>> receipt = tm.sign_receipt(signer, "An answer.", "smollm2", scheme=scheme.config, key_id=key.id, label="account/alice")
+>>> check = tm.verify_receipt(tm.Receipt.from_json(receipt.to_json()), "An answer.", [signer.verifying_key()])
+>>> check.signature, check.text, check.watermark, check.holds
+('valid', 'exact', 'not_checked', True)
+>>> tm.verify_receipt(receipt, "Another answer.", [signer.verifying_key()]).text
+'mismatch'
 """
 
 from ._native import (
@@ -54,6 +65,7 @@ from ._native import (
     Contract,
     Counts,
     Detection,
+    DetectionStream,
     Detector,
     EmptyInputError,
     Generation,
@@ -67,13 +79,17 @@ from ._native import (
     KeyringDetection,
     KeyringDetector,
     LogitsLayoutError,
+    MalformedReceiptError,
     NonFiniteLogitError,
     NotABiasSchemeError,
     Null,
     Outcome,
+    Receipt,
+    ReceiptCheck,
     Scheme,
     SchemeConfig,
     SeenContexts,
+    SigningKey,
     Step,
     TestReport,
     TokenOutOfRangeError,
@@ -81,11 +97,15 @@ from ._native import (
     TokenizerError,
     TracemarkError,
     TracemarkIOError,
+    VerifyingKey,
     VocabMismatchError,
     WindowReport,
     __version__,
     canonicalize,
+    detection_report,
     scan_corpus,
+    sign_receipt,
+    verify_receipt,
 )
 
 __all__ = [
@@ -94,6 +114,7 @@ __all__ = [
     "Contract",
     "Counts",
     "Detection",
+    "DetectionStream",
     "Detector",
     "EmptyInputError",
     "Generation",
@@ -107,13 +128,17 @@ __all__ = [
     "KeyringDetection",
     "KeyringDetector",
     "LogitsLayoutError",
+    "MalformedReceiptError",
     "NonFiniteLogitError",
     "NotABiasSchemeError",
     "Null",
     "Outcome",
+    "Receipt",
+    "ReceiptCheck",
     "Scheme",
     "SchemeConfig",
     "SeenContexts",
+    "SigningKey",
     "Step",
     "TestReport",
     "TokenOutOfRangeError",
@@ -121,9 +146,13 @@ __all__ = [
     "TokenizerError",
     "TracemarkError",
     "TracemarkIOError",
+    "VerifyingKey",
     "VocabMismatchError",
     "WindowReport",
     "__version__",
     "canonicalize",
+    "detection_report",
     "scan_corpus",
+    "sign_receipt",
+    "verify_receipt",
 ]

@@ -17,20 +17,30 @@ When the contract says the scheme controls sampling
 ``do_sample=True, temperature=1.0, top_k=0, top_p=1.0`` (or greedily) so that
 transformers' own warpers leave the distribution alone: the scheme's
 temperature and top-k are in its configuration.
+
+Provenance receipts: ``generate_text`` generates, decodes and, given a
+``SigningKey``, signs a receipt of the decoded text (its hashes, the model,
+the time, the scheme and the watermark key's public id, the label)::
+
+    out = generate_text(model, tokenizer, processor, "Describe a market.", signer=signer,
+                        label="account/alice", max_new_tokens=120, do_sample=True)  # doctest: +SKIP
+    out.text, out.receipt.to_json()  # doctest: +SKIP
+
+or sign text you decoded yourself with ``processor.receipt(signer, text, model_name)``.
 """
 
 from __future__ import annotations
 
-from typing import List, Optional, Union
+from typing import Any, List, NamedTuple, Optional, Union
 
 import numpy as np
 import torch
 from transformers import LogitsProcessor
 
-from ._native import Key, Scheme, SchemeConfig, SeenContexts
+from ._native import Key, Receipt, Scheme, SchemeConfig, SeenContexts, SigningKey, sign_receipt
 from .device import DeviceScheme
 
-__all__ = ["TracemarkLogitsProcessor"]
+__all__ = ["Generated", "TracemarkLogitsProcessor", "generate_text"]
 
 
 class TracemarkLogitsProcessor(LogitsProcessor):
@@ -83,6 +93,29 @@ class TracemarkLogitsProcessor(LogitsProcessor):
         if self._scheme is None:
             raise RuntimeError("the scheme is built on the first call when vocab_size is not given")
         return self._scheme
+
+    @property
+    def config(self) -> SchemeConfig:
+        """The scheme configuration."""
+        return self._config
+
+    @property
+    def key_id(self) -> str:
+        """The public id of the watermark key (what a receipt states)."""
+        return self._key.id
+
+    def receipt(
+        self,
+        signer: SigningKey,
+        text: str,
+        model: str,
+        *,
+        label: Optional[str] = None,
+        created: Optional[str] = None,
+    ) -> Receipt:
+        """A signed provenance receipt of ``text`` (exactly as returned to the
+        caller), stating this processor's scheme and key id."""
+        return sign_receipt(signer, text, model, scheme=self._config, key_id=self._key.id, label=label, created=created)
 
     @property
     def skip_repeated(self) -> bool:
@@ -155,3 +188,62 @@ class TracemarkLogitsProcessor(LogitsProcessor):
             self._device = DeviceScheme(self._config, vocab, scores.device)
         seeds = self._device.row_seeds([scheme] * len(histories), histories, memories, scores.device)
         return self._device.apply(scores, seeds)  # type: ignore[return-value]
+
+
+class Generated(NamedTuple):
+    """What ``generate_text`` returns."""
+
+    text: str
+    """The decoded answer (special tokens skipped), exactly as a caller would get it."""
+    ids: List[int]
+    """The generated token ids (the prompt excluded)."""
+    receipt: Optional[Receipt]
+    """The signed receipt of ``text``, when a signer was given."""
+
+
+def generate_text(
+    model: Any,
+    tokenizer: Any,
+    processor: TracemarkLogitsProcessor,
+    prompt: str,
+    *,
+    signer: Optional[SigningKey] = None,
+    model_name: Optional[str] = None,
+    label: Optional[str] = None,
+    chat: bool = True,
+    **generate_kwargs: Any,
+) -> Generated:
+    """Generates one watermarked answer to ``prompt`` and decodes it; with a
+    ``signer``, also signs a receipt of the decoded text.
+
+    Args:
+        model, tokenizer: a transformers causal LM and its tokenizer.
+        processor: the watermark (its key is the one the receipt states: for
+            an account, build it with ``master.derive(label)``).
+        prompt: the user's message (put through the chat template when
+            ``chat`` and the tokenizer has one), or the raw prompt.
+        signer: the receipt signing key; None for no receipt.
+        model_name: the model the receipt states (default: the model's
+            ``name_or_path``).
+        label: the account or cohort label the receipt states.
+        generate_kwargs: passed to ``model.generate`` (``max_new_tokens``,
+            ``do_sample``, ...).
+    """
+    if chat and getattr(tokenizer, "chat_template", None):
+        ids = tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], add_generation_prompt=True, return_tensors="pt"
+        )
+        if hasattr(ids, "input_ids"):  # transformers >= 4.5x returns a BatchEncoding
+            ids = ids["input_ids"]
+    else:
+        ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
+    ids = ids.to(model.device)
+    generate_kwargs.setdefault("pad_token_id", tokenizer.eos_token_id)
+    out = model.generate(ids, attention_mask=torch.ones_like(ids), logits_processor=[processor], **generate_kwargs)
+    new = out[0, ids.shape[1] :].tolist()
+    text = tokenizer.decode(new, skip_special_tokens=True)
+    receipt = None
+    if signer is not None:
+        name = model_name or str(getattr(model, "name_or_path", "") or type(model).__name__)
+        receipt = processor.receipt(signer, text, name, label=label)
+    return Generated(text, new, receipt)

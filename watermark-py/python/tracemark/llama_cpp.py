@@ -20,12 +20,22 @@ request's API key. Keys stay on the server (``tracemark.serving``); API keys
 are given as SHA-256 digests (``hash_api_key``), never stored in the clear::
 
     TRACEMARK_KEY_FILE=master.key TRACEMARK_SCHEME=kgw:gamma=0.25,delta=2,context=lefthash:1 \\
+    TRACEMARK_SIGNING_KEY_FILE=receipts.key \\
     python -m tracemark.llama_cpp --model SmolLM2-135M-Instruct.Q4_1.gguf --accounts accounts.json
 
 ``accounts.json`` maps SHA-256 digests of API keys to account labels
 (``{"<sha256 hex>": "account/alice"}``); an answer is watermarked under
 ``derive(master, label)``, so a leaked text names its account
 (``tracemark detect --derive-labels account/alice,account/bob``).
+
+Receipts: given a receipt signing key (``create_app(..., signer=...)``, or
+``TRACEMARK_SIGNING_KEY_FILE`` for ``python -m tracemark.llama_cpp``), every
+non-streaming completion and chat completion carries a signed provenance
+receipt of its text in an extra member of the JSON body,
+``tracemark_receipt`` (the receipt's JSON object: SPEC §12), stating the
+model, the time, the scheme, the account's derived key id and the account
+label. Streamed answers carry none (the client assembles their text).
+Check one with ``tracemark receipt verify`` or ``tracemark.verify_receipt``.
 
 llama.cpp calls the processor first in its sampler chain, on the raw logits.
 ``kgw`` works with any sampling settings; for ``tournament`` and ``gumbel``
@@ -40,13 +50,15 @@ import contextvars
 import hashlib
 import hmac
 import json
+import threading
+from collections import OrderedDict
 from typing import Any, Callable, Dict, Mapping, Optional
 
 import numpy as np
 import numpy.typing as npt
 
-from ._native import Scheme, SeenContexts
-from .serving import ServerKeys
+from ._native import Scheme, SeenContexts, SigningKey, sign_receipt
+from .serving import ServerKeys, signing_key_from_env
 
 __all__ = ["TracemarkLlamaProcessor", "create_app", "hash_api_key", "main"]
 
@@ -95,10 +107,40 @@ def hash_api_key(api_key: str) -> str:
 _ACCOUNT: contextvars.ContextVar[Optional[str]] = contextvars.ContextVar("tracemark_account", default=None)
 
 
-def _watermarking_llama(llm: Any, keys: ServerKeys) -> Any:
+RECEIPT_FIELD = "tracemark_receipt"
+
+
+class _Receipts:
+    """Receipts signed in the worker thread, waiting for the HTTP layer to
+    attach them to their response (by completion id; bounded)."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self._lock = threading.Lock()
+        self._items: "OrderedDict[str, Dict[str, Any]]" = OrderedDict()
+        self._size = size
+
+    def put(self, completion_id: str, receipt: Dict[str, Any]) -> None:
+        with self._lock:
+            self._items[completion_id] = receipt
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+    def pop(self, completion_id: str) -> Optional[Dict[str, Any]]:
+        with self._lock:
+            return self._items.pop(completion_id, None)
+
+
+# What the latest create_app serves (llama-cpp-python's server is one app per process).
+_SERVER: Dict[str, Any] = {}
+
+
+def _watermarking_llama(
+    llm: Any, keys: ServerKeys, signer: Optional[SigningKey] = None, receipts: Optional[_Receipts] = None
+) -> Any:
     """Wraps a loaded ``Llama`` so that every completion carries the watermark
     of the current request's account (chat handlers and streaming reach
-    ``create_completion`` too)."""
+    ``create_completion`` too), and, with a ``signer``, every non-streaming
+    completion a signed receipt of its text (``tracemark_receipt``)."""
     original = llm.create_completion
     vocab = int(llm.n_vocab())
 
@@ -113,7 +155,21 @@ def _watermarking_llama(llm: Any, keys: ServerKeys) -> Any:
         if bias:
             processors.append(_bias_processor({int(k): float(v) for k, v in bias.items()}))
         kwargs["logits_processor"] = processors
-        return original(*args, **kwargs)
+        result = original(*args, **kwargs)
+        if signer is not None and isinstance(result, dict):
+            choice = result["choices"][0]
+            receipt = sign_receipt(
+                signer,
+                choice["text"],
+                str(result.get("model") or "llama.cpp"),
+                scheme=scheme.config,
+                key_id=scheme.key_id,
+                label=_ACCOUNT.get(),
+            ).to_dict()
+            result[RECEIPT_FIELD] = receipt  # for callers in the same process
+            if receipts is not None:
+                receipts.put(str(result["id"]), receipt)  # for the HTTP layer
+        return result
 
     llm.create_completion = create_completion
     return llm
@@ -136,13 +192,17 @@ def create_app(
     accounts: Mapping[str, str],
     server_settings: Any,
     model_settings: Any,
+    *,
+    signer: Optional[SigningKey] = None,
 ) -> Any:
     """llama-cpp-python's FastAPI app (``llama_cpp.server.app.create_app``)
     with the watermark installed in every model it loads, and API keys
     checked against ``accounts`` (SHA-256 digest of the key -> account
-    label; a request without a listed key gets 401). As llama-cpp-python's
-    own ``create_app``: one app per process."""
-    from fastapi import Depends, HTTPException
+    label; a request without a listed key gets 401). With a receipt
+    ``signer``, each non-streaming answer carries ``tracemark_receipt``. As
+    llama-cpp-python's own ``create_app``: one app per process."""
+    from fastapi import Depends, HTTPException, Request
+    from starlette.responses import Response
     from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
     from llama_cpp.server import app as server_app
     from llama_cpp.server.model import LlamaProxy
@@ -154,11 +214,13 @@ def create_app(
         keys.label_for({"tracemark_label": label})  # a bad label fails here, at start-up
         digests[digest] = label
 
+    receipts = _Receipts()
+    _SERVER.update(keys=keys, signer=signer, receipts=receipts)
     load = LlamaProxy.load_llama_from_model_settings
     if not getattr(load, "_tracemark", False):
 
         def load_watermarked(settings: Any) -> Any:
-            return _watermarking_llama(load(settings), keys)
+            return _watermarking_llama(load(settings), _SERVER["keys"], _SERVER["signer"], _SERVER["receipts"])
 
         load_watermarked._tracemark = True  # type: ignore[attr-defined]
         LlamaProxy.load_llama_from_model_settings = staticmethod(load_watermarked)  # type: ignore[method-assign]
@@ -179,7 +241,32 @@ def create_app(
         return label
 
     app.dependency_overrides[server_app.authenticate] = authenticate
+    if signer is not None:
+
+        async def attach_receipts(request: Request, call_next: Any) -> Any:
+            response = await call_next(request)
+            media = response.headers.get("content-type", "").split(";")[0]
+            if request.url.path not in _RECEIPT_PATHS or media != "application/json" or response.status_code != 200:
+                return response
+            body = b"".join([chunk async for chunk in response.body_iterator])
+            headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "content-type")}
+            try:
+                data = json.loads(body)
+                completion_id = str(data["id"])
+            except (ValueError, KeyError, TypeError):
+                return Response(body, status_code=response.status_code, headers=headers, media_type=media)
+            # A chat completion's id is "chat" + its text completion's id.
+            receipt = receipts.pop(completion_id[4:] if completion_id.startswith("chatcmpl-") else completion_id)
+            if receipt is not None:
+                data[RECEIPT_FIELD] = receipt
+                body = json.dumps(data).encode("utf-8")
+            return Response(body, status_code=response.status_code, headers=headers, media_type=media)
+
+        app.middleware("http")(attach_receipts)
     return app
+
+
+_RECEIPT_PATHS = ("/v1/completions", "/v1/chat/completions", "/v1/engines/copilot-codex/completions")
 
 
 def main(argv: Optional[list] = None) -> None:
@@ -202,6 +289,7 @@ def main(argv: Optional[list] = None) -> None:
         accounts,
         ServerSettings(host=a.host, port=a.port),
         [ModelSettings(model=a.model, n_ctx=a.n_ctx, verbose=False)],
+        signer=signing_key_from_env(),
     )
     uvicorn.run(app, host=a.host, port=a.port)
 

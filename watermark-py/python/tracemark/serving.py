@@ -10,7 +10,10 @@ configuration or environment:
   ``kgw:gamma=0.25,delta=2,context=lefthash:1``;
 - ``TRACEMARK_UNLABELLED`` (optional): what a request without a label gets:
   ``master`` (the default: the master key itself), ``off`` (not
-  watermarked), or a label (e.g. ``cohort/unlabelled``).
+  watermarked), or a label (e.g. ``cohort/unlabelled``);
+- ``TRACEMARK_SIGNING_KEY_FILE`` (optional): a receipt signing key
+  (``tracemark receipt keygen``; not a watermark key). Where an integration
+  supports it, each answer then carries a signed provenance receipt.
 
 A request never carries key material. It may carry, as flat request
 arguments (vLLM's ``vllm_xargs`` / ``SamplingParams.extra_args``, SGLang's
@@ -31,16 +34,18 @@ import os
 from collections import OrderedDict
 from typing import Any, Mapping, Optional, Sequence, Union
 
-from ._native import Key, Scheme, SchemeConfig
+from ._native import Key, Scheme, SchemeConfig, SigningKey
 
 __all__ = [
     "ARG_LABEL",
     "ARG_SWITCH",
     "ENV_KEY_FILE",
     "ENV_SCHEME",
+    "ENV_SIGNING_KEY_FILE",
     "ENV_UNLABELLED",
     "ServerKeys",
     "ServingConfigError",
+    "signing_key_from_env",
     "RequestArgsError",
     "validate_request_args",
     "window",
@@ -51,6 +56,7 @@ log = logging.getLogger("tracemark.serving")
 ENV_KEY_FILE = "TRACEMARK_KEY_FILE"
 ENV_SCHEME = "TRACEMARK_SCHEME"
 ENV_UNLABELLED = "TRACEMARK_UNLABELLED"
+ENV_SIGNING_KEY_FILE = "TRACEMARK_SIGNING_KEY_FILE"
 ARG_LABEL = "tracemark_label"
 ARG_SWITCH = "tracemark"
 
@@ -219,6 +225,20 @@ class ServerKeys:
         """The scheme a request is watermarked with, or None (opted out)."""
         on, label = self.label_for(args)
         return self.scheme_for(label, vocab_size) if on else None
+
+
+def signing_key_from_env(env: Optional[Mapping[str, str]] = None) -> Optional[SigningKey]:
+    """The receipt signing key named by ``TRACEMARK_SIGNING_KEY_FILE``, or None
+    when it is not set. A file that is not a signing key (a watermark key, a
+    public key) is a ``ServingConfigError`` at start-up."""
+    env = os.environ if env is None else env
+    path = env.get(ENV_SIGNING_KEY_FILE)
+    if not path:
+        return None
+    try:
+        return SigningKey.load(path)
+    except (OSError, ValueError) as e:
+        raise ServingConfigError(f"cannot load the signing key named by {ENV_SIGNING_KEY_FILE}: {e}") from None
 
 
 def window(prompt: Optional[Sequence[int]], output: Sequence[int], width: int) -> list:
