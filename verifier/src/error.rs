@@ -137,7 +137,8 @@ impl From<tracemark_core::Error> for Error {
 }
 
 impl Error {
-    pub(crate) fn io(path: impl AsRef<std::path::Path>, e: &std::io::Error) -> Self {
+    /// An I/O error on `path`.
+    pub fn io(path: impl AsRef<std::path::Path>, e: &std::io::Error) -> Self {
         Self::Io {
             path: path.as_ref().display().to_string(),
             message: e.to_string(),

@@ -608,6 +608,19 @@ impl PyDetector {
         Ok(PyDetection { inner: d })
     }
 
+    /// A streaming detection after the `prompt` ids (None for none): push ids
+    /// as they are generated (`push`) and read the running report (`report`),
+    /// which equals `detect_ids` on the ids so far.
+    #[pyo3(signature = (prompt = None))]
+    fn stream(
+        slf: Bound<'_, Self>,
+        prompt: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<crate::report::PyDetectionStream> {
+        let prompt = prompt.map(extract_ids).transpose()?.unwrap_or_default();
+        let py = slf.py();
+        crate::report::PyDetectionStream::open(slf.unbind(), py, prompt)
+    }
+
     /// Tests a text through `tokenizer` (decode/re-encode path); the `prompt`
     /// text (or None) is context only.
     #[pyo3(signature = (tokenizer, prompt, text))]

@@ -13,6 +13,9 @@ use tracemark_verifier::Dedup;
     about = "Keyed LLM watermarks: keys, detection, corpus and radioactivity tests"
 )]
 pub(crate) struct Cli {
+    /// No progress bars and no notes on standard error (errors are still printed)
+    #[arg(long, short, global = true)]
+    pub(crate) quiet: bool,
     #[command(subcommand)]
     pub(crate) command: Command,
 }

@@ -80,12 +80,12 @@ fn write(mut r: Report, out: &Path) -> Result<(), Failure> {
             error,
         })?;
     }
-    eprintln!(
-        "tracemark: wrote {} and {} (report SHA-256 {}); open the HTML file in any browser",
+    progress::note(&format!(
+        "wrote {} and {} (report SHA-256 {}); open the HTML file in any browser",
         out.display(),
         json_path.display(),
         r.report_sha256
-    );
+    ));
     Ok(())
 }
 
