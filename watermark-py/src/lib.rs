@@ -15,8 +15,8 @@ mod key;
 mod keyring;
 mod lock;
 mod mix;
-mod report;
 mod receipt;
+mod report;
 mod scheme;
 
 use pyo3::prelude::*;
