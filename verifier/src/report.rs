@@ -353,7 +353,8 @@ pub fn p_in_words(log10_p: f64) -> String {
         let mantissa = 10f64.powf(odds - exp);
         return format!("about 1 in {mantissa:.1} {name}");
     }
-    format!("about 1 in 10^{:.0} (a 1 followed by {:.0} zeros)", odds, odds.floor())
+    let exp = odds.floor();
+    format!("about 1 in {:.1} × 10^{exp:.0}", 10f64.powf(odds - exp))
 }
 
 fn group_thousands(n: u64) -> String {
@@ -646,7 +647,8 @@ mod tests {
         assert_eq!(p_in_words(-3.5), "about 1 in 3,200");
         assert_eq!(p_in_words(-12.5), "about 1 in 3.2 trillion");
         assert_eq!(p_in_words(-6.0), "about 1 in 1.0 million");
-        assert!(p_in_words(-2000.3).starts_with("about 1 in 10^2000"));
+        assert_eq!(p_in_words(-2000.3), "about 1 in 2.0 × 10^2000");
+        assert_eq!(p_in_words(-32.651), "about 1 in 4.5 × 10^32");
         assert!(p_in_words(-0.1).starts_with("not small"));
     }
 }
