@@ -1,0 +1,292 @@
+//! `tracemark report`: the HTML page and its sealed JSON for every kind of
+//! test, the same numbers as the test's own `--json`, a seal that breaks on
+//! any change, escaping, and a 100,000-token report.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::{json, Value};
+use support::{generate, random_tokens, word_tokenizer_json, words, Rng};
+use tracemark_core::{Key, SchemeConfig};
+use tracemark_verifier::report::Report;
+
+const SCHEME: &str = "kgw:gamma=0.25,delta=2,context=lefthash:1";
+const VOCAB: usize = 3000;
+
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(name: &str) -> Self {
+        let p = std::env::temp_dir().join(format!("tracemark-report-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("temp dir");
+        Dir(p)
+    }
+    fn path(&self, f: &str) -> PathBuf {
+        self.0.join(f)
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tracemark(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tracemark"))
+        .args(args)
+        .output()
+        .expect("runs")
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+fn watermarked(key: &Key, n: usize, seed: u64) -> Vec<u32> {
+    let cfg: SchemeConfig = SCHEME.parse().expect("cfg");
+    let scheme = cfg.build(key, VOCAB).expect("scheme");
+    generate(scheme.as_ref(), &[1], n, &mut Rng::new(seed), |_, r| {
+        (0..VOCAB).map(|_| r.uniform() as f32 * 2.0).collect()
+    })
+}
+
+/// Runs `report --out <name>.html <args>`; the page, the JSON, and the exit code.
+fn report(dir: &Dir, name: &str, args: &[&str]) -> (String, Value, i32) {
+    let html = dir.path(&format!("{name}.html"));
+    let out = tracemark(&[&["report", "--out", s(&html)][..], args].concat());
+    let code = out.status.code().expect("code");
+    assert!(
+        html.exists(),
+        "{name}: no page written: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page = std::fs::read_to_string(&html).expect("html");
+    let raw = std::fs::read_to_string(html.with_extension("json")).expect("json");
+    let parsed: Report = serde_json::from_str(&raw).expect("a report");
+    assert!(parsed.check_seal().expect("digest"), "{name}: seal does not hold");
+    assert!(page.contains(&parsed.report_sha256), "{name}: page lacks the seal");
+    for forbidden in ["http://", "https://", "<link", "src="] {
+        assert!(!page.contains(forbidden), "{name}: the page would fetch ({forbidden})");
+    }
+    (page, serde_json::from_str(&raw).expect("json"), code)
+}
+
+fn json_of(args: &[&str]) -> Value {
+    let out = tracemark(args);
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
+}
+
+#[test]
+fn every_kind_of_report_with_the_same_numbers_as_json() {
+    let dir = Dir::new("kinds");
+    let key = Rng::new(77).key();
+    let key_path = dir.path("served.key");
+    key.save(&key_path).expect("save");
+    let other_path = dir.path("other.key");
+    Rng::new(78).key().save(&other_path).expect("save");
+    let tok = dir.path("tokenizer.json");
+    std::fs::write(&tok, word_tokenizer_json(VOCAB)).expect("write");
+    let text_path = dir.path("suspect.txt");
+    // A tampered text: a zero-width space and a Cyrillic look-alike, undone by canonicalisation.
+    let text = format!("{}\u{200b} w1 w2", words(&watermarked(&key, 200, 3)));
+    std::fs::write(&text_path, &text).expect("write");
+    let common = ["--key", s(&key_path), "--scheme", SCHEME, "--tokenizer", s(&tok)];
+
+    // Detected, with a window; the detection is the one `detect --json --window` prints, marks added.
+    let args = [&["detect"][..], &common[..], &["--window", s(&text_path)]].concat();
+    let (page, r, code) = report(&dir, "detected", &args);
+    assert_eq!(code, 0);
+    assert_eq!(r["kind"], "detection");
+    assert_eq!(r["verdict"], "detected");
+    let plain = json_of(&[&["detect", "--json"][..], &common[..], &["--window", s(&text_path)]].concat());
+    for field in [
+        "outcome",
+        "counts",
+        "window",
+        "canonical",
+        "key_id",
+        "scheme",
+        "tokenizer",
+        "input_sha256",
+    ] {
+        assert_eq!(r["detection"][field], plain[field], "{field}");
+    }
+    assert_eq!(r["detection"]["marks"].as_array().map(Vec::len), Some(203));
+    assert_eq!(r["text"], text);
+    assert_eq!(r["subject"]["name"], s(&text_path));
+    assert!(r["command"].as_str().expect("command").contains("report --out"));
+    assert!(page.contains(r#"data-verdict="detected""#) && page.contains(r#"id="verdict">Watermark detected<"#));
+    assert!(page.contains("What it does not mean") && page.contains("most significant window"));
+    assert!(page.contains("characters were changed"), "canonicalisation section");
+
+    // Not detected (another key) and inconclusive (too short).
+    let args = [
+        &[
+            "detect",
+            "--key",
+            s(&other_path),
+            "--scheme",
+            SCHEME,
+            "--tokenizer",
+            s(&tok),
+        ][..],
+        &[s(&text_path)],
+    ]
+    .concat();
+    let (page, r, code) = report(&dir, "not-detected", &args);
+    assert_eq!((code, r["verdict"].as_str()), (1, Some("not_detected")));
+    assert!(page.contains(r#"id="verdict">No watermark detected<"#));
+    let short = dir.path("short.txt");
+    std::fs::write(&short, "w1 w2 w3").expect("write");
+    let (page, r, code) = report(
+        &dir,
+        "inconclusive",
+        &[&["detect"][..], &common[..], &[s(&short)]].concat(),
+    );
+    assert_eq!((code, r["verdict"].as_str()), (3, Some("inconclusive")));
+    assert!(page.contains(r#"id="verdict">Inconclusive<"#) && page.contains("could be scored"));
+
+    // A keyring: the right key is named.
+    let args = [
+        &[
+            "detect",
+            "--key",
+            s(&other_path),
+            "--key",
+            s(&key_path),
+            "--scheme",
+            SCHEME,
+            "--tokenizer",
+            s(&tok),
+        ][..],
+        &[s(&text_path)],
+    ]
+    .concat();
+    let (page, r, code) = report(&dir, "keyring", &args);
+    assert_eq!((code, r["kind"].as_str()), (0, Some("keyring")));
+    assert_eq!(r["keyring"]["keys"][1]["tested"]["detected"], true);
+    assert!(page.contains("Keys tested"));
+
+    // A corpus scan, with a bad line reported.
+    let mut lines = Vec::new();
+    for i in 0..4 {
+        lines.push(json!({ "id": i, "text": words(&watermarked(&key, 80, 20 + i)) }).to_string());
+    }
+    lines.push("{not json".into());
+    lines.push(json!({ "id": "<b>human</b>", "ids": random_tokens(VOCAB, 80, &mut Rng::new(5)) }).to_string());
+    let corpus = dir.path("corpus.jsonl");
+    std::fs::write(&corpus, lines.join("\n")).expect("write");
+    let (page, r, code) = report(&dir, "scan", &[&["scan"][..], &common[..], &[s(&corpus)]].concat());
+    assert_eq!((code, r["kind"].as_str()), (0, Some("scan")));
+    let scan = json_of(
+        &[
+            &["scan", "--json", "--out", s(&dir.path("docs.jsonl"))][..],
+            &common[..],
+            &[s(&corpus)],
+        ]
+        .concat(),
+    );
+    assert_eq!(r["scan"]["summary"], scan["summary"]);
+    assert_eq!(r["scan"]["documents"].as_array().map(Vec::len), Some(6));
+    assert!(
+        page.contains("&lt;b&gt;human") && !page.contains("<b>human"),
+        "ids are escaped"
+    );
+    assert!(page.contains(r#"id="documents""#));
+
+    // Radioactivity: one key, then cohorts.
+    let (page, r, code) = report(
+        &dir,
+        "radioactivity",
+        &[&["radioactivity"][..], &common[..], &[s(&corpus)]].concat(),
+    );
+    assert_eq!((code, r["kind"].as_str()), (0, Some("radioactivity")));
+    let radio = json_of(&[&["radioactivity", "--json"][..], &common[..], &[s(&corpus)]].concat());
+    assert_eq!(r["radioactivity"]["detection"], radio);
+    assert!(page.contains("radioactivity report"));
+    let args = [
+        &[
+            "radioactivity",
+            "--key",
+            s(&other_path),
+            "--key",
+            s(&key_path),
+            "--scheme",
+            SCHEME,
+            "--tokenizer",
+            s(&tok),
+        ][..],
+        &[s(&corpus)],
+    ]
+    .concat();
+    let (page, r, code) = report(&dir, "cohorts", &args);
+    assert_eq!((code, r["verdict"].as_str()), (0, Some("detected")));
+    assert_eq!(r["radioactivity"]["attribution"]["named"], json!([s(&key_path)]));
+    assert!(page.contains("Cohorts"));
+
+    // The seal breaks on any change.
+    let raw = std::fs::read_to_string(dir.path("detected.json")).expect("json");
+    let mut tampered: Report =
+        serde_json::from_str(&raw.replacen("\"detected\"", "\"not_detected\"", 1)).expect("parses");
+    assert!(!tampered.check_seal().expect("digest"));
+    tampered.seal().expect("reseal");
+    assert!(tampered.check_seal().expect("digest"));
+
+    // Usage: the page must end in .html; a corpus must be a file.
+    let out = tracemark(
+        &[
+            &["report", "--out", s(&dir.path("x.txt")), "detect"][..],
+            &common[..],
+            &[s(&text_path)],
+        ]
+        .concat(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let out = tracemark(
+        &[
+            &["report", "--out", s(&dir.path("x.html")), "scan"][..],
+            &common[..],
+            &["-"],
+        ]
+        .concat(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn a_100k_token_report_is_written_in_blocks() {
+    let dir = Dir::new("large");
+    let key = Rng::new(91).key();
+    let key_path = dir.path("k.key");
+    key.save(&key_path).expect("save");
+    let ids = watermarked(&key, 100_000, 5);
+    let ids_path = dir.path("ids.txt");
+    std::fs::write(&ids_path, ids.iter().map(u32::to_string).collect::<Vec<_>>().join(" ")).expect("write");
+    let started = std::time::Instant::now();
+    let (page, r, code) = report(
+        &dir,
+        "large",
+        &[
+            "detect",
+            "--key",
+            s(&key_path),
+            "--scheme",
+            SCHEME,
+            "--vocab",
+            "3000",
+            "--ids",
+            s(&ids_path),
+        ],
+    );
+    assert_eq!((code, r["verdict"].as_str()), (0, Some("detected")));
+    assert_eq!(r["detection"]["marks"].as_array().map(Vec::len), Some(100_000));
+    // Blocks of about 400 tokens, each laid out only when scrolled into view.
+    let blocks = page.matches(r#"<div class="blk">"#).count();
+    assert!((200..=300).contains(&blocks), "{blocks} blocks");
+    assert!(page.len() < 8 << 20, "{} bytes", page.len());
+    eprintln!("100k-token report in {:?}, {} bytes", started.elapsed(), page.len());
+}
