@@ -71,7 +71,8 @@ mod window;
 pub use canonical::{canonicalize, Canonical, CanonicalReport, ChangeKind, ChangeSummary};
 pub use corpus::{context_keys, scan_path, ContextFilter, DocResult, Document, ScanSummary, Scanner};
 pub use detect::{
-    Counts, Dedup, DetectOptions, Detection, DetectionStream, Detector, Mark, Outcome, TestReport, TokenStatus, TokenizerInfo, Verdict,
+    Counts, Dedup, DetectOptions, Detection, DetectionStream, Detector, Mark, Outcome, TestReport, TokenStatus,
+    TokenizerInfo, Verdict,
 };
 pub use error::{Error, Result};
 pub use forgery::{ForgeryReference, ForgeryTest, FORGERY_ALPHA};

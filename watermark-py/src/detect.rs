@@ -612,10 +612,7 @@ impl PyDetector {
     /// as they are generated (`push`) and read the running report (`report`),
     /// which equals `detect_ids` on the ids so far.
     #[pyo3(signature = (prompt = None))]
-    fn stream(
-        slf: Bound<'_, Self>,
-        prompt: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<crate::report::PyDetectionStream> {
+    fn stream(slf: Bound<'_, Self>, prompt: Option<&Bound<'_, PyAny>>) -> PyResult<crate::report::PyDetectionStream> {
         let prompt = prompt.map(extract_ids).transpose()?.unwrap_or_default();
         let py = slf.py();
         crate::report::PyDetectionStream::open(slf.unbind(), py, prompt)

@@ -35,12 +35,18 @@ impl PyDetectionStream {
         let ids = extract_ids(ids)?;
         let detector = self.detector.clone_ref(py);
         let state = &mut self.state;
-        py.detach(|| detector.get().inner.push(state, &ids)).map_err(verifier_err)
+        py.detach(|| detector.get().inner.push(state, &ids))
+            .map_err(verifier_err)
     }
 
     /// The report of the ids so far (`EmptyInputError` before the first).
     fn report(&self, py: Python<'_>) -> PyResult<PyDetection> {
-        let d = self.detector.get().inner.stream_report(&self.state).map_err(verifier_err)?;
+        let d = self
+            .detector
+            .get()
+            .inner
+            .stream_report(&self.state)
+            .map_err(verifier_err)?;
         let _ = py;
         Ok(PyDetection { inner: d })
     }
@@ -57,7 +63,11 @@ impl PyDetectionStream {
     }
 
     fn __repr__(&self) -> String {
-        format!("DetectionStream(tokens={}, scored={})", self.state.len(), self.state.scored())
+        format!(
+            "DetectionStream(tokens={}, scored={})",
+            self.state.len(),
+            self.state.scored()
+        )
     }
 }
 
@@ -80,12 +90,7 @@ pub(crate) fn detection_report(
         (Some(t), _) => Subject::of_bytes(name, t.as_bytes()),
         (None, Some(sha)) => Subject::of_digest(name, sha.clone(), 0),
         (None, None) => {
-            let ids: Vec<u8> = d
-                .marks
-                .iter()
-                .flatten()
-                .flat_map(|m| m.token.to_le_bytes())
-                .collect();
+            let ids: Vec<u8> = d.marks.iter().flatten().flat_map(|m| m.token.to_le_bytes()).collect();
             Subject::of_digest(name, sha256_hex(&ids), ids.len())
         }
     };
