@@ -28,7 +28,7 @@ CARGO_FUZZ := $(CACHE)/tools/cargo-fuzz-$(CARGO_FUZZ_VERSION)/bin/cargo-fuzz
 FUZZ_SECONDS ?= 30
 FUZZ_MODE ?= auto
 
-.PHONY: help setup data demo test test-rust test-python test-vllm venv python bench bench-python bench-serving gpu-check-prepare mistralrs-demo lint fuzz-smoke eval eval-quick distill distill-quick spoof spoof-quick calibrate clean-cache
+.PHONY: help setup data demo test test-rust test-python test-vllm test-browser venv python bench bench-python bench-serving gpu-check-prepare mistralrs-demo lint fuzz-smoke eval eval-quick distill distill-quick spoof spoof-quick calibrate clean-cache
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -45,7 +45,7 @@ demo: ## Generate watermarked and plain text with SmolLM2, verify both, print th
 	@$(FETCH) model >/dev/null
 	$(CARGO) run $(CARGO_FLAGS) -q -p tracemark-examples --bin demo -- $(DEMO_ARGS)
 
-test: test-rust test-python test-vllm eval-quick distill-quick spoof-quick ## All Rust and Python tests
+test: test-rust test-python test-vllm test-browser eval-quick distill-quick spoof-quick ## All Rust and Python tests
 
 # The real-model tests (tracemark-candle's tests/model.rs) and the calibration on human text are
 # #[ignore]d for a bare `cargo test`; the second run here runs them, and they fail without the data.
@@ -118,6 +118,18 @@ test-vllm: python $(VLLM_VENV)/.installed ## tracemark.vllm through vLLM's own c
 test-python: python data $(LLAMA_STAMP) $(SGLANG_STAMP) ## Python tests (golden vectors, errors, hypothesis, transformers, llama.cpp, SGLang, stubs)
 	$(CARGO) build $(CARGO_FLAGS) -q -p tracemark-verifier --bin tracemark
 	export TRACEMARK_MODEL="$$($(FETCH) model)" TRACEMARK_CLI="$(BIN)/tracemark"; cd watermark-py && "$(VPY)" -m pytest -q
+
+# The HTML reports in a real browser: Chromium from Debian, installed here when missing (root or sudo).
+test-browser: python ## HTML reports in headless Chromium: verdicts in the DOM, no script, console or network error. UPDATE_SCREENSHOTS=1: into docs/report/
+	@command -v chromium >/dev/null || { \
+	    if [ "$$(id -u)" = 0 ]; then sudo=; elif command -v sudo >/dev/null; then sudo=sudo; \
+	    else echo "test-browser: chromium is not installed and installing it needs root (apt-get install chromium)" >&2; exit 1; fi; \
+	    echo "installing chromium (Debian package) ..."; \
+	    { $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; } \
+	        || { echo "test-browser: apt-get could not install chromium" >&2; exit 1; }; }
+	$(CARGO) build $(CARGO_FLAGS) -q -p tracemark-verifier --bin tracemark
+	export TRACEMARK_MODEL="$$($(FETCH) model)" TRACEMARK_CLI="$(BIN)/tracemark"; \
+	"$(VPY)" -m pytest -q -p no:cacheprovider tests/browser $(if $(UPDATE_SCREENSHOTS),--update-screenshots,)
 
 distill: data ## The distillation experiment: harvest, students, radioactivity tests (about an hour; cached)
 	export TRACEMARK_MODEL="$$($(FETCH) model)"; \
