@@ -56,6 +56,12 @@ pub(crate) enum Command {
     Scan(ScanArgs),
     /// One corpus-level test: did the model that wrote this corpus learn from our watermarked text?
     Radioactivity(RadioArgs),
+    /// Name the account a leaked text was served to, among the keys derived for every account
+    ///
+    /// Each account's key is derived from the master key (--key) and its label
+    /// (`account/<id>` by default), on the fly; the accounts named have a Holm-adjusted
+    /// p-value below --alpha over every account tested.
+    Attribute(crate::commands::attribute::AttributeArgs),
     /// A self-contained HTML report (and the JSON it is made from) of a detection, scan or radioactivity test
     Report(crate::commands::report::ReportArgs),
     /// Signed provenance receipts: signing keys, signing, verifying a text against a receipt

@@ -27,6 +27,7 @@ fn run(cli: Cli) -> Result<Exit, Failure> {
         Command::Detect(a) => commands::detect::run(a),
         Command::Scan(a) => commands::scan::run(a),
         Command::Radioactivity(a) => commands::radioactivity::run(a),
+        Command::Attribute(a) => commands::attribute::run(a),
         Command::Report(a) => commands::report::run(a),
         Command::Receipt(c) => commands::receipt::run(c),
         Command::Serve(a) => commands::serve::run(a),

@@ -1,5 +1,6 @@
 //! The commands, and what the tests among them share.
 
+pub(crate) mod attribute;
 pub(crate) mod detect;
 pub(crate) mod keys;
 pub(crate) mod radioactivity;
