@@ -35,7 +35,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use minijinja::{context, AutoEscape, Environment};
+use minijinja::{context, AutoEscape, Environment, Value};
 use serde::{Deserialize, Serialize};
 
 use crate::corpus::{DocResult, ScanSummary};
@@ -493,9 +493,9 @@ fn marked<'a>(d: &Detection, text: Option<&'a str>, ids: &'a [String]) -> (Vec<B
 #[derive(Serialize)]
 struct Words {
     verdict: &'static str,
-    headline: String,
-    p: Option<String>,
-    p_words: Option<String>,
+    headline: Value,
+    p: Option<Value>,
+    p_words: Option<Value>,
     alpha: String,
 }
 
@@ -538,21 +538,55 @@ fn words(r: &Report, d: Option<&Detection>) -> Words {
         (Verdict::Detected, Some(l)) => format!(
             "The watermark is present in {what}: text written without the key scores this high {} (p = {}), below the significance level {alpha:e} chosen before the test.",
             p_in_words(l),
-            p_value(l)
+            p_html(l)
         ),
         (Verdict::NotDetected, Some(l)) => format!(
             "No evidence of the watermark in {what}: p = {} is not below the significance level {alpha:e}.",
-            p_value(l)
+            p_html(l)
         ),
         _ => format!("{what} could not be tested: too few tokens could be scored. This is not evidence either way."),
     };
     Words {
         verdict,
-        headline: capitalise(&headline),
-        p: log10_p.map(p_value),
-        p_words: log10_p.map(p_in_words),
+        headline: Value::from_safe_string(powers(&capitalise(&headline))),
+        p: log10_p.map(|l| Value::from_safe_string(powers(&p_html(l)))),
+        p_words: log10_p.map(|l| Value::from_safe_string(powers(&p_in_words(l)))),
         alpha: format!("{alpha:e}"),
     }
+}
+
+/// A p-value for the page: a decimal from 0.001 up, else as [`p_value`].
+fn p_html(log10_p: f64) -> String {
+    if log10_p >= -3.0 {
+        format!("{:.3}", 10f64.powf(log10_p))
+    } else {
+        p_value(log10_p)
+    }
+}
+
+/// `10^N` as `10<sup>N</sup>` and `1.2e-7` as `1.2 × 10<sup>-7</sup>`, in
+/// text this module wrote (never user input, which stays escaped).
+fn powers(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 16);
+    for (i, word) in s.split(' ').enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        let body = word.trim_start_matches('(');
+        let lead = &word[..word.len() - body.len()];
+        let head = body.trim_end_matches(|c: char| ",);.:".contains(c));
+        let tail = &body[head.len()..];
+        if let Some(exp) = head.strip_prefix("10^").filter(|e| e.parse::<f64>().is_ok()) {
+            out.push_str(&format!("{lead}10<sup>{exp}</sup>{tail}"));
+        } else if let Some((m, e)) = head.split_once('e').filter(|(m, e)| {
+            m.parse::<f64>().is_ok() && e.parse::<i32>().is_ok() && m.chars().next().is_some_and(|c| c.is_ascii_digit())
+        }) {
+            out.push_str(&format!("{lead}{m}&#8239;×&#8239;10<sup>{e}</sup>{tail}"));
+        } else {
+            out.push_str(&word.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;"));
+        }
+    }
+    out
 }
 
 fn capitalise(s: &str) -> String {
@@ -570,8 +604,8 @@ const TEMPLATE: &str = include_str!("../templates/report.html");
 pub fn html(r: &Report) -> Result<String> {
     let mut env = Environment::new();
     env.set_auto_escape_callback(|_| AutoEscape::Html);
-    env.add_filter("p", |l: f64| p_value(l));
-    env.add_filter("pwords", |l: f64| p_in_words(l));
+    env.add_filter("p", |l: f64| Value::from_safe_string(powers(&p_html(l))));
+    env.add_filter("pwords", |l: f64| Value::from_safe_string(powers(&p_in_words(l))));
     env.add_filter("sci", |x: f64| format!("{x:e}"));
     env.add_filter("fixed", |x: f64, digits: Option<usize>| {
         format!("{x:.*}", digits.unwrap_or(2))
@@ -593,6 +627,14 @@ pub fn html(r: &Report) -> Result<String> {
             .map(|s| s.chars().take(2000).collect::<String>()),
         _ => None,
     };
+    // For a green-list test, the share of scored tokens green without the watermark (gamma).
+    let green_null = d.and_then(|d| match &d.outcome {
+        Outcome::Tested { test, .. } if test.name.contains("green count") && d.counts.scored > 0 => {
+            Some(test.expected / d.counts.scored as f64)
+        }
+        _ => None,
+    });
+    let green_share = (legend.green + legend.red > 0).then(|| (100 * legend.green) / (legend.green + legend.red));
     let tested = d.and_then(|d| match &d.outcome {
         Outcome::Tested { test, log10_p, .. } => Some(context! { test => test, log10_p => log10_p }),
         Outcome::Inconclusive { .. } => None,
@@ -610,6 +652,8 @@ pub fn html(r: &Report) -> Result<String> {
             w => words(r, d),
             blocks => blocks,
             legend => legend,
+            green_null => green_null,
+            green_share => green_share,
             tested => tested,
             inconclusive_reason => inconclusive_reason,
             window_text => window_text,
@@ -639,6 +683,17 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339(1_796_083_199), "2026-11-30T23:59:59Z");
+    }
+
+    #[test]
+    fn powers_are_superscripts() {
+        assert_eq!(
+            powers("p = 3.6173e-11), below 1e-6."),
+            "p = 3.6173&#8239;×&#8239;10<sup>-11</sup>), below 1&#8239;×&#8239;10<sup>-6</sup>."
+        );
+        assert_eq!(powers("about 1 in 4.5 × 10^32"), "about 1 in 4.5 × 10<sup>32</sup>");
+        assert_eq!(powers("(10^-2000.37) <b>"), "(10<sup>-2000.37</sup>) &lt;b&gt;");
+        assert_eq!(p_html(-0.1063), "0.783");
     }
 
     #[test]
