@@ -574,12 +574,13 @@ struct ScanQuery {
 
 async fn scan(
     Extract(s): Extract<Arc<State>>,
-    Query(q): Query<ScanQuery>,
+    q: Result<Query<ScanQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
     let started = Instant::now();
     let who = admit(&s, &headers)?;
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let bytes = read_body(&s, body).await?;
     let Some(key) = s.key(q.key_id.as_deref())? else {
         return Err(ApiError::bad_request("a scan tests one key: name it with ?key_id="));
