@@ -28,7 +28,7 @@ CARGO_FUZZ := $(CACHE)/tools/cargo-fuzz-$(CARGO_FUZZ_VERSION)/bin/cargo-fuzz
 FUZZ_SECONDS ?= 30
 FUZZ_MODE ?= auto
 
-.PHONY: help setup data demo test test-rust test-python test-vllm test-browser venv python bench bench-python bench-serving gpu-check-prepare mistralrs-demo lint fuzz-smoke eval eval-quick distill distill-quick spoof spoof-quick calibrate clean-cache
+.PHONY: help setup data demo test test-rust test-python test-vllm test-spark test-browser venv python bench bench-python bench-spark bench-serving gpu-check-prepare mistralrs-demo lint fuzz-smoke eval eval-quick distill distill-quick spoof spoof-quick calibrate clean-cache
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -45,7 +45,7 @@ demo: ## Generate watermarked and plain text with SmolLM2, verify both, print th
 	@$(FETCH) model >/dev/null
 	$(CARGO) run $(CARGO_FLAGS) -q -p tracemark-examples --bin demo -- $(DEMO_ARGS)
 
-test: test-rust test-python test-vllm test-browser eval-quick distill-quick spoof-quick ## All Rust and Python tests
+test: test-rust test-python test-vllm test-spark test-browser eval-quick distill-quick spoof-quick ## All Rust and Python tests
 
 # The real-model tests (tracemark-candle's tests/model.rs) and the calibration on human text are
 # #[ignore]d for a bare `cargo test`; the second run here runs them, and they fail without the data.
@@ -113,6 +113,31 @@ $(VLLM_VENV)/.installed: $(VLLM_REQS)
 test-vllm: python $(VLLM_VENV)/.installed ## tracemark.vllm through vLLM's own classes (both runners; its own cached environment)
 	"$(VLLM_VENV)/bin/python" -m pip install -q --force-reinstall --no-deps "$(WHEEL_DIR)"/tracemark-*.whl
 	cd watermark-py && "$(VLLM_VENV)/bin/python" -m pytest -q tests-vllm
+
+# pyspark gets its own cached environment too (pandas < 3); Spark needs a Java runtime (17), installed here when missing.
+SPARK_REQS := watermark-py/requirements-spark.txt
+SPARK_VENV := $(CACHE)/venv-spark-$(shell sha256sum $(SPARK_REQS) | cut -c1-12)
+SPARK_ENV := SPARK_LOCAL_IP=127.0.0.1 PYSPARK_PYTHON="$(SPARK_VENV)/bin/python" PYSPARK_DRIVER_PYTHON="$(SPARK_VENV)/bin/python"
+
+$(SPARK_VENV)/.installed: $(SPARK_REQS)
+	@command -v java >/dev/null || { \
+	    if [ "$$(id -u)" = 0 ]; then sudo=; elif command -v sudo >/dev/null; then sudo=sudo; \
+	    else echo "test-spark: Spark needs Java 17 and installing it needs root (apt-get install openjdk-17-jre-headless)" >&2; exit 1; fi; \
+	    $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless >/dev/null; }
+	$(PYTHON) -m venv "$(SPARK_VENV)"
+	"$(SPARK_VENV)/bin/python" -m pip install -q --upgrade pip
+	"$(SPARK_VENV)/bin/python" -m pip install -q -r $(SPARK_REQS)
+	touch "$@"
+
+test-spark: python $(SPARK_VENV)/.installed ## tracemark.spark on Spark local[2]: the same lines, counts and p-values as `tracemark scan`, bit for bit (its own cached environment)
+	"$(SPARK_VENV)/bin/python" -m pip install -q --force-reinstall --no-deps "$(WHEEL_DIR)"/tracemark-*.whl
+	$(CARGO) build $(CARGO_FLAGS) -q -p tracemark-verifier --bin tracemark
+	cd watermark-py && TRACEMARK_CLI="$(BIN)/tracemark" $(SPARK_ENV) "$(SPARK_VENV)/bin/python" -m pytest -q -p no:cacheprovider tests-spark
+
+bench-spark: python $(SPARK_VENV)/.installed ## Corpus scan throughput: `tracemark scan --jobs 1` against Spark local[1] and local[2]; writes benches/RESULTS.md (run on an idle machine)
+	"$(SPARK_VENV)/bin/python" -m pip install -q --force-reinstall --no-deps "$(WHEEL_DIR)"/tracemark-*.whl
+	$(CARGO) build $(CARGO_FLAGS) -q -p tracemark-verifier --bin tracemark
+	$(SPARK_ENV) "$(SPARK_VENV)/bin/python" benches/python/spark_scan.py --cli "$(BIN)/tracemark" $(if $(QUICK),--quick,)
 
 # pytest exits with 5 when it collects no test: that fails the target (and CI) too.
 test-python: python data $(LLAMA_STAMP) $(SGLANG_STAMP) ## Python tests (golden vectors, errors, hypothesis, transformers, llama.cpp, SGLang, stubs)

@@ -279,7 +279,7 @@ fn parse_doc(line: &str) -> std::result::Result<Document, String> {
 }
 
 /// A document waiting in a batch: a raw JSONL line, or one given in memory.
-enum Pending {
+pub(crate) enum Pending {
     Line(Vec<u8>),
     Doc(Document),
 }
@@ -322,7 +322,7 @@ impl<'a> Scanner<'a> {
         self
     }
 
-    fn process(&self, line_no: usize, pending: Pending) -> (DocResult, Option<Observations>) {
+    pub(crate) fn process(&self, line_no: usize, pending: Pending) -> (DocResult, Option<Observations>) {
         let mut result = DocResult {
             line: line_no,
             id: None,

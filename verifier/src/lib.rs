@@ -57,6 +57,7 @@ pub mod calibration;
 pub mod canonical;
 mod corpus;
 mod detect;
+pub mod distributed;
 mod error;
 pub mod forgery;
 mod keyring;

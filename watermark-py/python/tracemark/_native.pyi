@@ -10,9 +10,11 @@ import numpy.typing as npt
 
 __all__ = [
     "CanonicalReport",
+    "ContextFilter",
     "Contract",
     "Counts",
     "Detection",
+    "DetectionStream",
     "Detector",
     "EmptyInputError",
     "Generation",
@@ -50,9 +52,15 @@ __all__ = [
     "WindowReport",
     "__version__",
     "canonicalize",
+    "corpus_test",
+    "detection_report",
     "mix",
+    "observe_lines",
+    "reference_context_keys",
     "scan_corpus",
     "sign_receipt",
+    "sum_in_order",
+    "total_is_order_free",
     "value16",
     "verify_receipt",
 ]
@@ -545,3 +553,37 @@ def detection_report(
 def canonicalize(text: str) -> Tuple[str, List[Tuple[str, int, int, str, str]]]: ...
 def mix(seed: int, word: int) -> int: ...
 def value16(seed: int, token: int) -> int: ...
+@final
+class ContextFilter:
+    def __new__(cls, keys: npt.NDArray[np.uint64]) -> ContextFilter: ...
+    def __len__(self) -> int: ...
+def observe_lines(
+    detector: Detector,
+    lines: npt.NDArray[np.int64],
+    values: Sequence[Optional[bytes]],
+    *,
+    tokenizer: Optional[Tokenizer] = None,
+    context_filter: Optional[ContextFilter] = None,
+) -> Dict[str, Any]: ...
+def reference_context_keys(
+    detector: Detector,
+    lines: npt.NDArray[np.int64],
+    values: Sequence[Optional[bytes]],
+    *,
+    tokenizer: Optional[Tokenizer] = None,
+) -> npt.NDArray[np.uint64]: ...
+def corpus_test(
+    detector: Detector,
+    *,
+    prompt: int,
+    seen: int,
+    scored: int,
+    skipped_duplicate: int,
+    skipped_short_context: int,
+    skipped_by_filter: int,
+    total: float,
+    tokenizer: Optional[Tokenizer] = None,
+    input_sha256: Optional[str] = None,
+) -> Detection: ...
+def total_is_order_free(detector: Detector) -> bool: ...
+def sum_in_order(start: float, scores: npt.NDArray[np.float64]) -> float: ...

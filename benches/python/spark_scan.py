@@ -1,0 +1,191 @@
+"""Corpus scan throughput: `tracemark scan --jobs 1` against tracemark.spark on
+Spark local[1] and local[2], the same corpus, the same results
+(`make bench-spark`; writes benches/RESULTS.md, section `Spark scan`).
+
+The corpus: 20,000 documents cut from the project's human text (1,000
+characters each, about 250 DeepSeek tokens), three in four as text and one in
+four as ids, so that both paths tokenize what a real corpus would make them
+tokenize. Each arm runs in its own process: the CLI from start to exit
+(tokenizer loading included), Spark from `tracemark.spark.scan` called to its
+result (session start excluded and reported apart; one warm-up scan of a
+small corpus first, as a long-running session would have). Every arm's
+aggregate must equal the CLI's (counts and log10_p): a faster wrong answer is
+not a result.
+
+Run on an idle machine: it waits until no cargo/rustc/pytest is running.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "benches"))
+from report import RESULTS, cpu_name, write_section  # noqa: E402
+
+SCHEME = "kgw:gamma=0.25,delta=2,context=lefthash:1"
+BUSY = ("cargo", "rustc", "pytest", "maturin")
+
+
+def fetch(what: str) -> str:
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / "fetch.py"), what], check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+def wait_until_idle() -> None:
+    while True:
+        ps = subprocess.run(["ps", "-eo", "comm=,args="], capture_output=True, text=True).stdout.splitlines()
+        busy = sorted({w for line in ps for w in BUSY if line.startswith(w) or f"-m {w}" in line})
+        if not busy:
+            return
+        print(f"waiting for an idle machine ({', '.join(busy)} running) ...", file=sys.stderr, flush=True)
+        time.sleep(30)
+
+
+def make_corpus(path: Path, tokenizer: str, n: int) -> int:
+    import tracemark as tm
+
+    tok = tm.Tokenizer.from_file(tokenizer)
+    out, size = [], 0
+    with open(fetch("human-text")) as f:
+        for line in f:
+            text = json.loads(line)["text"]
+            for i in range(0, len(text) - 999, 1000):
+                piece = text[i:i + 1000]
+                if len(out) % 4 == 3:
+                    out.append(json.dumps({"ids": tok.encode(piece), "id": len(out)}))
+                else:
+                    out.append(json.dumps({"text": piece, "id": len(out)}))
+                if len(out) == n:
+                    break
+            if len(out) == n:
+                break
+    data = "\n".join(out) + "\n"
+    path.write_text(data)
+    return len(data.encode())
+
+
+def run_cli(cli: str, key: Path, tokenizer: str, corpus: Path) -> dict:
+    t = time.perf_counter()
+    r = subprocess.run([cli, "--quiet", "scan", "--key", str(key), "--scheme", SCHEME, "--tokenizer", tokenizer,
+                        "--jobs", "1", "--json", "--out", os.devnull, str(corpus)], capture_output=True, text=True)
+    seconds = time.perf_counter() - t
+    assert r.returncode == 0, r.stderr
+    return {"seconds": seconds, "summary": json.loads(r.stdout.splitlines()[-1])["summary"]}
+
+
+def spark_arm(args) -> None:
+    """One Spark arm, in its own process: prints its timings as JSON."""
+    import tracemark as tm
+    from pyspark.sql import SparkSession
+
+    from tracemark import spark as tms
+
+    cores = int(args.master[len("local["):-1])
+    size = Path(args.corpus).stat().st_size
+    t = time.perf_counter()
+    spark = (
+        SparkSession.builder.master(args.master)
+        .config("spark.ui.enabled", "false")
+        .config("spark.driver.memory", "2g")
+        # Four file blocks per core, and as many shuffle partitions: enough to keep every core busy.
+        .config("spark.sql.files.maxPartitionBytes", str(max(size // (4 * cores), 1 << 16)))
+        .config("spark.sql.shuffle.partitions", str(4 * cores))
+        .getOrCreate()
+    )
+    spark.sparkContext.setLogLevel("ERROR")
+    started = time.perf_counter() - t
+    key = tm.Key.load(args.key)
+    warm = tms.scan(args.warmup, key, SCHEME, tokenizer=args.tokenizer, spark=spark)
+    warm.unpersist()
+    t = time.perf_counter()
+    result = tms.scan(args.corpus, key, SCHEME, tokenizer=args.tokenizer, spark=spark)
+    seconds = time.perf_counter() - t
+    partitions = result.documents.rdd.getNumPartitions()
+    result.unpersist()
+    spark.stop()
+    print(json.dumps({"seconds": seconds, "session_start": started, "partitions": partitions,
+                      "summary": result.summary}))
+
+
+def run_spark(master: str, key: Path, tokenizer: str, corpus: Path, warmup: Path) -> dict:
+    r = subprocess.run([sys.executable, __file__, "--arm", master, "--key", str(key), "--tokenizer", tokenizer,
+                        "--corpus", str(corpus), "--warmup", str(warmup)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-4000:]
+    return json.loads(r.stdout.splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cli", help="the tracemark binary")
+    ap.add_argument("--quick", action="store_true", help="2,000 documents (a smoke run; does not write RESULTS.md)")
+    ap.add_argument("--documents", type=int, default=20_000)
+    ap.add_argument("--arm", help=argparse.SUPPRESS)
+    ap.add_argument("--key", help=argparse.SUPPRESS)
+    ap.add_argument("--tokenizer", help=argparse.SUPPRESS)
+    ap.add_argument("--corpus", help=argparse.SUPPRESS)
+    ap.add_argument("--warmup", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.arm:
+        args.master = args.arm
+        return spark_arm(args)
+    import pyspark
+
+    import tracemark as tm
+
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    n = 2_000 if args.quick else args.documents
+    tokenizer = fetch("tokenizer")
+    with tempfile.TemporaryDirectory() as d:
+        d = Path(d)
+        key = d / "bench.key"
+        tm.Key.generate().save(key)
+        corpus, warmup = d / "corpus.jsonl", d / "warmup.jsonl"
+        size = make_corpus(corpus, tokenizer, n)
+        make_corpus(warmup, tokenizer, 200)
+        wait_until_idle()
+        cli = run_cli(args.cli, key, tokenizer, corpus)
+        arms = {m: run_spark(m, key, tokenizer, corpus, warmup) for m in ("local[1]", "local[2]")}
+    want = cli["summary"]
+    for master, arm in arms.items():
+        got = arm["summary"]
+        assert got["aggregate"]["counts"] == want["aggregate"]["counts"], master
+        assert got["aggregate"]["outcome"] == want["aggregate"]["outcome"], master
+        assert {k: got[k] for k in ("documents", "errors", "detected", "not_detected", "inconclusive")} == {
+            k: want[k] for k in ("documents", "errors", "detected", "not_detected", "inconclusive")}, master
+    tokens = want["aggregate"]["counts"]["seen"]
+    base = n / cli["seconds"]
+    rows = [("`tracemark scan --jobs 1`", 1, cli["seconds"], "", "")]
+    for master, arm in arms.items():
+        cores = int(master[len("local["):-1])
+        rows.append((f"Spark `{master}`", cores, arm["seconds"], arm["partitions"], f"{arm['session_start']:.1f} s"))
+    lines = [
+        f"\nMeasured {date.today().isoformat()} on {cpu_name()} ({os.cpu_count()} logical CPUs), tracemark "
+        f"{tm.__version__}, pyspark {pyspark.__version__} (Java 17); `make bench-spark`.\n",
+        f"\n**One corpus, three ways** ({n:,} documents, {size / 1e6:.1f} MB of JSONL: 1,000-character pieces of the "
+        f"project's human text, three in four as text and one in four as ids; {tokens:,} completion tokens; "
+        f"DeepSeek tokenizer, {SCHEME}, pair dedup). Every arm gave the CLI's aggregate (counts and log10_p equal). "
+        "Wall time from the call to the result; Spark's session start is apart (paid once per application).\n",
+        "\n| arm | cores | wall time | documents/s | documents/s per core | per core ÷ CLI | partitions | session start |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, cores, seconds, parts, start in rows:
+        rate = n / seconds
+        lines.append(f"| {name} | {cores} | {seconds:.2f} s | {rate:,.0f} | {rate / cores:,.0f} | "
+                     f"{rate / cores / base:.2f} | {parts} | {start} |")
+    body = "\n".join(lines) + "\n"
+    print(body)
+    if not args.quick:
+        write_section("Spark scan", body)
+        print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,278 @@
+//! Bindings of `tracemark_verifier::distributed`: a corpus scan split across
+//! workers (`tracemark.spark`). Workers turn JSONL lines into per-document
+//! results and observations (numpy columns); the driver tests the totals.
+
+use numpy::{PyArray1, PyReadonlyArray1};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict};
+use tracemark_verifier::distributed::{self, ObservedDocument};
+use tracemark_verifier::{ContextFilter, Counts, Scanner};
+
+use crate::detect::{PyDetection, PyDetector, PyTokenizer};
+use crate::errors::{verifier_err, InvalidParameterError};
+
+/// The context keys of a reference corpus (our own watermarked outputs):
+/// a scan with it scores only observations at those contexts.
+#[pyclass(name = "ContextFilter", module = "tracemark", frozen)]
+pub(crate) struct PyContextFilter {
+    inner: ContextFilter,
+}
+
+#[pymethods]
+impl PyContextFilter {
+    /// A filter of the `keys` (uint64, repeats allowed), e.g. the union of
+    /// `reference_context_keys` over a reference corpus.
+    #[new]
+    fn new(keys: PyReadonlyArray1<'_, u64>) -> PyResult<Self> {
+        let mut inner = ContextFilter::new();
+        for &k in keys
+            .as_slice()
+            .map_err(|e| InvalidParameterError::new_err(e.to_string()))?
+        {
+            inner.insert(k);
+        }
+        Ok(Self { inner })
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+
+    fn __repr__(&self) -> String {
+        format!("ContextFilter({} contexts)", self.inner.len())
+    }
+}
+
+/// The lines and raw bytes of a batch (`None` reads as a blank line).
+fn owned_lines(
+    lines: &PyReadonlyArray1<'_, i64>,
+    values: &[Option<Bound<'_, PyBytes>>],
+) -> PyResult<Vec<(usize, Vec<u8>)>> {
+    let lines = lines
+        .as_slice()
+        .map_err(|e| InvalidParameterError::new_err(e.to_string()))?;
+    if lines.len() != values.len() {
+        return Err(InvalidParameterError::new_err(format!(
+            "{} line numbers for {} lines: give one per line",
+            lines.len(),
+            values.len()
+        )));
+    }
+    lines
+        .iter()
+        .zip(values)
+        .map(|(&n, v)| {
+            let n = usize::try_from(n)
+                .ok()
+                .filter(|&n| n >= 1)
+                .ok_or_else(|| InvalidParameterError::new_err(format!("{n} is not a 1-based line number")))?;
+            Ok((n, v.as_ref().map_or_else(Vec::new, |b| b.as_bytes().to_vec())))
+        })
+        .collect()
+}
+
+fn verdict_name(d: &ObservedDocument) -> Option<String> {
+    d.result
+        .verdict
+        .and_then(|v| serde_json::to_value(v).ok())
+        .and_then(|v| v.as_str().map(str::to_string))
+}
+
+/// Scans a batch of JSONL lines exactly as `scan_corpus` (and `tracemark
+/// scan`) scans them: `lines` are their 1-based line numbers in the corpus,
+/// `values` their bytes (with or without the newline). Blank lines are
+/// skipped. Returns columns, one entry per document: `line`, `id` (the
+/// document's id as JSON, or None), `verdict`, `log10_p`, `tokens`,
+/// `scored`, `canonical_changes`, `error`, `json` (the line `tracemark scan`
+/// writes), `enters` (whether it adds to the aggregate) and its counts
+/// `prompt`, `seen`, `skipped_duplicate` (within the document),
+/// `skipped_short_context`, `skipped_by_filter`; and one entry per scored
+/// observation after the within-document deduplication, documents in
+/// order: `obs_offsets` (document i's are `obs_offsets[i]:obs_offsets[i+1]`),
+/// `position`, `context_key`, `seed`, `token`, `score`. Releases the GIL.
+#[pyfunction]
+#[pyo3(signature = (detector, lines, values, *, tokenizer = None, context_filter = None))]
+pub(crate) fn observe_lines<'py>(
+    py: Python<'py>,
+    detector: &PyDetector,
+    lines: PyReadonlyArray1<'py, i64>,
+    values: Vec<Option<Bound<'py, PyBytes>>>,
+    tokenizer: Option<&PyTokenizer>,
+    context_filter: Option<&PyContextFilter>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let batch = owned_lines(&lines, &values)?;
+    drop(values);
+    let tok = tokenizer.map(|t| &t.inner);
+    let docs: Vec<ObservedDocument> = py.detach(|| {
+        let mut scanner = Scanner::new(&detector.inner, tok);
+        if let Some(f) = context_filter {
+            scanner = scanner.filter(&f.inner);
+        }
+        batch
+            .iter()
+            .filter_map(|(n, bytes)| distributed::observe_line(&scanner, *n, bytes))
+            .collect()
+    });
+    let out = PyDict::new(py);
+    let column = |f: &dyn Fn(&ObservedDocument) -> usize| -> Vec<i64> { docs.iter().map(|d| f(d) as i64).collect() };
+    let counts = |f: &dyn Fn(&Counts) -> usize| -> Vec<i64> {
+        docs.iter()
+            .map(|d| d.contribution.as_ref().map_or(0, |c| f(&c.counts) as i64))
+            .collect()
+    };
+    out.set_item("line", PyArray1::from_vec(py, column(&|d| d.result.line)))?;
+    let ids: Vec<Option<String>> = docs
+        .iter()
+        .map(|d| d.result.id.as_ref().map(serde_json::Value::to_string))
+        .collect();
+    out.set_item("id", ids)?;
+    out.set_item("verdict", docs.iter().map(verdict_name).collect::<Vec<_>>())?;
+    out.set_item("log10_p", docs.iter().map(|d| d.result.log10_p).collect::<Vec<_>>())?;
+    out.set_item("tokens", PyArray1::from_vec(py, column(&|d| d.result.tokens)))?;
+    out.set_item("scored", PyArray1::from_vec(py, column(&|d| d.result.scored)))?;
+    out.set_item(
+        "canonical_changes",
+        PyArray1::from_vec(py, column(&|d| d.result.canonical_changes)),
+    )?;
+    out.set_item("error", docs.iter().map(|d| d.result.error.clone()).collect::<Vec<_>>())?;
+    let json = docs
+        .iter()
+        .map(|d| serde_json::to_string(&d.result))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| InvalidParameterError::new_err(e.to_string()))?;
+    out.set_item("json", json)?;
+    out.set_item(
+        "enters",
+        PyArray1::from_vec(py, docs.iter().map(|d| d.contribution.is_some()).collect()),
+    )?;
+    out.set_item("prompt", PyArray1::from_vec(py, counts(&|c| c.prompt)))?;
+    out.set_item("seen", PyArray1::from_vec(py, counts(&|c| c.seen)))?;
+    out.set_item(
+        "skipped_duplicate",
+        PyArray1::from_vec(py, counts(&|c| c.skipped_duplicate)),
+    )?;
+    out.set_item(
+        "skipped_short_context",
+        PyArray1::from_vec(py, counts(&|c| c.skipped_short_context)),
+    )?;
+    out.set_item(
+        "skipped_by_filter",
+        PyArray1::from_vec(py, counts(&|c| c.skipped_by_filter)),
+    )?;
+    let observations = || {
+        docs.iter()
+            .flat_map(|d| d.contribution.iter().flat_map(|c| &c.observations))
+    };
+    let mut offsets = Vec::with_capacity(docs.len() + 1);
+    offsets.push(0i64);
+    for d in &docs {
+        let n = d.contribution.as_ref().map_or(0, |c| c.observations.len());
+        offsets.push(offsets[offsets.len() - 1] + n as i64);
+    }
+    out.set_item("obs_offsets", PyArray1::from_vec(py, offsets))?;
+    out.set_item(
+        "position",
+        PyArray1::from_vec(py, observations().map(|o| o.position).collect()),
+    )?;
+    out.set_item(
+        "context_key",
+        PyArray1::from_vec(py, observations().map(|o| o.context_key).collect()),
+    )?;
+    out.set_item("seed", PyArray1::from_vec(py, observations().map(|o| o.seed).collect()))?;
+    out.set_item(
+        "token",
+        PyArray1::from_vec(py, observations().map(|o| o.token).collect()),
+    )?;
+    out.set_item(
+        "score",
+        PyArray1::from_vec(py, observations().map(|o| o.score).collect()),
+    )?;
+    Ok(out)
+}
+
+/// The context keys (uint64, with repeats) of a batch of lines of a
+/// reference corpus (our own watermarked outputs), as `scan_corpus`'s
+/// `reference` collects them; `lines` are their 1-based line numbers.
+/// Raises the typed error of the first line that is not a document.
+/// Releases the GIL.
+#[pyfunction]
+#[pyo3(signature = (detector, lines, values, *, tokenizer = None))]
+pub(crate) fn reference_context_keys<'py>(
+    py: Python<'py>,
+    detector: &PyDetector,
+    lines: PyReadonlyArray1<'py, i64>,
+    values: Vec<Option<Bound<'py, PyBytes>>>,
+    tokenizer: Option<&PyTokenizer>,
+) -> PyResult<Bound<'py, PyArray1<u64>>> {
+    let batch = owned_lines(&lines, &values)?;
+    drop(values);
+    let tok = tokenizer.map(|t| &t.inner);
+    let keys = py
+        .detach(|| -> tracemark_verifier::Result<Vec<u64>> {
+            let mut keys = Vec::new();
+            for (n, bytes) in &batch {
+                keys.extend(distributed::reference_context_keys(&detector.inner, tok, *n, bytes)?);
+            }
+            Ok(keys)
+        })
+        .map_err(verifier_err)?;
+    Ok(PyArray1::from_vec(py, keys))
+}
+
+/// The aggregate test of a corpus from its totals, field for field the
+/// `aggregate` of `scan_corpus` on the whole corpus: the counts over every
+/// document that entered it after the deduplication across documents
+/// (`scored` observations kept), and `total`, the sum of their scores (in
+/// corpus order unless `total_is_order_free`). `tokenizer` and
+/// `input_sha256` are recorded in the report. Refuses a detector with a
+/// window search.
+#[pyfunction]
+#[pyo3(signature = (detector, *, prompt, seen, scored, skipped_duplicate, skipped_short_context, skipped_by_filter, total, tokenizer = None, input_sha256 = None))]
+#[allow(clippy::too_many_arguments)] // Python keyword arguments
+pub(crate) fn corpus_test(
+    detector: &PyDetector,
+    prompt: usize,
+    seen: usize,
+    scored: usize,
+    skipped_duplicate: usize,
+    skipped_short_context: usize,
+    skipped_by_filter: usize,
+    total: f64,
+    tokenizer: Option<&PyTokenizer>,
+    input_sha256: Option<String>,
+) -> PyResult<PyDetection> {
+    let mut counts = Counts::default();
+    counts.prompt = prompt;
+    counts.seen = seen;
+    counts.scored = scored;
+    counts.skipped_duplicate = skipped_duplicate;
+    counts.skipped_short_context = skipped_short_context;
+    counts.skipped_by_filter = skipped_by_filter;
+    let inner = distributed::corpus_report(
+        &detector.inner,
+        counts,
+        total,
+        tokenizer.map(|t| t.inner.info()),
+        input_sha256,
+    )
+    .map_err(verifier_err)?;
+    Ok(PyDetection { inner })
+}
+
+/// Whether the corpus total of scores is the same in any order of addition
+/// (integer scores: kgw, tournament); else add them in corpus order with
+/// `sum_in_order` to reproduce the scan's total to the last bit.
+#[pyfunction]
+pub(crate) fn total_is_order_free(detector: &PyDetector) -> bool {
+    distributed::total_is_order_free(&detector.inner)
+}
+
+/// `start` plus `scores` (float64), added one by one from left to right (the
+/// scan's order); resumable chunk by chunk, starting the corpus at -0.0.
+#[pyfunction]
+pub(crate) fn sum_in_order(start: f64, scores: PyReadonlyArray1<'_, f64>) -> PyResult<f64> {
+    match scores.as_slice() {
+        Ok(s) => Ok(distributed::sum_in_order(start, s)),
+        Err(_) => Ok(scores.as_array().iter().fold(start, |acc, &s| acc + s)),
+    }
+}
