@@ -28,7 +28,7 @@ CARGO_FUZZ := $(CACHE)/tools/cargo-fuzz-$(CARGO_FUZZ_VERSION)/bin/cargo-fuzz
 FUZZ_SECONDS ?= 30
 FUZZ_MODE ?= auto
 
-.PHONY: help setup data demo test test-rust test-python test-vllm test-spark test-browser venv python bench bench-python bench-spark bench-serving gpu-check-prepare mistralrs-demo lint fuzz-smoke eval eval-quick distill distill-quick spoof spoof-quick calibrate clean-cache
+.PHONY: help setup data demo test test-rust test-python test-vllm test-spark test-browser venv python bench bench-python bench-spark bench-serving bench-serve test-serve-fuzz gpu-check-prepare mistralrs-demo lint fuzz-smoke eval eval-quick distill distill-quick spoof spoof-quick calibrate clean-cache
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -45,7 +45,7 @@ demo: ## Generate watermarked and plain text with SmolLM2, verify both, print th
 	@$(FETCH) model >/dev/null
 	$(CARGO) run $(CARGO_FLAGS) -q -p tracemark-examples --bin demo -- $(DEMO_ARGS)
 
-test: test-rust test-python test-vllm test-spark test-browser eval-quick distill-quick spoof-quick ## All Rust and Python tests
+test: test-rust test-python test-vllm test-spark test-browser test-serve-fuzz eval-quick distill-quick spoof-quick ## All Rust and Python tests
 
 # The real-model tests (tracemark-candle's tests/model.rs) and the calibration on human text are
 # #[ignore]d for a bare `cargo test`; the second run here runs them, and they fail without the data.
@@ -156,6 +156,11 @@ test-browser: python ## HTML reports in headless Chromium: verdicts in the DOM, 
 	export TRACEMARK_MODEL="$$($(FETCH) model)" TRACEMARK_CLI="$(BIN)/tracemark"; \
 	"$(VPY)" -m pytest -q -p no:cacheprovider tests/browser $(if $(UPDATE_SCREENSHOTS),--update-screenshots,)
 
+# schemathesis gets its own cached environment (benches/requirements-schemathesis.txt); scripts/serve-fuzz.sh says what it runs.
+test-serve-fuzz: ## `tracemark serve` fuzzed from its own OpenAPI description (schemathesis, every check): no 5xx, answers as described, 429 when limited
+	$(CARGO) build $(CARGO_FLAGS) -q -p tracemark-verifier --bin tracemark
+	TRACEMARK="$(BIN)/tracemark" PYTHON="$(PYTHON)" scripts/serve-fuzz.sh
+
 distill: data ## The distillation experiment: harvest, students, radioactivity tests (about an hour; cached)
 	export TRACEMARK_MODEL="$$($(FETCH) model)"; \
 	$(CARGO) run $(CARGO_FLAGS) -q -p tracemark-examples --bin distill -- $(if $(QUICK),--quick,) $(DISTILL_ARGS)
@@ -189,6 +194,10 @@ bench-python: python ## Side by side with transformers' watermarking (per step a
 
 bench-serving: python data $(LLAMA_STAMP) ## The watermark's cost in llama.cpp, the Python protocol path and the device path; writes benches/RESULTS.md (run on an idle machine)
 	export TRACEMARK_MODEL="$$($(FETCH) model)"; "$(VPY)" benches/python/serving.py $(if $(QUICK),--quick,)
+
+bench-serve: venv ## Load test of `tracemark serve` with wrk: /health, /v1/detect (text, ids); writes benches/RESULTS.md (run on an idle machine). QUICK=1: a smoke run
+	$(CARGO) build $(CARGO_FLAGS) -q -p tracemark-verifier --bin tracemark
+	"$(VPY)" benches/python/serve_load.py --cli "$(BIN)/tracemark" $(if $(QUICK),--quick,)
 
 # mistral.rs is a large build (about 500 crates, candle 0.10): its own workspace and target directory, built once.
 MISTRALRS_TARGET := $(CACHE)/target-mistralrs
