@@ -119,8 +119,9 @@ def test_a_bad_reference_line_is_the_clis_error(spark, cli, setup, tokenizer_pat
     key, key_path, corpus, lines = setup(scheme, seed=6, plain=2)
     reference = tmp_path / "ours.jsonl"
     reference.write_text("\n".join(lines[:2] + ["{\"ids\": 3}"] + lines[2:4] + ["oops"]) + "\n")
-    r = subprocess.run([cli, "--quiet", "radioactivity", "--key", str(key_path), "--scheme", scheme, "--tokenizer",
-                        str(tokenizer_path), "--reference", str(reference), str(corpus)], capture_output=True, text=True)
+    args = ["radioactivity", "--key", str(key_path), "--scheme", scheme, "--tokenizer", str(tokenizer_path),
+            "--reference", str(reference), str(corpus)]
+    r = subprocess.run([cli, "--quiet", *args], capture_output=True, text=True)
     assert r.returncode not in (0, 1)
     with pytest.raises(tm.TracemarkError, match="line 3: `ids` must be an array of token ids") as e:
         tms.radioactivity(str(corpus), key, scheme, reference=str(reference), tokenizer=tokenizer_path, spark=spark)
@@ -153,7 +154,8 @@ def test_native_pieces_match_scan_corpus(tmp_path, tokenizer_path):
     docs, summary = tm.scan_corpus(det, corpus, tokenizer=tok)
     cols = observe_lines(det, np.arange(1, len(lines) + 1), [l.encode() for l in lines], tokenizer=tok)
     assert [json.loads(j) for j in cols["json"]] == docs
-    kept, seen_pairs, c = [], set(), {k: 0 for k in ("prompt", "seen", "skipped_duplicate", "skipped_short_context", "skipped_by_filter")}
+    counted = ("prompt", "seen", "skipped_duplicate", "skipped_short_context", "skipped_by_filter")
+    kept, seen_pairs, c = [], set(), {k: 0 for k in counted}
     off = cols["obs_offsets"]
     for i in range(len(cols["line"])):
         if not cols["enters"][i]:
@@ -171,3 +173,15 @@ def test_native_pieces_match_scan_corpus(tmp_path, tokenizer_path):
     total = sum_in_order(sum_in_order(-0.0, np.array(kept[:7])), np.array(kept[7:]))
     report = corpus_test(det, scored=len(kept), total=total, tokenizer=tok, input_sha256=summary["corpus_sha256"], **c)
     assert report.to_dict() == summary["aggregate"]
+
+
+def test_executors_refuse_another_version_and_never_print_the_key():
+    class Broadcast:
+        value = tm.Key.generate().secret_bytes()
+
+    setup = tms._Setup(key=Broadcast(), scheme="kgw:gamma=0.25,delta=2,context=lefthash:1", vocab_size=10,
+                       dedup="pair", alpha=1e-6, min_scored=10, canonicalize=True, tokenizer=None, nonce="n",
+                       version=("0.0.0", "v0"))
+    assert Broadcast.value.hex() not in repr(setup) and "Broadcast" not in repr(setup)
+    with pytest.raises(tm.InvalidParameterError, match="install the driver's wheel on the executors"):
+        setup.build()

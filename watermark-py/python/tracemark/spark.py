@@ -60,7 +60,7 @@ import hashlib
 import os
 import tempfile
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Tuple, Union
 
@@ -104,7 +104,9 @@ _DOCUMENT_FIELDS = [
     ("enters", "boolean"), ("prompt", "long"), ("seen", "long"), ("skipped_duplicate", "long"),
     ("skipped_short_context", "long"), ("skipped_by_filter", "long"),
 ]
-_OBSERVATION_FIELDS = [("position", "long"), ("context_key", "long"), ("seed", "long"), ("token", "long"), ("score", "double")]
+_OBSERVATION_FIELDS = [
+    ("position", "long"), ("context_key", "long"), ("seed", "long"), ("token", "long"), ("score", "double"),
+]
 _OBSERVED = ", ".join(f"{n} {t}" for n, t in _DOCUMENT_FIELDS) + ", observations array<struct<" + ",".join(
     f"{n}:{t}" for n, t in _OBSERVATION_FIELDS
 ) + ">>"
@@ -126,17 +128,21 @@ class SparkScan:
     summary: Dict[str, Any]
     aggregate: Detection
     _observed: "DataFrame"
+    _broadcasts: Tuple[Any, ...] = ()
 
     def unpersist(self) -> None:
-        """Frees the cached per-document results."""
+        """Frees the cached per-document results, and removes the key and the
+        other broadcast values from the executors (``documents`` is then gone)."""
         self._observed.unpersist()
+        for b in self._broadcasts:
+            b.destroy()
 
 
 @dataclass(frozen=True)
 class _Setup:
     """What the executors need to build the detector (pickled with the task closures)."""
 
-    key: Any  # a broadcast of the key bytes
+    key: Any = field(repr=False)  # a broadcast of the key bytes
     scheme: str
     vocab_size: int
     dedup: str
@@ -145,6 +151,7 @@ class _Setup:
     canonicalize: bool
     tokenizer: Any  # a broadcast of the tokenizer file's bytes, or None
     nonce: str  # names this scan's setup in the workers' cache
+    version: Tuple[str, str]  # the driver's tracemark and spec versions
 
     def build(self) -> Tuple[Detector, Optional[Tokenizer]]:
         """The detector and tokenizer, built once per Python worker and scan
@@ -157,6 +164,12 @@ class _Setup:
         return cached
 
     def _build(self) -> Tuple[Detector, Optional[Tokenizer]]:
+        here = (_native.__version__, _native.SPEC_VERSION)
+        if here != self.version:
+            raise InvalidParameterError(
+                f"this executor runs tracemark {here[0]} (spec {here[1]}), the driver {self.version[0]} "
+                f"(spec {self.version[1]}): install the driver's wheel on the executors"
+            )
         detector = Detector(
             Key.from_bytes(self.key.value),
             self.scheme,
@@ -244,7 +257,9 @@ def _observe(
         )
 
 
-def _reference_keys_of(setup: _Setup, first_line: Any, batches: Iterator["pa.RecordBatch"]) -> Iterator["pa.RecordBatch"]:
+def _reference_keys_of(
+    setup: _Setup, first_line: Any, batches: Iterator["pa.RecordBatch"]
+) -> Iterator["pa.RecordBatch"]:
     import pyarrow as pa
 
     detector, tokenizer = setup.build()
@@ -297,7 +312,8 @@ def _lines(spark: "SparkSession", corpus: Union[_StrPath, "DataFrame"]) -> Tuple
                 "a corpus DataFrame needs a `value` column (one JSONL document per row) and a `line` "
                 "column (its 1-based line number: the corpus order), e.g. from spark.read.text and zipWithIndex"
             )
-        return corpus.select(F.col("line").cast("long").alias("line"), F.col("value").cast("binary").alias("value")), None
+        rows = corpus.select(F.col("line").cast("long").alias("line"), F.col("value").cast("binary").alias("value"))
+        return rows, None
     rows = (
         spark.read.option("lineSep", "\n")
         .text(os.fspath(corpus))
@@ -353,6 +369,7 @@ def _setup(
         canonicalize=canonicalize,
         tokenizer=None if tokenizer is None else sc.broadcast(Path(os.fspath(tokenizer)).read_bytes()),
         nonce=uuid.uuid4().hex,
+        version=(_native.__version__, _native.SPEC_VERSION),
     )
     return setup, detector, tok
 
@@ -367,9 +384,12 @@ def _reference_keys(spark: "SparkSession", setup: _Setup, reference: Union[_StrP
         if bad:
             cls = getattr(_native, bad[0]["error_class"], TracemarkError)
             raise cls(bad[0]["error"])
-        keys = found.where(F.col("context_key").isNotNull()).select("context_key").distinct().toArrow().column(0).to_numpy()
+        keys = found.where(F.col("context_key").isNotNull()).select("context_key").distinct().toArrow()
+        keys = keys.column(0).to_numpy()
     finally:
         found.unpersist()
+        if first_line is not None:
+            first_line.destroy()
     return spark.sparkContext.broadcast(np.ascontiguousarray(keys, dtype=np.int64).view(np.uint64))
 
 
@@ -505,8 +525,13 @@ def scan(
     }
     summary["corpus_sha256"] = digest
     summary["aggregate"] = aggregate.to_dict()
+    broadcasts = tuple(b for b in (setup.key, setup.tokenizer, first_line, context_keys) if b is not None)
     return SparkScan(
-        documents=observed.select(*DOCUMENT_COLUMNS), summary=summary, aggregate=aggregate, _observed=observed
+        documents=observed.select(*DOCUMENT_COLUMNS),
+        summary=summary,
+        aggregate=aggregate,
+        _observed=observed,
+        _broadcasts=broadcasts,
     )
 
 
