@@ -28,7 +28,7 @@ CARGO_FUZZ := $(CACHE)/tools/cargo-fuzz-$(CARGO_FUZZ_VERSION)/bin/cargo-fuzz
 FUZZ_SECONDS ?= 30
 FUZZ_MODE ?= auto
 
-.PHONY: help setup data demo test test-rust test-python test-vllm test-spark test-browser venv python bench bench-python bench-spark bench-serving bench-serve test-serve-fuzz gpu-check-prepare mistralrs-demo lint fuzz-smoke eval eval-quick distill distill-quick spoof spoof-quick calibrate clean-cache
+.PHONY: help setup data demo test test-rust test-python test-vllm test-spark test-browser venv python bench bench-python bench-spark bench-serving bench-serve test-serve-fuzz gpu-check-prepare mistralrs-demo lint fuzz-smoke eval eval-quick distill distill-quick spoof spoof-quick accounts calibrate clean-cache
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -174,6 +174,10 @@ spoof: data ## Watermark stealing: spoofing and scrubbing against harvest size, 
 
 spoof-quick: ## The stealing pipeline on a tiny harvest (part of `make test`)
 	$(MAKE) --no-print-directory spoof QUICK=1
+
+accounts: data ## Tokens needed to name the account a SmolLM2 answer was served to, among 1, 24,000 and 1,000,000 account keys; the scan's time and memory (about 15 min)
+	export TRACEMARK_MODEL="$$($(FETCH) model)"; \
+	$(CARGO) run $(CARGO_FLAGS) -q -p tracemark-examples --bin accounts -- $(ACCOUNTS_ARGS)
 
 CALIBRATION := eval/results/calibration-$(shell date -u +%F).md
 calibrate: ## False-positive rates of every scheme over 10M (document, key) tests each, and a battery on the keyed values (about 17 min on 2 cores). QUICK=1: 100k tests
