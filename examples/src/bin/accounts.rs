@@ -36,7 +36,7 @@ struct Args {
     /// CPU threads (default: all cores)
     #[arg(long, default_value_t = 0)]
     threads: usize,
-    /// Where to write the report (default: eval/results/accounts-<date>.md)
+    /// Where to write the report (default: `eval/results/accounts-DATE.md`)
     #[arg(long)]
     out: Option<std::path::PathBuf>,
 }
@@ -81,7 +81,7 @@ fn run(args: Args) -> Result<()> {
     // Answers: (account, prompt ids, answer ids). Accounts below 24,000, so each family holds them.
     let mut answers = Vec::new();
     let started = Instant::now();
-    for p in 0..args.prompts.min(all.len()) {
+    for (p, question) in all.iter().enumerate().take(args.prompts) {
         let accounts = [(p as u64 * 1931 + 17) % 24_000, (p as u64 * 7919 + 5003) % 24_000];
         let schemes = accounts
             .iter()
@@ -96,13 +96,18 @@ fn run(args: Args) -> Result<()> {
                 sampling,
             })
             .collect();
-        let prompt = gguf_tokenizer::encode(&tok, &chat_prompt(all[p]))?;
+        let prompt = gguf_tokenizer::encode(&tok, &chat_prompt(question))?;
         let mut rngs = [Rng::new(1000 + 2 * p as u64), Rng::new(1001 + 2 * p as u64)];
         let (gens, _) = generate(&model, &prompt, &arms, args.tokens, &stop, &mut rngs)?;
         for (a, g) in accounts.iter().zip(gens) {
             answers.push((*a, prompt.clone(), g.ids));
         }
-        eprintln!("prompt {}/{}: {:.0} s", p + 1, args.prompts, started.elapsed().as_secs_f64());
+        eprintln!(
+            "prompt {}/{}: {:.0} s",
+            p + 1,
+            args.prompts,
+            started.elapsed().as_secs_f64()
+        );
     }
     let generation_s = started.elapsed().as_secs_f64();
 
@@ -131,7 +136,9 @@ fn run(args: Args) -> Result<()> {
         let forms = AccountForms::ids(prompt.clone(), ids.clone());
         let ring = attribute_accounts(&master, &config, vocab, &options, &forms, 24_000, label)?;
         let million = if n < args.million_scans {
-            Some(attribute_accounts(&master, &config, vocab, &options, &forms, 1_000_000, label)?)
+            Some(attribute_accounts(
+                &master, &config, vocab, &options, &forms, 1_000_000, label,
+            )?)
         } else {
             None
         };
@@ -162,7 +169,10 @@ fn run(args: Args) -> Result<()> {
     let mut header = "| accounts m | needed log10 p |".to_string();
     let mut rule = "|---|---|".to_string();
     for l in LENGTHS {
-        let n = curves.iter().filter(|c| c.len() > LENGTHS.iter().position(|&x| x == l).unwrap_or(0)).count();
+        let n = curves
+            .iter()
+            .filter(|c| c.len() > LENGTHS.iter().position(|&x| x == l).unwrap_or(0))
+            .count();
         let _ = write!(header, " L = {l} (n = {n}) |");
         rule.push_str("---|");
     }
@@ -195,7 +205,10 @@ fn run(args: Args) -> Result<()> {
          against 1,000,000; named = the accounts whose Holm-adjusted p-value is below 1e-6.\n",
         args.million_scans.min(answers.len())
     );
-    let _ = writeln!(md, "| answer | served to | tokens | 24,000: named | best wrong key log10 p | 1,000,000: named | time (s) |");
+    let _ = writeln!(
+        md,
+        "| answer | served to | tokens | 24,000: named | best wrong key log10 p | 1,000,000: named | time (s) |"
+    );
     let _ = writeln!(md, "|---|---|---|---|---|---|---|");
     let mut right = [0usize; 2];
     let mut wrong = [0usize; 2];
