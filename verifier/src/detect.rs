@@ -708,7 +708,21 @@ impl Detector {
 
     /// The report of a set of observations.
     pub(crate) fn report(&self, obs: Observations) -> Detection {
-        let n = obs.scored.len();
+        let total: f64 = obs.scored.iter().map(|s| s.score).sum();
+        self.report_totals(obs.counts, total, obs.marks, &obs.scored)
+    }
+
+    /// The report of `counts.scored` observations whose scores sum to
+    /// `total`; `scored` (the observations themselves, in order, when known)
+    /// feeds the spoof-artifact test and the window search.
+    pub(crate) fn report_totals(
+        &self,
+        counts: Counts,
+        total: f64,
+        marks: Option<Vec<Mark>>,
+        scored: &[Scored],
+    ) -> Detection {
+        let n = counts.scored;
         let mut d = Detection {
             tool: crate::TOOL.to_string(),
             spec: tracemark_core::SPEC_VERSION.to_string(),
@@ -717,12 +731,12 @@ impl Detector {
             tokenizer: None,
             input_sha256: None,
             dedup: self.options.dedup,
-            counts: obs.counts,
+            counts,
             outcome: Outcome::Inconclusive { reason: String::new() },
             alpha: self.options.alpha,
             verdict: Verdict::Inconclusive,
             window: None,
-            marks: obs.marks,
+            marks,
             canonical: None,
             forgery: None,
         };
@@ -731,15 +745,11 @@ impl Detector {
                 reason: format!(
                     "only {n} of {} tokens could be scored ({} repeats, {} without enough context); \
                      at least {} are needed",
-                    obs.counts.seen,
-                    obs.counts.skipped_duplicate,
-                    obs.counts.skipped_short_context,
-                    self.options.min_scored
+                    counts.seen, counts.skipped_duplicate, counts.skipped_short_context, self.options.min_scored
                 ),
             };
             return d;
         }
-        let total: f64 = obs.scored.iter().map(|s| s.score).sum();
         let tail = self.scorer.test(n as u64, total);
         let (name, null_distribution) = self.scorer.describe(n as u64);
         d.outcome = Outcome::Tested {
@@ -760,12 +770,12 @@ impl Detector {
         d.forgery = self
             .forgery
             .as_ref()
-            .and_then(|r| r.test(&obs.scored, self.scheme.contract().null));
+            .and_then(|r| r.test(scored, self.scheme.contract().null));
         d.window = self
             .options
             .window
             .as_ref()
-            .and_then(|w| window::search(&self.scorer, &obs.scored, w, tail.ln_p));
+            .and_then(|w| window::search(&self.scorer, scored, w, tail.ln_p));
         // The verdict stands on the family of tests that was run: the whole
         // text alone, or the whole text and the window search together.
         let ln_verdict = d.window.as_ref().map_or(tail.ln_p, |w| w.family_ln_p());

@@ -73,9 +73,8 @@
 use tracemark_core::Null;
 
 use crate::corpus::{for_each_document, Pending};
-use crate::detect::{Counts, Detection, Detector, Observations, Outcome, Scorer, TestReport, TokenizerInfo, Verdict};
+use crate::detect::{Counts, Detection, Detector, Observations, TokenizerInfo};
 use crate::error::{Error, Result};
-use crate::stats;
 use crate::text::TextTokenizer;
 use crate::{DocResult, Document, Scanner};
 
@@ -258,59 +257,11 @@ pub fn corpus_report(
             message: "a corpus test from totals cannot search windows: use a detector without one".into(),
         });
     }
-    let scheme = detector.scheme();
-    let scorer = Scorer::new(scheme)?;
-    let n = counts.scored;
-    let mut d = Detection {
-        tool: crate::TOOL.to_string(),
-        spec: tracemark_core::SPEC_VERSION.to_string(),
-        scheme: scheme.describe(),
-        key_id: scheme.key_id(),
-        tokenizer: tokenizer.cloned(),
-        input_sha256,
-        dedup: options.dedup,
-        counts,
-        outcome: Outcome::Inconclusive { reason: String::new() },
-        alpha: options.alpha,
-        verdict: Verdict::Inconclusive,
-        window: None,
-        marks: None,
-        canonical: None,
-        forgery: None,
-    };
-    // As `Detector::report`, which the scan runs on the merged observations.
-    if n < options.min_scored {
-        d.outcome = Outcome::Inconclusive {
-            reason: format!(
-                "only {n} of {} tokens could be scored ({} repeats, {} without enough context); \
-                 at least {} are needed",
-                counts.seen, counts.skipped_duplicate, counts.skipped_short_context, options.min_scored
-            ),
-        };
-        return Ok(d);
-    }
-    let tail = scorer.test(n as u64, total);
-    let (name, null_distribution) = scorer.describe(n as u64);
-    d.outcome = Outcome::Tested {
-        test: TestReport {
-            name,
-            null_distribution,
-            statistic: total,
-            expected: tail.expected,
-            z_score: if tail.sd > 0.0 {
-                (total - tail.expected) / tail.sd
-            } else {
-                0.0
-            },
-        },
-        p_value: stats::p_from_ln(tail.ln_p),
-        log10_p: stats::log10(tail.ln_p),
-    };
-    d.verdict = if tail.ln_p < options.alpha.ln() {
-        Verdict::Detected
-    } else {
-        Verdict::NotDetected
-    };
+    // The scan's aggregate has no marks; without a window search and with no
+    // observations to look at, the report stands on the totals alone.
+    let mut d = detector.report_totals(counts, total, None, &[]);
+    d.tokenizer = tokenizer.cloned();
+    d.input_sha256 = input_sha256;
     Ok(d)
 }
 
@@ -567,7 +518,7 @@ mod tests {
         let corpus = "{\"ids\": [1, 2, 3, 1, 2, 3]}\n{\"ids\": [1, 2, 3]}\n";
         let expected = scanner.scan(corpus.as_bytes(), |_| {}).expect("scan");
         let (_, report) = distributed(&scanner, &detector, corpus);
-        assert!(matches!(report.outcome, Outcome::Inconclusive { .. }));
+        assert!(matches!(report.outcome, crate::Outcome::Inconclusive { .. }));
         assert_eq!(report.outcome, expected.aggregate.outcome);
         assert_eq!(report.counts, expected.aggregate.counts);
     }
