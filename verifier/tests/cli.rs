@@ -2,34 +2,14 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use support::{generate, random_tokens, word_tokenizer_json, words, Rng};
+use support::{generate, random_tokens, word_tokenizer_json, words, Dir, Rng};
 use tracemark_core::{Key, SchemeConfig};
 
 const SCHEME: &str = "kgw:gamma=0.25,delta=2,context=lefthash:1";
 const VOCAB: usize = 3000;
-
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(name: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("tracemark-cli-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("temp dir");
-        Dir(p)
-    }
-    fn path(&self, f: &str) -> PathBuf {
-        self.0.join(f)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn tracemark(args: &[&str], stdin: Option<&[u8]>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tracemark"))
@@ -64,7 +44,7 @@ fn watermarked_ids(key: &Key, n: usize, seed: u64) -> Vec<u32> {
 
 #[test]
 fn keys_are_generated_derived_and_protected() {
-    let dir = Dir::new("keys");
+    let dir = Dir::new("cli-keys");
     let key = dir.path("master.key");
     let out = tracemark(&["keygen", "--out", s(&key)], None);
     assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
@@ -125,7 +105,7 @@ fn keys_are_generated_derived_and_protected() {
 
 #[test]
 fn detect_exit_codes_and_json() {
-    let dir = Dir::new("detect");
+    let dir = Dir::new("cli-detect");
     let key_path = dir.path("k.key");
     let key = Rng::new(130).key();
     key.save(&key_path).expect("save");
@@ -206,7 +186,7 @@ fn detect_exit_codes_and_json() {
 /// of the family (whole text + window, Bonferroni x2) and the exit code.
 #[test]
 fn a_significant_window_decides_the_exit_code() {
-    let dir = Dir::new("window");
+    let dir = Dir::new("cli-window");
     let vocab = 20_000;
     let scheme = "kgw:gamma=0.25,delta=4,context=lefthash:1";
     let cfg: SchemeConfig = scheme.parse().expect("cfg");
@@ -269,7 +249,7 @@ fn a_significant_window_decides_the_exit_code() {
 
 #[test]
 fn detect_text_with_tokenizer_window_and_keyring() {
-    let dir = Dir::new("text");
+    let dir = Dir::new("cli-text");
     let tok = dir.path("tokenizer.json");
     std::fs::write(&tok, word_tokenizer_json(VOCAB)).expect("write");
     let master_path = dir.path("master.key");
@@ -336,7 +316,7 @@ fn detect_text_with_tokenizer_window_and_keyring() {
 
 #[test]
 fn tampered_text_is_detected_and_the_report_says_what_changed() {
-    let dir = Dir::new("tampered");
+    let dir = Dir::new("cli-tampered");
     let tok = dir.path("tokenizer.json");
     std::fs::write(&tok, word_tokenizer_json(VOCAB)).expect("write");
     let key_path = dir.path("k.key");
@@ -386,7 +366,7 @@ fn tampered_text_is_detected_and_the_report_says_what_changed() {
 
 #[test]
 fn scan_and_radioactivity() {
-    let dir = Dir::new("scan");
+    let dir = Dir::new("cli-scan");
     let key_path = dir.path("k.key");
     let key = Rng::new(341).key();
     key.save(&key_path).expect("save");
@@ -480,7 +460,7 @@ fn scan_and_radioactivity() {
 
 #[test]
 fn forgery_reference_flags_a_watermark_that_sits_only_where_the_reference_is_dense() {
-    let dir = Dir::new("forgery");
+    let dir = Dir::new("cli-forgery");
     let key_path = dir.path("k.key");
     let key = Rng::new(419).key();
     key.save(&key_path).expect("save");

@@ -3,11 +3,11 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::Value;
-use support::{generate, word_tokenizer_json, words, Rng};
+use support::{generate, word_tokenizer_json, words, Dir, Rng};
 use tracemark_core::{Key, SchemeConfig};
 use tracemark_verifier::receipt::{
     verify, Provenance, Receipt, SignatureCheck, SigningKey, TextCheck, VerifyingKey, WatermarkCheck,
@@ -170,26 +170,6 @@ fn each_failure_is_reported_as_itself() {
         .is_some_and(|e| e.to_string().contains("receipt signing/verifying key file")));
 }
 
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(name: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("tracemark-receipt-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("temp dir");
-        Dir(p)
-    }
-    fn path(&self, f: &str) -> PathBuf {
-        self.0.join(f)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn tracemark(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tracemark"))
         .args(args)
@@ -215,7 +195,7 @@ fn s(p: &Path) -> &str {
 
 #[test]
 fn cli_signs_and_verifies_and_reports_each_failure() {
-    let dir = Dir::new("cli");
+    let dir = Dir::new("receipt-cli");
     let signing = dir.path("signing.key");
     let public = dir.path("signing.key.pub");
     let out = tracemark(&["receipt", "keygen", "--out", s(&signing)]);
@@ -386,7 +366,7 @@ fn cli_signs_and_verifies_and_reports_each_failure() {
 
 #[test]
 fn cli_tests_the_watermark_with_the_master_key_and_the_receipts_label() {
-    let dir = Dir::new("watermark");
+    let dir = Dir::new("receipt-watermark");
     let master = Key::generate().expect("key");
     let master_path = dir.path("master.key");
     master.save(&master_path).expect("save");

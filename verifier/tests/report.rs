@@ -4,36 +4,16 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::{json, Value};
-use support::{generate, random_tokens, word_tokenizer_json, words, Rng};
+use support::{generate, random_tokens, word_tokenizer_json, words, Dir, Rng};
 use tracemark_core::{Key, SchemeConfig};
 use tracemark_verifier::report::Report;
 
 const SCHEME: &str = "kgw:gamma=0.25,delta=2,context=lefthash:1";
 const VOCAB: usize = 3000;
-
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(name: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("tracemark-report-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("temp dir");
-        Dir(p)
-    }
-    fn path(&self, f: &str) -> PathBuf {
-        self.0.join(f)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn tracemark(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tracemark"))
@@ -82,7 +62,7 @@ fn json_of(args: &[&str]) -> Value {
 
 #[test]
 fn every_kind_of_report_with_the_same_numbers_as_json() {
-    let dir = Dir::new("kinds");
+    let dir = Dir::new("report-kinds");
     let key = Rng::new(77).key();
     let key_path = dir.path("served.key");
     key.save(&key_path).expect("save");
@@ -259,7 +239,7 @@ fn every_kind_of_report_with_the_same_numbers_as_json() {
 
 #[test]
 fn a_100k_token_report_is_written_in_blocks() {
-    let dir = Dir::new("large");
+    let dir = Dir::new("report-large");
     let key = Rng::new(91).key();
     let key_path = dir.path("k.key");
     key.save(&key_path).expect("save");

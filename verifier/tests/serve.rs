@@ -11,33 +11,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::{generate, random_tokens, word_tokenizer_json, words, Rng};
+use support::{generate, random_tokens, word_tokenizer_json, words, Dir, Rng};
 use tracemark_core::{Key, SchemeConfig};
 
 const SCHEME: &str = "kgw:gamma=0.25,delta=2,context=lefthash:1";
 const VOCAB: usize = 3000;
 const TOKEN: &str = "test-token-alice";
 const SLOW_TOKEN: &str = "test-token-slow";
-
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(name: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("tracemark-serve-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("temp dir");
-        Dir(p)
-    }
-    fn path(&self, f: &str) -> PathBuf {
-        self.0.join(f)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn sha256(s: &str) -> String {
     use sha2::Digest;
@@ -192,7 +172,7 @@ fn cli(args: &[&str]) -> Value {
 
 #[test]
 fn tokens_limits_and_the_same_p_value_as_the_cli() {
-    let dir = Dir::new("limits");
+    let dir = Dir::new("serve-limits");
     let key = Key::from_bytes([42; 32]);
     let key_path = dir.path("alpha.key");
     key.save(&key_path).expect("save");
@@ -309,7 +289,7 @@ fn tokens_limits_and_the_same_p_value_as_the_cli() {
 
 #[test]
 fn streams_equal_batch_scans_and_keyrings() {
-    let dir = Dir::new("streams");
+    let dir = Dir::new("serve-streams");
     let a = Key::from_bytes([1; 32]);
     let b = Key::from_bytes([2; 32]);
     let (pa, pb) = (dir.path("a.key"), dir.path("b.key"));

@@ -6,6 +6,28 @@
 mod core_common;
 
 pub use core_common::Rng;
+
+/// A temporary directory `tracemark-<name>-<pid>`, emptied when made and removed when dropped.
+pub struct Dir(std::path::PathBuf);
+
+impl Dir {
+    pub fn new(name: &str) -> Self {
+        let p = std::env::temp_dir().join(format!("tracemark-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("temp dir");
+        Dir(p)
+    }
+
+    pub fn path(&self, f: &str) -> std::path::PathBuf {
+        self.0.join(f)
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
 use tracemark_core::Scheme;
 
 /// Generates `n` tokens after `prompt` by sampling from `scheme`-processed
