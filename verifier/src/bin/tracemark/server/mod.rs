@@ -734,15 +734,20 @@ async fn stream_push(
     Ok(Json(value).into_response())
 }
 
+/// The running report of the caller's session `id`.
+fn current(s: &State, id: &str, who: &str) -> ApiResult<Value> {
+    with_session(s, id, who, |session| {
+        running(id, Some(s.keys[session.key].get(false, false)), &session.stream)
+    })
+}
+
 async fn stream_get(
     Extract(s): Extract<Arc<State>>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let who = admit(&s, &headers)?;
-    let value = with_session(&s, &id, &who, |session| {
-        running(&id, Some(s.keys[session.key].get(false, false)), &session.stream)
-    })?;
+    let value = current(&s, &id, &who)?;
     Ok(Json(value).into_response())
 }
 
@@ -752,9 +757,7 @@ async fn stream_close(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let who = admit(&s, &headers)?;
-    let value = with_session(&s, &id, &who, |session| {
-        running(&id, Some(s.keys[session.key].get(false, false)), &session.stream)
-    })?;
+    let value = current(&s, &id, &who)?;
     if let Ok(mut streams) = s.streams.lock() {
         streams.remove(&id);
     }
