@@ -33,8 +33,6 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use minijinja::{context, AutoEscape, Environment, Value};
 use serde::{Deserialize, Serialize};
 
@@ -43,6 +41,7 @@ use crate::detect::{Detection, Mark, Outcome, TokenStatus, Verdict};
 use crate::error::{Error, Result};
 use crate::keyring::{KeyResult, KeyringDetection};
 use crate::radioactivity::Attribution;
+use crate::receipt::Timestamp;
 use crate::render::p_value;
 use crate::text::sha256_hex;
 
@@ -197,7 +196,7 @@ impl Report {
             format: FORMAT.to_string(),
             kind,
             verdict,
-            created: rfc3339_now(),
+            created: Timestamp::now().to_string(),
             tool: crate::TOOL.to_string(),
             subject,
             command,
@@ -288,34 +287,6 @@ impl Report {
             .or_else(|| self.scan.as_ref().map(|s| &s.summary.aggregate))
             .or_else(|| self.radioactivity.as_ref().and_then(|r| r.detection.as_ref()))
     }
-}
-
-/// Now, as `YYYY-MM-DDTHH:MM:SSZ`.
-pub(crate) fn rfc3339_now() -> String {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    rfc3339(secs)
-}
-
-/// Seconds since the Unix epoch as `YYYY-MM-DDTHH:MM:SSZ` (proleptic Gregorian, UTC).
-pub(crate) fn rfc3339(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 /// A p-value's size in words: `"about 1 in 3.2 million"`.
@@ -680,9 +651,10 @@ mod tests {
 
     #[test]
     fn dates() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(1_796_083_199), "2026-11-30T23:59:59Z");
+        let at = |secs| Timestamp::from_unix(secs).to_string();
+        assert_eq!(at(0), "1970-01-01T00:00:00Z");
+        assert_eq!(at(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(at(1_796_083_199), "2026-11-30T23:59:59Z");
     }
 
     #[test]
