@@ -598,13 +598,15 @@ pub fn html(r: &Report) -> Result<String> {
             .map(|s| s.chars().take(2000).collect::<String>()),
         _ => None,
     };
-    // For a green-list test, the share of scored tokens green without the watermark (gamma).
-    let green_null = d.and_then(|d| match &d.outcome {
-        Outcome::Tested { test, .. } if test.name.contains("green count") && d.counts.scored > 0 => {
-            Some(test.expected / d.counts.scored as f64)
-        }
-        _ => None,
-    });
+    // When each scored token is one Bernoulli draw under the null (a green
+    // list), the share of scored tokens green without the watermark, as the
+    // scheme's contract says; not stated for other nulls.
+    let green_null = d
+        .and_then(|d| d.scheme.parse::<tracemark_core::SchemeConfig>().ok())
+        .and_then(|c| match c.contract().null {
+            tracemark_core::Null::Binomial { trials: 1, p } => Some(p),
+            _ => None,
+        });
     let green_share = (legend.green + legend.red > 0).then(|| (100 * legend.green) / (legend.green + legend.red));
     let tested = d.and_then(|d| match &d.outcome {
         Outcome::Tested { test, log10_p, .. } => Some(context! { test => test, log10_p => log10_p }),
