@@ -100,6 +100,15 @@ $(SGLANG_STAMP): $(VENV)/.installed $(SGLANG_REQS)
 	"$(VPY)" -m pip install -q -r $(SGLANG_REQS)
 	touch "$@"
 
+# synthid-text's own processor (make test-python), installed without its pins (torch 2.4, numpy 1.26,
+# transformers 4.43, jax[cuda]): its torch processor needs none of them (requirements-synthid.txt).
+SYNTHID_REQS := watermark-py/requirements-synthid.txt
+SYNTHID_STAMP := $(VENV)/.synthid-$(shell sha256sum $(SYNTHID_REQS) | cut -c1-12)
+
+$(SYNTHID_STAMP): $(VENV)/.installed $(SYNTHID_REQS)
+	"$(VPY)" -m pip install -q --no-deps -r $(SYNTHID_REQS)
+	touch "$@"
+
 # vLLM pins its own torch (a CUDA build; its classes run on CPU): it gets its own cached environment.
 VLLM_REQS := watermark-py/requirements-vllm.txt
 VLLM_VENV := $(CACHE)/venv-vllm-$(shell sha256sum $(VLLM_REQS) | cut -c1-12)
@@ -140,7 +149,7 @@ bench-spark: python $(SPARK_VENV)/.installed ## Corpus scan throughput: `tracema
 	$(SPARK_ENV) "$(SPARK_VENV)/bin/python" benches/python/spark_scan.py --cli "$(BIN)/tracemark" $(if $(QUICK),--quick,)
 
 # pytest exits with 5 when it collects no test: that fails the target (and CI) too.
-test-python: python data $(LLAMA_STAMP) $(SGLANG_STAMP) ## Python tests (golden vectors, errors, hypothesis, transformers, llama.cpp, SGLang, stubs)
+test-python: python data $(LLAMA_STAMP) $(SGLANG_STAMP) $(SYNTHID_STAMP) ## Python tests (golden vectors, errors, hypothesis, transformers, llama.cpp, SGLang, stubs)
 	$(CARGO) build $(CARGO_FLAGS) -q -p tracemark-verifier --bin tracemark
 	export TRACEMARK_MODEL="$$($(FETCH) model)" TRACEMARK_CLI="$(BIN)/tracemark"; cd watermark-py && "$(VPY)" -m pytest -q
 

@@ -2,8 +2,9 @@
 
 use pyo3::prelude::*;
 use tracemark_core::{Contract, Generation, Null};
+use tracemark_verifier::stats;
 
-use crate::errors::TracemarkError;
+use crate::errors::{EmptyInputError, InvalidParameterError, TracemarkError};
 
 /// How a scheme takes part in sampling.
 ///
@@ -109,6 +110,68 @@ impl PyNull {
     /// The name of the exact test of the total, given the statistic's name.
     fn test_name(&self, statistic: &str) -> String {
         self.inner.test_name(statistic)
+    }
+
+    /// The null of a score that counts successes among `trials` independent
+    /// Bernoulli(`p`) draws (for detectors of watermarks that are not
+    /// tracemark schemes, e.g. `tracemark.interop`).
+    #[staticmethod]
+    fn binomial(trials: u32, p: f64) -> PyResult<Self> {
+        if trials == 0 {
+            return Err(InvalidParameterError::new_err(
+                "binomial null: trials must be at least 1",
+            ));
+        }
+        if !(p > 0.0 && p < 1.0) {
+            return Err(InvalidParameterError::new_err(format!(
+                "binomial null: p must be in (0, 1), got {p}"
+            )));
+        }
+        Ok(Self {
+            inner: Null::Binomial { trials, p },
+        })
+    }
+
+    /// The null of an Exponential(1) score (the total over `n` is Gamma(`n`, 1)).
+    #[staticmethod]
+    fn exponential() -> Self {
+        Self {
+            inner: Null::Exponential,
+        }
+    }
+
+    /// `log10 P(T >= total)` for the total `T` over `n` scored observations:
+    /// the exact tail the verifier tests (binomial upper tail of an integer
+    /// count, or the Gamma(`n`, 1) upper tail), in log space, finite far
+    /// below 1e-308.
+    fn log10_upper(&self, n: u64, total: f64) -> PyResult<f64> {
+        if n == 0 {
+            return Err(EmptyInputError::new_err("no scored observation to test (n = 0)"));
+        }
+        if !total.is_finite() {
+            return Err(InvalidParameterError::new_err(format!(
+                "total must be finite, got {total}"
+            )));
+        }
+        let ln_p = match self.inner {
+            Null::Binomial { trials, p } => {
+                let draws = n * u64::from(trials);
+                if total < 0.0 || total.fract() != 0.0 || total > draws as f64 {
+                    return Err(InvalidParameterError::new_err(format!(
+                        "a binomial total is a whole count in [0, {draws}], got {total}"
+                    )));
+                }
+                // Exact: `total` is a whole number not above `draws` (checked above).
+                stats::ln_binomial_upper(total as u64, draws, p)
+            }
+            Null::Exponential => stats::ln_gamma_upper(n, total),
+            other => {
+                return Err(TracemarkError::new_err(format!(
+                    "null distribution {other:?} is not known to this version of the Python bindings"
+                )))
+            }
+        };
+        Ok(stats::log10(ln_p))
     }
 
     fn __repr__(&self) -> String {
