@@ -68,6 +68,7 @@ pub mod report;
 pub mod stats;
 pub mod tamper;
 mod text;
+pub mod weighted;
 mod window;
 
 pub use canonical::{canonicalize, Canonical, CanonicalReport, ChangeKind, ChangeSummary};

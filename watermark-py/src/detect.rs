@@ -608,6 +608,26 @@ impl PyDetector {
         Ok(PyDetection { inner: d })
     }
 
+    /// Tests the `completion` ids with per-token `weights` in [0, 1] (one per
+    /// completion token, e.g. `position_weights(scheme, logits)` of the model
+    /// that wrote it): the weighted test and the unweighted report of the same
+    /// observations.
+    #[pyo3(signature = (prompt, completion, weights))]
+    fn detect_weighted(
+        &self,
+        py: Python<'_>,
+        prompt: Option<&Bound<'_, PyAny>>,
+        completion: &Bound<'_, PyAny>,
+        weights: Vec<f64>,
+    ) -> PyResult<crate::weighted::PyWeightedDetection> {
+        let prompt = prompt.map(extract_ids).transpose()?.unwrap_or_default();
+        let completion = extract_ids(completion)?;
+        let inner = py
+            .detach(|| self.inner.detect_weighted(&prompt, &completion, &weights))
+            .map_err(verifier_err)?;
+        Ok(crate::weighted::PyWeightedDetection { inner })
+    }
+
     /// A streaming detection after the `prompt` ids (None for none): push ids
     /// as they are generated (`push`) and read the running report (`report`),
     /// which equals `detect_ids` on the ids so far.

@@ -19,6 +19,7 @@ mod observe;
 mod receipt;
 mod report;
 mod scheme;
+mod weighted;
 
 use pyo3::prelude::*;
 
@@ -67,5 +68,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(detect::canonicalize, m)?)?;
     m.add_function(wrap_pyfunction!(mix::mix, m)?)?;
     m.add_function(wrap_pyfunction!(mix::value16, m)?)?;
+    m.add_class::<weighted::PyWeightedDetection>()?;
+    m.add_function(wrap_pyfunction!(weighted::position_weights, m)?)?;
     Ok(())
 }
