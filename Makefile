@@ -28,7 +28,7 @@ CARGO_FUZZ := $(CACHE)/tools/cargo-fuzz-$(CARGO_FUZZ_VERSION)/bin/cargo-fuzz
 FUZZ_SECONDS ?= 30
 FUZZ_MODE ?= auto
 
-.PHONY: help setup data demo test test-rust test-python test-vllm test-spark test-browser venv python bench bench-python bench-spark bench-serving bench-serve test-serve-fuzz gpu-check-prepare mistralrs-demo lint fuzz-smoke eval eval-quick distill distill-quick spoof spoof-quick accounts calibrate clean-cache
+.PHONY: help setup data demo test test-rust test-python test-vllm test-spark test-browser venv python bench bench-python bench-spark bench-serving bench-serve test-serve-fuzz gpu-check-prepare mistralrs-demo lint fuzz-smoke eval eval-quick distill distill-quick spoof spoof-quick accounts campaign campaign-quick calibrate clean-cache
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -45,7 +45,7 @@ demo: ## Generate watermarked and plain text with SmolLM2, verify both, print th
 	@$(FETCH) model >/dev/null
 	$(CARGO) run $(CARGO_FLAGS) -q -p tracemark-examples --bin demo -- $(DEMO_ARGS)
 
-test: test-rust test-python test-vllm test-spark test-browser test-serve-fuzz eval-quick distill-quick spoof-quick ## All Rust and Python tests
+test: test-rust test-python test-vllm test-spark test-browser test-serve-fuzz eval-quick distill-quick spoof-quick campaign-quick ## All Rust and Python tests
 
 # The real-model tests (tracemark-candle's tests/model.rs) and the calibration on human text are
 # #[ignore]d for a bare `cargo test`; the second run here runs them, and they fail without the data.
@@ -187,6 +187,13 @@ spoof-quick: ## The stealing pipeline on a tiny harvest (part of `make test`)
 accounts: data ## Tokens needed to name the account a SmolLM2 answer was served to, among 1, 24,000 and 1,000,000 account keys; the scan's time and memory (about 15 min)
 	export TRACEMARK_MODEL="$$($(FETCH) model)"; \
 	$(CARGO) run $(CARGO_FLAGS) -q -p tracemark-examples --bin accounts -- $(ACCOUNTS_ARGS)
+
+campaign: data ## Student-level account attribution: window-cohort keys on a simulated 3-actor campaign among 24,000 accounts (n-gram stand-in teacher; about 25 min). QUICK=1: a small version
+	export TRACEMARK_MODEL="$$($(FETCH) model)" TRACEMARK_HUMAN_TEXT="$$($(FETCH) human-text)"; \
+	$(CARGO) run $(CARGO_FLAGS) -q -p tracemark-examples --bin campaign -- $(if $(QUICK),--quick,) $(CAMPAIGN_ARGS)
+
+campaign-quick: ## The campaign on a small harvest; fails on any false accusation or if the largest actor is not named (part of `make test`)
+	$(MAKE) --no-print-directory campaign QUICK=1
 
 CALIBRATION := eval/results/calibration-$(shell date -u +%F).md
 calibrate: ## False-positive rates of every scheme over 10M (document, key) tests each, and a battery on the keyed values (about 17 min on 2 cores). QUICK=1: 100k tests

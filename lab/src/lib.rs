@@ -12,6 +12,7 @@
 //! |---|---|---|
 //! | [`eval`] | the arms, generation of all arms with cached records, attacks, analysis, the report's tables and plots | `make eval` (`QUICK=1`: `make eval-quick`, part of `make test`) |
 //! | [`distill`] | the distillation experiment: plan, harvest, training mixtures, students, attribution, controls, quick checks, report | `make distill` (`QUICK=1`: `make distill-quick`, part of `make test`) |
+//! | [`campaign`] | student-level account attribution: window-cohort keys (group testing) on a simulated harvesting campaign with a stand-in n-gram teacher, recall per actor and false accusations over repetitions | `make campaign` (`QUICK=1`: `make campaign-quick`, part of `make test`) |
 //! | [`spoof`] | watermark stealing: harvests, the attacker's knowledge, spoofed and scrubbed answers, cohort keys and the spoof-artifact test | `make spoof` (`QUICK=1`: `make spoof-quick`, part of `make test`) |
 //! | [`plot`] | SVG line charts for the reports | both |
 //! | [`error`] | the one error type of the harness and its binaries | all, with `make demo` and `make calibrate` |
@@ -57,6 +58,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod campaign;
 pub mod distill;
 pub mod error;
 pub mod eval;
