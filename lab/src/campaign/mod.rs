@@ -25,7 +25,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 pub use report::report;
-pub use sim::{key_log10_p, repetition, run_scenario, Actor, Named, Outcome, Repetition, Rule, Scenario};
+pub use sim::{
+    key_log10_p, repetition, run_scenario, Actor, Design, Named, Outcome, Repetition, Rule, Scenario, CONTROL_ACCOUNTS,
+};
 use teacher::Teacher;
 use tracemark_candle::gguf_tokenizer;
 
@@ -81,6 +83,7 @@ impl Plan {
     pub fn new(quick: bool) -> Self {
         let scenario = |label: &str, windows, cohorts, accounts, harvest_tokens, repetitions| Scenario {
             label: label.to_string(),
+            design: Design::WindowCohorts,
             windows,
             cohorts,
             actors: actors(accounts),
@@ -113,6 +116,10 @@ impl Plan {
             s.harvest_tokens = (1_000_000.0 * (16.4 + 0.15 * c_times) / 16.55) as usize;
             s
         };
+        let per_account = |label: &str, accounts, repetitions| Scenario {
+            design: Design::PerAccount,
+            ..scenario(label, 1, 1, accounts, 1_000_000, repetitions)
+        };
         Plan {
             quick,
             accounts: 24_000,
@@ -129,6 +136,9 @@ impl Plan {
                 sweep("sweep A=30", [30, 1, 1], 1.0, 2),
                 sweep("sweep C x10", [3, 1, 1], 10.0, 2),
                 sweep("sweep C x40", [3, 1, 1], 40.0, 2),
+                per_account("per-account keys", [3, 1, 1], 5),
+                per_account("per-account keys A=10", [10, 1, 1], 2),
+                per_account("per-account keys A=30", [30, 1, 1], 2),
             ],
         }
     }

@@ -4,7 +4,7 @@ use std::fmt::Write;
 use std::time::Instant;
 
 use super::teacher::Teacher;
-use super::{Outcome, Plan, Rule, SCHEME};
+use super::{Design, Outcome, Plan, Rule, CONTROL_ACCOUNTS, SCHEME};
 
 /// The report: set-up, the guarantee, one table per scenario, what it does and does not show.
 pub fn report(plan: &Plan, teacher: &Teacher, outcomes: &[Outcome], started: Instant) -> String {
@@ -58,14 +58,19 @@ pub fn report(plan: &Plan, teacher: &Teacher, outcomes: &[Outcome], started: Ins
         let sc = &o.scenario;
         let reps = o.repetitions.len().max(1);
         let mean = |f: &dyn Fn(&super::Repetition) -> f64| o.repetitions.iter().map(f).sum::<f64>() / reps as f64;
-        let _ = writeln!(
-            s,
-            "### {}: {} windows x {} cohorts, {} repetitions\n",
-            sc.label,
-            sc.windows,
-            sc.cohorts,
-            o.repetitions.len()
-        );
+        let (design, rows, last) = match sc.design {
+            Design::WindowCohorts => (
+                format!("{} windows x {} cohorts", sc.windows, sc.cohorts),
+                Rule::ALL.iter().map(|r| r.name().to_string()).collect::<Vec<_>>(),
+                "mean keys scoring > 0 per window".to_string(),
+            ),
+            Design::PerAccount => (
+                "one key per account, `derive(master, \"account/<id>\")`".to_string(),
+                vec!["per-account keys (Bonferroni over all accounts)".to_string()],
+                format!("smallest log10 p of {CONTROL_ACCOUNTS} control accounts' keys"),
+            ),
+        };
+        let _ = writeln!(s, "### {}: {design}, {} repetitions\n", sc.label, o.repetitions.len());
         let total: f64 = sc.actors.iter().map(|a| a.exchanges).sum();
         let _ = writeln!(
             s,
@@ -90,13 +95,10 @@ pub fn report(plan: &Plan, teacher: &Teacher, outcomes: &[Outcome], started: Ins
         for a in &sc.actors {
             let _ = write!(s, " {} accounts named (repetitions naming one) |", a.name);
         }
-        let _ = writeln!(
-            s,
-            " false accusations | repetitions with one | mean keys scoring > 0 per window |"
-        );
+        let _ = writeln!(s, " false accusations | repetitions with one | {last} |");
         let _ = writeln!(s, "|---|{}---:|---:|---:|", "---:|".repeat(sc.actors.len()));
-        for (i, rule) in Rule::ALL.iter().enumerate() {
-            let _ = write!(s, "| {} |", rule.name());
+        for (i, row) in rows.iter().enumerate() {
+            let _ = write!(s, "| {row} |");
             for (j, a) in sc.actors.iter().enumerate() {
                 let named: usize = o.repetitions.iter().map(|r| r.named[i].per_actor[j]).sum();
                 let reps_with = o.repetitions.iter().filter(|r| r.named[i].per_actor[j] > 0).count();
@@ -109,12 +111,17 @@ pub fn report(plan: &Plan, teacher: &Teacher, outcomes: &[Outcome], started: Ins
             }
             let fa: usize = o.repetitions.iter().map(|r| r.named[i].innocent).sum();
             let with = o.repetitions.iter().filter(|r| r.named[i].innocent > 0).count();
-            let _ = writeln!(
-                s,
-                " {fa} | {with}/{} | {:.1} |",
-                o.repetitions.len(),
-                mean(&|r| r.named[i].lit_per_window)
-            );
+            let last = match sc.design {
+                Design::WindowCohorts => format!("{:.1}", mean(&|r| r.named[i].lit_per_window)),
+                Design::PerAccount => format!(
+                    "{:.1}",
+                    o.repetitions
+                        .iter()
+                        .filter_map(|r| r.control_min_log10_p)
+                        .fold(0.0, f64::min)
+                ),
+            };
+            let _ = writeln!(s, " {fa} | {with}/{} | {last} |", o.repetitions.len());
         }
         let _ = writeln!(s);
     }

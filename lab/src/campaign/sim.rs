@@ -24,11 +24,28 @@ pub struct Actor {
     pub accounts: usize,
 }
 
+/// How answers are keyed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Design {
+    /// Window-cohort keys (SPEC §13), tested by the group test.
+    WindowCohorts,
+    /// One key per account (`derive(master, "account/<id>")`), for comparison:
+    /// the harvesting accounts' keys are tested, named at Bonferroni over all
+    /// accounts (valid without testing the others), plus control keys of
+    /// accounts that harvested nothing.
+    PerAccount,
+}
+
+/// Control keys (accounts that harvested nothing) tested per repetition of a [`Design::PerAccount`] scenario.
+pub const CONTROL_ACCOUNTS: usize = 100;
+
 /// A campaign's set-up: the design, the actors and the harvest's size.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Scenario {
     /// Its name in the report.
     pub label: String,
+    /// How answers are keyed.
+    pub design: Design,
     /// Time windows.
     pub windows: u32,
     /// Cohorts per window.
@@ -90,6 +107,8 @@ pub struct Repetition {
     pub named: Vec<Named>,
     /// Per actor: the median log10 p of the keys its accounts were served under.
     pub actor_key_log10_p: Vec<f64>,
+    /// [`Design::PerAccount`]: the smallest log10 p of the control keys.
+    pub control_min_log10_p: Option<f64>,
     /// Harvested and student tokens.
     pub tokens: (usize, usize),
     /// Wall time, seconds.
@@ -130,6 +149,11 @@ pub fn repetition(plan: &Plan, teacher: &Teacher, scenario: &Scenario, master: &
         .iter()
         .map(|a| draw_accounts(a.accounts, plan.accounts, &mut taken, &mut rng))
         .collect();
+    if scenario.design == Design::PerAccount {
+        return per_account(
+            plan, teacher, scenario, master, &accounts, &mut taken, rng, seed, started,
+        );
+    }
     // Tokens each window-cohort key serves to harvesting accounts.
     let total_exchanges: f64 = scenario.actors.iter().map(|a| a.exchanges).sum();
     let (w_n, c_n) = (scenario.windows as usize, scenario.cohorts as usize);
@@ -196,9 +220,86 @@ pub fn repetition(plan: &Plan, teacher: &Teacher, scenario: &Scenario, master: &
     Ok(Repetition {
         named,
         actor_key_log10_p,
+        control_min_log10_p: None,
         tokens: (harvested, produced),
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// A [`Design::PerAccount`] repetition: every harvesting account served under its own key.
+#[allow(clippy::too_many_arguments)]
+fn per_account(
+    plan: &Plan,
+    teacher: &Teacher,
+    scenario: &Scenario,
+    master: &Key,
+    accounts: &[Vec<u64>],
+    taken: &mut Vec<u64>,
+    mut rng: Rng,
+    seed: u64,
+    started: Instant,
+) -> Result<Repetition> {
+    let config: SchemeConfig = SCHEME.parse()?;
+    let key = |a: u64| master.derive(&format!("account/{a}"));
+    let total_exchanges: f64 = scenario.actors.iter().map(|a| a.exchanges).sum();
+    let mut data = Vec::new();
+    for (actor, ids) in scenario.actors.iter().zip(accounts) {
+        let per = scenario.harvest_tokens as f64 * actor.exchanges / total_exchanges / ids.len() as f64;
+        for &a in ids {
+            let scheme = config.build(&key(a)?, teacher.vocab)?;
+            data.extend(teacher.answers(scheme.as_ref(), per.round().max(1.0) as usize, &mut rng)?);
+        }
+    }
+    let harvested: usize = data.iter().map(|d| d.1.len()).sum();
+    let student = NGram::train(teacher.vocab, &data);
+    drop(data);
+    let outputs = answers(
+        &student,
+        &teacher.student_prompts(),
+        plan.student_tokens,
+        teacher.eos,
+        seed ^ 0x5157,
+    )?;
+    let produced: usize = outputs.iter().map(|a| a.ids.len()).sum();
+    let test = |a: u64| -> Result<f64> { one_key_log10_p(&key(a)?, teacher.vocab, &outputs) };
+    // Bonferroni over every account: valid whatever the untested keys would say.
+    let needed = plan.alpha_accounts.log10() - (plan.accounts as f64).log10();
+    let mut per_actor = Vec::new();
+    let mut actor_key_log10_p = Vec::new();
+    for ids in accounts {
+        let mut l = ids.iter().map(|&a| test(a)).collect::<Result<Vec<f64>>>()?;
+        per_actor.push(l.iter().filter(|&&x| x < needed).count());
+        l.sort_by(f64::total_cmp);
+        actor_key_log10_p.push(l[l.len() / 2]);
+    }
+    let controls = draw_accounts(CONTROL_ACCOUNTS, plan.accounts, taken, &mut rng)
+        .into_iter()
+        .map(test)
+        .collect::<Result<Vec<f64>>>()?;
+    Ok(Repetition {
+        named: vec![Named {
+            per_actor,
+            innocent: controls.iter().filter(|&&x| x < needed).count(),
+            lit_per_window: 0.0,
+        }],
+        actor_key_log10_p,
+        control_min_log10_p: Some(controls.iter().copied().fold(0.0, f64::min)),
+        tokens: (harvested, produced),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// The black-box test (exact, dedup across all outputs) of the student's outputs under one key.
+fn one_key_log10_p(key: &Key, vocab: usize, outputs: &[Answer]) -> Result<f64> {
+    let config: SchemeConfig = SCHEME.parse()?;
+    let opts = DetectOptions {
+        min_scored: 1,
+        ..DetectOptions::default()
+    };
+    let d = Detector::new(key, &config, vocab, opts)?;
+    let docs = outputs.iter().map(|a| Document::ids(a.prompt.clone(), a.ids.clone()));
+    let scan = Scanner::new(&d, None).scan_documents(docs, |_| ())?;
+    Ok(scan.aggregate.outcome.conservative_log10_p())
 }
 
 /// The black-box test (exact, dedup across all outputs) of the student's
