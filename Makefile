@@ -28,7 +28,7 @@ CARGO_FUZZ := $(CACHE)/tools/cargo-fuzz-$(CARGO_FUZZ_VERSION)/bin/cargo-fuzz
 FUZZ_SECONDS ?= 30
 FUZZ_MODE ?= auto
 
-.PHONY: help setup data demo test test-rust test-python test-vllm test-spark test-browser venv python bench bench-python bench-spark bench-serving bench-serve test-serve-fuzz gpu-check-prepare mistralrs-demo lint fuzz-smoke eval eval-quick distill distill-quick spoof spoof-quick accounts campaign campaign-quick calibrate clean-cache
+.PHONY: help setup data demo test test-rust test-python test-vllm test-spark test-browser venv python bench bench-python bench-spark bench-serving bench-serve test-serve-fuzz gpu-check-prepare mistralrs-demo lint fuzz-smoke eval eval-quick distill distill-quick distill-transformer spoof spoof-quick accounts campaign campaign-quick calibrate clean-cache
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -151,7 +151,7 @@ bench-spark: python $(SPARK_VENV)/.installed ## Corpus scan throughput: `tracema
 # pytest exits with 5 when it collects no test: that fails the target (and CI) too.
 test-python: python data $(LLAMA_STAMP) $(SGLANG_STAMP) $(SYNTHID_STAMP) ## Python tests (golden vectors, errors, hypothesis, transformers, llama.cpp, SGLang, stubs)
 	$(CARGO) build $(CARGO_FLAGS) -q -p tracemark-verifier --bin tracemark
-	export TRACEMARK_MODEL="$$($(FETCH) model)" TRACEMARK_CLI="$(BIN)/tracemark"; cd watermark-py && "$(VPY)" -m pytest -q
+	export TRACEMARK_MODEL="$$($(FETCH) model)" TRACEMARK_HUMAN_TEXT="$$($(FETCH) human-text)" TRACEMARK_CLI="$(BIN)/tracemark"; cd watermark-py && "$(VPY)" -m pytest -q
 
 # The HTML reports in a real browser: Chromium from Debian, installed here when missing (root or sudo).
 test-browser: python ## HTML reports in headless Chromium: verdicts in the DOM, no script, console or network error. UPDATE_SCREENSHOTS=1: into docs/report/
@@ -170,9 +170,16 @@ test-serve-fuzz: ## `tracemark serve` fuzzed from its own OpenAPI description (s
 	$(CARGO) build $(CARGO_FLAGS) -q -p tracemark-verifier --bin tracemark
 	TRACEMARK="$(BIN)/tracemark" PYTHON="$(PYTHON)" scripts/serve-fuzz.sh
 
-distill: data ## The distillation experiment: harvest, students, radioactivity tests (about an hour; cached)
+distill: data ## The distillation experiment: harvest, n-gram/MLP students and the transformer student, radioactivity tests (about two hours; cached, resumable)
 	export TRACEMARK_MODEL="$$($(FETCH) model)"; \
 	$(CARGO) run $(CARGO_FLAGS) -q -p tracemark-examples --bin distill -- $(if $(QUICK),--quick,) $(DISTILL_ARGS)
+	$(MAKE) --no-print-directory distill-transformer
+
+# The transformer student (lab/python/transformer_student.py): SmolLM2 fine-tuned with torch on the CPU.
+distill-transformer: data python ## The transformer student alone: SmolLM2 fine-tuned on 0-100% watermarked answers, laundering, 1,000-key controls (about an hour; cached, resumable)
+	$(CARGO) build $(CARGO_FLAGS) -q -p tracemark-verifier --bin tracemark
+	export TRACEMARK_MODEL="$$($(FETCH) model)" TRACEMARK_HUMAN_TEXT="$$($(FETCH) human-text)" TRACEMARK_CLI="$(BIN)/tracemark"; \
+	"$(VPY)" lab/python/transformer_student.py $(if $(QUICK),--quick,) $(TRANSFORMER_ARGS)
 
 distill-quick: ## The distillation pipeline on a small harvest (part of `make test`)
 	$(MAKE) --no-print-directory distill QUICK=1
