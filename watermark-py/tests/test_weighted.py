@@ -128,3 +128,13 @@ def test_weighted_scores_are_calibrated_on_human_text_under_1000_keys(name, huma
         if name != "gumbel":
             # Exact tests: the rate is alpha, within the exact 99% range.
             assert hits >= binom_lower(n, alpha), f"{name}: only {hits} of {n} below {alpha}"
+
+
+def test_edit_aware_weights_zero_what_an_edit_touches():
+    w = tm.edit_aware_weights([0.5] * 8, [-1.0] * 3 + [-30.0] + [-1.0] * 4, width=2)
+    assert w == [0.5, 0.5, 0.5, 0.0, 0.0, 0.0, 0.5, 0.5]
+    assert tm.edit_aware_weights([1.0, 1.0], [float("nan"), -1.0], width=0) == [0.0, 1.0]
+    with pytest.raises(ValueError, match="weights for"):
+        tm.edit_aware_weights([1.0], [], width=1)
+    with pytest.raises(ValueError, match="width"):
+        tm.edit_aware_weights([1.0], [-1.0], width=-1)

@@ -109,6 +109,7 @@ from ._native import (
     sign_receipt,
     verify_receipt,
 )
+from .scoring import edit_aware_weights
 
 __all__ = [
     "SPEC_VERSION",
@@ -155,6 +156,7 @@ __all__ = [
     "__version__",
     "canonicalize",
     "detection_report",
+    "edit_aware_weights",
     "position_weights",
     "scan_corpus",
     "sign_receipt",
