@@ -39,6 +39,7 @@ import math
 import os
 import random
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -119,6 +120,8 @@ class Plan:
                 ("5%", 0.05, "marked"),
                 ("paraphrased 100%", 1.0, "paraphrased"),
                 ("human-spliced 100%", 1.0, "spliced"),
+                ("paraphrased 10%", 0.10, "paraphrased"),
+                ("human-spliced 10%", 0.10, "spliced"),
             ],
         )
 
@@ -650,7 +653,7 @@ def render(plan, students, rows, calib, master, sets, harvest_secs, total_secs, 
                  "student's greedy next-token predictions on the first N tokens of all our watermarked answers to the harvest prompts, in a fixed "
                  "shuffled order (a reader does not know which were harvested; a student trained on a share of them meets its own in proportion).")
     lines.append("")
-    head = "| student | trained on (watermarked) | loss | " + " | ".join(f"black box N={b:,}" for b in plan.budgets) + " | filtered | " + " | ".join(f"reading N={b:,}" for b in plan.reading_budgets) + " |"
+    head = "| student | training tokens (from our watermarked answers, laundered or not) | loss | " + " | ".join(f"black box N={b:,}" for b in plan.budgets) + " | filtered | " + " | ".join(f"reading N={b:,}" for b in plan.reading_budgets) + " |"
     lines += [head, "|" + "---|" * (4 + len(plan.budgets) + len(plan.reading_budgets)) + ""]
     lines[-1] = "|---|---:|---:|" + "---:|" * (len(plan.budgets) + 1 + len(plan.reading_budgets))
     for s, bb, filt, rd in rows:
@@ -666,6 +669,7 @@ def render(plan, students, rows, calib, master, sets, harvest_secs, total_secs, 
     for s, bb, _, rd in rows:
         lines.append(f"| {s.name} | {needed(plan.budgets, bb)} | {needed(plan.reading_budgets, rd)} |")
     lines.append("")
+    lines += extrapolation(plan, rows)
     lines.append("## Controls: calibration of the tests on the 0% student")
     lines.append("")
     n = plan.control_keys
@@ -688,6 +692,43 @@ def render(plan, students, rows, calib, master, sets, harvest_secs, total_secs, 
     lines.append(f"Run time: harvest {harvest_secs / 60:.0f} min (cached across runs), total {total_secs / 60:.0f} min on this machine "
                  f"({os.cpu_count()} CPU cores, torch {torch.__version__}). Regenerate with `make distill` (resumable: every stage is cached).")
     return "\n".join(lines) + "\n"
+
+
+def extrapolation(plan, rows) -> List[str]:
+    """What the smallest share would need, from the unlaundered students that
+    reached 1e-6 in reading mode: evidence per watermarked training token."""
+    plain_rows = [(s, rd[-1]) for s, _, _, rd in rows if s.source == "marked" and s.marked_tokens > 0]
+    strong = [(s, lp) for s, lp in plain_rows if lp < math.log10(ALPHA)]
+    weak = [(s, lp) for s, lp in plain_rows if lp >= math.log10(ALPHA)]
+    if not strong or not weak:
+        return []
+    # The weakest share that still reached 1e-6 gives the most conservative rate.
+    s0, lp0 = min(strong, key=lambda x: x[0].marked_tokens)
+    rate = -lp0 / s0.marked_tokens
+    out = ["## What the weaker shares would need", ""]
+    out.append(
+        f"Reading mode over {plan.reading_budgets[-1]:,} tokens of our texts gave log10 p = {lp0:.1f} for the {s0.name} student, which "
+        f"trained on {s0.marked_tokens:,} watermarked tokens: {rate:.2e} orders of magnitude per watermarked training token. If the evidence "
+        "grows in proportion to the watermarked tokens a student saw (the students above are consistent with that to within a few "
+        "orders of magnitude; it is an assumption, not a measurement):"
+    )
+    out.append("")
+    out.append("| student | watermarked training tokens | reading log10 p | watermarked tokens needed for 1e-6 | training set at this share |")
+    out.append("|---|---:|---:|---:|---:|")
+    for s, lp in weak:
+        need = 6.0 / rate
+        share = s.marked_tokens / max(s.train_tokens, 1)
+        out.append(f"| {s.name} | {s.marked_tokens:,} | {lp:.1f} | ~{need:,.0f} | ~{need / share:,.0f} tokens |")
+    out.append("")
+    out.append(
+        "Reading more of our texts also adds evidence (roughly in proportion to the tokens read, as the reading columns show), so a "
+        "verifier with all of a cohort's served answers needs fewer: the budget here is the "
+        f"{plan.reading_budgets[-1]:,} tokens of texts we kept. The training compute on this 2-core machine is the limit of this run: "
+        f"each student took about {statistics.median([s.secs for s, *_ in rows]) / 60:.0f} minutes for {plan.train_tokens:,} tokens "
+        f"x {plan.epochs} epochs."
+    )
+    out.append("")
+    return out
 
 
 def quick_checks(rows, calib) -> int:
