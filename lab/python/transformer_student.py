@@ -689,8 +689,11 @@ def render(plan, students, rows, calib, master, sets, harvest_secs, total_secs, 
         ok = calibrated(ps)
         lines.append(f"| {mode} | {a} | {lo2}-{hi2} | {b} | {lo3}-{hi3} | {min(ps):.5f} | {ks:.3f} | {'yes' if ok else '**no**'} |")
     lines.append("")
-    lines.append(f"Run time: harvest {harvest_secs / 60:.0f} min (cached across runs), total {total_secs / 60:.0f} min on this machine "
-                 f"({os.cpu_count()} CPU cores, torch {torch.__version__}). Regenerate with `make distill` (resumable: every stage is cached).")
+    student_secs = sum(s.secs for s in students)
+    lines.append(f"Compute on this machine ({os.cpu_count()} CPU cores, torch {torch.__version__}): the students took {student_secs / 60:.0f} min "
+                 f"in all (training, answers and reading; {min(s.secs for s in students) / 60:.0f}-{max(s.secs for s in students) / 60:.0f} min each, "
+                 f"as recorded when each was made); this invocation {total_secs / 60:.0f} min, of which {harvest_secs / 60:.0f} min harvest "
+                 "(cached across runs). Regenerate with `make distill` (resumable: the harvests and every finished student are cached).")
     return "\n".join(lines) + "\n"
 
 
@@ -709,16 +712,16 @@ def extrapolation(plan, rows) -> List[str]:
     out.append(
         f"Reading mode over {plan.reading_budgets[-1]:,} tokens of our texts gave log10 p = {lp0:.1f} for the {s0.name} student, which "
         f"trained on {s0.marked_tokens:,} watermarked tokens: {rate:.2e} orders of magnitude per watermarked training token. If the evidence "
-        "grows in proportion to the watermarked tokens a student saw (the students above are consistent with that to within a few "
-        "orders of magnitude; it is an assumption, not a measurement):"
+        "grows in proportion to the watermarked tokens a student saw (an assumption; the predicted column shows how the weaker "
+        "students compare with it):"
     )
     out.append("")
-    out.append("| student | watermarked training tokens | reading log10 p | watermarked tokens needed for 1e-6 | training set at this share |")
-    out.append("|---|---:|---:|---:|---:|")
+    out.append("| student | watermarked training tokens | reading log10 p | predicted | watermarked tokens needed for 1e-6 | training set at this share |")
+    out.append("|---|---:|---:|---:|---:|---:|")
     for s, lp in weak:
         need = 6.0 / rate
         share = s.marked_tokens / max(s.train_tokens, 1)
-        out.append(f"| {s.name} | {s.marked_tokens:,} | {lp:.1f} | ~{need:,.0f} | ~{need / share:,.0f} tokens |")
+        out.append(f"| {s.name} | {s.marked_tokens:,} | {lp:.1f} | {-rate * s.marked_tokens:.1f} | ~{need:,.0f} | ~{need / share:,.0f} tokens |")
     out.append("")
     out.append(
         "Reading more of our texts also adds evidence (roughly in proportion to the tokens read, as the reading columns show), so a "
