@@ -45,70 +45,18 @@ use crate::stats::{ln_dbinom, log10, p_from_ln};
 /// Weights are quantized to `0, 1/LEVELS, …, 1`.
 pub const LEVELS: u32 = 16;
 
-/// Entropy (nats) at which a token of a scheme without a bias model gets full
-/// weight: eight equally likely choices.
-pub const ENTROPY_CAP: f64 = 2.079_441_541_679_835_7; // ln 8
-
 /// The weight level (`0..=LEVELS`) of a weight in `[0, 1]`.
 pub fn quantize(weight: f64) -> u32 {
     (weight.clamp(0.0, 1.0) * f64::from(LEVELS)).round() as u32
 }
 
 /// The weight in `[0, 1]` of a position whose next-token logits (before the
-/// watermark) are `logits`, for a text watermarked with `config`.
-///
-/// - `kgw`: the log-likelihood-ratio weight of a green bit. The expected green
-///   share after the bias δ at a position of spike entropy `SE` is at least
-///   `q = γ·e^δ·SE / (1 + (e^δ-1)·γ)` (Kirchenbauer et al., 2023, Thm. 4.2,
-///   with `z = (1-γ)(e^δ-1) / (1+(e^δ-1)γ)`); the weight is
-///   `(logit q - logit γ) / (logit q_max - logit γ)`: 0 where the model is
-///   certain (`q = γ`), 1 at a flat distribution.
-/// - `tournament`, `gumbel`: the Shannon entropy over [`ENTROPY_CAP`], capped at 1.
-///
-/// Non-finite logits count as impossible tokens; an empty or all-impossible
-/// row has weight 0.
+/// watermark) are `logits`, for a text watermarked with `config`: the scheme's
+/// own answer, [`SchemeConfig::token_weight`] (kgw: the log-likelihood-ratio
+/// weight of a green bit from the spike entropy; tournament and gumbel: the
+/// entropy over [`tracemark_core::ENTROPY_CAP`], capped at 1).
 pub fn position_weight(config: &SchemeConfig, logits: &[f32]) -> f64 {
-    let max = logits
-        .iter()
-        .copied()
-        .filter(|x| x.is_finite())
-        .fold(f32::NEG_INFINITY, f32::max);
-    if !max.is_finite() {
-        return 0.0;
-    }
-    let mut z = 0.0f64;
-    for &x in logits {
-        if x.is_finite() {
-            z += f64::from(x - max).exp();
-        }
-    }
-    let probs = logits.iter().map(move |&x| {
-        if x.is_finite() {
-            f64::from(x - max).exp() / z
-        } else {
-            0.0
-        }
-    });
-    match config {
-        SchemeConfig::Kgw(k) => {
-            let gamma = k.gamma();
-            let alpha = f64::from(k.delta()).exp();
-            let zeta = (1.0 - gamma) * (alpha - 1.0) / (1.0 + (alpha - 1.0) * gamma);
-            let spike: f64 = probs.map(|p| p / (1.0 + zeta * p)).sum();
-            let q_max = gamma * alpha / (1.0 + (alpha - 1.0) * gamma);
-            let q = (q_max * spike).clamp(gamma, q_max);
-            let logit = |x: f64| (x / (1.0 - x)).ln();
-            let span = logit(q_max) - logit(gamma);
-            if span <= 0.0 {
-                return 0.0;
-            }
-            ((logit(q) - logit(gamma)) / span).clamp(0.0, 1.0)
-        }
-        _ => {
-            let h: f64 = probs.filter(|&p| p > 0.0).map(|p| -p * p.ln()).sum();
-            (h / ENTROPY_CAP).clamp(0.0, 1.0)
-        }
-    }
+    config.token_weight(logits)
 }
 
 /// A distribution over integers `offset..offset+probs.len()`, in linear

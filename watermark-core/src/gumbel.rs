@@ -51,6 +51,13 @@ impl GumbelConfig {
         self.context
     }
 
+    /// The weight of a position for model-assisted detection: the entropy
+    /// of the model's distribution over [`ENTROPY_CAP`](crate::ENTROPY_CAP),
+    /// capped at 1.
+    pub fn token_weight(&self, logits: &[f32]) -> f64 {
+        crate::weight::entropy_weight(logits)
+    }
+
     /// The scheme's contract (see [`Contract`]).
     pub fn contract(&self) -> Contract {
         Contract::new(Null::Exponential, "sum of -ln(1-u)", Generation::Selection, true)

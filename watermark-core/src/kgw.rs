@@ -71,6 +71,31 @@ impl KgwConfig {
         f64::from(self.green_threshold()) / 65536.0
     }
 
+    /// The weight of a position for model-assisted detection: the
+    /// log-likelihood-ratio weight of a green bit. After the bias δ, a
+    /// position of spike entropy `SE` turns green with probability at least
+    /// `q = γ·e^δ·SE / (1 + (e^δ-1)·γ)` (Kirchenbauer et al., 2023, Thm. 4.2,
+    /// with `z = (1-γ)(e^δ-1) / (1+(e^δ-1)γ)`); the weight is
+    /// `(logit q - logit γ) / (logit q_max - logit γ)`: 0 where the model is
+    /// certain (`q = γ`), 1 at a flat distribution.
+    pub fn token_weight(&self, logits: &[f32]) -> f64 {
+        let Some(probs) = crate::weight::softmax(logits) else {
+            return 0.0;
+        };
+        let gamma = self.gamma;
+        let alpha = f64::from(self.delta).exp();
+        let zeta = (1.0 - gamma) * (alpha - 1.0) / (1.0 + (alpha - 1.0) * gamma);
+        let spike: f64 = probs.iter().map(|&p| p / (1.0 + zeta * p)).sum();
+        let q_max = gamma * alpha / (1.0 + (alpha - 1.0) * gamma);
+        let q = (q_max * spike).clamp(gamma, q_max);
+        let logit = |x: f64| (x / (1.0 - x)).ln();
+        let span = logit(q_max) - logit(gamma);
+        if span <= 0.0 {
+            return 0.0;
+        }
+        ((logit(q) - logit(gamma)) / span).clamp(0.0, 1.0)
+    }
+
     /// The scheme's contract (see [`Contract`]).
     pub fn contract(&self) -> Contract {
         Contract::new(

@@ -125,6 +125,7 @@ mod prf;
 mod scheme;
 mod simd;
 mod tournament;
+mod weight;
 
 pub use context::{Context, ContextMode, ContextSeed, Seeder};
 pub use contract::{Contract, Generation, Null};
@@ -136,6 +137,7 @@ pub use ndarray;
 pub use scheme::{plan, set_batch_threads, Observation, Scheme, SchemeConfig, SchemeKind, SeenContexts, Step};
 pub use simd::Isa;
 pub use tournament::{Tournament, TournamentConfig};
+pub use weight::ENTROPY_CAP;
 
 /// The version of `docs/SPEC.md` this crate implements; reports carry it.
 pub const SPEC_VERSION: &str = "tracemark/v1";

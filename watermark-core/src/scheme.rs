@@ -185,6 +185,21 @@ impl SchemeConfig {
         }
     }
 
+    /// How much watermark a position whose next-token logits (before the
+    /// watermark) are `logits` can carry, in `[0, 1]`: the weight of
+    /// model-assisted detection. kgw: the log-likelihood-ratio weight of a
+    /// green bit ([`KgwConfig::token_weight`]); tournament and gumbel: the
+    /// entropy over [`ENTROPY_CAP`](crate::ENTROPY_CAP), capped at 1.
+    /// Non-finite logits count as impossible tokens; an empty or
+    /// all-impossible row weighs 0.
+    pub fn token_weight(&self, logits: &[f32]) -> f64 {
+        match self {
+            Self::Kgw(c) => c.token_weight(logits),
+            Self::Tournament(c) => c.token_weight(logits),
+            Self::Gumbel(c) => c.token_weight(logits),
+        }
+    }
+
     /// Builds the keyed scheme for a vocabulary of `vocab_size` tokens.
     pub fn build(&self, key: &Key, vocab_size: usize) -> Result<Box<dyn Scheme>> {
         Ok(match self {

@@ -116,6 +116,13 @@ impl TournamentConfig {
         self.leaves == 2
     }
 
+    /// The weight of a position for model-assisted detection: the entropy
+    /// of the model's distribution over [`ENTROPY_CAP`](crate::ENTROPY_CAP),
+    /// capped at 1.
+    pub fn token_weight(&self, logits: &[f32]) -> f64 {
+        crate::weight::entropy_weight(logits)
+    }
+
     /// The scheme's contract (see [`Contract`]).
     pub fn contract(&self) -> Contract {
         Contract::new(
