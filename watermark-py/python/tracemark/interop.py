@@ -1,5 +1,6 @@
 """Exact tests for the watermarks others deploy: transformers' KGW
-(``WatermarkLogitsProcessor``), SynthID-Text and vLLM's Gumbel watermark.
+(``WatermarkLogitsProcessor``), SynthID-Text and vLLM's Gumbel watermark
+(``algorithm="gumbel"`` and ``"dual_key_gumbel"``).
 
 Each detector recomputes the owner's per-token values (green bit, g-values,
 Gumbel score) exactly as the owner's generator did, given the owner's key and
@@ -49,6 +50,7 @@ __all__ = [
     "SynthIdDetector",
     "TokenStatus",
     "Verdict",
+    "VllmDualKeyGumbelDetector",
     "VllmGumbelDetector",
     "hf_kgw_detector",
     "synthid_detector",
@@ -162,7 +164,7 @@ class InteropReport:
     scored, :class:`Inconclusive`; ``owner`` is the owner's own score beside it.
     """
 
-    #: ``transformers-kgw``, ``synthid-text`` or ``vllm-gumbel``.
+    #: ``transformers-kgw``, ``synthid-text``, ``vllm-gumbel`` or ``vllm-dual-key-gumbel``.
     watermark: str
     #: The public parameters (never key material).
     params: Dict[str, Any]
@@ -250,8 +252,9 @@ class InteropDetection:
     """Per-token values (in the owner's terms) and the report.
 
     ``values[i]`` belongs to completion token ``i``: the green bit (KGW, -1
-    without a seed), the row of g-values (SynthID, -1 without a context) or the
-    owner's Gumbel score ``-ln(1 - u)`` (vLLM). ``status[i]`` is a
+    without a seed), the row of g-values (SynthID, -1 without a context), the
+    owner's Gumbel score ``-ln(1 - u)`` (vLLM) or its weighted score
+    ``(1 - a)(-ln(1 - u_A)) + a(-ln(1 - u_B))`` (vLLM dual-key). ``status[i]`` is a
     :class:`TokenStatus`.
     """
 
@@ -933,14 +936,287 @@ class VllmGumbelDetector:
         )
 
 
+# ---------------------------------------------------------------------------
+# vLLM's dual-key Gumbel watermark (algorithm "dual_key_gumbel")
+
+
+def _derive_vllm_key(key: int, domain: bytes) -> int:
+    """vLLM's ``derive_watermark_key``: the first 8 bytes of SHA-256(domain ‖ key as 8 bytes, big-endian)."""
+    return int.from_bytes(hashlib.sha256(domain + key.to_bytes(8, "big")).digest()[:8], "big")
+
+
+def _lgammas(values: np.ndarray) -> np.ndarray:
+    return np.array([math.lgamma(float(v)) for v in values.tolist()], dtype=np.float64)
+
+
+def _weighted_gamma_log10_upper(null: Null, n: int, weights: Tuple[float, float], total: float) -> float:
+    """``log10 P(a G + b G' >= total)`` for independent G, G' ~ Gamma(n, 1): the
+    exact tail of ``n`` tokens each scoring ``a E + b E'`` (E, E' Exponential(1)).
+
+    With ``lo = min(a, b) < hi = max(a, b)`` and ``p = lo / hi``, an
+    Exponential of mean ``hi`` is a Geometric(p) number of Exponentials of mean
+    ``lo``, so the sum is ``lo`` times a Gamma(2n + J, 1) with J negative
+    binomial (n, p), and the tail is the positive series
+    ``sum_j P(J = j) Q(2n + j, total / lo)`` (Q the regularized upper gamma): no
+    cancellation, every term in log space. The series is cut where the
+    remaining negative-binomial mass, bounded by a geometric series and added
+    whole (so the result is an upper bound, never below the tail), is below
+    ``e^-46`` of the sum.
+    """
+    if total <= 0.0:
+        return 0.0
+    lo, hi = sorted(weights)
+    if lo == 0.0:
+        return null.log10_upper(n, total / hi)
+    if lo == hi:
+        return null.log10_upper(2 * n, total / lo)
+    p = lo / hi
+    x = total / lo
+    ln10, log_x, log_p, log_q = math.log(10.0), math.log(x), math.log(p), math.log1p(-p)
+    log_q0 = null.log10_upper(2 * n, x) * ln10
+    cut = int(n * (1 - p) / p + 10 * math.sqrt(n * (1 - p)) / p + 64)
+    while True:
+        j = np.arange(cut + 2, dtype=np.float64)
+        k = 2 * n + j[:-1]
+        # Q(k + 1, x) = Q(k, x) + x^k e^-x / k!, accumulated upwards from Q(2n, x)
+        steps = k[:-1] * log_x - x - _lgammas(k[:-1] + 1)
+        log_upper = np.minimum(np.logaddexp.accumulate(np.concatenate([[log_q0], steps])), 0.0)
+        log_nb = _lgammas(n + j) - _lgammas(j + 1) - math.lgamma(n) + n * log_p + j * log_q
+        terms = log_nb[:-1] + log_upper
+        top = float(terms.max())
+        log_sum = top + math.log(float(np.exp(terms - top).sum()))
+        # P(J > cut) <= P(J = cut + 1) / (1 - r): the pmf ratio r_j = (n + j)(1 - p) / (j + 1) falls with j
+        ratio = (n + cut + 1) * (1 - p) / (cut + 2)
+        if ratio < 1.0:
+            log_rest = float(log_nb[-1]) - math.log1p(-ratio)
+            if log_rest < log_sum - 46.0:
+                return min(0.0, float(np.logaddexp(log_sum, log_rest)) / ln10)
+        cut *= 2
+
+
+def _gammaincc(shape: float, x: float) -> float:
+    """The regularized upper incomplete gamma ``Q(shape, x)`` in float64 (a
+    series below ``shape + 1``, Lentz's continued fraction above), for the
+    owner's non-integer moment-matched shape (torch's ``special.gammaincc``)."""
+    if x <= 0.0:
+        return 1.0
+    log_prefactor = -x + shape * math.log(x) - math.lgamma(shape)
+    if x < shape + 1.0:
+        term = total = 1.0 / shape
+        a = shape
+        for _ in range(1_000_000):
+            a += 1.0
+            term *= x / a
+            total += term
+            if abs(term) < abs(total) * 1e-17:
+                break
+        return min(1.0, max(0.0, 1.0 - total * math.exp(log_prefactor)))
+    tiny = 1e-300
+    b = x + 1.0 - shape
+    c, d = 1.0 / tiny, 1.0 / b
+    h = d
+    for i in range(1, 1_000_000):
+        an = -i * (i - shape)
+        b += 2.0
+        d = an * d + b
+        d = tiny if abs(d) < tiny else d
+        c = b + an / c
+        c = tiny if abs(c) < tiny else c
+        d = 1.0 / d
+        h *= d * c
+        if abs(d * c - 1.0) < 1e-16:
+            break
+    return min(1.0, math.exp(log_prefactor) * h)
+
+
+class VllmDualKeyGumbelDetector:
+    """vLLM's dual-key Gumbel watermark (``WatermarkConfig(algorithm=
+    "dual_key_gumbel", alpha=...)``, the variant that allows speculative
+    decoding) read by tracemark, in numpy (no torch, no vLLM).
+
+    vLLM derives two Philox keys from the configured one,
+    ``K_A = SHA-256("key_a" ‖ key)[:8]`` and ``K_B = SHA-256("key_b" ‖ key)[:8]``,
+    and samples every token as a Gumbel-max under ``K_A`` with probability
+    ``1 - a`` or under ``K_B`` with probability ``a`` (``a`` is vLLM's
+    ``alpha``, here ``dual_key_alpha``; the coin comes from the request's own
+    sampler, not from the key). Each token's uniforms ``u_A``, ``u_B`` are
+    those of :class:`VllmGumbelDetector` under the two keys; vLLM's detector
+    (``DualKeyGumbelWatermarkDetector``) scores ``(1 - a)(-ln(1 - u_A)) +
+    a(-ln(1 - u_B))``, and ``values`` holds that score.
+
+    The test's statistic is the same weighted sum of the discrete-exact scores
+    ``-ln P(M >= m)`` of each key (see :class:`VllmGumbelDetector`); under the
+    null the two keys' uniforms are independent, so the sum is stochastically
+    below ``(1 - a) G + a G'`` with G, G' independent Gamma(n, 1), whose exact
+    tail is the p-value (vLLM's own p-value moment-matches one Gamma to it).
+    ``alpha`` is tracemark's significance level, as for every detector here.
+    """
+
+    def __init__(
+        self,
+        *,
+        key: int,
+        context_width: int = 4,
+        dual_key_alpha: float = 0.1,
+        prf: str = "philox",
+        alpha: float = ALPHA,
+        dedup: Union[Dedup, str] = Dedup.PAIR,
+    ) -> None:
+        if isinstance(dual_key_alpha, bool) or not isinstance(dual_key_alpha, (int, float)):
+            raise InvalidParameterError(f"dual_key_alpha must be vLLM's alpha, a number in [0, 1]; got {dual_key_alpha!r}")
+        if not 0.0 <= dual_key_alpha <= 1.0:
+            raise InvalidParameterError(
+                f"dual_key_alpha must be vLLM's alpha (the probability of key B) in [0, 1], e.g. 0.1; got {dual_key_alpha}"
+            )
+        self._keys = VllmGumbelDetector(key=key, context_width=context_width, prf=prf, alpha=alpha, dedup=dedup)
+        self._key_a = _derive_vllm_key(key, b"key_a")
+        self._key_b = _derive_vllm_key(key, b"key_b")
+        self.context_width = self._keys.context_width
+        self.dual_key_alpha = float(dual_key_alpha)
+        self.weights = (1.0 - self.dual_key_alpha, self.dual_key_alpha)
+        self.alpha = self._keys.alpha
+        self.dedup = self._keys.dedup
+        self.key_id = _key_id("vllm-dual-key-gumbel", key.to_bytes(8, "big"))
+        self.null = self._keys.null
+
+    def __repr__(self) -> str:
+        return (
+            f"VllmDualKeyGumbelDetector(key_id={self.key_id!r}, context_width={self.context_width}, "
+            f"dual_key_alpha={self.dual_key_alpha})"
+        )
+
+    @property
+    def params(self) -> Dict[str, Any]:
+        return {
+            "algorithm": "dual_key_gumbel",
+            "prf": "philox4x32-10-v1",
+            "context_width": self.context_width,
+            "dual_key_alpha": self.dual_key_alpha,
+        }
+
+    def contexts(self, ids: Sequence[int]) -> np.ndarray:
+        """The owner's context of every token (as :meth:`VllmGumbelDetector.contexts`)."""
+        return self._keys.contexts(ids)
+
+    def words(self, ids: Sequence[int]) -> np.ndarray:
+        """The owner's 32-bit Philox words of every token: column 0 under key A, column 1 under key B."""
+        contexts, ids_arr = self.contexts(ids), np.asarray(ids, dtype=np.int64)
+        return np.stack([_vllm_words(k, contexts, ids_arr) for k in (self._key_a, self._key_b)], axis=-1)
+
+    def uniforms(self, ids: Sequence[int]) -> np.ndarray:
+        """The owner's float32 uniforms of every token: column 0 under key A, column 1 under key B."""
+        m = (self.words(ids) >> np.uint64(8)).astype(np.float64)
+        return ((m + 1.0) / (2**_UNIFORM_BITS + 1)).astype(np.float32)
+
+    def detect(self, completion: _Ids) -> InteropDetection:
+        """Test ``completion`` (the generated ids only)."""
+        ids = _ids(completion, "completion")
+        if not ids:
+            raise EmptyInputError("there is no completion token to test")
+        m = (self.words(ids) >> np.uint64(8)).astype(np.float64)
+        u = ((m + 1.0) / (2**_UNIFORM_BITS + 1)).astype(np.float32)
+        a, b = self.weights
+        owner_keys = -np.log1p(-u.astype(np.float64))
+        owner_scores = owner_keys[:, 0] * a + owner_keys[:, 1] * b
+        exact_keys = -np.log1p(-m / 2.0**_UNIFORM_BITS)
+        exact_scores = exact_keys[:, 0] * a + exact_keys[:, 1] * b
+        contexts = [tuple(int(c) for c in row) for row in self.contexts(ids)]
+        status = np.full(len(ids), TokenStatus.SCORED, dtype=np.int8)
+        dedup = _Deduper(self.dedup)
+        for i, (context, token) in enumerate(zip(contexts, ids)):
+            if not dedup.first(context, (context, token)):
+                status[i] = TokenStatus.DUPLICATE
+        scored = status == TokenStatus.SCORED
+        n = int(scored.sum())
+        total = math.fsum(exact_scores[scored].tolist())
+        outcome: Union[ExactTest, Inconclusive]
+        if n == 0:
+            outcome = Inconclusive("no token could be scored (too short, or every token repeated)")
+        else:
+            sd = math.sqrt(n * (a * a + b * b))
+            outcome = ExactTest(
+                name=f"sum of {a:.6g}·(-ln P(U_A >= u_A)) + {b:.6g}·(-ln P(U_B >= u_B))",
+                null_distribution=f"{a:.6g}·Gamma(shape={n}, scale=1) + {b:.6g}·Gamma(shape={n}, scale=1)",
+                statistic=float(total),
+                expected=float(n),
+                z_score=(total - n) / sd,
+                log10_p=_weighted_gamma_log10_upper(self.null, n, self.weights, total),
+            )
+        report = InteropReport(
+            watermark="vllm-dual-key-gumbel",
+            params=self.params,
+            key_id=self.key_id,
+            dedup=self.dedup,
+            alpha=self.alpha,
+            seen=len(ids),
+            scored=n,
+            skipped_duplicate=len(ids) - n,
+            skipped_short_context=0,
+            skipped_masked=0,
+            outcome=outcome,
+            owner=self._owner_score(contexts, owner_scores),
+        )
+        return InteropDetection(values=owner_scores, status=status, report=report)
+
+    def _owner_score(self, contexts: List[Tuple[int, ...]], scores: np.ndarray) -> OwnerScore:
+        """vLLM's ``DualKeyGumbelWatermarkDetector.detect`` with its defaults
+        (``deduplicate_contexts=True``): the weighted sum, and a Gamma with the
+        sum's mean ``n`` and variance ``n v``, ``v = (1 - a)^2 + a^2``."""
+        seen: set = set()
+        keep = []
+        for context in contexts:
+            keep.append(context not in seen)
+            seen.add(context)
+        kept = scores[np.array(keep, dtype=bool)]
+        score = float(kept.sum(dtype=np.float64)) if len(kept) else 0.0
+        n = len(kept)
+        a = self.dual_key_alpha
+        variance = (1 - a) ** 2 + a**2
+        if n == 0:
+            p_value = 1.0
+        elif a in (0, 0.5, 1):
+            p_value = _gamma_survival_integer_shape(score / variance, round(n / variance))
+        else:
+            p_value = _gammaincc(n / variance, score / variance)
+        return OwnerScore(
+            detector="vLLM DualKeyGumbelWatermarkDetector (deduplicate_contexts=True)",
+            score_name="sum of (1-a)·(-ln(1-u_A)) + a·(-ln(1-u_B))",
+            score=score,
+            scored=n,
+            p_value=p_value,
+            p_value_method=(
+                "Gamma(n/v, v) survival, v = (1-a)^2 + a^2: matches the mean and variance of the weighted sum, "
+                "not its distribution (an approximation); 0.0 below about 1e-308"
+            ),
+        )
+
+
 def vllm_gumbel_detector(
     *,
     key: int,
     context_width: int = 4,
     prf: str = "philox",
+    algorithm: str = "gumbel",
+    dual_key_alpha: Optional[float] = None,
     alpha: float = ALPHA,
     dedup: Union[Dedup, str] = Dedup.PAIR,
-) -> VllmGumbelDetector:
-    """A detector of vLLM's native Gumbel watermark (``--watermark-config``
-    with ``algorithm="gumbel"``) given its 64-bit key and context width."""
-    return VllmGumbelDetector(key=key, context_width=context_width, prf=prf, alpha=alpha, dedup=dedup)
+) -> Union[VllmGumbelDetector, VllmDualKeyGumbelDetector]:
+    """A detector of vLLM's native Gumbel watermark (``--watermark-config``)
+    given its 64-bit key and context width: ``algorithm="gumbel"`` (the
+    default) or ``"dual_key_gumbel"`` with vLLM's ``alpha`` as
+    ``dual_key_alpha`` (vLLM's default 0.1 when omitted). ``alpha`` is
+    tracemark's significance level."""
+    if algorithm == "gumbel":
+        if dual_key_alpha is not None:
+            raise InvalidParameterError("dual_key_alpha is vLLM's alpha for algorithm='dual_key_gumbel' only")
+        return VllmGumbelDetector(key=key, context_width=context_width, prf=prf, alpha=alpha, dedup=dedup)
+    if algorithm == "dual_key_gumbel":
+        return VllmDualKeyGumbelDetector(
+            key=key,
+            context_width=context_width,
+            dual_key_alpha=0.1 if dual_key_alpha is None else dual_key_alpha,
+            prf=prf,
+            alpha=alpha,
+            dedup=dedup,
+        )
+    raise InvalidParameterError(f"algorithm must be vLLM's 'gumbel' or 'dual_key_gumbel'; got {algorithm!r}")
