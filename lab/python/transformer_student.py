@@ -57,14 +57,6 @@ from tracemark.hf import TracemarkLogitsProcessor
 SCHEME = "kgw:gamma=0.25,delta=2,context=lefthash:1"
 """The teacher's watermark: the distillation experiment's scheme (lab/src/distill)."""
 ALPHA = 1e-6
-TEMPLATES = [
-    "Tell me about {}.",
-    "Write a short paragraph about {}.",
-    "Explain {} to a child.",
-    "What are three interesting facts about {}?",
-    "Write a short story that involves {}.",
-    "Why do people care about {}?",
-]
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -133,13 +125,16 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
+def data_lines(name: str) -> List[str]:
+    """The lines of a file in lab/data, without comments and blank lines."""
+    lines = (ROOT / "lab/data" / name).read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
 def prompt_pool() -> List[str]:
-    topics = [
-        line.strip()
-        for line in (ROOT / "lab/data/distill-topics.txt").read_text().splitlines()
-        if line.strip() and not line.startswith("#")
-    ]
-    pool = [t.format(x) for t in TEMPLATES for x in topics]
+    """The distillation prompts (lab/data's templates x topics, as the Rust
+    harvest builds them), in this script's own fixed shuffle."""
+    pool = [t.format(x) for t in data_lines("distill-templates.txt") for x in data_lines("distill-topics.txt")]
     random.Random(0x5EED).shuffle(pool)
     return pool
 
@@ -211,6 +206,7 @@ class Lab:
         top_p: float = 1.0,
         batch: int = 16,
         scheme: str = SCHEME,
+        top_k: int = 0,
     ) -> List[List[int]]:
         """Answers to `prompts`, decoded to text and re-encoded (as a harvester sees them)."""
         out: List[List[int]] = []
@@ -228,7 +224,7 @@ class Lab:
                 do_sample=True,
                 temperature=temperature,
                 top_p=top_p,
-                top_k=0,
+                top_k=top_k,
                 logits_processor=procs,
                 eos_token_id=self.stop,
                 pad_token_id=self.pad,

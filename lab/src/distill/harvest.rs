@@ -37,19 +37,12 @@ pub(super) fn tokens_of(docs: &[&Harvested]) -> usize {
 
 /// Prompts like the harvested ones: templates over topics (written for this project).
 pub fn prompt_pool() -> Vec<String> {
-    const TEMPLATES: [&str; 6] = [
-        "Tell me about {}.",
-        "Write a short paragraph about {}.",
-        "Explain {} to a child.",
-        "What are three interesting facts about {}?",
-        "Write a short story that involves {}.",
-        "Why do people care about {}?",
-    ];
-    let topics: Vec<&str> = include_str!("../../data/distill-topics.txt")
-        .lines()
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .collect();
-    let mut pool: Vec<String> = TEMPLATES
+    let data_lines = |text: &'static str| -> Vec<&'static str> {
+        text.lines().filter(|l| !l.is_empty() && !l.starts_with('#')).collect()
+    };
+    let templates = data_lines(include_str!("../../data/distill-templates.txt"));
+    let topics = data_lines(include_str!("../../data/distill-topics.txt"));
+    let mut pool: Vec<String> = templates
         .iter()
         .flat_map(|t| topics.iter().map(move |x| t.replace("{}", x)))
         .collect();
