@@ -109,7 +109,7 @@ from ._native import (
     sign_receipt,
     verify_receipt,
 )
-from .scoring import edit_aware_weights
+from .scoring import EditRobustDetection, detect_edit_robust, edit_aware_weights, realign
 
 __all__ = [
     "SPEC_VERSION",
@@ -157,6 +157,9 @@ __all__ = [
     "canonicalize",
     "detection_report",
     "edit_aware_weights",
+    "EditRobustDetection",
+    "detect_edit_robust",
+    "realign",
     "position_weights",
     "scan_corpus",
     "sign_receipt",
