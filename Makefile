@@ -28,7 +28,7 @@ CARGO_FUZZ := $(CACHE)/tools/cargo-fuzz-$(CARGO_FUZZ_VERSION)/bin/cargo-fuzz
 FUZZ_SECONDS ?= 30
 FUZZ_MODE ?= auto
 
-.PHONY: help setup data demo test test-rust test-python test-vllm test-spark test-browser venv python bench bench-python bench-spark bench-serving bench-serve test-serve-fuzz gpu-check-prepare mistralrs-demo lint fuzz-smoke eval eval-quick distill distill-quick distill-transformer spoof spoof-quick accounts campaign campaign-quick calibrate clean-cache
+.PHONY: help setup data demo test test-rust test-python test-vllm test-spark test-browser venv python bench bench-python bench-spark bench-serving bench-serve test-serve-fuzz gpu-check-prepare mistralrs-demo lint fuzz-smoke eval eval-quick frontier distill distill-quick distill-transformer spoof spoof-quick accounts campaign campaign-quick calibrate clean-cache
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -55,9 +55,17 @@ test-rust: data ## Rust tests, including those on the real model, tokenizers and
 	$(CARGO) test $(CARGO_FLAGS); \
 	$(CARGO) test $(CARGO_FLAGS) -- --ignored
 
-eval: data ## The evaluation harness on SmolLM2 (about an hour; resumable). QUICK=1: a small subset
+eval: data ## The evaluation harness on SmolLM2, then the frontier (about two hours; resumable). QUICK=1: a small subset
 	export TRACEMARK_MODEL="$$($(FETCH) model)" TRACEMARK_HUMAN_TEXT="$$($(FETCH) human-text)"; \
 	$(CARGO) run $(CARGO_FLAGS) -q -p tracemark-examples --bin eval -- $(if $(QUICK),--quick,) $(EVAL_ARGS)
+	$(MAKE) --no-print-directory frontier
+
+# The frontier (lab/python/frontier.py): every scheme x context width x scoring on
+# SmolLM2 answers through transformers: power, robustness to edits and paraphrase,
+# quality, calibration of the model-assisted scorings, the recommended default.
+frontier: data python ## The frontier alone: power, robustness and quality of every scheme x context x scoring; the recommended default (about an hour; cached, resumable). QUICK=1: a small version
+	export TRACEMARK_MODEL="$$($(FETCH) model)" TRACEMARK_HUMAN_TEXT="$$($(FETCH) human-text)"; \
+	cd lab/python && "$(VPY)" frontier.py $(if $(QUICK),--quick,) $(FRONTIER_ARGS)
 
 eval-quick: ## The evaluation pipeline on 3 prompts (part of `make test`)
 	$(MAKE) --no-print-directory eval QUICK=1
