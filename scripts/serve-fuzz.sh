@@ -79,6 +79,9 @@ serve() {
     shift
     for k in "$@"; do args+=(--key "$k"); done
     LOG="$WORK/$name.log"
+    # The output file exists before the service starts: under load the background job may not
+    # have opened it yet when the loop below first reads it.
+    : >"$WORK/$name.out"
     "$TRACEMARK" serve --listen 127.0.0.1:0 "${args[@]}" --scheme "$SCHEME" --tokenizer "$TOKENIZER" \
         --tokens "$WORK/tokens.txt" --threads 2 >"$WORK/$name.out" 2>"$LOG" &
     SERVERS+=($!)
