@@ -75,6 +75,9 @@ SCORING_NAMES = {
 ATTACKS = ["sub30", "ins30", "del30", "para"]
 ATTACK_NAMES = {"sub30": "30% substituted", "ins30": "30% inserted", "del30": "30% deleted", "para": "paraphrased"}
 TOKENS = 200
+CAVEAT = (
+    "What the rule does not weigh, and a deployer must: the Gumbel choice is a function of the key and the context, so with h = 1 two answers to the same prompt under one key coincide until a context repeats (repeated contexts are sampled without the watermark), and a one-token context is the easiest to learn from harvested answers (kgw h = 1 under one key was spoofed from 1,000 harvested answers in `eval/results/spoof-2026-11-30.md`; cohort keys, 8 or more, stopped it). Deploy it with cohort keys; where answers to repeated prompts must differ, gumbel h = 4 with the edit-robust scoring (a) is the next choice (TPR 1.000 clean, 0.833 after substitution, ΔNLL within noise). The gumbel h = 2 arm's ΔNLL (+0.495 ± 0.288) is outside noise for a scheme that is unbiased per token; 48 answers cannot say whether that is a few degenerate answers or more."
+)
 
 
 def slug(name: str) -> str:
@@ -442,6 +445,8 @@ def render(arms, rows, sets, n, tokens, calib, secs, plot) -> str:
     lines.append("The rule (`recommend` in the script): among the rows whose ΔNLL is within two standard errors of their baseline and whose "
                  "clean TPR at 1e-6 is at least 0.99, the row that reaches TPR 0.9 after 30% substitution and then has the highest mean TPR "
                  "over the four attacks.")
+    lines.append("")
+    lines.append(CAVEAT)
     lines.append("")
     lines.append("## The table")
     lines.append("")
