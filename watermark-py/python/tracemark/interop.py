@@ -780,6 +780,26 @@ def _philox4x32_10(counter: List[np.ndarray], key: Tuple[np.ndarray, np.ndarray]
     return [c0, c1, c2, c3]
 
 
+def _vllm_top_bits(words: np.ndarray) -> np.ndarray:
+    """The top 24 bits ``m`` of vLLM's Philox words, as floats."""
+    return (words >> np.uint64(8)).astype(np.float64)
+
+
+def _vllm_uniform(m: np.ndarray) -> np.ndarray:
+    """vLLM's float32 uniform of 24-bit values ``m``: ``(m + 1) / (2^24 + 1)``."""
+    return ((m + 1.0) / (2**_UNIFORM_BITS + 1)).astype(np.float32)
+
+
+def _vllm_status(dedup_mode: Dedup, contexts: List[Tuple[int, ...]], ids: List[int]) -> np.ndarray:
+    """Per token: scored, or a duplicate under ``dedup_mode`` (vLLM's contexts never fall short)."""
+    status = np.full(len(ids), TokenStatus.SCORED, dtype=np.int8)
+    dedup = _Deduper(dedup_mode)
+    for i, (context, token) in enumerate(zip(contexts, ids)):
+        if not dedup.first(context, (context, token)):
+            status[i] = TokenStatus.DUPLICATE
+    return status
+
+
 def _vllm_words(key: int, contexts: np.ndarray, tokens: np.ndarray) -> np.ndarray:
     """vLLM's ``PhiloxPRF`` (philox4x32-10-v1): the 32-bit word of each (context row, token)."""
     n, width = contexts.shape
@@ -878,25 +898,18 @@ class VllmGumbelDetector:
 
     def uniforms(self, ids: Sequence[int]) -> np.ndarray:
         """The owner's float32 uniform of every token."""
-        m = (self.words(ids) >> np.uint64(8)).astype(np.float64)
-        return ((m + 1.0) / (2**_UNIFORM_BITS + 1)).astype(np.float32)
+        return _vllm_uniform(_vllm_top_bits(self.words(ids)))
 
     def detect(self, completion: _Ids) -> InteropDetection:
         """Test ``completion`` (the generated ids only)."""
         ids = _ids(completion, "completion")
         if not ids:
             raise EmptyInputError("there is no completion token to test")
-        words = self.words(ids)
-        m = (words >> np.uint64(8)).astype(np.float64)
-        u = ((m + 1.0) / (2**_UNIFORM_BITS + 1)).astype(np.float32)
-        owner_scores = -np.log1p(-u.astype(np.float64))
+        m = _vllm_top_bits(self.words(ids))
+        owner_scores = -np.log1p(-_vllm_uniform(m).astype(np.float64))
         exact_scores = -np.log1p(-m / 2.0**_UNIFORM_BITS)
         contexts = [tuple(int(c) for c in row) for row in self.contexts(ids)]
-        status = np.full(len(ids), TokenStatus.SCORED, dtype=np.int8)
-        dedup = _Deduper(self.dedup)
-        for i, (context, token) in enumerate(zip(contexts, ids)):
-            if not dedup.first(context, (context, token)):
-                status[i] = TokenStatus.DUPLICATE
+        status = _vllm_status(self.dedup, contexts, ids)
         scored = status == TokenStatus.SCORED
         total = math.fsum(exact_scores[scored].tolist())
         report = InteropReport(
@@ -1105,27 +1118,21 @@ class VllmDualKeyGumbelDetector:
 
     def uniforms(self, ids: Sequence[int]) -> np.ndarray:
         """The owner's float32 uniforms of every token: column 0 under key A, column 1 under key B."""
-        m = (self.words(ids) >> np.uint64(8)).astype(np.float64)
-        return ((m + 1.0) / (2**_UNIFORM_BITS + 1)).astype(np.float32)
+        return _vllm_uniform(_vllm_top_bits(self.words(ids)))
 
     def detect(self, completion: _Ids) -> InteropDetection:
         """Test ``completion`` (the generated ids only)."""
         ids = _ids(completion, "completion")
         if not ids:
             raise EmptyInputError("there is no completion token to test")
-        m = (self.words(ids) >> np.uint64(8)).astype(np.float64)
-        u = ((m + 1.0) / (2**_UNIFORM_BITS + 1)).astype(np.float32)
+        m = _vllm_top_bits(self.words(ids))
         a, b = self.weights
-        owner_keys = -np.log1p(-u.astype(np.float64))
+        owner_keys = -np.log1p(-_vllm_uniform(m).astype(np.float64))
         owner_scores = owner_keys[:, 0] * a + owner_keys[:, 1] * b
         exact_keys = -np.log1p(-m / 2.0**_UNIFORM_BITS)
         exact_scores = exact_keys[:, 0] * a + exact_keys[:, 1] * b
         contexts = [tuple(int(c) for c in row) for row in self.contexts(ids)]
-        status = np.full(len(ids), TokenStatus.SCORED, dtype=np.int8)
-        dedup = _Deduper(self.dedup)
-        for i, (context, token) in enumerate(zip(contexts, ids)):
-            if not dedup.first(context, (context, token)):
-                status[i] = TokenStatus.DUPLICATE
+        status = _vllm_status(self.dedup, contexts, ids)
         scored = status == TokenStatus.SCORED
         n = int(scored.sum())
         total = math.fsum(exact_scores[scored].tolist())
