@@ -39,6 +39,7 @@ from transformers import LogitsProcessor
 
 from ._native import Key, Receipt, Scheme, SchemeConfig, SeenContexts, SigningKey, sign_receipt
 from .device import DeviceScheme
+from .scoring import context_width
 
 __all__ = ["Generated", "TracemarkLogitsProcessor", "generate_text"]
 
@@ -82,8 +83,7 @@ class TracemarkLogitsProcessor(LogitsProcessor):
         self._memories: List[SeenContexts] = []
         self._last_ids: Optional[np.ndarray] = None
         self._device: Optional[DeviceScheme] = None
-        # A seed reads the last `width` ids of the history (SPEC §5): "lefthash:1" -> 1.
-        self._width = int(self._config.context.rsplit(":", 1)[1])
+        self._width = context_width(self._config)
         # Steps of one row without padding or memory take the shortest path into the core.
         self._single_row = self._pad is None and not self._skip_repeated
 

@@ -59,6 +59,7 @@ import numpy.typing as npt
 
 from ._native import Scheme, SeenContexts, SigningKey, sign_receipt
 from .serving import ServerKeys, signing_key_from_env
+from .scoring import context_width
 
 __all__ = ["TracemarkLlamaProcessor", "create_app", "hash_api_key", "main"]
 
@@ -80,7 +81,7 @@ class TracemarkLlamaProcessor:
         contract = scheme.contract
         skip = contract.skip_repeated if skip_repeated is None else bool(skip_repeated)
         self.memory = SeenContexts() if skip else None
-        self.width = int(scheme.config.context.rsplit(":", 1)[1])
+        self.width = context_width(scheme.config)
         self.steps = 0
 
     @classmethod

@@ -16,9 +16,10 @@ test built from it stays exact (or conservative).
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, List, Optional, Sequence
+from typing import TYPE_CHECKING, List, Optional, Sequence, Union
+
+from ._native import SchemeConfig
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._native import Detector, WeightedDetection
@@ -76,12 +77,11 @@ def realign(token_ids: Sequence[int], token_logprobs: Sequence[float], min_logpr
     return [i for i, lp in enumerate(token_logprobs) if lp >= min_logprob]
 
 
-def context_width(scheme: str) -> int:
-    """The context width of a scheme string (``kgw:...,context=lefthash:4`` -> 4)."""
-    m = re.search(r"context=[a-z]+:(\d+)", scheme)
-    if m is None:
-        raise ValueError(f"no context width in scheme {scheme!r}")
-    return int(m.group(1))
+def context_width(scheme: Union[str, SchemeConfig]) -> int:
+    """The context width of a scheme: the number of ids before a token that its
+    seed reads (SPEC §5; ``kgw:...,context=lefthash:4`` -> 4)."""
+    config = scheme if isinstance(scheme, SchemeConfig) else SchemeConfig(scheme)
+    return int(config.context.rsplit(":", 1)[1])
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from collections import OrderedDict
 from typing import Any, Mapping, Optional, Sequence, Union
 
 from ._native import Key, Scheme, SchemeConfig, SigningKey
+from .scoring import context_width
 
 __all__ = [
     "ARG_LABEL",
@@ -151,8 +152,7 @@ class ServerKeys:
         self.unlabelled = unlabelled
         self.cache_size = int(cache_size)
         self._cache: "OrderedDict[tuple, Scheme]" = OrderedDict()
-        # A seed reads the last `width` ids of the history (SPEC §5).
-        self.width = int(self.config.context.rsplit(":", 1)[1])
+        self.width = context_width(self.config)
         self.skip_repeated = bool(self.config.contract.skip_repeated)
 
     @classmethod
