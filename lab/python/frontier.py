@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 import tracemark as tm
-from transformer_student import ROOT, Lab, Plan, binom_range, log, paraphrase_request, quick_key, read_jsonl, stored_key, write_jsonl
+from transformer_student import ROOT, Lab, Plan, binom_range, data_lines, log, paraphrase_request, quick_key, read_jsonl, stored_key, write_jsonl
 
 KGW = "kgw:gamma=0.25,delta=2,context=lefthash:{}"
 TOURNAMENT = "tournament:layers=30,top_k=40,temperature=1,context=lefthash:{}"
@@ -85,8 +85,7 @@ def slug(name: str) -> str:
 
 
 def prompts() -> List[str]:
-    lines = (ROOT / "lab/data/prompts.txt").read_text().splitlines()
-    return [line for line in lines if line.strip() and not line.startswith("#")]
+    return data_lines("prompts.txt")
 
 
 def substitute(ids: List[int], fraction: float, vocab: int, rng: random.Random) -> List[int]:
@@ -130,7 +129,7 @@ def model_view(lab: Lab, schemes: List[str], docs: List[dict]) -> List[dict]:
     answer before the token."""
     out = []
     for start in range(0, len(docs), 8):
-        rows = [d for d in docs[start : start + 8]]
+        rows = docs[start : start + 8]
         seqs = [r["prompt_ids"] + r["ids"] for r in rows]
         width = max(len(s) for s in seqs)
         ids = torch.tensor([s + [lab.pad] * (width - len(s)) for s in seqs])
