@@ -57,7 +57,7 @@ test-rust: data ## Rust tests, including those on the real model, tokenizers and
 
 eval: data ## The evaluation harness on SmolLM2, then the frontier (about two hours; resumable). QUICK=1: a small subset
 	export TRACEMARK_MODEL="$$($(FETCH) model)" TRACEMARK_HUMAN_TEXT="$$($(FETCH) human-text)"; \
-	$(CARGO) run $(CARGO_FLAGS) -q -p tracemark-examples --bin eval -- $(if $(QUICK),--quick,) $(EVAL_ARGS)
+	$(CARGO) run $(CARGO_FLAGS) -q -p tracemark-lab --bin eval -- $(if $(QUICK),--quick,) $(EVAL_ARGS)
 	$(MAKE) --no-print-directory frontier
 
 # The frontier (lab/python/frontier.py): every scheme x context width x scoring on
@@ -148,17 +148,17 @@ $(SPARK_VENV)/.installed: $(SPARK_REQS)
 
 test-spark: python $(SPARK_VENV)/.installed ## tracemark.spark on Spark local[2]: the same lines, counts and p-values as `tracemark scan`, bit for bit (its own cached environment)
 	"$(SPARK_VENV)/bin/python" -m pip install -q --force-reinstall --no-deps "$(WHEEL_DIR)"/tracemark-*.whl
-	$(CARGO) build $(CARGO_FLAGS) -q -p tracemark-verifier --bin tracemark
+	$(CARGO) build $(CARGO_FLAGS) -q -p tracemark-cli --bin tracemark
 	cd watermark-py && TRACEMARK_CLI="$(BIN)/tracemark" $(SPARK_ENV) "$(SPARK_VENV)/bin/python" -m pytest -q -p no:cacheprovider tests-spark
 
 bench-spark: python $(SPARK_VENV)/.installed ## Corpus scan throughput: `tracemark scan --jobs 1` against Spark local[1] and local[2]; writes benches/RESULTS.md (run on an idle machine)
 	"$(SPARK_VENV)/bin/python" -m pip install -q --force-reinstall --no-deps "$(WHEEL_DIR)"/tracemark-*.whl
-	$(CARGO) build $(CARGO_FLAGS) -q -p tracemark-verifier --bin tracemark
+	$(CARGO) build $(CARGO_FLAGS) -q -p tracemark-cli --bin tracemark
 	$(SPARK_ENV) "$(SPARK_VENV)/bin/python" benches/python/spark_scan.py --cli "$(BIN)/tracemark" $(if $(QUICK),--quick,)
 
 # pytest exits with 5 when it collects no test: that fails the target (and CI) too.
 test-python: python data $(LLAMA_STAMP) $(SGLANG_STAMP) $(SYNTHID_STAMP) ## Python tests (golden vectors, errors, hypothesis, transformers, llama.cpp, SGLang, stubs)
-	$(CARGO) build $(CARGO_FLAGS) -q -p tracemark-verifier --bin tracemark
+	$(CARGO) build $(CARGO_FLAGS) -q -p tracemark-cli --bin tracemark
 	export TRACEMARK_MODEL="$$($(FETCH) model)" TRACEMARK_HUMAN_TEXT="$$($(FETCH) human-text)" TRACEMARK_CLI="$(BIN)/tracemark"; cd watermark-py && "$(VPY)" -m pytest -q
 
 # The HTML reports in a real browser: Chromium from Debian, installed here when missing (root or sudo).
@@ -169,23 +169,23 @@ test-browser: python ## HTML reports in headless Chromium: verdicts in the DOM, 
 	    echo "installing chromium (Debian package) ..."; \
 	    { $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; } \
 	        || { echo "test-browser: apt-get could not install chromium" >&2; exit 1; }; }
-	$(CARGO) build $(CARGO_FLAGS) -q -p tracemark-verifier --bin tracemark
+	$(CARGO) build $(CARGO_FLAGS) -q -p tracemark-cli --bin tracemark
 	export TRACEMARK_MODEL="$$($(FETCH) model)" TRACEMARK_CLI="$(BIN)/tracemark"; \
 	"$(VPY)" -m pytest -q -p no:cacheprovider tests/browser $(if $(UPDATE_SCREENSHOTS),--update-screenshots,)
 
 # schemathesis gets its own cached environment (benches/requirements-schemathesis.txt); scripts/serve-fuzz.sh says what it runs.
 test-serve-fuzz: ## `tracemark serve` fuzzed from its own OpenAPI description (schemathesis, every check): no 5xx, answers as described, 429 when limited
-	$(CARGO) build $(CARGO_FLAGS) -q -p tracemark-verifier --bin tracemark
+	$(CARGO) build $(CARGO_FLAGS) -q -p tracemark-cli --bin tracemark
 	TRACEMARK="$(BIN)/tracemark" PYTHON="$(PYTHON)" scripts/serve-fuzz.sh
 
 distill: data ## The distillation experiment: harvest, n-gram/MLP students and the transformer student, radioactivity tests (about two hours; cached, resumable)
 	export TRACEMARK_MODEL="$$($(FETCH) model)"; \
-	$(CARGO) run $(CARGO_FLAGS) -q -p tracemark-examples --bin distill -- $(if $(QUICK),--quick,) $(DISTILL_ARGS)
+	$(CARGO) run $(CARGO_FLAGS) -q -p tracemark-lab --bin distill -- $(if $(QUICK),--quick,) $(DISTILL_ARGS)
 	$(MAKE) --no-print-directory distill-transformer
 
 # The transformer student (lab/python/transformer_student.py): SmolLM2 fine-tuned with torch on the CPU.
 distill-transformer: data python ## The transformer student alone: SmolLM2 fine-tuned on 0-100% watermarked answers, laundering, 1,000-key controls (about an hour; cached, resumable)
-	$(CARGO) build $(CARGO_FLAGS) -q -p tracemark-verifier --bin tracemark
+	$(CARGO) build $(CARGO_FLAGS) -q -p tracemark-cli --bin tracemark
 	export TRACEMARK_MODEL="$$($(FETCH) model)" TRACEMARK_HUMAN_TEXT="$$($(FETCH) human-text)" TRACEMARK_CLI="$(BIN)/tracemark"; \
 	"$(VPY)" lab/python/transformer_student.py $(if $(QUICK),--quick,) $(TRANSFORMER_ARGS)
 
@@ -194,18 +194,18 @@ distill-quick: ## The distillation pipeline on a small harvest (part of `make te
 
 spoof: data ## Watermark stealing: spoofing and scrubbing against harvest size, cohort keys and the artifact test (hours; cached, resumable)
 	export TRACEMARK_MODEL="$$($(FETCH) model)"; \
-	$(CARGO) run $(CARGO_FLAGS) -q -p tracemark-examples --bin spoof -- $(if $(QUICK),--quick,) $(SPOOF_ARGS)
+	$(CARGO) run $(CARGO_FLAGS) -q -p tracemark-lab --bin spoof -- $(if $(QUICK),--quick,) $(SPOOF_ARGS)
 
 spoof-quick: ## The stealing pipeline on a tiny harvest (part of `make test`)
 	$(MAKE) --no-print-directory spoof QUICK=1
 
 accounts: data ## Tokens needed to name the account a SmolLM2 answer was served to, among 1, 24,000 and 1,000,000 account keys; the scan's time and memory (about 15 min)
 	export TRACEMARK_MODEL="$$($(FETCH) model)"; \
-	$(CARGO) run $(CARGO_FLAGS) -q -p tracemark-examples --bin accounts -- $(ACCOUNTS_ARGS)
+	$(CARGO) run $(CARGO_FLAGS) -q -p tracemark-lab --bin accounts -- $(ACCOUNTS_ARGS)
 
 campaign: data ## Student-level account attribution: window-cohort keys on a simulated 3-actor campaign among 24,000 accounts (n-gram stand-in teacher; about 25 min). QUICK=1: a small version
 	export TRACEMARK_MODEL="$$($(FETCH) model)" TRACEMARK_HUMAN_TEXT="$$($(FETCH) human-text)"; \
-	$(CARGO) run $(CARGO_FLAGS) -q -p tracemark-examples --bin campaign -- $(if $(QUICK),--quick,) $(CAMPAIGN_ARGS)
+	$(CARGO) run $(CARGO_FLAGS) -q -p tracemark-lab --bin campaign -- $(if $(QUICK),--quick,) $(CAMPAIGN_ARGS)
 
 campaign-quick: ## The campaign on a small harvest; fails on any false accusation or if the largest actor is not named (part of `make test`)
 	$(MAKE) --no-print-directory campaign QUICK=1
@@ -213,7 +213,7 @@ campaign-quick: ## The campaign on a small harvest; fails on any false accusatio
 CALIBRATION := eval/results/calibration-$(shell date -u +%F).md
 calibrate: ## False-positive rates of every scheme over 10M (document, key) tests each, and a battery on the keyed values (about 17 min on 2 cores). QUICK=1: 100k tests
 	export TRACEMARK_HUMAN_TEXT="$$($(FETCH) human-text)" TRACEMARK_TOKENIZER="$$($(FETCH) tokenizer)"; \
-	$(CARGO) run $(CARGO_FLAGS) -q -p tracemark-examples --bin calibrate -- \
+	$(CARGO) run $(CARGO_FLAGS) -q -p tracemark-lab --bin calibrate -- \
 	    --corpus "$$TRACEMARK_HUMAN_TEXT" --tokenizer "$$TRACEMARK_TOKENIZER" \
 	    $(if $(QUICK),--tests 100000 --battery-samples 65536 --out $(CACHE)/calibration-quick.md --title "Calibration (quick)",--out $(CALIBRATION) --title "Calibration at scale, $(shell date -u +%F)") \
 	    $(CALIBRATE_ARGS) >/dev/null
@@ -231,7 +231,7 @@ bench-serving: python data $(LLAMA_STAMP) ## The watermark's cost in llama.cpp, 
 	export TRACEMARK_MODEL="$$($(FETCH) model)"; "$(VPY)" benches/python/serving.py $(if $(QUICK),--quick,)
 
 bench-serve: venv ## Load test of `tracemark serve` with wrk: /health, /v1/detect (text, ids); writes benches/RESULTS.md (run on an idle machine). QUICK=1: a smoke run
-	$(CARGO) build $(CARGO_FLAGS) -q -p tracemark-verifier --bin tracemark
+	$(CARGO) build $(CARGO_FLAGS) -q -p tracemark-cli --bin tracemark
 	"$(VPY)" benches/python/serve_load.py --cli "$(BIN)/tracemark" $(if $(QUICK),--quick,)
 
 # mistral.rs is a large build (about 500 crates, candle 0.10): its own workspace and target directory, built once.

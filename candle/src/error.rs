@@ -2,7 +2,7 @@
 
 use core::fmt;
 
-/// Anything that can fail while loading or running a model, its tokenizer or a student.
+/// Anything that can fail while loading or running a model or its tokenizer.
 #[non_exhaustive]
 #[derive(Debug)]
 pub enum Error {

@@ -19,12 +19,7 @@
 //!   predictions on our watermarked texts, as the
 //!   [`ReadingDoc`](tracemark_verifier::ReadingDoc)s that
 //!   [`tracemark_verifier::reading_mode`] scores. Implemented by [`Llama`]
-//!   and by the two distillation students.
-//! - [`student`] and [`ngram`]: the students of the distillation experiment
-//!   (a small neural model trained with candle, a smoothed trigram model),
-//!   behind the [`Student`] trait. They live here, not in the verifier,
-//!   because one trains on candle and both play the suspect model's role
-//!   next to [`Llama`]; the verifier stays free of candle.
+//!   (and, in `tracemark-lab`, by the distillation experiments' students).
 //!
 //! ## Generating watermarked text
 //!
@@ -65,16 +60,12 @@ pub mod error;
 pub mod generate;
 pub mod gguf_tokenizer;
 pub mod model;
-pub mod ngram;
 pub mod reading;
-pub mod student;
 
 pub use error::{Error, Result};
 pub use generate::{generate, generate_each, sample, Arm, Generation, Rng, Sampling, Steer, Timing};
 pub use model::{set_threads, KvCache, Llama, LlamaConfig, LoadOptions};
-pub use ngram::NGram;
 pub use reading::{reading_doc, ReadingModel};
-pub use student::{answers, Answer, MlpLm, Student, TrainOptions, TrainReport};
 
 /// The system message SmolLM2-Instruct was trained with.
 pub const SMOLLM2_SYSTEM: &str = "You are a helpful AI assistant named SmolLM, trained by Hugging Face";

@@ -14,16 +14,18 @@
 //! | [`distill`] | the distillation experiment: plan, harvest, training mixtures, students, attribution, controls, quick checks, report | `make distill` (`QUICK=1`: `make distill-quick`, part of `make test`) |
 //! | [`campaign`] | student-level account attribution: window-cohort keys (group testing) on a simulated harvesting campaign with a stand-in n-gram teacher, recall per actor and false accusations over repetitions | `make campaign` (`QUICK=1`: `make campaign-quick`, part of `make test`) |
 //! | [`spoof`] | watermark stealing: harvests, the attacker's knowledge, spoofed and scrubbed answers, cohort keys and the spoof-artifact test | `make spoof` (`QUICK=1`: `make spoof-quick`, part of `make test`) |
-//! | [`plot`] | SVG line charts for the reports | both |
+//! | [`accounts`] | tokens needed to name the account a SmolLM2 answer was served to, among 1, 24,000 and 1,000,000 account keys; the scan's time and memory | `make accounts` |
+//! | [`calibration`] | the false-positive rate of the exact tests on human text over millions of (document, key) tests, and a battery on the keyed values | `make calibrate` |
+//! | [`tamper`] | the tamperings canonical text undoes (zero-width characters, homoglyphs, full-width forms...), as attacks | `make eval`, the canonical-text tests |
+//! | [`summary`] | summaries of many tests for reports: Kolmogorov-Smirnov, rates, means, medians | all |
+//! | [`plot`] | SVG line charts for the reports | all |
 //! | [`error`] | the one error type of the harness and its binaries | all, with `make demo` and `make calibrate` |
 //!
 //! The run set-up is re-exported here: the cache directory ([`cache_dir`]),
 //! the model file ([`model_path`]), the keys of full and quick runs
 //! ([`stored_key`], [`quick_test_key`]), the evaluation prompts
 //! ([`prompts`], from `lab/data/prompts.txt`), report dates ([`today`]) and
-//! I/O errors that name their path ([`io`]). `make calibrate`'s engine is
-//! `tracemark_verifier::calibration`; its binary uses only this crate's
-//! [`Error`].
+//! I/O errors that name their path ([`io`]).
 //!
 //! ```
 //! use tracemark_lab::{distill, eval};
@@ -58,6 +60,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod accounts;
+pub mod calibration;
 pub mod campaign;
 pub mod distill;
 pub mod error;
@@ -65,6 +69,9 @@ pub mod eval;
 pub mod plot;
 mod setup;
 pub mod spoof;
+pub mod students;
+pub mod summary;
+pub mod tamper;
 
 pub use error::{Error, Result};
 pub use setup::{cache_dir, io, model_path, prompts, quick_test_key, stored_key, today};

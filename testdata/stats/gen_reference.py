@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Reference tail probabilities for the verifier's exact tests, computed with
 mpmath at 60 significant digits (pip install mpmath). Writes reference.json
-beside this file; verifier/tests/stats_reference.rs checks against it.
+beside this file; verifier/stats/tests/reference.rs checks against it.
 
     python3 testdata/stats/gen_reference.py
 """

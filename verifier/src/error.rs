@@ -66,16 +66,16 @@ pub enum Error {
         /// The key file (or `signing key` / `verifying key` for text in memory).
         path: String,
         /// The kind asked for.
-        expected: crate::receipt::KeyFileKind,
+        expected: KeyFileKind,
         /// The kind the file is.
-        found: crate::receipt::KeyFileKind,
+        found: KeyFileKind,
     },
     /// A receipt signing or verifying key file is malformed or corrupted.
     InvalidKeyFile {
         /// The key file (or `signing key` / `verifying key` for text in memory).
         path: String,
         /// The kind of key file it should be.
-        kind: crate::receipt::KeyFileKind,
+        kind: KeyFileKind,
         /// What was wrong.
         reason: String,
     },
@@ -148,3 +148,48 @@ impl Error {
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T> = core::result::Result<T, Error>;
+
+pub(crate) const SIGNING_KEY_MAGIC: &str = "tracemark-signing-key-v1";
+pub(crate) const VERIFYING_KEY_MAGIC: &str = "tracemark-verifying-key-v1";
+pub(crate) const WATERMARK_KEY_MAGIC: &str = "tracemark-key-v1";
+
+/// The kinds of key file, told apart by their first word.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum KeyFileKind {
+    /// A secret watermark key (`tracemark-key-v1`, SPEC §2.3).
+    Watermark,
+    /// A secret receipt signing key (`tracemark-signing-key-v1`, SPEC §12.1).
+    Signing,
+    /// A public receipt verifying key (`tracemark-verifying-key-v1`, SPEC §12.1).
+    Verifying,
+}
+
+impl KeyFileKind {
+    pub(crate) fn magic(self) -> &'static str {
+        match self {
+            Self::Watermark => WATERMARK_KEY_MAGIC,
+            Self::Signing => SIGNING_KEY_MAGIC,
+            Self::Verifying => VERIFYING_KEY_MAGIC,
+        }
+    }
+
+    /// The kind a key file's text says it is, if any.
+    #[cfg(feature = "evidence")]
+    pub(crate) fn of(text: &str) -> Option<Self> {
+        [Self::Watermark, Self::Signing, Self::Verifying]
+            .into_iter()
+            .find(|k| text.strip_prefix(k.magic()).is_some_and(|rest| rest.starts_with(':')))
+    }
+}
+
+impl fmt::Display for KeyFileKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self {
+            Self::Watermark => "watermark key file",
+            Self::Signing => "secret receipt signing key file",
+            Self::Verifying => "public receipt verifying key file",
+        };
+        write!(f, "{what} ({})", self.magic())
+    }
+}

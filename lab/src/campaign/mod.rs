@@ -4,7 +4,7 @@
 //! Three actors harvest answers in the seeds' proportions (13M, 3.4M and 150k
 //! exchanges, scaled down) through a few accounts each, among 24,000
 //! accounts. In each time window every account belongs to a keyed random
-//! cohort ([`Cohorts`](tracemark_verifier::accounts::Cohorts), SPEC §13) and
+//! cohort ([`Cohorts`](cohorts::Cohorts), SPEC §13) and
 //! is served answers watermarked under its window-cohort key. One trigram
 //! student learns from everything harvested; its outputs are tested under
 //! every window-cohort key, and the group test names accounts
@@ -17,6 +17,7 @@
 //! watermarked by the core's real kgw scheme, because SmolLM2 is far too slow
 //! on this machine for fresh harvests per repetition.
 
+pub mod cohorts;
 mod report;
 mod sim;
 pub mod teacher;

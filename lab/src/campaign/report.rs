@@ -45,7 +45,7 @@ pub fn report(plan: &Plan, teacher: &Teacher, outcomes: &[Outcome], started: Ins
          the scores are; the probability that any such account is named is at most alpha_accounts = {:e} (for the lit \
          rule this holds conditionally on the lit sets, so the proposal's alpha_keys + alpha_accounts = {:e} is a \
          looser valid bound; alpha_keys only controls which *keys* are called lit). \
-         `verifier/tests/cohorts.rs` tests the bound on 400 all-innocent campaigns per rule.\n",
+         `lab/tests/cohorts.rs` tests the bound on 400 all-innocent campaigns per rule.\n",
         plan.alpha_keys,
         plan.graded_cap,
         plan.accounts,

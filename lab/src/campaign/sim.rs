@@ -4,9 +4,11 @@
 
 use std::time::Instant;
 
-use tracemark_candle::{answers, Answer, NGram, Rng};
+use tracemark_candle::Rng;
+
+use super::cohorts::{Cohorts, KeyScores};
+use crate::students::{answers, Answer, NGram};
 use tracemark_core::{Key, SchemeConfig};
-use tracemark_verifier::accounts::{Cohorts, KeyScores};
 use tracemark_verifier::{DetectOptions, Detector, Document, Scanner};
 
 use super::teacher::Teacher;

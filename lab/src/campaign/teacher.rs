@@ -14,7 +14,9 @@
 
 use std::path::PathBuf;
 
-use tracemark_candle::{gguf_tokenizer, NGram, Rng};
+use tracemark_candle::{gguf_tokenizer, Rng};
+
+use crate::students::NGram;
 use tracemark_core::{Scheme, SchemeConfig};
 
 use crate::{cache_dir, io, Error, Result};

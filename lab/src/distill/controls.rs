@@ -1,9 +1,11 @@
 //! Stages 3 and 4: cohort attribution, the control students, and what the
 //! quick run requires of them.
 
-use tracemark_candle::{answers, NGram, Rng};
+use tracemark_candle::Rng;
+
+use crate::students::{answers, NGram};
+use crate::summary::ks_uniform;
 use tracemark_core::Key;
-use tracemark_verifier::stats::ks_uniform;
 use tracemark_verifier::{attribute, Attribution};
 
 use super::students::lp;

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use tracemark_core::Key;
-use tracemark_verifier::stats::{binomial_central_range, ks_critical, ks_uniform};
+use tracemark_verifier::stats::binomial_central_range;
+
+use crate::summary::{ks_critical, ks_uniform};
 use tracemark_verifier::Attribution;
 
 use super::controls::expected_cohorts;

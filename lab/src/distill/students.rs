@@ -1,7 +1,9 @@
 //! Stage 2, the students: trained on growing shares of watermarked answers
 //! and tested three ways (black box, filtered, reading mode).
 
-use tracemark_candle::{answers, reading_doc, Answer, MlpLm, NGram, Student, TrainOptions};
+use tracemark_candle::reading_doc;
+
+use crate::students::{answers, Answer, MlpLm, NGram, Student, TrainOptions};
 use tracemark_core::Key;
 use tracemark_verifier::{
     reading_mode, ContextFilter, DetectOptions, Detection, Detector, Document, ReadingDoc, Scanner,

@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use crate::summary::median;
+use crate::tamper::{tamper, Tampering};
 use tracemark_candle::{gguf_tokenizer, Rng};
-use tracemark_verifier::stats::median;
-use tracemark_verifier::tamper::{tamper, Tampering};
 use tracemark_verifier::{DetectOptions, Detector, WindowOptions};
 
 use super::{

@@ -12,7 +12,7 @@
 //! on the unwatermarked arm, quality (perplexity under the unwatermarked
 //! model, distinct-n), cost, and robustness: random edits of the ids, pasting
 //! into human text, the decode/re-encode round trip, every tampering of
-//! `tracemark_verifier::tamper` at [`TAMPER_RATES`], the emoji attack, the
+//! `tracemark_lab::tamper` at [`TAMPER_RATES`], the emoji attack, the
 //! model's paraphrases and a rule-based paraphrase ([`rule_paraphrase`]),
 //! with how much meaning the rewrites keep ([`content_overlap`]). `--quick`
 //! ([`Options::quick`]) runs a small subset to check the pipeline (part of
@@ -32,6 +32,7 @@ mod rewrite;
 use std::path::PathBuf;
 use std::time::Instant;
 
+use crate::summary::rate_below;
 pub use analyse::{analyse, tamper_label, uncanonicalized_label, Analysis, EMOJI, PARAPHRASE, RULES, TAMPER_RATES};
 pub use arms::{arms, ArmRecord, ArmSpec, AttackRecord, ParaphraseRecord, PromptRecord};
 pub use attacks::{delete, distinct_n, insert, substitute};
@@ -44,7 +45,6 @@ pub use rewrite::{
     content_overlap, content_words, copied_share, emojis_per_word, is_emoji, rule_paraphrase, strip_emoji, Overlap,
     RuleParaphrase, SYNONYMS,
 };
-use tracemark_verifier::stats::rate_below;
 
 use crate::{cache_dir, io, prompts, today, Error, Result};
 

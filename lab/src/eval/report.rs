@@ -4,8 +4,8 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
-use tracemark_verifier::stats::{mean_se, median, rate_below};
-use tracemark_verifier::tamper::Tampering;
+use crate::summary::{mean_se, median, rate_below};
+use crate::tamper::Tampering;
 
 use super::{
     emoji_request, paraphrase_request, tamper_label, uncanonicalized_label, Analysis, AttackRecord, Options,
@@ -247,7 +247,7 @@ pub fn write_report(
         .map_or_else(|| "none".to_string(), |t| t.name().to_string());
     let intros = [
         String::new(),
-        "Each tampering of `tracemark_verifier::tamper` leaves the words a reader sees unchanged: `zwsp` a zero-width \
+        "Each tampering of `tracemark_lab::tamper` leaves the words a reader sees unchanged: `zwsp` a zero-width \
          space after words, `zwj` a zero-width joiner inside words, `shy` soft hyphens, `bidi` bidi marks around \
          words, `tags` invisible tag characters, `vs` variation selectors after letters, `nbsp` other space \
          separators for spaces, `fullwidth` full-width letters and digits, `homoglyph` Cyrillic and Greek \

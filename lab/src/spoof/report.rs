@@ -5,7 +5,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use tracemark_core::KeyId;
-use tracemark_verifier::stats::{clopper_pearson, median};
+use tracemark_verifier::stats::clopper_pearson;
+
+use crate::summary::median;
 
 use super::{Knowledge, Options, Tested, ALPHA};
 use crate::plot::{line_chart, Series};

@@ -1,0 +1,227 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use tracemark_core::SchemeConfig;
+use tracemark_verifier::Dedup;
+
+#[derive(Parser)]
+#[command(
+    name = "tracemark",
+    version,
+    about = "Keyed LLM watermarks: keys, detection, corpus and radioactivity tests"
+)]
+pub(crate) struct Cli {
+    /// No progress bars and no notes on standard error (errors are still printed)
+    #[arg(long, short, global = true)]
+    pub(crate) quiet: bool,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Generate a new key from the OS random number generator (file mode 0600, never overwrites)
+    Keygen {
+        /// Where to write the key file
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print the public id of a key
+    KeyId {
+        /// Key file
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Derive a sub-key for a label (a tenant or API-account cohort, e.g. cohort/3)
+    Derive {
+        /// Master key file
+        #[arg(long)]
+        key: PathBuf,
+        /// Derivation label: printable ASCII without spaces, 1-128 bytes
+        #[arg(long)]
+        label: String,
+        /// Where to write the derived key file
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Test a text (or ids) for a watermark
+    Detect(DetectArgs),
+    /// Test every document of a JSONL corpus; per-line results and an aggregate test
+    ///
+    /// One JSON line per document goes to standard output (or --out). With --json the summary
+    /// follows on standard output as one more JSON line, {"summary": {...}}; without it, the
+    /// summary is printed for people on standard error.
+    Scan(ScanArgs),
+    /// One corpus-level test: did the model that wrote this corpus learn from our watermarked text?
+    Radioactivity(RadioArgs),
+    /// Name the account a leaked text was served to, among the keys derived for every account
+    ///
+    /// Each account's key is derived from the master key (--key) and its label
+    /// (`account/<id>` by default), on the fly; the accounts named have a Holm-adjusted
+    /// p-value below --alpha over every account tested.
+    Attribute(crate::commands::attribute::AttributeArgs),
+    /// A self-contained HTML report (and the JSON it is made from) of a detection, scan or radioactivity test
+    Report(crate::commands::report::ReportArgs),
+    /// Signed provenance receipts: signing keys, signing, verifying a text against a receipt
+    #[command(subcommand)]
+    Receipt(crate::commands::receipt::ReceiptCommand),
+    /// An HTTP detection service (keys loaded at start, hashed API tokens, rate and size limits)
+    #[cfg(feature = "serve")]
+    Serve(crate::commands::serve::ServeArgs),
+}
+
+/// The options every test shares.
+#[derive(Args)]
+pub(crate) struct Common {
+    /// Key file; repeat to test a keyring of several keys
+    #[arg(long, required = true)]
+    pub(crate) key: Vec<PathBuf>,
+    /// Test the keys derived from --key for these labels (comma-separated) instead of --key itself
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) derive_labels: Vec<String>,
+    /// Scheme and parameters, exactly as generated, e.g. kgw:gamma=0.25,delta=2,context=lefthash:1
+    #[arg(long)]
+    pub(crate) scheme: SchemeConfig,
+    /// tokenizer.json of the model (needed for text input)
+    #[arg(long)]
+    pub(crate) tokenizer: Option<PathBuf>,
+    /// Vocabulary size, for id input without a tokenizer
+    #[arg(long)]
+    pub(crate) vocab: Option<usize>,
+    /// Deduplication of repeated (context, token) observations
+    #[arg(long, default_value = "pair")]
+    pub(crate) dedup: Dedup,
+    /// Significance level of the verdict (family-wise for keyrings)
+    #[arg(long, default_value_t = 1e-6)]
+    pub(crate) alpha: f64,
+    /// Fewer scored tokens than this give an inconclusive verdict
+    #[arg(long, default_value_t = 10)]
+    pub(crate) min_tokens: usize,
+    /// Test text only as given, not also its canonical form (invisible characters
+    /// removed, whitespace, compatibility forms and look-alike letters undone); for
+    /// experts: tampered text then escapes
+    #[arg(long)]
+    pub(crate) no_canonicalize: bool,
+    /// Print the report as JSON
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Colour the output
+    #[arg(long, value_enum, default_value = "auto")]
+    pub(crate) color: ColorMode,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum ColorMode {
+    Auto,
+    Always,
+    Never,
+}
+
+/// What an input holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum InputKind {
+    /// Text, to be encoded with `--tokenizer`.
+    Text,
+    /// Token ids: a JSON array or whitespace-separated numbers.
+    Ids,
+}
+
+#[derive(Args)]
+pub(crate) struct DetectArgs {
+    #[command(flatten)]
+    pub(crate) common: Common,
+    /// Input file, or - for standard input
+    #[arg(default_value = "-")]
+    pub(crate) input: PathBuf,
+    /// The input is token ids (a JSON array or whitespace-separated), not text
+    #[arg(long)]
+    ids: bool,
+    /// Prompt text (context only, never scored)
+    #[arg(long, conflicts_with = "prompt_file")]
+    pub(crate) prompt: Option<String>,
+    /// File with the prompt (text, or ids with --ids)
+    #[arg(long)]
+    pub(crate) prompt_file: Option<PathBuf>,
+    /// Also search for the most significant window (a watermarked span in longer text);
+    /// the verdict then stands on the whole text and the window together (Bonferroni over the two)
+    #[arg(long)]
+    pub(crate) window: bool,
+    /// Shortest window, in scored tokens
+    #[arg(long, default_value_t = 32)]
+    pub(crate) window_min: usize,
+    /// Also run the spoof-artifact test against this reference: a JSONL corpus
+    /// (scan format) of text from the same model, e.g. a sample of answers we
+    /// served; the report says when a detection looks forged (one key only)
+    #[arg(long)]
+    pub(crate) forgery_reference: Option<PathBuf>,
+}
+
+impl DetectArgs {
+    /// What the input and the prompt hold.
+    pub(crate) fn input_kind(&self) -> InputKind {
+        if self.ids {
+            InputKind::Ids
+        } else {
+            InputKind::Text
+        }
+    }
+}
+
+#[derive(Args)]
+pub(crate) struct ScanArgs {
+    #[command(flatten)]
+    pub(crate) common: Common,
+    /// JSONL corpus ({"text": ...} or {"ids": [...]} per line), or - for standard input
+    pub(crate) corpus: PathBuf,
+    /// Threads (0 = one per core)
+    #[arg(long, default_value_t = 0)]
+    pub(crate) jobs: usize,
+    /// Write per-document results (JSONL) here instead of standard output
+    #[arg(long)]
+    pub(crate) out: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub(crate) struct RadioArgs {
+    #[command(flatten)]
+    pub(crate) common: Common,
+    /// JSONL corpus of the suspect model's outputs, or - for standard input
+    pub(crate) corpus: PathBuf,
+    /// Score only contexts that occur in this JSONL corpus of our own watermarked outputs
+    #[arg(long, conflicts_with = "reading")]
+    pub(crate) reference: Option<PathBuf>,
+    /// Reading mode (open weights): the corpus holds our watermarked texts with the suspect
+    /// model's next-token predictions, one {"ids": [...], "predicted": [...], "prompt_ids": [...]} per line
+    #[arg(long)]
+    pub(crate) reading: bool,
+    /// Threads (0 = one per core)
+    #[arg(long, default_value_t = 0)]
+    pub(crate) jobs: usize,
+}
+
+impl RadioArgs {
+    /// Which of the three tests to run.
+    pub(crate) fn mode(&self) -> RadioMode<'_> {
+        match (self.reading, &self.reference) {
+            (true, _) => RadioMode::Reading,
+            (false, Some(r)) => RadioMode::Filtered { reference: r },
+            (false, None) => RadioMode::BlackBox,
+        }
+    }
+}
+
+/// The radioactivity tests.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum RadioMode<'a> {
+    /// The suspect model's outputs, at every context.
+    BlackBox,
+    /// The suspect model's outputs, only at contexts of our own outputs in `reference`.
+    Filtered {
+        /// Our watermarked outputs (JSONL).
+        reference: &'a std::path::Path,
+    },
+    /// The suspect model's predictions on our watermarked texts.
+    Reading,
+}

@@ -1,0 +1,268 @@
+//! Naming the account a leaked answer was served to, among many accounts.
+//!
+//! Every API account gets its own key, derived from a master key and the
+//! account's label (`derive(master, "account/<id>")`, SPEC §2.4): nothing is
+//! stored per account, and any account's key can be re-derived when a text
+//! turns up. [`attribute_accounts`] derives the keys on the fly (in
+//! parallel), tests the text under each, and names the accounts whose
+//! Holm-adjusted p-value is below `alpha`: the probability of naming any
+//! account the text was not served to is at most `alpha`, however many
+//! accounts are tested. Only the smallest p-values are kept
+//! ([`KEPT`]), which is all Holm's procedure needs to name accounts, so the
+//! memory does not grow with the number of accounts.
+//!
+//! The price of many accounts is evidence: the best key must reach
+//! `alpha / accounts` (about 1e-12 for 1e-6 among 1,000,000 accounts), which
+//! takes more tokens than 1e-6 does for one key.
+//!
+//! ```
+//! use tracemark_core::{Key, SchemeConfig};
+//! use tracemark_verifier::accounts::{attribute_accounts, AccountForms};
+//! use tracemark_verifier::DetectOptions;
+//!
+//! let master = Key::generate()?;
+//! let config: SchemeConfig = "kgw:gamma=0.25,delta=4,context=lefthash:1".parse()?;
+//! let label = |i: u64| format!("account/{i}");
+//! // An answer served to account 42: greedy on watermarked flat logits.
+//! let scheme = config.build(&master.derive(&label(42))?, 1000)?;
+//! let mut ids = vec![1u32];
+//! for step in 0..150u32 {
+//!     let mut logits: Vec<f32> = (0..1000u32).map(|t| ((t * 7 + step * 13) % 17) as f32 * 0.1).collect();
+//!     scheme.process(&ids, &mut logits)?;
+//!     let next = (0..1000).max_by(|&a, &b| logits[a].total_cmp(&logits[b])).unwrap_or(0);
+//!     ids.push(next as u32);
+//! }
+//! let forms = AccountForms::ids(ids[..1].to_vec(), ids[1..].to_vec());
+//! let found = attribute_accounts(&master, &config, 1000, &DetectOptions::default(), &forms, 1000, label)?;
+//! assert_eq!(found.named.iter().map(|m| m.label.as_str()).collect::<Vec<_>>(), ["account/42"]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::time::Instant;
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use tracemark_core::{Key, KeyId, SchemeConfig};
+
+use crate::detect::{DetectOptions, Detector};
+use crate::error::{Error, Result};
+
+/// The smallest p-values kept (per worker, then overall): accounts beyond
+/// these can never be named unless more than this many are.
+pub const KEPT: usize = 64;
+
+/// The forms of one text to test under each key: ids as given, and its
+/// canonical form's ids when canonicalisation changed it. A key's p-value is
+/// the smallest of its forms' times their number (Bonferroni), as
+/// [`Detector::detect_text`] does.
+#[derive(Clone, Debug)]
+pub struct AccountForms {
+    forms: Vec<(Vec<u32>, Vec<u32>)>,
+}
+
+impl AccountForms {
+    /// One form: token ids after prompt ids.
+    pub fn ids(prompt: Vec<u32>, completion: Vec<u32>) -> Self {
+        AccountForms {
+            forms: vec![(prompt, completion)],
+        }
+    }
+
+    /// A text through `tokenizer`, with its canonical form when it differs.
+    pub fn text(tokenizer: &crate::text::TextTokenizer, prompt: Option<&str>, text: &str) -> Result<Self> {
+        if text.trim().is_empty() {
+            return Err(Error::EmptyInput);
+        }
+        let encode = |p: Option<&str>, t: &str| -> Result<(Vec<u32>, Vec<u32>)> {
+            let prompt = p
+                .map(|p| tokenizer.encode(p))
+                .transpose()?
+                .map(|e| e.ids)
+                .unwrap_or_default();
+            Ok((prompt, tokenizer.encode(t)?.ids))
+        };
+        let mut forms = vec![encode(prompt, text)?];
+        let canonical = crate::text::canonical::canonicalize(text);
+        let canonical_prompt = prompt.map(crate::text::canonical::canonicalize);
+        if !canonical.is_unchanged() || canonical_prompt.as_ref().is_some_and(|c| !c.is_unchanged()) {
+            forms.push(encode(canonical_prompt.as_ref().map(|c| c.text()), canonical.text())?);
+        }
+        Ok(AccountForms { forms })
+    }
+
+    /// How many forms are tested per key.
+    pub fn len(&self) -> usize {
+        self.forms.len()
+    }
+
+    /// Whether there is no form (never, once built).
+    pub fn is_empty(&self) -> bool {
+        self.forms.is_empty()
+    }
+}
+
+/// One account's result.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct AccountMatch {
+    /// The account's derivation label.
+    pub label: String,
+    /// Its key's public id.
+    pub key_id: KeyId,
+    /// `log10` of its own p-value.
+    pub log10_p: f64,
+    /// `log10` of its Holm-adjusted p-value over every account tested.
+    pub log10_p_adjusted: f64,
+    /// Tokens scored under its key (of the form that decided).
+    pub scored: usize,
+}
+
+/// The result of testing one text against every account's key.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct AccountAttribution {
+    /// Accounts tested.
+    pub accounts: u64,
+    /// Accounts whose key could not test the text (too few tokens scored).
+    pub inconclusive: u64,
+    /// The family-wise significance level.
+    pub alpha: f64,
+    /// The correction, in words.
+    pub correction: String,
+    /// `log10(alpha / accounts)`: what the best account's own p-value must be below.
+    pub log10_needed: f64,
+    /// Accounts named at the family-wise level, smallest p-value first.
+    pub named: Vec<AccountMatch>,
+    /// The smallest p-values (at most [`KEPT`]), smallest first.
+    pub best: Vec<AccountMatch>,
+    /// Wall time of the scan, seconds.
+    pub seconds: f64,
+    /// Keys tested per second, and (key, token) pairs per second.
+    pub keys_per_second: f64,
+    /// (key, token) observations per second.
+    pub key_tokens_per_second: f64,
+}
+
+/// A candidate before the adjustment: (log10 p, account index, key id, scored).
+type Candidate = (f64, u64, KeyId, usize);
+
+fn keep_best(mut v: Vec<Candidate>) -> Vec<Candidate> {
+    v.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    v.truncate(KEPT);
+    v
+}
+
+/// Tests `forms` under the keys derived from `master` for the labels
+/// `label(0) .. label(accounts - 1)`, and names the accounts whose
+/// Holm-adjusted p-value is below `options.alpha`.
+pub fn attribute_accounts(
+    master: &Key,
+    config: &SchemeConfig,
+    vocab_size: usize,
+    options: &DetectOptions,
+    forms: &AccountForms,
+    accounts: u64,
+    label: impl Fn(u64) -> String + Sync,
+) -> Result<AccountAttribution> {
+    if accounts == 0 || forms.is_empty() {
+        return Err(Error::InvalidOption {
+            name: "accounts",
+            message: "no account to test".into(),
+        });
+    }
+    let options = DetectOptions {
+        marks: false,
+        window: None,
+        ..options.clone()
+    };
+    options.validate()?;
+    let correction = (forms.len() as f64).log10();
+    let started = Instant::now();
+    let test = |i: u64| -> Result<Option<Candidate>> {
+        let key = master.derive(&label(i))?;
+        let detector = Detector::new(&key, config, vocab_size, options.clone())?;
+        let mut best: Option<(f64, usize)> = None;
+        for (prompt, completion) in &forms.forms {
+            let d = detector.detect_ids(prompt, completion)?;
+            if let Some(l) = d.outcome.log10_p() {
+                if best.is_none_or(|(b, _)| l < b) {
+                    best = Some((l, d.counts.scored));
+                }
+            }
+        }
+        Ok(best.map(|(l, scored)| ((l + correction).min(0.0), i, key.id(), scored)))
+    };
+    const CHUNK: u64 = 4096;
+    let chunks: Vec<u64> = (0..accounts.div_ceil(CHUNK)).collect();
+    let (kept, inconclusive) = chunks
+        .par_iter()
+        .map(|&c| -> Result<(Vec<Candidate>, u64)> {
+            let mut kept = Vec::with_capacity(2 * KEPT);
+            let mut inconclusive = 0;
+            for i in c * CHUNK..((c + 1) * CHUNK).min(accounts) {
+                match test(i)? {
+                    Some(candidate) => {
+                        kept.push(candidate);
+                        if kept.len() >= 2 * KEPT {
+                            kept = keep_best(kept);
+                        }
+                    }
+                    None => inconclusive += 1,
+                }
+            }
+            Ok((keep_best(kept), inconclusive))
+        })
+        .try_reduce(
+            || (Vec::new(), 0),
+            |(mut a, ia), (b, ib)| {
+                a.extend(b);
+                Ok((keep_best(a), ia + ib))
+            },
+        )?;
+    let seconds = started.elapsed().as_secs_f64();
+    // Holm's step-down: the j-th smallest (from 0) is compared with
+    // alpha / (m - j); adjusted p-values are running maxima of (m - j) p_(j).
+    // An inconclusive key counts as p = 1, so it never moves ahead of these.
+    let m = accounts as f64;
+    let mut running = f64::NEG_INFINITY;
+    let best: Vec<AccountMatch> = kept
+        .iter()
+        .enumerate()
+        .map(|(j, &(log10_p, i, key_id, scored))| {
+            running = running.max(((m - j as f64).log10() + log10_p).min(0.0));
+            AccountMatch {
+                label: label(i),
+                key_id,
+                log10_p,
+                log10_p_adjusted: running,
+                scored,
+            }
+        })
+        .collect();
+    let alpha_log10 = options.alpha.log10();
+    let named = best
+        .iter()
+        .take_while(|a| a.log10_p_adjusted < alpha_log10)
+        .cloned()
+        .collect();
+    let tokens: usize = forms.forms.iter().map(|(_, c)| c.len()).sum();
+    Ok(AccountAttribution {
+        accounts,
+        inconclusive,
+        alpha: options.alpha,
+        correction: format!(
+            "Holm step-down over {accounts} account keys (family-wise error rate){}",
+            if forms.len() > 1 {
+                "; each key's p-value is the smaller of the text as given and its canonical form, times 2"
+            } else {
+                ""
+            }
+        ),
+        log10_needed: alpha_log10 - m.log10(),
+        named,
+        best,
+        seconds,
+        keys_per_second: m / seconds.max(1e-9),
+        key_tokens_per_second: m * tokens as f64 / seconds.max(1e-9),
+    })
+}

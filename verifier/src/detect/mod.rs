@@ -1,0 +1,19 @@
+//! Detection of one scheme under one key: the observations of a text
+//! ([`observe`], the leaf every other part uses), the [`Detector`] over ids,
+//! text and streams, the window search, the spoof-artifact test
+//! ([`forgery`]), model-weighted tests ([`weighted`]) and the report of one
+//! detection ([`Detection`]).
+
+mod detection;
+mod detector;
+pub mod forgery;
+pub(crate) mod observe;
+mod text;
+pub mod weighted;
+mod window;
+
+pub use detection::{Detection, Outcome, TestReport, Verdict};
+pub use detector::{DetectOptions, DetectionStream, Detector};
+pub use forgery::{ForgeryReference, ForgeryTest, FORGERY_ALPHA};
+pub use observe::{Counts, Dedup, Mark, TokenStatus};
+pub use window::{WindowOptions, WindowReport};

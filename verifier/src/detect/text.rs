@@ -1,0 +1,117 @@
+//! Detection on text: the text as given and its canonical form, each
+//! encoded and tested, with the correction for testing both.
+
+use super::detection::{Detection, Verdict};
+use super::detector::Detector;
+use crate::error::{Error, Result};
+use crate::text::canonical::{canonical_pair, canonicalize, Canonical, CanonicalReport, Form, FormTest};
+use crate::text::{sha256_hex, TextTokenizer};
+
+impl Detector {
+    /// Tests a text: `completion` is encoded and scored, `prompt` (if any) is
+    /// encoded separately and used as context only. The report carries the
+    /// tokenizer fingerprint, the SHA-256 of the completion bytes, and byte
+    /// spans (into `completion` as given) for the marks and the window.
+    ///
+    /// With [`DetectOptions::canonicalize`](crate::DetectOptions) on (the
+    /// default), the text's canonical form ([`canonicalize`]) is tested as
+    /// well when it differs, and the verdict stands on the smaller p-value
+    /// times the number of forms tested; the report's
+    /// [`canonical`](Detection::canonical) section says what changed, both
+    /// tests and the correction.
+    pub fn detect_text(&self, tokenizer: &TextTokenizer, prompt: Option<&str>, completion: &str) -> Result<Detection> {
+        if completion.trim().is_empty() {
+            return Err(Error::EmptyInput);
+        }
+        let given = self.detect_form(tokenizer, prompt, completion, None)?;
+        if !self.options().canonicalize {
+            return Ok(given);
+        }
+        let given_test = FormTest {
+            form: Form::AsGiven,
+            sha256: sha256_hex(completion.as_bytes()),
+            tokens: given.counts.seen,
+            log10_p: given.form_log10_p(),
+        };
+        let mut forms = vec![given_test];
+        let mut canonical_report = None;
+        let pair = canonical_pair(prompt, completion);
+        if let Some((canonical_prompt, canonical)) = &pair {
+            let report = self.detect_form(
+                tokenizer,
+                canonical_prompt.as_ref().map(Canonical::text),
+                canonical.text(),
+                Some(canonical),
+            )?;
+            forms.push(FormTest {
+                form: Form::Canonical,
+                sha256: sha256_hex(canonical.text().as_bytes()),
+                tokens: report.counts.seen,
+                log10_p: report.form_log10_p(),
+            });
+            canonical_report = Some(report);
+        }
+        // The change summary is the completion's, also when only the prompt
+        // changed or the canonical completion is empty.
+        let canonical = pair.map_or_else(|| canonicalize(completion), |(_, c)| c);
+        // Bonferroni over the forms tested; which forms those are depends on
+        // the text only, never on a p-value.
+        let correction_log10 = (forms.len() as f64).log10();
+        let best = forms
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| f.log10_p.map(|l| (i, l)))
+            .min_by(|a, b| a.1.total_cmp(&b.1));
+        let family_log10_p = best.map(|(_, l)| (l + correction_log10).min(0.0));
+        let decided_by = best.map_or(Form::AsGiven, |(i, _)| forms[i].form);
+        let mut d = match (decided_by, canonical_report) {
+            (Form::Canonical, Some(c)) => c,
+            _ => given,
+        };
+        d.input_sha256 = Some(sha256_hex(completion.as_bytes()));
+        d.verdict = match family_log10_p {
+            None => Verdict::Inconclusive,
+            Some(l) if l < self.options().alpha.log10() => Verdict::Detected,
+            Some(_) => Verdict::NotDetected,
+        };
+        d.canonical = Some(CanonicalReport {
+            changes: canonical.summary(),
+            forms,
+            decided_by,
+            correction_log10,
+            family_log10_p,
+        });
+        Ok(d)
+    }
+
+    /// Tests one form of a text; `canonical` maps its spans back to the
+    /// original when the form is a canonical one.
+    fn detect_form(
+        &self,
+        tokenizer: &TextTokenizer,
+        prompt: Option<&str>,
+        completion: &str,
+        canonical: Option<&Canonical>,
+    ) -> Result<Detection> {
+        let prompt_ids = match prompt {
+            Some(p) => tokenizer.encode(p)?.ids,
+            None => Vec::new(),
+        };
+        let enc = tokenizer.encode(completion)?;
+        let mut d = self.detect_ids(&prompt_ids, &enc.ids)?;
+        d.tokenizer = Some(tokenizer.info().clone());
+        d.input_sha256 = Some(sha256_hex(completion.as_bytes()));
+        let original = |span: (usize, usize)| canonical.map_or(span, |c| c.original_span(span));
+        if let Some(marks) = &mut d.marks {
+            for (m, span) in marks.iter_mut().zip(&enc.spans) {
+                m.span = Some(original(*span));
+            }
+        }
+        if let Some(w) = &mut d.window {
+            let start = enc.spans.get(w.start).map(|s| s.0);
+            let end = enc.spans.get(w.end.saturating_sub(1)).map(|s| s.1);
+            w.span = start.zip(end).map(original);
+        }
+        Ok(d)
+    }
+}

@@ -1,0 +1,298 @@
+//! Human-readable reports for the terminal.
+
+use core::fmt::Write as _;
+
+use crate::corpus::{Attribution, KeyResult, KeyringDetection, ScanSummary};
+use crate::detect::{Detection, ForgeryTest, Mark, Outcome, TokenStatus, Verdict};
+use crate::text::canonical::CanonicalReport;
+
+const GREEN: &str = "\x1b[42;30m";
+const RED: &str = "\x1b[41;30m";
+const DIM: &str = "\x1b[2m";
+const BOLD: &str = "\x1b[1m";
+const RESET: &str = "\x1b[0m";
+
+/// A p-value from its `log10`, readable at any size: `3.162e-45`, or
+/// `10^-2000.37` below the range of `f64`.
+pub fn p_value(log10_p: f64) -> String {
+    if log10_p > -300.0 {
+        format!("{:.4e}", 10f64.powf(log10_p))
+    } else {
+        format!("10^{log10_p:.2}")
+    }
+}
+
+fn paint(s: &str, style: &str, color: bool) -> String {
+    if color {
+        format!("{style}{s}{RESET}")
+    } else {
+        s.to_string()
+    }
+}
+
+/// The report of one detection. With `text` (the input the marks' spans point
+/// into) and `color`, the text is printed with scored tokens highlighted:
+/// green for tokens that count for the watermark, red for those that count
+/// against, dim for tokens not scored.
+pub fn detection(d: &Detection, text: Option<&str>, color: bool) -> String {
+    let mut out = String::new();
+    let verdict = match (d.verdict, d.verdict_log10_p()) {
+        (Verdict::Inconclusive, _) => paint(&d.verdict.to_string(), BOLD, color),
+        (v, Some(l)) => {
+            let cmp = if v == Verdict::Detected { "<" } else { ">=" };
+            let style = if v == Verdict::Detected { GREEN } else { BOLD };
+            format!(
+                "{} (p = {} {cmp} alpha = {:e})",
+                paint(&v.to_string(), style, color),
+                p_value(l),
+                d.alpha
+            )
+        }
+        (v, None) => v.to_string(),
+    };
+    let _ = writeln!(out, "verdict    {verdict}");
+    let _ = writeln!(out, "scheme     {}  (spec {})", d.scheme, d.spec);
+    let _ = writeln!(out, "key id     {}", d.key_id);
+    if let Some(t) = &d.tokenizer {
+        let _ = writeln!(out, "tokenizer  {} (vocab {})", t.fingerprint, t.vocab_size);
+    }
+    if let Some(h) = &d.input_sha256 {
+        let _ = writeln!(out, "input      {h}");
+    }
+    let c = &d.counts;
+    let _ = write!(
+        out,
+        "tokens     {} seen, {} scored, {} repeated (dedup {}), {} without enough context",
+        c.seen, c.scored, c.skipped_duplicate, d.dedup, c.skipped_short_context
+    );
+    if c.prompt > 0 {
+        let _ = write!(out, "; {} prompt tokens as context", c.prompt);
+    }
+    if c.skipped_by_filter > 0 {
+        let _ = write!(out, "; {} outside the context filter", c.skipped_by_filter);
+    }
+    out.push('\n');
+    match &d.outcome {
+        Outcome::Tested { test: t, log10_p, .. } => {
+            let _ = writeln!(
+                out,
+                "test       {}: {} observed, {:.2} expected under {}; z = {:.2} (informational)",
+                t.name, t.statistic, t.expected, t.null_distribution, t.z_score
+            );
+            let _ = writeln!(
+                out,
+                "p-value    {} (log10 p = {log10_p:.3}), whole text",
+                p_value(*log10_p)
+            );
+        }
+        Outcome::Inconclusive { reason } => {
+            let _ = writeln!(out, "reason     {reason}");
+        }
+    }
+    if let Some(w) = &d.window {
+        let _ = writeln!(
+            out,
+            "window     tokens {}..{} ({} scored): p = {} after {} (uncorrected {})",
+            w.start,
+            w.end,
+            w.scored,
+            p_value(w.log10_p),
+            w.correction,
+            p_value(w.log10_p_uncorrected)
+        );
+        let _ = writeln!(
+            out,
+            "family     p = {} after {}; the verdict stands on it (decided by the {})",
+            p_value(w.family_log10_p),
+            w.family_correction(),
+            if w.decides_verdict { "window" } else { "whole text" }
+        );
+    }
+    if let Some(c) = &d.canonical {
+        out.push_str(&canonical(c));
+    }
+    if let Some(f) = &d.forgery {
+        out.push_str(&forgery(d, f));
+    }
+    let _ = writeln!(out, "tool       {}", d.tool);
+    if let (Some(text), Some(marks)) = (text, &d.marks) {
+        out.push('\n');
+        out.push_str(&highlight(d, text, marks, color));
+        out.push('\n');
+    }
+    out
+}
+
+/// The spoof-artifact test and what it says about the verdict.
+fn forgery(d: &Detection, f: &ForgeryTest) -> String {
+    let share = |k: usize, n: usize| if n == 0 { 0.0 } else { 100.0 * k as f64 / n as f64 };
+    let mut out = format!(
+        "forgery    spoof-artifact test: {} of {} observations common in the reference ({} documents, pairs seen {}+ times) are hits ({:.0}%), \
+         {} of {} elsewhere ({:.0}%); p = {} (one-sided Fisher exact)\n",
+        f.dense_hits,
+        f.dense,
+        f.reference_documents,
+        f.dense_at,
+        share(f.dense_hits, f.dense),
+        f.sparse_hits,
+        f.sparse,
+        share(f.sparse_hits, f.sparse),
+        p_value(f.log10_p)
+    );
+    let verdict = if d.looks_forged() {
+        format!(
+            "LOOKS FORGED: the watermark sits where a spoofer could have learned it (p <= {:e}); treat the detection as a possible forgery",
+            f.alpha
+        )
+    } else if f.artifact {
+        "the artifact is present, but the watermark was not detected".to_string()
+    } else {
+        format!("no sign of forgery at {:e}", f.alpha)
+    };
+    let _ = writeln!(out, "           {verdict}");
+    out
+}
+
+/// What canonicalisation changed, and the tests of both forms.
+fn canonical(c: &CanonicalReport) -> String {
+    let mut out = String::new();
+    let s = &c.changes;
+    if s.total == 0 {
+        let _ = writeln!(
+            out,
+            "canonical  no changes: the text is in canonical form (Unicode {})",
+            s.unicode_version
+        );
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "canonical  {} changes (Unicode {}): {} invisible removed, {} whitespace made plain, \
+         {} compatibility folded, {} look-alike letters mapped back. Text a model wrote rarely \
+         needs many: tampering is itself evidence",
+        s.total, s.unicode_version, s.invisible, s.whitespace, s.compatibility, s.confusable
+    );
+    for k in s.characters.iter().take(6) {
+        let to = if k.to.is_empty() { "removed" } else { &k.to };
+        let _ = writeln!(out, "           {} {} -> {to}  x{}", k.kind, k.from, k.count);
+    }
+    if s.characters.len() > 6 {
+        let _ = writeln!(
+            out,
+            "           ... {} more kinds of change (all listed in --json)",
+            s.characters.len() - 6
+        );
+    }
+    if let (Some(first), Some(last)) = (s.listed.first(), s.listed.last()) {
+        let more = if s.total > s.listed.len() {
+            " (first listed)"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "           at bytes {}..{} to {}..{}{more}",
+            first.span.0, first.span.1, last.span.0, last.span.1
+        );
+    }
+    let forms: Vec<String> = c
+        .forms
+        .iter()
+        .map(|f| match f.log10_p {
+            Some(l) => format!("{} p = {}", f.form, p_value(l)),
+            None => format!("{} inconclusive", f.form),
+        })
+        .collect();
+    let family = c.family_log10_p.map_or_else(|| "inconclusive".to_string(), p_value);
+    let _ = writeln!(
+        out,
+        "forms      {}; the verdict stands on the smaller times {} = {family} (Bonferroni; decided by the {} form)",
+        forms.join(", "),
+        c.forms.len(),
+        c.decided_by
+    );
+    out
+}
+
+fn highlight(d: &Detection, text: &str, marks: &[Mark], color: bool) -> String {
+    // A score counts for the watermark when it is above its null mean (the
+    // test's expectation per scored token); untested scores count for neither.
+    let mean = d
+        .outcome
+        .test()
+        .map_or(f64::INFINITY, |t| t.expected / d.counts.scored.max(1) as f64);
+    let mut out = String::with_capacity(text.len() * 2);
+    let mut at = 0;
+    for m in marks {
+        let Some((start, end)) = m.span else { continue };
+        if start < at || end > text.len() || !text.is_char_boundary(start) || !text.is_char_boundary(end) {
+            continue;
+        }
+        out.push_str(&text[at..start]);
+        let piece = &text[start..end];
+        if color {
+            let style = match m.status {
+                TokenStatus::Scored if m.score > mean => GREEN,
+                TokenStatus::Scored if mean.is_finite() => RED,
+                _ => DIM,
+            };
+            out.push_str(&paint(piece, style, true));
+        } else {
+            out.push_str(piece);
+        }
+        at = end;
+    }
+    out.push_str(&text[at.min(text.len())..]);
+    out
+}
+
+/// A keyring result, one line per key.
+pub fn keyring(k: &KeyringDetection, color: bool) -> String {
+    family(&k.keys, &k.correction, k.alpha, k.best, color)
+}
+
+/// A cohort attribution, one line per key, then the cohorts named.
+pub fn attribution(a: &Attribution, color: bool) -> String {
+    let mut out = family(&a.keys, &a.correction, a.alpha, None, color);
+    let named = if a.named.is_empty() {
+        "none".to_string()
+    } else {
+        a.named.join(", ")
+    };
+    let _ = writeln!(out, "named: {named}");
+    out
+}
+
+/// One line per key of a family of tests.
+fn family(keys: &[KeyResult], correction: &str, alpha: f64, best: Option<usize>, color: bool) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "keyring    {correction}; family-wise alpha = {alpha:e}");
+    for (i, key) in keys.iter().enumerate() {
+        let p = match &key.tested {
+            Some(t) => format!("{}, adjusted {}", p_value(t.log10_p), p_value(t.log10_p_adjusted)),
+            None => "inconclusive".to_string(),
+        };
+        let mark = if key.detected() {
+            paint("DETECTED", GREEN, color)
+        } else {
+            "-".to_string()
+        };
+        let best = if best == Some(i) { " (best match)" } else { "" };
+        let _ = writeln!(out, "  {:<24} {}  p = {p}  {mark}{best}", key.label, key.key_id);
+    }
+    out
+}
+
+/// The summary of a scan.
+pub fn scan_summary(s: &ScanSummary, color: bool) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "documents  {} ({} detected, {} not detected, {} inconclusive, {} errors)",
+        s.documents, s.detected, s.not_detected, s.inconclusive, s.errors
+    );
+    let _ = writeln!(out, "corpus     {}", s.corpus_sha256);
+    let _ = writeln!(out, "aggregate test over all documents, deduplicated across documents:");
+    out.push_str(&detection(&s.aggregate, None, color));
+    out
+}

@@ -1,0 +1,634 @@
+//! Canonical text: what a reader sees, with the tampering that changes only
+//! the bytes undone before tokenizing.
+//!
+//! A watermark lives in token ids, and a tokenizer sees bytes, not glyphs: a
+//! zero-width space after every word, a Cyrillic `а` for a Latin `a`, or a
+//! no-break space for every space leaves the text looking the same to a
+//! reader and re-tokenizes it into ids that carry no watermark. [`canonicalize`]
+//! undoes four kinds of such tampering, in this order, from the Unicode data
+//! of maintained crates (Unicode 18.0):
+//!
+//! 1. **Invisible** characters are removed: format characters (general
+//!    category Cf: zero-width spaces and joiners, bidi marks, soft hyphens,
+//!    tag characters, word joiners, byte-order marks) and the other
+//!    default-ignorable code points (variation selectors, the combining
+//!    grapheme joiner, Hangul fillers). Kept where they are visible: a zero
+//!    width joiner between two emoji (👩‍💻), a variation selector after an
+//!    emoji, tag characters after 🏴 (subdivision flags), and the prepended
+//!    concatenation marks of Arabic and Syriac numbers.
+//! 2. **Whitespace** variants become a plain space (space separators, Zs:
+//!    no-break, en, em, thin, ideographic spaces) or a newline (line and
+//!    paragraph separators, NEL).
+//! 3. **Compatibility** forms are folded by NFKC, one grapheme cluster at a
+//!    time: full-width letters, mathematical alphanumerics, ligatures, and
+//!    decomposed accents recomposed.
+//! 4. **Confusable** letters of another script are mapped to their Unicode
+//!    TS #39 prototype (`unicode-security`'s confusables data) when the
+//!    prototype is in the text's dominant script: a Cyrillic `о` inside
+//!    English text becomes a Latin `o`. The dominant script is counted over
+//!    the letters' prototypes, so replacing most look-alike letters does not
+//!    make Cyrillic dominant. Text written in one script is left as it is.
+//!
+//! Every change is recorded ([`Change`]) with the byte span it replaced in
+//! the original text: tampering is itself evidence, and the report says what
+//! was found. Text that was never tampered with may still change (a model
+//! can write a no-break space or `…`), which is why detection tests the text
+//! as given *and* its canonical form and corrects for the two tests
+//! ([`CanonicalReport`]).
+
+use core::fmt;
+
+use serde::{Deserialize, Serialize};
+use unicode_normalization::UnicodeNormalization;
+use unicode_properties::{GeneralCategory, UnicodeEmoji, UnicodeGeneralCategory};
+use unicode_script::{Script, UnicodeScript};
+use unicode_segmentation::UnicodeSegmentation;
+
+/// The Unicode version of the data canonicalisation uses.
+pub const UNICODE_VERSION: &str = "18.0.0";
+
+/// How many changes a report lists one by one (all are counted).
+pub const LISTED_CHANGES: usize = 200;
+
+/// The kind of a canonicalisation change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ChangeKind {
+    /// An invisible or formatting character was removed.
+    Invisible,
+    /// A whitespace variant became a plain space or newline.
+    Whitespace,
+    /// A compatibility form was folded (NFKC).
+    Compatibility,
+    /// A look-alike letter of another script was mapped back.
+    Confusable,
+}
+
+impl ChangeKind {
+    /// Every kind, in the order canonicalisation applies them.
+    pub const ALL: [ChangeKind; 4] = [
+        ChangeKind::Invisible,
+        ChangeKind::Whitespace,
+        ChangeKind::Compatibility,
+        ChangeKind::Confusable,
+    ];
+
+    /// What the kind means, in words.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Invisible => "invisible or formatting characters removed",
+            Self::Whitespace => "whitespace variants made plain",
+            Self::Compatibility => "compatibility forms folded (NFKC)",
+            Self::Confusable => "look-alike letters of another script mapped back",
+        }
+    }
+}
+
+impl fmt::Display for ChangeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Invisible => "invisible",
+            Self::Whitespace => "whitespace",
+            Self::Compatibility => "compatibility",
+            Self::Confusable => "confusable",
+        })
+    }
+}
+
+/// One change canonicalisation made.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Change {
+    /// What kind of change.
+    pub kind: ChangeKind,
+    /// Byte range of the replaced characters in the original text.
+    pub span: (usize, usize),
+    /// The original characters, as code points (`U+200B`).
+    pub from: String,
+    /// What replaced them, as code points (empty when removed).
+    pub to: String,
+}
+
+/// A text in canonical form, with what changed and where each of its
+/// characters came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Canonical {
+    text: String,
+    changes: Vec<Change>,
+    /// Per character of `text`: its byte offset in `text` and the byte range
+    /// in the original it came from.
+    origin: Vec<(usize, usize, usize)>,
+    original_len: usize,
+}
+
+/// `U+XXXX` for each character, space-separated.
+fn code_points(s: &str) -> String {
+    s.chars()
+        .map(|c| format!("U+{:04X}", u32::from(c)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A character with its byte range in the original text.
+#[derive(Clone, Copy, Debug)]
+struct Traced {
+    c: char,
+    start: usize,
+    end: usize,
+}
+
+/// The prepended concatenation marks (PropList.txt,
+/// `Prepended_Concatenation_Mark`): format characters that are visible.
+fn prepended_concatenation_mark(c: char) -> bool {
+    matches!(
+        c,
+        '\u{0600}'
+            ..='\u{0605}' | '\u{06DD}' | '\u{070F}' | '\u{0890}' | '\u{0891}' | '\u{08E2}' | '\u{110BD}' | '\u{110CD}'
+    )
+}
+
+/// Whether `c` is a default-ignorable code point (DerivedCoreProperties):
+/// TS #39's skeleton drops exactly these, so a lone character whose skeleton
+/// is empty is one.
+fn default_ignorable(c: char) -> bool {
+    let mut buf = [0u8; 4];
+    let empty = unicode_security::skeleton(c.encode_utf8(&mut buf)).next().is_none();
+    empty
+}
+
+/// Whether `c` is invisible: a format character or default ignorable, and
+/// not a visible prepended concatenation mark.
+fn invisible(c: char) -> bool {
+    (c.general_category() == GeneralCategory::Format || default_ignorable(c)) && !prepended_concatenation_mark(c)
+}
+
+/// An emoji that a joiner or selector may legitimately follow or join
+/// (ASCII digits, `#` and `*` are emoji characters only in keycaps).
+fn emoji(c: char) -> bool {
+    !c.is_ascii() && c.is_emoji_char()
+}
+
+/// Whether the invisible character at `i` belongs to a visible emoji sequence.
+fn part_of_emoji(chars: &[Traced], i: usize) -> bool {
+    let c = chars[i].c;
+    let prev = i.checked_sub(1).map(|j| chars[j].c);
+    let next = chars.get(i + 1).map(|t| t.c);
+    match c {
+        // ZWJ sequences: emoji (with its selector) ZWJ emoji.
+        '\u{200D}' => prev.is_some_and(|p| emoji(p) || p == '\u{FE0F}') && next.is_some_and(emoji),
+        // Presentation selectors after an emoji, or in a keycap (1️⃣).
+        '\u{FE0E}' | '\u{FE0F}' => prev.is_some_and(|p| emoji(p) || p.is_ascii() && next == Some('\u{20E3}')),
+        // Tag sequences: 🏴 followed by tags up to the cancel tag.
+        '\u{E0020}'..='\u{E007F}' => chars[..i]
+            .iter()
+            .rev()
+            .find(|t| !matches!(t.c, '\u{E0020}'..='\u{E007E}'))
+            .is_some_and(|t| t.c == '\u{1F3F4}'),
+        _ => false,
+    }
+}
+
+/// The plain whitespace a whitespace variant stands for, if `c` is one.
+fn plain_whitespace(c: char) -> Option<char> {
+    match c.general_category() {
+        GeneralCategory::SpaceSeparator if c != ' ' => Some(' '),
+        GeneralCategory::LineSeparator | GeneralCategory::ParagraphSeparator => Some('\n'),
+        _ if c == '\u{0085}' => Some('\n'),
+        _ => None,
+    }
+}
+
+/// Whether a script is one a letter can be counted under.
+fn specific(script: Script) -> bool {
+    !matches!(script, Script::Common | Script::Inherited | Script::Unknown)
+}
+
+/// Whether two scripts write one language together: TS #39's augmented
+/// script sets join Han with Hiragana and Katakana (Japanese), Hangul
+/// (Korean) and Bopomofo.
+fn same_writing(a: Script, b: Script) -> bool {
+    let cjk = |s| {
+        matches!(
+            s,
+            Script::Han | Script::Hiragana | Script::Katakana | Script::Hangul | Script::Bopomofo
+        )
+    };
+    a == b || cjk(a) && cjk(b)
+}
+
+/// TS #39's prototype of one character, recomposed (NFC).
+fn prototype(c: char) -> String {
+    let mut buf = [0u8; 4];
+    unicode_security::skeleton(c.encode_utf8(&mut buf)).nfc().collect()
+}
+
+/// The dominant script of `chars`: the script with the most letters that
+/// are not look-alikes of another script's letters (a Cyrillic `а`, whose
+/// prototype is a Latin `a`, votes for neither). Only when no letter is
+/// unambiguous do look-alikes vote, for their prototype's script.
+fn dominant_script(chars: &[Traced]) -> Option<Script> {
+    let mut unambiguous: Vec<(Script, usize)> = Vec::new();
+    let mut by_prototype: Vec<(Script, usize)> = Vec::new();
+    let vote = |counts: &mut Vec<(Script, usize)>, script: Script| match counts.iter_mut().find(|(s, _)| *s == script) {
+        Some((_, n)) => *n += 1,
+        None => counts.push((script, 1)),
+    };
+    for t in chars.iter().filter(|t| t.c.is_alphabetic()) {
+        let own = t.c.script();
+        if !specific(own) {
+            continue;
+        }
+        if t.c.is_ascii() {
+            vote(&mut unambiguous, own);
+            continue;
+        }
+        match prototype(t.c)
+            .chars()
+            .map(|c| c.script())
+            .find(|&s| specific(s) && !same_writing(s, own))
+        {
+            None => vote(&mut unambiguous, own),
+            Some(other) => vote(&mut by_prototype, other),
+        }
+    }
+    let counts = if unambiguous.is_empty() {
+        by_prototype
+    } else {
+        unambiguous
+    };
+    counts.into_iter().max_by_key(|&(_, n)| n).map(|(s, _)| s)
+}
+
+/// Puts `text` in canonical form (see the module documentation).
+pub fn canonicalize(text: &str) -> Canonical {
+    let mut changes = Vec::new();
+    let traced: Vec<Traced> = text
+        .char_indices()
+        .map(|(i, c)| Traced {
+            c,
+            start: i,
+            end: i + c.len_utf8(),
+        })
+        .collect();
+
+    // 1 and 2: invisible characters and whitespace variants, one character at a time.
+    let mut visible = Vec::with_capacity(traced.len());
+    for (i, t) in traced.iter().enumerate() {
+        if invisible(t.c) && !part_of_emoji(&traced, i) {
+            push_change(
+                &mut changes,
+                ChangeKind::Invisible,
+                t.start,
+                t.end,
+                &t.c.to_string(),
+                "",
+            );
+        } else if let Some(plain) = plain_whitespace(t.c) {
+            push_change(
+                &mut changes,
+                ChangeKind::Whitespace,
+                t.start,
+                t.end,
+                &t.c.to_string(),
+                &plain.to_string(),
+            );
+            visible.push(Traced { c: plain, ..*t });
+        } else {
+            visible.push(*t);
+        }
+    }
+
+    // 3: NFKC, one grapheme cluster at a time (normalisation does not cross
+    // cluster boundaries), each output character traced to its cluster.
+    let stage: String = visible.iter().map(|t| t.c).collect();
+    let mut folded = Vec::with_capacity(visible.len());
+    let mut next_char = 0;
+    for cluster in stage.graphemes(true) {
+        let n = cluster.chars().count();
+        let sources = &visible[next_char..next_char + n];
+        next_char += n;
+        let (start, end) = (sources[0].start, sources[n - 1].end);
+        if cluster.is_ascii() {
+            folded.extend_from_slice(sources);
+            continue;
+        }
+        let nfkc: String = cluster.nfkc().collect();
+        if nfkc == cluster {
+            folded.extend_from_slice(sources);
+        } else {
+            push_change(&mut changes, ChangeKind::Compatibility, start, end, cluster, &nfkc);
+            folded.extend(nfkc.chars().map(|c| Traced { c, start, end }));
+        }
+    }
+
+    // 4: confusables of another script, mapped into the dominant one.
+    let mut out = Vec::with_capacity(folded.len());
+    match dominant_script(&folded) {
+        Some(dominant) => {
+            for t in folded {
+                let script = t.c.script();
+                if t.c.is_ascii() || !specific(script) || same_writing(script, dominant) {
+                    out.push(t);
+                    continue;
+                }
+                let proto = prototype(t.c);
+                let fits = proto.chars().any(|c| c.script() == dominant)
+                    && proto.chars().all(|c| c.script() == dominant || !specific(c.script()));
+                if fits && proto != t.c.to_string() {
+                    push_change(
+                        &mut changes,
+                        ChangeKind::Confusable,
+                        t.start,
+                        t.end,
+                        &t.c.to_string(),
+                        &proto,
+                    );
+                    out.extend(proto.chars().map(|c| Traced { c, ..t }));
+                } else {
+                    out.push(t);
+                }
+            }
+        }
+        None => out = folded,
+    }
+
+    changes.sort_by_key(|c| (c.span.0, c.kind));
+    let mut canonical = String::with_capacity(text.len());
+    let mut origin = Vec::with_capacity(out.len());
+    for t in out {
+        origin.push((canonical.len(), t.start, t.end));
+        canonical.push(t.c);
+    }
+    Canonical {
+        text: canonical,
+        changes,
+        origin,
+        original_len: text.len(),
+    }
+}
+
+/// The canonical forms of a prompt and a completion, when the pair should
+/// also be tested in canonical form: when either changed and the canonical
+/// completion is not empty. Detection of text and corpus scans decide the
+/// forms they test here, from the text alone.
+pub(crate) fn canonical_pair(prompt: Option<&str>, completion: &str) -> Option<(Option<Canonical>, Canonical)> {
+    let canonical = canonicalize(completion);
+    let canonical_prompt = prompt.map(canonicalize);
+    let prompt_changed = canonical_prompt.as_ref().is_some_and(|p| !p.is_unchanged());
+    ((!canonical.is_unchanged() || prompt_changed) && !canonical.text().trim().is_empty())
+        .then_some((canonical_prompt, canonical))
+}
+
+fn push_change(changes: &mut Vec<Change>, kind: ChangeKind, start: usize, end: usize, from: &str, to: &str) {
+    changes.push(Change {
+        kind,
+        span: (start, end),
+        from: code_points(from),
+        to: code_points(to),
+    });
+}
+
+impl Canonical {
+    /// The canonical text.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Every change, in the original text's order.
+    pub fn changes(&self) -> &[Change] {
+        &self.changes
+    }
+
+    /// Whether canonicalisation changed nothing.
+    pub fn is_unchanged(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    /// How many changes of `kind` were made.
+    pub fn count(&self, kind: ChangeKind) -> usize {
+        self.changes.iter().filter(|c| c.kind == kind).count()
+    }
+
+    /// The byte range in the original text that the canonical byte range
+    /// `span` came from.
+    pub fn original_span(&self, span: (usize, usize)) -> (usize, usize) {
+        let char_at = |byte: usize| match self.origin.binary_search_by_key(&byte, |o| o.0) {
+            Ok(i) => i,
+            Err(i) => i.saturating_sub(1),
+        };
+        if self.origin.is_empty() {
+            return (self.original_len, self.original_len);
+        }
+        let start = self.origin[char_at(span.0)].1;
+        let end = if span.1 > span.0 {
+            self.origin[char_at(span.1 - 1)].2
+        } else {
+            start
+        };
+        (start, end.max(start))
+    }
+
+    /// The change summary a report carries.
+    pub fn summary(&self) -> ChangeSummary {
+        let mut characters: Vec<CharacterCount> = Vec::new();
+        for c in &self.changes {
+            match characters
+                .iter_mut()
+                .find(|k| k.kind == c.kind && k.from == c.from && k.to == c.to)
+            {
+                Some(k) => k.count += 1,
+                None => characters.push(CharacterCount {
+                    kind: c.kind,
+                    from: c.from.clone(),
+                    to: c.to.clone(),
+                    count: 1,
+                }),
+            }
+        }
+        characters.sort_by(|a, b| {
+            b.count
+                .cmp(&a.count)
+                .then(a.kind.cmp(&b.kind))
+                .then(a.from.cmp(&b.from))
+        });
+        ChangeSummary {
+            unicode_version: UNICODE_VERSION.to_string(),
+            total: self.changes.len(),
+            invisible: self.count(ChangeKind::Invisible),
+            whitespace: self.count(ChangeKind::Whitespace),
+            compatibility: self.count(ChangeKind::Compatibility),
+            confusable: self.count(ChangeKind::Confusable),
+            characters,
+            listed: self.changes.iter().take(LISTED_CHANGES).cloned().collect(),
+        }
+    }
+}
+
+/// How often one character was changed into another.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct CharacterCount {
+    /// What kind of change.
+    pub kind: ChangeKind,
+    /// The original characters, as code points.
+    pub from: String,
+    /// What replaced them, as code points (empty when removed).
+    pub to: String,
+    /// How many times.
+    pub count: usize,
+}
+
+/// What canonicalisation changed in a text: counts per kind, per character,
+/// and the first [`LISTED_CHANGES`] changes with their places.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ChangeSummary {
+    /// The Unicode version of the data used.
+    pub unicode_version: String,
+    /// All changes.
+    pub total: usize,
+    /// Invisible or formatting characters removed.
+    pub invisible: usize,
+    /// Whitespace variants made plain.
+    pub whitespace: usize,
+    /// Compatibility forms folded.
+    pub compatibility: usize,
+    /// Look-alike letters mapped back.
+    pub confusable: usize,
+    /// Per distinct change, most frequent first.
+    pub characters: Vec<CharacterCount>,
+    /// The first changes, with their byte spans in the original text.
+    pub listed: Vec<Change>,
+}
+
+/// Which form of a text a test ran on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Form {
+    /// The text exactly as given.
+    AsGiven,
+    /// Its canonical form.
+    Canonical,
+}
+
+impl fmt::Display for Form {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::AsGiven => "as given",
+            Self::Canonical => "canonical",
+        })
+    }
+}
+
+/// The test of one form of the text.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct FormTest {
+    /// Which form.
+    pub form: Form,
+    /// SHA-256 of its bytes.
+    pub sha256: String,
+    /// Tokens it encodes to.
+    pub tokens: usize,
+    /// `log10` of its p-value (the window family's when a window was
+    /// searched); `None` when it was inconclusive.
+    pub log10_p: Option<f64>,
+}
+
+/// Canonicalisation in a detection report: what changed, the tests of the
+/// text as given and of its canonical form, and the correction for testing
+/// both.
+///
+/// When the canonical form differs, both forms are tested and the verdict
+/// stands on `min(p) × k` (Bonferroni over the `k` forms tested), so that text
+/// that was never tampered with verifies as it always did and tampered text
+/// verifies through its canonical form, at the cost of a factor of at most 2.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct CanonicalReport {
+    /// What canonicalisation changed.
+    pub changes: ChangeSummary,
+    /// The forms tested (one when nothing changed).
+    pub forms: Vec<FormTest>,
+    /// The form whose test is the report's outcome, marks and window.
+    pub decided_by: Form,
+    /// `log10` of the Bonferroni factor (`log10 k`).
+    pub correction_log10: f64,
+    /// `log10` of the family p-value the verdict stands on; `None` when
+    /// every form was inconclusive.
+    pub family_log10_p: Option<f64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = "The quick brown fox jumps over the lazy dog, and Café Zürich opens at six.\nA second line: tea, coffee; 42 cups.";
+
+    #[test]
+    fn plain_text_is_unchanged() {
+        let c = canonicalize(TEXT);
+        assert!(c.is_unchanged(), "{:?}", c.changes());
+        assert_eq!(c.text(), TEXT);
+        for text in [
+            "Привет, как дела? Хорошо.",
+            "Καλημέρα κόσμε",
+            "日本語のテキスト、句読点。",
+            "emoji 👩‍💻 and 👍🏽 and 🏴󠁧󠁢󠁳󠁣󠁴󠁿 and 1️⃣ ok",
+            "",
+        ] {
+            assert_eq!(canonicalize(text).text(), text, "{:?}", canonicalize(text).changes());
+        }
+    }
+
+    #[test]
+    fn changes_are_counted_located_and_mapped_back() {
+        let text = "one\u{200B} two\u{00A0}three ｆour";
+        let c = canonicalize(text);
+        assert_eq!(c.text(), "one two three four");
+        let s = c.summary();
+        assert_eq!(
+            (s.total, s.invisible, s.whitespace, s.compatibility, s.confusable),
+            (3, 1, 1, 1, 0)
+        );
+        assert_eq!(s.listed[0].span, (3, 6));
+        assert_eq!(s.listed[0].from, "U+200B");
+        assert_eq!(s.listed[0].to, "");
+        assert_eq!(s.listed[2].from, "U+FF46");
+        assert_eq!(s.listed[2].to, "U+0066");
+        // "four" in the canonical text covers "ｆour" in the original.
+        let start = c.text().find("four").unwrap_or(0);
+        let (a, b) = c.original_span((start, start + 4));
+        assert_eq!(&text[a..b], "ｆour");
+        // "two" maps to itself, past the removed zero-width space.
+        let start = c.text().find("two").unwrap_or(0);
+        let (a, b) = c.original_span((start, start + 3));
+        assert_eq!(&text[a..b], "two");
+    }
+
+    #[test]
+    fn arbitrary_text_never_panics_and_maps_inside_the_original() {
+        let samples = [
+            "\u{200D}\u{200D}",
+            "\u{FE0F}",
+            "a\u{0301}\u{0301}\u{0301}",
+            "\u{E0001}\u{E007F}",
+            "\u{1F3F4}\u{E0067}",
+            "ﷺ ﬀ ㎏",
+            "\u{0600}١٢",
+            "\r\n\u{2028}\u{2029}\u{0085}",
+            "\u{115F}\u{1160}\u{3164}",
+        ];
+        for s in samples {
+            let c = canonicalize(s);
+            for i in 0..=c.text().len() {
+                for j in i..=c.text().len() {
+                    let (a, b) = c.original_span((i, j));
+                    assert!(a <= b && b <= s.len(), "{s:?} {i}..{j} -> {a}..{b}");
+                }
+            }
+        }
+    }
+}
