@@ -114,6 +114,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+mod config;
 mod context;
 mod contract;
 mod error;
@@ -127,6 +128,7 @@ mod simd;
 mod tournament;
 mod weight;
 
+pub use config::SchemeConfig;
 pub use context::{Context, ContextMode, ContextSeed, Seeder};
 pub use contract::{Contract, Generation, Null};
 pub use error::{Error, Result};
@@ -134,7 +136,7 @@ pub use gumbel::{Gumbel, GumbelConfig};
 pub use key::{Key, KeyId, MAX_LABEL_LEN};
 pub use kgw::{Kgw, KgwConfig};
 pub use ndarray;
-pub use scheme::{plan, set_batch_threads, Observation, Scheme, SchemeConfig, SchemeKind, SeenContexts, Step};
+pub use scheme::{plan, set_batch_threads, Observation, Scheme, SchemeKind, SeenContexts, Step};
 pub use simd::Isa;
 pub use tournament::{Tournament, TournamentConfig};
 pub use weight::ENTROPY_CAP;

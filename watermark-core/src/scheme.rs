@@ -9,11 +9,10 @@ use std::sync::Barrier;
 
 use ndarray::ArrayViewMut2;
 
-use crate::context::{Context, ContextSeed, Seeder};
+use crate::context::{ContextSeed, Seeder};
 use crate::contract::{Contract, Generation};
 use crate::error::{Error, Result};
-use crate::key::{Key, KeyId};
-use crate::{GumbelConfig, KgwConfig, TournamentConfig};
+use crate::key::KeyId;
 
 /// What one processing call did to its row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -143,110 +142,13 @@ impl fmt::Display for SchemeKind {
     }
 }
 
-/// A scheme and all its parameters: everything a verifier must know, except the key.
-#[derive(Clone, Debug, PartialEq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(tag = "scheme", rename_all = "lowercase"))]
-#[non_exhaustive]
-pub enum SchemeConfig {
-    /// See [`KgwConfig`].
-    Kgw(KgwConfig),
-    /// See [`TournamentConfig`].
-    Tournament(TournamentConfig),
-    /// See [`GumbelConfig`].
-    Gumbel(GumbelConfig),
-}
-
-impl SchemeConfig {
-    /// Which scheme.
-    pub fn kind(&self) -> SchemeKind {
-        match self {
-            Self::Kgw(_) => SchemeKind::Kgw,
-            Self::Tournament(_) => SchemeKind::Tournament,
-            Self::Gumbel(_) => SchemeKind::Gumbel,
-        }
-    }
-
-    /// The context mode and width.
-    pub fn context(&self) -> Context {
-        match self {
-            Self::Kgw(c) => c.context(),
-            Self::Tournament(c) => c.context(),
-            Self::Gumbel(c) => c.context(),
-        }
-    }
-
-    /// The scheme's contract (the same as the built scheme's [`Scheme::contract`]).
-    pub fn contract(&self) -> Contract {
-        match self {
-            Self::Kgw(c) => c.contract(),
-            Self::Tournament(c) => c.contract(),
-            Self::Gumbel(c) => c.contract(),
-        }
-    }
-
-    /// How much watermark a position whose next-token logits (before the
-    /// watermark) are `logits` can carry, in `[0, 1]`: the weight of
-    /// model-assisted detection. kgw: the log-likelihood-ratio weight of a
-    /// green bit ([`KgwConfig::token_weight`]); tournament and gumbel: the
-    /// entropy over [`ENTROPY_CAP`](crate::ENTROPY_CAP), capped at 1.
-    /// Non-finite logits count as impossible tokens; an empty or
-    /// all-impossible row weighs 0.
-    pub fn token_weight(&self, logits: &[f32]) -> f64 {
-        match self {
-            Self::Kgw(c) => c.token_weight(logits),
-            Self::Tournament(c) => c.token_weight(logits),
-            Self::Gumbel(c) => c.token_weight(logits),
-        }
-    }
-
-    /// Builds the keyed scheme for a vocabulary of `vocab_size` tokens.
-    pub fn build(&self, key: &Key, vocab_size: usize) -> Result<Box<dyn Scheme>> {
-        Ok(match self {
-            Self::Kgw(c) => Box::new(crate::Kgw::new(key, c.clone(), vocab_size)?),
-            Self::Tournament(c) => Box::new(crate::Tournament::new(key, c.clone(), vocab_size)?),
-            Self::Gumbel(c) => Box::new(crate::Gumbel::new(key, c.clone(), vocab_size)?),
-        })
-    }
-}
-
-impl fmt::Display for SchemeConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Kgw(c) => c.fmt(f),
-            Self::Tournament(c) => c.fmt(f),
-            Self::Gumbel(c) => c.fmt(f),
-        }
-    }
-}
-
-impl core::str::FromStr for SchemeConfig {
-    type Err = Error;
-    /// Parses the [`Display`](fmt::Display) form, e.g.
-    /// `kgw:gamma=0.25,delta=2,context=lefthash:1`,
-    /// `tournament:layers=30,top_k=40,temperature=1,leaves=2,context=lefthash:4`,
-    /// `gumbel:temperature=1,context=lefthash:4`.
-    fn from_str(s: &str) -> Result<Self> {
-        let (name, params) = s.split_once(':').unwrap_or((s, ""));
-        let mut params = Params::parse(params)?;
-        let config = match name {
-            "kgw" => Self::Kgw(KgwConfig::from_params(&mut params)?),
-            "tournament" => Self::Tournament(TournamentConfig::from_params(&mut params)?),
-            "gumbel" => Self::Gumbel(GumbelConfig::from_params(&mut params)?),
-            _ => return Err(Error::param("scheme", name, "`kgw`, `tournament` or `gumbel`")),
-        };
-        params.finish()?;
-        Ok(config)
-    }
-}
-
 /// `name=value` pairs of a scheme string; every one must be used.
 pub(crate) struct Params<'a> {
     pairs: Vec<(&'a str, &'a str)>,
 }
 
 impl<'a> Params<'a> {
-    fn parse(s: &'a str) -> Result<Self> {
+    pub(crate) fn parse(s: &'a str) -> Result<Self> {
         let mut pairs = Vec::new();
         // `context=lefthash:1` contains ':' but never ',', so splitting on ',' is unambiguous.
         for item in s.split(',').filter(|p| !p.is_empty()) {
@@ -287,7 +189,7 @@ impl<'a> Params<'a> {
             .ok_or_else(|| Error::param(name, "(missing)", expected))
     }
 
-    fn finish(self) -> Result<()> {
+    pub(crate) fn finish(self) -> Result<()> {
         match self.pairs.first() {
             Some((k, _)) => Err(Error::param("parameter", k, "only the parameters of this scheme")),
             None => Ok(()),
@@ -340,7 +242,7 @@ fn batch_threads(rows: usize, elements: usize) -> usize {
 /// observations at verification time.
 ///
 /// Built by [`Kgw::new`](crate::Kgw::new), [`Tournament::new`](crate::Tournament::new),
-/// [`Gumbel::new`](crate::Gumbel::new) or [`SchemeConfig::build`]. Schemes are
+/// [`Gumbel::new`](crate::Gumbel::new) or [`SchemeConfig::build`](crate::SchemeConfig::build). Schemes are
 /// immutable and `Sync`: share one across decoding threads.
 ///
 /// Everything scheme-specific is stated here, once: the keyed value of a
@@ -352,7 +254,7 @@ fn batch_threads(rows: usize, elements: usize) -> usize {
 pub trait Scheme: Send + Sync {
     /// The scheme string: name and every parameter, e.g.
     /// `kgw:gamma=0.25,delta=2,context=lefthash:1` (for the built-in schemes,
-    /// the form [`SchemeConfig`] parses back).
+    /// the form [`SchemeConfig`](crate::SchemeConfig) parses back).
     fn describe(&self) -> String;
 
     /// The public id of the key the scheme was built with.

@@ -1,11 +1,13 @@
-//! Bindings of `tracemark_verifier::detect`, `text` and `window`.
+//! Bindings of `tracemark_verifier::detect`, `text` and `window`: the
+//! detector, its reports (plain and weighted) and its streams.
 
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use serde_json::Value;
+use tracemark_verifier::weighted::WeightedDetection;
 use tracemark_verifier::{
-    forgery, CanonicalReport, Counts, Dedup, DetectOptions, Detection, Detector, ForgeryReference, Outcome, TestReport,
-    TextTokenizer, WindowOptions, WindowReport,
+    forgery, CanonicalReport, Counts, Dedup, DetectOptions, Detection, DetectionStream, Detector, ForgeryReference,
+    Outcome, TestReport, TextTokenizer, WindowOptions, WindowReport,
 };
 
 use crate::errors::{verifier_err, InvalidParameterError};
@@ -619,23 +621,23 @@ impl PyDetector {
         prompt: Option<&Bound<'_, PyAny>>,
         completion: &Bound<'_, PyAny>,
         weights: Vec<f64>,
-    ) -> PyResult<crate::weighted::PyWeightedDetection> {
+    ) -> PyResult<PyWeightedDetection> {
         let prompt = prompt.map(extract_ids).transpose()?.unwrap_or_default();
         let completion = extract_ids(completion)?;
         let inner = py
             .detach(|| self.inner.detect_weighted(&prompt, &completion, &weights))
             .map_err(verifier_err)?;
-        Ok(crate::weighted::PyWeightedDetection { inner })
+        Ok(PyWeightedDetection { inner })
     }
 
     /// A streaming detection after the `prompt` ids (None for none): push ids
     /// as they are generated (`push`) and read the running report (`report`),
     /// which equals `detect_ids` on the ids so far.
     #[pyo3(signature = (prompt = None))]
-    fn stream(slf: Bound<'_, Self>, prompt: Option<&Bound<'_, PyAny>>) -> PyResult<crate::report::PyDetectionStream> {
+    fn stream(slf: Bound<'_, Self>, prompt: Option<&Bound<'_, PyAny>>) -> PyResult<PyDetectionStream> {
         let prompt = prompt.map(extract_ids).transpose()?.unwrap_or_default();
         let py = slf.py();
-        crate::report::PyDetectionStream::open(slf.unbind(), py, prompt)
+        PyDetectionStream::open(slf.unbind(), py, prompt)
     }
 
     /// Tests a text through `tokenizer` (decode/re-encode path); the `prompt`
@@ -652,5 +654,158 @@ impl PyDetector {
             .detach(|| self.inner.detect_text(&tokenizer.inner, prompt, text))
             .map_err(verifier_err)?;
         Ok(PyDetection { inner: d })
+    }
+}
+
+/// A streaming detection: push token ids as they are generated and read the
+/// running report at any point; it equals `Detector.detect_ids` on the
+/// prompt and every id pushed so far.
+#[pyclass(name = "DetectionStream", module = "tracemark")]
+pub(crate) struct PyDetectionStream {
+    detector: Py<PyDetector>,
+    state: DetectionStream,
+}
+
+impl PyDetectionStream {
+    /// A stream of `detector` after the `prompt` ids.
+    pub(crate) fn open(detector: Py<PyDetector>, py: Python<'_>, prompt: Vec<u32>) -> PyResult<Self> {
+        let state = detector.get().inner.stream(&prompt).map_err(verifier_err)?;
+        let _ = py;
+        Ok(Self { detector, state })
+    }
+}
+
+#[pymethods]
+impl PyDetectionStream {
+    /// Adds completion ids (a list, numpy array or tensor of ints); on an id
+    /// outside the vocabulary nothing is added.
+    fn push(&mut self, py: Python<'_>, ids: &Bound<'_, PyAny>) -> PyResult<()> {
+        let ids = extract_ids(ids)?;
+        let detector = self.detector.clone_ref(py);
+        let state = &mut self.state;
+        py.detach(|| detector.get().inner.push(state, &ids))
+            .map_err(verifier_err)
+    }
+
+    /// The report of the ids so far (`EmptyInputError` before the first).
+    fn report(&self, py: Python<'_>) -> PyResult<PyDetection> {
+        let d = self
+            .detector
+            .get()
+            .inner
+            .stream_report(&self.state)
+            .map_err(verifier_err)?;
+        let _ = py;
+        Ok(PyDetection { inner: d })
+    }
+
+    /// Completion ids pushed so far.
+    fn __len__(&self) -> usize {
+        self.state.len()
+    }
+
+    /// Ids scored so far.
+    #[getter]
+    fn scored(&self) -> usize {
+        self.state.scored()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "DetectionStream(tokens={}, scored={})",
+            self.state.len(),
+            self.state.scored()
+        )
+    }
+}
+
+/// The HTML report of a detection and its sealed JSON: `(html, json)`.
+///
+/// `text` is the input the detection was made on (its tokens are then marked
+/// in the page; give the detector `marks=True`); `name` names the input;
+/// `command` says how to reproduce the report.
+
+/// A weighted detection: the weighted test (exact for kgw and tournament, a
+/// conservative Chernoff bound for gumbel) and the unweighted report of the
+/// same observations (`unweighted`).
+#[pyclass(name = "WeightedDetection", module = "tracemark", frozen)]
+pub(crate) struct PyWeightedDetection {
+    pub(crate) inner: WeightedDetection,
+}
+
+#[pymethods]
+impl PyWeightedDetection {
+    /// "detected", "not_detected" or "inconclusive" (the weighted test's).
+    #[getter]
+    fn verdict(&self) -> PyResult<String> {
+        Ok(json_of(&self.inner.weighted.verdict)?
+            .as_str()
+            .unwrap_or_default()
+            .to_string())
+    }
+    /// Whether the weighted test detected the watermark at the detector's alpha.
+    #[getter]
+    fn detected(&self) -> bool {
+        self.inner.weighted.verdict == tracemark_verifier::Verdict::Detected
+    }
+    /// log10 of the weighted test's p-value.
+    #[getter]
+    fn log10_p(&self) -> f64 {
+        self.inner.weighted.log10_p
+    }
+    /// The weighted test's p-value (0 when it underflows; see `log10_p`).
+    #[getter]
+    fn p_value(&self) -> f64 {
+        self.inner.weighted.p_value
+    }
+    /// Whether the p-value is exact (binomial nulls) or a conservative bound.
+    #[getter]
+    fn exact(&self) -> bool {
+        self.inner.weighted.exact
+    }
+    /// The test, in words.
+    #[getter]
+    fn test(&self) -> String {
+        self.inner.weighted.test.clone()
+    }
+    /// The weighted sum of the scores.
+    #[getter]
+    fn statistic(&self) -> f64 {
+        self.inner.weighted.statistic
+    }
+    /// Its expectation under the null.
+    #[getter]
+    fn expected(&self) -> f64 {
+        self.inner.weighted.expected
+    }
+    /// Scored tokens with a non-zero weight.
+    #[getter]
+    fn weighted(&self) -> usize {
+        self.inner.weighted.weighted
+    }
+    /// The sum of the quantized weights.
+    #[getter]
+    fn weight_total(&self) -> f64 {
+        self.inner.weighted.weight_total
+    }
+    /// The unweighted detection of the same text.
+    #[getter]
+    fn unweighted(&self) -> PyDetection {
+        PyDetection {
+            inner: self.inner.unweighted.clone(),
+        }
+    }
+    /// The whole report as JSON.
+    fn to_json(&self) -> PyResult<String> {
+        serde_json::to_string(&self.inner).map_err(|e| InvalidParameterError::new_err(e.to_string()))
+    }
+    fn __repr__(&self) -> String {
+        format!(
+            "WeightedDetection(verdict={:?}, log10_p={:.3}, weighted={}, exact={})",
+            self.inner.weighted.verdict,
+            self.inner.weighted.log10_p,
+            self.inner.weighted.weighted,
+            self.inner.weighted.exact
+        )
     }
 }

@@ -56,7 +56,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<receipt::PyReceiptCheck>()?;
     m.add_function(wrap_pyfunction!(receipt::sign_receipt, m)?)?;
     m.add_function(wrap_pyfunction!(receipt::verify_receipt, m)?)?;
-    m.add_class::<report::PyDetectionStream>()?;
+    m.add_class::<detect::PyDetectionStream>()?;
     m.add_function(wrap_pyfunction!(report::detection_report, m)?)?;
     m.add_function(wrap_pyfunction!(corpus::scan_corpus, m)?)?;
     m.add_class::<observe::PyContextFilter>()?;
@@ -68,7 +68,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(detect::canonicalize, m)?)?;
     m.add_function(wrap_pyfunction!(mix::mix, m)?)?;
     m.add_function(wrap_pyfunction!(mix::value16, m)?)?;
-    m.add_class::<weighted::PyWeightedDetection>()?;
+    m.add_class::<detect::PyWeightedDetection>()?;
     m.add_function(wrap_pyfunction!(weighted::position_weights, m)?)?;
     Ok(())
 }

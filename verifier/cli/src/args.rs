@@ -1,76 +1,11 @@
-//! The command line.
+//! The argument groups the commands share (the leaf of the command line:
+//! it imports no command).
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, ValueEnum};
 use tracemark_core::SchemeConfig;
 use tracemark_verifier::Dedup;
-
-#[derive(Parser)]
-#[command(
-    name = "tracemark",
-    version,
-    about = "Keyed LLM watermarks: keys, detection, corpus and radioactivity tests"
-)]
-pub(crate) struct Cli {
-    /// No progress bars and no notes on standard error (errors are still printed)
-    #[arg(long, short, global = true)]
-    pub(crate) quiet: bool,
-    #[command(subcommand)]
-    pub(crate) command: Command,
-}
-
-#[derive(Subcommand)]
-pub(crate) enum Command {
-    /// Generate a new key from the OS random number generator (file mode 0600, never overwrites)
-    Keygen {
-        /// Where to write the key file
-        #[arg(long)]
-        out: PathBuf,
-    },
-    /// Print the public id of a key
-    KeyId {
-        /// Key file
-        #[arg(long)]
-        key: PathBuf,
-    },
-    /// Derive a sub-key for a label (a tenant or API-account cohort, e.g. cohort/3)
-    Derive {
-        /// Master key file
-        #[arg(long)]
-        key: PathBuf,
-        /// Derivation label: printable ASCII without spaces, 1-128 bytes
-        #[arg(long)]
-        label: String,
-        /// Where to write the derived key file
-        #[arg(long)]
-        out: PathBuf,
-    },
-    /// Test a text (or ids) for a watermark
-    Detect(DetectArgs),
-    /// Test every document of a JSONL corpus; per-line results and an aggregate test
-    ///
-    /// One JSON line per document goes to standard output (or --out). With --json the summary
-    /// follows on standard output as one more JSON line, {"summary": {...}}; without it, the
-    /// summary is printed for people on standard error.
-    Scan(ScanArgs),
-    /// One corpus-level test: did the model that wrote this corpus learn from our watermarked text?
-    Radioactivity(RadioArgs),
-    /// Name the account a leaked text was served to, among the keys derived for every account
-    ///
-    /// Each account's key is derived from the master key (--key) and its label
-    /// (`account/<id>` by default), on the fly; the accounts named have a Holm-adjusted
-    /// p-value below --alpha over every account tested.
-    Attribute(crate::commands::attribute::AttributeArgs),
-    /// A self-contained HTML report (and the JSON it is made from) of a detection, scan or radioactivity test
-    Report(crate::commands::report::ReportArgs),
-    /// Signed provenance receipts: signing keys, signing, verifying a text against a receipt
-    #[command(subcommand)]
-    Receipt(crate::commands::receipt::ReceiptCommand),
-    /// An HTTP detection service (keys loaded at start, hashed API tokens, rate and size limits)
-    #[cfg(feature = "serve")]
-    Serve(crate::commands::serve::ServeArgs),
-}
 
 /// The options every test shares.
 #[derive(Args)]

@@ -412,7 +412,7 @@ mod tests {
         assert_eq!(Exit::from(Verdict::Inconclusive), Exit::Inconclusive);
         // Command lines clap refuses are usage errors; --help and --version succeed.
         use clap::Parser as _;
-        let clap_exit = |args: &[&str]| match crate::args::Cli::try_parse_from(args) {
+        let clap_exit = |args: &[&str]| match crate::commands::Cli::try_parse_from(args) {
             Ok(_) => panic!("{args:?} parsed"),
             Err(e) => Exit::from(&e),
         };

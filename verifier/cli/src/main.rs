@@ -16,7 +16,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches};
 
-use crate::args::{Cli, Command};
+use crate::commands::{Cli, Command};
 use crate::exit::{Exit, Failure};
 
 fn run(cli: Cli) -> Result<Exit, Failure> {
