@@ -28,7 +28,7 @@ CARGO_FUZZ := $(CACHE)/tools/cargo-fuzz-$(CARGO_FUZZ_VERSION)/bin/cargo-fuzz
 FUZZ_SECONDS ?= 30
 FUZZ_MODE ?= auto
 
-.PHONY: help setup data demo test test-rust test-python test-vllm test-spark test-browser venv python bench bench-python bench-spark bench-serving bench-serve test-serve-fuzz gpu-check-prepare mistralrs-demo lint fuzz-smoke eval eval-quick frontier distill distill-quick distill-transformer spoof spoof-quick accounts campaign campaign-quick calibrate clean-cache
+.PHONY: help setup data demo check check-rust check-python test test-rust test-python test-vllm test-spark test-browser venv python bench bench-python bench-spark bench-serving bench-serve test-serve-fuzz gpu-check-prepare mistralrs-demo lint fuzz-smoke eval eval-quick frontier distill distill-quick distill-transformer spoof spoof-quick accounts campaign campaign-quick calibrate clean-cache
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -44,6 +44,25 @@ setup: data ## Fetch data and build everything
 demo: ## Generate watermarked and plain text with SmolLM2, verify both, print the verdicts
 	@$(FETCH) model >/dev/null
 	$(CARGO) run $(CARGO_FLAGS) -q -p tracemark-examples --bin demo -- $(DEMO_ARGS)
+
+# The fast inner loop: what a contributor runs after every change. Unit, property and golden
+# tests of the product crates (core, stats, verifier, cli, candle without the model), the Python
+# package's fast tests, and the import-cycle check; no model, no apt, no root, and no network
+# once the Python environment exists. `make test` is the whole suite (CI runs it).
+# Product crates: everything but the lab, the examples and the benches.
+PRODUCT_CRATES := -p tracemark-core -p tracemark-stats -p tracemark-verifier -p tracemark-cli -p tracemark-candle
+# The Python tests that need neither the model, the CLI, torch nor a foreign stack.
+PY_FAST_TESTS := tests/test_golden.py tests/test_errors.py tests/test_detect.py tests/test_hypothesis.py \
+	tests/test_processors.py tests/test_report.py tests/test_serving.py
+check: check-rust check-python ## The fast inner loop (a few minutes warm): product crates' unit, property and golden tests, fast Python tests, no import cycles
+	@[ ! -f ../shared/tools/module-cycles.py ] || $(PYTHON) ../shared/tools/module-cycles.py >/dev/null \
+	    || { $(PYTHON) ../shared/tools/module-cycles.py; exit 1; }
+
+check-rust: ## The product crates' unit, property, golden and doc tests (no model)
+	$(CARGO) test $(CARGO_FLAGS) $(PRODUCT_CRATES)
+
+check-python: python ## The Python package's fast tests (golden vectors, errors, detection, processors, reports)
+	cd watermark-py && "$(VPY)" -m pytest -q -p no:cacheprovider $(PY_FAST_TESTS)
 
 test: test-rust test-python test-vllm test-spark test-browser test-serve-fuzz eval-quick distill-quick spoof-quick campaign-quick ## All Rust and Python tests
 
