@@ -8,7 +8,8 @@ use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criteri
 use ndarray::Array2;
 use std::time::Duration;
 use tracemark_benches::{floor_add, lm_like_logits};
-use tracemark_core::{ndarray, Isa, Key, Kgw, KgwConfig, Scheme, SchemeConfig};
+use tracemark_core::internal::Isa;
+use tracemark_core::{ndarray, Key, Kgw, KgwConfig, Scheme, SchemeConfig};
 
 const VOCABS: [usize; 3] = [49_152, 128_256, 256_000];
 const BATCHES: [usize; 3] = [1, 8, 64];

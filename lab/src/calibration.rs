@@ -160,7 +160,7 @@ impl Corpus {
     /// tokenizes every document in parallel, and cuts it into segments.
     pub fn from_jsonl(path: impl AsRef<Path>, tokenizer: &TextTokenizer, options: SegmentOptions) -> Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, &e))?;
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let docs: Vec<(String, String)> = text
             .lines()
             .enumerate()

@@ -35,8 +35,8 @@ pub enum Error {
     Io {
         /// The path involved.
         path: String,
-        /// The operating system's message.
-        message: String,
+        /// The operating system's error (also [`std::error::Error::source`]).
+        source: IoError,
     },
     /// A corpus line is not a valid document.
     BadDocument {
@@ -108,7 +108,7 @@ impl fmt::Display for Error {
                  the ids were not produced by this tokenizer/model"
             ),
             Self::Tokenizer { message } => write!(f, "tokenizer: {message}"),
-            Self::Io { path, message } => write!(f, "{path}: {message}"),
+            Self::Io { path, source } => write!(f, "{path}: {source}"),
             Self::BadDocument { line, message } => write!(f, "line {line}: {message}"),
             Self::InvalidOption { name, message } => write!(f, "invalid {name}: {message}"),
             Self::UnsupportedScheme { scheme, reason } => write!(f, "cannot test {scheme}: {reason}"),
@@ -125,6 +125,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Core(e) => Some(e),
+            Self::Io { source, .. } => Some(source.get_ref()),
             _ => None,
         }
     }
@@ -138,11 +139,46 @@ impl From<tracemark_core::Error> for Error {
 
 impl Error {
     /// An I/O error on `path`.
-    pub fn io(path: impl AsRef<std::path::Path>, e: &std::io::Error) -> Self {
+    pub fn io(path: impl AsRef<std::path::Path>, e: std::io::Error) -> Self {
         Self::Io {
             path: path.as_ref().display().to_string(),
-            message: e.to_string(),
+            source: IoError::from(e),
         }
+    }
+}
+
+/// An operating-system I/O error inside [`Error::Io`], shared so that
+/// [`Error`] stays `Clone`; two compare equal when their kind and message do.
+#[derive(Clone, Debug)]
+pub struct IoError(std::sync::Arc<std::io::Error>);
+
+impl IoError {
+    /// The error itself.
+    pub fn get_ref(&self) -> &std::io::Error {
+        &self.0
+    }
+
+    /// Its kind.
+    pub fn kind(&self) -> std::io::ErrorKind {
+        self.0.kind()
+    }
+}
+
+impl From<std::io::Error> for IoError {
+    fn from(e: std::io::Error) -> Self {
+        Self(std::sync::Arc::new(e))
+    }
+}
+
+impl PartialEq for IoError {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind() == other.kind() && self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl fmt::Display for IoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
     }
 }
 

@@ -71,7 +71,7 @@ pub use detect::{
     Counts, Dedup, DetectOptions, Detection, DetectionStream, Detector, ForgeryReference, ForgeryTest, Mark, Outcome,
     TestReport, TokenStatus, Verdict, WindowOptions, WindowReport, FORGERY_ALPHA,
 };
-pub use error::{Error, KeyFileKind, Result};
+pub use error::{Error, IoError, KeyFileKind, Result};
 #[cfg(feature = "evidence")]
 pub use evidence::{receipt, render, report};
 pub use text::canonical;

@@ -136,8 +136,7 @@ pub use gumbel::{Gumbel, GumbelConfig};
 pub use key::{Key, KeyId, MAX_LABEL_LEN};
 pub use kgw::{Kgw, KgwConfig};
 pub use ndarray;
-pub use scheme::{plan, set_batch_threads, Observation, Scheme, SchemeKind, SeenContexts, Step};
-pub use simd::Isa;
+pub use scheme::{set_batch_threads, Observation, Scheme, SchemeKind, SeenContexts, Step};
 pub use tournament::{Tournament, TournamentConfig};
 pub use weight::ENTROPY_CAP;
 
@@ -148,6 +147,9 @@ pub const SPEC_VERSION: &str = "tracemark/v1";
 #[doc(hidden)]
 pub mod internal {
     use crate::{Key, SchemeConfig};
+
+    pub use crate::scheme::plan;
+    pub use crate::simd::Isa;
 
     /// SipHash-2-4 of `LE32(head) || LE32(words...)` under a raw 128-bit key.
     pub fn siphash_words(k0: u64, k1: u64, head: u32, words: &[u32]) -> u64 {

@@ -18,6 +18,7 @@ use crate::mix::{mix, MIX_MUL};
 
 /// An instruction-set path for the kernels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Isa {
     /// Plain Rust, any target.
     Portable,

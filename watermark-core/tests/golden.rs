@@ -7,9 +7,10 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 use serde_json::Value;
+use tracemark_core::internal::Isa;
 use tracemark_core::internal::{gumbel_uniform, scheme_prf_words, siphash_words, tournament_g_sum};
 use tracemark_core::mix::{mix, value16};
-use tracemark_core::{Context, Gumbel, GumbelConfig, Isa, Key, Kgw, KgwConfig, Scheme, Tournament, TournamentConfig};
+use tracemark_core::{Context, Gumbel, GumbelConfig, Key, Kgw, KgwConfig, Scheme, Tournament, TournamentConfig};
 
 fn load(name: &str) -> Vec<Value> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))

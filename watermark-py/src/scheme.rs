@@ -521,7 +521,7 @@ impl PyScheme {
             let mut memories = memories;
             for (i, h) in histories.iter().enumerate() {
                 let memory = memories.as_deref_mut().map(|m| &mut m[i]);
-                if let (_, Some(cs)) = tracemark_core::plan(seeder, h, memory) {
+                if let (_, Some(cs)) = tracemark_core::internal::plan(seeder, h, memory) {
                     keys[i] = cs.key;
                     ranks[i] = cs.anchor_rank();
                     on[i] = true;

@@ -324,10 +324,7 @@ mod tests {
             ),
             (Failure::Verifier(Error::Tokenizer { message: "x".into() }), Exit::Input),
             (
-                Failure::Verifier(Error::Io {
-                    path: "x".into(),
-                    message: "x".into(),
-                }),
+                Failure::Verifier(Error::io("x", std::io::Error::other("x"))),
                 Exit::Input,
             ),
             (
@@ -353,10 +350,7 @@ mod tests {
             ),
             (core(C::InvalidKey { reason: "x".into() }), Exit::Key),
             (
-                Failure::ReceiptKey(Error::Io {
-                    path: "x".into(),
-                    message: "x".into(),
-                }),
+                Failure::ReceiptKey(Error::io("x", std::io::Error::other("x"))),
                 Exit::Key,
             ),
             (

@@ -49,7 +49,7 @@ pub(crate) fn scan(
         });
     };
     let bar = Bar::bytes(size);
-    let file = std::fs::File::open(corpus).map_err(|e| Error::io(corpus, &e))?;
+    let file = std::fs::File::open(corpus).map_err(|e| Error::io(corpus, e))?;
     let reader = BufReader::with_capacity(1 << 16, Counting { inner: file, bar: &bar });
     scanner.scan(reader, |doc| {
         bar.doc();

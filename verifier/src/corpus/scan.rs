@@ -116,6 +116,7 @@ impl ContextFilter {
 /// The prompt (if any) is context only: it seeds the first contexts and is
 /// never scored.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub enum Document {
     /// Token ids.
     Ids {
@@ -423,7 +424,7 @@ impl<'a> Scanner<'a> {
                 Ok(0) => return None,
                 Ok(_) => {}
                 Err(e) => {
-                    failed = Some(Error::io("corpus", &e));
+                    failed = Some(Error::io("corpus", e));
                     return None;
                 }
             }
@@ -584,7 +585,7 @@ pub fn scan_path(scanner: &Scanner<'_>, path: &std::path::Path, on_doc: impl FnM
     if path.as_os_str() == "-" {
         scanner.scan(std::io::stdin().lock(), on_doc)
     } else {
-        let file = std::fs::File::open(path).map_err(|e| Error::io(path, &e))?;
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
         scanner.scan(std::io::BufReader::new(file), on_doc)
     }
 }
@@ -636,7 +637,7 @@ pub(crate) fn for_each_document(
     mut f: impl FnMut(usize, Document) -> Result<()>,
 ) -> Result<()> {
     for (i, line) in reader.split(b'\n').enumerate() {
-        let line = line.map_err(|e| Error::io(what, &e))?;
+        let line = line.map_err(|e| Error::io(what, e))?;
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }

@@ -17,6 +17,7 @@ use crate::stats;
 /// Which repeated observations are dropped before testing (SPEC §10).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Dedup {
     /// Score every position (repeated text then counts many times: miscalibrated).
     None,

@@ -972,7 +972,7 @@ fn check_kind(line: &str, expected: KeyFileKind, path: &str) -> Result<()> {
 
 fn read_key_file(path: &Path, kind: KeyFileKind) -> Result<Zeroizing<String>> {
     use std::io::Read as _;
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, &e))?;
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut text = Zeroizing::new(String::new());
     let bad = |reason: &str| Error::InvalidKeyFile {
         path: path.display().to_string(),
@@ -983,7 +983,7 @@ fn read_key_file(path: &Path, kind: KeyFileKind) -> Result<Zeroizing<String>> {
         if e.kind() == std::io::ErrorKind::InvalidData {
             bad("not a text file")
         } else {
-            Error::io(path, &e)
+            Error::io(path, e)
         }
     })?;
     if text.len() as u64 > KEY_FILE_MAX_LEN {
@@ -1005,12 +1005,12 @@ fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
                 path: path.display().to_string(),
             })
         } else {
-            Error::io(path, &e)
+            Error::io(path, e)
         }
     })?;
     file.write_all(contents)
         .and_then(|()| file.sync_all())
-        .map_err(|e| Error::io(path, &e))
+        .map_err(|e| Error::io(path, e))
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -54,7 +54,7 @@ impl TextTokenizer {
     /// Loads `tokenizer.json`.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, &e))?;
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         Self::from_bytes(&bytes).map_err(|e| match e {
             Error::Tokenizer { message } => Error::Tokenizer {
                 message: format!("{}: {message}", path.display()),
@@ -118,11 +118,6 @@ impl TextTokenizer {
         self.inner
             .decode(ids, false)
             .map_err(|e| Error::Tokenizer { message: e.to_string() })
-    }
-
-    /// The underlying `tokenizers` tokenizer.
-    pub fn inner(&self) -> &tokenizers::Tokenizer {
-        &self.inner
     }
 }
 
