@@ -44,28 +44,12 @@ use rayon::prelude::*;
 use serde_json::Value;
 use statrs::distribution::{ChiSquared, ContinuousCDF};
 use statrs::function::erf::erfc;
+use tracemark_candle::Rng;
 use tracemark_core::mix::{mix, value16};
 use tracemark_core::{Context, Key, Null, Scheme, SchemeConfig};
 
 use tracemark_verifier::stats;
 use tracemark_verifier::{Dedup, DetectOptions, Detection, Detector, Error, Result, TextTokenizer};
-
-/// A seeded stream of 64-bit words (ChaCha8, `rand_chacha`): the same on
-/// every platform, so a run is reproducible from its seed.
-#[derive(Clone, Debug)]
-pub struct Words(ChaCha8Rng);
-
-impl Words {
-    /// The stream of `seed`.
-    pub fn new(seed: u64) -> Self {
-        Self(ChaCha8Rng::seed_from_u64(seed))
-    }
-
-    /// The next 64-bit output.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0.next_u64()
-    }
-}
 
 /// Test keys derived from a seed: key `i` is `Key::from_bytes` of the 32
 /// bytes at word position `8i` of stream 0 of the ChaCha8 generator seeded
@@ -104,10 +88,8 @@ impl KeyStream {
 
     /// A word stream for other draws (shuffles, battery inputs), separate from
     /// the keys: ChaCha8 stream `n + 1` of the same seed.
-    pub fn words(&self, n: u64) -> Words {
-        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
-        rng.set_stream(n.wrapping_add(1));
-        Words(rng)
+    pub fn words(&self, n: u64) -> Rng {
+        Rng::with_stream(self.seed, n.wrapping_add(1))
     }
 }
 
@@ -756,7 +738,7 @@ fn avalanche_row(input: &str, test: &str, samples: u64, (max, rms): (f64, f64), 
 }
 
 /// bits in `bits` (all output bits).
-fn avalanche(samples: u64, bits: &[u32], out_bits: usize, rng: &mut Words, f: impl Fn(u64, u32) -> u32) -> (f64, f64) {
+fn avalanche(samples: u64, bits: &[u32], out_bits: usize, rng: &mut Rng, f: impl Fn(u64, u32) -> u32) -> (f64, f64) {
     let mut flips = vec![[0u64; 32]; bits.len()];
     for _ in 0..samples {
         let r = rng.next_u64();
@@ -1152,7 +1134,7 @@ mod tests {
     use super::*;
 
     fn synthetic(docs: usize, len: usize, vocab: u32, seed: u64) -> Corpus {
-        let mut rng = Words::new(seed);
+        let mut rng = Rng::new(seed);
         let docs = (0..docs).map(|i| {
             let ids: Vec<u32> = (0..len).map(|_| (rng.next_u64() % u64::from(vocab)) as u32).collect();
             (["a", "b", "c"][i % 3].to_string(), ids)

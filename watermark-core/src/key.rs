@@ -169,24 +169,8 @@ impl Key {
 
     /// Writes the key to a new file with mode 0600. Refuses to overwrite.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
-        let path = path.as_ref();
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::AlreadyExists {
-                Error::KeyFileExists {
-                    path: path.display().to_string(),
-                }
-            } else {
-                Error::io(path, &e)
-            }
-        })?;
-        let text = self.to_file_string();
-        file.write_all(text.as_bytes())
-            .and_then(|()| file.sync_all())
-            .map_err(|e| Error::io(path, &e))
+        let text = Zeroizing::new(self.to_file_string());
+        write_new_file(path.as_ref(), text.as_bytes(), 0o600)
     }
 
     /// Reads a key file written by [`Key::save`].
@@ -327,7 +311,8 @@ pub(crate) fn push_hex(out: &mut String, bytes: &[u8]) {
     }
 }
 
-/// Decodes `hex` (either case) into `out`; false unless it is exactly `2 * out.len()` hex digits.
+/// Decodes `hex` (either case) into `out`; false (and `out` zeroed) unless it
+/// is exactly `2 * out.len()` hex digits.
 pub(crate) fn decode_hex(hex: &str, out: &mut [u8]) -> bool {
     fn nibble(c: u8) -> Option<u8> {
         match c {
@@ -337,17 +322,45 @@ pub(crate) fn decode_hex(hex: &str, out: &mut [u8]) -> bool {
             _ => None,
         }
     }
-    let hex = hex.as_bytes();
-    if hex.len() != 2 * out.len() {
-        return false;
+    let ok = hex.len() == 2 * out.len()
+        && hex.as_bytes().chunks_exact(2).zip(out.iter_mut()).all(|(pair, o)| {
+            match (nibble(pair[0]), nibble(pair[1])) {
+                (Some(h), Some(l)) => {
+                    *o = h << 4 | l;
+                    true
+                }
+                _ => false,
+            }
+        });
+    if !ok {
+        out.zeroize();
     }
-    for (o, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
-        match (nibble(pair[0]), nibble(pair[1])) {
-            (Some(hi), Some(lo)) => *o = hi << 4 | lo,
-            _ => return false,
+    ok
+}
+
+/// Writes `contents` to a new file with Unix permissions `mode` (0600 for a
+/// secret key: readable by its owner only) and syncs it; refuses to overwrite
+/// ([`Error::KeyFileExists`]). Every key file of tracemark (watermark keys,
+/// receipt signing and verifying keys) is written here.
+pub(crate) fn write_new_file(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
+    #[cfg(not(unix))]
+    let _ = mode;
+    let mut file = options.open(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            Error::KeyFileExists {
+                path: path.display().to_string(),
+            }
+        } else {
+            Error::io(path, &e)
         }
-    }
-    true
+    })?;
+    file.write_all(contents)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| Error::io(path, &e))
 }
 
 #[cfg(test)]

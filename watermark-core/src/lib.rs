@@ -151,6 +151,23 @@ pub mod internal {
     pub use crate::scheme::plan;
     pub use crate::simd::Isa;
 
+    /// Appends `bytes` as lowercase hex digits (key files, key ids, receipts).
+    pub fn push_hex(out: &mut String, bytes: &[u8]) {
+        crate::key::push_hex(out, bytes);
+    }
+
+    /// Decodes exactly `2 * out.len()` hex digits of either case into `out`;
+    /// false (and `out` zeroed) otherwise.
+    pub fn decode_hex(hex: &str, out: &mut [u8]) -> bool {
+        crate::key::decode_hex(hex, out)
+    }
+
+    /// Writes a new key file with Unix permissions `mode` and syncs it;
+    /// refuses to overwrite (`Error::KeyFileExists`).
+    pub fn write_new_file(path: &std::path::Path, contents: &[u8], mode: u32) -> crate::Result<()> {
+        crate::key::write_new_file(path, contents, mode)
+    }
+
     /// SipHash-2-4 of `LE32(head) || LE32(words...)` under a raw 128-bit key.
     pub fn siphash_words(k0: u64, k1: u64, head: u32, words: &[u32]) -> u64 {
         crate::prf::SipKey::new(k0, k1).hash_words(head, words)

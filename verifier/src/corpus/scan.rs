@@ -18,7 +18,7 @@ use std::io::BufRead;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::detect::observe::{Counts, Dedup, Deduplicator, Observations, PrfSet, Scored};
+use crate::detect::observe::{Counts, Dedup, Deduplicator, Observations, Scored};
 use crate::detect::{Detection, Detector, ForgeryReference, Verdict};
 use crate::error::{Error, Result};
 use crate::text::TextTokenizer;
@@ -79,10 +79,11 @@ pub struct ScanSummary {
     pub aggregate: Detection,
 }
 
-/// A set of context keys (from our own watermarked outputs) to restrict scoring to.
+/// A set of context keys (from our own watermarked outputs) to restrict scoring to:
+/// the core's context-key set ([`tracemark_core::SeenContexts`]), read as a filter.
 #[derive(Clone, Debug, Default)]
 pub struct ContextFilter {
-    keys: PrfSet<u64>,
+    keys: tracemark_core::SeenContexts,
 }
 
 impl ContextFilter {
@@ -98,7 +99,7 @@ impl ContextFilter {
 
     /// Whether a context key is in the filter.
     pub fn contains(&self, context_key: u64) -> bool {
-        self.keys.contains(&context_key)
+        self.keys.contains(context_key)
     }
 
     /// The number of context keys.

@@ -39,15 +39,15 @@
 //! ```
 
 use core::fmt;
-use std::io::Write as _;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::Signer as _;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use tracemark_core::internal::{self, decode_hex, push_hex};
 use tracemark_core::{Key, KeyId, SchemeConfig};
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
 use crate::detect::{DetectOptions, Detector, Verdict};
 pub use crate::error::KeyFileKind;
@@ -993,64 +993,13 @@ fn read_key_file(path: &Path, kind: KeyFileKind) -> Result<Zeroizing<String>> {
 }
 
 fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
-    #[cfg(not(unix))]
-    let _ = mode;
-    let mut file = options.open(path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::AlreadyExists {
-            Error::Core(tracemark_core::Error::KeyFileExists {
-                path: path.display().to_string(),
-            })
-        } else {
-            Error::io(path, e)
-        }
-    })?;
-    file.write_all(contents)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| Error::io(path, e))
+    Ok(internal::write_new_file(path, contents, mode)?)
 }
 
 fn hex(bytes: &[u8]) -> String {
     let mut s = String::with_capacity(bytes.len() * 2);
     push_hex(&mut s, bytes);
     s
-}
-
-fn push_hex(out: &mut String, bytes: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for &b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 15)]));
-    }
-}
-
-/// Decodes exactly `2 * out.len()` hex digits of either case; false (and `out` zeroed) otherwise.
-fn decode_hex(hex: &str, out: &mut [u8]) -> bool {
-    fn nibble(c: u8) -> Option<u8> {
-        match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            b'A'..=b'F' => Some(c - b'A' + 10),
-            _ => None,
-        }
-    }
-    let ok = hex.len() == 2 * out.len()
-        && hex.as_bytes().chunks_exact(2).zip(out.iter_mut()).all(|(pair, o)| {
-            match (nibble(pair[0]), nibble(pair[1])) {
-                (Some(h), Some(l)) => {
-                    *o = h << 4 | l;
-                    true
-                }
-                _ => false,
-            }
-        });
-    if !ok {
-        out.zeroize();
-    }
-    ok
 }
 
 /// [`decode_hex`] of lowercase digits only: receipts sign their fields as
