@@ -38,7 +38,17 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Candle(e) => Some(e),
+            Self::Core(e) => Some(e),
+            Self::Verifier(e) => Some(e),
+            Self::Io { source, .. } => Some(source),
+            Self::Usage(_) | Self::NotCached(_) => None,
+        }
+    }
+}
 
 impl From<tracemark_candle::Error> for Error {
     fn from(e: tracemark_candle::Error) -> Self {

@@ -46,8 +46,20 @@
 //! [`KeyringDetector`] tests many keys (one per API-account cohort, say) with
 //! Holm's family-wise correction; [`Scanner`] scans a corpus (JSONL, or [`Document`]s in
 //! memory) in parallel, with a verdict per document and one aggregate test deduplicated
-//! across documents. [`calibration`] measures the false-positive rate of the
-//! tests over millions of (document, key) pairs of human text (`make calibrate`).
+//! across documents. (The false-positive rate of these tests over millions of
+//! (document, key) pairs of human text is measured by `tracemark-lab`'s
+//! calibration engine, `make calibrate`.)
+//!
+//! ## Where things are
+//!
+//! One folder per job, none importing a later one: [`text`] (canonical form,
+//! [`TextTokenizer`]) → [`detect`] (observations, [`Detector`], windows,
+//! streams, weighted and spoof-artifact tests) → [`corpus`] (scans,
+//! radioactivity, keyrings, accounts) → `evidence` (HTML reports, terminal
+//! rendering, signed receipts; the `evidence` feature). The exact tails are
+//! the crate `tracemark-stats`, re-exported as [`stats`]; the command line is
+//! the crate `tracemark-cli`. Without the `evidence` feature this crate
+//! carries no template engine, signature code, CLI or HTTP stack.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -57,6 +69,7 @@ pub mod detect;
 mod error;
 #[cfg(feature = "evidence")]
 pub mod evidence;
+pub mod interop;
 pub mod text;
 
 // The paths users import: every module and type at the root, as before the

@@ -1,5 +1,11 @@
 //! `tracemark`: keys, detection, corpus scans and radioactivity tests from the command line.
 //!
+//! The crate `tracemark-cli`: a thin layer over `tracemark-verifier` (the
+//! tests) and its `evidence` (reports, receipts). Start at `commands` (one
+//! module per subcommand) and `args` (the argument groups they share); the
+//! HTTP service `tracemark serve` is `server`, behind the `serve` feature (on
+//! by default).
+//!
 //! Exit codes: [`exit::Exit`], one variant per code, and the table in
 //! `docs/verifier.md`. Every verdict and every failure is mapped to its code
 //! there, in `Exit::from`, and nowhere else.
