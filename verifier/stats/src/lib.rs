@@ -3,8 +3,8 @@
 //! Exact tail probabilities in log space: the statistics every tracemark
 //! verdict stands on, with no dependency on the rest of tracemark. Start at
 //! [`ln_binomial_upper`] and [`ln_gamma_upper`] (and, for the tails of
-//! foreign schemes' statistics, [`ln_gamma_upper_real`] and
-//! [`ln_weighted_gamma_upper`]); [`log10`] and [`p_from_ln`]
+//! foreign schemes' statistics, [`ln_gamma_upper_real`],
+//! [`ln_weighted_gamma_upper`] and [`ln_normal_upper`]); [`log10`] and [`p_from_ln`]
 //! turn their natural logarithms into what a report prints.
 //!
 //! Each p-value is the exact upper tail of the null distribution of a scheme's
@@ -266,6 +266,21 @@ pub fn ln_gamma_upper_real(shape: f64, s: f64) -> f64 {
     (ln_prefactor + h.ln()).min(0.0)
 }
 
+/// `ln P(Z >= z)` for a standard normal `Z`: `erfc(z / sqrt 2) / 2`, as
+/// `Q(1/2, z^2 / 2) / 2` (the upper tail of [`ln_gamma_upper_real`]) above
+/// 0 and its complement below, so it stays finite for any `z`. A normal tail
+/// is never a tracemark test; the owners of some foreign watermarks report
+/// one (transformers' KGW detector), and their p-value is reproduced with it.
+pub fn ln_normal_upper(z: f64) -> f64 {
+    assert!(!z.is_nan(), "z must not be NaN");
+    let half_tail = ln_gamma_upper_real(0.5, 0.5 * z * z) - core::f64::consts::LN_2;
+    if z >= 0.0 {
+        half_tail
+    } else {
+        (-half_tail.exp()).ln_1p()
+    }
+}
+
 /// `ln P(a G + b G' >= total)` for independent `G, G' ~ Gamma(n, 1)` and
 /// weights `a, b >= 0` (not both 0): the exact tail of the sum of `n` scores
 /// `a E + b E'` with `E, E'` independent Exponential(1).
@@ -514,6 +529,23 @@ mod tests {
         }
         // Q(1/2, s) = erfc(sqrt(s)); erfc(1) = 0.157299207050285130658...
         assert!((ln_gamma_upper_real(0.5, 1.0) - 0.157_299_207_050_285_13f64.ln()).abs() < 1e-13);
+    }
+
+    #[test]
+    fn normal_tail_matches_known_values() {
+        // 1 - Phi(z) for z = 0, 1, 2.58..., 5, 40 and -1.
+        for (z, p) in [
+            (0.0, 0.5),
+            (1.0, 0.158_655_253_931_457_05),
+            (2.581_988_897_471_611, 0.004_911_637_253_759_627),
+            (5.0, 2.866_515_718_791_939e-7),
+            (-1.0, 0.841_344_746_068_542_9),
+        ] {
+            let got = ln_normal_upper(z).exp();
+            assert!((got - p).abs() <= 1e-13 * p, "z={z}: {got} vs {p}");
+        }
+        // ln(1 - Phi(40)) = -804.608442013754...: finite far below 1e-308.
+        assert!((ln_normal_upper(40.0) + 804.608_442_013_753_8).abs() < 1e-9);
     }
 
     #[test]
