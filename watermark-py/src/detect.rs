@@ -10,6 +10,7 @@ use tracemark_verifier::{
     Outcome, TestReport, TextTokenizer, WindowOptions, WindowReport,
 };
 
+use crate::calls::{verify_detached, verify_ids_detached};
 use crate::errors::{verifier_err, InvalidParameterError};
 use crate::key::PyKey;
 use crate::scheme::{extract_ids, scheme_config};
@@ -602,11 +603,7 @@ impl PyDetector {
         prompt: Option<&Bound<'_, PyAny>>,
         completion: &Bound<'_, PyAny>,
     ) -> PyResult<PyDetection> {
-        let prompt = prompt.map(extract_ids).transpose()?.unwrap_or_default();
-        let completion = extract_ids(completion)?;
-        let d = py
-            .detach(|| self.inner.detect_ids(&prompt, &completion))
-            .map_err(verifier_err)?;
+        let d = verify_ids_detached(py, prompt, completion, |p, c| self.inner.detect_ids(p, c))?;
         Ok(PyDetection { inner: d })
     }
 
@@ -622,11 +619,9 @@ impl PyDetector {
         completion: &Bound<'_, PyAny>,
         weights: Vec<f64>,
     ) -> PyResult<PyWeightedDetection> {
-        let prompt = prompt.map(extract_ids).transpose()?.unwrap_or_default();
-        let completion = extract_ids(completion)?;
-        let inner = py
-            .detach(|| self.inner.detect_weighted(&prompt, &completion, &weights))
-            .map_err(verifier_err)?;
+        let inner = verify_ids_detached(py, prompt, completion, |p, c| {
+            self.inner.detect_weighted(p, c, &weights)
+        })?;
         Ok(PyWeightedDetection { inner })
     }
 
@@ -650,9 +645,7 @@ impl PyDetector {
         prompt: Option<&str>,
         text: &str,
     ) -> PyResult<PyDetection> {
-        let d = py
-            .detach(|| self.inner.detect_text(&tokenizer.inner, prompt, text))
-            .map_err(verifier_err)?;
+        let d = verify_detached(py, || self.inner.detect_text(&tokenizer.inner, prompt, text))?;
         Ok(PyDetection { inner: d })
     }
 }

@@ -3,10 +3,11 @@
 use pyo3::prelude::*;
 use tracemark_verifier::{KeyResult, KeyTest, Keyring, KeyringDetection, KeyringDetector};
 
+use crate::calls::{verify_detached, verify_ids_detached};
 use crate::detect::{json_of, options, to_py, PyDetection, PyTokenizer};
 use crate::errors::{core_err, verifier_err, InvalidParameterError};
 use crate::key::PyKey;
-use crate::scheme::{extract_ids, scheme_config};
+use crate::scheme::scheme_config;
 
 /// A set of labelled keys (e.g. one per API-account cohort).
 #[pyclass(name = "Keyring", module = "tracemark", frozen)]
@@ -247,11 +248,7 @@ impl PyKeyringDetector {
         prompt: Option<&Bound<'_, PyAny>>,
         completion: &Bound<'_, PyAny>,
     ) -> PyResult<PyKeyringDetection> {
-        let prompt = prompt.map(extract_ids).transpose()?.unwrap_or_default();
-        let completion = extract_ids(completion)?;
-        let inner = py
-            .detach(|| self.inner.detect_ids(&prompt, &completion))
-            .map_err(verifier_err)?;
+        let inner = verify_ids_detached(py, prompt, completion, |p, c| self.inner.detect_ids(p, c))?;
         Ok(PyKeyringDetection { inner })
     }
 
@@ -264,9 +261,7 @@ impl PyKeyringDetector {
         prompt: Option<&str>,
         text: &str,
     ) -> PyResult<PyKeyringDetection> {
-        let inner = py
-            .detach(|| self.inner.detect_text(&tokenizer.inner, prompt, text))
-            .map_err(verifier_err)?;
+        let inner = verify_detached(py, || self.inner.detect_text(&tokenizer.inner, prompt, text))?;
         Ok(PyKeyringDetection { inner })
     }
 }

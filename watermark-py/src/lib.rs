@@ -7,6 +7,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+mod calls;
 mod contract;
 mod corpus;
 mod detect;
