@@ -12,6 +12,7 @@ mod contract;
 mod corpus;
 mod detect;
 mod errors;
+mod interop;
 mod key;
 mod keyring;
 mod lock;
@@ -71,5 +72,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(mix::value16, m)?)?;
     m.add_class::<detect::PyWeightedDetection>()?;
     m.add_function(wrap_pyfunction!(weighted::position_weights, m)?)?;
+    interop::register(m)?;
     Ok(())
 }

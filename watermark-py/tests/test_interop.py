@@ -69,6 +69,101 @@ def test_module_doctest():
     assert doctest.testmod(interop, optionflags=doctest.ELLIPSIS).failed == 0
 
 
+def test_the_native_vocabulary():
+    """Verdicts, dedup rules and token statuses in the words of tracemark's own reports."""
+    assert [v.value for v in Verdict] == ["detected", "not_detected", "inconclusive"]
+    assert [d.value for d in Dedup] == ["pair", "context", "none"]
+    assert [s.label for s in TokenStatus] == ["scored", "duplicate", "short_context", "masked"]
+    key = tm.Key.generate()
+    scheme = tm.Scheme.kgw(key, gamma=0.25, delta=2, context="lefthash:1", vocab_size=VOCAB)
+    native = tm.Detector(key, scheme.config, VOCAB).detect_ids([1], list(range(3, 40)))
+    assert native.verdict in {v.value for v in Verdict} and native.dedup == Dedup.PAIR
+    r = hf_kgw_detector(hashing_key=7, vocab_size=VOCAB).detect(list(range(3, 40)), [1])
+    assert r.report.verdict == "not_detected" and str(r.report).startswith("not_detected — ")
+
+
+# Per text: (tracemark's log10 p, the owner's p-value, tokens scored), recorded with the former
+# pure-Python readers (before the keyed values and tails moved to Rust); the same to 1e-9 relative.
+BEFORE_RUST = {
+    "kgw_lefthash/plain": (-0.9841102408575337, 0.08550742821347143, 300),
+    "kgw_lefthash/rep": (-0.03397266703927941, 0.9498320835056981, 121),
+    "kgw_selfhash/plain": (-0.5677001560059757, 0.22049308213610408, 296),
+    "kgw_selfhash/rep": (-0.5036551691130424, 0.09755245073503072, 121),
+    "synthid/plain": (-0.6575240944850368, None, 299),
+    "synthid/rep": (-0.19251103410841863, None, 124),
+    "vllm/plain": (-0.1246177169500183, 0.7505544277933524, 300),
+    "vllm/rep": (-0.37694581019157064, 0.38963695486042504, 124),
+    "vllm_dual/plain": (-0.8140018943506927, 0.1534682826017358, 300),
+    "vllm_dual/rep": (-1.2974655304968616, 0.044192808058630406, 122),
+    "vllm_dual_03/plain": (-0.804866651936626, 0.15674746634949763, 300),
+    "vllm_dual_03/rep": (-1.259992790895225, 0.047179739462483675, 122),
+    "vllm_dual_05/plain": (-0.3445986404842471, 0.45227346573290744, 300),
+    "vllm_dual_05/rep": (-0.15219276231200432, 0.7143660798109688, 123),
+}
+
+
+def same_p(log10_p: float, want: float) -> bool:
+    """The same p-value to 1e-9 relative (``|d ln p| <= 1e-9``), and the same ``log10 p`` to 1e-9 relative
+    far out in the tail."""
+    return abs(log10_p - want) <= 1e-9 * max(1 / math.log(10), abs(want))
+
+
+def test_p_values_are_those_of_the_former_python_readers():
+    rng = np.random.default_rng(7)
+    ids = rng.integers(3, 1000, 300).tolist()
+    texts = {"plain": ids, "rep": ids[:50] + ids[:50] + ids[50:120]}
+    detectors = {
+        "kgw_lefthash": (hf_kgw_detector(hashing_key=15485863, vocab_size=VOCAB), [5, 6]),
+        "kgw_selfhash": (hf_kgw_detector(hashing_key=12345, vocab_size=VOCAB, seeding_scheme="selfhash",
+                                         context_width=4), [5, 6, 7]),
+        "synthid": (synthid_detector(keys=[654, 400, 836, 123, 340, 443, 597, 160, 57], ngram_len=5, eos_token_id=2),
+                    None),
+        "vllm": (interop.vllm_gumbel_detector(key=0xC0FFEE123456789A, context_width=4), None),
+        "vllm_dual": (interop.vllm_gumbel_detector(key=0x0123456789ABCDEF, context_width=2,
+                                                   algorithm="dual_key_gumbel", dual_key_alpha=0.1), None),
+        "vllm_dual_03": (interop.vllm_gumbel_detector(key=0x0123456789ABCDEF, context_width=2,
+                                                      algorithm="dual_key_gumbel", dual_key_alpha=0.3), None),
+        "vllm_dual_05": (interop.vllm_gumbel_detector(key=77, context_width=3, algorithm="dual_key_gumbel",
+                                                      dual_key_alpha=0.5), None),
+    }
+    for name, (detector, prompt) in detectors.items():
+        for tag, text in texts.items():
+            r = (detector.detect(text, prompt) if prompt is not None else detector.detect(text)).report
+            log10_p, owner_p, scored = BEFORE_RUST[f"{name}/{tag}"]
+            assert r.scored == scored, name
+            assert same_p(r.log10_p, log10_p), f"{name}/{tag}: {r.log10_p} vs {log10_p}"
+            if owner_p is None:
+                assert r.owner.p_value is None
+            else:
+                assert r.owner.p_value == pytest.approx(owner_p, rel=1e-9, abs=0), f"{name}/{tag} owner"
+
+
+def test_foreign_tails_and_keyed_values_are_native():
+    """The tails and keyed values the readers use, against the former Python readers' values."""
+    from tracemark import _native
+
+    for (n, weights, total), want in zip(
+        [(10, (0.9, 0.1), 25.0), (100, (0.7, 0.3), 180.0), (1000, (0.9, 0.1), 900.0), (500, (0.5, 0.5), 700.0),
+         (50, (1.0, 0.0), 60.0), (5000, (0.8, 0.2), 9000.0)],
+        [-4.126495827578746, -16.697067609682435, -6.48145307982804e-05, -29.09467236294053, -1.0736231760368342,
+         -650.3777916370794],
+    ):
+        # (The former reader's lgamma differences cost it about 1e-11 in ln p: 8e-9 of log10 p at p = 0.99985.)
+        assert same_p(_native.weighted_gamma_log10_upper(n, *weights, total), want)
+    for (score, n), want in zip([(10.0, 8), (120.0, 100), (5.0, 12), (800.0, 500)],
+                                [0.22022064660169907, 0.02786373989051911, 0.9945469080869898, 1.7420398244392146e-30]):
+        assert _native.vllm_owner_p_value(score, n) == pytest.approx(want, rel=1e-9, abs=0)
+    d = interop.vllm_gumbel_detector(key=0xC0FFEE123456789A, context_width=4)
+    ids = [945, 626, 685, 897, 579, 776, 834, 227]
+    assert d.words(ids).tolist() == [3994402340, 516057223, 109481682, 1794615102, 245530329, 1671415021,
+                                     2188903534, 3944148359]
+    assert d.uniforms(ids).dtype == np.float32 and float(d.uniforms(ids)[0]) == 0.9300192594528198
+    assert _native.vllm_derive_key(0x0123456789ABCDEF, b"key_a") == 7612991067998378398
+    assert _native.synthid_accumulate_hash(1, [0, 0, 0, 7]) == 3549081039975714392
+    s = synthid_detector(keys=[654, 400, 836, 123, 340, 443, 597, 160, 57], ngram_len=5)
+    assert s.indices(ids[:5]) == (63689, 51747, 25287, 11890, 64407, 9906, 42948, 36851, 25816)
+
+
 def test_exact_tails_from_the_core():
     """Null.binomial / Null.exponential / log10_upper: the verifier's exact tails, typed errors."""
     b = tm.Null.binomial(3, 0.5)
@@ -223,6 +318,10 @@ def test_kgw_bad_parameters_are_typed_errors():
     r = d.detect([5, 6])
     assert r.report.verdict is Verdict.INCONCLUSIVE and r.report.log10_p is None
     assert list(r.status) == [TokenStatus.SHORT_CONTEXT] * 2
+    # The native report's words (tracemark.Detection.verdict, dedup, outcome status).
+    assert r.report.verdict == "inconclusive" and TokenStatus.SHORT_CONTEXT.label == "short_context"
+    assert r.report.to_dict()["verdict"] == "inconclusive" and r.report.to_dict()["dedup"] == "pair"
+    assert r.report.to_dict()["outcome"]["status"] == "inconclusive"
 
 
 # ---------------------------------------------------------------------------

@@ -55,6 +55,7 @@ __all__ = [
     "canonicalize",
     "corpus_test",
     "detection_report",
+    "hf_kgw_owner_z_p",
     "mix",
     "observe_lines",
     "position_weights",
@@ -62,9 +63,19 @@ __all__ = [
     "scan_corpus",
     "sign_receipt",
     "sum_in_order",
+    "synthid_accumulate_hash",
+    "synthid_context_hashes",
+    "synthid_table_indices",
     "total_is_order_free",
     "value16",
     "verify_receipt",
+    "vllm_derive_key",
+    "vllm_dual_key_owner_p_value",
+    "vllm_owner_p_value",
+    "vllm_scores",
+    "vllm_uniforms",
+    "vllm_words",
+    "weighted_gamma_log10_upper",
 ]
 __version__: str
 SPEC_VERSION: str
@@ -623,3 +634,18 @@ def corpus_test(
 ) -> Detection: ...
 def total_is_order_free(detector: Detector) -> bool: ...
 def sum_in_order(start: float, scores: npt.NDArray[np.float64]) -> float: ...
+
+# tracemark.interop: the keyed values and owners' p-values of foreign watermarks (tracemark_verifier::interop)
+def vllm_words(key: int, context_width: int, ids: npt.NDArray[np.int64]) -> npt.NDArray[np.uint32]: ...
+def vllm_uniforms(words: npt.NDArray[np.uint32]) -> npt.NDArray[np.float32]: ...
+def vllm_scores(words: npt.NDArray[np.uint32]) -> Tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
+def vllm_derive_key(key: int, domain: bytes) -> int: ...
+def vllm_owner_p_value(score: float, n: int) -> float: ...
+def vllm_dual_key_owner_p_value(score: float, n: int, alpha: float) -> float: ...
+def weighted_gamma_log10_upper(n: int, a: float, b: float, total: float) -> float: ...
+def synthid_accumulate_hash(current: int, data: Sequence[int]) -> int: ...
+def synthid_table_indices(
+    keys: Sequence[int], ngram_len: int, table_size: int, ids: npt.NDArray[np.int64]
+) -> npt.NDArray[np.uint64]: ...
+def synthid_context_hashes(ngram_len: int, ids: npt.NDArray[np.int64]) -> npt.NDArray[np.uint64]: ...
+def hf_kgw_owner_z_p(green: int, total: int, gamma: float) -> Optional[Tuple[float, float]]: ...
