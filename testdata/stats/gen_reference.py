@@ -4,8 +4,13 @@ mpmath at 60 significant digits (pip install mpmath). Writes reference.json
 beside this file; verifier/stats/tests/reference.rs checks against it.
 
     python3 testdata/stats/gen_reference.py
+    python3 testdata/stats/gen_reference.py --foreign   # only the tails of foreign schemes' statistics
+
+The tails of foreign schemes' statistics (tracemark.interop's readers) are
+the real-shape gamma tail, the weighted two-gamma tail and the normal tail.
 """
 import json
+import sys
 from pathlib import Path
 
 import mpmath as mp
@@ -55,6 +60,60 @@ def log10_gamma_upper(n, s):
     return ln / mp.log(10)
 
 
+def log10_gamma_upper_real(a, s):
+    """log10 Q(a, s), the regularized upper incomplete gamma function, for real a > 0."""
+    return mp.log10(mp.gammainc(mp.mpf(a), mp.mpf(s), mp.inf, regularized=True))
+
+
+def log10_weighted_gamma_upper(n, a, b, total):
+    """log10 P(a G + b G' >= total), G, G' ~ Gamma(n, 1) independent, a != b both positive: the
+    negative-binomial mixture sum_j P(J = j) Q(2n + j, total / lo), summed at 60 digits until the
+    rest of the negative-binomial mass (bounded by a geometric series: the pmf ratio falls) is below
+    1e-70 of the sum."""
+    lo, hi = sorted((mp.mpf(a), mp.mpf(b)))
+    p = lo / hi
+    q = 1 - p
+    x = mp.mpf(total) / lo
+    upper = mp.gammainc(2 * n, x, mp.inf, regularized=True)
+    nb = p ** n
+    total_sum, j = mp.mpf(0), 0
+    while True:
+        total_sum += nb * upper
+        upper += mp.exp(-x + (2 * n + j) * mp.log(x) - mp.loggamma(2 * n + j + 1))
+        nb *= (n + j) * q / (j + 1)
+        j += 1
+        ratio = (n + j) * q / (j + 1)
+        if ratio < 1 and nb / (1 - ratio) < total_sum * mp.mpf(10) ** -70:
+            return mp.log10(total_sum)
+
+
+def foreign_cases():
+    """The tails of foreign schemes' statistics."""
+    real = []
+    for a in ["0.5", "1.7", "3.7", "12.3", "50.5", "122.25", "1000.25"]:
+        aa = mp.mpf(float(a))
+        for z in [-3, -1, 0, 0.5, 1, 2, 3, 5, 8, 20, 80, 400]:
+            s = aa + z * mp.sqrt(aa)
+            if s > 0:
+                s = float(s)
+                real.append({"shape": float(aa), "s": s, "log10_p": mp.nstr(log10_gamma_upper_real(aa, s), 30)})
+    weighted = []
+    for n in [1, 2, 10, 100, 300]:
+        for a, b in [("0.9", "0.1"), ("0.7", "0.3"), ("0.2", "0.8")]:
+            aa, bb = mp.mpf(float(a)), mp.mpf(float(b))
+            mean, sd = n * (aa + bb), mp.sqrt(n * (aa * aa + bb * bb))
+            for z in [-2, 0, 1, 3, 8, 20, 60]:
+                t = mean + z * sd
+                if t > 0:
+                    t = float(t)
+                    l10 = log10_weighted_gamma_upper(n, aa, bb, t)
+                    weighted.append({"n": n, "a": float(aa), "b": float(bb), "total": t, "log10_p": mp.nstr(l10, 30)})
+    normal = []
+    for z in [-8, -3, -1, -0.25, 0, 0.25, 1, 2.5, 5, 8, 12, 20, 38, 100, 1000]:
+        normal.append({"z": float(z), "log10_p": mp.nstr(mp.log10(mp.ncdf(-mp.mpf(z))), 30)})
+    return {"gamma_upper_real": real, "weighted_gamma_upper": weighted, "normal_upper": normal}
+
+
 def main():
     cases_b, cases_g = [], []
     for n in [1, 2, 10, 37, 100, 1000, 10_000, 100_000, 1_000_000]:
@@ -81,12 +140,21 @@ def main():
             l10 = log10_gamma_upper(n, s)
             cases_g.append({"n": n, "s": s, "log10_p": mp.nstr(l10, 30)})
     out = {"generator": "testdata/stats/gen_reference.py (mpmath %s, 60 digits)" % mp.__version__,
-           "binomial_upper": cases_b, "gamma_upper": cases_g}
+           "binomial_upper": cases_b, "gamma_upper": cases_g, **foreign_cases()}
     path = Path(__file__).resolve().parent / "reference.json"
     path.write_text(json.dumps(out, indent=1) + "\n")
     lows = [float(c["log10_p"]) for c in cases_b + cases_g]
     print(f"{len(cases_b)} binomial and {len(cases_g)} gamma cases; smallest log10 p = {min(lows):.1f}")
 
 
+def main_foreign():
+    """Rewrites only the foreign schemes' tails in reference.json."""
+    path = Path(__file__).resolve().parent / "reference.json"
+    out = json.loads(path.read_text())
+    out.update(foreign_cases())
+    path.write_text(json.dumps(out, indent=1) + "\n")
+    print(", ".join(f"{len(out[k])} {k}" for k in ("gamma_upper_real", "weighted_gamma_upper", "normal_upper")))
+
+
 if __name__ == "__main__":
-    main()
+    main_foreign() if "--foreign" in sys.argv[1:] else main()

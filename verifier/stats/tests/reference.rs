@@ -2,7 +2,9 @@
 //! written by testdata/stats/gen_reference.py with mpmath).
 
 use serde_json::Value;
-use tracemark_stats::{ln_binomial_upper, ln_gamma_upper, log10};
+use tracemark_stats::{
+    ln_binomial_upper, ln_gamma_upper, ln_gamma_upper_real, ln_normal_upper, ln_weighted_gamma_upper, log10,
+};
 
 fn reference() -> Value {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/stats/reference.json");
@@ -65,5 +67,64 @@ fn gamma_upper_tail_matches_reference() {
         let (n, s) = (c["n"].as_u64().expect("n"), c["s"].as_f64().expect("s"));
         let want: f64 = c["log10_p"].as_str().expect("str").parse().expect("number");
         check(ln_gamma_upper(n, s), want, &format!("Gamma n={n} s={s}"));
+    }
+}
+
+/// The tails of foreign schemes' statistics (tracemark.interop's readers):
+/// the same promise, 1e-12 relative error of p (`|d ln p|`) down to 1e-300
+/// and of `log10 p` below.
+const FOREIGN_RELATIVE: f64 = RELATIVE;
+
+fn check_foreign(got_ln: f64, want_log10: f64, what: &str) {
+    let got = log10(got_ln);
+    assert!(got.is_finite(), "{what}: log10 p = {got}");
+    let err = if want_log10 >= -300.0 {
+        (got_ln - want_log10 * core::f64::consts::LN_10).abs()
+    } else {
+        (got - want_log10).abs() / want_log10.abs()
+    };
+    assert!(
+        err <= FOREIGN_RELATIVE,
+        "{what}: log10 p {got} vs {want_log10} (error {err:e})"
+    );
+}
+
+#[test]
+fn real_shape_gamma_upper_tail_matches_reference() {
+    let r = reference();
+    let cases = r["gamma_upper_real"].as_array().expect("cases");
+    assert!(cases.len() > 50);
+    for c in cases {
+        let (a, s) = (c["shape"].as_f64().expect("shape"), c["s"].as_f64().expect("s"));
+        let want: f64 = c["log10_p"].as_str().expect("str").parse().expect("number");
+        check_foreign(ln_gamma_upper_real(a, s), want, &format!("Gamma shape={a} s={s}"));
+    }
+}
+
+#[test]
+fn weighted_gamma_upper_tail_matches_reference() {
+    let r = reference();
+    let cases = r["weighted_gamma_upper"].as_array().expect("cases");
+    assert!(cases.len() > 50);
+    for c in cases {
+        let n = c["n"].as_u64().expect("n");
+        let (a, b) = (c["a"].as_f64().expect("a"), c["b"].as_f64().expect("b"));
+        let total = c["total"].as_f64().expect("total");
+        let want: f64 = c["log10_p"].as_str().expect("str").parse().expect("number");
+        check_foreign(
+            ln_weighted_gamma_upper(n, a, b, total),
+            want,
+            &format!("{a} G + {b} G', n={n}, total={total}"),
+        );
+    }
+}
+
+#[test]
+fn normal_upper_tail_matches_reference() {
+    let r = reference();
+    for c in r["normal_upper"].as_array().expect("cases") {
+        let z = c["z"].as_f64().expect("z");
+        let want: f64 = c["log10_p"].as_str().expect("str").parse().expect("number");
+        check_foreign(ln_normal_upper(z), want, &format!("normal z={z}"));
     }
 }
