@@ -18,7 +18,7 @@ from vllm.config.watermarking import derive_watermark_key
 from vllm.v1.watermarking import GumbelWatermarkDetector, GumbelWatermarker, PhiloxPRF
 from vllm.v1.watermarking.gumbel import DualKeyGumbelWatermarkDetector, DualKeyGumbelWatermarker
 
-from tracemark._native import InvalidParameterError
+from tracemark._native import InvalidParameterError, weighted_gamma_log10_upper
 from tracemark.interop import Dedup, TokenStatus, Verdict, VllmDualKeyGumbelDetector, vllm_gumbel_detector
 
 VOCAB = 1000
@@ -85,7 +85,7 @@ def check(key, width, text):
     u = PhiloxPRF(key).uniform(contexts, torch.tensor(text).unsqueeze(-1)).squeeze(-1)
     assert np.array_equal(u.numpy(), ours.uniforms(text))
     scores = (-torch.log1p(-u.to(torch.float64))).numpy()
-    # -log1p in numpy and in torch: equal, or one float64 rounding apart
+    # -log1p in Rust (the platform's libm) and in torch (vectorised): equal, or one float64 rounding apart
     np.testing.assert_allclose(result.values, scores, rtol=4.5e-16, atol=0)
     # The owner's detection, reproduced.
     theirs = owner.detect(text)
@@ -104,7 +104,9 @@ def test_per_token_agreement_on_100_texts_generated_by_vllm(texts):
         identical += same
         detected += result.report.detected
     assert len(texts) >= 100 and tokens == 100 * 50
-    assert identical >= 0.99 * tokens
+    # Rust's log1p (4,913 of 5,000 identical) is further from torch's vectorised one than numpy's was
+    # (4,993); every other token is one rounding apart (asserted in check).
+    assert identical >= 0.97 * tokens
     assert detected >= 0.9 * len(texts)
 
 
@@ -143,6 +145,7 @@ def test_long_text_p_value_stays_finite_where_the_owners_underflows():
     r = vllm_gumbel_detector(key=key, context_width=width).detect(text).report
     assert GumbelWatermarkDetector(key, width).detect(text).p_value == 0.0 == r.owner.p_value
     assert r.verdict is Verdict.DETECTED and -1e5 < r.log10_p < -308
+    assert r.verdict == "detected" and r.to_dict()["verdict"] == "detected"  # the native report's words
 
 
 def test_plain_text_under_1000_keys_is_calibrated(tiny):
@@ -224,7 +227,7 @@ def dual_check(key, width, a, text):
     # The owner's per-token weighted score, from its own detector's scoring.
     owner = DualKeyGumbelWatermarkDetector(key, width, alpha=a)
     scores = owner._score_tokens(contexts, targets).numpy()
-    # -log1p in numpy and in torch, and torch's 2-term matmul: equal, or a rounding or two apart
+    # -log1p in Rust and in torch, and torch's 2-term matmul: equal, or a rounding or two apart
     np.testing.assert_allclose(result.values, scores, rtol=9e-16, atol=0)
     # The owner's detection, reproduced (torch's gammaincc is itself accurate to about 1e-9 here).
     theirs = owner.detect(text)
@@ -247,7 +250,7 @@ def test_dual_key_per_token_agreement_on_110_texts_generated_by_vllm(dual_texts)
         owner_detected += result.report.owner.p_value <= 0.01
     assert len(texts) >= 100 and tokens == 110 * 50
     assert uniform_mismatches == 0  # 2 x 5,500 uniforms
-    assert identical >= 0.99 * tokens
+    assert identical >= 0.97 * tokens  # 5,402 of 5,500 (numpy's log1p: 5,488); the rest within 9e-16
     assert detected >= 0.9 * len(texts)
     # vLLM's coin chose key B at about its alpha (Binomial, 4 sd)
     for a, drawn in coins:
@@ -286,12 +289,9 @@ def test_dual_key_p_value_is_the_exact_weighted_gamma_tail(dual_texts):
             expected = _mixture_tail(r.scored, (1 - a, a), r.outcome.statistic)
         assert r.outcome.log10_p == pytest.approx(expected, abs=1e-9)
     # and on sums far out in the tail (the positive series against the closed form)
-    d = VllmDualKeyGumbelDetector(key=1, dual_key_alpha=0.1)
-    from tracemark.interop import _weighted_gamma_log10_upper
-
     for n, weights, total in [(5, (0.9, 0.1), 2.0), (10, (0.9, 0.1), 30.0), (50, (0.9, 0.1), 120.0),
                               (50, (0.9, 0.1), 300.0), (50, (0.7, 0.3), 200.0), (40, (0.2, 0.8), 500.0)]:
-        assert _weighted_gamma_log10_upper(d.null, n, weights, total) == pytest.approx(
+        assert weighted_gamma_log10_upper(n, *weights, total) == pytest.approx(
             _mixture_tail(n, weights, total), abs=1e-9)
 
 
