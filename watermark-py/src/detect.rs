@@ -712,12 +712,6 @@ impl PyDetectionStream {
     }
 }
 
-/// The HTML report of a detection and its sealed JSON: `(html, json)`.
-///
-/// `text` is the input the detection was made on (its tokens are then marked
-/// in the page; give the detector `marks=True`); `name` names the input;
-/// `command` says how to reproduce the report.
-
 /// A weighted detection: the weighted test (exact for kgw and tournament, a
 /// conservative Chernoff bound for gumbel) and the unweighted report of the
 /// same observations (`unweighted`).

@@ -7,6 +7,11 @@ use tracemark_verifier::sha256_hex;
 use crate::detect::PyDetection;
 use crate::errors::{verifier_err, InvalidParameterError};
 
+/// The HTML report of a detection and its sealed JSON: `(html, json)`.
+///
+/// `text` is the input the detection was made on (its tokens are then marked
+/// in the page; give the detector `marks=True`); `name` names the input;
+/// `command` says how to reproduce the report.
 #[pyfunction]
 #[pyo3(signature = (detection, *, text = None, name = "text", command = None))]
 pub(crate) fn detection_report(

@@ -5,7 +5,31 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use tracemark_core::SchemeConfig;
-use tracemark_verifier::Dedup;
+use tracemark_verifier::{Dedup, TextTokenizer};
+
+use crate::exit::Failure;
+
+/// What the keys watermarked: the scheme, and the model's tokenizer or
+/// vocabulary. Every command that tests or serves keys takes these.
+#[derive(Args)]
+pub(crate) struct ModelArgs {
+    /// Scheme and parameters, exactly as generated, e.g. kgw:gamma=0.25,delta=2,context=lefthash:1
+    #[arg(long)]
+    pub(crate) scheme: SchemeConfig,
+    /// tokenizer.json of the model (needed for text input)
+    #[arg(long)]
+    pub(crate) tokenizer: Option<PathBuf>,
+    /// Vocabulary size, for id input without a tokenizer
+    #[arg(long)]
+    pub(crate) vocab: Option<usize>,
+}
+
+impl ModelArgs {
+    /// The tokenizer named by --tokenizer, loaded, if any.
+    pub(crate) fn load_tokenizer(&self) -> Result<Option<TextTokenizer>, Failure> {
+        Ok(self.tokenizer.as_ref().map(TextTokenizer::from_file).transpose()?)
+    }
+}
 
 /// The options every test shares.
 #[derive(Args)]
@@ -16,15 +40,8 @@ pub(crate) struct Common {
     /// Test the keys derived from --key for these labels (comma-separated) instead of --key itself
     #[arg(long, value_delimiter = ',')]
     pub(crate) derive_labels: Vec<String>,
-    /// Scheme and parameters, exactly as generated, e.g. kgw:gamma=0.25,delta=2,context=lefthash:1
-    #[arg(long)]
-    pub(crate) scheme: SchemeConfig,
-    /// tokenizer.json of the model (needed for text input)
-    #[arg(long)]
-    pub(crate) tokenizer: Option<PathBuf>,
-    /// Vocabulary size, for id input without a tokenizer
-    #[arg(long)]
-    pub(crate) vocab: Option<usize>,
+    #[command(flatten)]
+    pub(crate) model: ModelArgs,
     /// Deduplication of repeated (context, token) observations
     #[arg(long, default_value = "pair")]
     pub(crate) dedup: Dedup,

@@ -3,11 +3,11 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use tracemark_core::SchemeConfig;
 use tracemark_verifier::accounts::{attribute_accounts, AccountForms};
 use tracemark_verifier::{render, utf8, DetectOptions, TextTokenizer, Verdict};
 
 use super::print_json;
+use crate::args::ModelArgs;
 use crate::exit::{Exit, Failure};
 use crate::input::{load_key, parse_ids, read_input, source_name};
 use crate::progress;
@@ -18,9 +18,8 @@ pub(crate) struct AttributeArgs {
     /// The master key the account keys are derived from
     #[arg(long)]
     pub(crate) key: PathBuf,
-    /// Scheme and parameters, exactly as generated
-    #[arg(long)]
-    pub(crate) scheme: SchemeConfig,
+    #[command(flatten)]
+    pub(crate) model: ModelArgs,
     /// Accounts `0 .. N-1`, labelled by --label-format
     #[arg(long, conflicts_with = "accounts_file")]
     pub(crate) accounts: Option<u64>,
@@ -30,12 +29,6 @@ pub(crate) struct AttributeArgs {
     /// The derivation label of an account; `{}` is replaced by its id
     #[arg(long, default_value = "account/{}")]
     pub(crate) label_format: String,
-    /// tokenizer.json of the model (for text input)
-    #[arg(long)]
-    pub(crate) tokenizer: Option<PathBuf>,
-    /// Vocabulary size, for id input without a tokenizer
-    #[arg(long)]
-    pub(crate) vocab: Option<usize>,
     /// The input is token ids (a JSON array or whitespace-separated), not text
     #[arg(long)]
     pub(crate) ids: bool,
@@ -103,10 +96,11 @@ pub(crate) fn run(a: AttributeArgs) -> Result<Exit, Failure> {
                 error,
             })?;
     }
-    let tokenizer = a.tokenizer.as_ref().map(TextTokenizer::from_file).transpose()?;
+    let tokenizer = a.model.load_tokenizer()?;
     let bytes = read_input(&a.input)?;
     let (forms, vocab) = if a.ids {
         let vocab = a
+            .model
             .vocab
             .or(tokenizer.as_ref().map(TextTokenizer::vocab_size))
             .ok_or_else(|| Failure::Usage("id input needs --vocab (or --tokenizer)".into()))?;
@@ -121,7 +115,7 @@ pub(crate) fn run(a: AttributeArgs) -> Result<Exit, Failure> {
         let text = utf8(&bytes, &source_name(&a.input))?;
         (
             AccountForms::text(tokenizer, None, &text)?,
-            a.vocab.unwrap_or(tokenizer.vocab_size()),
+            a.model.vocab.unwrap_or(tokenizer.vocab_size()),
         )
     };
     let options = DetectOptions {
@@ -133,7 +127,7 @@ pub(crate) fn run(a: AttributeArgs) -> Result<Exit, Failure> {
         .num_threads(a.jobs)
         .build()
         .map_err(|e| Failure::Usage(format!("--jobs: {e}")))?;
-    let found = pool.install(|| attribute_accounts(&master, &a.scheme, vocab, &options, &forms, count, label))?;
+    let found = pool.install(|| attribute_accounts(&master, &a.model.scheme, vocab, &options, &forms, count, label))?;
     if a.json {
         print_json(&found)?;
     } else {

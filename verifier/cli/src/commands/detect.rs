@@ -147,7 +147,7 @@ pub(crate) fn evaluate(a: &DetectArgs, marks: bool) -> Result<(Found, Input, boo
     };
     let detect = |d: &Detector| suspect.detect(d, s.tokenizer.as_ref());
     if let Some(key) = s.single_key() {
-        let mut d = Detector::new(key, &a.common.scheme, s.vocab, s.options.clone())?;
+        let mut d = Detector::new(key, &a.common.model.scheme, s.vocab, s.options.clone())?;
         if let Some(path) = &a.forgery_reference {
             let file = std::fs::File::open(path).map_err(|error| Failure::Read {
                 source: path.display().to_string(),
@@ -169,7 +169,7 @@ pub(crate) fn evaluate(a: &DetectArgs, marks: bool) -> Result<(Found, Input, boo
             "--forgery-reference tests one key: give --key, not a keyring".into(),
         ));
     }
-    let kd = KeyringDetector::new(&s.keyring, &a.common.scheme, s.vocab, s.options.clone())?;
+    let kd = KeyringDetector::new(&s.keyring, &a.common.model.scheme, s.vocab, s.options.clone())?;
     Ok((Found::Keyring(kd.detect_with(detect)?), input, s.color))
 }
 

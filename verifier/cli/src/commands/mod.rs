@@ -111,8 +111,8 @@ impl Setup {
             // A bad label is a key error (`Exit::from` maps the core's `InvalidLabel` there).
             keyring = Keyring::derived(&load_key(master)?, &c.derive_labels)?;
         }
-        let tokenizer = c.tokenizer.as_ref().map(TextTokenizer::from_file).transpose()?;
-        let vocab = match (&tokenizer, c.vocab, kind) {
+        let tokenizer = c.model.load_tokenizer()?;
+        let vocab = match (&tokenizer, c.model.vocab, kind) {
             (_, Some(v), _) => v,
             (Some(t), None, _) => t.vocab_size(),
             (None, None, InputKind::Ids) => {

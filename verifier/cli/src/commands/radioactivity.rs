@@ -30,7 +30,7 @@ fn read_reading_docs(path: &Path) -> Result<Vec<ReadingDoc>, Failure> {
 
 /// One corpus-level test under one key: reading mode, or a (filtered) scan.
 fn test(a: &RadioArgs, s: &Setup, key: &Key, docs: Option<&[ReadingDoc]>) -> Result<Detection, Failure> {
-    let detector = Detector::new(key, &a.common.scheme, s.vocab, s.options.clone())?;
+    let detector = Detector::new(key, &a.common.model.scheme, s.vocab, s.options.clone())?;
     let filter = match (a.mode(), docs) {
         (RadioMode::Reading, Some(docs)) => return Ok(reading_mode(&detector, docs)?),
         (RadioMode::Filtered { reference }, _) => {

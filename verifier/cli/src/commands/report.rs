@@ -127,7 +127,7 @@ fn scan(a: &ScanArgs, command: String) -> Result<Report, Failure> {
     let subject = corpus_subject(&a.corpus)?;
     let s = Setup::new(&a.common, InputKind::Text)?;
     let key = s.only_key("scans")?;
-    let detector = Detector::new(key, &a.common.scheme, s.vocab, s.options.clone())?;
+    let detector = Detector::new(key, &a.common.model.scheme, s.vocab, s.options.clone())?;
     let scanner = Scanner::new(&detector, s.tokenizer.as_ref()).jobs(a.jobs);
     let mut documents = Vec::new();
     let summary = progress::scan(&scanner, &a.corpus, |doc| {

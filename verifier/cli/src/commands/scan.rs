@@ -21,7 +21,7 @@ fn json_line(out: &mut dyn Write, value: &impl serde::Serialize) -> std::io::Res
 pub(crate) fn run(a: ScanArgs) -> Result<Exit, Failure> {
     let s = Setup::new(&a.common, InputKind::Text)?;
     let key = s.only_key("scans")?;
-    let detector = Detector::new(key, &a.common.scheme, s.vocab, s.options.clone())?;
+    let detector = Detector::new(key, &a.common.model.scheme, s.vocab, s.options.clone())?;
     let scanner = Scanner::new(&detector, s.tokenizer.as_ref()).jobs(a.jobs);
     let (mut out, target): (Box<dyn Write>, String) = match &a.out {
         Some(p) => {

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use tracemark_core::SchemeConfig;
-use tracemark_verifier::{Dedup, TextTokenizer};
+use tracemark_verifier::Dedup;
 
+use crate::args::ModelArgs;
 use crate::exit::{Exit, Failure};
 use crate::input::load_key;
 use crate::server::{self, Config, ServedKey, TokenTable};
@@ -21,15 +21,8 @@ pub(crate) struct ServeArgs {
     /// Key file to serve; repeat for several. Loaded once at start; only key ids ever leave the server
     #[arg(long, required = true)]
     pub(crate) key: Vec<PathBuf>,
-    /// Scheme and parameters of every key, exactly as generated
-    #[arg(long)]
-    pub(crate) scheme: SchemeConfig,
-    /// tokenizer.json of the model (needed to detect text; ids work without it)
-    #[arg(long)]
-    pub(crate) tokenizer: Option<PathBuf>,
-    /// Vocabulary size, for id input without a tokenizer
-    #[arg(long)]
-    pub(crate) vocab: Option<usize>,
+    #[command(flatten)]
+    pub(crate) model: ModelArgs,
     /// API tokens: a file of lines `sha256:<hex of the token> <name> [requests per minute [burst]]`
     /// (`printf %s "$TOKEN" | sha256sum`); the tokens themselves are never stored
     #[arg(long)]
@@ -65,8 +58,8 @@ pub(crate) struct ServeArgs {
 
 /// Runs `serve` until interrupted (Ctrl-C or SIGTERM).
 pub(crate) fn run(a: ServeArgs) -> Result<Exit, Failure> {
-    let tokenizer = a.tokenizer.as_ref().map(TextTokenizer::from_file).transpose()?;
-    let vocab = match (&tokenizer, a.vocab) {
+    let tokenizer = a.model.load_tokenizer()?;
+    let vocab = match (&tokenizer, a.model.vocab) {
         (_, Some(v)) => v,
         (Some(t), None) => t.vocab_size(),
         (None, None) => {
@@ -85,7 +78,7 @@ pub(crate) fn run(a: ServeArgs) -> Result<Exit, Failure> {
     }
     let tokens = TokenTable::load(&a.tokens, a.rate, a.burst)?;
     let config = Config {
-        scheme: a.scheme,
+        scheme: a.model.scheme,
         vocab,
         alpha: a.alpha,
         dedup: a.dedup,
