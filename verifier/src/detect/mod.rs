@@ -1,5 +1,5 @@
 //! Detection of one scheme under one key: the observations of a text
-//! ([`observe`], the leaf every other part uses), the [`Detector`] over ids,
+//! (`observe`, the leaf every other part uses), the [`Detector`] over ids,
 //! text and streams, the window search, the spoof-artifact test
 //! ([`forgery`]), model-weighted tests ([`weighted`]) and the report of one
 //! detection ([`Detection`]).

@@ -551,9 +551,9 @@ mod tests {
     #[test]
     fn weighted_gamma_tail_of_one_token_is_closed_form() {
         // P(aE + bE' >= t) = (a e^(-t/a) - b e^(-t/b)) / (a - b) for a != b.
-        for (a, b) in [(0.9, 0.1), (0.7, 0.3), (0.1, 0.9), (0.55, 0.45)] {
-            for t in [0.01, 0.5, 1.0, 3.0, 10.0, 40.0] {
-                let want = ((a * (-t / a as f64).exp() - b * (-t / b as f64).exp()) / (a - b)).ln();
+        for (a, b) in [(0.9f64, 0.1f64), (0.7, 0.3), (0.1, 0.9), (0.55, 0.45)] {
+            for t in [0.01f64, 0.5, 1.0, 3.0, 10.0, 40.0] {
+                let want = ((a * (-t / a).exp() - b * (-t / b).exp()) / (a - b)).ln();
                 let got = ln_weighted_gamma_upper(1, a, b, t);
                 assert!(
                     (got - want).abs() <= 1e-12 * want.abs().max(1.0),
