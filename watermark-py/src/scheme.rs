@@ -6,6 +6,7 @@ use numpy::{
 };
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
+use pyo3::types::{PyList, PyTuple};
 use tracemark_core::{Context, GumbelConfig, KgwConfig, Scheme, SchemeConfig, SeenContexts, Step, TournamentConfig};
 
 use crate::contract::PyContract;
@@ -37,7 +38,9 @@ fn id_from_i64(v: i64) -> PyResult<u32> {
     u32::try_from(v).map_err(|_| TokenOutOfRangeError::new_err(format!("{v} is not a token id")))
 }
 
-/// Token ids from a list/tuple of ints or a 1-D integer numpy array (any int dtype).
+/// Token ids from a list/tuple of ints, a 1-D integer numpy array (any int
+/// dtype), or one row held as 2-D (a `[1, n]` numpy array, a `[[...]]` list,
+/// or a torch tensor of either shape, which is what `generate` returns).
 pub(crate) fn extract_ids(obj: &Bound<'_, PyAny>) -> PyResult<Vec<u32>> {
     if let Ok(a) = obj.extract::<PyReadonlyArray1<'_, i64>>() {
         return a.as_array().iter().map(|&v| id_from_i64(v)).collect();
@@ -48,8 +51,26 @@ pub(crate) fn extract_ids(obj: &Bound<'_, PyAny>) -> PyResult<Vec<u32>> {
     if let Ok(a) = obj.extract::<PyReadonlyArray1<'_, i32>>() {
         return a.as_array().iter().map(|&v| id_from_i64(i64::from(v))).collect();
     }
+    if let Ok(rows) = obj.extract::<Vec<Vec<i64>>>() {
+        // (An empty list extracts as zero rows too: it is an empty sequence of ids, below.)
+        if !rows.is_empty() {
+            return match <[Vec<i64>; 1]>::try_from(rows) {
+                Ok([row]) => row.into_iter().map(id_from_i64).collect(),
+                Err(rows) => Err(TokenOutOfRangeError::new_err(format!(
+                    "token ids held as 2-D must be one row (shape [1, n]); got {} rows: pass one sequence, e.g. ids[0]",
+                    rows.len()
+                ))),
+            };
+        }
+    }
+    if !obj.is_instance_of::<PyList>() && !obj.is_instance_of::<PyTuple>() && obj.hasattr("tolist")? {
+        // numpy arrays of other shapes or dtypes, torch tensors (on any device: `tolist` copies to the host).
+        return extract_ids(&obj.call_method0("tolist")?);
+    }
     let seq: Vec<i64> = obj.extract().map_err(|_| {
-        TokenOutOfRangeError::new_err("token ids must be a sequence of ints or a 1-D integer numpy array")
+        TokenOutOfRangeError::new_err(
+            "token ids must be a sequence of ints, a 1-D integer numpy array or torch tensor, or one row of a 2-D one",
+        )
     })?;
     seq.into_iter().map(id_from_i64).collect()
 }

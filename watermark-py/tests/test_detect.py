@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 import tracemark as tm
 from conftest import generate, words
@@ -175,3 +176,17 @@ def test_scan_corpus(tmp_path, key, rng, word_tokenizer):
     import pytest
     with pytest.raises(tm.TracemarkError, match="line 5"):
         tm.scan_corpus(tm.Detector(key, KGW, 3000), corpus, tokenizer=word_tokenizer, reference=corpus)
+
+
+def test_ids_held_as_one_row_of_a_2d_array_are_accepted(key, rng):
+    # What researchers hold: `generate` returns shape [1, n]; a list of one list; numpy rows of any int dtype.
+    scheme = tm.Scheme(key, KGW, 3000)
+    ids = generate(scheme, [7], 120, rng)
+    detector = tm.Detector(key, KGW, 3000)
+    want = detector.detect_ids([7], ids).to_dict()
+    for held in (np.array([ids], dtype=np.int64), [list(ids)], np.array(ids, dtype=np.int16), np.array([ids], dtype=np.uint16)):
+        assert detector.detect_ids(np.array([7]), held).to_dict() == want
+    with pytest.raises(tm.TokenOutOfRangeError, match="one row"):
+        detector.detect_ids([7], np.array([ids, ids], dtype=np.int64))
+    with pytest.raises(tm.TokenOutOfRangeError):
+        detector.detect_ids([7], np.zeros((1, 2, 3), dtype=np.int64))

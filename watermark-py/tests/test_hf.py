@@ -174,3 +174,14 @@ def test_smollm2_from_gguf_watermarked_is_detected_and_plain_is_not(smollm2, key
     r = detector.detect_ids(prompt[0].numpy(), marked.numpy())
     assert r.detected, r.to_dict()
     assert not detector.detect_ids(prompt[0].numpy(), plain.numpy()).detected
+
+
+def test_detect_ids_takes_the_tensors_generate_returns(key):
+    # `generate` returns a [1, n] int64 tensor (prompt and completion together): slicing it is all a researcher does.
+    detector = tm.Detector(key, "kgw:gamma=0.25,delta=2,context=lefthash:1", 1000)
+    ids = [(7 * i + 3) % 1000 for i in range(60)]
+    want = detector.detect_ids([1, 2], ids).to_dict()
+    out = torch.tensor([[1, 2] + ids], dtype=torch.int64)
+    assert detector.detect_ids(out[0, :2], out[0, 2:]).to_dict() == want
+    assert detector.detect_ids(out[:, :2], out[:, 2:]).to_dict() == want
+    assert detector.detect_ids(None, torch.tensor(ids, dtype=torch.int32)).to_dict() == detector.detect_ids(None, ids).to_dict()

@@ -1,7 +1,7 @@
 """Type stubs of the native module (checked against it by mypy.stubtest)."""
 
 from os import PathLike
-from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, ClassVar, Dict, List, Optional, Protocol, Sequence, Tuple, Union
 
 from typing_extensions import final
 
@@ -80,7 +80,12 @@ __all__ = [
 __version__: str
 SPEC_VERSION: str
 
-_Ids = Union[Sequence[int], npt.NDArray[np.integer[Any]]]
+class _ToList(Protocol):
+    """Anything with ``tolist()``: a torch tensor, say (one sequence, or one row of a 2-D one)."""
+
+    def tolist(self) -> Any: ...
+
+_Ids = Union[Sequence[int], Sequence[Sequence[int]], npt.NDArray[np.integer[Any]], _ToList]
 _Histories = Union[Sequence[_Ids], npt.NDArray[np.integer[Any]]]
 _StrPath = Union[str, PathLike[str]]
 _SchemeArg = Union[str, SchemeConfig]
