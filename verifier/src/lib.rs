@@ -58,7 +58,8 @@
 //! radioactivity, keyrings, accounts) → `evidence` (HTML reports, terminal
 //! rendering, signed receipts; the `evidence` feature). The exact tails are
 //! the crate `tracemark-stats`, re-exported as [`stats`]; the command line is
-//! the crate `tracemark-cli`. Without the `evidence` feature this crate
+//! the crate `tracemark-cli`; [`interop`] holds the keyed values of other
+//! vendors' watermarks, which `tracemark.interop` reads. Without the `evidence` feature this crate
 //! carries no template engine, signature code, CLI or HTTP stack.
 
 #![forbid(unsafe_code)]
