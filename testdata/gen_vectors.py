@@ -91,6 +91,15 @@ def derive(k: bytes, label: str) -> bytes:
     return hmac_sha256(k, b"tracemark/v1/derive/" + b)
 
 
+def serving_mac(k: bytes, scheme: str, tokenizer: str) -> str:
+    return hmac_sha256(k, b"tracemark/v1/serving-manifest/" + scheme.encode() + b"\x00" + tokenizer.encode())[:16].hex()
+
+
+SERVED = [("kgw:gamma=0.25,delta=2,context=lefthash:1", ""),
+          ("kgw:gamma=0.25,delta=2,context=lefthash:1", "sha256:" + "ab" * 32),
+          ("gumbel:temperature=0.7,context=lefthash:4", "")]
+
+
 def scheme_prf_key(k: bytes, scheme: str):
     sk = hmac_sha256(k, b"tracemark/v1/scheme/" + scheme.encode())
     return int.from_bytes(sk[0:8], "little"), int.from_bytes(sk[8:16], "little")
@@ -221,6 +230,7 @@ def keys_cases():
             "derived_chain": {"labels": ["tenant/acme", "cohort/3"],
                               "key": derive(derive(k, "tenant/acme"), "cohort/3").hex()},
             "scheme_prf_keys": {s: ["%016x" % w for w in scheme_prf_key(k, s)] for s in SCHEMES},
+            "serving_macs": [{"scheme": s, "tokenizer": t, "mac": serving_mac(k, s, t)} for s, t in SERVED],
         })
     return cases
 

@@ -70,6 +70,14 @@ pub enum Error {
         /// The kind the file is.
         found: KeyFileKind,
     },
+    /// A key's serving manifest is malformed, belongs to another key, or was
+    /// edited after it was written.
+    InvalidManifest {
+        /// The manifest file.
+        path: String,
+        /// What was wrong.
+        reason: String,
+    },
     /// A receipt signing or verifying key file is malformed or corrupted.
     InvalidKeyFile {
         /// The key file (or `signing key` / `verifying key` for text in memory).
@@ -116,6 +124,7 @@ impl fmt::Display for Error {
                 write!(f, "{path} is a {found}, not a {expected}")
             }
             Self::InvalidKeyFile { path, kind, reason } => write!(f, "{path}: invalid {kind}: {reason}"),
+            Self::InvalidManifest { path, reason } => write!(f, "{path}: invalid serving manifest: {reason}"),
             Self::MalformedReceipt { reason } => write!(f, "malformed receipt: {reason}"),
         }
     }

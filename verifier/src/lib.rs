@@ -71,6 +71,7 @@ mod error;
 #[cfg(feature = "evidence")]
 pub mod evidence;
 pub mod interop;
+pub mod serving;
 pub mod text;
 
 // The paths users import: every module and type at the root, as before the
@@ -82,8 +83,8 @@ pub use corpus::{
 };
 pub use detect::{forgery, weighted};
 pub use detect::{
-    Counts, Dedup, DetectOptions, Detection, DetectionStream, Detector, ForgeryReference, ForgeryTest, Mark, Outcome,
-    TestReport, TokenStatus, Verdict, WindowOptions, WindowReport, FORGERY_ALPHA,
+    p_in_words, Counts, Dedup, DetectOptions, Detection, DetectionStream, Detector, ForgeryReference, ForgeryTest,
+    Mark, Needed, Outcome, Strength, TestReport, TokenStatus, Verdict, WindowOptions, WindowReport, FORGERY_ALPHA,
 };
 pub use error::{Error, IoError, KeyFileKind, Result};
 #[cfg(feature = "evidence")]

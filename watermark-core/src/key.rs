@@ -113,6 +113,29 @@ impl Key {
         [mac[0], mac[1], mac[2], mac[3]]
     }
 
+    /// The MAC of a serving manifest (SPEC §2.5): the first 16 bytes of
+    /// `HMAC(K, "tracemark/v1/serving-manifest/" || scheme || 0x00 || tokenizer)`,
+    /// where `scheme` is the scheme string the key was served with (its
+    /// canonical form, [`crate::SchemeConfig`]'s `Display`) and `tokenizer`
+    /// the tokenizer's fingerprint, or empty when none is recorded. Only the
+    /// key's holder can make it, so a manifest cannot be edited, or moved
+    /// beside another key, without its check failing.
+    pub fn serving_mac(&self, scheme: &str, tokenizer: &str) -> [u8; 16] {
+        let mac = hmac_sha256(
+            &self.bytes,
+            &[
+                LABEL_PREFIX.as_bytes(),
+                b"serving-manifest/",
+                scheme.as_bytes(),
+                &[0],
+                tokenizer.as_bytes(),
+            ],
+        );
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&mac[..16]);
+        out
+    }
+
     /// The key file contents: `tracemark-key-v1:<64 hex>:<8 hex check>\n`.
     pub fn to_file_string(&self) -> Zeroizing<String> {
         let mut s = Zeroizing::new(String::with_capacity(96));

@@ -84,6 +84,14 @@ fn keys() {
             let (k0, k1) = scheme_prf_words(&k, scheme);
             assert_eq!((k0, k1), (hex_u64(&words[0]), hex_u64(&words[1])), "{scheme}");
         }
+        for m in case["serving_macs"].as_array().expect("serving_macs") {
+            let mac = k.serving_mac(
+                m["scheme"].as_str().expect("scheme"),
+                m["tokenizer"].as_str().expect("tokenizer"),
+            );
+            let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(hex, m["mac"], "{m}");
+        }
     }
 }
 

@@ -1,10 +1,11 @@
 //! The argument groups the commands share (the leaf of the command line:
 //! it imports no command).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
-use tracemark_core::SchemeConfig;
+use tracemark_core::{Key, SchemeConfig};
+use tracemark_verifier::serving::{resolve_scheme, SchemeSource, ServingManifest};
 use tracemark_verifier::{Dedup, TextTokenizer};
 
 use crate::exit::Failure;
@@ -13,9 +14,11 @@ use crate::exit::Failure;
 /// vocabulary. Every command that tests or serves keys takes these.
 #[derive(Args)]
 pub(crate) struct ModelArgs {
-    /// Scheme and parameters, exactly as generated, e.g. kgw:gamma=0.25,delta=2,context=lefthash:1
+    /// Scheme and parameters, exactly as generated, e.g. kgw:gamma=0.25,delta=2,context=lefthash:1;
+    /// default: the scheme the key's serving manifest (KEY.serving.json) records. A scheme that
+    /// differs from the manifest's is tested, with a warning in the output and the report
     #[arg(long)]
-    pub(crate) scheme: SchemeConfig,
+    pub(crate) scheme: Option<SchemeConfig>,
     /// tokenizer.json of the model (needed for text input)
     #[arg(long)]
     pub(crate) tokenizer: Option<PathBuf>,
@@ -28,6 +31,25 @@ impl ModelArgs {
     /// The tokenizer named by --tokenizer, loaded, if any.
     pub(crate) fn load_tokenizer(&self) -> Result<Option<TextTokenizer>, Failure> {
         Ok(self.tokenizer.as_ref().map(TextTokenizer::from_file).transpose()?)
+    }
+
+    /// The scheme to test with the key in `key_path`: --scheme, else the one
+    /// its serving manifest records; and where it came from. A warning goes
+    /// to standard error (even with --quiet) when --scheme differs from the
+    /// manifest's, or `tokenizer` (the fingerprint used) from the one it names.
+    pub(crate) fn resolve_scheme(
+        &self,
+        key_path: &Path,
+        key: &Key,
+        tokenizer: Option<&str>,
+    ) -> Result<(SchemeConfig, SchemeSource), Failure> {
+        let manifest = ServingManifest::load_beside(key_path, key)?;
+        let (scheme, mut source) = resolve_scheme(self.scheme.as_ref(), manifest.as_ref())?;
+        source.check_tokenizer(tokenizer);
+        if let Some(w) = &source.warning {
+            eprintln!("WARNING: {w}");
+        }
+        Ok((scheme, source))
     }
 }
 

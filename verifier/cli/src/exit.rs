@@ -149,6 +149,18 @@ pub(crate) enum Failure {
         /// What was wrong.
         message: String,
     },
+    /// An input is not UTF-8 text and looks like something else (a PDF, a
+    /// Word document, Windows-1252 text).
+    NotText {
+        /// The option and the input, in words.
+        source: String,
+        /// What it looks like.
+        what: &'static str,
+        /// Bytes before the first invalid UTF-8 sequence.
+        offset: usize,
+        /// What to do.
+        advice: &'static str,
+    },
     /// A receipt signing or verifying key file could not be read, parsed or written.
     ReceiptKey(Error),
     /// The verifier refused or failed.
@@ -173,6 +185,12 @@ impl fmt::Display for Failure {
             Failure::Read { source, error } => write!(f, "{source}: {error}"),
             Failure::Write { target, error } => write!(f, "{target}: {error}"),
             Failure::Malformed { source, message } => write!(f, "{source}: {message}"),
+            Failure::NotText {
+                source, what, offset, ..
+            } => write!(
+                f,
+                "{source} is {what}, not UTF-8 text (first invalid byte at offset {offset})"
+            ),
             Failure::ReceiptKey(e) | Failure::Verifier(e) => e.fmt(f),
         }
     }
@@ -183,7 +201,9 @@ impl From<&Failure> for Exit {
         match f {
             Failure::Usage(_) => Exit::Usage,
             Failure::Key { .. } | Failure::ReceiptKey(_) => Exit::Key,
-            Failure::Read { .. } | Failure::Write { .. } | Failure::Malformed { .. } => Exit::Input,
+            Failure::Read { .. } | Failure::Write { .. } | Failure::Malformed { .. } | Failure::NotText { .. } => {
+                Exit::Input
+            }
             Failure::Verifier(e) => Exit::from(e),
         }
     }
@@ -200,7 +220,7 @@ impl From<&Error> for Exit {
             | Error::Io { .. }
             | Error::BadDocument { .. } => Exit::Input,
             Error::UnsupportedScheme { .. } | Error::InvalidOption { .. } => Exit::Usage,
-            Error::WrongKeyFile { .. } | Error::InvalidKeyFile { .. } => Exit::Key,
+            Error::WrongKeyFile { .. } | Error::InvalidKeyFile { .. } | Error::InvalidManifest { .. } => Exit::Key,
             Error::MalformedReceipt { .. } => Exit::Input,
             // An error this build does not know: blame the input, never claim a verdict.
             _ => Exit::Input,

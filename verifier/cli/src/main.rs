@@ -28,9 +28,15 @@ use crate::exit::{Exit, Failure};
 fn run(cli: Cli) -> Result<Exit, Failure> {
     progress::set_quiet(cli.quiet);
     match cli.command {
-        Command::Keygen { out } => commands::keys::keygen(&out),
+        Command::Keygen { out, serving } => commands::keys::keygen(&out, &serving),
+        Command::Serving { key, serving } => commands::keys::serving(&key, &serving),
         Command::KeyId { key } => commands::keys::key_id(&key),
-        Command::Derive { key, label, out } => commands::keys::derive(&key, &label, &out),
+        Command::Derive {
+            key,
+            label,
+            out,
+            serving,
+        } => commands::keys::derive(&key, &label, &out, &serving),
         Command::Detect(a) => commands::detect::run(a),
         Command::Scan(a) => commands::scan::run(a),
         Command::Radioactivity(a) => commands::radioactivity::run(a),
@@ -70,6 +76,10 @@ fn hint(failure: &Failure) -> Option<String> {
             "check the file's permissions".into()
         }
         Failure::Write { .. } => "check that the directory exists and has space".into(),
+        Failure::Read { source, .. } if source.ends_with('/') || std::path::Path::new(source.rsplit(' ').next().unwrap_or("")).is_dir() => {
+            "give a file, not a directory".into()
+        }
+        Failure::NotText { advice, .. } => (*advice).to_string(),
         Failure::Verifier(E::EmptyInput) => {
             "the input is empty: give the file with the suspect text, or pipe it in with -".into()
         }

@@ -142,7 +142,7 @@ fn detect_exit_codes_and_json() {
         .collect();
     let out = tracemark(&[&base[..], &["-"]].concat(), Some(plain.join(" ").as_bytes()));
     assert_eq!(code(&out), 1);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("no watermark detected"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("not detected"));
     // Too short: inconclusive.
     assert_eq!(code(&tracemark(&[&base[..], &["-"]].concat(), Some(b"5 6 7"))), 3);
     // Wrong tokenizer / vocabulary: input error.
@@ -222,7 +222,7 @@ fn a_significant_window_decides_the_exit_code() {
     let out = tracemark(&[&base[..], &[s(&input)]].concat(), None);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(code(&out), 1, "{stdout}");
-    assert!(stdout.contains("no watermark detected"), "{stdout}");
+    assert!(stdout.contains("not detected"), "{stdout}");
 
     // With the window: detected, and the report says the window decided.
     let out = tracemark(&[&base[..], &["--window", s(&input)]].concat(), None);
@@ -342,7 +342,7 @@ fn tampered_text_is_detected_and_the_report_says_what_changed() {
     assert_eq!(code(&out), 0, "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     for needle in [
         "WATERMARK DETECTED",
-        "canonical  299 changes",
+        "canonical  299 characters changed",
         "149 invisible removed",
         "U+200B -> removed  x149",
         "U+FF57 -> U+0077  x150",

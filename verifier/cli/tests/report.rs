@@ -101,7 +101,11 @@ fn every_kind_of_report_with_the_same_numbers_as_json() {
     assert!(r["command"].as_str().expect("command").contains("report --out"));
     assert!(page.contains(r#"data-verdict="detected""#) && page.contains(r#"id="verdict">Watermark detected<"#));
     assert!(page.contains("What it does not mean") && page.contains("most significant window"));
-    assert!(page.contains("characters were changed"), "canonicalisation section");
+    assert!(page.contains("1 character was changed"), "canonicalisation section");
+    assert!(
+        page.contains("1 change is of the kind tampering makes"),
+        "a zero-width space is tampering"
+    );
 
     // Not detected (another key) and inconclusive (too short).
     let args = [
@@ -119,7 +123,11 @@ fn every_kind_of_report_with_the_same_numbers_as_json() {
     .concat();
     let (page, r, code) = report(&dir, "not-detected", &args);
     assert_eq!((code, r["verdict"].as_str()), (1, Some("not_detected")));
-    assert!(page.contains(r#"id="verdict">No watermark detected<"#));
+    assert!(page.contains(r#"id="verdict">Not detected<"#));
+    assert!(
+        page.contains(r#"id="checklist""#),
+        "a not-detected page says what to check"
+    );
     let short = dir.path("short.txt");
     std::fs::write(&short, "w1 w2 w3").expect("write");
     let (page, r, code) = report(
@@ -269,4 +277,92 @@ fn a_100k_token_report_is_written_in_blocks() {
     assert!((200..=300).contains(&blocks), "{blocks} blocks");
     assert!(page.len() < 8 << 20, "{} bytes", page.len());
     eprintln!("100k-token report in {:?}, {} bytes", started.elapsed(), page.len());
+}
+
+/// A key's serving manifest fixes the scheme: tests take it by default, and a
+/// different --scheme is tested with a warning on standard error, in the
+/// output and in the report; a manifest for another key is refused. A text
+/// whose only change is a leading byte-order mark is normalisation, not
+/// tampering (issue 29's bars).
+#[test]
+fn the_served_scheme_binds_and_a_bom_is_not_tampering() {
+    let dir = Dir::new("served");
+    let key = Rng::new(91).key();
+    let key_path = dir.path("served.key");
+    key.save(&key_path).expect("save");
+    let tok = dir.path("tokenizer.json");
+    std::fs::write(&tok, word_tokenizer_json(VOCAB)).expect("write");
+    let out = tracemark(&["serving", "--key", s(&key_path), "--scheme", SCHEME]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let manifest = dir.path("served.key.serving.json");
+    assert!(std::fs::read_to_string(&manifest).expect("manifest").contains(SCHEME));
+
+    // A text with a byte-order mark in front.
+    let text_path = dir.path("bom.txt");
+    let text = format!("\u{feff}{}", words(&watermarked(&key, 200, 5)));
+    std::fs::write(&text_path, &text).expect("write");
+
+    // No --scheme: the manifest's, said where it came from.
+    let base = ["--key", s(&key_path), "--tokenizer", s(&tok)];
+    let out = tracemark(&[&["detect", "--color", "never"][..], &base[..], &[s(&text_path)]].concat());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("from the key's serving manifest"), "{stdout}");
+    assert!(!stdout.contains("WARNING"), "{stdout}");
+    assert!(
+        stdout.contains("1 character changed") && stdout.contains("All are normalisation"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("tampering makes"), "{stdout}");
+    let (page, r, _) = report(&dir, "bom", &[&["detect"][..], &base[..], &[s(&text_path)]].concat());
+    assert_eq!(r["detection"]["canonical"]["changes"]["normalisation"], 1);
+    assert!(page.contains("1 character was changed"), "BOM section");
+    assert!(
+        !page.contains("tampering makes") && !page.contains(r#"class="note alarm""#),
+        "a BOM is not tampering"
+    );
+    assert!(page.contains("from the key&#x27;s serving manifest") || page.contains("from the key's serving manifest"));
+
+    // Another scheme: tested, with a warning everywhere.
+    let other = "kgw:gamma=0.5,delta=2,context=lefthash:1";
+    let shop = [&base[..], &["--scheme", other, s(&text_path)]].concat();
+    let out = tracemark(&[&["detect", "--color", "never"][..], &shop[..]].concat());
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(stderr.contains("WARNING: the scheme tested"), "{stderr}");
+    assert!(
+        stdout.contains("WARNING    the scheme tested") && stdout.contains("NOT the scheme the key was served with")
+    );
+    let json = json_of(&[&["detect", "--json"][..], &shop[..]].concat());
+    assert!(json["scheme_source"]["warning"]
+        .as_str()
+        .expect("warning")
+        .contains(SCHEME));
+    let (page, _, _) = report(&dir, "shopped", &[&["detect"][..], &shop[..]].concat());
+    assert!(page.contains(r#"id="scheme-warning""#), "the report warns");
+
+    // A manifest moved beside another key is refused (a key error).
+    let other_key = dir.path("other.key");
+    Rng::new(92).key().save(&other_key).expect("save");
+    std::fs::copy(&manifest, dir.path("other.key.serving.json")).expect("copy");
+    let out = tracemark(&["detect", "--key", s(&other_key), "--tokenizer", s(&tok), s(&text_path)]);
+    assert_eq!(out.status.code(), Some(5));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("belongs to key"));
+    // Without a manifest and without --scheme: a usage error naming both ways out.
+    let bare = dir.path("bare.key");
+    Rng::new(93).key().save(&bare).expect("save");
+    let out = tracemark(&["detect", "--key", s(&bare), "--tokenizer", s(&tok), s(&text_path)]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--scheme") && stderr.contains("tracemark serving"),
+        "{stderr}"
+    );
 }

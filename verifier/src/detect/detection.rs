@@ -35,7 +35,8 @@ pub struct TestReport {
 pub enum Verdict {
     /// p < alpha: the text carries this key's watermark.
     Detected,
-    /// p >= alpha: no evidence of this key's watermark.
+    /// p >= alpha: the evidence does not reach the significance level
+    /// (see [`Detection::evidence`] for how strong it is).
     NotDetected,
     /// Too few tokens could be scored to test.
     Inconclusive,
@@ -45,7 +46,7 @@ impl fmt::Display for Verdict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::Detected => "WATERMARK DETECTED",
-            Self::NotDetected => "no watermark detected",
+            Self::NotDetected => "not detected",
             Self::Inconclusive => "INCONCLUSIVE",
         })
     }
@@ -127,6 +128,15 @@ pub struct Detection {
     pub verdict: Verdict,
     /// The most significant window, when a window search was asked for.
     pub window: Option<WindowReport>,
+    /// Where the scheme tested came from (the key's serving manifest, or
+    /// given by hand), and a warning when it is not the one served; set by
+    /// the caller that resolved the scheme.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub scheme_source: Option<crate::serving::SchemeSource>,
+    /// Why a window search that was asked for did not run (too few scored
+    /// tokens for the shortest window, or no per-token scores).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub window_skipped: Option<String>,
     /// One mark per completion token, when asked for.
     pub marks: Option<Vec<Mark>>,
     /// What canonicalisation changed and the tests of both forms, when the

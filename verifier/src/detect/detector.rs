@@ -346,6 +346,8 @@ impl Detector {
             alpha: self.options.alpha,
             verdict: Verdict::Inconclusive,
             window: None,
+            window_skipped: None,
+            scheme_source: None,
             marks,
             canonical: None,
             forgery: None,
@@ -358,6 +360,11 @@ impl Detector {
                     counts.seen, counts.skipped_duplicate, counts.skipped_short_context, self.options.min_scored
                 ),
             };
+            d.window_skipped = self
+                .options
+                .window
+                .as_ref()
+                .map(|_| "the window search did not run: the text could not be tested".to_string());
             return d;
         }
         let tail = self.scorer.test(n as u64, total);
@@ -386,6 +393,16 @@ impl Detector {
             .window
             .as_ref()
             .and_then(|w| window::search(&self.scorer, scored, w, tail.ln_p));
+        if let (Some(w), None) = (&self.options.window, &d.window) {
+            d.window_skipped = Some(if scored.len() < n {
+                "the window search did not run: per-token scores are not kept for this kind of input".to_string()
+            } else {
+                format!(
+                    "the window search did not run: {n} tokens were scored and the shortest window is {} scored tokens",
+                    w.min_scored
+                )
+            });
+        }
         // The verdict stands on the family of tests that was run: the whole
         // text alone, or the whole text and the window search together.
         let ln_verdict = d.window.as_ref().map_or(tail.ln_p, |w| w.family_ln_p());

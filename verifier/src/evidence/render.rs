@@ -51,7 +51,20 @@ pub fn detection(d: &Detection, text: Option<&str>, color: bool) -> String {
         (v, None) => v.to_string(),
     };
     let _ = writeln!(out, "verdict    {verdict}");
-    let _ = writeln!(out, "scheme     {}  (spec {})", d.scheme, d.spec);
+    if let Some(e) = d.evidence() {
+        let _ = writeln!(out, "evidence   {e}");
+    }
+    match &d.scheme_source {
+        Some(src) => {
+            let _ = writeln!(out, "scheme     {}  (spec {}; from {})", d.scheme, d.spec, src.origin);
+            if let Some(w) = &src.warning {
+                let _ = writeln!(out, "{}", paint(&format!("WARNING    {w}"), BOLD, color));
+            }
+        }
+        None => {
+            let _ = writeln!(out, "scheme     {}  (spec {})", d.scheme, d.spec);
+        }
+    }
     let _ = writeln!(out, "key id     {}", d.key_id);
     if let Some(t) = &d.tokenizer {
         let _ = writeln!(out, "tokenizer  {} (vocab {})", t.fingerprint, t.vocab_size);
@@ -108,11 +121,20 @@ pub fn detection(d: &Detection, text: Option<&str>, color: bool) -> String {
             if w.decides_verdict { "window" } else { "whole text" }
         );
     }
+    if let Some(why) = &d.window_skipped {
+        let _ = writeln!(out, "window     {why}");
+    }
     if let Some(c) = &d.canonical {
         out.push_str(&canonical(c));
     }
     if let Some(f) = &d.forgery {
         out.push_str(&forgery(d, f));
+    }
+    if d.verdict == Verdict::NotDetected {
+        let _ = writeln!(out, "check      if you expected a detection:");
+        for item in d.checklist() {
+            let _ = writeln!(out, "           - {item}");
+        }
     }
     let _ = writeln!(out, "tool       {}", d.tool);
     if let (Some(text), Some(marks)) = (text, &d.marks) {
@@ -153,6 +175,46 @@ fn forgery(d: &Detection, f: &ForgeryTest) -> String {
     out
 }
 
+/// `n` and the noun, singular or plural: `1 character`, `3 characters`.
+pub fn count_noun(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// What canonicalisation changed, in one sentence: normalisation that
+/// ordinary software does (a byte-order mark, decomposed accents) apart
+/// from the changes tampering would make.
+pub fn change_sentence(s: &crate::ChangeSummary) -> String {
+    let tampering = s.total - s.normalisation.min(s.total);
+    let mut out = format!(
+        "{} changed (Unicode {}): {} invisible removed, {} whitespace made plain, {} compatibility folded, \
+         {} look-alike mapped back.",
+        count_noun(s.total, "character", "characters"),
+        s.unicode_version,
+        s.invisible,
+        s.whitespace,
+        s.compatibility,
+        s.confusable
+    );
+    if s.normalisation > 0 {
+        out.push_str(&format!(
+            " {} normalisation that ordinary software does (a leading byte-order mark, decomposed \
+             accents recomposed), not tampering.",
+            if s.normalisation == s.total {
+                "All are".to_string()
+            } else {
+                format!("{} of them are", s.normalisation)
+            }
+        ));
+    }
+    if tampering > 0 {
+        out.push_str(&format!(
+            " {} of the kind tampering makes: text a model wrote rarely needs many, so tampering is itself evidence.",
+            count_noun(tampering, "change is", "changes are")
+        ));
+    }
+    out
+}
+
 /// What canonicalisation changed, and the tests of both forms.
 fn canonical(c: &CanonicalReport) -> String {
     let mut out = String::new();
@@ -165,13 +227,7 @@ fn canonical(c: &CanonicalReport) -> String {
         );
         return out;
     }
-    let _ = writeln!(
-        out,
-        "canonical  {} changes (Unicode {}): {} invisible removed, {} whitespace made plain, \
-         {} compatibility folded, {} look-alike letters mapped back. Text a model wrote rarely \
-         needs many: tampering is itself evidence",
-        s.total, s.unicode_version, s.invisible, s.whitespace, s.compatibility, s.confusable
-    );
+    let _ = writeln!(out, "canonical  {}", change_sentence(s));
     for k in s.characters.iter().take(6) {
         let to = if k.to.is_empty() { "removed" } else { &k.to };
         let _ = writeln!(out, "           {} {} -> {to}  x{}", k.kind, k.from, k.count);

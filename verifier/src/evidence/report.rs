@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 use super::receipt::Timestamp;
 use super::render::p_value;
 use crate::corpus::{Attribution, DocResult, KeyResult, KeyringDetection, ScanSummary};
-use crate::detect::{Detection, Mark, Outcome, TokenStatus, Verdict};
+use crate::detect::{Detection, Mark, Outcome, Strength, TokenStatus, Verdict};
 use crate::error::{Error, Result};
 use crate::text::sha256_hex;
 
@@ -287,56 +287,7 @@ impl Report {
     }
 }
 
-/// A p-value's size in words: `"about 1 in 3.2 million"`.
-pub fn p_in_words(log10_p: f64) -> String {
-    if log10_p >= -0.5 {
-        return "not small: results like this are common without the watermark".to_string();
-    }
-    let odds = -log10_p;
-    if odds < 6.0 {
-        let n = 10f64.powf(odds);
-        let rounded = if n < 100.0 {
-            format!("{n:.0}")
-        } else {
-            let magnitude = 10f64.powf((n.log10().floor() - 1.0).max(0.0));
-            let r = (n / magnitude).round() * magnitude;
-            group_thousands(r as u64)
-        };
-        return format!("about 1 in {rounded}");
-    }
-    const NAMES: [(f64, &str); 6] = [
-        (6.0, "million"),
-        (9.0, "billion"),
-        (12.0, "trillion"),
-        (15.0, "quadrillion"),
-        (18.0, "quintillion"),
-        (21.0, "sextillion"),
-    ];
-    if odds < 24.0 {
-        let (exp, name) = NAMES
-            .iter()
-            .rev()
-            .find(|(e, _)| odds >= *e)
-            .copied()
-            .unwrap_or(NAMES[0]);
-        let mantissa = 10f64.powf(odds - exp);
-        return format!("about 1 in {mantissa:.1} {name}");
-    }
-    let exp = odds.floor();
-    format!("about 1 in {:.1} × 10^{exp:.0}", 10f64.powf(odds - exp))
-}
-
-fn group_thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::with_capacity(s.len() + s.len() / 3);
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
+pub use crate::detect::p_in_words;
 
 /// One piece of the marked text.
 #[derive(Serialize)]
@@ -466,12 +417,20 @@ struct Words {
     p: Option<Value>,
     p_words: Option<Value>,
     alpha: String,
+    /// The grade of the evidence (`none`, `faint`, `weak`, `moderate`, `strong`).
+    strength: Option<Strength>,
+    /// For a text that was not detected: what a text of this length needs.
+    needed: Option<Value>,
+    /// Whether the text is short for its test.
+    short: bool,
+    /// What to check when a detection was expected (not detected only).
+    checklist: Vec<String>,
 }
 
 fn words(r: &Report, d: Option<&Detection>) -> Words {
     let verdict = match r.verdict {
         Verdict::Detected => "Watermark detected",
-        Verdict::NotDetected => "No watermark detected",
+        Verdict::NotDetected => "Not detected",
         _ => "Inconclusive",
     };
     let log10_p = match (r.kind, &r.keyring, &r.radioactivity) {
@@ -503,17 +462,46 @@ fn words(r: &Report, d: Option<&Detection>) -> Words {
         ReportKind::Scan => "this corpus as a whole",
         ReportKind::Radioactivity => "the suspect model's outputs",
     };
+    // The grade of the evidence: the main detection's when the verdict is
+    // its own, else from the verdict's p-value alone.
+    let own = d.is_some() && matches!(r.kind, ReportKind::Detection | ReportKind::Scan)
+        || (r.kind == ReportKind::Radioactivity && r.radioactivity.as_ref().is_some_and(|t| t.detection.is_some()));
+    let strength = match (own, d, log10_p) {
+        (true, Some(d), _) => d.strength(),
+        (_, _, Some(l)) => Some(Strength::of(l, l < -1.3)),
+        _ => None,
+    };
     let headline = match (r.verdict, log10_p) {
         (Verdict::Detected, Some(l)) => format!(
-            "The watermark is present in {what}: text written without the key scores this high {} (p = {}), below the significance level {alpha:e} chosen before the test.",
+            "{what} is consistent with this key's watermark: text written without the key scores this high {} (p = {}), \
+             below the significance level {alpha:e} fixed before the test.",
             p_in_words(l),
             p_html(l)
         ),
-        (Verdict::NotDetected, Some(l)) => format!(
-            "No evidence of the watermark in {what}: p = {} is not below the significance level {alpha:e}.",
-            p_html(l)
-        ),
+        (Verdict::NotDetected, Some(l)) => match strength.unwrap_or(Strength::None) {
+            Strength::None => format!(
+                "no evidence of the watermark in {what}: it scores at or below what text without the watermark scores (p = {}).",
+                p_html(l)
+            ),
+            Strength::Faint => format!(
+                "no meaningful signal in {what} (p = {}: results like this are common without the watermark); not detected at the level {alpha:e} fixed before the test.",
+                p_html(l)
+            ),
+            s => format!(
+                "{} in {what}, {} (p = {}), short of the significance level {alpha:e} fixed before the test: not detected. \
+                 This does not clear the text.",
+                s.words(),
+                p_in_words(l),
+                p_html(l)
+            ),
+        },
         _ => format!("{what} could not be tested: too few tokens could be scored. This is not evidence either way."),
+    };
+    let needed = match (r.verdict, own, d) {
+        (Verdict::NotDetected, true, Some(d)) => d
+            .needed_to_detect()
+            .map(|n| Value::from_safe_string(powers(&(capitalise(&n.words) + ".")))),
+        _ => None,
     };
     Words {
         verdict,
@@ -521,6 +509,13 @@ fn words(r: &Report, d: Option<&Detection>) -> Words {
         p: log10_p.map(|l| Value::from_safe_string(powers(&p_html(l)))),
         p_words: log10_p.map(|l| Value::from_safe_string(powers(&p_in_words(l)))),
         alpha: format!("{alpha:e}"),
+        strength,
+        needed,
+        short: own && d.is_some_and(Detection::is_short),
+        checklist: match (r.verdict, d) {
+            (Verdict::NotDetected, Some(d)) if r.kind == ReportKind::Detection => d.checklist(),
+            _ => Vec::new(),
+        },
     }
 }
 
@@ -657,6 +652,137 @@ mod tests {
         assert_eq!(at(1_796_083_199), "2026-11-30T23:59:59Z");
     }
 
+    /// A page's visible words: tags dropped, entities and spaces folded.
+    fn words_of(page: &str) -> String {
+        let mut out = String::new();
+        let mut in_tag = false;
+        for c in page.chars() {
+            match c {
+                '<' => in_tag = true,
+                '>' => {
+                    in_tag = false;
+                    out.push(' ');
+                }
+                _ if !in_tag => out.push(c),
+                _ => {}
+            }
+        }
+        out.replace("&#8239;", " ")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// The page of a detection whose whole-text test gave `log10_p` with the
+    /// statistic `above` its expectation or not.
+    fn page_at(log10_p: f64, above: bool) -> (String, Detection) {
+        use crate::detect::{DetectOptions, Detector, TestReport};
+        use tracemark_core::{Key, SchemeConfig};
+        let key = Key::from_bytes([9; 32]);
+        let config: SchemeConfig = "kgw:gamma=0.25,delta=2,context=lefthash:1".parse().unwrap();
+        let detector = Detector::new(&key, &config, 1000, DetectOptions::default()).unwrap();
+        let ids: Vec<u32> = (0..300u32).map(|i| i * 7 % 1000).collect();
+        let mut d = detector.detect_ids(&[], &ids).unwrap();
+        let n = d.counts.scored as f64;
+        d.outcome = Outcome::Tested {
+            test: TestReport {
+                name: "binomial upper tail of the green count".into(),
+                null_distribution: format!("Binomial(n={}, p=0.25)", d.counts.scored),
+                statistic: if above { n * 0.25 + 10.0 } else { n * 0.25 - 3.0 },
+                expected: n * 0.25,
+                z_score: 0.0,
+            },
+            p_value: 10f64.powf(log10_p),
+            log10_p,
+        };
+        d.verdict = if log10_p < -6.0 {
+            Verdict::Detected
+        } else {
+            Verdict::NotDetected
+        };
+        let r = Report::detection(
+            d.clone(),
+            None,
+            Subject::of_bytes("x", b"x"),
+            "tracemark detect ...".into(),
+        );
+        (words_of(&html(&r).unwrap()), d)
+    }
+
+    #[test]
+    fn not_detected_pages_grade_the_evidence() {
+        // p = 1e-5: a strong signal, never "no evidence", and the page says it does not clear the text.
+        let (page, d) = page_at(-5.0, true);
+        assert!(page.contains("Not detected"), "{page}");
+        assert!(
+            page.contains("A strong signal in this text, about 1 in 100,000"),
+            "{page}"
+        );
+        assert!(
+            page.contains("short of the significance level 1 × 10 -6 fixed before the test"),
+            "{page}"
+        );
+        assert!(page.contains("This does not clear the text"), "{page}");
+        assert!(
+            page.contains("not a finding that the text lacks the watermark"),
+            "{page}"
+        );
+        assert!(!page.to_lowercase().contains("no evidence"), "{page}");
+        assert_eq!(d.strength(), Some(Strength::Strong));
+        assert!(d
+            .evidence()
+            .unwrap()
+            .starts_with("a strong signal, about 1 in 100,000 (p = 1.0e-5), short of"));
+        // p = 1e-2: a weak signal.
+        let (page, d) = page_at(-2.0, true);
+        assert!(
+            page.contains("A weak signal in this text, about 1 in 100 (p = 0.010)"),
+            "{page}"
+        );
+        assert!(!page.to_lowercase().contains("no evidence"), "{page}");
+        assert_eq!(d.strength(), Some(Strength::Weak));
+        // p = 0.5 above its expectation: no meaningful signal, not "no evidence".
+        let (page, _) = page_at(-0.301, true);
+        assert!(page.contains("No meaningful signal in this text (p = 0.500"), "{page}");
+        assert!(
+            page.contains("scores about as text without the watermark does"),
+            "{page}"
+        );
+        // At or below the expectation: only then "no evidence".
+        let (page, d) = page_at(-0.05, false);
+        assert!(page.contains("No evidence of the watermark in this text"), "{page}");
+        assert_eq!(d.strength(), Some(Strength::None));
+        // Every not-detected page says what to check and what the length needs.
+        for l in [-5.0, -2.0, -0.301] {
+            let (page, _) = page_at(l, true);
+            assert!(page.contains("If you expected a detection"), "{page}");
+            assert!(
+                page.contains("this test reaches 1 × 10 -6 only when at least"),
+                "{page}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_detected_page_states_its_limits() {
+        let (page, _) = page_at(-9.0, true);
+        assert!(
+            page.contains("This text is consistent with this key's watermark"),
+            "{page}"
+        );
+        assert!(!page.contains("is present in"), "{page}");
+        assert!(page.contains("fixed before the test"), "{page}");
+        assert!(page.contains("Forgery."), "{page}");
+        assert!(page.contains("spoof-2026-11-30.md"), "{page}");
+        // One headline number: every "1 in ..." on the page is the verdict's.
+        let odds: std::collections::BTreeSet<&str> = page
+            .match_indices("about 1 in ")
+            .map(|(i, _)| page[i..].split(['(', '.', ',']).next().unwrap_or(""))
+            .collect();
+        assert_eq!(odds.len(), 1, "{odds:?}");
+        assert!(!page.contains("If you expected a detection"), "{page}");
+    }
+
     #[test]
     fn powers_are_superscripts() {
         assert_eq!(
@@ -666,16 +792,5 @@ mod tests {
         assert_eq!(powers("about 1 in 4.5 × 10^32"), "about 1 in 4.5 × 10<sup>32</sup>");
         assert_eq!(powers("(10^-2000.37) <b>"), "(10<sup>-2000.37</sup>) &lt;b&gt;");
         assert_eq!(p_html(-0.1063), "0.783");
-    }
-
-    #[test]
-    fn p_values_in_words() {
-        assert_eq!(p_in_words(-2.0), "about 1 in 100");
-        assert_eq!(p_in_words(-3.5), "about 1 in 3,200");
-        assert_eq!(p_in_words(-12.5), "about 1 in 3.2 trillion");
-        assert_eq!(p_in_words(-6.0), "about 1 in 1.0 million");
-        assert_eq!(p_in_words(-2000.3), "about 1 in 2.0 × 10^2000");
-        assert_eq!(p_in_words(-32.651), "about 1 in 4.5 × 10^32");
-        assert!(p_in_words(-0.1).starts_with("not small"));
     }
 }

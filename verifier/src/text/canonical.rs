@@ -110,6 +110,33 @@ pub struct Change {
     pub to: String,
 }
 
+impl Change {
+    /// Whether this change is one that ordinary software makes, not
+    /// tampering: a byte-order mark at the start of the text, or decomposed
+    /// characters recomposed (NFD text that NFC restores exactly, as macOS
+    /// file names and some editors write French or Vietnamese).
+    pub fn is_normalisation(&self) -> bool {
+        let chars = |s: &str| -> Option<String> {
+            s.split(' ')
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    p.strip_prefix("U+")
+                        .and_then(|h| u32::from_str_radix(h, 16).ok())
+                        .and_then(char::from_u32)
+                })
+                .collect()
+        };
+        match self.kind {
+            ChangeKind::Invisible => self.span.0 == 0 && self.from == "U+FEFF",
+            ChangeKind::Compatibility => match (chars(&self.from), chars(&self.to)) {
+                (Some(from), Some(to)) => from.nfc().collect::<String>() == to,
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+}
+
 /// A text in canonical form, with what changed and where each of its
 /// characters came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -459,6 +486,7 @@ impl Canonical {
             whitespace: self.count(ChangeKind::Whitespace),
             compatibility: self.count(ChangeKind::Compatibility),
             confusable: self.count(ChangeKind::Confusable),
+            normalisation: self.changes.iter().filter(|c| c.is_normalisation()).count(),
             characters,
             listed: self.changes.iter().take(LISTED_CHANGES).cloned().collect(),
         }
@@ -496,6 +524,11 @@ pub struct ChangeSummary {
     pub compatibility: usize,
     /// Look-alike letters mapped back.
     pub confusable: usize,
+    /// Of all changes, those ordinary software makes ([`Change::is_normalisation`]:
+    /// a leading byte-order mark, decomposed accents recomposed); the others
+    /// (`total - normalisation`) are what tampering would change.
+    #[serde(default)]
+    pub normalisation: usize,
     /// Per distinct change, most frequent first.
     pub characters: Vec<CharacterCount>,
     /// The first changes, with their byte spans in the original text.

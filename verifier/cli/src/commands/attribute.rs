@@ -4,12 +4,12 @@ use std::path::PathBuf;
 
 use clap::Args;
 use tracemark_verifier::accounts::{attribute_accounts, AccountForms};
-use tracemark_verifier::{render, utf8, DetectOptions, TextTokenizer, Verdict};
+use tracemark_verifier::{render, DetectOptions, TextTokenizer, Verdict};
 
 use super::print_json;
 use crate::args::ModelArgs;
 use crate::exit::{Exit, Failure};
-use crate::input::{load_key, parse_ids, read_input, source_name};
+use crate::input::{load_key, parse_ids, read_input, read_text, source_name, text_of};
 use crate::progress;
 
 /// What `attribute` takes.
@@ -57,8 +57,7 @@ pub(crate) fn run(a: AttributeArgs) -> Result<Exit, Failure> {
     let master = load_key(&a.key)?;
     let ids: Option<Vec<String>> = match &a.accounts_file {
         Some(path) => {
-            let bytes = read_input(path)?;
-            let text = utf8(&bytes, &source_name(path))?;
+            let text = read_text(path, "--accounts-file")?;
             Some(
                 text.lines()
                     .map(str::trim)
@@ -97,7 +96,9 @@ pub(crate) fn run(a: AttributeArgs) -> Result<Exit, Failure> {
             })?;
     }
     let tokenizer = a.model.load_tokenizer()?;
-    let bytes = read_input(&a.input)?;
+    let fingerprint = tokenizer.as_ref().map(|t| t.info().fingerprint.clone());
+    let (scheme, _) = a.model.resolve_scheme(&a.key, &master, fingerprint.as_deref())?;
+    let bytes = read_input(&a.input, "input")?;
     let (forms, vocab) = if a.ids {
         let vocab = a
             .model
@@ -112,7 +113,7 @@ pub(crate) fn run(a: AttributeArgs) -> Result<Exit, Failure> {
         let tokenizer = tokenizer
             .as_ref()
             .ok_or_else(|| Failure::Usage("text input needs --tokenizer (the model's tokenizer.json)".into()))?;
-        let text = utf8(&bytes, &source_name(&a.input))?;
+        let text = text_of(&bytes, &a.input, "input")?;
         (
             AccountForms::text(tokenizer, None, &text)?,
             a.model.vocab.unwrap_or(tokenizer.vocab_size()),
@@ -127,7 +128,7 @@ pub(crate) fn run(a: AttributeArgs) -> Result<Exit, Failure> {
         .num_threads(a.jobs)
         .build()
         .map_err(|e| Failure::Usage(format!("--jobs: {e}")))?;
-    let found = pool.install(|| attribute_accounts(&master, &a.model.scheme, vocab, &options, &forms, count, label))?;
+    let found = pool.install(|| attribute_accounts(&master, &scheme, vocab, &options, &forms, count, label))?;
     if a.json {
         print_json(&found)?;
     } else {

@@ -1,17 +1,18 @@
 //! `detect`: one text (or ids) against one key or a keyring.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use tracemark_verifier::report::Subject;
 use tracemark_verifier::{
-    forgery, render, sha256_hex, utf8, Detection, Detector, Error, ForgeryReference, KeyResult, KeyringDetection,
+    forgery, render, sha256_hex, Detection, Detector, Error, ForgeryReference, KeyResult, KeyringDetection,
     KeyringDetector, TextTokenizer, Verdict, WindowOptions,
 };
 
 use super::{print_json, Setup};
 use crate::args::{DetectArgs, InputKind};
 use crate::exit::{Exit, Failure};
-use crate::input::{parse_ids, read_input, source_name};
+use crate::input::{parse_ids, read_input, source_name, text_of};
 
 /// The suspect input, read and parsed.
 enum Suspect {
@@ -33,8 +34,12 @@ enum Suspect {
 impl Suspect {
     fn load(a: &DetectArgs) -> Result<Self, Failure> {
         let source = source_name(&a.input);
-        let bytes = read_input(&a.input)?;
-        let prompt_bytes = a.prompt_file.as_deref().map(read_input).transpose()?;
+        let bytes = read_input(&a.input, "input")?;
+        let prompt_bytes = a
+            .prompt_file
+            .as_deref()
+            .map(|p| read_input(p, "--prompt-file"))
+            .transpose()?;
         Ok(match a.input_kind() {
             InputKind::Ids => {
                 let prompt = match (&prompt_bytes, &a.prompt) {
@@ -50,9 +55,13 @@ impl Suspect {
                 }
             }
             InputKind::Text => {
-                let text = utf8(&bytes, &source)?;
+                let text = text_of(&bytes, &a.input, "input")?;
                 let prompt = match (&prompt_bytes, &a.prompt) {
-                    (Some(b), _) => Some(utf8(b, "prompt file")?),
+                    (Some(b), _) => Some(text_of(
+                        b,
+                        a.prompt_file.as_deref().unwrap_or(Path::new("-")),
+                        "--prompt-file",
+                    )?),
                     (None, p) => p.clone(),
                 };
                 Suspect::Text { text, prompt, bytes }
@@ -147,7 +156,7 @@ pub(crate) fn evaluate(a: &DetectArgs, marks: bool) -> Result<(Found, Input, boo
     };
     let detect = |d: &Detector| suspect.detect(d, s.tokenizer.as_ref());
     if let Some(key) = s.single_key() {
-        let mut d = Detector::new(key, &a.common.model.scheme, s.vocab, s.options.clone())?;
+        let mut d = Detector::new(key, &s.scheme, s.vocab, s.options.clone())?;
         if let Some(path) = &a.forgery_reference {
             let file = std::fs::File::open(path).map_err(|error| Failure::Read {
                 source: path.display().to_string(),
@@ -162,15 +171,21 @@ pub(crate) fn evaluate(a: &DetectArgs, marks: bool) -> Result<(Found, Input, boo
             )?;
             d = d.with_forgery_reference(Arc::new(reference))?;
         }
-        return Ok((Found::Single(detect(&d)?), input, s.color));
+        let mut found = detect(&d)?;
+        found.scheme_source = Some(s.scheme_source.clone());
+        return Ok((Found::Single(found), input, s.color));
     }
     if a.forgery_reference.is_some() {
         return Err(Failure::Usage(
             "--forgery-reference tests one key: give --key, not a keyring".into(),
         ));
     }
-    let kd = KeyringDetector::new(&s.keyring, &a.common.model.scheme, s.vocab, s.options.clone())?;
-    Ok((Found::Keyring(kd.detect_with(detect)?), input, s.color))
+    let kd = KeyringDetector::new(&s.keyring, &s.scheme, s.vocab, s.options.clone())?;
+    let mut found = kd.detect_with(detect)?;
+    if let Some(best) = &mut found.best_detection {
+        best.scheme_source = Some(s.scheme_source.clone());
+    }
+    Ok((Found::Keyring(found), input, s.color))
 }
 
 /// Runs `detect`; the exit code is the verdict's.

@@ -14,7 +14,8 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use tracemark_core::Key;
+use tracemark_core::{Key, SchemeConfig};
+use tracemark_verifier::serving::SchemeSource;
 use tracemark_verifier::{DetectOptions, Keyring, TextTokenizer};
 
 use crate::args::{ColorMode, Common, DetectArgs, InputKind, RadioArgs, ScanArgs};
@@ -42,6 +43,18 @@ pub(crate) enum Command {
         /// Where to write the key file
         #[arg(long)]
         out: PathBuf,
+        #[command(flatten)]
+        serving: keys::ServingArgs,
+    },
+    /// Record the scheme (and tokenizer) a key is served with, in a manifest beside the key file
+    /// (KEY.serving.json, with a MAC under the key); tests then take the scheme from it and warn
+    /// when another is given
+    Serving {
+        /// Key file
+        #[arg(long)]
+        key: PathBuf,
+        #[command(flatten)]
+        serving: keys::ServingArgs,
     },
     /// Print the public id of a key
     KeyId {
@@ -60,6 +73,8 @@ pub(crate) enum Command {
         /// Where to write the derived key file
         #[arg(long)]
         out: PathBuf,
+        #[command(flatten)]
+        serving: keys::ServingArgs,
     },
     /// Test a text (or ids) for a watermark
     Detect(DetectArgs),
@@ -90,6 +105,9 @@ pub(crate) enum Command {
 /// Keys, tokenizer and options of a test, from the common options.
 pub(crate) struct Setup {
     pub(crate) keyring: Keyring,
+    /// The scheme tested, and where it came from.
+    pub(crate) scheme: SchemeConfig,
+    pub(crate) scheme_source: SchemeSource,
     pub(crate) tokenizer: Option<TextTokenizer>,
     pub(crate) vocab: usize,
     pub(crate) options: DetectOptions,
@@ -100,18 +118,32 @@ impl Setup {
     /// Loads what `c` names, for input of `kind` (which decides what the vocabulary is checked against).
     pub(crate) fn new(c: &Common, kind: InputKind) -> Result<Self, Failure> {
         let mut keyring = Keyring::new();
+        let tokenizer = c.model.load_tokenizer()?;
+        let fingerprint = tokenizer.as_ref().map(|t| t.info().fingerprint.clone());
+        // The scheme: --scheme, or the serving manifest of the first key (the
+        // master key, with --derive-labels); every key of a keyring is served
+        // with one scheme.
+        let mut resolved = None;
         if c.derive_labels.is_empty() {
             for path in &c.key {
-                keyring.push(path.display().to_string(), load_key(path)?);
+                let key = load_key(path)?;
+                if resolved.is_none() {
+                    resolved = Some(c.model.resolve_scheme(path, &key, fingerprint.as_deref())?);
+                }
+                keyring.push(path.display().to_string(), key);
             }
         } else {
             let [master] = c.key.as_slice() else {
                 return Err(Failure::Usage("--derive-labels derives from exactly one --key".into()));
             };
+            let master_key = load_key(master)?;
+            resolved = Some(c.model.resolve_scheme(master, &master_key, fingerprint.as_deref())?);
             // A bad label is a key error (`Exit::from` maps the core's `InvalidLabel` there).
-            keyring = Keyring::derived(&load_key(master)?, &c.derive_labels)?;
+            keyring = Keyring::derived(&master_key, &c.derive_labels)?;
         }
-        let tokenizer = c.model.load_tokenizer()?;
+        let Some((scheme, scheme_source)) = resolved else {
+            return Err(Failure::Usage("give at least one --key".into()));
+        };
         let vocab = match (&tokenizer, c.model.vocab, kind) {
             (_, Some(v), _) => v,
             (Some(t), None, _) => t.vocab_size(),
@@ -140,6 +172,8 @@ impl Setup {
         };
         Ok(Setup {
             keyring,
+            scheme,
+            scheme_source,
             tokenizer,
             vocab,
             options,

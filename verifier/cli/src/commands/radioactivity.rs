@@ -4,18 +4,17 @@ use std::path::Path;
 
 use tracemark_core::Key;
 use tracemark_verifier::{
-    attribute, context_keys, reading_mode, render, utf8, Attribution, Detection, Detector, ReadingDoc, Scanner, Verdict,
+    attribute, context_keys, reading_mode, render, Attribution, Detection, Detector, ReadingDoc, Scanner, Verdict,
 };
 
 use super::{print_json, Setup};
 use crate::args::{InputKind, RadioArgs, RadioMode};
 use crate::exit::{Exit, Failure};
-use crate::input::read_input;
+use crate::input::read_text;
 use crate::progress;
 
 fn read_reading_docs(path: &Path) -> Result<Vec<ReadingDoc>, Failure> {
-    let bytes = read_input(path)?;
-    let text = utf8(&bytes, &path.display().to_string())?;
+    let text = read_text(path, "corpus")?;
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
@@ -30,9 +29,13 @@ fn read_reading_docs(path: &Path) -> Result<Vec<ReadingDoc>, Failure> {
 
 /// One corpus-level test under one key: reading mode, or a (filtered) scan.
 fn test(a: &RadioArgs, s: &Setup, key: &Key, docs: Option<&[ReadingDoc]>) -> Result<Detection, Failure> {
-    let detector = Detector::new(key, &a.common.model.scheme, s.vocab, s.options.clone())?;
+    let detector = Detector::new(key, &s.scheme, s.vocab, s.options.clone())?;
     let filter = match (a.mode(), docs) {
-        (RadioMode::Reading, Some(docs)) => return Ok(reading_mode(&detector, docs)?),
+        (RadioMode::Reading, Some(docs)) => {
+            let mut d = reading_mode(&detector, docs)?;
+            d.scheme_source = Some(s.scheme_source.clone());
+            return Ok(d);
+        }
         (RadioMode::Filtered { reference }, _) => {
             let file = std::fs::File::open(reference).map_err(|error| Failure::Read {
                 source: reference.display().to_string(),
@@ -50,7 +53,9 @@ fn test(a: &RadioArgs, s: &Setup, key: &Key, docs: Option<&[ReadingDoc]>) -> Res
     if let Some(f) = &filter {
         scanner = scanner.filter(f);
     }
-    Ok(progress::scan(&scanner, &a.corpus, |_| {})?.aggregate)
+    let mut d = progress::scan(&scanner, &a.corpus, |_| {})?.aggregate;
+    d.scheme_source = Some(s.scheme_source.clone());
+    Ok(d)
 }
 
 /// The result of `radioactivity`: one key's corpus test, or a cohort attribution over a keyring.

@@ -8,11 +8,11 @@ use tracemark_verifier::receipt::{
     verify, Provenance, Receipt, ReceiptCheck, SignatureCheck, SigningKey, TextCheck, Timestamp, VerifyingKey,
     WatermarkCheck, WatermarkTest,
 };
-use tracemark_verifier::{utf8, DetectOptions, Error, TextTokenizer, Verdict};
+use tracemark_verifier::{DetectOptions, Error, TextTokenizer, Verdict};
 
 use super::print_json;
 use crate::exit::{Exit, Failure};
-use crate::input::{load_key, read_input, source_name};
+use crate::input::load_key;
 
 /// The receipt commands.
 #[derive(Subcommand)]
@@ -145,8 +145,7 @@ fn public(signing_key: &Path, out: Option<&Path>) -> Result<Exit, Failure> {
 }
 
 fn read_text(path: &Path) -> Result<String, Failure> {
-    let bytes = read_input(path)?;
-    Ok(utf8(&bytes, &source_name(path))?)
+    crate::input::read_text(path, "--text")
 }
 
 fn sign(a: &SignArgs) -> Result<Exit, Failure> {
@@ -176,8 +175,7 @@ fn sign(a: &SignArgs) -> Result<Exit, Failure> {
 }
 
 fn verify_text(a: &VerifyArgs) -> Result<Exit, Failure> {
-    let receipt_bytes = read_input(&a.receipt)?;
-    let receipt_json = utf8(&receipt_bytes, &source_name(&a.receipt))?;
+    let receipt_json = crate::input::read_text(&a.receipt, "--receipt")?;
     let receipt = Receipt::from_json(&receipt_json).map_err(|e| Failure::Malformed {
         source: a.receipt.display().to_string(),
         message: e.to_string(),

@@ -127,14 +127,15 @@ fn scan(a: &ScanArgs, command: String) -> Result<Report, Failure> {
     let subject = corpus_subject(&a.corpus)?;
     let s = Setup::new(&a.common, InputKind::Text)?;
     let key = s.only_key("scans")?;
-    let detector = Detector::new(key, &a.common.model.scheme, s.vocab, s.options.clone())?;
+    let detector = Detector::new(key, &s.scheme, s.vocab, s.options.clone())?;
     let scanner = Scanner::new(&detector, s.tokenizer.as_ref()).jobs(a.jobs);
     let mut documents = Vec::new();
-    let summary = progress::scan(&scanner, &a.corpus, |doc| {
+    let mut summary = progress::scan(&scanner, &a.corpus, |doc| {
         if documents.len() <= LISTED_DOCUMENTS {
             documents.push(doc.clone());
         }
     })?;
+    summary.aggregate.scheme_source = Some(s.scheme_source.clone());
     let mut r = ScanReport::new(summary, documents);
     r.documents_not_listed = r.summary.documents.saturating_sub(r.documents.len());
     Ok(Report::scan(r, subject, command))

@@ -21,7 +21,7 @@ fn json_line(out: &mut dyn Write, value: &impl serde::Serialize) -> std::io::Res
 pub(crate) fn run(a: ScanArgs) -> Result<Exit, Failure> {
     let s = Setup::new(&a.common, InputKind::Text)?;
     let key = s.only_key("scans")?;
-    let detector = Detector::new(key, &a.common.model.scheme, s.vocab, s.options.clone())?;
+    let detector = Detector::new(key, &s.scheme, s.vocab, s.options.clone())?;
     let scanner = Scanner::new(&detector, s.tokenizer.as_ref()).jobs(a.jobs);
     let (mut out, target): (Box<dyn Write>, String) = match &a.out {
         Some(p) => {
@@ -41,11 +41,12 @@ pub(crate) fn run(a: ScanArgs) -> Result<Exit, Failure> {
         error,
     };
     let mut write_error = None;
-    let summary = progress::scan(&scanner, &a.corpus, |doc| {
+    let mut summary = progress::scan(&scanner, &a.corpus, |doc| {
         if write_error.is_none() {
             write_error = json_line(&mut out, doc).err();
         }
     })?;
+    summary.aggregate.scheme_source = Some(s.scheme_source.clone());
     if let Some(error) = write_error {
         return Err(write_failure(error));
     }

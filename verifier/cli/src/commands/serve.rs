@@ -69,16 +69,24 @@ pub(crate) fn run(a: ServeArgs) -> Result<Exit, Failure> {
         }
     };
     let mut keys = Vec::new();
+    let mut scheme = None;
+    let fingerprint = tokenizer.as_ref().map(|t| t.info().fingerprint.clone());
     for path in &a.key {
         let key = load_key(path)?;
+        if scheme.is_none() {
+            scheme = Some(a.model.resolve_scheme(path, &key, fingerprint.as_deref())?.0);
+        }
         let label = path
             .file_stem()
             .map_or_else(|| key.id().to_string(), |s| s.to_string_lossy().into_owned());
         keys.push(ServedKey { label, key });
     }
     let tokens = TokenTable::load(&a.tokens, a.rate, a.burst)?;
+    let Some(scheme) = scheme else {
+        return Err(Failure::Usage("serve needs at least one --key".into()));
+    };
     let config = Config {
-        scheme: a.model.scheme,
+        scheme,
         vocab,
         alpha: a.alpha,
         dedup: a.dedup,
