@@ -1,19 +1,21 @@
 //! Bindings of `tracemark_verifier::detect`, `text` and `window`: the
 //! detector, its reports (plain and weighted) and its streams.
 
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList};
+use pyo3::types::{PyBool, PyDict, PyList};
 use serde_json::Value;
 use tracemark_verifier::weighted::WeightedDetection;
 use tracemark_verifier::{
     forgery, CanonicalReport, Counts, Dedup, DetectOptions, Detection, DetectionStream, Detector, ForgeryReference,
-    Outcome, TestReport, TextTokenizer, WindowOptions, WindowReport,
+    Outcome, TestReport, WindowOptions, WindowReport,
 };
 
 use crate::calls::{verify_detached, verify_ids_detached};
 use crate::errors::{verifier_err, InvalidParameterError};
 use crate::key::PyKey;
 use crate::scheme::{extract_ids, scheme_config};
+use crate::tokenizer::tokenizer_arg;
 
 /// A JSON value as Python objects (dicts, lists, str, int, float, bool, None).
 pub(crate) fn to_py<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny>> {
@@ -45,45 +47,6 @@ pub(crate) fn to_py<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAn
 
 pub(crate) fn json_of<T: serde::Serialize>(value: &T) -> PyResult<Value> {
     serde_json::to_value(value).map_err(|e| InvalidParameterError::new_err(e.to_string()))
-}
-
-/// A tokenizer loaded from a `tokenizer.json` (Hugging Face format).
-#[pyclass(name = "Tokenizer", module = "tracemark", frozen)]
-pub(crate) struct PyTokenizer {
-    pub(crate) inner: TextTokenizer,
-}
-
-#[pymethods]
-impl PyTokenizer {
-    /// Loads a `tokenizer.json`.
-    #[staticmethod]
-    fn from_file(path: std::path::PathBuf) -> PyResult<Self> {
-        Ok(Self {
-            inner: TextTokenizer::from_file(&path).map_err(verifier_err)?,
-        })
-    }
-
-    /// Encodes text without adding special tokens.
-    fn encode(&self, py: Python<'_>, text: &str) -> PyResult<Vec<u32>> {
-        Ok(py.detach(|| self.inner.encode(text)).map_err(verifier_err)?.ids)
-    }
-
-    /// Decodes ids to text.
-    fn decode(&self, ids: &Bound<'_, PyAny>) -> PyResult<String> {
-        self.inner.decode(&extract_ids(ids)?).map_err(verifier_err)
-    }
-
-    /// Vocabulary size, special tokens included.
-    #[getter]
-    fn vocab_size(&self) -> usize {
-        self.inner.vocab_size()
-    }
-
-    /// `sha256:<hex>` of the tokenizer file.
-    #[getter]
-    fn fingerprint(&self) -> String {
-        self.inner.info().fingerprint.clone()
-    }
 }
 
 /// The test that was run: its name, the null distribution of the statistic,
@@ -392,10 +355,50 @@ pub(crate) fn canonicalize(py: Python<'_>, text: &str) -> (String, Vec<PyChange>
 }
 
 /// The report of one detection. The fields of the Rust report are
-/// attributes; `to_dict()` / `to_json()` give everything (marks included).
+/// attributes; `to_dict()` / `to_json()` give everything (the per-token marks
+/// when the detector was built with `marks=True`).
+///
+/// What a reader reaches for first: `verdict` ("detected", "not_detected" or
+/// "inconclusive"), `p_value` / `log10_p` (the p-value the verdict stands on),
+/// `evidence` (the verdict and the strength of the evidence in one sentence),
+/// `strength`, and `checklist` (what to check when a detection was expected).
+///
+/// >>> import tracemark as tm
+/// >>> key = tm.Key.from_bytes(bytes(range(32)))
+/// >>> report = tm.Detector(key, "kgw:gamma=0.25,delta=2,context=lefthash:1", 1000).detect_ids(None, [5] * 40)
+/// >>> report.verdict, report.counts.scored, report.p_value
+/// ('inconclusive', 1, None)
+/// >>> report.checklist[0].startswith("key: id ")
+/// True
 #[pyclass(name = "Detection", module = "tracemark", frozen)]
 pub(crate) struct PyDetection {
+    /// The report. Its marks are there whenever the detector computed them
+    /// (a `Detector` always does, for `detection_report`).
     pub(crate) inner: Detection,
+    /// Whether `to_dict` and `to_json` include the marks (the detector's `marks=`).
+    pub(crate) marks_shown: bool,
+}
+
+impl PyDetection {
+    /// A report whose marks `to_dict` and `to_json` include.
+    pub(crate) fn new(inner: Detection) -> Self {
+        Self {
+            inner,
+            marks_shown: true,
+        }
+    }
+
+    /// The report as `to_dict` and `to_json` give it: without the marks
+    /// unless they were asked for.
+    fn shown(&self) -> std::borrow::Cow<'_, Detection> {
+        if self.marks_shown || self.inner.marks.is_none() {
+            std::borrow::Cow::Borrowed(&self.inner)
+        } else {
+            let mut d = self.inner.clone();
+            d.marks = None;
+            std::borrow::Cow::Owned(d)
+        }
+    }
 }
 
 #[pymethods]
@@ -502,14 +505,73 @@ impl PyDetection {
         self.inner.looks_forged()
     }
 
+    /// The p-value the verdict stands on (`verdict_log10_p` as a number; 0.0
+    /// when it underflows, see `log10_p`): the whole text's exact p-value
+    /// (`outcome.p_value`), or the corrected family p-value when a window was
+    /// searched or the canonical form was tested too. None when inconclusive.
+    #[getter]
+    fn p_value(&self) -> Option<f64> {
+        let log10_p = self.inner.verdict_log10_p()?;
+        match &self.inner.outcome {
+            Outcome::Tested { p_value, .. } if self.inner.outcome.log10_p() == Some(log10_p) => Some(*p_value),
+            _ => Some(10f64.powf(log10_p)),
+        }
+    }
+
+    /// log10 of the p-value the verdict stands on, finite however small
+    /// (the same as `verdict_log10_p`); None when inconclusive.
+    #[getter]
+    fn log10_p(&self) -> Option<f64> {
+        self.inner.verdict_log10_p()
+    }
+
+    /// How strong the evidence is, whatever the verdict: "none" (at or below
+    /// what unwatermarked text scores), "faint" (p above 0.05), "weak"
+    /// (p from 1e-3 to 0.05), "moderate" (p from 1e-5 to 1e-3) or "strong";
+    /// None when inconclusive. A text "not detected" at p = 3e-6 is "strong".
+    #[getter]
+    fn strength(&self) -> Option<String> {
+        self.inner.strength().map(|s| snake(&s))
+    }
+
+    /// The evidence in one sentence, e.g. "a strong signal, about 1 in
+    /// 290,000 (p = 3.4e-6), short of the 1e-6 level fixed before the test:
+    /// not detected"; None when inconclusive (see `outcome.reason`).
+    #[getter]
+    fn evidence(&self) -> Option<String> {
+        self.inner.evidence()
+    }
+
+    /// What to check when a detection was expected and did not come, one line
+    /// per item: the key, where the scheme came from, the tokenizer, the
+    /// prompt, and what a text of this length needs to be detected.
+    #[getter]
+    fn checklist(&self) -> Vec<String> {
+        self.inner.checklist()
+    }
+
+    /// Whether the text is short for its test (reaching the significance
+    /// level would need a share of watermarked tokens few texts show).
+    #[getter]
+    fn is_short(&self) -> bool {
+        self.inner.is_short()
+    }
+
+    /// Why a window search that was asked for did not run (too few scored
+    /// tokens for the shortest window), else None.
+    #[getter]
+    fn window_skipped(&self) -> Option<String> {
+        self.inner.window_skipped.clone()
+    }
+
     /// The whole report as a dict.
     fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        to_py(py, &json_of(&self.inner)?)
+        to_py(py, &json_of(&self.shown())?)
     }
 
     /// The whole report as JSON.
     fn to_json(&self) -> PyResult<String> {
-        serde_json::to_string(&self.inner).map_err(|e| InvalidParameterError::new_err(e.to_string()))
+        serde_json::to_string(&self.shown()).map_err(|e| InvalidParameterError::new_err(e.to_string()))
     }
 
     fn __repr__(&self) -> String {
@@ -523,10 +585,78 @@ impl PyDetection {
     }
 }
 
+/// The default of `min_tokens` (the CLI's `--min-tokens`), as in the
+/// keyword signatures below.
+const MIN_TOKENS: usize = 10;
+
+/// The `min_tokens` keyword (the CLI's `--min-tokens`), or its old name
+/// `min_scored`.
+pub(crate) fn min_tokens_arg(min_tokens: usize, min_scored: Option<usize>) -> PyResult<usize> {
+    let n = match min_scored {
+        None => min_tokens,
+        Some(n) if min_tokens == MIN_TOKENS || min_tokens == n => n,
+        Some(n) => {
+            return Err(InvalidParameterError::new_err(format!(
+                "min_tokens={min_tokens} and min_scored={n}: min_scored is the old name of min_tokens; give one"
+            )))
+        }
+    };
+    if n == 0 {
+        return Err(InvalidParameterError::new_err(
+            "min_tokens must be at least 1 (fewer scored tokens give an inconclusive verdict; 10 is the default)",
+        ));
+    }
+    Ok(n)
+}
+
+/// The window search of the `window` and `window_min` keywords (the CLI's
+/// `--window` and `--window-min`): the shortest window in scored tokens, or
+/// None for no search. `window=True` searches with `window_min` (32 unless
+/// given); `window_min` alone also turns the search on; `window=N`, the old
+/// spelling, is `window=True, window_min=N`.
+pub(crate) fn window_arg(window: Option<&Bound<'_, PyAny>>, window_min: Option<usize>) -> PyResult<Option<usize>> {
+    let shortest = match window {
+        None => window_min,
+        Some(w) => match w.cast::<PyBool>() {
+            Ok(on) if on.is_true() => Some(window_min.unwrap_or(WindowOptions::default().min_scored)),
+            Ok(_) => match window_min {
+                None => None,
+                Some(n) => {
+                    return Err(InvalidParameterError::new_err(format!(
+                        "window=False with window_min={n}: drop window_min, or search with window=True"
+                    )))
+                }
+            },
+            Err(_) => {
+                let n: usize = w.extract().map_err(|_| {
+                    PyTypeError::new_err(format!(
+                        "window must be True, False or None (the shortest window is window_min), not {}",
+                        w.repr().map_or_else(|_| "?".into(), |r| r.to_string())
+                    ))
+                })?;
+                match window_min {
+                    Some(m) if m != n => {
+                        return Err(InvalidParameterError::new_err(format!(
+                            "window={n} and window_min={m}: window=N is the old spelling of window=True, window_min=N; give one"
+                        )))
+                    }
+                    _ => Some(n),
+                }
+            }
+        },
+    };
+    match shortest {
+        Some(n) if n < 2 => Err(InvalidParameterError::new_err(format!(
+            "window_min={n}: a window needs at least 2 scored tokens (the default, 32, is a good choice)"
+        ))),
+        _ => Ok(shortest),
+    }
+}
+
 pub(crate) fn options(
     dedup: &str,
     alpha: f64,
-    min_scored: usize,
+    min_tokens: usize,
     marks: bool,
     window: Option<usize>,
     canonicalize: bool,
@@ -535,7 +665,7 @@ pub(crate) fn options(
     Ok(DetectOptions {
         dedup,
         alpha,
-        min_scored,
+        min_scored: min_tokens,
         marks,
         window: window.map(|min_scored| WindowOptions { min_scored }),
         canonicalize,
@@ -543,23 +673,65 @@ pub(crate) fn options(
 }
 
 /// Tests token ids or text for one key's watermark, with exact p-values.
+///
+/// `Detector(key, scheme, vocab_size, *, dedup="pair", alpha=1e-6,
+/// min_tokens=10, marks=False, window=None, window_min=None,
+/// canonicalize=True, forgery_reference=None)`; the keywords are the CLI's
+/// options of `tracemark detect`:
+///
+/// - `key`: the watermark key the text was generated under (`Key`; for an
+///   account or cohort, `master.derive(label)`).
+/// - `scheme`: the scheme exactly as generated, a `SchemeConfig` or a scheme
+///   string such as "kgw:gamma=0.25,delta=2,context=lefthash:1".
+/// - `vocab_size`: the model's vocabulary size (`model.config.vocab_size`).
+/// - `dedup` (`--dedup`): which repeated observations are scored once:
+///   "pair" (a repeated context and token, the default), "context" (a
+///   repeated context) or "none".
+/// - `alpha` (`--alpha`): the significance level of the verdict, fixed before
+///   the test (default 1e-6).
+/// - `min_tokens` (`--min-tokens`): fewer scored tokens than this give an
+///   "inconclusive" verdict with a reason instead of a p-value (default 10).
+///   `min_scored` is its old name, still accepted.
+/// - `marks`: include the per-token marks in `Detection.to_dict()` /
+///   `to_json()` (`detection_report` always gets them).
+/// - `window` (`--window`): also search for the most significant window (a
+///   watermarked span inside longer text); the verdict then stands on the
+///   whole text and the window together (Bonferroni over the two).
+///   `window=N` (the old spelling) is `window=True, window_min=N`.
+/// - `window_min` (`--window-min`): the shortest window, in scored tokens
+///   (default 32); giving it turns the search on.
+/// - `canonicalize` (the CLI's `--no-canonicalize` turns it off): test text in
+///   its canonical form (invisible characters removed, look-alike letters
+///   undone) as well as given, Bonferroni-corrected (default True).
+/// - `forgery_reference` (`--forgery-reference`): `(prompt_ids, ids)` pairs
+///   of text of the same model (e.g. a sample of served answers); turns on
+///   the spoof-artifact test (`Detection.forgery`, `Detection.looks_forged`).
+///
+/// Unknown keywords raise `TypeError`; bad values raise
+/// `InvalidParameterError` saying how to fix them.
+///
+/// >>> import tracemark as tm
+/// >>> key = tm.Key.from_bytes(bytes(range(32)))
+/// >>> scheme = tm.Scheme.kgw(key, gamma=0.25, delta=2, context="lefthash:1", vocab_size=1000)
+/// >>> detector = tm.Detector(key, scheme.config, 1000, alpha=1e-6, min_tokens=10, window=True, window_min=32)
+/// >>> ids = [(37 * i + 11) % 1000 for i in range(60)]    # unwatermarked ids
+/// >>> report = detector.detect_ids([1, 2, 3], ids)       # prompt (context only), completion
+/// >>> report.verdict, report.counts.scored, report.window.windows_examined > 0
+/// ('not_detected', 60, True)
+/// >>> tm.Detector(key, scheme.config, 1000, window=True).detect_ids(None, ids[:20]).window_skipped is not None
+/// True
 #[pyclass(name = "Detector", module = "tracemark", frozen)]
 pub(crate) struct PyDetector {
     pub(crate) inner: Detector,
+    /// Whether its reports show their marks (`marks=`); it computes them always.
+    pub(crate) marks: bool,
 }
 
 #[pymethods]
 impl PyDetector {
-    /// `scheme` (a `SchemeConfig` or a scheme string) exactly as generated; `dedup` is "pair" (default), "context" or
-    /// "none"; `window` is the shortest window (in scored tokens) of a search
-    /// for the most significant span, or None for no search; `canonicalize`
-    /// (default True) tests text in its canonical form as well as given.
-    ///
-    /// `forgery_reference`, a list of `(prompt_ids, ids)` pairs of text of the
-    /// same model (e.g. a sample of served answers), turns on the
-    /// spoof-artifact test: `Detection.forgery` and `Detection.looks_forged`.
+    /// See the class documentation for the keywords.
     #[new]
-    #[pyo3(signature = (key, scheme, vocab_size, *, dedup = "pair", alpha = 1e-6, min_scored = 10, marks = false, window = None, canonicalize = true, forgery_reference = None))]
+    #[pyo3(signature = (key, scheme, vocab_size, *, dedup = "pair", alpha = 1e-6, min_tokens = 10, marks = false, window = None, window_min = None, canonicalize = true, forgery_reference = None, min_scored = None))]
     #[allow(clippy::too_many_arguments)] // Python keyword arguments
     fn new(
         key: &PyKey,
@@ -567,13 +739,23 @@ impl PyDetector {
         vocab_size: usize,
         dedup: &str,
         alpha: f64,
-        min_scored: usize,
+        min_tokens: usize,
         marks: bool,
-        window: Option<usize>,
+        window: Option<&Bound<'_, PyAny>>,
+        window_min: Option<usize>,
         canonicalize: bool,
         forgery_reference: Option<Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>)>>,
+        min_scored: Option<usize>,
     ) -> PyResult<Self> {
-        let opts = options(dedup, alpha, min_scored, marks, window, canonicalize)?;
+        // Marks always: a report page shows every token whatever `marks` says.
+        let opts = options(
+            dedup,
+            alpha,
+            min_tokens_arg(min_tokens, min_scored)?,
+            true,
+            window_arg(window, window_min)?,
+            canonicalize,
+        )?;
         let mut inner = Detector::new(&key.inner, &scheme_config(scheme)?, vocab_size, opts).map_err(verifier_err)?;
         if let Some(docs) = forgery_reference {
             let docs = docs
@@ -591,11 +773,12 @@ impl PyDetector {
                 .with_forgery_reference(std::sync::Arc::new(reference))
                 .map_err(verifier_err)?;
         }
-        Ok(Self { inner })
+        Ok(Self { inner, marks })
     }
 
     /// Tests the `completion` ids; the `prompt` ids (None or empty for none)
-    /// seed the first contexts and are never scored.
+    /// seed the first contexts and are never scored. Ids may be lists, 1-D
+    /// numpy arrays or torch tensors, or one row held 2-D.
     #[pyo3(signature = (prompt, completion))]
     fn detect_ids(
         &self,
@@ -604,7 +787,7 @@ impl PyDetector {
         completion: &Bound<'_, PyAny>,
     ) -> PyResult<PyDetection> {
         let d = verify_ids_detached(py, prompt, completion, |p, c| self.inner.detect_ids(p, c))?;
-        Ok(PyDetection { inner: d })
+        Ok(self.report(d))
     }
 
     /// Tests the `completion` ids with per-token `weights` in [0, 1] (one per
@@ -622,7 +805,10 @@ impl PyDetector {
         let inner = verify_ids_detached(py, prompt, completion, |p, c| {
             self.inner.detect_weighted(p, c, &weights)
         })?;
-        Ok(PyWeightedDetection { inner })
+        Ok(PyWeightedDetection {
+            inner,
+            marks_shown: self.marks,
+        })
     }
 
     /// A streaming detection after the `prompt` ids (None for none): push ids
@@ -636,17 +822,29 @@ impl PyDetector {
     }
 
     /// Tests a text through `tokenizer` (decode/re-encode path); the `prompt`
-    /// text (or None) is context only.
+    /// text (or None) is context only. `tokenizer` is a `Tokenizer`, the
+    /// model's transformers fast tokenizer, or a `tokenizers.Tokenizer`.
     #[pyo3(signature = (tokenizer, prompt, text))]
     fn detect_text(
         &self,
         py: Python<'_>,
-        tokenizer: &PyTokenizer,
+        tokenizer: &Bound<'_, PyAny>,
         prompt: Option<&str>,
         text: &str,
     ) -> PyResult<PyDetection> {
-        let d = verify_detached(py, || self.inner.detect_text(&tokenizer.inner, prompt, text))?;
-        Ok(PyDetection { inner: d })
+        let tokenizer = tokenizer_arg(tokenizer)?;
+        let d = verify_detached(py, || self.inner.detect_text(&tokenizer, prompt, text))?;
+        Ok(self.report(d))
+    }
+}
+
+impl PyDetector {
+    /// A report of this detector: its marks shown as `marks=` says.
+    fn report(&self, inner: Detection) -> PyDetection {
+        PyDetection {
+            inner,
+            marks_shown: self.marks,
+        }
     }
 }
 
@@ -689,7 +887,7 @@ impl PyDetectionStream {
             .stream_report(&self.state)
             .map_err(verifier_err)?;
         let _ = py;
-        Ok(PyDetection { inner: d })
+        Ok(self.detector.get().report(d))
     }
 
     /// Completion ids pushed so far.
@@ -718,6 +916,8 @@ impl PyDetectionStream {
 #[pyclass(name = "WeightedDetection", module = "tracemark", frozen)]
 pub(crate) struct PyWeightedDetection {
     pub(crate) inner: WeightedDetection,
+    /// Whether `to_json` and the unweighted report show the marks (the detector's `marks=`).
+    pub(crate) marks_shown: bool,
 }
 
 #[pymethods]
@@ -780,11 +980,19 @@ impl PyWeightedDetection {
     fn unweighted(&self) -> PyDetection {
         PyDetection {
             inner: self.inner.unweighted.clone(),
+            marks_shown: self.marks_shown,
         }
     }
     /// The whole report as JSON.
     fn to_json(&self) -> PyResult<String> {
-        serde_json::to_string(&self.inner).map_err(|e| InvalidParameterError::new_err(e.to_string()))
+        let shown = if self.marks_shown {
+            std::borrow::Cow::Borrowed(&self.inner)
+        } else {
+            let mut w = self.inner.clone();
+            w.unweighted.marks = None;
+            std::borrow::Cow::Owned(w)
+        };
+        serde_json::to_string(&shown).map_err(|e| InvalidParameterError::new_err(e.to_string()))
     }
     fn __repr__(&self) -> String {
         format!(

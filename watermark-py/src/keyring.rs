@@ -4,12 +4,25 @@ use pyo3::prelude::*;
 use tracemark_verifier::{KeyResult, KeyTest, Keyring, KeyringDetection, KeyringDetector};
 
 use crate::calls::{verify_detached, verify_ids_detached};
-use crate::detect::{json_of, options, to_py, PyDetection, PyTokenizer};
+use crate::detect::{json_of, min_tokens_arg, options, to_py, PyDetection};
 use crate::errors::{core_err, verifier_err, InvalidParameterError};
 use crate::key::PyKey;
 use crate::scheme::scheme_config;
+use crate::tokenizer::tokenizer_arg;
 
-/// A set of labelled keys (e.g. one per API-account cohort).
+/// A set of labelled keys (e.g. one per API-account cohort), for a
+/// `KeyringDetector`.
+///
+/// `Keyring(entries)` takes `(label, key)` pairs, in the order results are
+/// reported; `Keyring.derived(master, labels)` takes the keys
+/// `master.derive(label)` (the CLI's `--derive-labels`).
+///
+/// >>> import tracemark as tm
+/// >>> a, b = tm.Key.generate(), tm.Key.generate()
+/// >>> tm.Keyring([("alice", a), ("bob", b)]).labels
+/// ['alice', 'bob']
+/// >>> len(tm.Keyring.derived(tm.Key.generate(), [f"cohort/{i}" for i in range(8)]))
+/// 8
 #[pyclass(name = "Keyring", module = "tracemark", frozen)]
 pub(crate) struct PyKeyring {
     inner: Keyring,
@@ -138,7 +151,20 @@ impl PyKeyResult {
 /// The result of testing one text against a keyring.
 #[pyclass(name = "KeyringDetection", module = "tracemark", frozen)]
 pub(crate) struct PyKeyringDetection {
+    /// The result; its best detection has marks (for `detection_report`).
     inner: KeyringDetection,
+}
+
+impl PyKeyringDetection {
+    /// The result as `to_dict` and `to_json` give it: the best detection
+    /// without its marks.
+    fn shown(&self) -> KeyringDetection {
+        let mut shown = self.inner.clone();
+        if let Some(d) = &mut shown.best_detection {
+            d.marks = None;
+        }
+        shown
+    }
 }
 
 #[pymethods]
@@ -174,10 +200,10 @@ impl PyKeyringDetection {
     /// The full report of the best-matching key.
     #[getter]
     fn best_detection(&self) -> Option<PyDetection> {
-        self.inner
-            .best_detection
-            .as_ref()
-            .map(|d| PyDetection { inner: d.clone() })
+        self.inner.best_detection.as_ref().map(|d| PyDetection {
+            inner: d.clone(),
+            marks_shown: false,
+        })
     }
 
     /// The keys named at the family-wise level.
@@ -193,12 +219,12 @@ impl PyKeyringDetection {
 
     /// Everything as a dict.
     fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        to_py(py, &json_of(&self.inner)?)
+        to_py(py, &json_of(&self.shown())?)
     }
 
     /// Everything as JSON.
     fn to_json(&self) -> PyResult<String> {
-        serde_json::to_string(&self.inner).map_err(|e| InvalidParameterError::new_err(e.to_string()))
+        serde_json::to_string(&self.shown()).map_err(|e| InvalidParameterError::new_err(e.to_string()))
     }
 
     fn __repr__(&self) -> String {
@@ -213,7 +239,29 @@ impl PyKeyringDetection {
     }
 }
 
-/// Tests one text against every key of a keyring, with Holm's family-wise correction.
+/// Tests one text against every key of a keyring, with Holm's family-wise
+/// correction: which keys (accounts, cohorts) the text carries.
+///
+/// `KeyringDetector(keyring, scheme, vocab_size, *, dedup="pair",
+/// alpha=1e-6, min_tokens=10, canonicalize=True)`:
+///
+/// - `keyring`: the `Keyring` of labelled keys to test.
+/// - `scheme`: the scheme exactly as generated, a `SchemeConfig` or a scheme
+///   string.
+/// - `vocab_size`: the model's vocabulary size.
+/// - `dedup` (`--dedup`): "pair" (default), "context" or "none", as for `Detector`.
+/// - `alpha` (`--alpha`): the family-wise significance level (default 1e-6).
+/// - `min_tokens` (`--min-tokens`): fewer scored tokens make a key's test
+///   inconclusive (default 10); `min_scored` is its old name, still accepted.
+/// - `canonicalize`: test text in canonical form too (default True).
+///
+/// >>> import tracemark as tm
+/// >>> master = tm.Key.from_bytes(bytes(range(32)))
+/// >>> ring = tm.Keyring.derived(master, ["cohort/0", "cohort/1"])
+/// >>> detector = tm.KeyringDetector(ring, "kgw:gamma=0.25,delta=2,context=lefthash:1", 1000, min_tokens=10)
+/// >>> result = detector.detect_ids(None, [(37 * i + 11) % 1000 for i in range(60)])
+/// >>> [k.label for k in result.keys], result.detected
+/// (['cohort/0', 'cohort/1'], [])
 #[pyclass(name = "KeyringDetector", module = "tracemark", frozen)]
 pub(crate) struct PyKeyringDetector {
     inner: KeyringDetector,
@@ -221,19 +269,29 @@ pub(crate) struct PyKeyringDetector {
 
 #[pymethods]
 impl PyKeyringDetector {
-    /// `scheme` is a `SchemeConfig` or a scheme string; `alpha` is the family-wise significance level.
+    /// See the class documentation for the keywords.
     #[new]
-    #[pyo3(signature = (keyring, scheme, vocab_size, *, dedup = "pair", alpha = 1e-6, min_scored = 10, canonicalize = true))]
+    #[pyo3(signature = (keyring, scheme, vocab_size, *, dedup = "pair", alpha = 1e-6, min_tokens = 10, canonicalize = true, min_scored = None))]
+    #[allow(clippy::too_many_arguments)] // Python keyword arguments
     fn new(
         keyring: &PyKeyring,
         scheme: &Bound<'_, PyAny>,
         vocab_size: usize,
         dedup: &str,
         alpha: f64,
-        min_scored: usize,
+        min_tokens: usize,
         canonicalize: bool,
+        min_scored: Option<usize>,
     ) -> PyResult<Self> {
-        let opts = options(dedup, alpha, min_scored, false, None, canonicalize)?;
+        // Marks always: the best detection's report page shows every token.
+        let opts = options(
+            dedup,
+            alpha,
+            min_tokens_arg(min_tokens, min_scored)?,
+            true,
+            None,
+            canonicalize,
+        )?;
         let inner =
             KeyringDetector::new(&keyring.inner, &scheme_config(scheme)?, vocab_size, opts).map_err(verifier_err)?;
         Ok(Self { inner })
@@ -252,16 +310,19 @@ impl PyKeyringDetector {
         Ok(PyKeyringDetection { inner })
     }
 
-    /// Tests a text (after the `prompt` text, or None) against every key.
+    /// Tests a text (after the `prompt` text, or None) against every key;
+    /// `tokenizer` is a `Tokenizer`, the model's transformers fast tokenizer,
+    /// or a `tokenizers.Tokenizer`.
     #[pyo3(signature = (tokenizer, prompt, text))]
     fn detect_text(
         &self,
         py: Python<'_>,
-        tokenizer: &PyTokenizer,
+        tokenizer: &Bound<'_, PyAny>,
         prompt: Option<&str>,
         text: &str,
     ) -> PyResult<PyKeyringDetection> {
-        let inner = verify_detached(py, || self.inner.detect_text(&tokenizer.inner, prompt, text))?;
+        let tokenizer = tokenizer_arg(tokenizer)?;
+        let inner = verify_detached(py, || self.inner.detect_text(&tokenizer, prompt, text))?;
         Ok(PyKeyringDetection { inner })
     }
 }

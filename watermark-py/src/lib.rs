@@ -21,6 +21,7 @@ mod observe;
 mod receipt;
 mod report;
 mod scheme;
+mod tokenizer;
 mod weighted;
 
 use pyo3::prelude::*;
@@ -39,7 +40,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<scheme::PyScheme>()?;
     m.add_class::<scheme::PyStep>()?;
     m.add_class::<scheme::PySeenContexts>()?;
-    m.add_class::<detect::PyTokenizer>()?;
+    m.add_class::<tokenizer::PyTokenizer>()?;
     m.add_class::<detect::PyDetector>()?;
     m.add_class::<detect::PyDetection>()?;
     m.add_class::<detect::PyOutcome>()?;

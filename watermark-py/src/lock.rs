@@ -49,8 +49,8 @@ pub(crate) struct DetachedMutex<T> {
 }
 
 impl<T> DetachedMutex<T> {
-    /// A mutex holding `value`.
-    pub(crate) fn new(value: T) -> Self {
+    /// A mutex holding `value` (const: a `static` may hold one).
+    pub(crate) const fn new(value: T) -> Self {
         Self {
             inner: Mutex::new(value),
         }

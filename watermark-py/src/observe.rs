@@ -8,8 +8,9 @@ use pyo3::types::{PyBytes, PyDict};
 use tracemark_verifier::distributed::{self, ObservedDocument};
 use tracemark_verifier::{ContextFilter, Counts, Scanner};
 
-use crate::detect::{PyDetection, PyDetector, PyTokenizer};
+use crate::detect::{PyDetection, PyDetector};
 use crate::errors::{verifier_err, InvalidParameterError};
+use crate::tokenizer::optional_tokenizer_arg;
 
 /// The context keys of a reference corpus (our own watermarked outputs):
 /// a scan with it scores only observations at those contexts.
@@ -97,12 +98,13 @@ pub(crate) fn observe_lines<'py>(
     detector: &PyDetector,
     lines: PyReadonlyArray1<'py, i64>,
     values: Vec<Option<Bound<'py, PyBytes>>>,
-    tokenizer: Option<&PyTokenizer>,
+    tokenizer: Option<&Bound<'py, PyAny>>,
     context_filter: Option<&PyContextFilter>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let batch = owned_lines(&lines, &values)?;
     drop(values);
-    let tok = tokenizer.map(|t| &t.inner);
+    let tokenizer = optional_tokenizer_arg(tokenizer)?;
+    let tok = tokenizer.as_deref();
     let docs: Vec<ObservedDocument> = py.detach(|| {
         let mut scanner = Scanner::new(&detector.inner, tok);
         if let Some(f) = context_filter {
@@ -202,11 +204,12 @@ pub(crate) fn reference_context_keys<'py>(
     detector: &PyDetector,
     lines: PyReadonlyArray1<'py, i64>,
     values: Vec<Option<Bound<'py, PyBytes>>>,
-    tokenizer: Option<&PyTokenizer>,
+    tokenizer: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyArray1<u64>>> {
     let batch = owned_lines(&lines, &values)?;
     drop(values);
-    let tok = tokenizer.map(|t| &t.inner);
+    let tokenizer = optional_tokenizer_arg(tokenizer)?;
+    let tok = tokenizer.as_deref();
     let keys = py
         .detach(|| -> tracemark_verifier::Result<Vec<u64>> {
             let mut keys = Vec::new();
@@ -238,9 +241,10 @@ pub(crate) fn corpus_test(
     skipped_short_context: usize,
     skipped_by_filter: usize,
     total: f64,
-    tokenizer: Option<&PyTokenizer>,
+    tokenizer: Option<&Bound<'_, PyAny>>,
     input_sha256: Option<String>,
 ) -> PyResult<PyDetection> {
+    let tokenizer = optional_tokenizer_arg(tokenizer)?;
     let mut counts = Counts::default();
     counts.prompt = prompt;
     counts.seen = seen;
@@ -252,11 +256,11 @@ pub(crate) fn corpus_test(
         &detector.inner,
         counts,
         total,
-        tokenizer.map(|t| t.inner.info()),
+        tokenizer.as_deref().map(|t| t.info()),
         input_sha256,
     )
     .map_err(verifier_err)?;
-    Ok(PyDetection { inner })
+    Ok(PyDetection::new(inner))
 }
 
 /// Whether the corpus total of scores is the same in any order of addition

@@ -11,10 +11,11 @@ use tracemark_verifier::receipt::{
 };
 use tracemark_verifier::{DetectOptions, Verdict};
 
-use crate::detect::{json_of, to_py, PyTokenizer};
+use crate::detect::{json_of, to_py};
 use crate::errors::{core_err, verifier_err};
 use crate::key::PyKey;
 use crate::scheme::scheme_config;
+use crate::tokenizer::optional_tokenizer_arg;
 
 /// A secret Ed25519 key that signs provenance receipts; not a watermark key.
 /// It never prints; `id` (`ed25519:<32 hex>`) is public.
@@ -370,15 +371,16 @@ pub(crate) fn verify_receipt(
     trusted: Vec<PyRef<'_, PyVerifyingKey>>,
     key: Option<&PyKey>,
     scheme: Option<&Bound<'_, PyAny>>,
-    tokenizer: Option<&PyTokenizer>,
+    tokenizer: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<PyReceiptCheck> {
     let trusted: Vec<VerifyingKey> = trusted.iter().map(|k| k.inner).collect();
+    let tokenizer = optional_tokenizer_arg(tokenizer)?;
     let scheme = scheme.map(scheme_config).transpose()?;
-    let test = match (key, tokenizer) {
+    let test = match (key, tokenizer.as_deref()) {
         (Some(key), Some(tokenizer)) => Some(WatermarkTest {
             key: &key.inner,
             scheme: scheme.as_ref(),
-            tokenizer: &tokenizer.inner,
+            tokenizer,
             options: DetectOptions::default(),
         }),
         (None, None) if scheme.is_none() => None,

@@ -190,3 +190,155 @@ def test_ids_held_as_one_row_of_a_2d_array_are_accepted(key, rng):
         detector.detect_ids([7], np.array([ids, ids], dtype=np.int64))
     with pytest.raises(tm.TokenOutOfRangeError):
         detector.detect_ids([7], np.zeros((1, 2, 3), dtype=np.int64))
+
+
+def test_cli_names_min_tokens_window_and_window_min(key, rng):
+    # The keywords are the CLI's (--min-tokens, --window, --window-min); the old names still work.
+    scheme = tm.Scheme(key, KGW, 3000)
+    ids = generate(scheme, [7], 120, rng)
+    by_new = tm.Detector(key, KGW, 3000, min_tokens=5).detect_ids([7], ids[:6])
+    by_old = tm.Detector(key, KGW, 3000, min_scored=5).detect_ids([7], ids[:6])
+    assert by_new.to_dict() == by_old.to_dict() and by_new.outcome.status == "tested"
+    assert tm.Detector(key, KGW, 3000, min_tokens=7, min_scored=7).detect_ids([7], ids[:6]).outcome.status == "inconclusive"
+    with pytest.raises(tm.InvalidParameterError, match="min_scored is the old name of min_tokens"):
+        tm.Detector(key, KGW, 3000, min_tokens=5, min_scored=7)
+    with pytest.raises(tm.InvalidParameterError, match="min_tokens must be at least 1"):
+        tm.Detector(key, KGW, 3000, min_tokens=0)
+    # window=True searches with the default shortest window (32), never an error about min_scored.
+    windowed = tm.Detector(key, KGW, 3000, window=True).detect_ids([7], ids)
+    assert windowed.window is not None and windowed.window.scored >= 32
+    assert windowed.to_dict() == tm.Detector(key, KGW, 3000, window=32).detect_ids([7], ids).to_dict()
+    assert windowed.to_dict() == tm.Detector(key, KGW, 3000, window=True, window_min=32).detect_ids([7], ids).to_dict()
+    narrow = tm.Detector(key, KGW, 3000, window=True, window_min=16).detect_ids([7], ids)
+    assert narrow.to_dict() == tm.Detector(key, KGW, 3000, window_min=16).detect_ids([7], ids).to_dict()
+    assert narrow.window.windows_examined > windowed.window.windows_examined
+    for off in (False, None):
+        assert tm.Detector(key, KGW, 3000, window=off).detect_ids([7], ids).window is None
+    with pytest.raises(tm.InvalidParameterError, match="drop window_min"):
+        tm.Detector(key, KGW, 3000, window=False, window_min=16)
+    with pytest.raises(tm.InvalidParameterError, match="old spelling"):
+        tm.Detector(key, KGW, 3000, window=16, window_min=32)
+    with pytest.raises(tm.InvalidParameterError, match="window_min=1: a window needs at least 2"):
+        tm.Detector(key, KGW, 3000, window=True, window_min=1)
+    with pytest.raises(TypeError, match="window must be True, False or None"):
+        tm.Detector(key, KGW, 3000, window="yes")
+    # A window asked for on a text too short for it says why it did not run.
+    short = tm.Detector(key, KGW, 3000, window=True).detect_ids([7], ids[:20])
+    assert short.window is None and "shortest window is 32" in short.window_skipped
+    assert windowed.window_skipped is None
+    ring = tm.KeyringDetector(tm.Keyring([("k", key)]), KGW, 3000, min_tokens=5).detect_ids([7], ids[:6])
+    assert ring.keys[0].tested is not None
+    with pytest.raises(tm.InvalidParameterError, match="give one"):
+        tm.KeyringDetector(tm.Keyring([("k", key)]), KGW, 3000, min_tokens=5, min_scored=6)
+
+
+def test_p_value_evidence_strength_and_checklist_on_the_detection(key, rng, word_tokenizer):
+    scheme = tm.Scheme(key, KGW, 3000)
+    ids = generate(scheme, [7], 150, rng)
+    detector = tm.Detector(key, KGW, 3000)
+    hit = detector.detect_ids([7], ids)
+    # p_value and log10_p are the verdict's, where users reach for them; the whole text's without a window.
+    assert hit.p_value == hit.outcome.p_value and hit.log10_p == hit.outcome.log10_p == hit.verdict_log10_p
+    assert hit.strength == "strong" and hit.evidence.endswith(": detected") and not hit.is_short
+    assert "1e-6" in hit.evidence or "1e-06" in hit.evidence
+    lines = hit.checklist
+    assert [line.split(":")[0] for line in lines] == ["key", "scheme", "input", "prompt", "length"]
+    assert key.id in lines[0] and "given (1 tokens" in lines[3]
+    # With a window, the verdict's p-value is the corrected family p-value, not the whole text's.
+    windowed = tm.Detector(key, KGW, 3000, window=True).detect_ids([7], ids)
+    assert windowed.log10_p == windowed.window.family_log10_p and windowed.p_value == pytest.approx(10 ** windowed.log10_p)
+    # Not detected is graded, and says what a text of this length needs.
+    plain = tm.Detector(tm.Key.generate(), KGW, 3000).detect_ids([7], ids)
+    assert plain.verdict == "not_detected" and plain.strength in ("none", "faint", "weak")
+    assert plain.evidence.endswith("not detected") and "length: " in plain.checklist[-1]
+    short = detector.detect_ids([7], ids[:12])
+    assert short.is_short and "short text" in short.checklist[-1]
+    text = detector.detect_text(word_tokenizer, "w7", words(ids))
+    assert text.checklist[2].startswith("tokenizer: " + word_tokenizer.fingerprint)
+    none = detector.detect_ids(None, [1, 2, 3])
+    assert none.p_value is None and none.log10_p is None and none.strength is None and none.evidence is None
+
+
+def test_reports_carry_marks_for_the_page_and_show_them_when_asked(key, rng, word_tokenizer):
+    scheme = tm.Scheme(key, KGW, 3000)
+    ids = generate(scheme, [7], 120, rng)
+    text = words(ids)
+    plain = tm.Detector(key, KGW, 3000).detect_text(word_tokenizer, "w7", text)
+    marked = tm.Detector(key, KGW, 3000, marks=True).detect_text(word_tokenizer, "w7", text)
+    assert plain.to_dict()["marks"] is None and len(marked.to_dict()["marks"]) == 120
+    assert {k: v for k, v in marked.to_dict().items() if k != "marks"} == {k: v for k, v in plain.to_dict().items() if k != "marks"}
+    # Without marks=True the page still marks every scored token.
+    html, _ = tm.detection_report(plain, text=text)
+    assert html.count('<span class="g') + html.count('<span class="r') == plain.counts.scored > 0
+    marked_html, _ = tm.detection_report(marked, text=text)
+    assert marked_html.count('<span class="g') == html.count('<span class="g')
+    with pytest.warns(UserWarning, match="made on token ids"):
+        tm.detection_report(tm.Detector(key, KGW, 3000).detect_ids([7], ids), text=text)
+    stream = tm.Detector(key, KGW, 3000).stream([7])
+    stream.push(ids)
+    assert stream.report().to_dict()["marks"] is None
+    weighted = tm.Detector(key, KGW, 3000).detect_weighted([7], ids, [1.0] * len(ids))
+    assert json.loads(weighted.to_json())["unweighted"]["marks"] is None and weighted.unweighted.to_dict()["marks"] is None
+    ring = tm.KeyringDetector(tm.Keyring([("k", key)]), KGW, 3000).detect_text(word_tokenizer, "w7", text)
+    assert ring.to_dict()["best_detection"]["marks"] is None
+    html, _ = tm.detection_report(ring.best_detection, text=text)
+    assert html.count('<span class="g') + html.count('<span class="r') == plain.counts.scored
+
+
+def test_tokenizers_from_json_and_from_hugging_face_objects(key, rng, tmp_path):
+    import hashlib
+
+    from tokenizers import Tokenizer as HFTokenizer
+
+    from conftest import word_tokenizer_json
+
+    spec = word_tokenizer_json(3000)
+    (tmp_path / "tokenizer.json").write_text(spec)
+    from_file = tm.Tokenizer.from_file(tmp_path / "tokenizer.json")
+    from_json = tm.Tokenizer.from_json(spec)
+    assert from_json.fingerprint == from_file.fingerprint == "sha256:" + hashlib.sha256(spec.encode()).hexdigest()
+    hf = HFTokenizer.from_str(spec)
+    converted = tm.Tokenizer.from_transformers(hf)
+    assert converted.fingerprint == "sha256:" + hashlib.sha256(hf.to_str().encode()).hexdigest()
+    assert tm.Tokenizer.from_transformers(from_file).fingerprint == from_file.fingerprint
+    scheme = tm.Scheme(key, KGW, 3000)
+    ids = generate(scheme, [7], 150, rng)
+    text = words(ids)
+    detector = tm.Detector(key, KGW, 3000)
+    want = detector.detect_text(from_file, "w7", text).to_dict()
+    for tok in (hf, converted):
+        got = detector.detect_text(tok, "w7", text).to_dict()
+        assert got["tokenizer"]["fingerprint"] == converted.fingerprint
+        assert {k: v for k, v in got.items() if k != "tokenizer"} == {k: v for k, v in want.items() if k != "tokenizer"}
+    # Truncation or padding left on the Hugging Face tokenizer never shortens what is tested.
+    hf.enable_truncation(max_length=20)
+    assert detector.detect_text(hf, "w7", text).counts.seen == 150 and hf.truncation is not None
+    ring = tm.KeyringDetector(tm.Keyring([("k", key)]), KGW, 3000)
+    assert ring.detect_text(hf, "w7", text).keys[0].detected
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text(json.dumps({"text": text}) + "\n")
+    docs, summary = tm.scan_corpus(detector, corpus, tokenizer=hf)
+    assert summary["detected"] == 1
+    with pytest.raises(TypeError, match="tracemark.Tokenizer, a transformers fast tokenizer or a tokenizers.Tokenizer"):
+        detector.detect_text("tokenizer.json", None, text)
+
+
+def test_scan_corpus_without_a_tokenizer_raises_when_no_line_can_be_tested(tmp_path, key, rng, word_tokenizer):
+    scheme = tm.Scheme(key, KGW, 3000)
+    texts = [json.dumps({"text": words(generate(scheme, [1], 40, rng))}) for _ in range(3)]
+    corpus = tmp_path / "text.jsonl"
+    corpus.write_text("\n".join(texts) + "\n")
+    detector = tm.Detector(key, KGW, 3000)
+    with pytest.raises(tm.InvalidParameterError, match="tokenizer=") as e:
+        tm.scan_corpus(detector, corpus)
+    assert "--tokenizer" not in str(e.value)
+    # A mixed corpus: the text lines fail one by one, naming the keyword; the ids lines are tested.
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text("\n".join(texts + [json.dumps({"ids": generate(scheme, [1], 60, rng)})]) + "\n")
+    docs, summary = tm.scan_corpus(detector, mixed)
+    assert summary["errors"] == 3 and summary["detected"] == 1
+    assert all("tokenizer=" in d["error"] and "--tokenizer" not in d["error"] for d in docs[:3])
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text("{broken\n[1, 2\n")
+    with pytest.raises(tm.EmptyInputError, match=r"\(2 of 2 lines failed\); line 1: not valid JSON"):
+        tm.scan_corpus(detector, broken, tokenizer=word_tokenizer)

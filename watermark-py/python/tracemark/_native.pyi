@@ -90,6 +90,20 @@ _Histories = Union[Sequence[_Ids], npt.NDArray[np.integer[Any]]]
 _StrPath = Union[str, PathLike[str]]
 _SchemeArg = Union[str, SchemeConfig]
 
+class _FastTokenizer(Protocol):
+    """A transformers fast tokenizer (``AutoTokenizer.from_pretrained(...)``): read through its ``tokenizer.json``."""
+
+    @property
+    def backend_tokenizer(self) -> Any: ...
+
+class _TokenizersTokenizer(Protocol):
+    """A ``tokenizers.Tokenizer``."""
+
+    def to_str(self, pretty: bool = ...) -> str: ...
+    def no_truncation(self) -> None: ...
+
+_TokenizerArg = Union[Tokenizer, _FastTokenizer, _TokenizersTokenizer]
+
 class TracemarkError(ValueError): ...
 class InvalidParameterError(TracemarkError): ...
 class NonFiniteLogitError(TracemarkError): ...
@@ -244,6 +258,10 @@ class Scheme:
 class Tokenizer:
     @staticmethod
     def from_file(path: _StrPath) -> Tokenizer: ...
+    @staticmethod
+    def from_json(json: str) -> Tokenizer: ...
+    @staticmethod
+    def from_transformers(tokenizer: _TokenizerArg) -> Tokenizer: ...
     def encode(self, text: str) -> List[int]: ...
     def decode(self, ids: _Ids) -> str: ...
     @property
@@ -382,6 +400,20 @@ class Detection:
     def forgery(self) -> Optional[Dict[str, Any]]: ...
     @property
     def looks_forged(self) -> bool: ...
+    @property
+    def p_value(self) -> Optional[float]: ...
+    @property
+    def log10_p(self) -> Optional[float]: ...
+    @property
+    def strength(self) -> Optional[str]: ...
+    @property
+    def evidence(self) -> Optional[str]: ...
+    @property
+    def checklist(self) -> List[str]: ...
+    @property
+    def is_short(self) -> bool: ...
+    @property
+    def window_skipped(self) -> Optional[str]: ...
     def to_dict(self) -> Dict[str, Any]: ...
     def to_json(self) -> str: ...
 
@@ -395,16 +427,18 @@ class Detector:
         *,
         dedup: str = "pair",
         alpha: float = 1e-06,
-        min_scored: int = 10,
+        min_tokens: int = 10,
         marks: bool = False,
-        window: Optional[int] = None,
+        window: Union[bool, int, None] = None,
+        window_min: Optional[int] = None,
         canonicalize: bool = True,
         forgery_reference: Optional[Sequence[Tuple[_Ids, _Ids]]] = None,
+        min_scored: Optional[int] = None,
     ) -> Detector: ...
     def detect_ids(self, prompt: Optional[_Ids], completion: _Ids) -> Detection: ...
     def detect_weighted(self, prompt: Optional[_Ids], completion: _Ids, weights: Sequence[float]) -> WeightedDetection: ...
     def stream(self, prompt: Optional[_Ids] = None) -> DetectionStream: ...
-    def detect_text(self, tokenizer: Tokenizer, prompt: Optional[str], text: str) -> Detection: ...
+    def detect_text(self, tokenizer: _TokenizerArg, prompt: Optional[str], text: str) -> Detection: ...
 
 @final
 class WeightedDetection:
@@ -500,11 +534,12 @@ class KeyringDetector:
         *,
         dedup: str = "pair",
         alpha: float = 1e-06,
-        min_scored: int = 10,
+        min_tokens: int = 10,
         canonicalize: bool = True,
+        min_scored: Optional[int] = None,
     ) -> KeyringDetector: ...
     def detect_ids(self, prompt: Optional[_Ids], completion: _Ids) -> KeyringDetection: ...
-    def detect_text(self, tokenizer: Tokenizer, prompt: Optional[str], text: str) -> KeyringDetection: ...
+    def detect_text(self, tokenizer: _TokenizerArg, prompt: Optional[str], text: str) -> KeyringDetection: ...
 
 @final
 class SigningKey:
@@ -589,13 +624,13 @@ def verify_receipt(
     *,
     key: Optional[Key] = None,
     scheme: Optional[_SchemeArg] = None,
-    tokenizer: Optional[Tokenizer] = None,
+    tokenizer: Optional[_TokenizerArg] = None,
 ) -> ReceiptCheck: ...
 def scan_corpus(
     detector: Detector,
     path: _StrPath,
     *,
-    tokenizer: Optional[Tokenizer] = None,
+    tokenizer: Optional[_TokenizerArg] = None,
     jobs: int = 0,
     reference: Optional[_StrPath] = None,
 ) -> Tuple[List[Dict[str, Any]], Dict[str, Any]]: ...
@@ -614,7 +649,7 @@ def observe_lines(
     lines: npt.NDArray[np.int64],
     values: Sequence[Optional[bytes]],
     *,
-    tokenizer: Optional[Tokenizer] = None,
+    tokenizer: Optional[_TokenizerArg] = None,
     context_filter: Optional[ContextFilter] = None,
 ) -> Dict[str, Any]: ...
 def reference_context_keys(
@@ -622,7 +657,7 @@ def reference_context_keys(
     lines: npt.NDArray[np.int64],
     values: Sequence[Optional[bytes]],
     *,
-    tokenizer: Optional[Tokenizer] = None,
+    tokenizer: Optional[_TokenizerArg] = None,
 ) -> npt.NDArray[np.uint64]: ...
 def corpus_test(
     detector: Detector,
@@ -634,7 +669,7 @@ def corpus_test(
     skipped_short_context: int,
     skipped_by_filter: int,
     total: float,
-    tokenizer: Optional[Tokenizer] = None,
+    tokenizer: Optional[_TokenizerArg] = None,
     input_sha256: Optional[str] = None,
 ) -> Detection: ...
 def total_is_order_free(detector: Detector) -> bool: ...
