@@ -28,7 +28,7 @@ CARGO_FUZZ := $(CACHE)/tools/cargo-fuzz-$(CARGO_FUZZ_VERSION)/bin/cargo-fuzz
 FUZZ_SECONDS ?= 30
 FUZZ_MODE ?= auto
 
-.PHONY: help setup data demo check check-rust check-python test test-rust test-python test-vllm test-spark test-browser venv python bench bench-python bench-spark bench-serving bench-serve test-serve-fuzz gpu-check-prepare mistralrs-demo lint fuzz-smoke eval eval-quick frontier distill distill-quick distill-transformer spoof spoof-quick accounts campaign campaign-quick calibrate clean-cache
+.PHONY: help setup data demo test-recipe check check-rust check-python test test-rust test-python test-vllm test-spark test-browser venv python bench bench-python bench-spark bench-serving bench-serve test-serve-fuzz gpu-check-prepare mistralrs-demo lint fuzz-smoke eval eval-quick frontier distill distill-quick distill-transformer spoof spoof-quick accounts campaign campaign-quick calibrate clean-cache
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -44,6 +44,15 @@ setup: data ## Fetch data and build everything
 demo: ## Generate watermarked and plain text with SmolLM2, verify both, print the verdicts
 	@$(FETCH) model >/dev/null
 	$(CARGO) run $(CARGO_FLAGS) -q -p tracemark-examples --bin demo -- $(DEMO_ARGS)
+
+# docs/verifier.md's five commands, run as written on a fresh demo's output (scripts/check-recipe.py).
+RECIPE_DIR := $(CACHE)/recipe-test
+test-recipe: ## The docs' five-command recipe reproduces `make demo`'s verdict
+	@$(FETCH) model >/dev/null
+	$(CARGO) build $(CARGO_FLAGS) -q -p tracemark-cli --bin tracemark -p tracemark-examples --bin demo
+	rm -rf "$(RECIPE_DIR)" && mkdir -p "$(RECIPE_DIR)"
+	"$(BIN)/demo" --out-dir "$(RECIPE_DIR)/demo" > "$(RECIPE_DIR)/demo.out"
+	PATH="$(BIN):$$PATH" $(PYTHON) scripts/check-recipe.py "$(RECIPE_DIR)/demo" "$(RECIPE_DIR)/demo.out"
 
 # The fast inner loop: what a contributor runs after every change. Unit, property and golden
 # tests of the product crates (core, stats, verifier, cli, candle without the model), the Python
@@ -64,7 +73,7 @@ check-rust: ## The product crates' unit, property, golden and doc tests (no mode
 check-python: python ## The Python package's fast tests (golden vectors, errors, detection, processors, reports)
 	cd watermark-py && "$(VPY)" -m pytest -q -p no:cacheprovider $(PY_FAST_TESTS)
 
-test: test-rust test-python test-vllm test-spark test-browser test-serve-fuzz eval-quick distill-quick spoof-quick campaign-quick ## All Rust and Python tests
+test: test-rust test-python test-recipe test-vllm test-spark test-browser test-serve-fuzz eval-quick distill-quick spoof-quick campaign-quick ## All Rust and Python tests
 
 # The real-model tests (tracemark-candle's tests/model.rs) and the calibration on human text are
 # #[ignore]d for a bare `cargo test`; the second run here runs them, and they fail without the data.

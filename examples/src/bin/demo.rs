@@ -2,6 +2,14 @@
 //! (kgw) and once plain; tracemark verifies every answer from its text alone
 //! (decode, re-encode with the model's tokenizer, exact test) and prints the
 //! answers with their verdicts side by side.
+//!
+//! It serves as a model server would, so that docs/verifier.md's recipe runs
+//! as written on its output folder: a key with its serving manifest (the
+//! scheme it was served with), the model's tokenizer, a receipt signing key
+//! pair, and for every answer its prompt, its text and a signed receipt. The
+//! first watermarked answer is also the recipe's case: `suspect.txt`,
+//! `prompt.txt` and `answer.receipt.json`. `verdicts.json` records each
+//! answer's verdict, for the test that runs the recipe.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -10,6 +18,8 @@ use std::time::Instant;
 use clap::Parser;
 use tracemark_candle::{chat_prompt, generate, gguf_tokenizer, set_threads, Arm, Llama, LoadOptions, Rng, Sampling};
 use tracemark_core::{Key, SchemeConfig};
+use tracemark_verifier::receipt::{Provenance, Receipt, SigningKey};
+use tracemark_verifier::serving::ServingManifest;
 use tracemark_verifier::{render, DetectOptions, Detection, Detector, TextTokenizer};
 
 const PROMPTS: [&str; 3] = [
@@ -39,7 +49,13 @@ struct Args {
     /// Sampling seed
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Where to write the answers, keys and receipts (default: the demo folder of the cache)
+    #[arg(long)]
+    out_dir: Option<PathBuf>,
 }
+
+/// The model name receipts state.
+const MODEL_NAME: &str = "SmolLM2-135M-Instruct (Q4_1 GGUF)";
 
 fn wrap(text: &str, width: usize) -> Vec<String> {
     let mut lines = Vec::new();
@@ -97,6 +113,21 @@ fn model_path() -> Result<PathBuf> {
     }
 }
 
+/// docs/verifier.md's five commands, as the demo prints them (the test of
+/// the recipe runs the docs' own block, and checks this is the same).
+const RECIPE: [&str; 5] = [
+    "tracemark key-id --key served.key",
+    "sha256sum suspect.txt",
+    "tracemark detect --key served.key --tokenizer tokenizer.json --prompt-file prompt.txt suspect.txt",
+    "tracemark report --out suspect-report.html detect --key served.key --tokenizer tokenizer.json --prompt-file prompt.txt suspect.txt",
+    "tracemark receipt verify --receipt answer.receipt.json --text suspect.txt --trust signer.key.pub --key served.key --tokenizer tokenizer.json",
+];
+
+/// Writes `text` to `path` (replacing what a former run wrote).
+fn write(path: &Path, text: &str) -> Result<()> {
+    io(path, std::fs::write(path, text))
+}
+
 fn verdict_line(d: &Detection) -> String {
     let p = d.verdict_log10_p().map_or("n/a".into(), render::p_value);
     format!(
@@ -111,10 +142,13 @@ fn run(args: Args) -> Result<()> {
     let t = Instant::now();
     let model = Llama::load(&model_file, LoadOptions::default())?;
     let tok = gguf_tokenizer::from_gguf(&model_file)?;
-    let out_dir = cache_dir().join("demo");
+    let out_dir = args.out_dir.clone().unwrap_or_else(|| cache_dir().join("demo"));
     io(&out_dir, std::fs::create_dir_all(&out_dir))?;
     let tok_path = cache_dir().join("smollm2-tokenizer.json");
     gguf_tokenizer::save(&tok, &tok_path)?;
+    // The recipe's tokenizer.json, beside the key.
+    let local_tok = out_dir.join("tokenizer.json");
+    io(&local_tok, std::fs::copy(&tok_path, &local_tok))?;
     println!(
         "model      {} ({} layers, vocab {}), loaded in {:.1} s",
         model_file.display(),
@@ -122,8 +156,10 @@ fn run(args: Args) -> Result<()> {
         model.config().vocab_size,
         t.elapsed().as_secs_f64()
     );
-    // A key of the demo's own, from the OS random number generator, kept for the CLI line below.
-    let key_path = out_dir.join("demo.key");
+    let verifier_tok = TextTokenizer::from_tokenizer(&tok)?;
+    // The served key: the demo's own, from the OS random number generator,
+    // with its serving manifest (the scheme and the tokenizer it serves with).
+    let key_path = out_dir.join("served.key");
     let key = if key_path.exists() {
         Key::load(&key_path)?
     } else {
@@ -131,9 +167,38 @@ fn run(args: Args) -> Result<()> {
         k.save(&key_path)?;
         k
     };
+    match ServingManifest::load_beside(&key_path, &key)? {
+        Some(m) if m.scheme()? != args.scheme => {
+            return Err(format!(
+                "{} was served with {}, not {}: run the demo with that --scheme, or with another --out-dir",
+                key_path.display(),
+                m.scheme,
+                args.scheme
+            )
+            .into())
+        }
+        Some(_) => {}
+        None => {
+            ServingManifest::new(&key, &args.scheme, Some(&verifier_tok.info().fingerprint)).save_beside(&key_path)?;
+        }
+    }
+    // The receipt signing key pair (the public half is what verifiers trust).
+    let signer_path = out_dir.join("signer.key");
+    let signer = if signer_path.exists() {
+        SigningKey::load(&signer_path)?
+    } else {
+        let k = SigningKey::generate()?;
+        k.save(&signer_path)?;
+        k
+    };
+    let public_path = out_dir.join("signer.key.pub");
+    if !public_path.exists() {
+        signer.verifying_key().save(&public_path)?;
+    }
     println!("watermark  {} under key {}", args.scheme, key.id());
+    println!("output     {}", out_dir.display());
+    let mut verdicts = Vec::new();
     let scheme = args.scheme.build(&key, model.config().vocab_size)?;
-    let verifier_tok = TextTokenizer::from_tokenizer(&tok)?;
     let detector = Detector::new(&key, &args.scheme, verifier_tok.vocab_size(), DetectOptions::default())?;
     let stop = [
         gguf_tokenizer::token_id(&tok, "<|im_end|>")?,
@@ -170,20 +235,39 @@ fn run(args: Args) -> Result<()> {
         let (gens, timing) = generate(&model, &prompt, &arms, args.tokens, &stop, &mut rngs)?;
         let secs = t.elapsed().as_secs_f64();
         let mut columns = Vec::new();
+        write(&out_dir.join(format!("{}-prompt.txt", n + 1)), &prompt_text)?;
         for (g, name) in gens.iter().zip(["watermarked", "plain"]) {
             let text = gguf_tokenizer::decode(&tok, &g.ids)?;
-            io(
-                &out_dir,
-                std::fs::write(out_dir.join(format!("{}-{name}.txt", n + 1)), &text),
+            write(&out_dir.join(format!("{}-{name}.txt", n + 1)), &text)?;
+            // Signed as served: the watermarked answer's receipt states the scheme and key.
+            let mut provenance = Provenance::new(MODEL_NAME)?;
+            if name == "watermarked" {
+                provenance = provenance.watermark(args.scheme.clone(), key.id());
+            }
+            let receipt = Receipt::sign(&signer, &text, &provenance)?;
+            write(
+                &out_dir.join(format!("{}-{name}.receipt.json", n + 1)),
+                &receipt.to_json_pretty(),
             )?;
+            if n == 0 && name == "watermarked" {
+                write(&out_dir.join("suspect.txt"), &text)?;
+                write(&out_dir.join("prompt.txt"), &prompt_text)?;
+                write(&out_dir.join("answer.receipt.json"), &receipt.to_json_pretty())?;
+            }
             // Verified from the text alone: re-encoded with the model's tokenizer.
             let d = detector.detect_text(&verifier_tok, Some(&prompt_text), &text)?;
+            verdicts.push(format!(
+                "{{\"answer\": \"{}-{name}\", \"verdict\": \"{}\", \"log10_p\": {}}}",
+                n + 1,
+                match d.verdict {
+                    tracemark_verifier::Verdict::Detected => "detected",
+                    tracemark_verifier::Verdict::NotDetected => "not_detected",
+                    _ => "inconclusive",
+                },
+                d.verdict_log10_p().map_or("null".to_string(), |l| format!("{l:.6}"))
+            ));
             columns.push((name, text, d));
         }
-        io(
-            &out_dir,
-            std::fs::write(out_dir.join(format!("{}-prompt.txt", n + 1)), &prompt_text),
-        )?;
         println!("\n=== prompt {}: {user}", n + 1);
         println!(
             "    ({} + {} tokens in {secs:.1} s: {:.1} tokens/s; watermark {:.3}% of decode time)",
@@ -210,15 +294,16 @@ fn run(args: Args) -> Result<()> {
             verdict_line(&columns[1].2)
         );
     }
-    println!("\nVerify any answer yourself with the CLI, e.g.:");
+    write(&out_dir.join("verdicts.json"), &format!("[\n  {}\n]\n", verdicts.join(",\n  ")))?;
     println!(
-        "  tracemark detect --key {} --scheme {} --tokenizer {} --prompt-file {} {}",
-        key_path.display(),
-        args.scheme,
-        tok_path.display(),
-        out_dir.join("1-prompt.txt").display(),
-        out_dir.join("1-watermarked.txt").display()
+        "\nVerify the first watermarked answer yourself: docs/verifier.md's five commands, as written, in {}",
+        out_dir.display()
     );
+    println!("(suspect.txt is answer 1's watermarked text; the scheme comes from served.key.serving.json)\n");
+    println!("  cd {}", out_dir.display());
+    for line in RECIPE {
+        println!("  {line}");
+    }
     Ok(())
 }
 

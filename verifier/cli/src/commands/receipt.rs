@@ -259,7 +259,12 @@ fn describe(receipt: &Receipt, check: &ReceiptCheck) -> String {
         } => {
             let answer = match verdict {
                 Verdict::Detected => "yes",
-                Verdict::NotDetected => "NO: no watermark detected",
+                Verdict::NotDetected => match log10_p.map(|l| tracemark_verifier::Strength::of(l, l < -1.3)) {
+                    Some(s) if s >= tracemark_verifier::Strength::Weak => {
+                        "NO: not detected at the level fixed before the test, though the text shows a signal"
+                    }
+                    _ => "NO: not detected",
+                },
                 _ => "INCONCLUSIVE: too few tokens could be scored",
             };
             let p = log10_p.map_or(String::new(), |l| format!(", p = 10^{l:.1}"));
