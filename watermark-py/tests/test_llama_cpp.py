@@ -2,11 +2,16 @@
 source) generates from the SmolLM2 GGUF with the watermark, and `tracemark
 detect` (the CLI) finds it on the decoded text; the OpenAI-compatible server
 with the processor installed server-side answers the `openai` client, and
-each answer names the account whose API key asked."""
+each answer names the account whose API key asked (`tracemark attribute`
+finds it under its default label format). `python -m tracemark.llama_cpp`
+hands llama.cpp's settings to `Llama` as llama-cpp-python's server does, and
+refuses a bad accounts file in one line, before loading any model."""
 
 import json
+import os
 import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -18,7 +23,16 @@ import tracemark as tm
 from conftest import required_env
 
 import llama_cpp  # make test installs it (requirements-llama.txt): a missing install fails, never skips
-from tracemark.llama_cpp import TracemarkLlamaProcessor, create_app, hash_api_key
+from tracemark.llama_cpp import (
+    AccountsError,
+    TracemarkLlamaProcessor,
+    account_label_problem,
+    create_app,
+    hash_api_key,
+    load_accounts,
+    model_settings,
+)
+from tracemark.llama_cpp import _parser as server_parser
 from tracemark.serving import ServerKeys
 
 KGW = "kgw:gamma=0.25,delta=2,context=lefthash:1"
@@ -172,7 +186,166 @@ def test_openai_compatible_server_watermarks_each_account(gguf, cli, tokenizer_j
         server.should_exit = True
         thread.join(30)
     labels = ["account/alice", "account/bob"]
+    ids = tmp_path / "ids.txt"
+    ids.write_text("alice\nbob\n")
     for account, text in answers.items():
         report = detect(cli, tokenizer_json, key_path, text, tmp_path, labels=labels)
         named = [k["label"] for k in report["keys"] if k.get("tested", {}).get("detected")]
         assert named == [account.split(" ")[0]], (account, report["keys"], text[:200])
+        # `tracemark attribute` with its default --label-format account/{} names the same account.
+        (tmp_path / "answer.txt").write_text(text)
+        r = subprocess.run(
+            [cli, "attribute", "--key", str(key_path), "--scheme", KGW, "--tokenizer", str(tokenizer_json),
+             "--accounts-file", str(ids), "--json", str(tmp_path / "answer.txt")],
+            capture_output=True, text=True,
+        )
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert [m["label"] for m in json.loads(r.stdout)["named"]] == [account.split(" ")[0]], r.stdout
+
+
+# `python -m tracemark.llama_cpp`: settings and the accounts file, checked before any model loads.
+
+KNOBS = ["--n-ctx", "512", "--n_threads", "3", "--n-threads-batch", "5", "--n-batch", "64",
+         "--n-gpu-layers", "-1", "--seed", "42", "--chat-format", "chatml", "--verbose"]
+
+
+@pytest.fixture
+def llama_kwargs(monkeypatch):
+    """Loads ModelSettings through llama-cpp-python's own loader (unwrapped from the watermark),
+    with a stand-in for `Llama` that records its keyword arguments instead of loading a model."""
+    from llama_cpp.server.model import LlamaProxy
+
+    seen = {}
+
+    class Recorder:
+        def __init__(self, **kwargs):
+            seen.update(kwargs)
+
+    monkeypatch.setattr(llama_cpp, "Llama", Recorder)
+    load = LlamaProxy.load_llama_from_model_settings
+    load = getattr(load, "__wrapped__", load)
+
+    def kwargs_of(settings):
+        seen.clear()
+        assert isinstance(load(settings), Recorder)
+        return dict(seen)
+
+    return kwargs_of
+
+
+def test_server_options_reach_the_llama_constructor(llama_kwargs):
+    settings = model_settings(server_parser().parse_args(["--model", "m.gguf", "--accounts", "a.json", *KNOBS]))
+    got = llama_kwargs(settings)
+    want = dict(model_path="m.gguf", n_ctx=512, n_threads=3, n_threads_batch=5, n_batch=64, n_gpu_layers=-1,
+                seed=42, chat_format="chatml", verbose=True)
+    assert {k: got[k] for k in want} == want
+
+
+def test_server_options_left_out_keep_llama_cpp_pythons_defaults(llama_kwargs):
+    from llama_cpp.server.settings import ModelSettings
+
+    got = llama_kwargs(model_settings(server_parser().parse_args(["--model", "m.gguf", "--accounts", "a.json"])))
+    theirs = ModelSettings(model="m.gguf")
+    for name in ("n_threads", "n_threads_batch", "n_batch", "n_gpu_layers", "seed", "chat_format"):
+        assert got[name] == getattr(theirs, name), name
+    assert got["n_ctx"] == 2048 and got["verbose"] is False  # ours: quiet, 2048 tokens
+    # -1 threads: every core (llama-cpp-python's rule), in either spelling; --verbose takes a value too
+    args = ["--model", "m.gguf", "--accounts", "a.json", "--n-threads", "-1", "--n_threads_batch", "-1", "--verbose", "no"]
+    got = llama_kwargs(model_settings(server_parser().parse_args(args)))
+    assert got["n_threads"] == got["n_threads_batch"] == os.cpu_count() and got["verbose"] is False
+
+
+@pytest.mark.parametrize(
+    "option, value, says",
+    [("--n-threads", "0", "--n-threads 0: Input should be greater than or equal to 1"),
+     ("--n-gpu-layers", "-2", "--n-gpu-layers -2: Input should be greater than or equal to -1"),
+     ("--chat-format", "chatm", "--chat-format 'chatm' is not one of llama-cpp-python's chat formats: alpaca,")],
+)
+def test_out_of_range_server_options_are_named(option, value, says):
+    with pytest.raises(ValueError) as e:
+        model_settings(server_parser().parse_args(["--model", "m.gguf", "--accounts", "a.json", option, value]))
+    assert says in str(e.value)
+
+
+def run_server(tmp_path, accounts_name, *extra):
+    """`python -m tracemark.llama_cpp` with no watermark key in its environment and an empty
+    "model" file: everything it says comes from the checks made before a model would load."""
+    model = tmp_path / "model.gguf"
+    model.write_bytes(b"")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACEMARK_")}
+    return subprocess.run(
+        [sys.executable, "-m", "tracemark.llama_cpp", "--model", str(model), "--accounts", str(tmp_path / accounts_name), *extra],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120,
+    )
+
+
+DIGEST = hash_api_key("sk-carol")
+
+
+@pytest.mark.parametrize(
+    "name, content, says",
+    [
+        ("missing.json", None, "--accounts {path}: no such file; give a JSON file {{\"<sha256 hex of an API key>\": \"account/<id>\", ...}}"),
+        ("invalid.json", '{"%s": "account/carol",}' % DIGEST, "--accounts {path}: not valid JSON (Expecting property name enclosed in double quotes at line 1, column 86)"),
+        ("list.json", json.dumps([DIGEST, "account/carol"]), "--accounts {path}: a JSON array, not an object; it must map API key digests to labels"),
+        ("empty.json", "{}", "--accounts {path}: lists no account, so every request would get 401"),
+        ("bare.json", json.dumps({DIGEST: "carol"}), '--accounts {path}: the label "carol" (of %s...) is not of the form account/<id>' % DIGEST[:12]),
+        ("digest.json", json.dumps({"sk-carol": "account/carol"}), '--accounts {path}: "sk-carol" is not the SHA-256 hex digest of an API key'),
+        ("twice.json", '{"%s": "account/carol", "%s": "account/dave"}' % (DIGEST, DIGEST), "--accounts {path}: \"%s\" is listed twice" % DIGEST),
+    ],
+)
+def test_a_bad_accounts_file_is_one_clear_line_before_any_model_loads(tmp_path, name, content, says):
+    if content is not None:
+        (tmp_path / name).write_text(content)
+    r = run_server(tmp_path, name)
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr and r.stdout == ""
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("python -m tracemark.llama_cpp: error: "), r.stderr
+    assert says.format(path=tmp_path / name) in lines[0], r.stderr
+
+
+def test_the_bare_label_error_says_the_format_and_the_fix(tmp_path):
+    (tmp_path / "bare.json").write_text(json.dumps({DIGEST: "carol"}))
+    line = run_server(tmp_path, "bare.json").stderr.strip()
+    assert "<id> being 1-120 printable ASCII characters without space or '/'" in line
+    assert "--label-format account/{}" in line and line.endswith('write "account/carol"'), line
+
+
+def test_a_good_accounts_file_passes_and_the_next_check_speaks(tmp_path):
+    # account/carol is accepted: the server goes on to its watermark key, which this environment lacks.
+    (tmp_path / "ok.json").write_text("\ufeff" + json.dumps({DIGEST: "account/carol", hash_api_key("sk-c2"): "account/carol"}))
+    r = run_server(tmp_path, "ok.json")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip() == "python -m tracemark.llama_cpp: error: no watermark key: set TRACEMARK_KEY_FILE to the server's key file (tracemark keygen)"
+    assert load_accounts(tmp_path / "ok.json") == {DIGEST: "account/carol", hash_api_key("sk-c2"): "account/carol"}
+
+
+def test_account_labels_have_one_form_that_the_core_accepts():
+    good = ["account/carol", "account/0", "account/" + "x" * 120, "account/a.b-c_d@e:f", "account/~!"]
+    bad = {
+        "carol": 'write "account/carol"',
+        "acct/carol": "is not of the form account/<id>",
+        "account/": "has an empty <id>",
+        "account/" + "x" * 121: "has an <id> of 121 characters",
+        "account/a b": 'has " " in its <id>',
+        "account/a/b": 'has "/" in its <id>',
+        "account/caf\u00e9": 'has "\\u00e9" in its <id>',
+        "account/a\tb": 'has "\\t" in its <id>',
+        7: "is a JSON number, not a string",
+        None: "is JSON null, not a string",
+    }
+    checker = tm.Key.generate()
+    for label in good:
+        assert account_label_problem(label) is None, label
+        checker.derive(label)  # the core's rule (1-128 bytes in 0x21..0x7e) holds too
+    for label, says in bad.items():
+        problem = account_label_problem(label)
+        assert problem is not None and says in problem, (label, problem)
+
+
+def test_create_app_refuses_a_bare_label_before_loading_a_model():
+    keys = ServerKeys(tm.Key.generate(), KGW)
+    with pytest.raises(AccountsError, match=r'accounts: the label "carol" .* is not of the form account/<id>'):
+        create_app(keys, {DIGEST: "carol"}, None, [])

@@ -23,10 +23,27 @@ are given as SHA-256 digests (``hash_api_key``), never stored in the clear::
     TRACEMARK_SIGNING_KEY_FILE=receipts.key \\
     python -m tracemark.llama_cpp --model SmolLM2-135M-Instruct.Q4_1.gguf --accounts accounts.json
 
-``accounts.json`` maps SHA-256 digests of API keys to account labels
-(``{"<sha256 hex>": "account/alice"}``); an answer is watermarked under
-``derive(master, label)``, so a leaked text names its account
-(``tracemark detect --derive-labels account/alice,account/bob``).
+``accounts.json`` is one JSON object mapping the SHA-256 hex digest of each
+API key (``hash_api_key``: 64 lowercase hex digits) to its account label,
+``{"<sha256 hex>": "account/alice"}``. Every label has the form
+``account/<id>``, ``<id>`` being 1-120 printable ASCII characters without
+space or ``/``: the labels ``tracemark attribute`` tries by default
+(``--label-format account/{}``; ``--accounts-file`` lists the ids, one a
+line). Several API keys may share an account. A file that cannot be read,
+is not a JSON object, lists no account, or holds another label is refused
+at start-up, in one line naming the file and the entry. An answer is
+watermarked under ``derive(master, label)``, so a leaked text names its
+account (``tracemark attribute --key master.key --tokenizer tokenizer.json
+--accounts-file ids.txt answer.txt``, or ``tracemark detect --derive-labels
+account/alice,account/bob``).
+
+llama.cpp's settings, spelled as in llama-cpp-python's server (``--n_threads``)
+or with dashes (``--n-threads``), reach ``Llama`` as that server passes them
+(``llama_cpp.server.settings.ModelSettings``): ``--n-ctx`` (2048),
+``--n-threads`` and ``--n-threads-batch`` (-1: every core), ``--n-batch``,
+``--n-gpu-layers`` (-1: all), ``--seed``, ``--chat-format`` (default: the
+GGUF's own template) and ``--verbose`` (off unless given); left out, each
+keeps that server's default.
 
 Receipts: given a receipt signing key (``create_app(..., signer=...)``, or
 ``TRACEMARK_SIGNING_KEY_FILE`` for ``python -m tracemark.llama_cpp``), every
@@ -47,21 +64,33 @@ from __future__ import annotations
 
 import argparse
 import contextvars
+import functools
 import hashlib
 import hmac
 import json
+import os
 import threading
 from collections import OrderedDict
-from typing import Any, Callable, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, NoReturn, Optional, Sequence, Tuple
 
 import numpy as np
 import numpy.typing as npt
 
 from ._native import Scheme, SeenContexts, SigningKey, sign_receipt
-from .serving import ServerKeys, signing_key_from_env
+from .serving import ServerKeys, ServingConfigError, signing_key_from_env
 from .scoring import context_width
 
-__all__ = ["TracemarkLlamaProcessor", "create_app", "hash_api_key", "main"]
+__all__ = [
+    "ACCOUNT_LABEL_FORMAT",
+    "AccountsError",
+    "TracemarkLlamaProcessor",
+    "account_label_problem",
+    "create_app",
+    "hash_api_key",
+    "load_accounts",
+    "main",
+    "model_settings",
+]
 
 
 class TracemarkLlamaProcessor:
@@ -103,6 +132,122 @@ class TracemarkLlamaProcessor:
 def hash_api_key(api_key: str) -> str:
     """The SHA-256 hex digest under which an API key is listed in the accounts map."""
     return hashlib.sha256(api_key.encode("utf-8")).hexdigest()
+
+
+ACCOUNT_LABEL_PREFIX = "account/"
+ACCOUNT_LABEL_FORMAT = "account/<id>"
+_ACCOUNT_ID_MAX = 120  # "account/" + 120 bytes = 128, the core's longest label
+_FORMAT_RULE = (
+    f"{ACCOUNT_LABEL_FORMAT}, <id> being 1-{_ACCOUNT_ID_MAX} printable ASCII characters without space or '/'"
+    " (what tracemark attribute's default --label-format account/{} finds)"
+)
+_ACCOUNTS_SHAPE = '{"<sha256 hex of an API key>": "account/<id>", ...}'
+
+
+class AccountsError(ValueError):
+    """The accounts map (or its file) is unusable; the message names the entry and how to fix it."""
+
+
+def _show(value: object, limit: int = 72) -> str:
+    """A value on one line, quoted and escaped as JSON, shortened when long."""
+    text = json.dumps(value, ensure_ascii=True)
+    return text if len(text) <= limit else text[: limit - 4] + '..."'
+
+
+def account_label_problem(label: object) -> Optional[str]:
+    """What is wrong with an account label, or None when it has the one
+    accepted form ``account/<id>`` (``<id>``: 1-120 printable ASCII
+    characters, no space or ``/``)."""
+    if not isinstance(label, str):
+        return f"is {_json_kind(label)}, not a string of the form {_FORMAT_RULE}"
+    if not label.startswith(ACCOUNT_LABEL_PREFIX):
+        bare = all(0x21 <= ord(c) <= 0x7E and c != "/" for c in label) and 0 < len(label) <= _ACCOUNT_ID_MAX
+        hint = f"; write {_show(ACCOUNT_LABEL_PREFIX + label)}" if bare else ""
+        return f"is not of the form {_FORMAT_RULE}{hint}"
+    account_id = label[len(ACCOUNT_LABEL_PREFIX) :]
+    if not account_id:
+        return f"has an empty <id>: the form is {_FORMAT_RULE}"
+    if len(account_id) > _ACCOUNT_ID_MAX:
+        return f"has an <id> of {len(account_id)} characters: the form is {_FORMAT_RULE}"
+    bad = next((c for c in account_id if not (0x21 <= ord(c) <= 0x7E) or c == "/"), None)
+    if bad is not None:
+        return f"has {_show(bad)} in its <id>: the form is {_FORMAT_RULE}"
+    return None
+
+
+def _json_kind(value: object) -> str:
+    if isinstance(value, list):
+        return "a JSON array"
+    if isinstance(value, bool):
+        return "a JSON boolean"
+    if isinstance(value, (int, float)):
+        return "a JSON number"
+    if value is None:
+        return "JSON null"
+    if isinstance(value, str):
+        return "a JSON string"
+    if isinstance(value, dict):
+        return "a JSON object"
+    return type(value).__name__
+
+
+def _check_accounts(accounts: object, where: str) -> Dict[str, str]:
+    """The accounts map, checked entry by entry (``AccountsError`` names the
+    first bad one, prefixed by ``where``)."""
+    if not isinstance(accounts, Mapping):
+        raise AccountsError(
+            f"{where}: {_json_kind(accounts)}, not an object; it must map API key digests to labels: {_ACCOUNTS_SHAPE}"
+        )
+    if not accounts:
+        raise AccountsError(f"{where}: lists no account, so every request would get 401; give {_ACCOUNTS_SHAPE}")
+    checked: Dict[str, str] = {}
+    for digest, label in accounts.items():
+        if not (isinstance(digest, str) and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)):
+            raise AccountsError(
+                f"{where}: {_show(digest)} is not the SHA-256 hex digest of an API key (64 lowercase hex digits:"
+                " python -c 'from tracemark.llama_cpp import hash_api_key; print(hash_api_key(\"<API key>\"))')"
+            )
+        problem = account_label_problem(label)
+        if problem is not None:
+            raise AccountsError(f"{where}: the label {_show(label)} (of {digest[:12]}...) {problem}")
+        checked[digest] = label
+    return checked
+
+
+def _no_duplicates(pairs: List[Tuple[str, Any]]) -> Dict[str, Any]:
+    seen: Dict[str, Any] = {}
+    for k, v in pairs:
+        if k in seen:
+            raise AccountsError(f"{_show(k)} is listed twice; list each API key digest once")
+        seen[k] = v
+    return seen
+
+
+def load_accounts(path: "os.PathLike[str] | str") -> Dict[str, str]:
+    """Reads an accounts file (a JSON object: SHA-256 hex digest of each API
+    key -> ``account/<id>``). Raises ``AccountsError`` with a one-line
+    message naming the file and what is wrong in it."""
+    name = os.fspath(path)
+    try:
+        with open(name, encoding="utf-8-sig") as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise AccountsError(f"{name}: no such file; give a JSON file {_ACCOUNTS_SHAPE}") from None
+    except IsADirectoryError:
+        raise AccountsError(f"{name}: is a directory, not a JSON file {_ACCOUNTS_SHAPE}") from None
+    except OSError as e:
+        raise AccountsError(f"{name}: cannot be read ({e.strerror or e})") from None
+    except UnicodeDecodeError as e:
+        raise AccountsError(f"{name}: not UTF-8 text (byte {e.start}); it must be a JSON file {_ACCOUNTS_SHAPE}") from None
+    try:
+        data = json.loads(text, object_pairs_hook=_no_duplicates)
+    except AccountsError as e:
+        raise AccountsError(f"{name}: {e}") from None
+    except json.JSONDecodeError as e:
+        raise AccountsError(
+            f"{name}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}); it must be {_ACCOUNTS_SHAPE}"
+        ) from None
+    return _check_accounts(data, name)
 
 
 _ACCOUNT: contextvars.ContextVar[Optional[str]] = contextvars.ContextVar("tracemark_account", default=None)
@@ -199,7 +344,8 @@ def create_app(
     """llama-cpp-python's FastAPI app (``llama_cpp.server.app.create_app``)
     with the watermark installed in every model it loads, and API keys
     checked against ``accounts`` (SHA-256 digest of the key -> account
-    label; a request without a listed key gets 401). With a receipt
+    label ``account/<id>``; anything else is an ``AccountsError``; a request
+    without a listed key gets 401). With a receipt
     ``signer``, each non-streaming answer carries ``tracemark_receipt``. As
     llama-cpp-python's own ``create_app``: one app per process."""
     from fastapi import Depends, HTTPException, Request
@@ -208,18 +354,16 @@ def create_app(
     from llama_cpp.server import app as server_app
     from llama_cpp.server.model import LlamaProxy
 
-    digests: Dict[str, str] = {}
-    for digest, label in accounts.items():
-        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
-            raise ValueError("accounts map SHA-256 hex digests of API keys (tracemark.llama_cpp.hash_api_key) to labels")
-        keys.label_for({"tracemark_label": label})  # a bad label fails here, at start-up
-        digests[digest] = label
+    digests = _check_accounts(accounts, "accounts")
+    for label in digests.values():
+        keys.label_for({"tracemark_label": label})  # the core's label rule, at start-up
 
     receipts = _Receipts()
     _SERVER.update(keys=keys, signer=signer, receipts=receipts)
     load = LlamaProxy.load_llama_from_model_settings
     if not getattr(load, "_tracemark", False):
 
+        @functools.wraps(load)
         def load_watermarked(settings: Any) -> Any:
             return _watermarking_llama(load(settings), _SERVER["keys"], _SERVER["signer"], _SERVER["receipts"])
 
@@ -270,28 +414,113 @@ def create_app(
 _RECEIPT_PATHS = ("/v1/completions", "/v1/chat/completions", "/v1/engines/copilot-codex/completions")
 
 
-def main(argv: Optional[list] = None) -> None:
-    """``python -m tracemark.llama_cpp``: the watermarked server."""
-    import uvicorn
-    from llama_cpp.server.settings import ModelSettings, ServerSettings
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "on", "t", "true", "y", "yes"):
+        return True
+    if value in ("0", "off", "f", "false", "n", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r} is not true or false")
 
-    p = argparse.ArgumentParser(description="llama-cpp-python's OpenAI-compatible server, watermarked by tracemark")
+
+# llama.cpp's settings offered here: (ModelSettings field, type, help).
+_KNOBS: Sequence[Tuple[str, Callable[[str], Any], str]] = (
+    ("n_ctx", int, "context size in tokens (default: 2048)"),
+    ("n_threads", int, "threads for generation; -1: every core (default: half the cores)"),
+    ("n_threads_batch", int, "threads for prompt processing; -1: every core (default: every core)"),
+    ("n_batch", int, "prompt tokens evaluated per batch (default: 512)"),
+    ("n_gpu_layers", int, "layers offloaded to the GPU; -1: all (default: 0)"),
+    ("seed", int, "llama.cpp's random seed (default: llama.cpp's, random)"),
+    ("chat_format", str, "chat format, e.g. chatml or llama-3 (default: the GGUF's own chat template)"),
+)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m tracemark.llama_cpp",
+        description="llama-cpp-python's OpenAI-compatible server, watermarked by tracemark "
+        "(TRACEMARK_KEY_FILE, TRACEMARK_SCHEME; optional TRACEMARK_SIGNING_KEY_FILE)",
+    )
     p.add_argument("--model", required=True, help="GGUF model file")
-    p.add_argument("--accounts", required=True, help="JSON file: SHA-256 of each API key -> account label")
+    p.add_argument(
+        "--accounts",
+        required=True,
+        help=f"JSON file mapping the SHA-256 hex digest of each API key to its label {ACCOUNT_LABEL_FORMAT}: {_ACCOUNTS_SHAPE}",
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--n-ctx", type=int, default=2048)
-    a = p.parse_args(argv)
-    with open(a.accounts, encoding="utf-8") as f:
-        accounts = json.load(f)
-    keys = ServerKeys.from_env()
-    app = create_app(
-        keys,
-        accounts,
-        ServerSettings(host=a.host, port=a.port),
-        [ModelSettings(model=a.model, n_ctx=a.n_ctx, verbose=False)],
-        signer=signing_key_from_env(),
+    for field, kind, text in _KNOBS:
+        # Both spellings: ours (--n-threads) and llama-cpp-python's server's (--n_threads).
+        spellings = dict.fromkeys([f"--{field.replace('_', '-')}", f"--{field}"])
+        p.add_argument(*spellings, dest=field, type=kind, default=None, help=text)
+    p.add_argument(
+        "--verbose", nargs="?", const=True, default=False, type=_bool, metavar="BOOL",
+        help="llama.cpp's own logging (default: off)",
     )
+    return p
+
+
+def model_settings(args: argparse.Namespace) -> Any:
+    """The ``llama_cpp.server.settings.ModelSettings`` of parsed arguments:
+    the model, and each llama.cpp setting given (those left out keep
+    llama-cpp-python's server's defaults). llama-cpp-python's server hands
+    them to ``Llama`` (``LlamaProxy.load_llama_from_model_settings``).
+    Raises ``ValueError`` naming the option on an out-of-range value."""
+    from llama_cpp.llama_chat_format import LlamaChatCompletionHandlerRegistry
+    from llama_cpp.server.settings import ModelSettings
+    from pydantic import ValidationError
+
+    given: Dict[str, Any] = {"model": args.model, "n_ctx": 2048, "verbose": bool(args.verbose)}
+    for field, _, _ in _KNOBS:
+        value = getattr(args, field, None)
+        if value is not None:
+            given[field] = value
+    formats = sorted(LlamaChatCompletionHandlerRegistry()._chat_handlers)
+    chat_format = given.get("chat_format")
+    if chat_format is not None and chat_format not in formats and not chat_format.startswith("chat_template."):
+        raise ValueError(
+            f"--chat-format {chat_format!r} is not one of llama-cpp-python's chat formats: {', '.join(formats)}"
+        )
+    try:
+        return ModelSettings(**given)
+    except ValidationError as e:
+        problems = []
+        for err in e.errors():
+            field = str(err["loc"][0]) if err["loc"] else "?"
+            problems.append(f"--{field.replace('_', '-')} {given.get(field)!r}: {err['msg']}")
+        raise ValueError("; ".join(problems)) from None
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    """``python -m tracemark.llama_cpp``: the watermarked server. Every
+    setting is checked before the model is loaded; a bad one ends the
+    program with status 2 and a one-line message."""
+    p = _parser()
+    a = p.parse_args(argv)
+
+    def fail(message: str) -> NoReturn:
+        p.exit(2, f"{p.prog}: error: {message}\n")
+
+    try:
+        settings = model_settings(a)
+    except ValueError as e:
+        fail(str(e))
+    try:
+        accounts = load_accounts(a.accounts)
+    except AccountsError as e:
+        fail(f"--accounts {e}")
+    if not os.path.isfile(a.model):
+        fail(f"--model {a.model}: no such file (a GGUF model file)")
+    try:
+        keys = ServerKeys.from_env()
+        signer = signing_key_from_env()
+    except ServingConfigError as e:
+        fail(str(e))
+
+    import uvicorn
+    from llama_cpp.server.settings import ServerSettings
+
+    app = create_app(keys, accounts, ServerSettings(host=a.host, port=a.port), [settings], signer=signer)
     uvicorn.run(app, host=a.host, port=a.port)
 
 
