@@ -598,6 +598,25 @@ pub struct CanonicalReport {
 mod tests {
     use super::*;
 
+    #[test]
+    fn normalisation_is_not_tampering() {
+        // A byte-order mark in front: normalisation.
+        let c = canonicalize("\u{feff}Le café est prêt.");
+        let s = c.summary();
+        assert_eq!((s.total, s.normalisation), (1, 1));
+        // French in NFD (e + U+0301): NFC restores it exactly; normalisation.
+        let nfd: String = "Le café est prêt, déjà.".nfd().collect();
+        let s = canonicalize(&nfd).summary();
+        assert_eq!(s.total, 4);
+        assert_eq!(s.normalisation, 4, "{s:?}");
+        // A byte-order mark inside the text, a zero-width space, a full-width
+        // letter, a Cyrillic look-alike: tampering.
+        for t in ["Le caf\u{feff}é", "Le\u{200b} café", "Le ｃafé", "Le cafе"] {
+            let s = canonicalize(t).summary();
+            assert_eq!((s.total, s.normalisation), (1, 0), "{t:?}");
+        }
+    }
+
     const TEXT: &str = "The quick brown fox jumps over the lazy dog, and Café Zürich opens at six.\nA second line: tea, coffee; 42 cups.";
 
     #[test]
