@@ -78,8 +78,9 @@ pub mod text;
 // split into job folders.
 pub use corpus::{accounts, distributed};
 pub use corpus::{
-    attribute, context_keys, reading_mode, scan_path, Attribution, ContextFilter, DocResult, Document, KeyResult,
-    KeyTest, Keyring, KeyringDetection, KeyringDetector, ReadingDoc, ScanSummary, Scanner,
+    attribute, context_keys, probability_test, reading_mode, scan_path, Attribution, ContextFilter, DocResult,
+    Document, KeyResult, KeyTest, Keyring, KeyringDetection, KeyringDetector, LogprobDoc, ReadingDoc, ScanSummary,
+    Scanner,
 };
 pub use detect::{forgery, weighted};
 pub use detect::{

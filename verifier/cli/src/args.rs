@@ -170,6 +170,11 @@ pub(crate) struct RadioArgs {
     /// model's next-token predictions, one {"ids": [...], "predicted": [...], "prompt_ids": [...]} per line
     #[arg(long)]
     pub(crate) reading: bool,
+    /// Probability test (an API's log-probabilities): the corpus holds the suspect's answers with the
+    /// candidates the API listed at each position, one {"prompt_ids": [...], "ids": [...],
+    /// "top": [[[id, logprob], ...], ...]} per line (`tracemark.radioactivity_api` writes it)
+    #[arg(long, conflicts_with_all = ["reading", "reference"])]
+    pub(crate) logprobs: bool,
     /// Threads (0 = one per core)
     #[arg(long, default_value_t = 0)]
     pub(crate) jobs: usize,
@@ -179,6 +184,7 @@ impl RadioArgs {
     /// Which of the three tests to run.
     pub(crate) fn mode(&self) -> RadioMode<'_> {
         match (self.reading, &self.reference) {
+            _ if self.logprobs => RadioMode::Logprobs,
             (true, _) => RadioMode::Reading,
             (false, Some(r)) => RadioMode::Filtered { reference: r },
             (false, None) => RadioMode::BlackBox,
@@ -198,4 +204,6 @@ pub(crate) enum RadioMode<'a> {
     },
     /// The suspect model's predictions on our watermarked texts.
     Reading,
+    /// The suspect's answers with an API's log-probabilities.
+    Logprobs,
 }

@@ -290,35 +290,7 @@ impl Detector {
             .map(|(l, &n)| l as f64 * n as f64)
             .sum::<f64>()
             / f64::from(LEVELS);
-        let (test, exact, expected, ln_p) = match null {
-            Null::Binomial { trials, p } => {
-                let draws: Vec<u64> = per_level.iter().map(|&n| n * u64::from(trials)).collect();
-                (
-                    format!(
-                        "exact upper tail of the weighted sum Σ w·score, w in steps of 1/{LEVELS}, \
-                         scores Binomial(trials={trials}, p={p}) under the null"
-                    ),
-                    true,
-                    weight_total * f64::from(trials) * p,
-                    ln_weighted_binomial_upper(int_statistic, &draws, p),
-                )
-            }
-            Null::Exponential => (
-                format!(
-                    "Chernoff bound on the upper tail of the weighted sum Σ w·score, w in steps of \
-                     1/{LEVELS}, scores Exponential(1) under the null (conservative)"
-                ),
-                false,
-                weight_total,
-                ln_weighted_exponential_upper(statistic, &per_level),
-            ),
-            other => {
-                return Err(Error::InvalidOption {
-                    name: "weights",
-                    message: format!("no weighted test for the null {other:?} yet"),
-                })
-            }
-        };
+        let (test, exact, expected, ln_p) = weighted_tail(null, &per_level, int_statistic, statistic)?;
         let statistic = if let Null::Binomial { .. } = null {
             int_statistic as f64 / f64::from(LEVELS)
         } else {
@@ -346,6 +318,54 @@ impl Detector {
             unweighted: self.report(obs),
         })
     }
+}
+
+/// The test of a weighted sum under `null`: `per_level[l]` observations of
+/// weight `l / LEVELS`; `int_statistic` is `Σ l·score` (binomial nulls, whose
+/// scores are integers), `statistic` is `Σ (l / LEVELS)·score`. Returns the
+/// test in words, whether it is exact (else a conservative bound), the
+/// statistic's null mean (in weight units) and the `ln` of the p-value.
+pub(crate) fn weighted_tail(
+    null: Null,
+    per_level: &[u64],
+    int_statistic: u64,
+    statistic: f64,
+) -> Result<(String, bool, f64, f64)> {
+    let weight_total: f64 = per_level
+        .iter()
+        .enumerate()
+        .map(|(l, &n)| l as f64 * n as f64)
+        .sum::<f64>()
+        / f64::from(LEVELS);
+    Ok(match null {
+        Null::Binomial { trials, p } => {
+            let draws: Vec<u64> = per_level.iter().map(|&n| n * u64::from(trials)).collect();
+            (
+                format!(
+                    "exact upper tail of the weighted sum Σ w·score, w in steps of 1/{LEVELS}, \
+                     scores Binomial(trials={trials}, p={p}) under the null"
+                ),
+                true,
+                weight_total * f64::from(trials) * p,
+                ln_weighted_binomial_upper(int_statistic, &draws, p),
+            )
+        }
+        Null::Exponential => (
+            format!(
+                "Chernoff bound on the upper tail of the weighted sum Σ w·score, w in steps of \
+                 1/{LEVELS}, scores Exponential(1) under the null (conservative)"
+            ),
+            false,
+            weight_total,
+            ln_weighted_exponential_upper(statistic, per_level),
+        ),
+        other => {
+            return Err(Error::InvalidOption {
+                name: "weights",
+                message: format!("no weighted test for the null {other:?} yet"),
+            })
+        }
+    })
 }
 
 #[cfg(test)]

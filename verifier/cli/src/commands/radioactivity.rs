@@ -4,7 +4,8 @@ use std::path::Path;
 
 use tracemark_core::Key;
 use tracemark_verifier::{
-    attribute, context_keys, reading_mode, render, Attribution, Detection, Detector, ReadingDoc, Scanner, Verdict,
+    attribute, context_keys, probability_test, reading_mode, render, Attribution, Detection, Detector, LogprobDoc,
+    ReadingDoc, Scanner, Verdict,
 };
 
 use super::{print_json, Setup};
@@ -13,13 +14,13 @@ use crate::exit::{Exit, Failure};
 use crate::input::read_text;
 use crate::progress;
 
-fn read_reading_docs(path: &Path) -> Result<Vec<ReadingDoc>, Failure> {
+fn read_docs<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>, Failure> {
     let text = read_text(path, "corpus")?;
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| {
-            serde_json::from_str::<ReadingDoc>(l).map_err(|e| Failure::Malformed {
+            serde_json::from_str::<T>(l).map_err(|e| Failure::Malformed {
                 source: format!("{}: line {}", path.display(), i + 1),
                 message: e.to_string(),
             })
@@ -27,12 +28,23 @@ fn read_reading_docs(path: &Path) -> Result<Vec<ReadingDoc>, Failure> {
         .collect()
 }
 
-/// One corpus-level test under one key: reading mode, or a (filtered) scan.
-fn test(a: &RadioArgs, s: &Setup, key: &Key, docs: Option<&[ReadingDoc]>) -> Result<Detection, Failure> {
+/// The documents of the tests that read JSONL of ids.
+enum Docs {
+    Reading(Vec<ReadingDoc>),
+    Logprobs(Vec<LogprobDoc>),
+}
+
+/// One corpus-level test under one key: reading mode, the probability test, or a (filtered) scan.
+fn test(a: &RadioArgs, s: &Setup, key: &Key, docs: Option<&Docs>) -> Result<Detection, Failure> {
     let detector = Detector::new(key, &s.scheme, s.vocab, s.options.clone())?;
     let filter = match (a.mode(), docs) {
-        (RadioMode::Reading, Some(docs)) => {
+        (RadioMode::Reading, Some(Docs::Reading(docs))) => {
             let mut d = reading_mode(&detector, docs)?;
+            d.scheme_source = Some(s.scheme_source.clone());
+            return Ok(d);
+        }
+        (RadioMode::Logprobs, Some(Docs::Logprobs(docs))) => {
+            let mut d = probability_test(&detector, docs)?;
             d.scheme_source = Some(s.scheme_source.clone());
             return Ok(d);
         }
@@ -85,15 +97,20 @@ impl Tested {
 pub(crate) fn evaluate(a: &RadioArgs) -> Result<Tested, Failure> {
     let mode = a.mode();
     let kind = match mode {
-        RadioMode::Reading => InputKind::Ids,
+        RadioMode::Reading | RadioMode::Logprobs => InputKind::Ids,
         RadioMode::BlackBox | RadioMode::Filtered { .. } => InputKind::Text,
     };
     let s = Setup::new(&a.common, kind)?;
     let docs = match mode {
-        RadioMode::Reading => Some(read_reading_docs(&a.corpus)?),
+        RadioMode::Reading => Some(Docs::Reading(read_docs(&a.corpus)?)),
+        RadioMode::Logprobs => Some(Docs::Logprobs(read_docs(&a.corpus)?)),
         RadioMode::BlackBox | RadioMode::Filtered { .. } => None,
     };
     let description = match mode {
+        RadioMode::Logprobs => {
+            "probability test: the suspect's probability on our key's favoured tokens, from the API's log-probabilities"
+                .to_string()
+        }
         RadioMode::Reading => "reading mode: the suspect model's predictions on our watermarked texts".to_string(),
         RadioMode::Filtered { reference } => format!(
             "black box, scored only at contexts of our outputs in {}",
@@ -105,7 +122,7 @@ pub(crate) fn evaluate(a: &RadioArgs) -> Result<Tested, Failure> {
     let mut reports = Vec::new();
     for (label, key) in s.keyring.iter() {
         labels.push(label.to_string());
-        reports.push(test(a, &s, key, docs.as_deref())?);
+        reports.push(test(a, &s, key, docs.as_ref())?);
     }
     if reports.len() == 1 {
         return Ok(Tested {

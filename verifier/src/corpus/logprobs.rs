@@ -1,0 +1,261 @@
+//! The probability test: what an API's log-probabilities reveal about a
+//! model trained on our watermarked answers.
+//!
+//! Most completion APIs return, with each sampled token, the log-probability
+//! of a few of the most likely tokens at that position (`top_logprobs`). A
+//! student that learned our watermark puts more probability on the tokens our
+//! key favours at each context than its sampled token alone shows; the black
+//! box test sees one draw per position, this test sees the distribution.
+//!
+//! At each position (context: the prompt and the suspect's own tokens before
+//! it) every listed candidate `v` with probability `q` is one observation:
+//! its keyed score at that context (kgw: the green bit), weighted by `q`. The
+//! statistic is `S = Σ w·score` over the distinct observations, with `w = q`
+//! quantized to steps of `1/16`.
+//!
+//! ## Why the test stays exact
+//!
+//! Under the null hypothesis the suspect model is independent of our key, so
+//! its probabilities (and the text they condition on: its own samples and
+//! prompts we did not watermark) are independent of the keyed scores. Scores
+//! of distinct `(seed, token)` pairs are independent draws of the scheme's
+//! null (SPEC §10). So conditionally on the weights, `S` is a weighted sum of
+//! independent null scores, whose upper tail the weighted machinery computes
+//! exactly for binomial nulls (kgw, tournament) and bounds conservatively for
+//! gumbel ([`crate::weighted`]). Observations are deduplicated on
+//! `(seed, token)` across the corpus, the first occurrence kept (the corpus
+//! order is fixed before the key is used). Candidates whose quantized weight
+//! is 0 count as observations with weight 0 (they add nothing). Nothing is
+//! assumed about the probability mass the API did not list.
+//!
+//! Prompts must not contain our watermarked text: the harvest's *questions*
+//! are fine (we did not watermark them), our *answers* quoted in a prompt are
+//! not (the model could copy their green tokens in context).
+
+use serde::{Deserialize, Serialize};
+use tracemark_core::ContextMode;
+
+use crate::detect::observe::{Counts, Deduplicator};
+use crate::detect::weighted::{quantize, weighted_tail, LEVELS};
+use crate::detect::{Detection, Detector, Outcome, TestReport, Verdict};
+use crate::error::{Error, Result};
+use crate::stats::{log10, p_from_ln};
+
+/// One answer of the suspect model with the log-probabilities the API returned.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LogprobDoc {
+    /// Context-only prefix (the prompt as the model saw it); may be empty.
+    #[serde(default)]
+    pub prompt_ids: Vec<u32>,
+    /// The suspect's sampled tokens.
+    pub ids: Vec<u32>,
+    /// `top[i]`: the candidates listed at position `i` (after `prompt_ids ++
+    /// ids[..i]`), each `(token id, natural-log probability)`.
+    pub top: Vec<Vec<(u32, f64)>>,
+}
+
+/// The probability test over `docs` (see the module documentation). The
+/// report counts observations (position, candidate) in `seen`, the distinct
+/// ones kept in `scored`.
+pub fn probability_test<'a>(detector: &Detector, docs: impl IntoIterator<Item = &'a LogprobDoc>) -> Result<Detection> {
+    let scheme = detector.scheme();
+    if scheme.seeder().context().mode() == ContextMode::SelfHash {
+        return Err(Error::InvalidOption {
+            name: "scheme",
+            message:
+                "the probability test needs a left-hash or min-hash context (self-hash seeds depend on the candidate)"
+                    .into(),
+        });
+    }
+    let null = scheme.contract().null;
+    let dedup = detector.options().dedup;
+    let mut seen = Deduplicator::default();
+    let mut counts = Counts::default();
+    let mut per_level = vec![0u64; LEVELS as usize + 1];
+    let (mut int_statistic, mut statistic) = (0u64, 0.0f64);
+    let mut history = Vec::new();
+    for (d, doc) in docs.into_iter().enumerate() {
+        if doc.top.len() != doc.ids.len() {
+            return Err(Error::BadDocument {
+                line: d + 1,
+                message: format!(
+                    "{} candidate lists for {} tokens: give one (possibly empty) per position",
+                    doc.top.len(),
+                    doc.ids.len()
+                ),
+            });
+        }
+        detector.check_ids(&doc.prompt_ids, 0)?;
+        detector.check_ids(&doc.ids, doc.prompt_ids.len())?;
+        counts.prompt += doc.prompt_ids.len();
+        history.clear();
+        history.extend_from_slice(&doc.prompt_ids);
+        for (i, (&sampled, candidates)) in doc.ids.iter().zip(&doc.top).enumerate() {
+            for &(token, logprob) in candidates {
+                if !(logprob <= 0.0) {
+                    return Err(Error::BadDocument {
+                        line: d + 1,
+                        message: format!("position {i}: log-probability {logprob} of token {token} is not <= 0"),
+                    });
+                }
+                counts.seen += 1;
+                match scheme.observe(&history, token).map_err(|e| match e {
+                    tracemark_core::Error::TokenOutOfRange { token, vocab_size } => Error::WrongTokenizer {
+                        token,
+                        position: i,
+                        vocab_size,
+                    },
+                    other => Error::Core(other),
+                })? {
+                    None => counts.skipped_short_context += 1,
+                    Some(o) if !seen.is_new(dedup, o.context_key, o.seed, token) => counts.skipped_duplicate += 1,
+                    Some(o) => {
+                        let level = quantize(logprob.exp());
+                        let score = detector.score(o.value);
+                        per_level[level as usize] += 1;
+                        int_statistic += u64::from(level) * score.round() as u64;
+                        statistic += f64::from(level) / f64::from(LEVELS) * score;
+                        counts.scored += 1;
+                    }
+                }
+            }
+            history.push(sampled);
+        }
+    }
+    // The base report (counts, scheme, key, verdict rules), then this test.
+    let mut report = detector.report_totals(counts, 0.0, None, &[]);
+    if matches!(report.outcome, Outcome::Inconclusive { .. }) {
+        return Ok(report);
+    }
+    let (name, _exact, expected, ln_p) = weighted_tail(null, &per_level, int_statistic, statistic)?;
+    let observed = match null {
+        tracemark_core::Null::Binomial { .. } => int_statistic as f64 / f64::from(LEVELS),
+        _ => statistic,
+    };
+    let weight_total: f64 = per_level
+        .iter()
+        .enumerate()
+        .map(|(l, &n)| l as f64 * n as f64)
+        .sum::<f64>()
+        / f64::from(LEVELS);
+    report.outcome = Outcome::Tested {
+        test: TestReport {
+            name: format!("probability test: {name}"),
+            null_distribution: format!(
+                "Σ over {} distinct (context, candidate) observations of weight w (total weight {weight_total:.2}) \
+                 times an independent null score",
+                counts.scored
+            ),
+            statistic: observed,
+            expected,
+            z_score: 0.0,
+        },
+        p_value: p_from_ln(ln_p),
+        log10_p: log10(ln_p),
+    };
+    report.verdict = if ln_p < detector.options().alpha.ln() {
+        Verdict::Detected
+    } else {
+        Verdict::NotDetected
+    };
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::DetectOptions;
+    use tracemark_core::{Key, SchemeConfig};
+
+    fn detector(seed: u8) -> Detector {
+        let key = Key::from_bytes([seed; 32]);
+        let config: SchemeConfig = "kgw:gamma=0.25,delta=2,context=lefthash:1".parse().unwrap();
+        Detector::new(&key, &config, 500, DetectOptions::default()).unwrap()
+    }
+
+    /// A suspect that never saw the key: random candidates and probabilities.
+    fn null_docs(seed: u64, n_docs: usize) -> Vec<LogprobDoc> {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        (0..n_docs)
+            .map(|_| {
+                let ids: Vec<u32> = (0..60).map(|_| (next() % 500) as u32).collect();
+                let top = ids
+                    .iter()
+                    .map(|&t| {
+                        let mut c = vec![(t, (0.6f64).ln())];
+                        for k in 0..4 {
+                            c.push(((next() % 500) as u32, (0.08 - 0.015 * k as f64).ln()));
+                        }
+                        c
+                    })
+                    .collect();
+                LogprobDoc {
+                    prompt_ids: vec![1, 2],
+                    ids,
+                    top,
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn null_p_values_are_calibrated() {
+        // 200 keys on one null corpus: the share below 0.1 stays within the
+        // 99.9% binomial range of 200 x 0.1 (8..34).
+        let docs = null_docs(7, 20);
+        let below = (0..200u32)
+            .filter(|&k| {
+                let key = Key::from_bytes(core::array::from_fn(|i| (i as u32 * 31 + k * 7) as u8));
+                let config: SchemeConfig = "kgw:gamma=0.25,delta=2,context=lefthash:1".parse().unwrap();
+                let d = Detector::new(&key, &config, 500, DetectOptions::default()).unwrap();
+                probability_test(&d, &docs).unwrap().outcome.log10_p().unwrap() < -1.0
+            })
+            .count();
+        assert!((8..=34).contains(&below), "{below} of 200 below 0.1");
+    }
+
+    #[test]
+    fn a_suspect_that_favours_green_tokens_is_found() {
+        let det = detector(3);
+        let scheme = det.scheme();
+        let mut docs = null_docs(11, 20);
+        // Move probability onto the green candidates: a student of the watermark.
+        for doc in &mut docs {
+            let mut history = doc.prompt_ids.clone();
+            for (i, c) in doc.top.iter_mut().enumerate() {
+                for cand in c.iter_mut() {
+                    if let Some(o) = scheme.observe(&history, cand.0).unwrap() {
+                        if det.score(o.value) > 0.5 {
+                            cand.1 = (cand.1.exp() + 0.2).min(0.95).ln();
+                        }
+                    }
+                }
+                history.push(doc.ids[i]);
+            }
+        }
+        let r = probability_test(&det, &docs).unwrap();
+        assert_eq!(r.verdict, Verdict::Detected, "{:?}", r.outcome);
+        let plain = probability_test(&det, &null_docs(11, 20)).unwrap();
+        assert_eq!(plain.verdict, Verdict::NotDetected);
+    }
+
+    #[test]
+    fn malformed_documents_are_refused() {
+        let det = detector(1);
+        let mut doc = null_docs(1, 1).remove(0);
+        doc.top.pop();
+        assert!(matches!(probability_test(&det, [&doc]), Err(Error::BadDocument { .. })));
+        let mut doc = null_docs(1, 1).remove(0);
+        doc.top[0][0].1 = 0.5;
+        assert!(matches!(probability_test(&det, [&doc]), Err(Error::BadDocument { .. })));
+        let mut doc = null_docs(1, 1).remove(0);
+        doc.top[0][0].0 = 9999;
+        assert!(probability_test(&det, [&doc]).is_err());
+    }
+}
