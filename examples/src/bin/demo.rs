@@ -294,7 +294,10 @@ fn run(args: Args) -> Result<()> {
             verdict_line(&columns[1].2)
         );
     }
-    write(&out_dir.join("verdicts.json"), &format!("[\n  {}\n]\n", verdicts.join(",\n  ")))?;
+    write(
+        &out_dir.join("verdicts.json"),
+        &format!("[\n  {}\n]\n", verdicts.join(",\n  ")),
+    )?;
     println!(
         "\nVerify the first watermarked answer yourself: docs/verifier.md's five commands, as written, in {}",
         out_dir.display()
