@@ -10,6 +10,18 @@ use crate::errors::core_err;
 
 /// A 32-byte secret watermark key. There is no default key: generate one,
 /// load one, or wrap bytes you hold. The key never prints; `id` is public.
+///
+/// Constructors: `Key.generate()` (from the operating system's random number
+/// generator), `Key.load(path)` (a key file of `save` or `tracemark keygen`),
+/// `Key.from_bytes(data)` (exactly 32 bytes); `key.derive(label)` gives the
+/// sub-key of an account or cohort.
+///
+/// >>> import tracemark as tm
+/// >>> key = tm.Key.from_bytes(bytes(range(32)))
+/// >>> len(key.id), key.derive("cohort/3") == key.derive("cohort/3") != key
+/// (32, True)
+/// >>> "secret" in repr(key) or key.secret_bytes().hex() in repr(key)
+/// False
 #[pyclass(name = "Key", module = "tracemark", frozen)]
 pub(crate) struct PyKey {
     pub(crate) inner: Key,

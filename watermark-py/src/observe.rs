@@ -14,6 +14,10 @@ use crate::tokenizer::optional_tokenizer_arg;
 
 /// The context keys of a reference corpus (our own watermarked outputs):
 /// a scan with it scores only observations at those contexts.
+///
+/// `ContextFilter(keys)`: a uint64 numpy array of context keys, repeats
+/// allowed (e.g. the union of `reference_context_keys` over the reference
+/// corpus); `tracemark.spark` builds one per scan.
 #[pyclass(name = "ContextFilter", module = "tracemark", frozen)]
 pub(crate) struct PyContextFilter {
     inner: ContextFilter,

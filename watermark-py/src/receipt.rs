@@ -19,6 +19,15 @@ use crate::tokenizer::optional_tokenizer_arg;
 
 /// A secret Ed25519 key that signs provenance receipts; not a watermark key.
 /// It never prints; `id` (`ed25519:<32 hex>`) is public.
+///
+/// Constructors: `SigningKey.generate()`, `SigningKey.load(path)` (a file of
+/// `save` or `tracemark receipt keygen`), `SigningKey.from_seed(seed)` (a
+/// 32-byte Ed25519 seed). Give verifiers `verifying_key()`.
+///
+/// >>> import tracemark as tm
+/// >>> signer = tm.SigningKey.from_seed(bytes(32))
+/// >>> signer.id.startswith("ed25519:"), signer.verifying_key().id == signer.id
+/// (True, True)
 #[pyclass(name = "SigningKey", module = "tracemark", frozen)]
 pub(crate) struct PySigningKey {
     inner: SigningKey,
@@ -84,6 +93,15 @@ impl PySigningKey {
 }
 
 /// The public half of a signing key: what a verifier trusts.
+///
+/// Constructors: `signing_key.verifying_key()`, `VerifyingKey.load(path)`
+/// (the `.pub` file of `tracemark receipt keygen`), `VerifyingKey.from_bytes(data)`
+/// (its 32 bytes, `public_bytes()`).
+///
+/// >>> import tracemark as tm
+/// >>> public = tm.SigningKey.from_seed(bytes(32)).verifying_key()
+/// >>> tm.VerifyingKey.from_bytes(public.public_bytes()) == public
+/// True
 #[pyclass(name = "VerifyingKey", module = "tracemark", frozen)]
 pub(crate) struct PyVerifyingKey {
     inner: VerifyingKey,
@@ -147,6 +165,17 @@ impl PyVerifyingKey {
 }
 
 /// A signed provenance receipt (SPEC §12). `to_json` / `from_json` for the wire.
+///
+/// Made by `sign_receipt(signing_key, text, model, *, scheme=None,
+/// key_id=None, label=None, created=None)` (or `tracemark.hf.generate_text`
+/// with a `signer`), read back with `Receipt.from_json(json)`, checked with
+/// `verify_receipt`.
+///
+/// >>> import tracemark as tm
+/// >>> signer = tm.SigningKey.from_seed(bytes(32))
+/// >>> receipt = tm.sign_receipt(signer, "An answer.", "smollm2", label="account/alice")
+/// >>> tm.Receipt.from_json(receipt.to_json()) == receipt, receipt.label
+/// (True, 'account/alice')
 #[pyclass(name = "Receipt", module = "tracemark", frozen)]
 pub(crate) struct PyReceipt {
     inner: Receipt,

@@ -166,6 +166,19 @@ impl PyStep {
 /// Per-sequence memory of watermarked contexts, to skip repeated contexts.
 /// One memory may be shared between threads: calls that use it take turns
 /// (with the GIL released while they wait).
+///
+/// `SeenContexts()` takes no argument: one per generated sequence, passed to
+/// `Scheme.process(history, row, memory)` (or one per row to
+/// `process_batch`); `clear()` starts a new sequence.
+///
+/// >>> import numpy as np, tracemark as tm
+/// >>> key = tm.Key.from_bytes(bytes(range(32)))
+/// >>> scheme = tm.Scheme.gumbel(key, temperature=1.0, context="lefthash:1", vocab_size=100)
+/// >>> memory = tm.SeenContexts()
+/// >>> scheme.process([5], np.zeros(100, dtype=np.float32), memory).watermarked
+/// True
+/// >>> scheme.process([5], np.zeros(100, dtype=np.float32), memory).watermarked, len(memory)  # context 5 again
+/// (False, 1)
 #[pyclass(name = "SeenContexts", module = "tracemark", frozen)]
 pub(crate) struct PySeenContexts {
     inner: DetachedMutex<SeenContexts>,
@@ -192,8 +205,27 @@ impl PySeenContexts {
 
 /// A scheme and all its parameters, without a key: what a detector must know
 /// besides the key. Built from a scheme string (`SchemeConfig("kgw:...")`) or
-/// with keywords (`SchemeConfig.kgw(gamma=0.25, delta=2, context="lefthash:1")`);
-/// `str()` gives the scheme string.
+/// with keywords; `str()` gives the scheme string.
+///
+/// - `SchemeConfig.kgw(*, gamma, delta, context)`: green-list bias
+///   (Kirchenbauer et al.); `gamma` the green fraction (e.g. 0.25), `delta`
+///   the bias added to green logits (e.g. 2), `context` the seeding mode and
+///   width ("lefthash:1", "selfhash:4", ...).
+/// - `SchemeConfig.tournament(*, layers, top_k, temperature, context,
+///   leaves=2)`: tournament sampling (SynthID-Text) over the `top_k` most
+///   likely tokens; `leaves=2` is distortion-free.
+/// - `SchemeConfig.gumbel(*, temperature, context)`: Gumbel / exponential-
+///   minimum sampling (Aaronson).
+///
+/// Keywords only; an unknown one raises `TypeError`, a bad value
+/// `InvalidParameterError` naming the fix.
+///
+/// >>> import tracemark as tm
+/// >>> config = tm.SchemeConfig.kgw(gamma=0.25, delta=2, context="lefthash:1")
+/// >>> str(config), config == tm.SchemeConfig("kgw:gamma=0.25,delta=2,context=lefthash:1")
+/// ('kgw:gamma=0.25,delta=2,context=lefthash:1', True)
+/// >>> str(tm.SchemeConfig.tournament(layers=30, top_k=40, temperature=1.0, context="lefthash:4"))
+/// 'tournament:layers=30,top_k=40,temperature=1,leaves=2,context=lefthash:4'
 #[pyclass(name = "SchemeConfig", module = "tracemark", frozen, eq)]
 #[derive(Clone, PartialEq)]
 pub(crate) struct PySchemeConfig {
@@ -293,6 +325,22 @@ impl PySchemeConfig {
 
 /// A keyed watermark scheme for one vocabulary: processes logits at
 /// generation time and yields the keyed values the detector tests.
+///
+/// `Scheme(key, scheme, vocab_size)`: the watermark `key`, a `SchemeConfig`
+/// or scheme string, and the model's vocabulary size (the width of a logits
+/// row). Or with keywords: `Scheme.kgw(key, *, gamma, delta, context,
+/// vocab_size)`, `Scheme.tournament(key, *, layers, top_k, temperature,
+/// context, vocab_size, leaves=2)`, `Scheme.gumbel(key, *, temperature,
+/// context, vocab_size)` (the parameters of `SchemeConfig`'s constructors).
+///
+/// >>> import numpy as np, tracemark as tm
+/// >>> key = tm.Key.from_bytes(bytes(range(32)))
+/// >>> scheme = tm.Scheme(key, "kgw:gamma=0.25,delta=2,context=lefthash:1", 1000)
+/// >>> scheme.describe() == tm.Scheme.kgw(key, gamma=0.25, delta=2, context="lefthash:1", vocab_size=1000).describe()
+/// True
+/// >>> logits = np.zeros(1000, dtype=np.float32)
+/// >>> scheme.process([5, 7], logits).watermarked, sorted(set(logits.tolist()))  # green tokens got +2
+/// (True, [0.0, 2.0])
 #[pyclass(name = "Scheme", module = "tracemark", frozen)]
 pub(crate) struct PyScheme {
     pub(crate) inner: Box<dyn Scheme>,
