@@ -185,3 +185,52 @@ def test_detect_ids_takes_the_tensors_generate_returns(key):
     assert detector.detect_ids(out[0, :2], out[0, 2:]).to_dict() == want
     assert detector.detect_ids(out[:, :2], out[:, 2:]).to_dict() == want
     assert detector.detect_ids(None, torch.tensor(ids, dtype=torch.int32)).to_dict() == detector.detect_ids(None, ids).to_dict()
+
+
+def test_transformers_tokenizers_are_taken_wherever_a_tokenizer_is(smollm2, key, tmp_path):
+    # The model's own transformers tokenizer, as researchers hold it: no tokenizer.json on disk needed.
+    import hashlib
+    import json
+
+    model, tokenizer = smollm2
+    assert tokenizer.is_fast
+    spec = "kgw:gamma=0.25,delta=4,context=lefthash:1"
+    proc = TracemarkLogitsProcessor(key, spec, model.config.vocab_size)
+    torch.manual_seed(5)
+    prompt = tokenizer("The harbour at dawn", return_tensors="pt")["input_ids"]
+    out = model.generate(prompt, max_new_tokens=40, do_sample=True, pad_token_id=tokenizer.eos_token_id,
+                         logits_processor=LogitsProcessorList([proc]))
+    text = tokenizer.decode(out[0, prompt.shape[1]:], skip_special_tokens=True)
+    converted = tm.Tokenizer.from_transformers(tokenizer)
+    backend_json = tokenizer.backend_tokenizer.to_str()
+    assert converted.fingerprint == "sha256:" + hashlib.sha256(backend_json.encode()).hexdigest()
+    assert tm.Tokenizer.from_json(backend_json).fingerprint == converted.fingerprint
+    assert converted.encode(text) == tokenizer(text, add_special_tokens=False)["input_ids"]
+    detector = tm.Detector(key, spec, model.config.vocab_size)
+    by_object = detector.detect_text(tokenizer, "The harbour at dawn", text)
+    assert by_object.to_dict() == detector.detect_text(converted, "The harbour at dawn", text).to_dict()
+    assert by_object.detected and by_object.to_dict()["tokenizer"]["fingerprint"] == converted.fingerprint
+    # A transformers call with truncation leaves it on the backend; detection still sees every token.
+    tokenizer(text, truncation=True, max_length=4)
+    try:
+        assert detector.detect_text(tokenizer, "The harbour at dawn", text).counts.seen == by_object.counts.seen
+    finally:
+        tokenizer.backend_tokenizer.no_truncation()
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text(json.dumps({"prompt": "The harbour at dawn", "text": text}) + "\n")
+    _, summary = tm.scan_corpus(detector, corpus, tokenizer=tokenizer)
+    assert summary["detected"] == 1
+    ring = tm.KeyringDetector(tm.Keyring([("k", key)]), spec, model.config.vocab_size)
+    assert ring.detect_text(tokenizer, "The harbour at dawn", text).keys[0].detected
+
+
+def test_a_slow_transformers_tokenizer_names_the_fix(key):
+    from transformers import CanineTokenizer
+
+    slow = CanineTokenizer()
+    assert not slow.is_fast
+    detector = tm.Detector(key, KGW, 1000)
+    with pytest.raises(TypeError, match=r"slow .*AutoTokenizer\.from_pretrained\("):
+        detector.detect_text(slow, None, "some text")
+    with pytest.raises(TypeError, match="slow"):
+        tm.Tokenizer.from_transformers(slow)
