@@ -92,7 +92,7 @@ pub fn probability_test<'a>(detector: &Detector, docs: impl IntoIterator<Item = 
         history.extend_from_slice(&doc.prompt_ids);
         for (i, (&sampled, candidates)) in doc.ids.iter().zip(&doc.top).enumerate() {
             for &(token, logprob) in candidates {
-                if !(logprob <= 0.0) {
+                if logprob.is_nan() || logprob > 0.0 {
                     return Err(Error::BadDocument {
                         line: d + 1,
                         message: format!("position {i}: log-probability {logprob} of token {token} is not <= 0"),
