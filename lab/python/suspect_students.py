@@ -1,0 +1,280 @@
+"""Students of our watermarked teacher, served behind a real OpenAI-compatible
+endpoint and audited only through it (issue 26: deliverables 3-5).
+
+1. The harvest: `suspect_harvest.py`'s chunks (full run: >= 250,000
+   watermarked answer tokens and the unwatermarked filler), or a small one
+   generated here (`--quick`).
+2. Students: SmolLM2-135M fully fine-tuned on `train_tokens` answer tokens
+   (full run: 200,000) of which the stated share is watermarked (0, 1, 5, 10,
+   100%), and the 10% and 100% students again on the watermarked answers
+   paraphrased by the unwatermarked model (laundering). Each is exported to
+   GGUF (`gguf_export.py`, checked against transformers) and cached: an
+   interrupted run resumes at the first student without a GGUF.
+3. Each student is served by llama-cpp-python's own server (log-probabilities
+   on) and audited through `tracemark.suspect_api`: the harvest's own prompts
+   (the accounts' requests) and new prompts (lab/data/prompts.txt), black box
+   and probability test, at growing query budgets.
+4. The 0% student (it never saw text watermarked with the key) is audited under
+   1,000 control keys: each test's p-values against the uniform.
+
+Usage: python lab/python/suspect_students.py [--quick] [--threads N]
+(environment: TRACEMARK_MODEL, TRACEMARK_CLI, TRACEMARK_CACHE).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Plan:
+    quick: bool
+    train_tokens: int
+    epochs: int
+    answer_tokens: int
+    budgets: List[int]
+    control_keys: int
+    students: List[Tuple[str, float, str]] = field(default_factory=list)
+
+    @staticmethod
+    def new(quick: bool) -> "Plan":
+        if quick:
+            return Plan(True, 1_500, 2, 32, [4, 8], 100, [("0%", 0.0, "marked"), ("100%", 1.0, "marked")])
+        return Plan(False, 200_000, 1, 200, [50, 100, 200, 400, 800], 1_000, [
+            ("0%", 0.0, "marked"), ("100%", 1.0, "marked"), ("10%", 0.10, "marked"), ("1%", 0.01, "marked"),
+            ("5%", 0.05, "marked"), ("paraphrased 100%", 1.0, "paraphrased"), ("paraphrased 10%", 0.10, "paraphrased"),
+        ])
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def serve(gguf: Path, alias: str, threads: int):
+    """llama-cpp-python's OpenAI-compatible server on `gguf`, in a thread; (url, stop)."""
+    import socket
+
+    import uvicorn
+    from llama_cpp.server.app import create_app
+    from llama_cpp.server.settings import ModelSettings, ServerSettings
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = create_app(server_settings=ServerSettings(host="127.0.0.1", port=port),
+                     model_settings=[ModelSettings(model=str(gguf), model_alias=alias, n_ctx=1024, n_threads=threads,
+                                                   n_threads_batch=threads, verbose=False, logits_all=True)])
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 120
+    while not server.started:
+        if time.time() > deadline or not thread.is_alive():
+            raise RuntimeError(f"the server for {gguf} did not start")
+        time.sleep(0.05)
+
+    def stop():
+        server.should_exit = True
+        thread.join(timeout=30)
+
+    return f"http://127.0.0.1:{port}/v1", stop
+
+
+def prefix_lines(path: Path, n: int, out: Path) -> Path:
+    lines = [line for line in path.read_text().splitlines() if line.strip()][:n]
+    out.write_text("".join(line + "\n" for line in lines))
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+    import torch
+
+    from tracemark import Key, suspect_api
+    from transformer_student import Lab, log, mixture, paraphrase_request, quick_key, stored_key, tokens, write_jsonl, read_jsonl
+    from transformer_student import Plan as LabPlan
+    from gguf_export import check, export
+
+    plan = Plan.new(args.quick)
+    torch.set_num_threads(args.threads or os.cpu_count() or 1)
+    threads = args.threads or os.cpu_count() or 1
+    cache_root = Path(os.environ.get("TRACEMARK_CACHE", Path.home() / ".cache/tracemark"))
+    cache = cache_root / ("suspect-api-quick" if plan.quick else "suspect-api-full")
+    cache.mkdir(parents=True, exist_ok=True)
+    cli = os.environ["TRACEMARK_CLI"]
+    lab_plan = LabPlan.new(True)
+    lab_plan.train_tokens, lab_plan.epochs, lab_plan.batch = plan.train_tokens, plan.epochs, 4
+    lab = Lab(lab_plan, cache, Path(cli))
+    started = time.time()
+
+    # The key (cohort 1 of the run's master), with its serving manifest.
+    master_path = cache / "master.key"
+    if plan.quick and not master_path.exists():
+        quick_key("suspect-api").save(master_path)
+    master = stored_key(master_path)
+    key_path = cache / "cohort-1.key"
+    if not key_path.exists():
+        master.derive("cohort/1").save(key_path)
+    key = Key.load(key_path)
+    scheme = "kgw:gamma=0.25,delta=2,context=lefthash:1"
+    if not Path(str(key_path) + ".serving.json").exists():
+        subprocess.run([cli, "serving", "--key", str(key_path), "--scheme", scheme], check=True, capture_output=True)
+    tok_json = cache / "tokenizer.json"
+    if not tok_json.exists():
+        lab.tok.save_pretrained(cache / "tok")
+        (cache / "tok" / "tokenizer.json").rename(tok_json)
+
+    # 1. The harvest.
+    if plan.quick:
+        from transformer_student import prompt_pool
+
+        sets = {}
+        pool = prompt_pool()[:24]
+        for kind, k, seed in (("marked", key, 1), ("plain", None, 2)):
+            path = cache / f"harvest-{kind}.jsonl"
+            if not path.exists():
+                prompts = [lab.chat(q) for q in pool]
+                answers = lab.generate(prompts, 64, k, seed)
+                write_jsonl(path, ({"q": q, "prompt_ids": p, "ids": a} for q, p, a in zip(pool, prompts, answers) if a))
+            sets[kind] = read_jsonl(path)
+        write_jsonl(cache / "requests.jsonl", ({"messages": [{"role": "user", "content": d["q"]}]} for d in sets["marked"]))
+    else:
+        import suspect_harvest
+
+        sets = {"marked": suspect_harvest.load("marked"), "plain": suspect_harvest.load("plain")}
+        need = plan.train_tokens
+        if tokens(sets["marked"]) < need or tokens(sets["plain"]) < need * 0.99:
+            log(f"the harvest is not complete ({tokens(sets['marked']):,} watermarked, {tokens(sets['plain']):,} plain "
+                f"tokens; {need:,} each needed): run lab/python/suspect_harvest.py first")
+            return 3
+    if any(src == "paraphrased" for _, _, src in plan.students):
+        path = cache / "harvest-paraphrased.jsonl"
+        if not path.exists():
+            marked = mixture(sets["marked"], [], 1.0, plan.train_tokens)
+            reqs = [lab.chat(paraphrase_request(d["q"], lab.tok.decode(d["ids"]))) for d in marked]
+            answers = lab.generate(reqs, 256, None, 3, temperature=0.7, top_p=0.95, batch=8)
+            write_jsonl(path, ({"q": d["q"], "prompt_ids": d["prompt_ids"], "ids": a} for d, a in zip(marked, answers) if a))
+        sets["paraphrased"] = read_jsonl(path)
+    log(f"harvest: {tokens(sets['marked']):,} watermarked, {tokens(sets['plain']):,} plain answer tokens")
+
+    # 2. Students, each exported to GGUF once.
+    students = []
+    for i, (name, share, source) in enumerate(plan.students):
+        gguf = cache / "students" / f"{slug(name)}.gguf"
+        meta = gguf.with_suffix(".json")
+        if not gguf.exists():
+            gguf.parent.mkdir(exist_ok=True)
+            t = time.time()
+            data = mixture(sets[source], sets["plain"], share, plan.train_tokens)
+            loss = lab.train(data, 10 + i)
+            marked_tokens = tokens(d for d in data if d in sets[source])
+            part = gguf.with_suffix(".part")
+            export(lab.model, Path(os.environ["TRACEMARK_MODEL"]), part)
+            diff = check(lab.model, lab.tok, part)
+            part.rename(gguf)
+            meta.write_text(json.dumps({"name": name, "share": share, "source": source, "train_tokens": tokens(data),
+                                        "marked_tokens": marked_tokens, "loss": loss, "secs": time.time() - t,
+                                        "export_diff": diff}))
+            log(f"student {name}: loss {loss:.3f}, {marked_tokens:,} watermarked of {tokens(data):,} tokens, "
+                f"GGUF checked ({diff:.4f}), {time.time() - t:.0f} s")
+        students.append(json.loads(meta.read_text()))
+
+    # 3. Audits through the endpoint.
+    new_prompts = ROOT / "lab/data/prompts.txt"
+    prompts = suspect_api.load_prompts(cache / "requests.jsonl", new_prompts, limit=max(plan.budgets) // 2)
+    rows = []
+    for s in students:
+        gguf = cache / "students" / f"{slug(s['name'])}.gguf"
+        url, stop = serve(gguf, f"student-{slug(s['name'])}", threads)
+        try:
+            summary = suspect_api.audit(url, key=key_path, tokenizer=tok_json, prompts=prompts,
+                                        cache=cache / "api-cache" / slug(s["name"]), out=cache / "audits" / slug(s["name"]),
+                                        model=f"student-{slug(s['name'])}", max_requests=len(prompts),
+                                        max_tokens_total=10**9, max_tokens=plan.answer_tokens, cli=cli, concurrency=1)
+        finally:
+            stop()
+        corpora = Path(summary["corpora"])
+        by_budget = {}
+        for b in plan.budgets:
+            for origin in ("harvest", "new"):
+                for test, mode in (("black-box", "text"), ("probability", "logprobs")):
+                    src = corpora / f"{origin}-{test}.jsonl"
+                    if src.exists():
+                        sub = prefix_lines(src, b // 2, corpora / f"b{b}-{origin}-{test}.jsonl")
+                        by_budget[(b, origin, test)] = suspect_api.run_test(cli, key_path, tok_json, sub, mode, None)
+        rows.append((s, summary, by_budget))
+        log(f"audit {s['name']}: " + ", ".join(f"{t['origin']}/{t['test']} {t['log10_p']}" for t in summary["tests"]))
+
+    # 4. Calibration: the 0% student under control keys (derived from a control master).
+    control = rows[0]
+    ctl_master = cache / "control-master.key"
+    if plan.quick and not ctl_master.exists():
+        quick_key("suspect-api-controls").save(ctl_master)
+    stored_key(ctl_master)
+    labels = ",".join(f"control/{i}" for i in range(plan.control_keys))
+    calib = {}
+    for test, flag, name in (("black-box", [], "all-black-box.jsonl"), ("probability", ["--logprobs"], "all-probability.jsonl")):
+        r = subprocess.run([cli, "radioactivity", "--json", "--key", str(ctl_master), "--derive-labels", labels,
+                            "--scheme", scheme, "--tokenizer", str(tok_json), *flag,
+                            str(Path(control[1]["corpora"]) / name)], capture_output=True, text=True)
+        keys = json.loads(r.stdout)["keys"]
+        calib[test] = [10 ** k["tested"]["log10_p"] for k in keys if k.get("tested")]
+
+    out = args.out or (cache / "report.md" if plan.quick else ROOT / f"eval/results/suspect-api-{datetime.date.today().isoformat()}.md")
+    out.write_text(render(plan, rows, calib, time.time() - started))
+    log(f"report: {out}")
+    if plan.quick:
+        ok = all(sum(p < a for p in ps) <= max(3, 2.5 * a * len(ps)) for ps in calib.values() for a in (0.01, 0.1))
+        return 0 if ok else 1
+    return 0
+
+
+def render(plan: Plan, rows, calib, secs: float) -> str:
+    lines = [f"# A suspect model audited through its API ({'quick' if plan.quick else 'full'} run)", "",
+             f"Students: SmolLM2-135M fine-tuned on {plan.train_tokens:,} answer tokens ({plan.epochs} epoch(s)), exported to GGUF "
+             "and served by llama-cpp-python's OpenAI-compatible server with log-probabilities (top 5). Each is audited only "
+             f"through the endpoint by `tracemark.suspect_api`, {plan.answer_tokens} tokens per answer, the harvest's own prompts "
+             "and new prompts alternating. log10 p of each test at each query budget (queries = answers):", "",
+             "| student | train tokens (watermarked) | loss | " + " | ".join(
+                 f"{o} {t} N={b}" for b in plan.budgets for o in ("harvest", "new") for t in ("black-box", "probability")) + " |",
+             "|---|---:|---:|" + "---:|" * (4 * len(plan.budgets))]
+    for s, summary, by in rows:
+        cells = []
+        for b in plan.budgets:
+            for o in ("harvest", "new"):
+                for t in ("black-box", "probability"):
+                    v = by.get((b, o, t))
+                    cells.append("n/a" if v is None else f"{v:.1f}")
+        lines.append(f"| {s['name']} | {s['train_tokens']:,} ({s['marked_tokens']:,}) | {s['loss']:.3f} | " + " | ".join(cells) + " |")
+    lines += ["", "Query budget spent per student: " + "; ".join(
+        f"{s['name']}: {summ['answers']} answers, {summ['completion_tokens_total']:,} completion tokens" for s, summ, _ in rows), ""]
+    lines += ["## Calibration: the 0% student under control keys", "",
+              "| test | keys | share p < 0.01 | share p < 0.1 |", "|---|---:|---:|---:|"]
+    for t, ps in calib.items():
+        n = len(ps)
+        lines.append(f"| {t} | {n} | {sum(p < 0.01 for p in ps) / max(n, 1):.3f} | {sum(p < 0.1 for p in ps) / max(n, 1):.3f} |")
+    lines += ["", f"Total time {secs / 60:.0f} minutes on this machine.", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
