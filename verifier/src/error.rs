@@ -194,9 +194,10 @@ impl fmt::Display for IoError {
 /// `Result` with this crate's [`Error`].
 pub type Result<T> = core::result::Result<T, Error>;
 
-pub(crate) const SIGNING_KEY_MAGIC: &str = "tracemark-signing-key-v1";
-pub(crate) const VERIFYING_KEY_MAGIC: &str = "tracemark-verifying-key-v1";
-pub(crate) const WATERMARK_KEY_MAGIC: &str = "tracemark-key-v1";
+// The key files' first words, from the core that defines the watermark key file.
+pub(crate) use tracemark_core::internal::{
+    KEY_FILE_MAGIC as WATERMARK_KEY_MAGIC, SIGNING_KEY_MAGIC, VERIFYING_KEY_MAGIC,
+};
 
 /// The kinds of key file, told apart by their first word.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

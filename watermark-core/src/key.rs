@@ -15,7 +15,13 @@ use crate::prf::SipKey;
 
 /// Prefix of every domain-separation label of spec v1.
 pub(crate) const LABEL_PREFIX: &str = "tracemark/v1/";
-const KEY_FILE_MAGIC: &str = "tracemark-key-v1";
+/// The first word of a watermark key file (SPEC §2.3).
+pub const KEY_FILE_MAGIC: &str = "tracemark-key-v1";
+/// The first word of a receipt signing key file (SPEC §12.1), which
+/// `Key::from_file_str` recognises to say what the file is.
+pub const SIGNING_KEY_MAGIC: &str = "tracemark-signing-key-v1";
+/// The first word of a receipt verifying key file (SPEC §12.1).
+pub const VERIFYING_KEY_MAGIC: &str = "tracemark-verifying-key-v1";
 /// A key file is one short line; anything longer is not a key file.
 const KEY_FILE_MAX_LEN: u64 = 256;
 
@@ -160,7 +166,7 @@ impl Key {
         let line = line.strip_suffix('\r').unwrap_or(line);
         let mut parts = line.split(':');
         let first = parts.next();
-        if matches!(first, Some("tracemark-signing-key-v1" | "tracemark-verifying-key-v1")) {
+        if first == Some(SIGNING_KEY_MAGIC) || first == Some(VERIFYING_KEY_MAGIC) {
             return Err(bad(
                 "this is a receipt signing/verifying key file (`tracemark receipt keygen`), not a watermark key \
                  file: the two kinds of key are kept apart",

@@ -148,6 +148,7 @@ pub const SPEC_VERSION: &str = "tracemark/v1";
 pub mod internal {
     use crate::{Key, SchemeConfig};
 
+    pub use crate::key::{KEY_FILE_MAGIC, SIGNING_KEY_MAGIC, VERIFYING_KEY_MAGIC};
     pub use crate::scheme::plan;
     pub use crate::simd::Isa;
 
