@@ -110,8 +110,10 @@ from ._native import (
     verify_receipt,
 )
 from .scoring import EditRobustDetection, detect_edit_robust, edit_aware_weights, realign
+from .suspect_api import radioactivity_api
 
 __all__ = [
+    "radioactivity_api",
     "SPEC_VERSION",
     "CanonicalReport",
     "Contract",
@@ -161,6 +163,7 @@ __all__ = [
     "detect_edit_robust",
     "realign",
     "position_weights",
+    "radioactivity_api",
     "scan_corpus",
     "sign_receipt",
     "verify_receipt",
