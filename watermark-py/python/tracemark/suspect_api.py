@@ -244,6 +244,7 @@ def audit(url: str, *, key: Path, tokenizer: Path, prompts: Sequence[Prompt], ca
     ``out.json`` and ``out.html`` and returns the summary. See the module docstring."""
     cli = cli or os.environ.get("TRACEMARK_CLI") or "tracemark"
     cache.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
     client = Client(url, os.environ.get(token_env) or None, model, max_tokens, top_logprobs, cache,
                     retries=retries, backoff=backoff)
     budget = Budget(max_requests, max_tokens_total)
@@ -274,7 +275,7 @@ def audit(url: str, *, key: Path, tokenizer: Path, prompts: Sequence[Prompt], ca
                 responses[i] = f.result()
                 budget.tokens += parse(responses[i])[2] or len(parse(responses[i])[1])
     pieces = piece_map(tokenizer)
-    work = Path(tempfile.mkdtemp(prefix="audit-", dir=out.parent if out.parent.exists() else None))
+    work = Path(tempfile.mkdtemp(prefix=f"{out.name}-corpora-", dir=out.parent))
     models, unmapped = set(), 0
     corpora: Dict[str, Tuple[List[dict], List[dict]]] = {"harvest": ([], []), "new": ([], [])}
     for i in sorted(responses):
