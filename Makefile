@@ -28,7 +28,7 @@ CARGO_FUZZ := $(CACHE)/tools/cargo-fuzz-$(CARGO_FUZZ_VERSION)/bin/cargo-fuzz
 FUZZ_SECONDS ?= 30
 FUZZ_MODE ?= auto
 
-.PHONY: help setup data demo test-recipe check check-rust check-python test test-rust test-python test-vllm test-spark test-browser venv python bench bench-python bench-spark bench-serving bench-serve test-serve-fuzz gpu-check-prepare mistralrs-demo lint fuzz-smoke eval eval-quick frontier distill distill-quick distill-transformer spoof spoof-quick accounts campaign campaign-quick calibrate clean-cache
+.PHONY: help setup data demo test-recipe suspect-harvest suspect-api check check-rust check-python test test-rust test-python test-vllm test-spark test-browser venv python bench bench-python bench-spark bench-serving bench-serve test-serve-fuzz gpu-check-prepare mistralrs-demo lint fuzz-smoke eval eval-quick frontier distill distill-quick distill-transformer spoof spoof-quick accounts campaign campaign-quick calibrate clean-cache
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -216,6 +216,18 @@ distill-transformer: data python ## The transformer student alone: SmolLM2 fine-
 	$(CARGO) build $(CARGO_FLAGS) -q -p tracemark-cli --bin tracemark
 	export TRACEMARK_MODEL="$$($(FETCH) model)" TRACEMARK_HUMAN_TEXT="$$($(FETCH) human-text)" TRACEMARK_CLI="$(BIN)/tracemark"; \
 	"$(VPY)" lab/python/transformer_student.py $(if $(QUICK),--quick,) $(TRANSFORMER_ARGS)
+
+# Issue 26 at scale: the harvest (about 470,000 answer tokens; hours on this machine, one chunk of
+# 32 answers at a time, resumable across sessions), then students served by llama-cpp-python's
+# server and audited only through it. QUICK=1: a small harvest and two students, minutes.
+suspect-harvest: data python ## The scale harvest for the suspect-API experiment (hours; resumable; run it in the background)
+	export TRACEMARK_MODEL="$$($(FETCH) model)"; \
+	"$(VPY)" lab/python/suspect_harvest.py $(SUSPECT_HARVEST_ARGS)
+
+suspect-api: data python $(LLAMA_STAMP) ## Students of the harvest behind a real OpenAI-compatible server, audited through it (hours; cached, resumable)
+	$(CARGO) build $(CARGO_FLAGS) -q -p tracemark-cli --bin tracemark
+	export TRACEMARK_MODEL="$$($(FETCH) model)" TRACEMARK_CLI="$(BIN)/tracemark"; \
+	"$(VPY)" lab/python/suspect_students.py $(if $(QUICK),--quick,) $(SUSPECT_ARGS)
 
 distill-quick: ## The distillation pipeline on a small harvest (part of `make test`)
 	$(MAKE) --no-print-directory distill QUICK=1
