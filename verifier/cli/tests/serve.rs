@@ -242,6 +242,10 @@ fn tokens_limits_and_the_same_p_value_as_the_cli() {
         "w1",
         text_file.to_str().expect("path"),
     ]);
+    // Where the CLI took the scheme from (a flag or the key's serving manifest) is the CLI's
+    // own; the service's scheme is fixed at start and listed by /v1/keys.
+    let mut local = local;
+    local.as_object_mut().expect("object").remove("scheme_source");
     assert_eq!(served, local);
 
     // Malformed requests are typed errors, never 5xx.
@@ -376,4 +380,85 @@ fn streams_equal_batch_scans_and_keyrings() {
     assert_eq!(scanned["documents"].as_array().map(Vec::len), Some(4));
     assert_eq!(scanned["documents"][2]["line"], 3);
     assert!(scanned["documents"][2]["error"].is_string());
+}
+
+/// Seconds until the server closes `s` (reads until EOF or a reset).
+fn closed_after(mut s: TcpStream) -> (f64, Vec<u8>) {
+    let t0 = std::time::Instant::now();
+    s.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    (t0.elapsed().as_secs_f64(), raw)
+}
+
+#[test]
+fn idle_and_slow_connections_are_closed_and_shutdown_has_a_deadline() {
+    let dir = Dir::new("serve-connections");
+    let key = Key::from_bytes([7; 32]);
+    let key_path = dir.path("k.key");
+    key.save(&key_path).expect("save");
+    let mut server = Server::start(
+        &dir,
+        &[&key_path],
+        &[
+            "--header-timeout",
+            "1",
+            "--body-timeout",
+            "1",
+            "--shutdown-timeout",
+            "2",
+        ],
+    );
+
+    // A connection that sends nothing, and one that never ends its headers: closed by the header timeout.
+    let idle = TcpStream::connect(&server.addr).expect("connects");
+    let mut partial = TcpStream::connect(&server.addr).expect("connects");
+    partial
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        .expect("writes");
+    let (t, raw) = closed_after(idle);
+    assert!(t < 3.0 && raw.is_empty(), "idle connection open {t} s");
+    let (t, _) = closed_after(partial);
+    assert!(t < 3.0, "half-sent headers held {t} s");
+
+    // A body that never arrives: 408 after the body timeout, and the connection closes.
+    let mut slow = TcpStream::connect(&server.addr).expect("connects");
+    slow.write_all(
+        format!(
+            "POST /v1/detect HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 100\r\n\r\n{{\"ids\""
+        )
+        .as_bytes(),
+    )
+    .expect("writes");
+    let (t, raw) = closed_after(slow);
+    let head = String::from_utf8_lossy(&raw);
+    assert!(head.starts_with("HTTP/1.1 408"), "{head}");
+    assert!(t < 3.0, "slow body held {t} s");
+
+    // The service still answers.
+    assert_eq!(server.request("GET", "/health", None, None).0, 200);
+
+    // SIGTERM with a client holding a half-sent request: the process ends within the deadline.
+    let mut holder = TcpStream::connect(&server.addr).expect("connects");
+    holder
+        .write_all(
+            format!(
+                "POST /v1/detect HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 100\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .expect("writes");
+    std::thread::sleep(Duration::from_millis(100));
+    let t0 = std::time::Instant::now();
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status();
+    let status = server.child.wait().expect("waits");
+    assert!(status.success(), "{status:?}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(4),
+        "shutdown took {:?}",
+        t0.elapsed()
+    );
+    drop(holder);
 }

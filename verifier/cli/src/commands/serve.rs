@@ -10,7 +10,7 @@ use tracemark_verifier::Dedup;
 use crate::args::ModelArgs;
 use crate::exit::{Exit, Failure};
 use crate::input::load_key;
-use crate::server::{self, Config, ServedKey, TokenTable};
+use crate::server::{self, Config, ConnLimits, ServedKey, TokenTable};
 
 /// What `serve` takes.
 #[derive(Args)]
@@ -39,6 +39,21 @@ pub(crate) struct ServeArgs {
     /// Longest time a request may take, in seconds (503 after)
     #[arg(long, default_value_t = 30)]
     pub(crate) timeout: u64,
+    /// Seconds a request body may take to arrive once its head is read (408 after; slow uploads
+    /// hold a connection and a buffer)
+    #[arg(long, default_value_t = 30)]
+    pub(crate) body_timeout: u64,
+    /// Seconds from a connection's opening, or its previous response, to a complete request head:
+    /// closes idle keep-alive connections and clients that never finish their headers
+    #[arg(long, default_value_t = 10)]
+    pub(crate) header_timeout: u64,
+    /// Connections served at once; more are closed at once. Lowered at start to fit below the
+    /// open-file limit (whose soft value is raised to the hard one where allowed)
+    #[arg(long, default_value_t = 4096)]
+    pub(crate) max_connections: usize,
+    /// Seconds a shutdown (Ctrl-C, SIGTERM) waits for requests in flight before it drops them
+    #[arg(long, default_value_t = 10)]
+    pub(crate) shutdown_timeout: u64,
     /// Streaming sessions held at once (oldest idle ones expire after 10 minutes)
     #[arg(long, default_value_t = 1024)]
     pub(crate) max_streams: usize,
@@ -92,6 +107,7 @@ pub(crate) fn run(a: ServeArgs) -> Result<Exit, Failure> {
         dedup: a.dedup,
         max_body: a.max_body,
         timeout: Duration::from_secs(a.timeout.max(1)),
+        body_timeout: Duration::from_secs(a.body_timeout.max(1)),
         max_streams: a.max_streams,
         log_texts: a.log_texts,
     };
@@ -101,7 +117,12 @@ pub(crate) fn run(a: ServeArgs) -> Result<Exit, Failure> {
     } else {
         a.threads
     };
-    server::run(state, a.listen, threads).map_err(|error| Failure::Write {
+    let limits = ConnLimits {
+        max_connections: a.max_connections.max(1),
+        header_timeout: Duration::from_secs(a.header_timeout.max(1)),
+        shutdown_timeout: Duration::from_secs(a.shutdown_timeout),
+    };
+    server::run(state, a.listen, threads, limits).map_err(|error| Failure::Write {
         target: format!("serving on {}", a.listen),
         error,
     })?;

@@ -20,7 +20,9 @@
 //!   latency, the token's name (never the token), sizes, SHA-256 digests,
 //!   key ids and results; texts and ids only with `--log-texts`.
 
+mod conn;
 mod limits;
+mod logs;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -41,6 +43,7 @@ use tracemark_verifier::{
     KeyringDetector, Scanner, TextTokenizer, WindowOptions,
 };
 
+pub(crate) use conn::ConnLimits;
 pub(crate) use limits::TokenTable;
 use limits::{Admission, RateLimiter};
 
@@ -63,6 +66,8 @@ pub(crate) struct Config {
     pub(crate) dedup: Dedup,
     pub(crate) max_body: usize,
     pub(crate) timeout: Duration,
+    /// How long a request body may take to arrive (408 after).
+    pub(crate) body_timeout: Duration,
     pub(crate) max_streams: usize,
     pub(crate) log_texts: bool,
 }
@@ -220,6 +225,11 @@ impl IntoResponse for ApiError {
                 r.headers_mut().insert(header::RETRY_AFTER, v);
             }
         }
+        if self.status == StatusCode::REQUEST_TIMEOUT {
+            // The rest of the body may never come: this connection is done.
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             r.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -233,13 +243,20 @@ impl IntoResponse for ApiError {
 type ApiResult<T> = Result<T, ApiError>;
 
 /// The builds the service runs on: `threads` workers, until Ctrl-C or SIGTERM.
-pub(crate) fn run(state: Arc<State>, listen: SocketAddr, threads: usize) -> std::io::Result<()> {
+pub(crate) fn run(
+    state: Arc<State>,
+    listen: SocketAddr,
+    threads: usize,
+    mut limits: ConnLimits,
+) -> std::io::Result<()> {
     init_logs();
+    limits.max_connections = conn::connections_that_fit(limits.max_connections);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads.max(1))
         .max_blocking_threads(threads.max(1) * 2)
         .enable_all()
         .build()?;
+    let limits = &limits;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen).await?;
         let local = listener.local_addr()?;
@@ -249,14 +266,16 @@ pub(crate) fn run(state: Arc<State>, listen: SocketAddr, threads: usize) -> std:
             keys = state.keys.len(),
             tokens = state.tokens.len(),
             scheme = %state.config.scheme,
+            max_connections = limits.max_connections,
             tool = tracemark_verifier::TOOL,
         );
         // The address on standard output, for scripts that asked for port 0.
         println!("listening on http://{local}");
-        axum::serve(listener, router(state))
-            .with_graceful_shutdown(shutdown())
-            .await
-    })
+        conn::serve(listener, router(state), &limits, shutdown()).await
+    })?;
+    // Detections still running past the shutdown deadline are not waited for.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    Ok(())
 }
 
 fn init_logs() {
@@ -368,18 +387,28 @@ fn admit(s: &State, headers: &HeaderMap) -> ApiResult<String> {
     }
 }
 
-/// The body, up to the size limit (413 above it).
+/// The body, up to the size limit (413 above it), within the body timeout (408 after it).
 async fn read_body(s: &State, body: Body) -> ApiResult<axum::body::Bytes> {
-    axum::body::to_bytes(body, s.config.max_body).await.map_err(|_| {
-        ApiError::new(
+    let read = axum::body::to_bytes(body, s.config.max_body);
+    match tokio::time::timeout(s.config.body_timeout, read).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(_)) => Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_large",
             format!(
                 "the request body is larger than this service's limit of {} bytes",
                 s.config.max_body
             ),
-        )
-    })
+        )),
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!(
+                "the request body did not arrive within this service's limit of {} s",
+                s.config.body_timeout.as_secs()
+            ),
+        )),
+    }
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
