@@ -257,18 +257,18 @@ mod tests {
 
     #[test]
     fn golden_manifest() {
-        let scheme: SchemeConfig = "kgw:gamma=0.25,delta=2,context=lefthash:1".parse().unwrap();
+        let scheme: SchemeConfig = "kgw:gamma=0.25,delta=2,context=lefthash:1".parse().expect("test input");
         let m = ServingManifest::new(&key(), &scheme, None);
         assert_eq!(m.scheme, "kgw:gamma=0.25,delta=2,context=lefthash:1");
         // The MAC itself is pinned by SPEC §2.5's golden vectors (testdata/vectors/keys.json).
         assert_eq!(m.mac.len(), 32);
-        let back = ServingManifest::from_json(&m.to_json(), &key(), "m").unwrap();
+        let back = ServingManifest::from_json(&m.to_json(), &key(), "m").expect("test input");
         assert_eq!(back, m);
     }
 
     #[test]
     fn edited_or_moved_manifests_fail() {
-        let scheme: SchemeConfig = "gumbel:temperature=0.7,context=lefthash:4".parse().unwrap();
+        let scheme: SchemeConfig = "gumbel:temperature=0.7,context=lefthash:4".parse().expect("test input");
         let m = ServingManifest::new(&key(), &scheme, Some("sha256:abc"));
         let edited = m.to_json().replace("lefthash:4", "lefthash:2");
         assert_ne!(edited, m.to_json());
@@ -277,20 +277,20 @@ mod tests {
             Err(Error::InvalidManifest { .. })
         ));
         let other = Key::from_bytes([7; 32]);
-        let err = ServingManifest::from_json(&m.to_json(), &other, "m").unwrap_err();
+        let err = ServingManifest::from_json(&m.to_json(), &other, "m").expect_err("an error");
         assert!(err.to_string().contains("belongs to key"), "{err}");
     }
 
     #[test]
     fn resolution() {
-        let served: SchemeConfig = "kgw:gamma=0.25,delta=2,context=lefthash:1".parse().unwrap();
+        let served: SchemeConfig = "kgw:gamma=0.25,delta=2,context=lefthash:1".parse().expect("test input");
         let m = ServingManifest::new(&key(), &served, Some("sha256:abc"));
-        let (s, src) = resolve_scheme(None, Some(&m)).unwrap();
+        let (s, src) = resolve_scheme(None, Some(&m)).expect("test input");
         assert_eq!(s, served);
         assert!(src.warning.is_none());
-        let mut src = resolve_scheme(Some(&served), Some(&m)).unwrap().1;
+        let mut src = resolve_scheme(Some(&served), Some(&m)).expect("test input").1;
         src.check_tokenizer(Some("sha256:def"));
-        assert!(src.warning.unwrap().contains("tokenizer"));
+        assert!(src.warning.expect("test input").contains("tokenizer"));
         assert!(resolve_scheme(None, None).is_err());
     }
 }

@@ -169,8 +169,8 @@ mod tests {
 
     fn detector(seed: u8) -> Detector {
         let key = Key::from_bytes([seed; 32]);
-        let config: SchemeConfig = "kgw:gamma=0.25,delta=2,context=lefthash:1".parse().unwrap();
-        Detector::new(&key, &config, 500, DetectOptions::default()).unwrap()
+        let config: SchemeConfig = "kgw:gamma=0.25,delta=2,context=lefthash:1".parse().expect("test input");
+        Detector::new(&key, &config, 500, DetectOptions::default()).expect("test input")
     }
 
     /// A suspect that never saw the key: random candidates and probabilities.
@@ -212,9 +212,9 @@ mod tests {
         let below = (0..200u32)
             .filter(|&k| {
                 let key = Key::from_bytes(core::array::from_fn(|i| (i as u32 * 31 + k * 7) as u8));
-                let config: SchemeConfig = "kgw:gamma=0.25,delta=2,context=lefthash:1".parse().unwrap();
-                let d = Detector::new(&key, &config, 500, DetectOptions::default()).unwrap();
-                probability_test(&d, &docs).unwrap().outcome.log10_p().unwrap() < -1.0
+                let config: SchemeConfig = "kgw:gamma=0.25,delta=2,context=lefthash:1".parse().expect("test input");
+                let d = Detector::new(&key, &config, 500, DetectOptions::default()).expect("test input");
+                probability_test(&d, &docs).expect("test input").outcome.log10_p().expect("test input") < -1.0
             })
             .count();
         assert!((8..=34).contains(&below), "{below} of 200 below 0.1");
@@ -230,7 +230,7 @@ mod tests {
             let mut history = doc.prompt_ids.clone();
             for (i, c) in doc.top.iter_mut().enumerate() {
                 for cand in c.iter_mut() {
-                    if let Some(o) = scheme.observe(&history, cand.0).unwrap() {
+                    if let Some(o) = scheme.observe(&history, cand.0).expect("test input") {
                         if det.score(o.value) > 0.5 {
                             cand.1 = (cand.1.exp() + 0.2).min(0.95).ln();
                         }
@@ -239,9 +239,9 @@ mod tests {
                 history.push(doc.ids[i]);
             }
         }
-        let r = probability_test(&det, &docs).unwrap();
+        let r = probability_test(&det, &docs).expect("test input");
         assert_eq!(r.verdict, Verdict::Detected, "{:?}", r.outcome);
-        let plain = probability_test(&det, &null_docs(11, 20)).unwrap();
+        let plain = probability_test(&det, &null_docs(11, 20)).expect("test input");
         assert_eq!(plain.verdict, Verdict::NotDetected);
     }
 

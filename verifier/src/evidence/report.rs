@@ -679,10 +679,10 @@ mod tests {
         use crate::detect::{DetectOptions, Detector, TestReport};
         use tracemark_core::{Key, SchemeConfig};
         let key = Key::from_bytes([9; 32]);
-        let config: SchemeConfig = "kgw:gamma=0.25,delta=2,context=lefthash:1".parse().unwrap();
-        let detector = Detector::new(&key, &config, 1000, DetectOptions::default()).unwrap();
+        let config: SchemeConfig = "kgw:gamma=0.25,delta=2,context=lefthash:1".parse().expect("test input");
+        let detector = Detector::new(&key, &config, 1000, DetectOptions::default()).expect("test input");
         let ids: Vec<u32> = (0..300u32).map(|i| i * 7 % 1000).collect();
-        let mut d = detector.detect_ids(&[], &ids).unwrap();
+        let mut d = detector.detect_ids(&[], &ids).expect("test input");
         let n = d.counts.scored as f64;
         d.outcome = Outcome::Tested {
             test: TestReport {
@@ -706,7 +706,7 @@ mod tests {
             Subject::of_bytes("x", b"x"),
             "tracemark detect ...".into(),
         );
-        (words_of(&html(&r).unwrap()), d)
+        (words_of(&html(&r).expect("test input")), d)
     }
 
     #[test]
@@ -731,7 +731,7 @@ mod tests {
         assert_eq!(d.strength(), Some(Strength::Strong));
         assert!(d
             .evidence()
-            .unwrap()
+            .expect("test input")
             .starts_with("a strong signal, about 1 in 100,000 (p = 1.0e-5), short of"));
         // p = 1e-2: a weak signal.
         let (page, d) = page_at(-2.0, true);
