@@ -286,9 +286,28 @@ fn tokens_limits_and_the_same_p_value_as_the_cli() {
     for forbidden in [TOKEN, SLOW_TOKEN, secret_hex.as_str(), &text[..40]] {
         assert!(!log.contains(forbidden), "the log holds {forbidden:?}");
     }
-    for line in log.lines() {
-        serde_json::from_str::<Value>(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    // An access-log line for every status code answered, with method, path and outcome.
+    for status in [200, 400, 401, 404, 413, 422, 429] {
+        assert!(
+            lines.iter().any(|l| l["fields"]["status"] == status
+                && l["fields"]["method"].is_string()
+                && l["fields"]["path"].is_string()
+                && l["fields"]["outcome"].is_string()),
+            "no log line for {status}: {log}"
+        );
     }
+
+    // A flood of 429s: a few lines, then one line with the count per interval.
+    let before = server.log().lines().count();
+    for _ in 0..300 {
+        assert_eq!(server.request("GET", "/v1/keys", Some(SLOW_TOKEN), None).0, 429);
+    }
+    let written = server.log().lines().count() - before;
+    assert!(written <= 12, "300 refusals wrote {written} lines");
 }
 
 #[test]

@@ -122,9 +122,23 @@ pub(crate) fn run(a: ServeArgs) -> Result<Exit, Failure> {
         header_timeout: Duration::from_secs(a.header_timeout.max(1)),
         shutdown_timeout: Duration::from_secs(a.shutdown_timeout),
     };
-    server::run(state, a.listen, threads, limits).map_err(|error| Failure::Write {
-        target: format!("serving on {}", a.listen),
-        error,
+    server::run(state, a.listen, threads, limits).map_err(|error| match error.kind() {
+        // Exit code as before (an input problem); the message says what is wrong.
+        std::io::ErrorKind::AddrInUse => Failure::Read {
+            source: format!("--listen {}", a.listen),
+            error: std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                format!(
+                    "port {} is taken: another process listens on it (stop it, or choose another --listen; \
+                     port 0 picks a free one)",
+                    a.listen.port()
+                ),
+            ),
+        },
+        _ => Failure::Write {
+            target: format!("serving on {}", a.listen),
+            error,
+        },
     })?;
     Ok(Exit::Success)
 }

@@ -46,6 +46,7 @@ use tracemark_verifier::{
 pub(crate) use conn::ConnLimits;
 pub(crate) use limits::TokenTable;
 use limits::{Admission, RateLimiter};
+use logs::{account, ErrorCode, Sampler, ACCOUNT};
 
 use crate::exit::Failure;
 
@@ -109,7 +110,14 @@ pub(crate) struct State {
     limiter: RateLimiter,
     streams: Mutex<HashMap<String, Session>>,
     started: Instant,
+    /// Log lines anyone can cause at will, counted past a few an interval.
+    sampler: Sampler,
 }
+
+/// Requests without a known token, 429s and 503s for load: this many lines
+/// a status and route in each `LOG_INTERVAL`, then one line with the count.
+const LOG_PER_INTERVAL: u64 = 10;
+const LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 impl State {
     /// Builds every detector once.
@@ -154,6 +162,7 @@ impl State {
             tokens,
             streams: Mutex::new(HashMap::new()),
             started: Instant::now(),
+            sampler: Sampler::new(LOG_INTERVAL, LOG_PER_INTERVAL),
         }))
     }
 
@@ -220,6 +229,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Json(json!({ "error": { "code": self.code, "message": self.message } }));
         let mut r = (self.status, body).into_response();
+        r.extensions_mut().insert(ErrorCode(self.code));
         if let Some(s) = self.retry_after {
             if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
                 r.headers_mut().insert(header::RETRY_AFTER, v);
@@ -271,6 +281,14 @@ pub(crate) fn run(
         );
         // The address on standard output, for scripts that asked for port 0.
         println!("listening on http://{local}");
+        let flusher = Arc::clone(&state);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(LOG_INTERVAL);
+            loop {
+                every.tick().await;
+                flusher.sampler.flush();
+            }
+        });
         conn::serve(listener, router(state), &limits, shutdown()).await
     })?;
     // Detections still running past the shutdown deadline are not waited for.
@@ -322,7 +340,82 @@ pub(crate) fn router(state: Arc<State>) -> Router {
             post(stream_push).get(stream_get).delete(stream_close),
         )
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), access_log))
         .with_state(state)
+}
+
+/// Longest request path written to the log (unmatched paths are the client's own).
+const LOGGED_PATH: usize = 120;
+
+/// One line for every request: method, path, status, the token's name, bytes
+/// in and out, cost, latency and outcome, with what the handler found.
+/// Requests anyone can send at any rate are sampled (see [`Sampler`]).
+async fn access_log(
+    Extract(s): Extract<Arc<State>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = match request.extensions().get::<axum::extract::MatchedPath>() {
+        Some(m) => m.as_str().to_string(),
+        None => {
+            let p = request.uri().path();
+            let mut end = p.len().min(LOGGED_PATH);
+            while !p.is_char_boundary(end) {
+                end -= 1;
+            }
+            p[..end].to_string()
+        }
+    };
+    let (response, a) = ACCOUNT
+        .scope(std::cell::RefCell::new(logs::Account::default()), async move {
+            let response = next.run(request).await;
+            (response, ACCOUNT.with(|a| a.take()))
+        })
+        .await;
+    let status = response.status().as_u16();
+    let outcome = match response.extensions().get::<ErrorCode>() {
+        Some(code) => code.0,
+        None if status < 400 => "ok",
+        None => "error",
+    };
+    let sampled = a.token.is_none() || status == 429 || outcome == "overloaded";
+    if sampled && !s.sampler.admit(status, &path, a.token.as_deref()) {
+        return response;
+    }
+    let bytes_out = axum::body::HttpBody::size_hint(response.body()).exact();
+    let latency_us = started.elapsed().as_micros() as u64;
+    let token = a.token.as_deref().unwrap_or("-");
+    let event = a.event.unwrap_or("request");
+    macro_rules! line {
+        ($level:ident) => {
+            tracing::$level!(
+                event,
+                method = %method,
+                path = %path,
+                status,
+                token = %token,
+                bytes_in = a.bytes_in,
+                bytes_out,
+                cost = a.cost,
+                latency_us,
+                outcome,
+                key_id = a.key_id.as_deref(),
+                verdict = a.verdict,
+                log10_p = a.log10_p,
+                sha256 = a.sha256.as_deref(),
+                documents = a.documents,
+                text = a.text.as_deref(),
+            )
+        };
+    }
+    if status >= 500 {
+        line!(warn);
+    } else {
+        line!(info);
+    }
+    response
 }
 
 async fn not_found() -> ApiError {
@@ -369,10 +462,11 @@ fn admit(s: &State, headers: &HeaderMap) -> ApiResult<String> {
             "unknown API token",
         ));
     };
+    account(|a| a.token = Some(entry.name.clone()));
     match s.limiter.admit(&entry.digest, Instant::now()) {
         Admission::Admitted => Ok(entry.name.clone()),
         Admission::Limited { retry_after } => {
-            tracing::warn!(event = "rate_limited", token = %entry.name);
+            // Logged by the access log, counted past a few lines an interval.
             let mut e = ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
@@ -391,7 +485,13 @@ fn admit(s: &State, headers: &HeaderMap) -> ApiResult<String> {
 async fn read_body(s: &State, body: Body) -> ApiResult<axum::body::Bytes> {
     let read = axum::body::to_bytes(body, s.config.max_body);
     match tokio::time::timeout(s.config.body_timeout, read).await {
-        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Ok(bytes)) => {
+            account(|a| {
+                a.bytes_in = bytes.len() as u64;
+                a.cost = a.cost.max(bytes.len() as u64);
+            });
+            Ok(bytes)
+        }
         Ok(Err(_)) => Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_large",
@@ -535,8 +635,7 @@ enum DetectResponse {
 }
 
 async fn detect(Extract(s): Extract<Arc<State>>, headers: HeaderMap, body: Body) -> ApiResult<Response> {
-    let started = Instant::now();
-    let who = admit(&s, &headers)?;
+    admit(&s, &headers)?;
     let bytes = read_body(&s, body).await?;
     let mut request: DetectRequest = parse_json(&bytes)?;
     let subject = Subject::of(&mut request)?;
@@ -575,15 +674,14 @@ async fn detect(Extract(s): Extract<Arc<State>>, headers: HeaderMap, body: Body)
         DetectResponse::Single(d) => (verdict_name(d.verdict), d.verdict_log10_p(), d.key_id.to_string()),
         DetectResponse::Keyring(k) => ("keyring", k.best.and_then(|b| k.keys[b].log10_p()), "keyring".into()),
     };
-    let latency_us = started.elapsed().as_micros() as u64;
-    match logged {
-        Some(text) => {
-            tracing::info!(event = "detect", token = %who, bytes = bytes.len(), sha256 = %digest_logged, key_id = %key_id, verdict, log10_p = log10_p.unwrap_or(0.0), latency_us, text = %text)
-        }
-        None => {
-            tracing::info!(event = "detect", token = %who, bytes = bytes.len(), sha256 = %digest_logged, key_id = %key_id, verdict, log10_p = log10_p.unwrap_or(0.0), latency_us)
-        }
-    }
+    account(|a| {
+        a.event = Some("detect");
+        a.key_id = Some(key_id);
+        a.verdict = Some(verdict);
+        a.log10_p = log10_p;
+        a.sha256 = Some(digest_logged);
+        a.text = logged;
+    });
     Ok(Json(response).into_response())
 }
 
@@ -607,15 +705,13 @@ async fn scan(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    let started = Instant::now();
-    let who = admit(&s, &headers)?;
+    admit(&s, &headers)?;
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let bytes = read_body(&s, body).await?;
     let Some(key) = s.key(q.key_id.as_deref())? else {
         return Err(ApiError::bad_request("a scan tests one key: name it with ?key_id="));
     };
     let state = Arc::clone(&s);
-    let size = bytes.len();
     let (summary, documents) = blocking(&s, move || {
         let detector = state.keys[key].get(false, false);
         let scanner = Scanner::new(detector, state.tokenizer.as_ref()).jobs(1);
@@ -624,16 +720,12 @@ async fn scan(
         Ok((summary, documents))
     })
     .await?;
-    tracing::info!(
-        event = "scan",
-        token = %who,
-        bytes = size,
-        key_id = %s.keys[key].key_id,
-        documents = summary.documents,
-        errors = summary.errors,
-        verdict = verdict_name(summary.aggregate.verdict),
-        latency_us = started.elapsed().as_micros() as u64,
-    );
+    account(|a| {
+        a.event = Some("scan");
+        a.key_id = Some(s.keys[key].key_id.clone());
+        a.verdict = Some(verdict_name(summary.aggregate.verdict));
+        a.documents = Some(summary.documents as u64);
+    });
     Ok(Json(json!({ "summary": summary, "documents": documents })).into_response())
 }
 
@@ -713,7 +805,10 @@ async fn stream_open(Extract(s): Extract<Arc<State>>, headers: HeaderMap, body: 
             used: now,
         },
     );
-    tracing::info!(event = "stream_open", token = %who, key_id = %s.keys[key].key_id);
+    account(|a| {
+        a.event = Some("stream_open");
+        a.key_id = Some(s.keys[key].key_id.clone());
+    });
     Ok((StatusCode::CREATED, Json(value)).into_response())
 }
 
