@@ -54,6 +54,18 @@ pub(crate) struct ServeArgs {
     /// Seconds a shutdown (Ctrl-C, SIGTERM) waits for requests in flight before it drops them
     #[arg(long, default_value_t = 10)]
     pub(crate) shutdown_timeout: u64,
+    /// Bytes of request bodies admitted at once, service-wide (declared Content-Length, or
+    /// --max-body when none is declared); past it 503 with Retry-After at once, never a queue.
+    /// Detection needs about 100 times a text's size in memory: size it to the RAM
+    #[arg(long, default_value_t = 8 << 20)]
+    pub(crate) max_inflight_bytes: usize,
+    /// Requests one API token may have in flight at once (429 with Retry-After above)
+    #[arg(long, default_value_t = 64)]
+    pub(crate) token_concurrency: usize,
+    /// Detections running at once, off the async workers (0 = one per core); requests with
+    /// bodies above 64 KiB get all but one of them, so small ones always find a free one
+    #[arg(long, default_value_t = 0)]
+    pub(crate) cpu_workers: usize,
     /// Streaming sessions held at once (oldest idle ones expire after 10 minutes)
     #[arg(long, default_value_t = 1024)]
     pub(crate) max_streams: usize,
@@ -108,6 +120,13 @@ pub(crate) fn run(a: ServeArgs) -> Result<Exit, Failure> {
         max_body: a.max_body,
         timeout: Duration::from_secs(a.timeout.max(1)),
         body_timeout: Duration::from_secs(a.body_timeout.max(1)),
+        max_inflight_bytes: a.max_inflight_bytes,
+        token_concurrency: a.token_concurrency.max(1),
+        cpu_workers: if a.cpu_workers == 0 {
+            std::thread::available_parallelism().map_or(2, usize::from)
+        } else {
+            a.cpu_workers
+        },
         max_streams: a.max_streams,
         log_texts: a.log_texts,
     };

@@ -110,6 +110,11 @@ impl TokenTable {
         self.by_digest.get(&digest(token))
     }
 
+    /// The names of the tokens listed.
+    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
+        self.by_digest.values().map(|e| e.name.as_str())
+    }
+
     /// How many tokens are listed.
     pub(crate) fn len(&self) -> usize {
         self.by_digest.len()

@@ -27,7 +27,9 @@ mod logs;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+
 use std::time::{Duration, Instant};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State as Extract};
@@ -69,6 +71,12 @@ pub(crate) struct Config {
     pub(crate) timeout: Duration,
     /// How long a request body may take to arrive (408 after).
     pub(crate) body_timeout: Duration,
+    /// Bytes of requests admitted at once, service-wide (503 at once above).
+    pub(crate) max_inflight_bytes: usize,
+    /// Requests of one API token in flight at once (429 at once above).
+    pub(crate) token_concurrency: usize,
+    /// Detections running at once (threads of the CPU pool).
+    pub(crate) cpu_workers: usize,
     pub(crate) max_streams: usize,
     pub(crate) log_texts: bool,
 }
@@ -112,7 +120,19 @@ pub(crate) struct State {
     started: Instant,
     /// Log lines anyone can cause at will, counted past a few an interval.
     sampler: Sampler,
+    /// Admission by cost: KiB of requests in flight, service-wide.
+    inflight: Arc<Semaphore>,
+    /// Requests in flight per API token (by name).
+    per_token: HashMap<String, Arc<Semaphore>>,
+    /// CPU slots: detections running at once.
+    cpu: Arc<Semaphore>,
+    /// CPU slots large requests may hold: one fewer than `cpu`, so a small request always finds one.
+    cpu_large: Arc<Semaphore>,
 }
+
+/// A request whose body is larger than this is large: it runs on at most
+/// `cpu_workers - 1` CPU slots.
+const LARGE_REQUEST: usize = 64 << 10;
 
 /// Requests without a known token, 429s and 503s for load: this many lines
 /// a status and route in each `LOG_INTERVAL`, then one line with the count.
@@ -155,14 +175,21 @@ impl State {
             .transpose()?;
         Ok(Arc::new(State {
             limiter: RateLimiter::new(&tokens),
-            config,
             keys: built,
             keyring,
             tokenizer,
-            tokens,
             streams: Mutex::new(HashMap::new()),
             started: Instant::now(),
             sampler: Sampler::new(LOG_INTERVAL, LOG_PER_INTERVAL),
+            inflight: Arc::new(Semaphore::new(kib(config.max_inflight_bytes).max(kib(config.max_body)))),
+            per_token: tokens
+                .names()
+                .map(|n| (n.to_string(), Arc::new(Semaphore::new(config.token_concurrency.max(1)))))
+                .collect(),
+            cpu: Arc::new(Semaphore::new(config.cpu_workers.max(1))),
+            cpu_large: Arc::new(Semaphore::new(config.cpu_workers.saturating_sub(1).max(1))),
+            config,
+            tokens,
         }))
     }
 
@@ -516,23 +543,143 @@ fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
         .map_err(|e| ApiError::bad_request(format!("the body is not the JSON this endpoint takes: {e}")))
 }
 
-/// Runs `work` on the blocking pool, within the time limit.
-async fn blocking<T: Send + 'static>(s: &State, work: impl FnOnce() -> ApiResult<T> + Send + 'static) -> ApiResult<T> {
-    match tokio::time::timeout(s.config.timeout, tokio::task::spawn_blocking(work)).await {
-        Ok(Ok(result)) => result,
+/// Whole KiB, rounded up: the unit of the in-flight cost semaphore.
+fn kib(bytes: usize) -> usize {
+    bytes.div_ceil(1024).max(1)
+}
+
+/// A request admitted by cost: holds its token's concurrency slot and its
+/// share of the service's in-flight bytes until it is dropped.
+struct Ticket {
+    deadline: Instant,
+    large: bool,
+    _token: OwnedSemaphorePermit,
+    _bytes: OwnedSemaphorePermit,
+}
+
+/// Admits a request with a body by cost, at once or not at all: its
+/// token's concurrency (429) and the service's in-flight bytes (503), both
+/// with `Retry-After`. The cost is the declared `Content-Length`, or the
+/// body limit when none is declared.
+fn reserve(s: &State, who: &str, headers: &HeaderMap, started: Instant) -> ApiResult<Ticket> {
+    let busy = |status, code, message: String| {
+        let mut e = ApiError::new(status, code, message);
+        e.retry_after = Some(1);
+        e
+    };
+    let token = s
+        .per_token
+        .get(who)
+        .and_then(|sem| Arc::clone(sem).try_acquire_owned().ok())
+        .ok_or_else(|| {
+            busy(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_concurrent",
+                format!(
+                    "this API token has {} requests in flight, its limit: wait for one to finish",
+                    s.config.token_concurrency
+                ),
+            )
+        })?;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(s.config.max_body)
+        .min(s.config.max_body);
+    let units = u32::try_from(kib(declared)).unwrap_or(u32::MAX);
+    let bytes = Arc::clone(&s.inflight).try_acquire_many_owned(units).map_err(|_| {
+        busy(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "this service is at its limit of request bytes in flight: retry in a second".into(),
+        )
+    })?;
+    account(|a| a.cost = declared as u64);
+    Ok(Ticket {
+        deadline: started + s.config.timeout,
+        large: declared > LARGE_REQUEST,
+        _token: token,
+        _bytes: bytes,
+    })
+}
+
+fn timed_out(s: &State) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "timeout",
+        format!(
+            "the request took longer than this service's limit of {} s",
+            s.config.timeout.as_secs()
+        ),
+    )
+}
+
+/// Runs `work` on the CPU pool (a slot of `--cpu-workers`; large requests
+/// only on all but one) before the ticket's deadline. The slot is held
+/// until the work ends, also when its request has timed out; `work` gets
+/// the deadline to stop at. A result past the deadline is a 503, never a 200.
+async fn blocking<T: Send + 'static>(
+    s: &State,
+    ticket: &Ticket,
+    work: impl FnOnce(Instant) -> ApiResult<T> + Send + 'static,
+) -> ApiResult<T> {
+    let deadline = ticket.deadline;
+    let until = tokio::time::Instant::from_std(deadline);
+    let large = if ticket.large {
+        match tokio::time::timeout_at(until, Arc::clone(&s.cpu_large).acquire_owned()).await {
+            Ok(Ok(p)) => Some(p),
+            _ => return Err(timed_out(s)),
+        }
+    } else {
+        None
+    };
+    let Ok(Ok(slot)) = tokio::time::timeout_at(until, Arc::clone(&s.cpu).acquire_owned()).await else {
+        return Err(timed_out(s));
+    };
+    let task = tokio::task::spawn_blocking(move || {
+        let _slots = (slot, large);
+        if Instant::now() >= deadline {
+            return None;
+        }
+        Some(work(deadline))
+    });
+    match tokio::time::timeout_at(until, task).await {
+        Ok(Ok(Some(result))) if Instant::now() < deadline => result,
+        Ok(Ok(_)) | Err(_) => Err(timed_out(s)),
         Ok(Err(_)) => Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
             "the detection failed",
         )),
-        Err(_) => Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "timeout",
-            format!(
-                "the request took longer than this service's limit of {} s",
-                s.config.timeout.as_secs()
-            ),
-        )),
+    }
+}
+
+/// A corpus that ends in an error at the deadline: a scan stops between documents.
+struct UntilDeadline<R> {
+    inner: R,
+    deadline: Instant,
+}
+
+impl<R: std::io::Read> std::io::Read for UntilDeadline<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if Instant::now() >= self.deadline {
+            return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "deadline"));
+        }
+        self.inner.read(buf)
+    }
+}
+
+impl<R: std::io::BufRead> std::io::BufRead for UntilDeadline<R> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        if Instant::now() >= self.deadline {
+            return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "deadline"));
+        }
+        self.inner.fill_buf()
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.inner.consume(n);
     }
 }
 
@@ -635,7 +782,9 @@ enum DetectResponse {
 }
 
 async fn detect(Extract(s): Extract<Arc<State>>, headers: HeaderMap, body: Body) -> ApiResult<Response> {
-    admit(&s, &headers)?;
+    let started = Instant::now();
+    let who = admit(&s, &headers)?;
+    let ticket = reserve(&s, &who, &headers, started)?;
     let bytes = read_body(&s, body).await?;
     let mut request: DetectRequest = parse_json(&bytes)?;
     let subject = Subject::of(&mut request)?;
@@ -659,7 +808,7 @@ async fn detect(Extract(s): Extract<Arc<State>>, headers: HeaderMap, body: Body)
         Subject::Ids { ids, .. } => format!("{ids:?}"),
     });
     let state = Arc::clone(&s);
-    let response = blocking(&s, move || {
+    let response = blocking(&s, &ticket, move |_deadline| {
         let tokenizer = state.tokenizer.as_ref();
         Ok(match key {
             Some(i) => DetectResponse::Single(subject.detect(state.keys[i].get(window, marks), tokenizer)?),
@@ -705,18 +854,29 @@ async fn scan(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    admit(&s, &headers)?;
+    let started = Instant::now();
+    let who = admit(&s, &headers)?;
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let ticket = reserve(&s, &who, &headers, started)?;
     let bytes = read_body(&s, body).await?;
     let Some(key) = s.key(q.key_id.as_deref())? else {
         return Err(ApiError::bad_request("a scan tests one key: name it with ?key_id="));
     };
     let state = Arc::clone(&s);
-    let (summary, documents) = blocking(&s, move || {
+    let (summary, documents) = blocking(&s, &ticket, move |deadline| {
         let detector = state.keys[key].get(false, false);
         let scanner = Scanner::new(detector, state.tokenizer.as_ref()).jobs(1);
         let mut documents = Vec::new();
-        let summary = scanner.scan(std::io::Cursor::new(&bytes[..]), |d| documents.push(d.clone()))?;
+        let corpus = UntilDeadline {
+            inner: std::io::Cursor::new(&bytes[..]),
+            deadline,
+        };
+        let summary = scanner.scan(corpus, |d| documents.push(d.clone()));
+        if Instant::now() >= deadline {
+            // Stopped between documents: the blocking() caller answers 503.
+            return Err(ApiError::bad_request("deadline"));
+        }
+        let summary = summary?;
         Ok((summary, documents))
     })
     .await?;
