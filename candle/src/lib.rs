@@ -60,6 +60,7 @@ pub mod error;
 pub mod generate;
 pub mod gguf_tokenizer;
 pub mod model;
+pub mod paths;
 pub mod reading;
 
 pub use error::{Error, Result};

