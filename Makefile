@@ -109,10 +109,19 @@ venv: $(VENV)/.installed ## The Python environment (torch, transformers, maturin
 # One wheel of the package, installed into every environment that tests it.
 WHEEL_DIR := $(CACHE)/wheel
 
-python: $(VENV)/.installed ## Build and install the `tracemark` Python package into the environment
+# Built again only when a source of the wheel is newer than the last build (a fresh clone always
+# is), so the sub-makes of `make test` (eval-quick, distill-quick, ...) do not rebuild it.
+WHEEL_SOURCES := Cargo.toml Cargo.lock $(shell find watermark-py/Cargo.toml watermark-py/pyproject.toml watermark-py/src \
+	watermark-py/python watermark-core/Cargo.toml watermark-core/src verifier/Cargo.toml verifier/src verifier/stats/Cargo.toml \
+	verifier/stats/src -type f -not -name '*.pyc' 2>/dev/null)
+WHEEL_STAMP := $(VENV)/.tracemark-wheel
+$(WHEEL_STAMP): $(VENV)/.installed $(WHEEL_SOURCES)
 	rm -rf "$(WHEEL_DIR)"
 	"$(VPY)" -m maturin build -q --release -m watermark-py/Cargo.toml -o "$(WHEEL_DIR)"
 	"$(VPY)" -m pip install -q --force-reinstall --no-deps "$(WHEEL_DIR)"/tracemark-*.whl
+	touch "$@"
+
+python: $(WHEEL_STAMP) ## Build and install the `tracemark` Python package into the environment
 
 # llama-cpp-python builds llama.cpp from source (PyPI has no CPU wheel): once, into a cached wheel.
 LLAMA_REQS := watermark-py/requirements-llama.txt
