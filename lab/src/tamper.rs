@@ -37,6 +37,27 @@ pub enum Tampering {
     Homoglyphs,
     /// Accented letters decomposed into a base letter and a combining mark.
     Decomposed,
+    /// Spaces doubled (canonical form v2).
+    DoubledSpaces,
+    /// Tabs for spaces (v2).
+    Tabs,
+    /// U+2800 braille blank for spaces (v2).
+    BrailleBlank,
+    /// A combining dot below (U+0323) after letters (v2).
+    DotBelow,
+    /// A dot below after letters, composed by NFC where Unicode has the
+    /// letter (`ạ ọ ḅ`) (v2).
+    DotBelowComposed,
+    /// Small capitals for the letters they look like (`ᴄ ᴏ ꜱ ᴜ ᴠ ᴡ ᴢ`) (v2).
+    SmallCapitals,
+    /// IPA and dotless letters (`ɑ ɡ ı ȷ`) for `a g i j` (v2).
+    LatinLookalikes,
+    /// Greek letters for the Latin ones a reader reads them as (`Ι κ ν ο`)
+    /// (v2).
+    Greek,
+    /// Words written backwards inside a right-to-left override (RLO …
+    /// PDF), which displays them as the original words (v2).
+    ReversedWords,
 }
 
 impl Tampering {
@@ -54,6 +75,20 @@ impl Tampering {
         Tampering::Decomposed,
     ];
 
+    /// The tamperings canonical form version 2 adds (issue 28); the
+    /// evaluation's attack columns run [`Tampering::ALL`].
+    pub const ROUND_TWO: [Tampering; 9] = [
+        Tampering::DoubledSpaces,
+        Tampering::Tabs,
+        Tampering::BrailleBlank,
+        Tampering::DotBelow,
+        Tampering::DotBelowComposed,
+        Tampering::SmallCapitals,
+        Tampering::LatinLookalikes,
+        Tampering::Greek,
+        Tampering::ReversedWords,
+    ];
+
     /// Its short name (as in the evaluation's tables).
     pub fn name(self) -> &'static str {
         match self {
@@ -67,6 +102,15 @@ impl Tampering {
             Self::FullWidth => "fullwidth",
             Self::Homoglyphs => "homoglyph",
             Self::Decomposed => "nfd",
+            Self::DoubledSpaces => "space2",
+            Self::Tabs => "tab",
+            Self::BrailleBlank => "braille",
+            Self::DotBelow => "dot",
+            Self::DotBelowComposed => "dot-nfc",
+            Self::SmallCapitals => "smallcaps",
+            Self::LatinLookalikes => "ipa",
+            Self::Greek => "greek",
+            Self::ReversedWords => "rlo",
         }
     }
 }
@@ -97,14 +141,73 @@ pub const HOMOGLYPHS: [(char, char); 14] = [
     ('T', 'Τ'),
 ];
 
+/// Small capitals that look like the lowercase letter.
+const SMALL_CAPITALS: [(char, char); 7] = [
+    ('c', 'ᴄ'),
+    ('o', 'ᴏ'),
+    ('s', 'ꜱ'),
+    ('u', 'ᴜ'),
+    ('v', 'ᴠ'),
+    ('w', 'ᴡ'),
+    ('z', 'ᴢ'),
+];
+
+/// IPA and dotless Latin letters.
+const LATIN_LOOKALIKES: [(char, char); 4] = [('a', 'ɑ'), ('g', 'ɡ'), ('i', 'ı'), ('j', 'ȷ')];
+
+/// Greek letters a reader of Latin text reads as Latin ones.
+const GREEK: [(char, char); 14] = [
+    ('I', 'Ι'),
+    ('K', 'Κ'),
+    ('N', 'Ν'),
+    ('E', 'Ε'),
+    ('O', 'Ο'),
+    ('P', 'Ρ'),
+    ('T', 'Τ'),
+    ('k', 'κ'),
+    ('i', 'ι'),
+    ('v', 'ν'),
+    ('o', 'ο'),
+    ('u', 'υ'),
+    ('p', 'ρ'),
+    ('x', 'χ'),
+];
+
 /// Space separators a space can be swapped for.
 const SPACES: [char; 5] = ['\u{00A0}', '\u{2002}', '\u{2009}', '\u{202F}', '\u{3000}'];
 
 /// `text` with `tampering` applied at `rate` (0 to 1) of its eligible places,
 /// drawn from a ChaCha stream seeded with `seed`.
 pub fn tamper(text: &str, tampering: Tampering, rate: f64, seed: u64) -> String {
+    if tampering == Tampering::DotBelowComposed {
+        return tamper(text, Tampering::DotBelow, rate, seed).nfc().collect();
+    }
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut hit = move || rate >= 1.0 || rng.random::<f64>() < rate;
+    if tampering == Tampering::ReversedWords {
+        let mut out = String::with_capacity(text.len() * 2);
+        let mut word = String::new();
+        let flush = |word: &mut String, out: &mut String, hit: &mut dyn FnMut() -> bool| {
+            if !word.is_empty() && hit() {
+                out.push('\u{202E}');
+                out.extend(word.chars().rev());
+                out.push('\u{202C}');
+            } else {
+                out.push_str(word);
+            }
+            word.clear();
+        };
+        for c in text.chars() {
+            if c.is_alphanumeric() {
+                word.push(c);
+            } else {
+                flush(&mut word, &mut out, &mut hit);
+                out.push(c);
+            }
+        }
+        flush(&mut word, &mut out, &mut hit);
+        return out;
+    }
     let mut out = String::with_capacity(text.len() * 2);
     let mut prev: Option<char> = None;
     let mut chars = text.chars().peekable();
@@ -158,6 +261,35 @@ pub fn tamper(text: &str, tampering: Tampering, rate: f64, seed: u64) -> String 
                 Some(&(_, fake)) if hit() => fake,
                 _ => c,
             }),
+            Tampering::DoubledSpaces | Tampering::Tabs | Tampering::BrailleBlank => {
+                if c == ' ' && hit() {
+                    out.push_str(match tampering {
+                        Tampering::DoubledSpaces => "  ",
+                        Tampering::Tabs => "\t",
+                        _ => "\u{2800}",
+                    });
+                } else {
+                    out.push(c);
+                }
+            }
+            Tampering::DotBelow | Tampering::DotBelowComposed => {
+                out.push(c);
+                if c.is_alphabetic() && hit() {
+                    out.push('\u{0323}');
+                }
+            }
+            Tampering::SmallCapitals | Tampering::LatinLookalikes | Tampering::Greek => {
+                let table: &[(char, char)] = match tampering {
+                    Tampering::SmallCapitals => &SMALL_CAPITALS,
+                    Tampering::LatinLookalikes => &LATIN_LOOKALIKES,
+                    _ => &GREEK,
+                };
+                out.push(match table.iter().find(|(latin, _)| *latin == c) {
+                    Some(&(_, fake)) if hit() => fake,
+                    _ => c,
+                });
+            }
+            Tampering::ReversedWords => out.push(c),
             Tampering::Decomposed => {
                 if c.is_ascii() || !hit() {
                     out.push(c);
@@ -183,6 +315,17 @@ mod tests {
             assert_ne!(a, text, "{t}");
             assert_eq!(a, tamper(text, t, 1.0, 7), "{t}");
             assert_eq!(tamper(text, t, 0.0, 7), text, "{t}");
+        }
+        for t in Tampering::ROUND_TWO {
+            let a = tamper(text, t, 1.0, 7);
+            assert_ne!(a, text, "{t}");
+            assert_eq!(a, tamper(text, t, 1.0, 7), "{t}");
+            assert_eq!(tamper(text, t, 0.0, 7), text, "{t}");
+            // Canonical form v2 undoes each of them.
+            for rate in [0.25, 1.0] {
+                let c = tracemark_verifier::canonicalize(&tamper(text, t, rate, 7));
+                assert_eq!(c.text(), text, "{t} at {rate}: {:?}", c.changes());
+            }
         }
         let half = tamper(text, Tampering::FullWidth, 0.5, 1);
         let changed = half.chars().filter(|c| !c.is_ascii()).count();

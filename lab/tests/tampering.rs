@@ -1,7 +1,10 @@
 //! Tampered text on the real model: SmolLM2's watermarked answers to the
 //! demo's prompts (kgw δ=2 h=1, gumbel, tournament), with every tampering
 //! the verifier canonicalises, stay detected at 1e-6 whenever the untampered
-//! answer is.
+//! answer is: version 1's ten at rates 0.5 and 1, and the ones canonical
+//! form version 2 adds (doubled spaces, tabs, U+2800, a dot below raw and
+//! composed, small capitals, IPA letters, Greek, words reversed by RLO; issue
+//! 28) at 0.25 and 1.
 //!
 //! Needs the SmolLM2 GGUF at `$TRACEMARK_MODEL`; `make test` runs it with
 //! `--ignored` (it fails, never skips, without the model):
@@ -96,8 +99,12 @@ fn every_tampering_of_real_answers_is_still_detected() {
                 lines.push(row + "  (not detected untampered: no claim)");
                 continue;
             }
-            for t in Tampering::ALL {
-                for rate in [0.5, 1.0] {
+            let attacks = Tampering::ALL
+                .iter()
+                .map(|&t| (t, [0.5, 1.0]))
+                .chain(Tampering::ROUND_TWO.iter().map(|&t| (t, [0.25, 1.0])));
+            for (t, rates) in attacks {
+                for rate in rates {
                     let tampered = tamper(&text, t, rate, 17 + n as u64);
                     if tampered == text {
                         continue; // e.g. no accented letter to decompose
@@ -136,7 +143,7 @@ fn every_tampering_of_real_answers_is_still_detected() {
         println!("{l}");
     }
     println!("{tested} tampered answers detected; {escaped_without} of them escape without canonicalisation");
-    assert!(tested >= 100, "only {tested} tampered answers were tested");
+    assert!(tested >= 200, "only {tested} tampered answers were tested");
     assert!(
         escaped_without * 2 > tested,
         "the attacks should defeat the verdict without canonicalisation"

@@ -5,9 +5,15 @@
 //! zero-width space after every word, a Cyrillic `а` for a Latin `a`, or a
 //! no-break space for every space leaves the text looking the same to a
 //! reader and re-tokenizes it into ids that carry no watermark. [`canonicalize`]
-//! undoes four kinds of such tampering, in this order, from the Unicode data
-//! of maintained crates (Unicode 18.0):
+//! undoes such tampering, in this order, from the Unicode data of maintained
+//! crates (Unicode 18.0). This is canonical form version
+//! [`CANONICAL_VERSION`] (2; `docs/SPEC.md` §14 defines it and pins golden
+//! vectors, `testdata/canonical/v2.json`); each kind of change is its own
+//! [`ChangeKind`]:
 //!
+//! 0. **Bidi overrides** (v2) whose run a reader reads reversed (RLO + a
+//!    word written backwards + PDF shows the word) are put in the order a
+//!    reader reads, and their two controls dropped.
 //! 1. **Invisible** characters are removed: format characters (general
 //!    category Cf: zero-width spaces and joiners, bidi marks, soft hyphens,
 //!    tag characters, word joiners, byte-order marks) and the other
@@ -18,7 +24,11 @@
 //!    concatenation marks of Arabic and Syriac numbers.
 //! 2. **Whitespace** variants become a plain space (space separators, Zs:
 //!    no-break, en, em, thin, ideographic spaces) or a newline (line and
-//!    paragraph separators, NEL).
+//!    paragraph separators, NEL). In v2, **blank**-looking characters (U+2800
+//!    braille blank, the Hangul fillers) are spaces too, and (**spacing**) a
+//!    run of horizontal whitespace inside a line (doubled spaces, tabs)
+//!    becomes one space; indentation at the start of a line and the line
+//!    breaks themselves are kept.
 //! 3. **Compatibility** forms are folded by NFKC, one grapheme cluster at a
 //!    time: full-width letters, mathematical alphanumerics, ligatures, and
 //!    decomposed accents recomposed.
@@ -28,6 +38,18 @@
 //!    English text becomes a Latin `o`. The dominant script is counted over
 //!    the letters' prototypes, so replacing most look-alike letters does not
 //!    make Cyrillic dominant. Text written in one script is left as it is.
+//!    In v2, in Latin text, Greek letters (and Cyrillic `І`) map to the
+//!    letter a reader reads (`Ι` → `I`, `κ` → `k`), not to
+//!    TS #39's prototype (`l`, `ĸ`); other Greek letters are left alone.
+//! 5. **Look-alikes** of the Latin script itself (v2), in Latin text: small
+//!    capitals (`ᴄ ᴏ ꜱ`) and letters outside the European and Vietnamese
+//!    orthographies whose TS #39 prototype is one ASCII letter (`ɑ ɡ ȷ`),
+//!    and `ı` outside Turkish lines, become that letter.
+//! 6. **Marks** (v2), in Latin text: a combining mark is dropped from a
+//!    letter when the letter it makes is not one the line's orthography
+//!    writes (a dot below on English letters, raw or composed as `ạ ọ`);
+//!    the accents of European languages are kept everywhere, Vietnamese
+//!    ones in lines that show Vietnamese.
 //!
 //! Every change is recorded ([`Change`]) with the byte span it replaced in
 //! the original text: tampering is itself evidence, and the report says what
@@ -43,6 +65,13 @@ use unicode_normalization::UnicodeNormalization;
 use unicode_properties::{GeneralCategory, UnicodeEmoji, UnicodeGeneralCategory};
 use unicode_script::{Script, UnicodeScript};
 use unicode_segmentation::UnicodeSegmentation;
+
+mod v2;
+
+/// The version of the canonical form [`canonicalize`] computes (SPEC §14).
+/// Version 1 had the invisible, whitespace, compatibility and confusable
+/// stages only.
+pub const CANONICAL_VERSION: u32 = 2;
 
 /// The Unicode version of the data canonicalisation uses.
 pub const UNICODE_VERSION: &str = "18.0.0";
@@ -63,15 +92,32 @@ pub enum ChangeKind {
     Compatibility,
     /// A look-alike letter of another script was mapped back.
     Confusable,
+    /// A blank-looking character (U+2800, a Hangul filler) became a space (v2).
+    Blank,
+    /// A run of horizontal whitespace inside a line (doubled spaces, a tab)
+    /// became one space (v2).
+    Spacing,
+    /// A look-alike letter of the Latin script itself (small capital, IPA or
+    /// dotless letter) became the ordinary letter (v2).
+    Lookalike,
+    /// A combining mark the line's orthography does not write was removed (v2).
+    Mark,
+    /// A bidi override's reversed run was put in reading order (v2).
+    BidiOverride,
 }
 
 impl ChangeKind {
     /// Every kind, in the order canonicalisation applies them.
-    pub const ALL: [ChangeKind; 4] = [
+    pub const ALL: [ChangeKind; 9] = [
+        ChangeKind::BidiOverride,
         ChangeKind::Invisible,
         ChangeKind::Whitespace,
+        ChangeKind::Blank,
+        ChangeKind::Spacing,
         ChangeKind::Compatibility,
         ChangeKind::Confusable,
+        ChangeKind::Lookalike,
+        ChangeKind::Mark,
     ];
 
     /// What the kind means, in words.
@@ -81,6 +127,11 @@ impl ChangeKind {
             Self::Whitespace => "whitespace variants made plain",
             Self::Compatibility => "compatibility forms folded (NFKC)",
             Self::Confusable => "look-alike letters of another script mapped back",
+            Self::Blank => "blank-looking characters made spaces",
+            Self::Spacing => "runs of spaces and tabs inside a line made one space",
+            Self::Lookalike => "look-alike letters of the text's own script made ordinary",
+            Self::Mark => "combining marks foreign to the text's orthography removed",
+            Self::BidiOverride => "runs reversed by a bidi override put in reading order",
         }
     }
 }
@@ -92,6 +143,11 @@ impl fmt::Display for ChangeKind {
             Self::Whitespace => "whitespace",
             Self::Compatibility => "compatibility",
             Self::Confusable => "confusable",
+            Self::Blank => "blank",
+            Self::Spacing => "spacing",
+            Self::Lookalike => "lookalike",
+            Self::Mark => "mark",
+            Self::BidiOverride => "bidi_override",
         })
     }
 }
@@ -299,10 +355,16 @@ pub fn canonicalize(text: &str) -> Canonical {
         })
         .collect();
 
-    // 1 and 2: invisible characters and whitespace variants, one character at a time.
+    // 0: bidi overrides that reverse a run, resolved into reading order.
+    let traced = v2::resolve_overrides(&traced, &mut changes);
+
+    // 1 and 2: invisible characters and whitespace variants, one character at
+    // a time (blank-looking characters are kept for the spacing pass).
     let mut visible = Vec::with_capacity(traced.len());
     for (i, t) in traced.iter().enumerate() {
-        if invisible(t.c) && !part_of_emoji(&traced, i) {
+        if v2::used_as_blank(&traced, i) {
+            visible.push(*t);
+        } else if invisible(t.c) && !part_of_emoji(&traced, i) {
             push_change(
                 &mut changes,
                 ChangeKind::Invisible,
@@ -311,7 +373,7 @@ pub fn canonicalize(text: &str) -> Canonical {
                 &t.c.to_string(),
                 "",
             );
-        } else if let Some(plain) = plain_whitespace(t.c) {
+        } else if let Some(plain) = plain_whitespace(t.c).filter(|&p| p == '\n') {
             push_change(
                 &mut changes,
                 ChangeKind::Whitespace,
@@ -325,6 +387,9 @@ pub fn canonicalize(text: &str) -> Canonical {
             visible.push(*t);
         }
     }
+
+    // 2 (v2): runs of horizontal whitespace and blanks inside a line.
+    let visible = v2::collapse_spacing(visible, &mut changes);
 
     // 3: NFKC, one grapheme cluster at a time (normalisation does not cross
     // cluster boundaries), each output character traced to its cluster.
@@ -351,13 +416,33 @@ pub fn canonicalize(text: &str) -> Canonical {
 
     // 4: confusables of another script, mapped into the dominant one.
     let mut out = Vec::with_capacity(folded.len());
-    match dominant_script(&folded) {
+    let dominant = dominant_script(&folded);
+    match dominant {
         Some(dominant) => {
             for t in folded {
                 let script = t.c.script();
                 if t.c.is_ascii() || !specific(script) || same_writing(script, dominant) {
                     out.push(t);
                     continue;
+                }
+                match v2::reads_as(t.c, dominant) {
+                    Some(Some(letter)) => {
+                        push_change(
+                            &mut changes,
+                            ChangeKind::Confusable,
+                            t.start,
+                            t.end,
+                            &t.c.to_string(),
+                            &letter.to_string(),
+                        );
+                        out.push(Traced { c: letter, ..t });
+                        continue;
+                    }
+                    Some(None) => {
+                        out.push(t);
+                        continue;
+                    }
+                    None => {}
                 }
                 let proto = prototype(t.c);
                 let fits = proto.chars().any(|c| c.script() == dominant)
@@ -378,6 +463,31 @@ pub fn canonicalize(text: &str) -> Canonical {
             }
         }
         None => out = folded,
+    }
+
+    // 5 and 6 (v2): look-alikes inside the Latin script, and marks its
+    // orthographies do not write, in Latin text.
+    if dominant == Some(Script::Latin) {
+        let lines = v2::evidence(&out);
+        let mut line = 0;
+        for t in &mut out {
+            if t.c == '\n' {
+                line += 1;
+                continue;
+            }
+            if let Some(plain) = v2::latin_lookalike(t.c, lines.get(line).copied().unwrap_or_default()) {
+                push_change(
+                    &mut changes,
+                    ChangeKind::Lookalike,
+                    t.start,
+                    t.end,
+                    &t.c.to_string(),
+                    &plain.to_string(),
+                );
+                t.c = plain;
+            }
+        }
+        out = v2::strip_foreign_marks(out, &mut changes);
     }
 
     changes.sort_by_key(|c| (c.span.0, c.kind));
@@ -447,12 +557,17 @@ impl Canonical {
         if self.origin.is_empty() {
             return (self.original_len, self.original_len);
         }
-        let start = self.origin[char_at(span.0)].1;
-        let end = if span.1 > span.0 {
-            self.origin[char_at(span.1 - 1)].2
-        } else {
-            start
-        };
+        let first = char_at(span.0);
+        if span.1 <= span.0 {
+            let start = self.origin[first].1;
+            return (start, start);
+        }
+        // A run a bidi override reversed maps back out of order: the span
+        // is the smallest one holding every character's origin.
+        let last = char_at(span.1 - 1).max(first);
+        let chars = &self.origin[first..=last];
+        let start = chars.iter().map(|o| o.1).min().unwrap_or(self.original_len);
+        let end = chars.iter().map(|o| o.2).max().unwrap_or(start);
         (start, end.max(start))
     }
 
@@ -480,12 +595,18 @@ impl Canonical {
                 .then(a.from.cmp(&b.from))
         });
         ChangeSummary {
+            canonical_version: CANONICAL_VERSION,
             unicode_version: UNICODE_VERSION.to_string(),
             total: self.changes.len(),
             invisible: self.count(ChangeKind::Invisible),
             whitespace: self.count(ChangeKind::Whitespace),
             compatibility: self.count(ChangeKind::Compatibility),
             confusable: self.count(ChangeKind::Confusable),
+            blank: self.count(ChangeKind::Blank),
+            spacing: self.count(ChangeKind::Spacing),
+            lookalike: self.count(ChangeKind::Lookalike),
+            mark: self.count(ChangeKind::Mark),
+            bidi_override: self.count(ChangeKind::BidiOverride),
             normalisation: self.changes.iter().filter(|c| c.is_normalisation()).count(),
             characters,
             listed: self.changes.iter().take(LISTED_CHANGES).cloned().collect(),
@@ -512,6 +633,10 @@ pub struct CharacterCount {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct ChangeSummary {
+    /// The version of the canonical form ([`CANONICAL_VERSION`]); a report
+    /// without it was made by version 1.
+    #[serde(default = "version_one")]
+    pub canonical_version: u32,
     /// The Unicode version of the data used.
     pub unicode_version: String,
     /// All changes.
@@ -524,6 +649,21 @@ pub struct ChangeSummary {
     pub compatibility: usize,
     /// Look-alike letters mapped back.
     pub confusable: usize,
+    /// Blank-looking characters made spaces (v2).
+    #[serde(default)]
+    pub blank: usize,
+    /// Runs of spaces and tabs inside a line made one space (v2).
+    #[serde(default)]
+    pub spacing: usize,
+    /// Look-alike letters of the text's own script made ordinary (v2).
+    #[serde(default)]
+    pub lookalike: usize,
+    /// Combining marks foreign to the text's orthography removed (v2).
+    #[serde(default)]
+    pub mark: usize,
+    /// Runs reversed by a bidi override put in reading order (v2).
+    #[serde(default)]
+    pub bidi_override: usize,
     /// Of all changes, those ordinary software makes ([`Change::is_normalisation`]:
     /// a leading byte-order mark, decomposed accents recomposed); the others
     /// (`total - normalisation`) are what tampering would change.
@@ -533,6 +673,11 @@ pub struct ChangeSummary {
     pub characters: Vec<CharacterCount>,
     /// The first changes, with their byte spans in the original text.
     pub listed: Vec<Change>,
+}
+
+/// The canonical form of reports written before the version was recorded.
+fn version_one() -> u32 {
+    1
 }
 
 /// Which form of a text a test ran on.
@@ -682,5 +827,216 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Canonical form v2's golden vectors (SPEC §14).
+    #[test]
+    fn golden_vectors_v2() {
+        let file: serde_json::Value =
+            serde_json::from_str(include_str!("../../../testdata/canonical/v2.json")).expect("valid JSON");
+        assert_eq!(file["canonical_version"], CANONICAL_VERSION);
+        assert_eq!(file["unicode_version"], UNICODE_VERSION);
+        let cases = file["cases"].as_array().expect("cases");
+        assert!(cases.len() >= 20);
+        for case in cases {
+            let name = case["name"].as_str().unwrap_or_default();
+            let input = case["input"].as_str().expect("input");
+            let c = canonicalize(input);
+            assert_eq!(
+                c.text(),
+                case["canonical"].as_str().expect("canonical"),
+                "{name}: {:?}",
+                c.changes()
+            );
+            for kind in ChangeKind::ALL {
+                let expected = case["changes"][kind.to_string()].as_u64().unwrap_or(0);
+                assert_eq!(c.count(kind) as u64, expected, "{name}: {kind}: {:?}", c.changes());
+            }
+            // Canonical text is its own canonical form.
+            assert_eq!(canonicalize(c.text()).text(), c.text(), "{name}");
+        }
+    }
+
+    /// Real prose in languages whose letters carry marks, and code indented
+    /// with tabs: v2 changes nothing.
+    #[test]
+    fn genuine_text_is_unchanged_by_v2() {
+        let texts = [
+            // French
+            "Le château se dresse au-dessus du village ; les élèves y découvrent l'histoire de la région, \
+             où l'on parlait déjà français au Moyen Âge. Ça coûte cher, mais c'est très intéressant : \
+             « Où est la gare ? » demanda-t-elle, en mangeant une crêpe à la crème brûlée.",
+            // German
+            "Die Größe des Gebäudes überraschte die Besucher. Über die Brücke gingen Mädchen und Jungen \
+             zur Schule, während es draußen schneite; Straßenbahnen fuhren nur selten.",
+            // Spanish
+            "El niño pequeño comió una manzana por la mañana. ¿Dónde está la estación? ¡Qué día más \
+             bonito! La canción que escuchó ayer le pareció muy lingüística.",
+            // Vietnamese
+            "Việt Nam là một quốc gia nằm ở phía đông bán đảo Đông Dương, thuộc khu vực Đông Nam Á. \
+             Thủ đô của Việt Nam là Hà Nội, còn thành phố lớn nhất là Thành phố Hồ Chí Minh.\n\
+             Người dân ở đây rất thân thiện và hiếu khách; họ thường mời khách uống trà nóng.",
+            // Russian
+            "Съешь же ещё этих мягких французских булок, да выпей чаю. Йошкар-Ола — столица Марий Эл; \
+             в ней живёт около двухсот семидесяти тысяч человек.",
+            // Greek
+            "Η Ελλάδα είναι χώρα της νοτιοανατολικής Ευρώπης. Η πρωτεύουσά της είναι η Αθήνα, \
+             όπου ζει σχεδόν το ένα τρίτο του πληθυσμού. Καλημέρα κόσμε!",
+            // Czech, Polish, Romanian, Turkish
+            "Příliš žluťoučký kůň úpěl ďábelské ódy. Zażółć gęślą jaźń. Știința și țara. \
+             Işık ılık süt içti; İstanbul'da hava güzeldi.",
+            // Code indented with tabs and spaces; a single space between words.
+            "fn main() {\n\tlet x = 1;\n\tif x > 0 {\n\t\tprintln!(\"{}\", x);\n\t}\n    // four spaces\n}\n",
+            // Markdown with a list and a blank line.
+            "Steps:\n\n1. Boil water.\n2. Add tea.\n   - green or black\n",
+        ];
+        for text in texts {
+            let c = canonicalize(text);
+            assert!(c.is_unchanged(), "{text:?}: {:?}", c.changes());
+        }
+        // Text decomposed (NFD) is restored, as normalisation only.
+        for text in [texts[0], texts[3]] {
+            let nfd: String = text.nfd().collect();
+            let c = canonicalize(&nfd);
+            assert_eq!(c.text(), text);
+            assert!(c.changes().iter().all(Change::is_normalisation), "{:?}", c.changes());
+        }
+    }
+
+    #[test]
+    fn whitespace_runs_tabs_and_blanks() {
+        // Tabs inside a line are spacing; tabs that indent are kept.
+        let c = canonicalize("\tx\t=\t1;\n\t\ty  =  2;   \n");
+        assert_eq!(c.text(), "\tx = 1;\n\t\ty = 2; \n");
+        assert_eq!(c.count(ChangeKind::Spacing), 5);
+        // Every space doubled, or every space a braille blank: undone.
+        let doubled = TEXT.replace(' ', "  ");
+        assert_eq!(canonicalize(&doubled).text(), TEXT);
+        let braille = TEXT.replace(' ', "\u{2800}");
+        let c = canonicalize(&braille);
+        assert_eq!(c.text(), TEXT);
+        assert_eq!(c.count(ChangeKind::Blank), TEXT.matches(' ').count());
+        assert!(c.changes().iter().all(|c| !c.is_normalisation()));
+        // A jamo filler inside a conjoining syllable is not a blank (v1: removed).
+        let c = canonicalize("\u{1100}\u{1160}\u{11A8} x");
+        assert_eq!((c.count(ChangeKind::Blank), c.count(ChangeKind::Invisible)), (0, 1));
+        // The collapsed run maps back to the whole run.
+        let text = "one \t two";
+        let c = canonicalize(text);
+        assert_eq!(c.original_span((3, 4)), (3, 6));
+    }
+
+    #[test]
+    fn foreign_marks_are_removed_from_latin_text() {
+        let dotted: String = TEXT
+            .chars()
+            .flat_map(|c| {
+                let mark = c.is_alphabetic().then_some('\u{0323}');
+                core::iter::once(c).chain(mark)
+            })
+            .collect();
+        for tampered in [dotted.clone(), dotted.nfc().collect::<String>()] {
+            let c = canonicalize(&tampered);
+            assert_eq!(c.text(), TEXT, "{:?}", c.changes().iter().take(5).collect::<Vec<_>>());
+            assert_eq!(
+                c.count(ChangeKind::Mark),
+                TEXT.chars().filter(|c| c.is_alphabetic()).count()
+            );
+        }
+        // A line that shows Vietnamese keeps its dots below; a lone dot below
+        // elsewhere in the text does not make another line Vietnamese.
+        let c = canonicalize("Người dân rất thân thiện.\nThẹ end.");
+        assert_eq!(c.text(), "Người dân rất thân thiện.\nThe end.");
+        assert_eq!(c.count(ChangeKind::Mark), 1);
+        // Not in Latin text: Cyrillic keeps its marks.
+        assert!(canonicalize("ёлка и йод").is_unchanged());
+    }
+
+    #[test]
+    fn latin_lookalikes_and_greek() {
+        let c = canonicalize("ꜱᴍᴀʟʟ ᴄᴀᴘꜱ and ɑ ɡood dısh of ȷam");
+        assert_eq!(c.text(), "small caps and a good dish of jam");
+        assert_eq!(c.count(ChangeKind::Lookalike), 13);
+        // Greek capitals and small letters read as Latin ones in Latin text.
+        let c = canonicalize("Ιt is Κnown that a κey οpens the dοοr");
+        assert_eq!(c.text(), "It is Known that a key opens the door");
+        assert_eq!(c.count(ChangeKind::Confusable), 6);
+        // A scientist's α-helix and β-sheet: α is read as a, β stays Greek.
+        assert_eq!(
+            canonicalize("the α-helix and β-sheet").text(),
+            "the a-helix and β-sheet"
+        );
+        // Icelandic þ and Greenlandic ĸ are letters, not look-alikes.
+        assert!(canonicalize("Þetta er þitt hús, and the ĸ stays").is_unchanged());
+    }
+
+    #[test]
+    fn bidi_overrides_read_as_displayed() {
+        let text = "The \u{202E}kciuq\u{202C} brown \u{202E}xof\u{202C}.";
+        let c = canonicalize(text);
+        assert_eq!(c.text(), "The quick brown fox.");
+        assert_eq!(c.count(ChangeKind::BidiOverride), 2);
+        assert_eq!(c.count(ChangeKind::Invisible), 0);
+        let change = &c.changes()[0];
+        assert_eq!((change.kind, change.span), (ChangeKind::BidiOverride, (4, 15)));
+        assert!(!change.is_normalisation());
+        // "quick" maps back to the whole override.
+        let (a, b) = c.original_span((4, 9));
+        assert_eq!(&text[a..b], "kciuq");
+        // Whole sentences reversed, with marks kept on their letters.
+        let reversed: String = "Le café, ouvert.".nfd().collect::<Vec<_>>().iter().rev().collect();
+        let attached: String = {
+            // A mark follows its letter in logical order.
+            let mut v: Vec<char> = Vec::new();
+            for ch in "Le café, ouvert.".chars().rev() {
+                v.extend(core::iter::once(ch).nfd());
+            }
+            v.into_iter().collect()
+        };
+        assert_ne!(reversed, attached);
+        let c = canonicalize(&format!("\u{202E}{attached}\u{202C}"));
+        assert_eq!(c.text(), "Le café, ouvert.");
+        // A left-to-right override around a nested reversed run.
+        let c = canonicalize("\u{202E}b \u{202D}xy\u{202C} a\u{202C}");
+        assert_eq!(c.text(), "a xy b");
+        // Arabic and Hebrew under a right-to-left override read as written.
+        for rtl in ["\u{202E}שלום\u{202C}", "\u{202E}مرحبا\u{202C}"] {
+            let c = canonicalize(rtl);
+            assert_eq!(c.text(), rtl.trim_matches(|ch| ch == '\u{202E}' || ch == '\u{202C}'));
+            assert_eq!(c.count(ChangeKind::BidiOverride), 0);
+        }
+        // An embedding is not an override: its controls are invisible, as in v1.
+        let c = canonicalize("a \u{202B}word\u{202C} b");
+        assert_eq!(c.text(), "a word b");
+        assert_eq!(c.count(ChangeKind::Invisible), 2);
+    }
+
+    #[test]
+    fn the_summary_counts_every_kind_and_its_version() {
+        let c = canonicalize("The\u{2800}ᴄat  s\u{1EA1}t \u{202E}tif\u{202C}\u{00A0}here");
+        assert_eq!(c.text(), "The cat sat fit here");
+        let s = c.summary();
+        assert_eq!(s.canonical_version, 2);
+        assert_eq!(
+            (s.blank, s.lookalike, s.spacing, s.mark, s.bidi_override, s.whitespace),
+            (1, 1, 1, 1, 1, 1)
+        );
+        assert_eq!(s.total, 6);
+        // A version 1 report reads as version 1.
+        let mut json = serde_json::to_value(&s).expect("json");
+        if let Some(o) = json.as_object_mut() {
+            for k in [
+                "canonical_version",
+                "blank",
+                "spacing",
+                "lookalike",
+                "mark",
+                "bidi_override",
+            ] {
+                o.remove(k);
+            }
+        }
+        let old: ChangeSummary = serde_json::from_value(json).expect("v1 summary");
+        assert_eq!((old.canonical_version, old.mark), (1, 0));
     }
 }

@@ -1,0 +1,558 @@
+//! The rules canonical form version 2 adds to version 1 (SPEC §14): bidi
+//! overrides resolved into reading order, blank-looking characters and runs
+//! of horizontal whitespace made one space, letters of another script read
+//! as a reader reads them (Greek), look-alike letters of the Latin script
+//! itself, and combining marks the text's orthography does not use.
+//!
+//! Each stage takes and returns traced characters, so that every output
+//! character still knows the bytes of the original text it came from.
+
+use unicode_normalization::UnicodeNormalization;
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+use unicode_script::{Script, UnicodeScript};
+use unicode_segmentation::UnicodeSegmentation;
+
+use super::{push_change, Change, ChangeKind, Traced};
+
+// ---------------------------------------------------------------------------
+// Bidi overrides.
+
+/// Left-to-right and right-to-left override, embeddings, pop.
+const LRE: char = '\u{202A}';
+const RLE: char = '\u{202B}';
+const PDF: char = '\u{202C}';
+const LRO: char = '\u{202D}';
+const RLO: char = '\u{202E}';
+
+/// Whether `c` ends a paragraph for the bidi algorithm (class B), which
+/// closes every open embedding and override.
+fn paragraph_end(c: char) -> bool {
+    matches!(c, '\n' | '\r' | '\u{1C}'..='\u{1E}' | '\u{85}' | '\u{2029}')
+}
+
+/// Scripts written right to left.
+fn right_to_left(c: char) -> bool {
+    matches!(
+        c.script(),
+        Script::Arabic
+            | Script::Hebrew
+            | Script::Syriac
+            | Script::Thaana
+            | Script::Nko
+            | Script::Samaritan
+            | Script::Mandaic
+            | Script::Adlam
+            | Script::Hanifi_Rohingya
+    )
+}
+
+/// Whether `c` attaches to the character before it (a combining mark, a
+/// joiner or a variation selector), so that reversing keeps them together.
+fn extends(c: char) -> bool {
+    matches!(
+        c.general_category(),
+        GeneralCategory::NonspacingMark | GeneralCategory::SpacingMark | GeneralCategory::EnclosingMark
+    ) || matches!(c, '\u{200D}' | '\u{FE00}'..='\u{FE0F}' | '\u{E0100}'..='\u{E01EF}')
+}
+
+/// The mirrored glyph of a paired bracket (BidiMirroring.txt, the pairs a
+/// reversed run of prose can hold): displayed right to left, `(` shows as `)`.
+fn mirror(c: char) -> char {
+    const PAIRS: [(char, char); 9] = [
+        ('(', ')'),
+        ('[', ']'),
+        ('{', '}'),
+        ('<', '>'),
+        ('«', '»'),
+        ('‹', '›'),
+        ('⁅', '⁆'),
+        ('〈', '〉'),
+        ('⟨', '⟩'),
+    ];
+    for (open, close) in PAIRS {
+        if c == open {
+            return close;
+        }
+        if c == close {
+            return open;
+        }
+    }
+    c
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Opener {
+    Root,
+    Embedding,
+    Override { rtl: bool },
+}
+
+/// One unit a reversal moves as a whole: a character with the marks that
+/// extend it, or a nested run already resolved (`block`).
+struct Unit {
+    block: bool,
+    chars: Vec<Traced>,
+}
+
+struct Frame {
+    opener: Opener,
+    control: Option<Traced>,
+    /// Units in logical order.
+    units: Vec<Unit>,
+}
+
+impl Frame {
+    fn push(&mut self, t: Traced) {
+        match self.units.last_mut() {
+            Some(last) if extends(t.c) && !last.block => last.chars.push(t),
+            _ => self.push_unit(vec![t]),
+        }
+    }
+
+    fn push_unit(&mut self, chars: Vec<Traced>) {
+        self.units.push(Unit { block: false, chars });
+    }
+}
+
+/// Closes `frame` (by `closer`, a PDF, or by the end of the paragraph) into
+/// its parent.
+fn close(frame: Frame, closer: Option<Traced>, parent: &mut Frame, changes: &mut Vec<Change>) {
+    // A run not reversed still moves as one block within an enclosing
+    // override (its level is higher); its controls go to the invisible stage.
+    let transparent = |parent: &mut Frame, frame: Frame| {
+        let mut chars: Vec<Traced> = frame.control.into_iter().collect();
+        chars.extend(frame.units.into_iter().flat_map(|u| u.chars));
+        chars.extend(closer);
+        if !chars.is_empty() {
+            parent.units.push(Unit { block: true, chars });
+        }
+    };
+    let (Opener::Override { rtl }, Some(control)) = (frame.opener, frame.control) else {
+        return transparent(parent, frame);
+    };
+    let (mut ltr_count, mut rtl_count) = (0usize, 0usize);
+    for t in frame.units.iter().flat_map(|u| &u.chars) {
+        if right_to_left(t.c) {
+            rtl_count += 1;
+        } else if t.c.is_alphanumeric() {
+            ltr_count += 1;
+        }
+    }
+    // An override shows its run in the forced direction; a reader reads the
+    // letters in their own. Where the two differ, the reader sees the run
+    // reversed.
+    let reversed = if rtl {
+        ltr_count > rtl_count
+    } else {
+        rtl_count > ltr_count
+    };
+    if !reversed {
+        return transparent(parent, frame);
+    }
+    let mut from: Vec<Traced> = vec![control];
+    from.extend(frame.units.iter().flat_map(|u| u.chars.iter().copied()));
+    from.extend(closer);
+    let block: Vec<Traced> = frame
+        .units
+        .iter()
+        .rev()
+        .flat_map(|unit| {
+            let mirrored = !unit.block && unit.chars.len() == 1;
+            unit.chars.iter().map(move |t| Traced {
+                c: if mirrored { mirror(t.c) } else { t.c },
+                ..*t
+            })
+        })
+        .collect();
+    let end = from.iter().map(|t| t.end).max().unwrap_or(control.end);
+    let original: String = from.iter().map(|t| t.c).collect();
+    let display: String = block.iter().map(|t| t.c).collect();
+    push_change(
+        changes,
+        ChangeKind::BidiOverride,
+        control.start,
+        end,
+        &original,
+        &display,
+    );
+    parent.units.push(Unit {
+        block: true,
+        chars: block,
+    });
+}
+
+/// Resolves the bidi overrides (U+202D, U+202E … U+202C, or the end of the
+/// paragraph) whose run a reader reads reversed: the run is put in the
+/// order a reader reads it and its two controls are dropped. Embeddings,
+/// other overrides and stray pops are left for the invisible stage.
+pub(super) fn resolve_overrides(chars: &[Traced], changes: &mut Vec<Change>) -> Vec<Traced> {
+    if !chars.iter().any(|t| matches!(t.c, LRO | RLO)) {
+        return chars.to_vec();
+    }
+    let mut stack = vec![Frame {
+        opener: Opener::Root,
+        control: None,
+        units: Vec::new(),
+    }];
+    let close_top = |stack: &mut Vec<Frame>, closer: Option<Traced>, changes: &mut Vec<Change>| {
+        if let Some(frame) = stack.pop() {
+            if let Some(parent) = stack.last_mut() {
+                close(frame, closer, parent, changes);
+            }
+        }
+    };
+    for &t in chars {
+        match t.c {
+            LRO | RLO | LRE | RLE => stack.push(Frame {
+                opener: match t.c {
+                    LRO => Opener::Override { rtl: false },
+                    RLO => Opener::Override { rtl: true },
+                    _ => Opener::Embedding,
+                },
+                control: Some(t),
+                units: Vec::new(),
+            }),
+            PDF if stack.len() > 1 => close_top(&mut stack, Some(t), changes),
+            c if paragraph_end(c) => {
+                while stack.len() > 1 {
+                    close_top(&mut stack, None, changes);
+                }
+                stack[0].push_unit(vec![t]);
+            }
+            _ => {
+                if let Some(top) = stack.last_mut() {
+                    top.push(t);
+                }
+            }
+        }
+    }
+    while stack.len() > 1 {
+        close_top(&mut stack, None, changes);
+    }
+    stack
+        .pop()
+        .map(|root| root.units.into_iter().flat_map(|u| u.chars).collect())
+        .unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------
+// Whitespace.
+
+/// Blank-looking characters: visible code points with an empty glyph, used
+/// as spaces (U+2800 braille blank, the Hangul fillers U+3164 and U+FFA0,
+/// and the jamo fillers U+115F and U+1160 outside a conjoining jamo
+/// sequence).
+pub(super) fn blank(c: char) -> bool {
+    matches!(c, '\u{2800}' | '\u{3164}' | '\u{FFA0}' | '\u{115F}' | '\u{1160}')
+}
+
+/// Conjoining Hangul jamo, among which U+115F and U+1160 are fillers of a
+/// syllable, not blanks.
+fn jamo(c: char) -> bool {
+    matches!(c, '\u{1100}'..='\u{11FF}' | '\u{A960}'..='\u{A97F}' | '\u{D7B0}'..='\u{D7FF}')
+}
+
+/// Whether the blank-looking character at `i` is used as a blank (a jamo
+/// filler next to another jamo is part of a syllable).
+pub(super) fn used_as_blank(chars: &[Traced], i: usize) -> bool {
+    let c = chars[i].c;
+    if !blank(c) {
+        return false;
+    }
+    if matches!(c, '\u{115F}' | '\u{1160}') {
+        let before = i.checked_sub(1).is_some_and(|j| jamo(chars[j].c) && !blank(chars[j].c));
+        let after = chars.get(i + 1).is_some_and(|t| jamo(t.c) && !blank(t.c));
+        return !(before || after);
+    }
+    true
+}
+
+/// Horizontal whitespace: space, tab, the other space separators (Zs) and
+/// blank-looking characters.
+fn horizontal(c: char) -> bool {
+    c == '\t' || c.general_category() == GeneralCategory::SpaceSeparator || blank(c)
+}
+
+/// Makes each run of horizontal whitespace inside a line one space; keeps
+/// indentation (a run at the start of a line) as it is, but for space
+/// variants and blanks made spaces one for one.
+pub(super) fn collapse_spacing(chars: Vec<Traced>, changes: &mut Vec<Change>) -> Vec<Traced> {
+    let mut out = Vec::with_capacity(chars.len());
+    let mut line_start = true;
+    let mut i = 0;
+    let single_kind = |c: char| {
+        if blank(c) {
+            ChangeKind::Blank
+        } else if c == '\t' {
+            ChangeKind::Spacing
+        } else {
+            ChangeKind::Whitespace
+        }
+    };
+    while i < chars.len() {
+        let t = chars[i];
+        if !horizontal(t.c) {
+            line_start = paragraph_end(t.c) || matches!(t.c, '\u{2028}');
+            out.push(t);
+            i += 1;
+            continue;
+        }
+        let end = chars[i..]
+            .iter()
+            .position(|t| !horizontal(t.c))
+            .map_or(chars.len(), |n| i + n);
+        let run = &chars[i..end];
+        if line_start {
+            for &t in run {
+                if t.c == ' ' || t.c == '\t' {
+                    out.push(t);
+                } else {
+                    push_change(changes, single_kind(t.c), t.start, t.end, &t.c.to_string(), " ");
+                    out.push(Traced { c: ' ', ..t });
+                }
+            }
+        } else if run.len() == 1 {
+            if t.c != ' ' {
+                push_change(changes, single_kind(t.c), t.start, t.end, &t.c.to_string(), " ");
+            }
+            out.push(Traced { c: ' ', ..t });
+        } else {
+            let (start, stop) = (run[0].start, run[run.len() - 1].end);
+            let from: String = run.iter().map(|t| t.c).collect();
+            push_change(changes, ChangeKind::Spacing, start, stop, &from, " ");
+            out.push(Traced {
+                c: ' ',
+                start,
+                end: stop,
+            });
+        }
+        i = end;
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
+// Letters: Greek read as Latin, look-alikes inside Latin, combining marks.
+
+/// Letters of another script that a reader of Latin text reads as a Latin
+/// letter, mapped to that letter: Greek (TS #39 maps `Ι` and Cyrillic `І` to
+/// the prototype `l`, `κ` to `ĸ`, and leaves `χ`), where the letter reads as
+/// one. Greek letters not listed here stay as they are in Latin text.
+pub(super) const READS_AS: [(char, char); 31] = [
+    ('Α', 'A'),
+    ('Β', 'B'),
+    ('Ε', 'E'),
+    ('Ζ', 'Z'),
+    ('Η', 'H'),
+    ('Ι', 'I'),
+    ('Κ', 'K'),
+    ('Μ', 'M'),
+    ('Ν', 'N'),
+    ('Ο', 'O'),
+    ('Ρ', 'P'),
+    ('Τ', 'T'),
+    ('Υ', 'Y'),
+    ('Χ', 'X'),
+    ('Ϲ', 'C'),
+    ('Ϳ', 'J'),
+    ('α', 'a'),
+    ('γ', 'y'),
+    ('ι', 'i'),
+    ('κ', 'k'),
+    ('ν', 'v'),
+    ('ο', 'o'),
+    ('ρ', 'p'),
+    ('υ', 'u'),
+    ('χ', 'x'),
+    ('ϲ', 'c'),
+    ('ϳ', 'j'),
+    ('ϒ', 'Y'),
+    ('І', 'I'),
+    ('Ӏ', 'I'),
+    ('ꓲ', 'I'),
+];
+
+/// What a letter of another script reads as in text of `dominant` script,
+/// when the table has it; `Some(None)` for a Greek letter the table leaves
+/// alone.
+pub(super) fn reads_as(c: char, dominant: Script) -> Option<Option<char>> {
+    if dominant != Script::Latin {
+        return None;
+    }
+    if let Some(&(_, latin)) = READS_AS.iter().find(|(g, _)| *g == c) {
+        return Some(Some(latin));
+    }
+    (c.script() == Script::Greek).then_some(None)
+}
+
+/// Small capitals, read as the lowercase letter.
+const SMALL_CAPITALS: [(char, char); 25] = [
+    ('ᴀ', 'a'),
+    ('ʙ', 'b'),
+    ('ᴄ', 'c'),
+    ('ᴅ', 'd'),
+    ('ᴇ', 'e'),
+    ('ꜰ', 'f'),
+    ('ɢ', 'g'),
+    ('ʜ', 'h'),
+    ('ɪ', 'i'),
+    ('ᴊ', 'j'),
+    ('ᴋ', 'k'),
+    ('ʟ', 'l'),
+    ('ᴍ', 'm'),
+    ('ɴ', 'n'),
+    ('ᴏ', 'o'),
+    ('ᴘ', 'p'),
+    ('ꞯ', 'q'),
+    ('ʀ', 'r'),
+    ('ꜱ', 's'),
+    ('ᴛ', 't'),
+    ('ᴜ', 'u'),
+    ('ᴠ', 'v'),
+    ('ᴡ', 'w'),
+    ('ʏ', 'y'),
+    ('ᴢ', 'z'),
+];
+
+/// The letters of European orthographies (Latin-1 Supplement and Latin
+/// Extended-A, Pinyin's tone letters, Romanian comma-below letters).
+fn european(c: char) -> bool {
+    matches!(c, '\u{00C0}'..='\u{00FF}' | '\u{0100}'..='\u{017F}' | '\u{01CD}'..='\u{01DC}' | '\u{0218}'..='\u{021B}')
+        && !matches!(c, '\u{00D7}' | '\u{00F7}')
+}
+
+/// The letters only Vietnamese writes (horned `ơ ư` and Latin Extended
+/// Additional's Vietnamese block).
+fn vietnamese(c: char) -> bool {
+    matches!(
+        c,
+        '\u{01A0}' | '\u{01A1}' | '\u{01AF}' | '\u{01B0}' | '\u{1EA0}'..='\u{1EF9}'
+    )
+}
+
+/// Whether `c` shows a line is Vietnamese: a Vietnamese-only letter that is
+/// one still without a dot below (a dot below on `a e i o u y`, or on `ê`,
+/// is also what an attack writes).
+fn vietnamese_evidence(c: char) -> bool {
+    if !vietnamese(c) {
+        return false;
+    }
+    let without: String = core::iter::once(c).nfd().filter(|&m| m != '\u{0323}').nfc().collect();
+    let mut it = without.chars();
+    matches!((it.next(), it.next()), (Some(d), None) if vietnamese(d))
+}
+
+/// Whether `c` shows a line is Turkish or Azerbaijani (where `ı` is a letter).
+fn turkish_evidence(c: char) -> bool {
+    matches!(c, 'ğ' | 'Ğ' | 'ş' | 'Ş' | 'İ' | 'ə' | 'Ə')
+}
+
+/// Per-line language evidence.
+#[derive(Clone, Copy, Default)]
+pub(super) struct Evidence {
+    vietnamese: bool,
+    turkish: bool,
+}
+
+/// The evidence of each line of `chars` (lines end at `\n`), indexed by line.
+pub(super) fn evidence(chars: &[Traced]) -> Vec<Evidence> {
+    let mut lines = vec![Evidence::default()];
+    for t in chars {
+        if t.c == '\n' {
+            lines.push(Evidence::default());
+            continue;
+        }
+        if let Some(e) = lines.last_mut() {
+            e.vietnamese |= vietnamese_evidence(t.c);
+            e.turkish |= turkish_evidence(t.c);
+        }
+    }
+    lines
+}
+
+/// The ordinary letter a look-alike letter of the Latin script stands for:
+/// small capitals, and letters outside the orthographies above whose TS #39
+/// prototype is one ASCII letter (`ɑ ɡ ȷ ɩ ʋ`); `ı` unless the line is
+/// Turkish.
+pub(super) fn latin_lookalike(c: char, line: Evidence) -> Option<char> {
+    if c.is_ascii() || c.script() != Script::Latin || !c.is_alphabetic() {
+        return None;
+    }
+    if let Some(&(_, plain)) = SMALL_CAPITALS.iter().find(|(s, _)| *s == c) {
+        return Some(plain);
+    }
+    if c == 'ı' {
+        return (!line.turkish).then_some('i');
+    }
+    if european(c) || vietnamese(c) {
+        return None;
+    }
+    let proto = super::prototype(c);
+    let mut it = proto.chars();
+    match (it.next(), it.next()) {
+        (Some(p), None) if p.is_ascii_alphabetic() => Some(p),
+        _ => None,
+    }
+}
+
+/// Whether `c` is a letter the line's orthography writes.
+fn written(c: char, line: Evidence) -> bool {
+    c.is_ascii_alphabetic() || european(c) || line.vietnamese && vietnamese(c)
+}
+
+/// A Latin letter with the combining marks the line's orthography does not
+/// put on it removed, or `None` when it keeps them all. The letter is
+/// decomposed (NFD); its marks are kept one by one, in canonical order,
+/// while the letter they compose with the base is one the line writes
+/// (`written`); the rest are dropped and the letter recomposed (NFC).
+pub(super) fn strip_marks(cluster: &str, line: Evidence) -> Option<String> {
+    let mut chars = cluster.chars();
+    let first = chars.next()?;
+    if first.is_ascii() && cluster.len() == 1 || first.script() != Script::Latin || !first.is_alphabetic() {
+        return None;
+    }
+    let nfd: Vec<char> = cluster.nfd().collect();
+    let (&base, marks) = nfd.split_first()?;
+    if marks.is_empty()
+        || marks
+            .iter()
+            .any(|m| m.general_category() != GeneralCategory::NonspacingMark)
+    {
+        return None;
+    }
+    let mut kept = base.to_string();
+    for &m in marks {
+        let trial: String = kept.chars().chain(core::iter::once(m)).nfc().collect();
+        let mut it = trial.chars();
+        if matches!((it.next(), it.next()), (Some(c), None) if written(c, line)) {
+            kept.push(m);
+        }
+    }
+    let out: String = kept.nfc().collect();
+    (out != cluster.nfc().collect::<String>()).then_some(out)
+}
+
+/// Applies [`strip_marks`] to each grapheme cluster of `chars`.
+pub(super) fn strip_foreign_marks(chars: Vec<Traced>, changes: &mut Vec<Change>) -> Vec<Traced> {
+    let lines = evidence(&chars);
+    let stage: String = chars.iter().map(|t| t.c).collect();
+    let mut out = Vec::with_capacity(chars.len());
+    let mut next = 0;
+    let mut line = 0;
+    for cluster in stage.graphemes(true) {
+        let n = cluster.chars().count();
+        let sources = &chars[next..next + n];
+        next += n;
+        let evidence = lines.get(line).copied().unwrap_or_default();
+        line += cluster.matches('\n').count();
+        match strip_marks(cluster, evidence) {
+            Some(stripped) => {
+                let (start, end) = (sources[0].start, sources[n - 1].end);
+                push_change(changes, ChangeKind::Mark, start, end, cluster, &stripped);
+                out.extend(stripped.chars().map(|c| Traced { c, start, end }));
+            }
+            None => out.extend_from_slice(sources),
+        }
+    }
+    out
+}
