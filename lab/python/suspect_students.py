@@ -7,7 +7,10 @@ endpoint and audited only through it (issue 26: deliverables 3-5).
 2. Students: SmolLM2-135M fully fine-tuned on `train_tokens` answer tokens
    (full run: 200,000) of which the stated share is watermarked (0, 1, 5, 10,
    100%), and the 10% and 100% students again on the watermarked answers
-   paraphrased by the unwatermarked model (laundering). Each is exported to
+   paraphrased by the unwatermarked model (laundering). Students "from
+   scratch" do not share the teacher's base: a small Llama (6 layers, 256
+   wide, the teacher's tokenizer) randomly initialised and trained on the same
+   data for 3 epochs at a higher learning rate. Each is exported to
    GGUF (`gguf_export.py`, checked against transformers) and cached: an
    interrupted run resumes at the first student without a GGUF.
 3. Each student is served by llama-cpp-python's own server (log-probabilities
@@ -54,10 +57,12 @@ class Plan:
     @staticmethod
     def new(quick: bool) -> "Plan":
         if quick:
-            return Plan(True, 1_500, 2, 32, [4, 8], 100, [("0%", 0.0, "marked"), ("100%", 1.0, "marked")])
+            return Plan(True, 1_500, 2, 32, [4, 8], 100, [("0%", 0.0, "marked"), ("100%", 1.0, "marked"),
+                                                         ("from scratch, 100%", 1.0, "marked")])
         return Plan(False, 200_000, 1, 200, [50, 100, 200, 400, 800], 1_000, [
             ("0%", 0.0, "marked"), ("100%", 1.0, "marked"), ("10%", 0.10, "marked"), ("1%", 0.01, "marked"),
             ("5%", 0.05, "marked"), ("paraphrased 100%", 1.0, "paraphrased"), ("paraphrased 10%", 0.10, "paraphrased"),
+            ("from scratch, 0%", 0.0, "marked"), ("from scratch, 100%", 1.0, "marked"),
         ])
 
 
@@ -112,7 +117,7 @@ def main() -> int:
     from tracemark import Key, suspect_api
     from transformer_student import Lab, log, mixture, paraphrase_request, quick_key, stored_key, tokens, write_jsonl, read_jsonl
     from transformer_student import Plan as LabPlan
-    from gguf_export import check, export
+    from gguf_export import check, export, scratch_student
 
     plan = Plan.new(args.quick)
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
@@ -185,11 +190,24 @@ def main() -> int:
             gguf.parent.mkdir(exist_ok=True)
             t = time.time()
             data = mixture(sets[source], sets["plain"], share, plan.train_tokens)
-            loss = lab.train(data, 10 + i)
+            if name.startswith("from scratch"):
+                # Lab.train resets to `base` and trains `model`: point both at a fresh small Llama.
+                teacher, base, lr, epochs = lab.model, lab.base, lab.plan.lr, lab.plan.epochs
+                lab.model = scratch_student(teacher.config)
+                lab.base = {k: v.clone() for k, v in lab.model.state_dict().items()}
+                lab.plan.lr, lab.plan.epochs = 1e-3, 3
+                try:
+                    loss = lab.train(data, 10 + i)
+                    student = lab.model
+                finally:
+                    lab.model, lab.base, lab.plan.lr, lab.plan.epochs = teacher, base, lr, epochs
+            else:
+                loss = lab.train(data, 10 + i)
+                student = lab.model
             marked_tokens = tokens(d for d in data if d in sets[source])
             part = gguf.with_suffix(".part")
-            export(lab.model, Path(os.environ["TRACEMARK_MODEL"]), part)
-            diff = check(lab.model, lab.tok, part)
+            export(student, Path(os.environ["TRACEMARK_MODEL"]), part)
+            diff = check(student, lab.tok, part)
             part.rename(gguf)
             meta.write_text(json.dumps({"name": name, "share": share, "source": source, "train_tokens": tokens(data),
                                         "marked_tokens": marked_tokens, "loss": loss, "secs": time.time() - t,
