@@ -28,7 +28,7 @@ CARGO_FUZZ := $(CACHE)/tools/cargo-fuzz-$(CARGO_FUZZ_VERSION)/bin/cargo-fuzz
 FUZZ_SECONDS ?= 30
 FUZZ_MODE ?= auto
 
-.PHONY: help setup data demo test-recipe suspect-harvest suspect-api check check-rust check-python test test-rust test-python test-vllm test-spark test-browser venv python bench bench-python bench-spark bench-serving bench-serve test-serve-fuzz gpu-check-prepare mistralrs-demo lint fuzz-smoke eval eval-quick frontier distill distill-quick distill-transformer spoof spoof-quick accounts campaign campaign-quick calibrate clean-cache
+.PHONY: help setup data demo test-recipe suspect-harvest suspect-api check check-rust check-python test test-rust test-python test-vllm test-spark test-browser venv python bench bench-python bench-spark bench-serving bench-serve test-serve-fuzz test-serve-abuse gpu-check-prepare mistralrs-demo lint fuzz-smoke eval eval-quick frontier distill distill-quick distill-transformer spoof spoof-quick accounts campaign campaign-quick calibrate clean-cache
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -73,7 +73,7 @@ check-rust: ## The product crates' unit, property, golden and doc tests (no mode
 check-python: python ## The Python package's fast tests (golden vectors, errors, detection, processors, reports)
 	cd watermark-py && "$(VPY)" -m pytest -q -p no:cacheprovider $(PY_FAST_TESTS)
 
-test: test-rust test-python test-recipe test-vllm test-spark test-browser test-serve-fuzz eval-quick distill-quick spoof-quick campaign-quick ## All Rust and Python tests
+test: test-rust test-python test-recipe test-vllm test-spark test-browser test-serve-fuzz test-serve-abuse eval-quick distill-quick spoof-quick campaign-quick ## All Rust and Python tests
 
 # The real-model tests (tracemark-candle's tests/model.rs) and the calibration on human text are
 # #[ignore]d for a bare `cargo test`; the second run here runs them, and they fail without the data.
@@ -214,6 +214,10 @@ test-browser: python ## HTML reports in headless Chromium: verdicts in the DOM, 
 test-serve-fuzz: ## `tracemark serve` fuzzed from its own OpenAPI description (schemathesis, every check): no 5xx, answers as described, 429 when limited
 	$(CARGO) build $(CARGO_FLAGS) -q -p tracemark-cli --bin tracemark
 	TRACEMARK="$(BIN)/tracemark" PYTHON="$(PYTHON)" scripts/serve-fuzz.sh
+
+test-serve-abuse: ## `tracemark serve` under abuse on loopback (scripts/serve-abuse.py, under a minute): slow and idle clients closed, 2,000 idle connections, one token's costly load vs another's p99, deadlines, log volume
+	$(CARGO) build $(CARGO_FLAGS) -q -p tracemark-cli --bin tracemark
+	$(PYTHON) scripts/serve-abuse.py --cli "$(BIN)/tracemark"
 
 distill: data ## The distillation experiment: harvest, n-gram/MLP students and the transformer student, radioactivity tests (about two hours; cached, resumable)
 	export TRACEMARK_MODEL="$$($(FETCH) model)"; \

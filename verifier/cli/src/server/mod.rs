@@ -316,7 +316,7 @@ pub(crate) fn run(
                 flusher.sampler.flush();
             }
         });
-        conn::serve(listener, router(state), &limits, shutdown()).await
+        conn::serve(listener, router(state), limits, shutdown()).await
     })?;
     // Detections still running past the shutdown deadline are not waited for.
     runtime.shutdown_timeout(Duration::from_secs(1));
