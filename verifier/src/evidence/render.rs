@@ -186,15 +186,29 @@ pub fn count_noun(n: usize, one: &str, many: &str) -> String {
 pub fn change_sentence(s: &crate::ChangeSummary) -> String {
     let tampering = s.total - s.normalisation.min(s.total);
     let mut out = format!(
-        "{} changed (Unicode {}): {} invisible removed, {} whitespace made plain, {} compatibility folded, \
-         {} look-alike mapped back.",
+        "{} changed (canonical form v{}, Unicode {}): {} invisible removed, {} whitespace made plain, {} compatibility folded, \
+         {} look-alike mapped back",
         count_noun(s.total, "character", "characters"),
+        s.canonical_version,
         s.unicode_version,
         s.invisible,
         s.whitespace,
         s.compatibility,
         s.confusable
     );
+    // The kinds of canonical form v2, named only when they occur.
+    for (n, what) in [
+        (s.blank, "blank-looking characters made spaces"),
+        (s.spacing, "runs of spaces or tabs made one space"),
+        (s.lookalike, "Latin look-alikes (small capitals, IPA letters) mapped back"),
+        (s.mark, "combining marks the text's languages do not use removed"),
+        (s.bidi_override, "characters of bidi-reversed runs put back in reading order"),
+    ] {
+        if n > 0 {
+            out.push_str(&format!(", {n} {what}"));
+        }
+    }
+    out.push('.');
     if s.normalisation > 0 {
         out.push_str(&format!(
             " {} normalisation that ordinary software does (a leading byte-order mark, decomposed \
