@@ -214,7 +214,12 @@ mod tests {
                 let key = Key::from_bytes(core::array::from_fn(|i| (i as u32 * 31 + k * 7) as u8));
                 let config: SchemeConfig = "kgw:gamma=0.25,delta=2,context=lefthash:1".parse().expect("test input");
                 let d = Detector::new(&key, &config, 500, DetectOptions::default()).expect("test input");
-                probability_test(&d, &docs).expect("test input").outcome.log10_p().expect("test input") < -1.0
+                probability_test(&d, &docs)
+                    .expect("test input")
+                    .outcome
+                    .log10_p()
+                    .expect("test input")
+                    < -1.0
             })
             .count();
         assert!((8..=34).contains(&below), "{below} of 200 below 0.1");

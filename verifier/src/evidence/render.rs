@@ -200,9 +200,15 @@ pub fn change_sentence(s: &crate::ChangeSummary) -> String {
     for (n, what) in [
         (s.blank, "blank-looking characters made spaces"),
         (s.spacing, "runs of spaces or tabs made one space"),
-        (s.lookalike, "Latin look-alikes (small capitals, IPA letters) mapped back"),
+        (
+            s.lookalike,
+            "Latin look-alikes (small capitals, IPA letters) mapped back",
+        ),
         (s.mark, "combining marks the text's languages do not use removed"),
-        (s.bidi_override, "characters of bidi-reversed runs put back in reading order"),
+        (
+            s.bidi_override,
+            "characters of bidi-reversed runs put back in reading order",
+        ),
     ] {
         if n > 0 {
             out.push_str(&format!(", {n} {what}"));
