@@ -109,14 +109,16 @@ venv: $(VENV)/.installed ## The Python environment (torch, transformers, maturin
 # One wheel of the package, installed into every environment that tests it.
 WHEEL_DIR := $(CACHE)/wheel
 
-# Built again only when a source of the wheel is newer than the last build (a fresh clone always
-# is), so the sub-makes of `make test` (eval-quick, distill-quick, ...) do not rebuild it.
+# Built again only when the wheel's sources changed (their content hash names the stamp, so two
+# checkouts sharing this cache never take each other's wheel): the sub-makes of `make test`
+# (eval-quick, distill-quick, ...) do not rebuild it.
 WHEEL_SOURCES := Cargo.toml Cargo.lock $(shell find watermark-py/Cargo.toml watermark-py/pyproject.toml watermark-py/src \
 	watermark-py/python watermark-core/Cargo.toml watermark-core/src verifier/Cargo.toml verifier/src verifier/stats/Cargo.toml \
-	verifier/stats/src -type f -not -name '*.pyc' 2>/dev/null)
-WHEEL_STAMP := $(VENV)/.tracemark-wheel
-$(WHEEL_STAMP): $(VENV)/.installed $(WHEEL_SOURCES)
-	rm -rf "$(WHEEL_DIR)"
+	verifier/stats/src -type f -not -name '*.pyc' 2>/dev/null | LC_ALL=C sort)
+WHEEL_HASH := $(shell (echo $(WHEEL_SOURCES); cat $(WHEEL_SOURCES)) 2>/dev/null | sha256sum | cut -c1-16)
+WHEEL_STAMP := $(VENV)/.tracemark-wheel-$(WHEEL_HASH)
+$(WHEEL_STAMP): $(VENV)/.installed
+	rm -rf "$(WHEEL_DIR)" "$(VENV)"/.tracemark-wheel*
 	"$(VPY)" -m maturin build -q --release -m watermark-py/Cargo.toml -o "$(WHEEL_DIR)"
 	"$(VPY)" -m pip install -q --force-reinstall --no-deps "$(WHEEL_DIR)"/tracemark-*.whl
 	touch "$@"
