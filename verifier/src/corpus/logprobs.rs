@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 use tracemark_core::ContextMode;
 
 use crate::detect::observe::{Counts, Deduplicator};
-use crate::detect::weighted::{quantize, weighted_tail, LEVELS};
+use crate::detect::weighted::WeightedSum;
 use crate::detect::{Detection, Detector, Outcome, TestReport, Verdict};
 use crate::error::{Error, Result};
 use crate::stats::{log10, p_from_ln};
@@ -67,12 +67,10 @@ pub fn probability_test<'a>(detector: &Detector, docs: impl IntoIterator<Item = 
                     .into(),
         });
     }
-    let null = scheme.contract().null;
     let dedup = detector.options().dedup;
     let mut seen = Deduplicator::default();
     let mut counts = Counts::default();
-    let mut per_level = vec![0u64; LEVELS as usize + 1];
-    let (mut int_statistic, mut statistic) = (0u64, 0.0f64);
+    let mut sum = WeightedSum::new(scheme.contract().null);
     let mut history = Vec::new();
     for (d, doc) in docs.into_iter().enumerate() {
         if doc.top.len() != doc.ids.len() {
@@ -110,11 +108,7 @@ pub fn probability_test<'a>(detector: &Detector, docs: impl IntoIterator<Item = 
                     None => counts.skipped_short_context += 1,
                     Some(o) if !seen.is_new(dedup, o.context_key, o.seed, token) => counts.skipped_duplicate += 1,
                     Some(o) => {
-                        let level = quantize(logprob.exp());
-                        let score = detector.score(o.value);
-                        per_level[level as usize] += 1;
-                        int_statistic += u64::from(level) * score.round() as u64;
-                        statistic += f64::from(level) / f64::from(LEVELS) * score;
+                        sum.add(logprob.exp(), detector.score(o.value));
                         counts.scored += 1;
                     }
                 }
@@ -127,33 +121,23 @@ pub fn probability_test<'a>(detector: &Detector, docs: impl IntoIterator<Item = 
     if matches!(report.outcome, Outcome::Inconclusive { .. }) {
         return Ok(report);
     }
-    let (name, _exact, expected, ln_p) = weighted_tail(null, &per_level, int_statistic, statistic)?;
-    let observed = match null {
-        tracemark_core::Null::Binomial { .. } => int_statistic as f64 / f64::from(LEVELS),
-        _ => statistic,
-    };
-    let weight_total: f64 = per_level
-        .iter()
-        .enumerate()
-        .map(|(l, &n)| l as f64 * n as f64)
-        .sum::<f64>()
-        / f64::from(LEVELS);
+    let t = sum.tail()?;
     report.outcome = Outcome::Tested {
         test: TestReport {
-            name: format!("probability test: {name}"),
+            name: format!("probability test: {}", t.test),
             null_distribution: format!(
-                "Σ over {} distinct (context, candidate) observations of weight w (total weight {weight_total:.2}) \
+                "Σ over {} distinct (context, candidate) observations of weight w (total weight {:.2}) \
                  times an independent null score",
-                counts.scored
+                counts.scored, t.weight_total
             ),
-            statistic: observed,
-            expected,
+            statistic: t.statistic,
+            expected: t.expected,
             z_score: 0.0,
         },
-        p_value: p_from_ln(ln_p),
-        log10_p: log10(ln_p),
+        p_value: p_from_ln(t.ln_p),
+        log10_p: log10(t.ln_p),
     };
-    report.verdict = if ln_p < detector.options().alpha.ln() {
+    report.verdict = if t.ln_p < detector.options().alpha.ln() {
         Verdict::Detected
     } else {
         Verdict::NotDetected

@@ -271,31 +271,19 @@ impl Detector {
             });
         }
         let obs = self.observe(prompt, completion, self.options().marks)?;
-        let null = self.scheme().contract().null;
-        let mut per_level = vec![0u64; LEVELS as usize + 1];
-        let mut statistic = 0.0f64;
-        let mut int_statistic = 0u64;
+        let mut sum = WeightedSum::new(self.scheme().contract().null);
         for o in &obs.scored {
-            let l = quantize(weights[o.position as usize]);
-            per_level[l as usize] += 1;
-            statistic += f64::from(l) / f64::from(LEVELS) * o.score;
-            if let Null::Binomial { .. } = null {
-                int_statistic += u64::from(l) * o.score.round() as u64;
-            }
+            sum.add(weights[o.position as usize], o.score);
         }
-        let weighted = per_level[1..].iter().sum::<u64>() as usize;
-        let weight_total: f64 = per_level
-            .iter()
-            .enumerate()
-            .map(|(l, &n)| l as f64 * n as f64)
-            .sum::<f64>()
-            / f64::from(LEVELS);
-        let (test, exact, expected, ln_p) = weighted_tail(null, &per_level, int_statistic, statistic)?;
-        let statistic = if let Null::Binomial { .. } = null {
-            int_statistic as f64 / f64::from(LEVELS)
-        } else {
-            statistic
-        };
+        let weighted = sum.per_level[1..].iter().sum::<u64>() as usize;
+        let WeightedTail {
+            test,
+            exact,
+            statistic,
+            expected,
+            weight_total,
+            ln_p,
+        } = sum.tail()?;
         let verdict = if weighted < self.options().min_scored {
             Verdict::Inconclusive
         } else if ln_p < self.options().alpha.ln() {
@@ -320,52 +308,105 @@ impl Detector {
     }
 }
 
-/// The test of a weighted sum under `null`: `per_level[l]` observations of
-/// weight `l / LEVELS`; `int_statistic` is `Σ l·score` (binomial nulls, whose
-/// scores are integers), `statistic` is `Σ (l / LEVELS)·score`. Returns the
-/// test in words, whether it is exact (else a conservative bound), the
-/// statistic's null mean (in weight units) and the `ln` of the p-value.
-pub(crate) fn weighted_tail(
+/// A weighted sum `S = Σ w·score` being accumulated: the observations per
+/// weight level, and the statistic (an integer for binomial nulls, whose
+/// scores are integers, so that the tail is exact).
+pub(crate) struct WeightedSum {
     null: Null,
-    per_level: &[u64],
+    /// `per_level[l]`: observations of weight `l / LEVELS`.
+    pub(crate) per_level: Vec<u64>,
+    /// `Σ l·score` (binomial nulls).
     int_statistic: u64,
+    /// `Σ (l / LEVELS)·score`.
     statistic: f64,
-) -> Result<(String, bool, f64, f64)> {
-    let weight_total: f64 = per_level
-        .iter()
-        .enumerate()
-        .map(|(l, &n)| l as f64 * n as f64)
-        .sum::<f64>()
-        / f64::from(LEVELS);
-    Ok(match null {
-        Null::Binomial { trials, p } => {
-            let draws: Vec<u64> = per_level.iter().map(|&n| n * u64::from(trials)).collect();
-            (
+}
+
+/// The test of a [`WeightedSum`].
+pub(crate) struct WeightedTail {
+    /// The test, in words.
+    pub(crate) test: String,
+    /// Whether the p-value is exact (else a conservative bound).
+    pub(crate) exact: bool,
+    /// The observed statistic.
+    pub(crate) statistic: f64,
+    /// Its null mean.
+    pub(crate) expected: f64,
+    /// The sum of the (quantized) weights.
+    pub(crate) weight_total: f64,
+    /// `ln` of the p-value.
+    pub(crate) ln_p: f64,
+}
+
+impl WeightedSum {
+    pub(crate) fn new(null: Null) -> Self {
+        WeightedSum {
+            null,
+            per_level: vec![0; LEVELS as usize + 1],
+            int_statistic: 0,
+            statistic: 0.0,
+        }
+    }
+
+    /// Adds one observation of `weight` (quantized) and `score`.
+    pub(crate) fn add(&mut self, weight: f64, score: f64) {
+        let l = quantize(weight);
+        self.per_level[l as usize] += 1;
+        self.statistic += f64::from(l) / f64::from(LEVELS) * score;
+        if let Null::Binomial { .. } = self.null {
+            self.int_statistic += u64::from(l) * score.round() as u64;
+        }
+    }
+
+    /// The exact upper tail (binomial nulls) or the conservative Chernoff
+    /// bound (exponential nulls) of the sum so far.
+    pub(crate) fn tail(&self) -> Result<WeightedTail> {
+        let per_level = &self.per_level;
+        let weight_total: f64 = per_level
+            .iter()
+            .enumerate()
+            .map(|(l, &n)| l as f64 * n as f64)
+            .sum::<f64>()
+            / f64::from(LEVELS);
+        let (test, exact, expected, ln_p, statistic) = match self.null {
+            Null::Binomial { trials, p } => {
+                let draws: Vec<u64> = per_level.iter().map(|&n| n * u64::from(trials)).collect();
+                (
+                    format!(
+                        "exact upper tail of the weighted sum Σ w·score, w in steps of 1/{LEVELS}, \
+                         scores Binomial(trials={trials}, p={p}) under the null"
+                    ),
+                    true,
+                    weight_total * f64::from(trials) * p,
+                    ln_weighted_binomial_upper(self.int_statistic, &draws, p),
+                    self.int_statistic as f64 / f64::from(LEVELS),
+                )
+            }
+            Null::Exponential => (
                 format!(
-                    "exact upper tail of the weighted sum Σ w·score, w in steps of 1/{LEVELS}, \
-                     scores Binomial(trials={trials}, p={p}) under the null"
+                    "Chernoff bound on the upper tail of the weighted sum Σ w·score, w in steps of \
+                     1/{LEVELS}, scores Exponential(1) under the null (conservative)"
                 ),
-                true,
-                weight_total * f64::from(trials) * p,
-                ln_weighted_binomial_upper(int_statistic, &draws, p),
-            )
-        }
-        Null::Exponential => (
-            format!(
-                "Chernoff bound on the upper tail of the weighted sum Σ w·score, w in steps of \
-                 1/{LEVELS}, scores Exponential(1) under the null (conservative)"
+                false,
+                weight_total,
+                ln_weighted_exponential_upper(self.statistic, per_level),
+                self.statistic,
             ),
-            false,
+            other => {
+                return Err(Error::InvalidOption {
+                    name: "weights",
+                    message: format!("no weighted test for the null {other:?} yet"),
+                })
+            }
+        };
+        Ok(WeightedTail {
+            test,
+            exact,
+            statistic,
+            expected,
             weight_total,
-            ln_weighted_exponential_upper(statistic, per_level),
-        ),
-        other => {
-            return Err(Error::InvalidOption {
-                name: "weights",
-                message: format!("no weighted test for the null {other:?} yet"),
-            })
-        }
-    })
+            ln_p,
+        })
+    }
 }
 
 #[cfg(test)]
