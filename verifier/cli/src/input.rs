@@ -38,7 +38,7 @@ pub(crate) fn read_input(path: &Path, option: &str) -> Result<Vec<u8>, Failure> 
     if path.is_dir() {
         return Err(Failure::Read {
             source: named(),
-            error: std::io::Error::other("is a directory, not a file"),
+            error: std::io::Error::new(std::io::ErrorKind::IsADirectory, "is a directory, not a file"),
         });
     }
     let mut bytes = Vec::new();

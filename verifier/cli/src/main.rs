@@ -76,7 +76,7 @@ fn hint(failure: &Failure) -> Option<String> {
             "check the file's permissions".into()
         }
         Failure::Write { .. } => "check that the directory exists and has space".into(),
-        Failure::Read { source, .. } if source.ends_with('/') || std::path::Path::new(source.rsplit(' ').next().unwrap_or("")).is_dir() => {
+        Failure::Read { error, .. } if error.kind() == std::io::ErrorKind::IsADirectory => {
             "give a file, not a directory".into()
         }
         Failure::NotText { advice, .. } => (*advice).to_string(),

@@ -30,13 +30,23 @@ pub enum Strength {
     Strong,
 }
 
+/// `log10` of the largest p-value that is a signal at all (0.05): above it
+/// a result is [`Strength::Faint`].
+const FAINT_LOG10: f64 = -1.3;
+
 impl Strength {
+    /// The grade of a p-value alone, for a result known only by it: a
+    /// p-value below 0.05 means the statistic was above its expectation.
+    pub fn of_p_value(log10_p: f64) -> Self {
+        Self::of(log10_p, log10_p < FAINT_LOG10)
+    }
+
     /// The grade of a test whose statistic is `above` its expectation (or
     /// not) with p-value `10^log10_p`.
     pub fn of(log10_p: f64, above: bool) -> Self {
         if !above {
             Self::None
-        } else if log10_p > -1.3 {
+        } else if log10_p > FAINT_LOG10 {
             Self::Faint
         } else if log10_p > -3.0 {
             Self::Weak
@@ -77,6 +87,8 @@ pub struct Needed {
     pub expected: f64,
     /// The sentence for readers.
     pub words: String,
+    /// Whether the text is short for its test ([`Detection::is_short`]).
+    pub short: bool,
 }
 
 impl Detection {
@@ -91,7 +103,7 @@ impl Detection {
         };
         // A window or the canonical form can carry the evidence when the
         // whole text as given does not: the verdict's p-value decides then.
-        let above = above || log10_p < -1.3;
+        let above = above || log10_p < FAINT_LOG10;
         Some(Strength::of(log10_p, above))
     }
 
@@ -140,7 +152,7 @@ impl Detection {
             return None;
         }
         let alpha = self.alpha;
-        let (statistic, share, words) = match null {
+        let (statistic, share, words, short) = match null {
             Null::Binomial { trials, p } => {
                 let draws = n * u64::from(trials);
                 let k = stats::binomial_critical(draws, p, alpha);
@@ -155,7 +167,13 @@ impl Detection {
                         "with {n} scored tokens, this test cannot reach {alpha:e} even if every token counts for the watermark: the text is too short"
                     ),
                 };
-                (k.map(|k| k as f64), k.map(|k| k as f64 / draws as f64), words)
+                let share = k.map(|k| k as f64 / draws as f64);
+                (
+                    k.map(|k| k as f64),
+                    share,
+                    words,
+                    share.is_none_or(|share| share >= 0.6),
+                )
             }
             Null::Exponential => {
                 let s = gamma_critical(n, alpha);
@@ -164,7 +182,7 @@ impl Detection {
                      {:.2} times their mean without the watermark",
                     s / n as f64
                 );
-                (Some(s), Some(s / n as f64), words)
+                (Some(s), Some(s / n as f64), words, s / n as f64 >= 2.0)
             }
             _ => return None,
         };
@@ -174,6 +192,7 @@ impl Detection {
             share,
             expected: test.expected,
             words,
+            short,
         })
     }
 
@@ -222,7 +241,7 @@ impl Detection {
                 .into()
         });
         out.push(match self.needed_to_detect() {
-            Some(n) if self.is_short() => format!("length: a short text for this test; {}", n.words),
+            Some(n) if n.short => format!("length: a short text for this test; {}", n.words),
             Some(n) => format!("length: {}", n.words),
             None => format!("length: {} tokens scored", self.counts.scored),
         });
@@ -233,18 +252,7 @@ impl Detection {
     /// level needs at least 60% of its draws green (or a score sum of at
     /// least twice the null's), more than a typical watermarked text shows.
     pub fn is_short(&self) -> bool {
-        let Some(needed) = self.needed_to_detect() else {
-            return false;
-        };
-        let green = self
-            .scheme
-            .parse::<SchemeConfig>()
-            .is_ok_and(|c| matches!(c.contract().null, Null::Binomial { .. }));
-        match needed.share {
-            None => true,
-            Some(share) if green => share >= 0.6,
-            Some(share) => share >= 2.0,
-        }
+        self.needed_to_detect().is_some_and(|n| n.short)
     }
 }
 

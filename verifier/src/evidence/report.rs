@@ -468,7 +468,7 @@ fn words(r: &Report, d: Option<&Detection>) -> Words {
         || (r.kind == ReportKind::Radioactivity && r.radioactivity.as_ref().is_some_and(|t| t.detection.is_some()));
     let strength = match (own, d, log10_p) {
         (true, Some(d), _) => d.strength(),
-        (_, _, Some(l)) => Some(Strength::of(l, l < -1.3)),
+        (_, _, Some(l)) => Some(Strength::of_p_value(l)),
         _ => None,
     };
     let headline = match (r.verdict, log10_p) {

@@ -425,40 +425,29 @@ pub fn canonicalize(text: &str) -> Canonical {
                     out.push(t);
                     continue;
                 }
-                match v2::reads_as(t.c, dominant) {
-                    Some(Some(letter)) => {
+                // v2's table of what a reader reads first, else TS #39's prototype when it lies in the dominant script.
+                let replacement = match v2::reads_as(t.c, dominant) {
+                    Some(letter) => letter.map(String::from),
+                    None => {
+                        let proto = prototype(t.c);
+                        let fits = proto.chars().any(|c| c.script() == dominant)
+                            && proto.chars().all(|c| c.script() == dominant || !specific(c.script()));
+                        (fits && proto != t.c.to_string()).then_some(proto)
+                    }
+                };
+                match replacement {
+                    Some(r) => {
                         push_change(
                             &mut changes,
                             ChangeKind::Confusable,
                             t.start,
                             t.end,
                             &t.c.to_string(),
-                            &letter.to_string(),
+                            &r,
                         );
-                        out.push(Traced { c: letter, ..t });
-                        continue;
+                        out.extend(r.chars().map(|c| Traced { c, ..t }));
                     }
-                    Some(None) => {
-                        out.push(t);
-                        continue;
-                    }
-                    None => {}
-                }
-                let proto = prototype(t.c);
-                let fits = proto.chars().any(|c| c.script() == dominant)
-                    && proto.chars().all(|c| c.script() == dominant || !specific(c.script()));
-                if fits && proto != t.c.to_string() {
-                    push_change(
-                        &mut changes,
-                        ChangeKind::Confusable,
-                        t.start,
-                        t.end,
-                        &t.c.to_string(),
-                        &proto,
-                    );
-                    out.extend(proto.chars().map(|c| Traced { c, ..t }));
-                } else {
-                    out.push(t);
+                    None => out.push(t),
                 }
             }
         }

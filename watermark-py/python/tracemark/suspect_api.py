@@ -273,7 +273,8 @@ def audit(url: str, *, key: Path, tokenizer: Path, prompts: Sequence[Prompt], ca
             for f in done:
                 i = futures.pop(f)
                 responses[i] = f.result()
-                budget.tokens += parse(responses[i])[2] or len(parse(responses[i])[1])
+                _, steps, used, _ = parse(responses[i])
+                budget.tokens += used or len(steps)
     pieces = piece_map(tokenizer)
     work = Path(tempfile.mkdtemp(prefix=f"{out.name}-corpora-", dir=out.parent))
     models, unmapped = set(), 0

@@ -259,7 +259,7 @@ fn describe(receipt: &Receipt, check: &ReceiptCheck) -> String {
         } => {
             let answer = match verdict {
                 Verdict::Detected => "yes",
-                Verdict::NotDetected => match log10_p.map(|l| tracemark_verifier::Strength::of(l, l < -1.3)) {
+                Verdict::NotDetected => match log10_p.map(tracemark_verifier::Strength::of_p_value) {
                     Some(s) if s >= tracemark_verifier::Strength::Weak => {
                         "NO: not detected at the level fixed before the test, though the text shows a signal"
                     }
