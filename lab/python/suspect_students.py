@@ -59,11 +59,24 @@ class Plan:
         if quick:
             return Plan(True, 1_500, 2, 32, [4, 8], 100, [("0%", 0.0, "marked"), ("100%", 1.0, "marked"),
                                                          ("from scratch, 100%", 1.0, "marked")])
+        # In the order they are trained: the students that need only the watermarked harvest first, so
+        # training starts while the unwatermarked half of the harvest is still being generated.
         return Plan(False, 200_000, 1, 200, [50, 100, 200, 400, 800], 1_000, [
-            ("0%", 0.0, "marked"), ("100%", 1.0, "marked"), ("10%", 0.10, "marked"), ("1%", 0.01, "marked"),
-            ("5%", 0.05, "marked"), ("paraphrased 100%", 1.0, "paraphrased"), ("paraphrased 10%", 0.10, "paraphrased"),
-            ("from scratch, 0%", 0.0, "marked"), ("from scratch, 100%", 1.0, "marked"),
+            ("100%", 1.0, "marked"), ("from scratch, 100%", 1.0, "marked"), ("0%", 0.0, "marked"),
+            ("10%", 0.10, "marked"), ("1%", 0.01, "marked"), ("5%", 0.05, "marked"),
+            ("from scratch, 0%", 0.0, "marked"), ("paraphrased 100%", 1.0, "paraphrased"),
+            ("paraphrased 10%", 0.10, "paraphrased"),
         ])
+
+    def ready(self, sets: Dict[str, list], share: float, source: str) -> bool:
+        """Whether the harvest holds enough of each kind for a student of `share` from `source`."""
+        from transformer_student import tokens
+
+        if self.quick:  # the quick harvest is generated whole in this run
+            return True
+        need = {source: share * self.train_tokens}
+        need["plain"] = need.get("plain", 0) + (1 - share) * self.train_tokens
+        return all(tokens(sets.get(kind, [])) >= 0.99 * n for kind, n in need.items() if n > 0)
 
 
 def slug(name: str) -> str:
@@ -166,26 +179,31 @@ def main() -> int:
         import suspect_harvest
 
         sets = {"marked": suspect_harvest.load("marked"), "plain": suspect_harvest.load("plain")}
-        need = plan.train_tokens
-        if tokens(sets["marked"]) < need or tokens(sets["plain"]) < need * 0.99:
-            log(f"the harvest is not complete ({tokens(sets['marked']):,} watermarked, {tokens(sets['plain']):,} plain "
-                f"tokens; {need:,} each needed): run lab/python/suspect_harvest.py first")
-            return 3
-    if any(src == "paraphrased" for _, _, src in plan.students):
+    log(f"harvest: {tokens(sets['marked']):,} watermarked, {tokens(sets['plain']):,} plain answer tokens")
+
+    def paraphrased() -> list:
+        """The watermarked answers paraphrased by the unwatermarked teacher (generated once, cached)."""
         path = cache / "harvest-paraphrased.jsonl"
         if not path.exists():
             marked = mixture(sets["marked"], [], 1.0, plan.train_tokens)
             reqs = [lab.chat(paraphrase_request(d["q"], lab.tok.decode(d["ids"]))) for d in marked]
             answers = lab.generate(reqs, 256, None, 3, temperature=0.7, top_p=0.95, batch=8)
             write_jsonl(path, ({"q": d["q"], "prompt_ids": d["prompt_ids"], "ids": a} for d, a in zip(marked, answers) if a))
-        sets["paraphrased"] = read_jsonl(path)
-    log(f"harvest: {tokens(sets['marked']):,} watermarked, {tokens(sets['plain']):,} plain answer tokens")
+        return read_jsonl(path)
 
-    # 2. Students, each exported to GGUF once.
-    students = []
+    # 2. Students, each exported to GGUF once; a student whose part of the harvest is not complete yet
+    # waits for a later run (the audits need every student).
+    students, waiting = [], []
     for i, (name, share, source) in enumerate(plan.students):
         gguf = cache / "students" / f"{slug(name)}.gguf"
         meta = gguf.with_suffix(".json")
+        if not gguf.exists() and source == "paraphrased" and "paraphrased" not in sets and sets["marked"] \
+                and plan.ready(sets, 1.0, "marked"):
+            sets["paraphrased"] = paraphrased()
+        if not gguf.exists() and not plan.ready(sets, share, source):
+            waiting.append(name)
+            log(f"student {name}: waiting for the harvest ({share:.0%} of {plan.train_tokens:,} tokens from {source})")
+            continue
         if not gguf.exists():
             gguf.parent.mkdir(exist_ok=True)
             t = time.time()
@@ -216,6 +234,11 @@ def main() -> int:
                 f"GGUF checked ({diff:.4f}), {time.time() - t:.0f} s")
         students.append(json.loads(meta.read_text()))
 
+    if waiting:
+        log(f"{len(waiting)} students wait for the harvest ({', '.join(waiting)}): run lab/python/suspect_harvest.py, "
+            "then this again; the students trained so far are cached")
+        return 3
+
     # 3. Audits through the endpoint.
     new_prompts = ROOT / "lab/data/prompts.txt"
     prompts = suspect_api.load_prompts(cache / "requests.jsonl", new_prompts, limit=max(plan.budgets) // 2)
@@ -243,7 +266,7 @@ def main() -> int:
         log(f"audit {s['name']}: " + ", ".join(f"{t['origin']}/{t['test']} {t['log10_p']}" for t in summary["tests"]))
 
     # 4. Calibration: the 0% student under control keys (derived from a control master).
-    control = rows[0]
+    control = next(r for r in rows if r[0]["name"] == "0%")
     ctl_master = cache / "control-master.key"
     if plan.quick and not ctl_master.exists():
         quick_key("suspect-api-controls").save(ctl_master)
