@@ -142,6 +142,22 @@ def test_an_interrupted_audit_resumes_without_paying_twice(upstream, tokenizer_j
     assert proxy.forwarded == 12, "every prompt answered upstream exactly once"
     assert s2["models_returned"] == ["suspect-0"] and s2["endpoint"] == proxy.url
     assert s2["completion_tokens_total"] > 0
+    fw = s2["family_wise"]
+    assert fw["verdict"] == "not_detected" and fw["tests"] == len(s2["tests"]) == 6, fw
+    assert "not detected" in (tmp_path / "audit.html").read_text()
+    # The command line itself (the Python audit is a front to it): a third run pays nothing.
+    listed = tmp_path / "prompts.jsonl"
+    listed.write_text("".join(json.dumps({"origin": p.origin, "messages": [{"role": r, "content": c}
+                                                                          for r, c in p.messages]}) + "\n"
+                              for p in prompts))
+    r = subprocess.run([cli, "radioactivity", "--quiet", "--api", proxy.url, "--key", str(key), "--tokenizer",
+                        str(tokenizer_json), "--prompts", str(listed), "--cache", str(tmp_path / "cache"),
+                        "--out", str(tmp_path / "cli"), "--model", "suspect-0", "--max-tokens", "48",
+                        "--concurrency", "2"], capture_output=True, text=True)
+    assert r.returncode == 1, r.stderr
+    assert "family-wise over 6 tests" in r.stdout and "queries paid 0, from cache 12" in r.stdout, r.stdout
+    assert proxy.forwarded == 12
+    assert json.loads((tmp_path / "cli.json").read_text())["tests"] == s2["tests"]
     tests = {(t["origin"], t["test"]): t for t in s2["tests"]}
     for origin in ("harvest", "new", "all"):
         for test in ("black box", "probability"):
@@ -180,3 +196,30 @@ def test_bad_inputs_are_clear(tmp_path):
                         "--tokenizer", "t", "--cache", str(tmp_path), "--out", str(tmp_path / "o")],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "give --harvest, --new-prompts or both" in r.stderr
+
+
+def test_the_command_line_refuses_clearly(tmp_path, tokenizer_json):
+    cli = required_env("TRACEMARK_CLI")
+    key = tmp_path / "k.key"
+    tm.Key.from_bytes(bytes(range(32))).save(key)
+    base = [cli, "radioactivity", "--key", str(key), "--scheme", KGW, "--api", "http://127.0.0.1:9/v1"]
+    # --api takes no corpus file; the flags of an audit need --api; an audit needs our tokenizer.
+    r = subprocess.run(base + ["--vocab", "100", "corpus.jsonl"], capture_output=True, text=True)
+    assert r.returncode == 2 and "cannot be used with" in r.stderr, r.stderr
+    r = subprocess.run([cli, "radioactivity", "--key", str(key), "--cache", "c", "corpus.jsonl"], capture_output=True,
+                       text=True)
+    assert r.returncode == 2 and "--api" in r.stderr, r.stderr
+    bad = tmp_path / "requests.jsonl"
+    bad.write_text('{"account": "a"}\n')
+    audit = ["--harvest", str(bad), "--cache", str(tmp_path / "c"), "--out", str(tmp_path / "o")]
+    r = subprocess.run(base + ["--vocab", "100"] + audit, capture_output=True, text=True)
+    assert r.returncode == 2 and "--tokenizer" in r.stderr, r.stderr
+    # A bad request line is an input error that says what a line holds.
+    r = subprocess.run(base + ["--tokenizer", str(tokenizer_json)] + audit, capture_output=True, text=True)
+    assert r.returncode == 4 and "line 1: needs \"messages\"" in r.stderr and "prompts file" in r.stderr, r.stderr
+    # An endpoint that never answers: an input error after the retries, nothing written as an answer.
+    bad.write_text('{"prompt": "hello"}\n')
+    r = subprocess.run(base + ["--tokenizer", str(tokenizer_json), "--retries", "1", "--backoff", "0.01"] + audit,
+                       capture_output=True, text=True)
+    assert r.returncode == 4 and "no answer for prompt 0 after 2 tries" in r.stderr, r.stderr
+    assert not list((tmp_path / "c").iterdir())

@@ -161,8 +161,9 @@ pub(crate) struct ScanArgs {
 pub(crate) struct RadioArgs {
     #[command(flatten)]
     pub(crate) common: Common,
-    /// JSONL corpus of the suspect model's outputs, or - for standard input
-    pub(crate) corpus: PathBuf,
+    /// JSONL corpus of the suspect model's outputs, or - for standard input (not with --api)
+    #[arg(required_unless_present = "api", conflicts_with = "api")]
+    pub(crate) corpus: Option<PathBuf>,
     /// Score only contexts that occur in this JSONL corpus of our own watermarked outputs
     #[arg(long, conflicts_with = "reading")]
     pub(crate) reference: Option<PathBuf>,
@@ -178,9 +179,91 @@ pub(crate) struct RadioArgs {
     /// Threads (0 = one per core)
     #[arg(long, default_value_t = 0)]
     pub(crate) jobs: usize,
+    #[command(flatten)]
+    pub(crate) api: Box<ApiArgs>,
+}
+
+/// `radioactivity --api`: audit a suspect model through its OpenAI-compatible endpoint.
+#[derive(Args)]
+pub(crate) struct ApiArgs {
+    /// Audit a suspect through its OpenAI-compatible API (base URL, e.g. https://api.example.com/v1):
+    /// ask it the prompts, cache its answers, run the black-box and probability tests per prompt
+    /// origin; writes OUT.json, OUT.html and OUT-corpora/. The bearer token is read from --token-env
+    #[arg(long, value_name = "URL", conflicts_with_all = ["reading", "reference", "logprobs"])]
+    pub(crate) api: Option<String>,
+    /// With --api: JSONL of the suspicious accounts' requests ({"messages": [...]} or {"prompt": ...} per line)
+    #[arg(long)]
+    pub(crate) harvest: Option<PathBuf>,
+    /// With --api: new prompts, one per line (# comments skipped)
+    #[arg(long)]
+    pub(crate) new_prompts: Option<PathBuf>,
+    /// With --api: JSONL prompts that may each name their "origin" ("harvest" or "new"; default new)
+    #[arg(long)]
+    pub(crate) prompts: Option<PathBuf>,
+    /// With --api: at most this many prompts of each origin
+    #[arg(long)]
+    pub(crate) limit: Option<usize>,
+    /// With --api: the response cache (an interrupted audit resumes from it without paying twice)
+    #[arg(long)]
+    pub(crate) cache: Option<PathBuf>,
+    /// With --api: the report's path without extension (OUT.json, OUT.html, OUT-corpora/)
+    #[arg(long)]
+    pub(crate) out: Option<PathBuf>,
+    /// With --api: the model name to request
+    #[arg(long, default_value = "suspect")]
+    pub(crate) model: String,
+    /// With --api: the environment variable holding the API's bearer token (never a flag)
+    #[arg(long, default_value = "SUSPECT_API_TOKEN")]
+    pub(crate) token_env: String,
+    /// With --api: at most this many requests in this run
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) max_requests: usize,
+    /// With --api: stop asking once the API has billed this many completion tokens in this run
+    #[arg(long, default_value_t = 200_000)]
+    pub(crate) max_tokens_total: u64,
+    /// With --api: tokens per answer
+    #[arg(long, default_value_t = 200)]
+    pub(crate) max_tokens: usize,
+    /// With --api: candidates with log-probabilities per position
+    #[arg(long, default_value_t = 5)]
+    pub(crate) top_logprobs: usize,
+    /// With --api: sampling temperature
+    #[arg(long, default_value_t = 1.0)]
+    pub(crate) temperature: f64,
+    /// With --api: requests in flight at once
+    #[arg(long, default_value_t = 4)]
+    pub(crate) concurrency: usize,
+    /// With --api: retries of a request (429, 5xx, connection errors), with exponential backoff
+    #[arg(long, default_value_t = 6)]
+    pub(crate) retries: usize,
+    /// With --api: the first backoff, in seconds (doubled per retry, at most 60; Retry-After wins)
+    #[arg(long, default_value_t = 1.0)]
+    pub(crate) backoff: f64,
+    /// With --api: seconds a request may take in all
+    #[arg(long, default_value_t = 120.0)]
+    pub(crate) request_timeout: f64,
+}
+
+impl ApiArgs {
+    /// Whether a flag that only an API audit reads was given without `--api`.
+    pub(crate) fn audit_flags_given(&self) -> bool {
+        self.harvest.is_some()
+            || self.new_prompts.is_some()
+            || self.prompts.is_some()
+            || self.limit.is_some()
+            || self.cache.is_some()
+            || self.out.is_some()
+    }
 }
 
 impl RadioArgs {
+    /// The corpus file (absent only with --api, which makes its own).
+    pub(crate) fn corpus(&self) -> Result<&std::path::Path, crate::exit::Failure> {
+        self.corpus
+            .as_deref()
+            .ok_or_else(|| crate::exit::Failure::Usage("give the corpus file (or --api URL)".into()))
+    }
+
     /// Which of the three tests to run.
     pub(crate) fn mode(&self) -> RadioMode<'_> {
         match (self.reading, &self.reference) {

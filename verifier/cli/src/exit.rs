@@ -161,6 +161,18 @@ pub(crate) enum Failure {
         /// What to do.
         advice: &'static str,
     },
+    /// A line of a prompts file (`radioactivity --api`) is not a request.
+    BadPrompts {
+        /// The file and the line, in words.
+        source: String,
+        /// What was wrong.
+        message: String,
+    },
+    /// A suspect's API did not answer, or refused (`radioactivity --api`).
+    Api {
+        /// What happened (never the bearer token).
+        message: String,
+    },
     /// A receipt signing or verifying key file could not be read, parsed or written.
     ReceiptKey(Error),
     /// The verifier refused or failed.
@@ -185,6 +197,8 @@ impl fmt::Display for Failure {
             Failure::Read { source, error } => write!(f, "{source}: {error}"),
             Failure::Write { target, error } => write!(f, "{target}: {error}"),
             Failure::Malformed { source, message } => write!(f, "{source}: {message}"),
+            Failure::BadPrompts { source, message } => write!(f, "{source}: {message}"),
+            Failure::Api { message } => f.write_str(message),
             Failure::NotText {
                 source, what, offset, ..
             } => write!(
@@ -201,9 +215,12 @@ impl From<&Failure> for Exit {
         match f {
             Failure::Usage(_) => Exit::Usage,
             Failure::Key { .. } | Failure::ReceiptKey(_) => Exit::Key,
-            Failure::Read { .. } | Failure::Write { .. } | Failure::Malformed { .. } | Failure::NotText { .. } => {
-                Exit::Input
-            }
+            Failure::Read { .. }
+            | Failure::Write { .. }
+            | Failure::Malformed { .. }
+            | Failure::NotText { .. }
+            | Failure::BadPrompts { .. }
+            | Failure::Api { .. } => Exit::Input,
             Failure::Verifier(e) => Exit::from(e),
         }
     }
@@ -326,6 +343,14 @@ mod tests {
                 },
                 Exit::Input,
             ),
+            (
+                Failure::BadPrompts {
+                    source: "x".into(),
+                    message: "x".into(),
+                },
+                Exit::Input,
+            ),
+            (Failure::Api { message: "x".into() }, Exit::Input),
             (Failure::Verifier(Error::EmptyInput), Exit::Input),
             (
                 Failure::Verifier(Error::InvalidUtf8 {

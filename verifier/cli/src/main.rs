@@ -96,6 +96,9 @@ fn hint(failure: &Failure) -> Option<String> {
         Failure::Verifier(E::Tokenizer { .. }) => {
             "check that --tokenizer names the model's tokenizer.json (the Hugging Face format)".into()
         }
+        Failure::BadPrompts { .. } => "each line of a prompts file is one JSON object, {\"messages\": [{\"role\": \
+             \"user\", \"content\": \"...\"}]} or {\"prompt\": \"...\"}, as the serving logs hold the requests"
+            .into(),
         Failure::Verifier(E::BadDocument { .. }) | Failure::Malformed { .. } => {
             "each line of a corpus is one JSON object, {\"text\": \"...\"} or {\"ids\": [...]}; \
              `tracemark scan --help` shows the format"

@@ -9,9 +9,13 @@
 //!
 //! At each position (context: the prompt and the suspect's own tokens before
 //! it) every listed candidate `v` with probability `q` is one observation:
-//! its keyed score at that context (kgw: the green bit), weighted by `q`. The
-//! statistic is `S = Σ w·score` over the distinct observations, with `w = q`
-//! quantized to steps of `1/16`.
+//! its keyed score at that context (kgw: the green bit), weighted by its share
+//! of the probability the API listed at that position, `w = q / Σ q_listed`.
+//! The statistic is `S = Σ w·score` over the distinct observations, with `w`
+//! quantized to steps of `1/16`. Renormalising keeps diffuse positions (where
+//! no candidate reaches 1/32 of the whole distribution, and where a learned
+//! bias toward our favoured tokens shows most) in the test; the weights are
+//! still functions of the suspect's probabilities alone.
 //!
 //! ## Why the test stays exact
 //!
@@ -89,13 +93,15 @@ pub fn probability_test<'a>(detector: &Detector, docs: impl IntoIterator<Item = 
         history.clear();
         history.extend_from_slice(&doc.prompt_ids);
         for (i, (&sampled, candidates)) in doc.ids.iter().zip(&doc.top).enumerate() {
+            if let Some(&(token, logprob)) = candidates.iter().find(|(_, lp)| lp.is_nan() || *lp > 0.0) {
+                return Err(Error::BadDocument {
+                    line: d + 1,
+                    message: format!("position {i}: log-probability {logprob} of token {token} is not <= 0"),
+                });
+            }
+            // The listed candidates' probabilities, renormalised to sum to 1 at this position.
+            let listed: f64 = candidates.iter().map(|(_, lp)| lp.exp()).sum();
             for &(token, logprob) in candidates {
-                if logprob.is_nan() || logprob > 0.0 {
-                    return Err(Error::BadDocument {
-                        line: d + 1,
-                        message: format!("position {i}: log-probability {logprob} of token {token} is not <= 0"),
-                    });
-                }
                 counts.seen += 1;
                 match scheme.observe(&history, token).map_err(|e| match e {
                     tracemark_core::Error::TokenOutOfRange { token, vocab_size } => Error::WrongTokenizer {
@@ -108,7 +114,7 @@ pub fn probability_test<'a>(detector: &Detector, docs: impl IntoIterator<Item = 
                     None => counts.skipped_short_context += 1,
                     Some(o) if !seen.is_new(dedup, o.context_key, o.seed, token) => counts.skipped_duplicate += 1,
                     Some(o) => {
-                        sum.add(logprob.exp(), detector.score(o.value));
+                        sum.add(logprob.exp() / listed, detector.score(o.value));
                         counts.scored += 1;
                     }
                 }

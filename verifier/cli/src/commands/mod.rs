@@ -1,5 +1,6 @@
 //! The command line ([`Cli`]), its commands, and what the tests among them share.
 
+pub(crate) mod api;
 pub(crate) mod attribute;
 pub(crate) mod detect;
 pub(crate) mod keys;

@@ -65,7 +65,7 @@ fn test(a: &RadioArgs, s: &Setup, key: &Key, docs: Option<&Docs>) -> Result<Dete
     if let Some(f) = &filter {
         scanner = scanner.filter(f);
     }
-    let mut d = progress::scan(&scanner, &a.corpus, |_| {})?.aggregate;
+    let mut d = progress::scan(&scanner, a.corpus()?, |_| {})?.aggregate;
     d.scheme_source = Some(s.scheme_source.clone());
     Ok(d)
 }
@@ -102,8 +102,8 @@ pub(crate) fn evaluate(a: &RadioArgs) -> Result<Tested, Failure> {
     };
     let s = Setup::new(&a.common, kind)?;
     let docs = match mode {
-        RadioMode::Reading => Some(Docs::Reading(read_docs(&a.corpus)?)),
-        RadioMode::Logprobs => Some(Docs::Logprobs(read_docs(&a.corpus)?)),
+        RadioMode::Reading => Some(Docs::Reading(read_docs(a.corpus()?)?)),
+        RadioMode::Logprobs => Some(Docs::Logprobs(read_docs(a.corpus()?)?)),
         RadioMode::BlackBox | RadioMode::Filtered { .. } => None,
     };
     let description = match mode {
@@ -142,6 +142,15 @@ pub(crate) fn evaluate(a: &RadioArgs) -> Result<Tested, Failure> {
 
 /// Runs `radioactivity`: one test, or a cohort attribution over a keyring.
 pub(crate) fn run(a: RadioArgs) -> Result<Exit, Failure> {
+    if let Some(url) = &a.api.api {
+        return super::api::run(&a, url);
+    }
+    if a.api.audit_flags_given() {
+        return Err(Failure::Usage(
+            "--harvest, --new-prompts, --prompts, --limit, --cache and --out are options of an API audit: add --api URL"
+                .into(),
+        ));
+    }
     let t = evaluate(&a)?;
     let description = &t.description;
     if let Some(report) = &t.detection {

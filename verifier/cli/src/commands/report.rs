@@ -108,7 +108,12 @@ pub(crate) fn run(a: ReportArgs) -> Result<Exit, Failure> {
         }
         ReportTest::Scan(s) => scan(s, command)?,
         ReportTest::Radioactivity(r) => {
-            let subject = corpus_subject(&r.corpus)?;
+            if r.api.api.is_some() {
+                return Err(Failure::Usage(
+                    "radioactivity --api writes its own report (OUT.json and OUT.html): run it without `report`".into(),
+                ));
+            }
+            let subject = corpus_subject(r.corpus()?)?;
             let t = radioactivity::evaluate(r)?;
             Report::radioactivity(
                 RadioactivityReport::new(t.description, t.detection, t.attribution),
