@@ -92,6 +92,7 @@ pub use error::{Error, IoError, KeyFileKind, Result};
 pub use evidence::{receipt, render, report};
 pub use text::canonical;
 pub use text::canonical::{canonicalize, Canonical, CanonicalReport, ChangeKind, ChangeSummary};
+pub use text::sentences::{sentence_spans, sentences, SENTENCES_VERSION};
 pub use text::{sha256_hex, utf8, Encoded, TextTokenizer, TokenizerInfo};
 /// Exact tail probabilities in log space: the crate `tracemark-stats`.
 pub use tracemark_stats as stats;

@@ -1,8 +1,10 @@
-//! Text: the canonical form of tampered text ([`canonical`]) and the
+//! Text: the canonical form of tampered text ([`canonical`]), the
 //! tokenizer that turns text into the ids a scheme was applied to
-//! ([`TextTokenizer`]). Imports nothing else of the verifier but its errors.
+//! ([`TextTokenizer`]), and the sentences the semantic layer scores
+//! ([`sentences`]). Imports nothing else of the verifier but its errors.
 
 pub mod canonical;
+pub mod sentences;
 mod tokenizer;
 
 pub use tokenizer::{sha256_hex, utf8, Encoded, TextTokenizer, TokenizerInfo};
