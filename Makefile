@@ -33,10 +33,11 @@ FUZZ_MODE ?= auto
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
 
-data: ## Fetch the model, a real tokenizer and human text (cached under $(CACHE))
+data: ## Fetch the model, a real tokenizer, human text and the sentence embedder (cached under $(CACHE))
 	@$(FETCH) model >/dev/null
 	@$(FETCH) tokenizer >/dev/null
 	@$(FETCH) human-text >/dev/null
+	@$(FETCH) embedder >/dev/null
 
 setup: data ## Fetch data and build everything
 	$(CARGO) build $(CARGO_FLAGS) --workspace --all-targets
@@ -62,7 +63,7 @@ test-recipe: ## The docs' five-command recipe reproduces `make demo`'s verdict
 PRODUCT_CRATES := -p tracemark-core -p tracemark-stats -p tracemark-verifier -p tracemark-cli -p tracemark-candle
 # The Python tests that need neither the model, the CLI, torch nor a foreign stack.
 PY_FAST_TESTS := tests/test_golden.py tests/test_errors.py tests/test_detect.py tests/test_hypothesis.py \
-	tests/test_processors.py tests/test_report.py tests/test_serving.py
+	tests/test_processors.py tests/test_report.py tests/test_serving.py tests/test_sentences.py
 check: check-rust check-python ## The fast inner loop (a few minutes warm): product crates' unit, property and golden tests, fast Python tests, no import cycles
 	@[ ! -f ../shared/tools/module-cycles.py ] || $(PYTHON) ../shared/tools/module-cycles.py >/dev/null \
 	    || { $(PYTHON) ../shared/tools/module-cycles.py; exit 1; }
@@ -79,7 +80,7 @@ test: test-rust test-python test-recipe test-vllm test-spark test-browser test-s
 # #[ignore]d for a bare `cargo test`; the second run here runs them, and they fail without the data.
 test-rust: data ## Rust tests, including those on the real model, tokenizers and human text
 	export TRACEMARK_MODEL="$$($(FETCH) model)" TRACEMARK_TOKENIZER="$$($(FETCH) tokenizer)" \
-	       TRACEMARK_HUMAN_TEXT="$$($(FETCH) human-text)"; \
+	       TRACEMARK_HUMAN_TEXT="$$($(FETCH) human-text)" TRACEMARK_EMBEDDER="$$($(FETCH) embedder)"; \
 	$(CARGO) test $(CARGO_FLAGS); \
 	$(CARGO) test $(CARGO_FLAGS) -- --ignored
 
@@ -114,7 +115,7 @@ WHEEL_DIR := $(CACHE)/wheel
 # (eval-quick, distill-quick, ...) do not rebuild it.
 WHEEL_SOURCES := Cargo.toml Cargo.lock $(shell find watermark-py/Cargo.toml watermark-py/pyproject.toml watermark-py/src \
 	watermark-py/python watermark-core/Cargo.toml watermark-core/src verifier/Cargo.toml verifier/src verifier/stats/Cargo.toml \
-	verifier/stats/src -type f -not -name '*.pyc' 2>/dev/null | LC_ALL=C sort)
+	verifier/stats/src candle/Cargo.toml candle/src -type f -not -name '*.pyc' 2>/dev/null | LC_ALL=C sort)
 WHEEL_HASH := $(shell (echo $(WHEEL_SOURCES); cat $(WHEEL_SOURCES)) 2>/dev/null | sha256sum | cut -c1-16)
 WHEEL_STAMP := $(VENV)/.tracemark-wheel-$(WHEEL_HASH)
 $(WHEEL_STAMP): $(VENV)/.installed
@@ -198,7 +199,8 @@ bench-spark: python $(SPARK_VENV)/.installed ## Corpus scan throughput: `tracema
 # pytest exits with 5 when it collects no test: that fails the target (and CI) too.
 test-python: python data $(LLAMA_STAMP) $(SGLANG_STAMP) $(SYNTHID_STAMP) ## Python tests (golden vectors, errors, hypothesis, transformers, llama.cpp, SGLang, stubs)
 	$(CARGO) build $(CARGO_FLAGS) -q -p tracemark-cli --bin tracemark
-	export TRACEMARK_MODEL="$$($(FETCH) model)" TRACEMARK_HUMAN_TEXT="$$($(FETCH) human-text)" TRACEMARK_CLI="$(BIN)/tracemark"; cd watermark-py && "$(VPY)" -m pytest -q
+	export TRACEMARK_MODEL="$$($(FETCH) model)" TRACEMARK_HUMAN_TEXT="$$($(FETCH) human-text)" TRACEMARK_CLI="$(BIN)/tracemark" \
+	       TRACEMARK_EMBEDDER="$$($(FETCH) embedder)"; cd watermark-py && "$(VPY)" -m pytest -q
 
 # The HTML reports in a real browser: Chromium from Debian, installed here when missing (root or sudo).
 test-browser: python ## HTML reports in headless Chromium: verdicts in the DOM, no script, console or network error. UPDATE_SCREENSHOTS=1: into docs/report/

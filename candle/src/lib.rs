@@ -20,6 +20,10 @@
 //!   [`ReadingDoc`](tracemark_verifier::ReadingDoc)s that
 //!   [`tracemark_verifier::reading_mode`] scores. Implemented by [`Llama`]
 //!   (and, in `tracemark-lab`, by the distillation experiments' students).
+//! - [`Embedder`]: sentence embeddings from a sentence-transformers BERT
+//!   model (all-MiniLM-L6-v2) through candle-transformers' BERT, mean-pooled
+//!   and normalised as sentence-transformers does ([`embed`]), for the
+//!   semantic layer.
 //!
 //! ## Generating watermarked text
 //!
@@ -56,6 +60,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod embed;
 pub mod error;
 pub mod generate;
 pub mod gguf_tokenizer;
@@ -63,6 +68,7 @@ pub mod model;
 pub mod paths;
 pub mod reading;
 
+pub use embed::{Embedder, Embeddings};
 pub use error::{Error, Result};
 pub use generate::{generate, generate_each, sample, Arm, Generation, Rng, Sampling, Steer, Timing};
 pub use model::{set_threads, KvCache, Llama, LlamaConfig, LoadOptions};

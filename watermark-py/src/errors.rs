@@ -78,6 +78,12 @@ pyo3::create_exception!(
     TracemarkError,
     "A provenance receipt is not well formed (a bad signature is a verification result, not this error)."
 );
+pyo3::create_exception!(
+    tracemark,
+    ModelError,
+    TracemarkError,
+    "A model folder lacks something tracemark needs, or the model runtime failed."
+);
 
 /// Registers the exception classes on the module.
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -96,6 +102,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
         ("TokenizerError", py.get_type::<TokenizerError>()),
         ("TracemarkIOError", py.get_type::<TracemarkIOError>()),
         ("MalformedReceiptError", py.get_type::<MalformedReceiptError>()),
+        ("ModelError", py.get_type::<ModelError>()),
     ] {
         m.add(name, ty)?;
     }
@@ -133,6 +140,20 @@ pub(crate) fn verifier_err(e: tracemark_verifier::Error) -> PyErr {
         E::InvalidOption { .. } | E::UnsupportedScheme { .. } => InvalidParameterError::new_err(msg),
         E::WrongKeyFile { .. } | E::InvalidKeyFile { .. } => InvalidKeyError::new_err(msg),
         E::MalformedReceipt { .. } => MalformedReceiptError::new_err(msg),
+        _ => TracemarkError::new_err(msg),
+    }
+}
+
+/// The Python exception of a tracemark-candle error (the sentence embedder's).
+pub(crate) fn candle_err(e: tracemark_candle::Error) -> PyErr {
+    use tracemark_candle::Error as E;
+    let msg = e.to_string();
+    match e {
+        E::Core(c) => core_err(c),
+        E::Io { .. } => TracemarkIOError::new_err(msg),
+        E::Tokenizer(_) => TokenizerError::new_err(msg),
+        E::Usage(_) => InvalidParameterError::new_err(msg),
+        E::Candle(_) | E::Model(_) => ModelError::new_err(msg),
         _ => TracemarkError::new_err(msg),
     }
 }

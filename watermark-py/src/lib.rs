@@ -1,8 +1,9 @@
 //! `tracemark._native`: the private native module of the `tracemark` Python
-//! package. Bindings only: every computation is in `tracemark-core` and
-//! `tracemark-verifier`. Heavy work releases the GIL; locks are only taken
-//! while detached (module `lock`); every error becomes a Python exception that
-//! subclasses `ValueError`.
+//! package. Bindings only: every computation is in `tracemark-core`,
+//! `tracemark-verifier` and (the sentence embedder) `tracemark-candle`.
+//! Heavy work releases the GIL; locks are only taken while detached (module
+//! `lock`); every error becomes a Python exception that subclasses
+//! `ValueError`.
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
@@ -11,6 +12,7 @@ mod calls;
 mod contract;
 mod corpus;
 mod detect;
+mod embed;
 mod errors;
 mod interop;
 mod key;
@@ -21,6 +23,7 @@ mod observe;
 mod receipt;
 mod report;
 mod scheme;
+mod sentences;
 mod tokenizer;
 mod weighted;
 
@@ -72,6 +75,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(mix::mix, m)?)?;
     m.add_function(wrap_pyfunction!(mix::value16, m)?)?;
     m.add_class::<detect::PyWeightedDetection>()?;
+    m.add("SENTENCES_VERSION", tracemark_verifier::SENTENCES_VERSION)?;
+    m.add_function(wrap_pyfunction!(sentences::sentences, m)?)?;
+    m.add_function(wrap_pyfunction!(sentences::sentence_spans, m)?)?;
+    m.add_class::<embed::PyEmbedder>()?;
     m.add_function(wrap_pyfunction!(weighted::position_weights, m)?)?;
     interop::register(m)?;
     Ok(())

@@ -16,6 +16,7 @@ __all__ = [
     "Detection",
     "DetectionStream",
     "Detector",
+    "Embedder",
     "EmptyInputError",
     "Generation",
     "InvalidKeyError",
@@ -29,6 +30,7 @@ __all__ = [
     "KeyringDetector",
     "LogitsLayoutError",
     "MalformedReceiptError",
+    "ModelError",
     "NonFiniteLogitError",
     "NotABiasSchemeError",
     "Null",
@@ -36,6 +38,7 @@ __all__ = [
     "Receipt",
     "ReceiptCheck",
     "SPEC_VERSION",
+    "SENTENCES_VERSION",
     "Scheme",
     "SchemeConfig",
     "SeenContexts",
@@ -61,6 +64,8 @@ __all__ = [
     "position_weights",
     "reference_context_keys",
     "scan_corpus",
+    "sentence_spans",
+    "sentences",
     "sign_receipt",
     "sum_in_order",
     "synthid_accumulate_hash",
@@ -79,6 +84,7 @@ __all__ = [
 ]
 __version__: str
 SPEC_VERSION: str
+SENTENCES_VERSION: int
 
 class _ToList(Protocol):
     """Anything with ``tolist()``: a torch tensor, say (one sequence, or one row of a 2-D one)."""
@@ -117,6 +123,7 @@ class EmptyInputError(TracemarkError): ...
 class TokenizerError(TracemarkError): ...
 class TracemarkIOError(TracemarkError): ...
 class MalformedReceiptError(TracemarkError): ...
+class ModelError(TracemarkError): ...
 
 @final
 class Key:
@@ -689,3 +696,20 @@ def synthid_table_indices(
 ) -> npt.NDArray[np.uint64]: ...
 def synthid_context_hashes(ngram_len: int, ids: npt.NDArray[np.int64]) -> npt.NDArray[np.uint64]: ...
 def hf_kgw_owner_z_p(green: int, total: int, gamma: float) -> Optional[Tuple[float, float]]: ...
+
+# Sentences (tracemark_verifier::text::sentences, SPEC section 15) and the sentence embedder (tracemark_candle::embed)
+def sentences(text: str) -> List[str]: ...
+def sentence_spans(text: str) -> List[Tuple[int, int]]: ...
+@final
+class Embedder:
+    def __new__(cls, path: Optional[_StrPath] = None) -> Embedder: ...
+    def embed(self, sentences: Sequence[str]) -> npt.NDArray[np.float32]: ...
+    def token_count(self, sentence: str) -> int: ...
+    @property
+    def dim(self) -> int: ...
+    @property
+    def max_tokens(self) -> int: ...
+    @property
+    def normalizes(self) -> bool: ...
+    @property
+    def fingerprint(self) -> str: ...
