@@ -58,6 +58,13 @@ pub enum Tampering {
     /// Words written backwards inside a right-to-left override (RLO …
     /// PDF), which displays them as the original words (v2).
     ReversedWords,
+    /// Cyrillic look-alikes for the Latin letters that have one, and genuine
+    /// Russian paragraphs appended, more of them than the Latin letters
+    /// left: by a whole-text count Cyrillic is dominant (v2).
+    CyrillicFlip,
+    /// Greek look-alikes for the Latin letters that have one, and genuine
+    /// Greek paragraphs appended in the same way (v2).
+    GreekFlip,
 }
 
 impl Tampering {
@@ -77,7 +84,7 @@ impl Tampering {
 
     /// The tamperings canonical form version 2 adds (issue 28); the
     /// evaluation's attack columns run [`Tampering::ALL`].
-    pub const ROUND_TWO: [Tampering; 9] = [
+    pub const ROUND_TWO: [Tampering; 11] = [
         Tampering::DoubledSpaces,
         Tampering::Tabs,
         Tampering::BrailleBlank,
@@ -87,6 +94,8 @@ impl Tampering {
         Tampering::LatinLookalikes,
         Tampering::Greek,
         Tampering::ReversedWords,
+        Tampering::CyrillicFlip,
+        Tampering::GreekFlip,
     ];
 
     /// Its short name (as in the evaluation's tables).
@@ -111,7 +120,16 @@ impl Tampering {
             Self::LatinLookalikes => "ipa",
             Self::Greek => "greek",
             Self::ReversedWords => "rlo",
+            Self::CyrillicFlip => "cyrillic-flip",
+            Self::GreekFlip => "greek-flip",
         }
+    }
+
+    /// What the tampering appends to the text, whatever the rate: the
+    /// paragraphs of another script that a flip adds (`tamper(text, t, 0.0,
+    /// seed)` is the untampered text with them, the baseline to compare with).
+    pub fn appends(self) -> bool {
+        matches!(self, Self::CyrillicFlip | Self::GreekFlip)
     }
 }
 
@@ -173,12 +191,105 @@ const GREEK: [(char, char); 14] = [
     ('x', 'χ'),
 ];
 
+/// Cyrillic letters whose Unicode TS #39 prototype is the Latin letter.
+const CYRILLIC: [(char, char); 23] = [
+    ('a', 'а'),
+    ('c', 'с'),
+    ('d', 'ԁ'),
+    ('e', 'е'),
+    ('h', 'һ'),
+    ('i', 'і'),
+    ('j', 'ј'),
+    ('o', 'о'),
+    ('p', 'р'),
+    ('s', 'ѕ'),
+    ('x', 'х'),
+    ('y', 'у'),
+    ('A', 'А'),
+    ('B', 'В'),
+    ('C', 'С'),
+    ('E', 'Е'),
+    ('H', 'Н'),
+    ('K', 'К'),
+    ('M', 'М'),
+    ('O', 'О'),
+    ('P', 'Р'),
+    ('T', 'Т'),
+    ('X', 'Х'),
+];
+
+/// Genuine Russian prose, public domain (Tolstoy, *Anna Karenina*, I.1;
+/// Pushkin, *The Captain's Daughter*, I).
+const RUSSIAN: [&str; 3] = [
+    "Все счастливые семьи похожи друг на друга, каждая несчастливая семья несчастлива по-своему. \
+     Всё смешалось в доме Облонских. Жена узнала, что муж был в связи с бывшею в их доме \
+     француженкою-гувернанткой, и объявила мужу, что не может жить с ним в одном доме.",
+    "Положение это продолжалось уже третий день и мучительно чувствовалось и самими супругами, \
+     и всеми членами семьи, и домочадцами. Все члены семьи и домочадцы чувствовали, что нет смысла \
+     в их сожительстве и что на каждом постоялом дворе случайно сошедшиеся люди более связаны \
+     между собой, чем они.",
+    "Отец мой Андрей Петрович Гринёв в молодости своей служил при графе Минихе и вышел в отставку \
+     премьер-майором в 17.. году. С тех пор жил он в своей Симбирской деревне, где и женился \
+     на девице Авдотье Васильевне Ю., дочери бедного тамошнего дворянина.",
+];
+
+/// Greek prose (plain sentences about Greece).
+const GREEK_PROSE: [&str; 3] = [
+    "Η Ελλάδα είναι χώρα της νοτιοανατολικής Ευρώπης, στο νότιο άκρο της Βαλκανικής χερσονήσου. \
+     Πρωτεύουσα και μεγαλύτερη πόλη της είναι η Αθήνα, όπου ζει σχεδόν το ένα τρίτο του πληθυσμού.",
+    "Η χώρα έχει χιλιάδες νησιά, από τα οποία περίπου διακόσια κατοικούνται. Το κλίμα είναι \
+     μεσογειακό, με ζεστά και ξηρά καλοκαίρια και ήπιους, βροχερούς χειμώνες.",
+    "Η ελληνική γλώσσα γράφεται με το ελληνικό αλφάβητο εδώ και σχεδόν τρεις χιλιάδες χρόνια· \
+     από αυτό προέρχονται το λατινικό και το κυριλλικό αλφάβητο.",
+];
+
+/// `text` with paragraphs of `prose` appended until their letters outside
+/// `table`'s look-alikes outnumber the letters of `text` that `table` has no
+/// look-alike for (the Latin letters a flip leaves).
+fn append_prose(text: &str, table: &[(char, char)], prose: &[&str]) -> String {
+    let left = text
+        .chars()
+        .filter(|&c| c.is_ascii_alphabetic() && !table.iter().any(|(l, _)| *l == c))
+        .count();
+    let own = |p: &str| {
+        p.chars()
+            .filter(|&c| c.is_alphabetic() && !table.iter().any(|(_, f)| *f == c))
+            .count()
+    };
+    let mut out = text.to_string();
+    let mut added = 0;
+    for p in prose.iter().cycle().take(64) {
+        if added > left {
+            break;
+        }
+        out += "\n\n";
+        out += p;
+        added += own(p);
+    }
+    out
+}
+
 /// Space separators a space can be swapped for.
 const SPACES: [char; 5] = ['\u{00A0}', '\u{2002}', '\u{2009}', '\u{202F}', '\u{3000}'];
 
 /// `text` with `tampering` applied at `rate` (0 to 1) of its eligible places,
 /// drawn from a ChaCha stream seeded with `seed`.
 pub fn tamper(text: &str, tampering: Tampering, rate: f64, seed: u64) -> String {
+    if let Some((table, prose)) = match tampering {
+        Tampering::CyrillicFlip => Some((&CYRILLIC[..], &RUSSIAN[..])),
+        Tampering::GreekFlip => Some((&GREEK[..], &GREEK_PROSE[..])),
+        _ => None,
+    } {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let swapped: String = text
+            .chars()
+            .map(|c| match table.iter().find(|(latin, _)| *latin == c) {
+                Some(&(_, fake)) if rate >= 1.0 || rng.random::<f64>() < rate => fake,
+                _ => c,
+            })
+            .collect();
+        return append_prose(&swapped, table, prose);
+    }
     if tampering == Tampering::DotBelowComposed {
         return tamper(text, Tampering::DotBelow, rate, seed).nfc().collect();
     }
@@ -289,7 +400,7 @@ pub fn tamper(text: &str, tampering: Tampering, rate: f64, seed: u64) -> String 
                     _ => c,
                 });
             }
-            Tampering::ReversedWords => out.push(c),
+            Tampering::ReversedWords | Tampering::CyrillicFlip | Tampering::GreekFlip => out.push(c),
             Tampering::Decomposed => {
                 if c.is_ascii() || !hit() {
                     out.push(c);
@@ -320,13 +431,23 @@ mod tests {
             let a = tamper(text, t, 1.0, 7);
             assert_ne!(a, text, "{t}");
             assert_eq!(a, tamper(text, t, 1.0, 7), "{t}");
-            assert_eq!(tamper(text, t, 0.0, 7), text, "{t}");
-            // Canonical form v2 undoes each of them.
+            // Canonical form v2 undoes each of them (a flip's paragraphs stay).
+            let baseline = tamper(text, t, 0.0, 7);
+            assert_eq!(baseline == text, !t.appends(), "{t}");
             for rate in [0.25, 1.0] {
                 let c = tracemark_verifier::canonicalize(&tamper(text, t, rate, 7));
-                assert_eq!(c.text(), text, "{t} at {rate}: {:?}", c.changes());
+                assert_eq!(c.text(), baseline, "{t} at {rate}: {:?}", c.changes());
             }
         }
+        // A flip appends enough of the other script to outnumber the Latin
+        // letters it leaves.
+        let flipped = tamper(text, Tampering::CyrillicFlip, 1.0, 7);
+        let latin = flipped.chars().filter(char::is_ascii_alphabetic).count();
+        let cyrillic = flipped
+            .chars()
+            .filter(|&c| c.is_alphabetic() && !c.is_ascii() && !CYRILLIC.iter().any(|(_, f)| *f == c))
+            .count();
+        assert!(cyrillic > latin, "{cyrillic} {latin}");
         let half = tamper(text, Tampering::FullWidth, 0.5, 1);
         let changed = half.chars().filter(|c| !c.is_ascii()).count();
         let eligible = text.chars().filter(char::is_ascii_alphanumeric).count();

@@ -9,7 +9,7 @@ mod support;
 use support::{generate, random_tokens, word_tokenizer_json, words, Rng};
 use tracemark_core::SchemeConfig;
 use tracemark_lab::tamper::{tamper, Tampering, HOMOGLYPHS};
-use tracemark_verifier::canonical::{canonicalize, ChangeKind, Form};
+use tracemark_verifier::canonical::{canonicalize, ChangeKind, Form, FormPlan};
 use tracemark_verifier::{sha256_hex, DetectOptions, Detector, TextTokenizer, Verdict};
 
 const TEXT: &str =
@@ -108,18 +108,18 @@ fn tampered_text_verifies_through_its_canonical_form() {
         assert_eq!(r.verdict, Verdict::Detected, "{t}");
         let c = r.canonical.as_ref().expect("canonical section");
         assert!(c.changes.total > 0, "{t}");
-        assert_eq!(c.forms.len(), 2);
-        let given = c.forms[0].log10_p.unwrap_or(0.0);
-        let canonical = c.forms[1].log10_p.expect("tested");
-        // Ties (a tokenizer that splits on every kind of space) go to the text as given.
-        let expected = if canonical < given {
-            Form::Canonical
-        } else {
-            Form::AsGiven
-        };
-        assert_eq!(c.decided_by, expected, "{t}");
+        // Tampering at rate 1 is dense or of a kind only tampering makes:
+        // the canonical form alone is tested, without a factor (SPEC §14.1).
+        assert_eq!(c.plan, Some(FormPlan::Canonical), "{t}");
+        assert_eq!(c.forms.len(), 1);
+        assert_eq!(
+            (c.forms[0].form, c.decided_by),
+            (Form::Canonical, Form::Canonical),
+            "{t}"
+        );
         let family = c.family_log10_p.expect("tested");
-        assert!((family - (given.min(canonical) + 2f64.log10())).abs() < 1e-12, "{t}");
+        assert_eq!(Some(family), c.forms[0].log10_p.map(|l| l.min(0.0)), "{t}");
+        assert_eq!(c.correction_log10, 0.0);
         assert_eq!(r.verdict_log10_p(), Some(family));
         assert_eq!(
             r.input_sha256.as_deref(),
@@ -151,24 +151,32 @@ fn tampered_text_verifies_through_its_canonical_form() {
 
 #[test]
 fn testing_both_forms_keeps_the_false_positive_rate_at_alpha() {
-    // Unwatermarked text, half of it tampered so that both forms are tested,
-    // under many keys: the corrected verdict fires at most at alpha.
+    // Unwatermarked text under many keys, tampered so that the plan tests
+    // the canonical form alone (zero-width joiners) or both forms (four
+    // doubled spaces in 60 words: SPEC §14.1): the verdict fires at most at
+    // alpha either way.
     let vocab = 2000;
     let tok = TextTokenizer::from_bytes(word_tokenizer_json(vocab).as_bytes()).expect("tokenizer");
     let cfg = config("kgw:gamma=0.25,delta=3,context=lefthash:1");
     let mut rng = Rng::new(112);
     let alpha = 0.05;
     let trials = 2000;
-    let mut fired = 0;
-    for i in 0..trials {
-        let ids = random_tokens(vocab, 60, &mut rng);
-        let text = tamper(&words(&ids), Tampering::ZeroWidthJoiner, 0.5, i);
-        let d = Detector::new(&rng.key(), &cfg, vocab, options(alpha)).expect("detector");
-        let r = d.detect_text(&tok, None, &text).expect("detect");
-        assert_eq!(r.canonical.as_ref().map(|c| c.forms.len()), Some(2));
-        fired += usize::from(r.verdict == Verdict::Detected);
+    for plan in [FormPlan::Canonical, FormPlan::Both] {
+        let mut fired = 0;
+        for i in 0..trials {
+            let ids = random_tokens(vocab, 60, &mut rng);
+            let text = match plan {
+                FormPlan::Canonical => tamper(&words(&ids), Tampering::ZeroWidthJoiner, 0.5, i),
+                _ => words(&ids).replacen(' ', "  ", 4),
+            };
+            let d = Detector::new(&rng.key(), &cfg, vocab, options(alpha)).expect("detector");
+            let r = d.detect_text(&tok, None, &text).expect("detect");
+            let c = r.canonical.as_ref().expect("canonical section");
+            assert_eq!((c.plan, c.forms.len()), (Some(plan), plan.forms()));
+            fired += usize::from(r.verdict == Verdict::Detected);
+        }
+        // Allow 3 standard deviations of noise over alpha.
+        let bound = alpha + 3.0 * (alpha * (1.0 - alpha) / trials as f64).sqrt();
+        assert!((fired as f64 / trials as f64) <= bound, "{plan}: {fired} of {trials}");
     }
-    // Bonferroni bounds the rate by alpha; allow 3 standard deviations of noise.
-    let bound = alpha + 3.0 * (alpha * (1.0 - alpha) / trials as f64).sqrt();
-    assert!((fired as f64 / trials as f64) <= bound, "{fired} of {trials}");
 }

@@ -3,8 +3,10 @@
 //! the verifier canonicalises, stay detected at 1e-6 whenever the untampered
 //! answer is: version 1's ten at rates 0.5 and 1, and the ones canonical
 //! form version 2 adds (doubled spaces, tabs, U+2800, a dot below raw and
-//! composed, small capitals, IPA letters, Greek, words reversed by RLO; issue
-//! 28) at 0.25 and 1.
+//! composed, small capitals, IPA letters, Greek, words reversed by RLO, the
+//! dominant script flipped by Cyrillic or Greek look-alikes and appended
+//! paragraphs; issue 28) at 0.25 and 1, for every answer detected untampered
+//! with margin (log10 p < −6.31).
 //!
 //! Needs the SmolLM2 GGUF at `$TRACEMARK_MODEL`; `make test` runs it with
 //! `--ignored` (it fails, never skips, without the model):
@@ -34,6 +36,10 @@ const SCHEMES: [&str; 3] = [
     "gumbel:temperature=1,context=lefthash:4",
     "tournament:layers=30,top_k=40,temperature=1,leaves=2,context=lefthash:4",
 ];
+
+/// Detected clean with margin: the factor 2 of testing two forms would still
+/// leave it below 1e-6.
+const MARGIN: f64 = -6.31;
 
 #[test]
 #[ignore = "needs the SmolLM2 model: run by `make test`"]
@@ -95,8 +101,9 @@ fn every_tampering_of_real_answers_is_still_detected() {
                     .map(|k| format!("{} {}->{} x{}", k.kind, k.from, k.to, k.count))
                     .collect::<Vec<_>>())
             );
-            if clean.verdict != Verdict::Detected {
-                lines.push(row + "  (not detected untampered: no claim)");
+            // The bar (issue 28): every answer detected clean with margin.
+            if clean.conservative_verdict_log10_p() >= MARGIN {
+                lines.push(row + "  (not detected untampered with margin: no claim)");
                 continue;
             }
             let attacks = Tampering::ALL
@@ -108,6 +115,21 @@ fn every_tampering_of_real_answers_is_still_detected() {
                     let tampered = tamper(&text, t, rate, 17 + n as u64);
                     if tampered == text {
                         continue; // e.g. no accented letter to decompose
+                    }
+                    if t.appends() {
+                        // A flip appends human paragraphs: the claim is
+                        // against the answer with the same paragraphs.
+                        let baseline = tamper(&text, t, 0.0, 17 + n as u64);
+                        let b = detector
+                            .detect_text(&verifier_tok, Some(&prompt_text), &baseline)
+                            .expect("detect");
+                        if b.conservative_verdict_log10_p() >= MARGIN {
+                            row += &format!(
+                                "  {t}@{rate} baseline {:.1}: no claim",
+                                b.conservative_verdict_log10_p()
+                            );
+                            continue;
+                        }
                     }
                     let r = detector
                         .detect_text(&verifier_tok, Some(&prompt_text), &tampered)

@@ -122,8 +122,9 @@ def test_tampered_text_verifies_through_its_canonical_form(key, rng, word_tokeni
     c = r.canonical
     assert r.detected and c.decided_by == "canonical" and c.total == c.invisible + c.compatibility
     assert c.invisible == 149 and c.compatibility == 150 and c.whitespace == c.confusable == 0
-    assert [f[0] for f in c.forms] == ["as_given", "canonical"]
-    assert abs(c.family_log10_p - (c.forms[1][3] + np.log10(2))) < 1e-12 and r.verdict_log10_p == c.family_log10_p
+    # Invisible characters are tampering only: the canonical form alone is tested (SPEC 14.1), no factor.
+    assert [f[0] for f in c.forms] == ["canonical"]
+    assert c.family_log10_p == min(c.forms[0][3], 0.0) and r.verdict_log10_p == c.family_log10_p
     kind, start, end, frm, to = c.changes[0]  # spans are byte offsets into the UTF-8 text
     assert kind == "compatibility" and tampered.encode()[start:end].decode() == "\uff57" and (frm, to) == ("U+FF57", "U+0077")
     assert ("invisible", "U+200B", "", 149) in c.characters

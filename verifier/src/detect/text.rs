@@ -4,7 +4,7 @@
 use super::detection::{Detection, Verdict};
 use super::detector::Detector;
 use crate::error::{Error, Result};
-use crate::text::canonical::{canonical_pair, canonicalize, Canonical, CanonicalReport, Form, FormTest};
+use crate::text::canonical::{canonicalize, form_plan, Canonical, CanonicalReport, Form, FormPlan, FormTest};
 use crate::text::{sha256_hex, TextTokenizer};
 
 impl Detector {
@@ -14,34 +14,41 @@ impl Detector {
     /// spans (into `completion` as given) for the marks and the window.
     ///
     /// With [`DetectOptions::canonicalize`](crate::DetectOptions) on (the
-    /// default), the text's canonical form ([`canonicalize`]) is tested as
-    /// well when it differs, and the verdict stands on the smaller p-value
-    /// times the number of forms tested; the report's
+    /// default), the forms tested are chosen from the text alone
+    /// ([`form_plan`]): as given, its canonical form ([`canonicalize`]), or
+    /// both, where the verdict stands on the smaller p-value times 2; the
+    /// report's
     /// [`canonical`](Detection::canonical) section says what changed, both
     /// tests and the correction.
     pub fn detect_text(&self, tokenizer: &TextTokenizer, prompt: Option<&str>, completion: &str) -> Result<Detection> {
         if completion.trim().is_empty() {
             return Err(Error::EmptyInput);
         }
-        let given = self.detect_form(tokenizer, prompt, completion, None)?;
         if !self.options().canonicalize {
-            return Ok(given);
+            return self.detect_form(tokenizer, prompt, completion, None);
         }
-        let given_test = FormTest {
-            form: Form::AsGiven,
-            sha256: sha256_hex(completion.as_bytes()),
-            tokens: given.counts.seen,
-            log10_p: given.form_log10_p(),
-        };
-        let mut forms = vec![given_test];
-        let mut canonical_report = None;
-        let pair = canonical_pair(prompt, completion);
-        if let Some((canonical_prompt, canonical)) = &pair {
+        let canonical = canonicalize(completion);
+        let canonical_prompt = prompt.map(canonicalize);
+        // Which forms to test, from the text alone, never from a p-value.
+        let plan = form_plan(&canonical, canonical_prompt.as_ref());
+        let mut forms = Vec::with_capacity(plan.forms());
+        let mut reports = Vec::with_capacity(plan.forms());
+        if matches!(plan, FormPlan::AsGiven | FormPlan::Both) {
+            let given = self.detect_form(tokenizer, prompt, completion, None)?;
+            forms.push(FormTest {
+                form: Form::AsGiven,
+                sha256: sha256_hex(completion.as_bytes()),
+                tokens: given.counts.seen,
+                log10_p: given.form_log10_p(),
+            });
+            reports.push(given);
+        }
+        if matches!(plan, FormPlan::Canonical | FormPlan::Both) {
             let report = self.detect_form(
                 tokenizer,
                 canonical_prompt.as_ref().map(Canonical::text),
                 canonical.text(),
-                Some(canonical),
+                Some(&canonical),
             )?;
             forms.push(FormTest {
                 form: Form::Canonical,
@@ -49,13 +56,9 @@ impl Detector {
                 tokens: report.counts.seen,
                 log10_p: report.form_log10_p(),
             });
-            canonical_report = Some(report);
+            reports.push(report);
         }
-        // The change summary is the completion's, also when only the prompt
-        // changed or the canonical completion is empty.
-        let canonical = pair.map_or_else(|| canonicalize(completion), |(_, c)| c);
-        // Bonferroni over the forms tested; which forms those are depends on
-        // the text only, never on a p-value.
+        // Bonferroni over the forms tested.
         let correction_log10 = (forms.len() as f64).log10();
         let best = forms
             .iter()
@@ -63,10 +66,10 @@ impl Detector {
             .filter_map(|(i, f)| f.log10_p.map(|l| (i, l)))
             .min_by(|a, b| a.1.total_cmp(&b.1));
         let family_log10_p = best.map(|(_, l)| (l + correction_log10).min(0.0));
-        let decided_by = best.map_or(Form::AsGiven, |(i, _)| forms[i].form);
-        let mut d = match (decided_by, canonical_report) {
-            (Form::Canonical, Some(c)) => c,
-            _ => given,
+        let decided = best.map_or(0, |(i, _)| i);
+        let decided_by = forms[decided].form;
+        let Some(mut d) = reports.into_iter().nth(decided) else {
+            return Err(Error::EmptyInput);
         };
         d.input_sha256 = Some(sha256_hex(completion.as_bytes()));
         d.verdict = match family_log10_p {
@@ -80,6 +83,7 @@ impl Detector {
             decided_by,
             correction_log10,
             family_log10_p,
+            plan: Some(plan),
         });
         Ok(d)
     }

@@ -306,43 +306,6 @@ fn prototype(c: char) -> String {
     unicode_security::skeleton(c.encode_utf8(&mut buf)).nfc().collect()
 }
 
-/// The dominant script of `chars`: the script with the most letters that
-/// are not look-alikes of another script's letters (a Cyrillic `а`, whose
-/// prototype is a Latin `a`, votes for neither). Only when no letter is
-/// unambiguous do look-alikes vote, for their prototype's script.
-fn dominant_script(chars: &[Traced]) -> Option<Script> {
-    let mut unambiguous: Vec<(Script, usize)> = Vec::new();
-    let mut by_prototype: Vec<(Script, usize)> = Vec::new();
-    let vote = |counts: &mut Vec<(Script, usize)>, script: Script| match counts.iter_mut().find(|(s, _)| *s == script) {
-        Some((_, n)) => *n += 1,
-        None => counts.push((script, 1)),
-    };
-    for t in chars.iter().filter(|t| t.c.is_alphabetic()) {
-        let own = t.c.script();
-        if !specific(own) {
-            continue;
-        }
-        if t.c.is_ascii() {
-            vote(&mut unambiguous, own);
-            continue;
-        }
-        match prototype(t.c)
-            .chars()
-            .map(|c| c.script())
-            .find(|&s| specific(s) && !same_writing(s, own))
-        {
-            None => vote(&mut unambiguous, own),
-            Some(other) => vote(&mut by_prototype, other),
-        }
-    }
-    let counts = if unambiguous.is_empty() {
-        by_prototype
-    } else {
-        unambiguous
-    };
-    counts.into_iter().max_by_key(|&(_, n)| n).map(|(s, _)| s)
-}
-
 /// Puts `text` in canonical form (see the module documentation).
 pub fn canonicalize(text: &str) -> Canonical {
     let mut changes = Vec::new();
@@ -414,70 +377,83 @@ pub fn canonicalize(text: &str) -> Canonical {
         }
     }
 
-    // 4: confusables of another script, mapped into the dominant one.
+    // 4: confusables of another script, mapped into the script each letter
+    // is read in: its word's, else its sentence's, else the text's.
+    let readings = v2::readings(&folded);
     let mut out = Vec::with_capacity(folded.len());
-    let dominant = dominant_script(&folded);
-    match dominant {
-        Some(dominant) => {
-            for t in folded {
-                let script = t.c.script();
-                if t.c.is_ascii() || !specific(script) || same_writing(script, dominant) {
-                    out.push(t);
-                    continue;
-                }
-                // v2's table of what a reader reads first, else TS #39's prototype when it lies in the dominant script.
-                let replacement = match v2::reads_as(t.c, dominant) {
-                    Some(letter) => letter.map(String::from),
-                    None => {
-                        let proto = prototype(t.c);
-                        let fits = proto.chars().any(|c| c.script() == dominant)
-                            && proto.chars().all(|c| c.script() == dominant || !specific(c.script()));
-                        (fits && proto != t.c.to_string()).then_some(proto)
-                    }
-                };
-                match replacement {
-                    Some(r) => {
-                        push_change(
-                            &mut changes,
-                            ChangeKind::Confusable,
-                            t.start,
-                            t.end,
-                            &t.c.to_string(),
-                            &r,
-                        );
-                        out.extend(r.chars().map(|c| Traced { c, ..t }));
-                    }
-                    None => out.push(t),
+    // Per character of `out`: whether it is read as Latin (stages 5 and 6).
+    let mut latin = Vec::with_capacity(folded.len());
+    for (t, reading) in folded.into_iter().zip(readings) {
+        let replacement = reading.script.and_then(|context| {
+            let script = t.c.script();
+            if t.c.is_ascii() {
+                // An ASCII look-alike inside a Cyrillic or Greek word.
+                return reading.word.and_then(|w| v2::latin_reads_as(t.c, w)).map(String::from);
+            }
+            if !specific(script) || same_writing(script, context) {
+                return None;
+            }
+            // v2's table of what a reader reads first, else TS #39's
+            // prototype when it lies in the script the letter is read in.
+            match v2::reads_as(t.c, context) {
+                Some(letter) => letter.map(String::from),
+                None => {
+                    let proto = prototype(t.c);
+                    let fits = proto.chars().any(|c| c.script() == context)
+                        && proto.chars().all(|c| c.script() == context || !specific(c.script()))
+                        && v2::ordinary(&proto);
+                    (fits && proto != t.c.to_string()).then_some(proto)
                 }
             }
-        }
-        None => out = folded,
-    }
-
-    // 5 and 6 (v2): look-alikes inside the Latin script, and marks its
-    // orthographies do not write, in Latin text.
-    if dominant == Some(Script::Latin) {
-        let lines = v2::evidence(&out);
-        let mut line = 0;
-        for t in &mut out {
-            if t.c == '\n' {
-                line += 1;
-                continue;
-            }
-            if let Some(plain) = v2::latin_lookalike(t.c, lines.get(line).copied().unwrap_or_default()) {
+        });
+        let is_latin = reading.script == Some(Script::Latin);
+        match replacement {
+            Some(r) => {
                 push_change(
                     &mut changes,
-                    ChangeKind::Lookalike,
+                    ChangeKind::Confusable,
                     t.start,
                     t.end,
                     &t.c.to_string(),
-                    &plain.to_string(),
+                    &r,
                 );
-                t.c = plain;
+                for c in r.chars() {
+                    out.push(Traced { c, ..t });
+                    latin.push(is_latin);
+                }
+            }
+            None => {
+                out.push(t);
+                latin.push(is_latin);
             }
         }
-        out = v2::strip_foreign_marks(out, &mut changes);
     }
+
+    // 5 and 6 (v2): look-alikes inside the Latin script, and marks its
+    // orthographies do not write, in letters read as Latin.
+    let lines = v2::evidence(&out);
+    let mut line = 0;
+    for (t, &is_latin) in out.iter_mut().zip(&latin) {
+        if t.c == '\n' {
+            line += 1;
+            continue;
+        }
+        if !is_latin {
+            continue;
+        }
+        if let Some(plain) = v2::latin_lookalike(t.c, lines.get(line).copied().unwrap_or_default()) {
+            push_change(
+                &mut changes,
+                ChangeKind::Lookalike,
+                t.start,
+                t.end,
+                &t.c.to_string(),
+                &plain.to_string(),
+            );
+            t.c = plain;
+        }
+    }
+    let out = v2::strip_foreign_marks(out, &latin, &mut changes);
 
     changes.sort_by_key(|c| (c.span.0, c.kind));
     let mut canonical = String::with_capacity(text.len());
@@ -491,6 +467,83 @@ pub fn canonicalize(text: &str) -> Canonical {
         changes,
         origin,
         original_len: text.len(),
+    }
+}
+
+/// Which forms of a text detection tests, decided from the text alone before
+/// any p-value is computed (SPEC §14.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum FormPlan {
+    /// The text as given alone: nothing changed, or only a few changes of
+    /// kinds genuine text contains.
+    AsGiven,
+    /// The canonical form alone: a change only tampering or other software
+    /// makes (invisible characters, blanks, bidi overrides, look-alikes of
+    /// the Latin script, foreign marks, normalisation), or many changes.
+    Canonical,
+    /// Both forms, the verdict on the smaller p-value times 2 (Bonferroni).
+    Both,
+}
+
+impl FormPlan {
+    /// How many forms the plan tests.
+    pub fn forms(self) -> usize {
+        match self {
+            Self::Both => 2,
+            Self::AsGiven | Self::Canonical => 1,
+        }
+    }
+}
+
+impl fmt::Display for FormPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::AsGiven => "as given",
+            Self::Canonical => "canonical",
+            Self::Both => "both",
+        })
+    }
+}
+
+/// Whether a change is one genuine text (a model's output, a person's
+/// typing) contains: a space variant, a compatibility form (`₂`, `…`), a run
+/// of spaces, a stray letter of another script.
+fn ordinary_change(c: &Change) -> bool {
+    !c.is_normalisation()
+        && matches!(
+            c.kind,
+            ChangeKind::Whitespace | ChangeKind::Compatibility | ChangeKind::Spacing | ChangeKind::Confusable
+        )
+}
+
+/// The forms to test for a completion and its prompt (SPEC §14.1): nothing
+/// changed, as given; any change that is not ordinary, the canonical form;
+/// ordinary changes only, as given while they are at most
+/// `max(2, words / 50)` of the canonical completion's words, the canonical
+/// form from `words / 10` on, and both in between.
+pub fn form_plan(completion: &Canonical, prompt: Option<&Canonical>) -> FormPlan {
+    let changes = || {
+        completion
+            .changes()
+            .iter()
+            .chain(prompt.into_iter().flat_map(|p| p.changes()))
+    };
+    if changes().next().is_none() || completion.text().trim().is_empty() {
+        return FormPlan::AsGiven;
+    }
+    if !changes().all(ordinary_change) {
+        return FormPlan::Canonical;
+    }
+    let words = completion.text().split_whitespace().count();
+    let n = changes().count();
+    if n <= (words / 50).max(2) {
+        FormPlan::AsGiven
+    } else if n * 10 >= words {
+        FormPlan::Canonical
+    } else {
+        FormPlan::Both
     }
 }
 
@@ -708,10 +761,11 @@ pub struct FormTest {
 /// text as given and of its canonical form, and the correction for testing
 /// both.
 ///
-/// When the canonical form differs, both forms are tested and the verdict
-/// stands on `min(p) × k` (Bonferroni over the `k` forms tested), so that text
-/// that was never tampered with verifies as it always did and tampered text
-/// verifies through its canonical form, at the cost of a factor of at most 2.
+/// Which forms are tested is decided from the text alone ([`form_plan`],
+/// SPEC §14.1): the text as given when nothing or only a few ordinary
+/// characters changed, the canonical form when tampering shows, and both in
+/// between, where the verdict stands on `min(p) × 2` (Bonferroni). Each
+/// choice is made before any p-value, so the family-wise error holds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct CanonicalReport {
@@ -726,6 +780,10 @@ pub struct CanonicalReport {
     /// `log10` of the family p-value the verdict stands on; `None` when
     /// every form was inconclusive.
     pub family_log10_p: Option<f64>,
+    /// Which forms the text's changes called for (absent from reports made
+    /// before the plan: those tested both forms whenever the text changed).
+    #[serde(default)]
+    pub plan: Option<FormPlan>,
 }
 
 #[cfg(test)]
@@ -957,6 +1015,134 @@ mod tests {
         );
         // Icelandic þ and Greenlandic ĸ are letters, not look-alikes.
         assert!(canonicalize("Þetta er þitt hús, and the ĸ stays").is_unchanged());
+    }
+
+    /// The forms tested follow from the text's changes alone.
+    #[test]
+    fn the_form_plan_follows_the_changes() {
+        let plan = |t: &str| form_plan(&canonicalize(t), None);
+        let words: String = (0..200).map(|i| format!("word{i} ")).collect();
+        assert_eq!(plan(&words), FormPlan::AsGiven);
+        // A model's own few ordinary characters: as given.
+        assert_eq!(plan(&format!("{words} CO₂ and H₂O")), FormPlan::AsGiven);
+        assert_eq!(plan(&format!("{words}a\u{00A0}b c  d")), FormPlan::AsGiven);
+        // Any change only tampering makes: the canonical form.
+        assert_eq!(plan(&format!("{words}a\u{200B}b")), FormPlan::Canonical);
+        assert_eq!(plan(&format!("{words}x\u{2800}y")), FormPlan::Canonical);
+        assert_eq!(plan("th\u{0323}e cat"), FormPlan::Canonical);
+        assert_eq!(plan("\u{FEFF}Le café"), FormPlan::Canonical);
+        // Ordinary changes: as given up to max(2, words / 50), canonical from
+        // words / 10 on, both in between.
+        let with = |n: usize| {
+            let mut t = String::new();
+            for i in 0..200 {
+                t += &format!("w{i}");
+                t += if i < n { "  " } else { " " };
+            }
+            plan(&t)
+        };
+        assert_eq!(with(4), FormPlan::AsGiven);
+        assert_eq!(with(5), FormPlan::Both);
+        assert_eq!(with(19), FormPlan::Both);
+        assert_eq!(with(20), FormPlan::Canonical);
+        assert_eq!(FormPlan::Both.forms(), 2);
+    }
+
+    /// Genuine Russian prose (Tolstoy, Anna Karenina, chapter 1).
+    const RUSSIAN: &str = "Все счастливые семьи похожи друг на друга, каждая несчастливая семья несчастлива \
+        по-своему. Всё смешалось в доме Облонских. Жена узнала, что муж был в связи с бывшею в их доме \
+        француженкою-гувернанткой, и объявила мужу, что не может жить с ним в одном доме.";
+
+    /// The script is decided per word and sentence: an English answer with
+    /// every letter that has a Cyrillic look-alike swapped for it, followed by
+    /// more genuine Russian than it has Latin letters left, comes back as
+    /// English, and the Russian stays Russian.
+    #[test]
+    fn appended_paragraphs_cannot_flip_the_script() {
+        let swap = |c: char| match c {
+            'a' => 'а',
+            'c' => 'с',
+            'e' => 'е',
+            'i' => 'і',
+            'j' => 'ј',
+            'o' => 'о',
+            'p' => 'р',
+            's' => 'ѕ',
+            'x' => 'х',
+            'y' => 'у',
+            'h' => 'һ',
+            'd' => 'ԁ',
+            'A' => 'А',
+            'B' => 'В',
+            'C' => 'С',
+            'E' => 'Е',
+            'H' => 'Н',
+            'K' => 'К',
+            'M' => 'М',
+            'O' => 'О',
+            'P' => 'Р',
+            'T' => 'Т',
+            'X' => 'Х',
+            _ => c,
+        };
+        let english = TEXT.replace('\n', " ");
+        let fake: String = english.chars().map(swap).collect();
+        let left = fake.chars().filter(char::is_ascii_alphabetic).count();
+        let mut russian = String::new();
+        while russian.chars().filter(|c| c.is_alphabetic()).count() < 3 * left {
+            russian += "\n\n";
+            russian += RUSSIAN;
+        }
+        let c = canonicalize(&format!("{fake}{russian}"));
+        assert_eq!(c.text(), format!("{english}{russian}"), "{:?}", c.changes());
+        // Every change is a Latin letter mapped back; none is in the Russian.
+        assert!(c.changes().iter().all(|ch| ch.span.1 <= fake.len()));
+        // The other way round: Russian with Latin look-alikes inside its
+        // words reads as Russian; Latin words in it stay Latin.
+        let c = canonicalize("Всё cмешaлось в доме Oблонских. Я пишу на Python и Rust, OK?");
+        assert_eq!(c.text(), "Всё смешалось в доме Облонских. Я пишу на Python и Rust, OK?");
+        assert_eq!(c.count(ChangeKind::Confusable), 3);
+        // A Russian word quoted in English keeps its letters.
+        assert!(canonicalize("The word мир means peace, and рыба means fish.").is_unchanged());
+        // Greek, likewise: Latin look-alikes in Greek words become Greek.
+        let c = canonicalize("Η Ελλάδα είναι χώρα της νοτιοανατολικής Eυρώπης, με πρωτεύουσα την Aθήνα.");
+        assert_eq!(
+            c.text(),
+            "Η Ελλάδα είναι χώρα της νοτιοανατολικής Ευρώπης, με πρωτεύουσα την Αθήνα."
+        );
+        assert_eq!(c.count(ChangeKind::Confusable), 2);
+    }
+
+    /// Genuine sentences keep their letters and marks, also next to text of
+    /// another script and next to tampered English.
+    #[test]
+    fn genuine_letters_and_marks_are_kept_beside_tampering() {
+        let genuine = [
+            "Où est la bibliothèque ? Elle se trouve près de l'église, à côté du musée.",
+            "Der Bäcker öffnet um sechs Uhr; die Brötchen sind noch warm, süß und groß.",
+            "¿Por qué no vienes mañana? El señor García está en la reunión del año.",
+            "Tôi đang học tiếng Việt ở trường đại học, và tôi rất thích nó.",
+            RUSSIAN,
+        ];
+        let tampered = "Thẹ ᴄat  sat\u{2800}on thе mat.";
+        for g in genuine {
+            assert!(canonicalize(g).is_unchanged(), "{g}");
+            for text in [
+                format!("{tampered}\n{g}"),
+                format!("{g}\n{tampered}"),
+                // On one line with Vietnamese, a dot below is Vietnamese's
+                // (marks are decided per line: SPEC §14, stage 6).
+                if g.contains("Việt") {
+                    format!("{g}\n\n{tampered}")
+                } else {
+                    format!("{g} {tampered}")
+                },
+            ] {
+                let c = canonicalize(&text);
+                assert!(c.text().contains(g), "{text:?} -> {:?}", c.text());
+                assert!(c.text().contains("The cat sat on the mat."), "{:?}", c.text());
+            }
+        }
     }
 
     #[test]

@@ -336,9 +336,10 @@ pub(super) fn collapse_spacing(chars: Vec<Traced>, changes: &mut Vec<Change>) ->
 
 /// Letters of another script that a reader of Latin text reads as a Latin
 /// letter, mapped to that letter: Greek (TS #39 maps `Ι` and Cyrillic `І` to
-/// the prototype `l`, `κ` to `ĸ`, and leaves `χ`), where the letter reads as
-/// one. Greek letters not listed here stay as they are in Latin text.
-pub(super) const READS_AS: [(char, char); 31] = [
+/// the prototype `l`, `κ` and Cyrillic `к` to `ĸ`, and leaves `χ`), where the
+/// letter reads as one. Greek letters not listed here stay as they are in
+/// Latin text.
+pub(super) const READS_AS: [(char, char); 32] = [
     ('Α', 'A'),
     ('Β', 'B'),
     ('Ε', 'E'),
@@ -370,6 +371,7 @@ pub(super) const READS_AS: [(char, char); 31] = [
     ('І', 'I'),
     ('Ӏ', 'I'),
     ('ꓲ', 'I'),
+    ('к', 'k'),
 ];
 
 /// What a letter of another script reads as in text of `dominant` script,
@@ -532,8 +534,9 @@ pub(super) fn strip_marks(cluster: &str, line: Evidence) -> Option<String> {
     (out != cluster.nfc().collect::<String>()).then_some(out)
 }
 
-/// Applies [`strip_marks`] to each grapheme cluster of `chars`.
-pub(super) fn strip_foreign_marks(chars: Vec<Traced>, changes: &mut Vec<Change>) -> Vec<Traced> {
+/// Applies [`strip_marks`] to each grapheme cluster of `chars` whose first
+/// character is read as Latin (`latin`, per character).
+pub(super) fn strip_foreign_marks(chars: Vec<Traced>, latin: &[bool], changes: &mut Vec<Change>) -> Vec<Traced> {
     let lines = evidence(&chars);
     let stage: String = chars.iter().map(|t| t.c).collect();
     let mut out = Vec::with_capacity(chars.len());
@@ -545,13 +548,223 @@ pub(super) fn strip_foreign_marks(chars: Vec<Traced>, changes: &mut Vec<Change>)
         next += n;
         let evidence = lines.get(line).copied().unwrap_or_default();
         line += cluster.matches('\n').count();
-        match strip_marks(cluster, evidence) {
+        let read_as_latin = latin.get(next - n).copied().unwrap_or(false);
+        match read_as_latin.then(|| strip_marks(cluster, evidence)).flatten() {
             Some(stripped) => {
                 let (start, end) = (sources[0].start, sources[n - 1].end);
                 push_change(changes, ChangeKind::Mark, start, end, cluster, &stripped);
                 out.extend(stripped.chars().map(|c| Traced { c, start, end }));
             }
             None => out.extend_from_slice(sources),
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
+// The script a letter is read in: its word's, else its sentence's.
+
+/// Latin letters a reader of a Cyrillic word reads as Cyrillic ones (the
+/// Russian alphabet's look-alikes of ASCII letters).
+const CYRILLIC_FROM_LATIN: [(char, char); 18] = [
+    ('a', 'а'),
+    ('c', 'с'),
+    ('e', 'е'),
+    ('o', 'о'),
+    ('p', 'р'),
+    ('x', 'х'),
+    ('y', 'у'),
+    ('A', 'А'),
+    ('B', 'В'),
+    ('C', 'С'),
+    ('E', 'Е'),
+    ('H', 'Н'),
+    ('K', 'К'),
+    ('M', 'М'),
+    ('O', 'О'),
+    ('P', 'Р'),
+    ('T', 'Т'),
+    ('X', 'Х'),
+];
+
+/// Latin letters a reader of a Greek word reads as Greek ones.
+const GREEK_FROM_LATIN: [(char, char); 22] = [
+    ('a', 'α'),
+    ('i', 'ι'),
+    ('k', 'κ'),
+    ('o', 'ο'),
+    ('p', 'ρ'),
+    ('u', 'υ'),
+    ('v', 'ν'),
+    ('x', 'χ'),
+    ('A', 'Α'),
+    ('B', 'Β'),
+    ('E', 'Ε'),
+    ('H', 'Η'),
+    ('I', 'Ι'),
+    ('K', 'Κ'),
+    ('M', 'Μ'),
+    ('N', 'Ν'),
+    ('O', 'Ο'),
+    ('P', 'Ρ'),
+    ('T', 'Τ'),
+    ('X', 'Χ'),
+    ('Y', 'Υ'),
+    ('Z', 'Ζ'),
+];
+
+/// The Cyrillic or Greek letter an ASCII letter reads as in a word of
+/// `script`, when it reads as one.
+pub(super) fn latin_reads_as(c: char, script: Script) -> Option<char> {
+    let table: &[(char, char)] = match script {
+        Script::Cyrillic => &CYRILLIC_FROM_LATIN,
+        Script::Greek => &GREEK_FROM_LATIN,
+        _ => return None,
+    };
+    table.iter().find(|(l, _)| *l == c).map(|&(_, r)| r)
+}
+
+/// How a letter counts toward the script of its word, sentence and text:
+/// for its own script and *unambiguously* when it is not a look-alike of
+/// another script's letter; else (a Cyrillic `а`, whose TS #39 prototype is
+/// Latin; an ASCII `a`, which reads as a Cyrillic or Greek letter) for the
+/// script of its prototype, ambiguously. `None` for characters that are not
+/// letters of a specific script.
+pub(super) fn vote(c: char) -> Option<(Script, bool)> {
+    if !c.is_alphabetic() {
+        return None;
+    }
+    let own = c.script();
+    if !super::specific(own) {
+        return None;
+    }
+    if c.is_ascii() {
+        let ambiguous = latin_reads_as(c, Script::Cyrillic).is_some() || latin_reads_as(c, Script::Greek).is_some();
+        return Some((own, !ambiguous));
+    }
+    let proto = super::prototype(c);
+    match proto
+        .chars()
+        .map(|p| p.script())
+        .find(|&s| super::specific(s) && !super::same_writing(s, own))
+    {
+        Some(other) if ordinary(&proto) => Some((other, false)),
+        _ => Some((own, true)),
+    }
+}
+
+/// Whether every letter of `s` is an ordinary letter of an alphabet (ASCII,
+/// a European Latin letter, basic Greek U+0386–U+03CE or basic Cyrillic
+/// U+0400–U+045F) and no combining mark is left over. A Cyrillic `и`, whose
+/// TS #39 prototype is the small capital `ᴎ`, or a Greek `θ` (`O` and an
+/// overlaid stroke), is no look-alike of a letter anyone writes in Latin text.
+pub(super) fn ordinary(s: &str) -> bool {
+    s.chars().all(|c| {
+        if c.is_alphabetic() {
+            c.is_ascii_alphabetic() || european(c) || matches!(c, '\u{0386}'..='\u{03CE}' | '\u{0400}'..='\u{045F}')
+        } else {
+            !extends(c)
+        }
+    })
+}
+
+/// Letters counted per script.
+#[derive(Default)]
+struct Tally(Vec<(Script, usize)>);
+
+impl Tally {
+    fn add(&mut self, script: Script) {
+        match self.0.iter_mut().find(|(s, _)| *s == script) {
+            Some((_, n)) => *n += 1,
+            None => self.0.push((script, 1)),
+        }
+    }
+
+    /// The script with the most letters (the first counted among equals).
+    fn most(&self) -> Option<Script> {
+        let mut best: Option<(Script, usize)> = None;
+        for &(s, n) in &self.0 {
+            if best.is_none_or(|(_, m)| n > m) {
+                best = Some((s, n));
+            }
+        }
+        best.map(|(s, _)| s)
+    }
+}
+
+/// The script of the most unambiguous letters among `chars`.
+fn unambiguous_most(chars: impl Iterator<Item = char>) -> Option<Script> {
+    let mut tally = Tally::default();
+    for (script, unambiguous) in chars.filter_map(vote) {
+        if unambiguous {
+            tally.add(script);
+        }
+    }
+    tally.most()
+}
+
+/// The script of the whole text: of the most unambiguous letters, or, when
+/// no letter is unambiguous, of the most look-alikes' prototypes.
+fn text_script(chars: &[Traced]) -> Option<Script> {
+    let (mut unambiguous, mut by_prototype) = (Tally::default(), Tally::default());
+    for (script, clear) in chars.iter().filter_map(|t| vote(t.c)) {
+        if clear {
+            unambiguous.add(script);
+        } else {
+            by_prototype.add(script);
+        }
+    }
+    unambiguous.most().or_else(|| by_prototype.most())
+}
+
+/// Whether `c` belongs to a word: a letter or a combining mark.
+fn in_word(c: char) -> bool {
+    c.is_alphabetic()
+        || matches!(
+            c.general_category(),
+            GeneralCategory::NonspacingMark | GeneralCategory::SpacingMark | GeneralCategory::EnclosingMark
+        )
+}
+
+/// The script a character is read in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Reading {
+    /// Its word's script: that of the most unambiguous letters of the word
+    /// (`None` outside words and in words of look-alikes only).
+    pub(super) word: Option<Script>,
+    /// The script it is read in: its word's, else its sentence's (that of
+    /// the most unambiguous letters of the sentence), else the text's.
+    pub(super) script: Option<Script>,
+}
+
+/// The reading of each character of `chars` (SPEC §14, stage 4). Sentences
+/// are Unicode's (UAX #29, which also ends one at every line break); words
+/// are maximal runs of letters and combining marks.
+pub(super) fn readings(chars: &[Traced]) -> Vec<Reading> {
+    let text = text_script(chars);
+    let stage: String = chars.iter().map(|t| t.c).collect();
+    let mut out = Vec::with_capacity(chars.len());
+    for sentence in stage.split_sentence_bounds() {
+        let cs: Vec<char> = sentence.chars().collect();
+        let sentence_script = unambiguous_most(cs.iter().copied()).or(text);
+        let mut i = 0;
+        while i < cs.len() {
+            if !in_word(cs[i]) {
+                out.push(Reading {
+                    word: None,
+                    script: sentence_script,
+                });
+                i += 1;
+                continue;
+            }
+            let end = cs[i..].iter().position(|&c| !in_word(c)).map_or(cs.len(), |n| i + n);
+            let word = unambiguous_most(cs[i..end].iter().copied());
+            let reading = Reading {
+                word,
+                script: word.or(sentence_script),
+            };
+            out.extend(core::iter::repeat_n(reading, end - i));
+            i = end;
         }
     }
     out
