@@ -356,7 +356,9 @@ fn tampered_text_is_detected_and_the_report_says_what_changed() {
     assert_eq!(c["changes"]["invisible"], 149);
     assert_eq!(c["changes"]["listed"][0]["kind"], "compatibility");
     assert_eq!(c["decided_by"], "canonical");
-    assert_eq!(c["forms"].as_array().map(Vec::len), Some(2));
+    // Invisible characters are tampering only: the canonical form alone (SPEC §14.1).
+    assert_eq!(c["plan"], "canonical");
+    assert_eq!(c["forms"].as_array().map(Vec::len), Some(1));
     // Experts can switch it off; the tampering then defeats the verdict.
     // (Every tampered word is unknown to this word-level tokenizer: inconclusive, exit 3.)
     let out = tracemark(&[&base[..], &["--no-canonicalize", s(&text_path)]].concat(), None);
