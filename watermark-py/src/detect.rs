@@ -260,9 +260,9 @@ impl PyWindowReport {
 /// distinct changes with counts (`characters`: `(kind, from, to, count)`,
 /// code points as `U+XXXX`), the first changes with their byte spans in the
 /// original text (`changes`: `(kind, start, end, from, to)`), the forms tested
-/// (`forms`: `(form, sha256, tokens, log10_p)`, "as_given" and, when it
-/// differs, "canonical"), which form decided, and the Bonferroni family
-/// p-value the verdict stands on.
+/// (`forms`: `(form, sha256, tokens, log10_p)`, "as_given", "canonical" or
+/// both, as `plan` says: SPEC §14.1), which form decided, and the family
+/// p-value the verdict stands on (Bonferroni when both were tested).
 #[pyclass(name = "CanonicalReport", module = "tracemark", frozen, get_all)]
 #[derive(Clone)]
 pub(crate) struct PyCanonicalReport {
@@ -278,6 +278,23 @@ pub(crate) struct PyCanonicalReport {
     compatibility: usize,
     /// Look-alike letters of another script mapped back.
     confusable: usize,
+    /// The version of the canonical form (SPEC §14).
+    canonical_version: u32,
+    /// Blank-looking characters made spaces (v2).
+    blank: usize,
+    /// Runs of spaces and tabs inside a line made one space (v2).
+    spacing: usize,
+    /// Look-alike letters of the text's own script made ordinary (v2).
+    lookalike: usize,
+    /// Combining marks foreign to the text's orthography removed (v2).
+    mark: usize,
+    /// Runs reversed by a bidi override put in reading order (v2).
+    bidi_override: usize,
+    /// Of all changes, those ordinary software makes (a leading BOM, NFD).
+    normalisation: usize,
+    /// Which forms the changes called for (SPEC §14.1): "as_given",
+    /// "canonical" or "both"; None in reports made before the plan.
+    plan: Option<String>,
     /// `(kind, from, to, count)` per distinct change, most frequent first.
     characters: Vec<(String, String, String, usize)>,
     /// `(kind, start, end, from, to)` for the first changes.
@@ -316,6 +333,14 @@ impl From<&CanonicalReport> for PyCanonicalReport {
             whitespace: s.whitespace,
             compatibility: s.compatibility,
             confusable: s.confusable,
+            canonical_version: s.canonical_version,
+            blank: s.blank,
+            spacing: s.spacing,
+            lookalike: s.lookalike,
+            mark: s.mark,
+            bidi_override: s.bidi_override,
+            normalisation: s.normalisation,
+            plan: c.plan.as_ref().map(snake),
             characters: s
                 .characters
                 .iter()

@@ -123,7 +123,8 @@ def test_tampered_text_verifies_through_its_canonical_form(key, rng, word_tokeni
     assert r.detected and c.decided_by == "canonical" and c.total == c.invisible + c.compatibility
     assert c.invisible == 149 and c.compatibility == 150 and c.whitespace == c.confusable == 0
     # Invisible characters are tampering only: the canonical form alone is tested (SPEC 14.1), no factor.
-    assert [f[0] for f in c.forms] == ["canonical"]
+    assert [f[0] for f in c.forms] == ["canonical"] and c.plan == "canonical" and clean.canonical.plan == "as_given"
+    assert c.canonical_version == 2 and c.blank == c.spacing == c.lookalike == c.mark == c.bidi_override == c.normalisation == 0
     assert c.family_log10_p == min(c.forms[0][3], 0.0) and r.verdict_log10_p == c.family_log10_p
     kind, start, end, frm, to = c.changes[0]  # spans are byte offsets into the UTF-8 text
     assert kind == "compatibility" and tampered.encode()[start:end].decode() == "\uff57" and (frm, to) == ("U+FF57", "U+0077")
