@@ -10,7 +10,7 @@ use tracemark_verifier::Dedup;
 use crate::args::ModelArgs;
 use crate::exit::{Exit, Failure};
 use crate::input::load_key;
-use crate::server::{self, Config, ConnLimits, ServedKey, TokenTable};
+use crate::server::{self, Budgets, Config, ConnLimits, ServedKey, TokenTable};
 
 /// What `serve` takes.
 #[derive(Args)]
@@ -23,8 +23,9 @@ pub(crate) struct ServeArgs {
     pub(crate) key: Vec<PathBuf>,
     #[command(flatten)]
     pub(crate) model: ModelArgs,
-    /// API tokens: a file of lines `sha256:<hex of the token> <name> [requests per minute [burst]]`
-    /// (`printf %s "$TOKEN" | sha256sum`); the tokens themselves are never stored
+    /// API tokens: a file of lines `sha256:<hex of the token> <name> [requests per minute [burst]]
+    /// [bytes=<per minute>] [scored=<per minute>]` (`printf %s "$TOKEN" | sha256sum`); the tokens
+    /// themselves are never stored
     #[arg(long)]
     pub(crate) tokens: PathBuf,
     /// Requests per minute per API token, unless its line says otherwise
@@ -33,6 +34,14 @@ pub(crate) struct ServeArgs {
     /// Requests an API token may make at once above its rate (the bucket's size)
     #[arg(long, default_value_t = 20)]
     pub(crate) burst: u32,
+    /// Request body bytes per minute per API token, unless its line says otherwise (`bytes=`);
+    /// a quarter of it, or one --max-body, may come at once (429 with Retry-After past it)
+    #[arg(long, default_value_t = 64 << 20)]
+    pub(crate) token_bytes_per_minute: u64,
+    /// Tokens scored per minute per API token, unless its line says otherwise (`scored=`); charged
+    /// once a detection has counted them, so a token in debt waits (429 with Retry-After)
+    #[arg(long, default_value_t = 16_000_000)]
+    pub(crate) token_scored_per_minute: u64,
     /// Largest request body, in bytes (413 above)
     #[arg(long, default_value_t = 1 << 20)]
     pub(crate) max_body: usize,
@@ -66,9 +75,22 @@ pub(crate) struct ServeArgs {
     /// bodies above 64 KiB get all but one of them, so small ones always find a free one
     #[arg(long, default_value_t = 0)]
     pub(crate) cpu_workers: usize,
-    /// Streaming sessions held at once (oldest idle ones expire after 10 minutes)
+    /// Streaming sessions held at once (idle ones expire after 10 minutes; 503 past it)
     #[arg(long, default_value_t = 1024)]
     pub(crate) max_streams: usize,
+    /// Memory all streaming sessions may hold, in bytes (each token held is charged 144 bytes,
+    /// each session 4 KiB; 503 past it). RSS stays under the service's base plus this
+    #[arg(long, default_value_t = 1 << 30)]
+    pub(crate) stream_memory: usize,
+    /// Memory one streaming session may hold, in bytes (413 past it: about 466,000 tokens by default)
+    #[arg(long, default_value_t = 64 << 20)]
+    pub(crate) stream_session_memory: usize,
+    /// Streaming sessions one API token may hold at once (429 past it)
+    #[arg(long, default_value_t = 64)]
+    pub(crate) token_streams: usize,
+    /// Memory the streaming sessions of one API token may hold, in bytes (429 past it)
+    #[arg(long, default_value_t = 256 << 20)]
+    pub(crate) token_stream_memory: usize,
     /// Significance level of every verdict
     #[arg(long, default_value_t = 1e-6)]
     pub(crate) alpha: f64,
@@ -96,19 +118,38 @@ pub(crate) fn run(a: ServeArgs) -> Result<Exit, Failure> {
         }
     };
     let mut keys = Vec::new();
-    let mut scheme = None;
+    let mut scheme: Option<tracemark_core::SchemeConfig> = None;
     let fingerprint = tokenizer.as_ref().map(|t| t.info().fingerprint.clone());
     for path in &a.key {
         let key = load_key(path)?;
-        if scheme.is_none() {
-            scheme = Some(a.model.resolve_scheme(path, &key, fingerprint.as_deref())?.0);
+        // Every key is tested with one scheme: --scheme, else the first key's manifest's.
+        let (own, mut scheme_source) = a.model.resolve_scheme(path, &key, fingerprint.as_deref())?;
+        match &scheme {
+            None => scheme = Some(own),
+            Some(first) if *first != own => {
+                let w =
+                    format!("this service tests every key with the first key's scheme {first}; this key's is {own}");
+                eprintln!("WARNING: {w}");
+                scheme_source.warning = Some(w);
+            }
+            Some(_) => {}
         }
         let label = path
             .file_stem()
             .map_or_else(|| key.id().to_string(), |s| s.to_string_lossy().into_owned());
-        keys.push(ServedKey { label, key });
+        keys.push(ServedKey {
+            label,
+            key,
+            scheme_source,
+        });
     }
-    let tokens = TokenTable::load(&a.tokens, a.rate, a.burst)?;
+    let budgets = Budgets {
+        rate: a.rate,
+        burst: a.burst,
+        bytes_per_minute: a.token_bytes_per_minute.max(1),
+        scored_per_minute: a.token_scored_per_minute.max(1),
+    };
+    let tokens = TokenTable::load(&a.tokens, budgets)?;
     let Some(scheme) = scheme else {
         return Err(Failure::Usage("serve needs at least one --key".into()));
     };
@@ -128,6 +169,10 @@ pub(crate) fn run(a: ServeArgs) -> Result<Exit, Failure> {
             a.cpu_workers
         },
         max_streams: a.max_streams,
+        stream_memory: a.stream_memory,
+        stream_session_memory: a.stream_session_memory.min(a.stream_memory),
+        token_streams: a.token_streams.max(1),
+        token_stream_memory: a.token_stream_memory.min(a.stream_memory),
         log_texts: a.log_texts,
     };
     let state = server::State::new(config, keys, tokenizer, tokens)?;

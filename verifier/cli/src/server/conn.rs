@@ -9,6 +9,11 @@
 //! - hyper's header read timeout closes a connection that has not sent a
 //!   complete request head within `header_timeout` of opening or of its
 //!   previous response: idle keep-alive connections and slow headers alike;
+//! - a connection that hyper closes before its request reaches the routes
+//!   (a head too large, 431; a URI too long, 414; a malformed head, 400; no
+//!   complete head within the timeout) is reported to `on_close` with the
+//!   status answered (408 for a header timeout, where nothing is sent), so
+//!   that the access log misses no status;
 //! - on Ctrl-C or SIGTERM the listener closes, every connection is told to
 //!   finish its request in flight and close, and after `shutdown_timeout`
 //!   the rest are dropped.
@@ -93,11 +98,31 @@ pub(crate) fn connections_that_fit(wanted: usize) -> usize {
     }
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves, then drains.
+/// The status and outcome of a connection hyper ended with `e` before the
+/// routes saw a request; `None` when the client simply went away.
+fn closed_by_hyper(e: &hyper::Error) -> Option<(u16, &'static str)> {
+    if e.is_timeout() {
+        Some((408, "header_timeout"))
+    } else if e.is_parse_too_large() {
+        if e.to_string().to_ascii_lowercase().contains("uri") {
+            Some((414, "uri_too_long"))
+        } else {
+            Some((431, "headers_too_large"))
+        }
+    } else if e.is_parse() {
+        Some((400, "malformed_head"))
+    } else {
+        None
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then drains;
+/// `on_close(status, outcome)` hears of the connections hyper closed itself.
 pub(crate) async fn serve(
     listener: TcpListener,
     app: Router,
     limits: &ConnLimits,
+    on_close: impl Fn(u16, &'static str) + Clone + Send + Sync + 'static,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let max = limits.max_connections.clamp(1, 1 << 20);
@@ -146,15 +171,21 @@ pub(crate) async fn serve(
         let service = TowerToHyperService::new(app.clone());
         let builder = builder.clone();
         let mut stop = stop_rx.clone();
+        let on_close = on_close.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let conn = builder.serve_connection(TokioIo::new(stream), service);
             tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => return,
-                _ = stop.changed() => conn.as_mut().graceful_shutdown(),
+            let ended = tokio::select! {
+                ended = conn.as_mut() => ended,
+                _ = stop.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Some((status, outcome)) = ended.as_ref().err().and_then(closed_by_hyper) {
+                on_close(status, outcome);
             }
-            let _ = conn.await;
         });
     }
     drop(listener);

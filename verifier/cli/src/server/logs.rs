@@ -75,6 +75,8 @@ pub(crate) struct Account {
     pub(crate) sha256: Option<String>,
     /// Documents of a scan.
     pub(crate) documents: Option<u64>,
+    /// Marks or per-document results left out of the response by its size bound.
+    pub(crate) truncated: Option<u64>,
     /// The text or ids, only with `--log-texts`.
     pub(crate) text: Option<String>,
 }

@@ -13,9 +13,12 @@
 //!   et al.) or tune a paraphrase until the verdict flips. The limit bounds
 //!   the queries per token; issuing tokens to known parties bounds the
 //!   tokens.
-//! - **Size limits** (413) and a **time limit** per request (503), and a
-//!   bounded number of streaming sessions, so that no request can hold the
-//!   service.
+//! - **Size limits** (413) and a **time limit** per request (503), and
+//!   streaming sessions bounded by number and by memory (per session, per
+//!   token, in all), so that no request can hold the service.
+//! - **Responses** are at most `RESPONSE_FACTOR` times their request plus
+//!   `RESPONSE_BASE` bytes: long change strings are cut, marks and a scan's
+//!   per-document results past the bound are counted, not listed.
 //! - **Logs** are JSON lines on standard error: method, path, status,
 //!   latency, the token's name (never the token), sizes, SHA-256 digests,
 //!   key ids and results; texts and ids only with `--log-texts`.
@@ -23,9 +26,11 @@
 mod conn;
 mod limits;
 mod logs;
+mod memory;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use std::time::{Duration, Instant};
@@ -40,14 +45,15 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tracemark_core::{Key, SchemeConfig};
+use tracemark_verifier::serving::SchemeSource;
 use tracemark_verifier::{
     sha256_hex, Dedup, DetectOptions, Detection, DetectionStream, Detector, Error, Keyring, KeyringDetection,
     KeyringDetector, Scanner, TextTokenizer, WindowOptions,
 };
 
 pub(crate) use conn::ConnLimits;
-pub(crate) use limits::TokenTable;
-use limits::{Admission, RateLimiter};
+use limits::{Admission, Budget, RateLimiter};
+pub(crate) use limits::{Budgets, TokenTable};
 use logs::{account, ErrorCode, Sampler, ACCOUNT};
 
 use crate::exit::Failure;
@@ -58,8 +64,28 @@ const OPENAPI: &str = include_str!("openapi.json");
 /// Idle streaming sessions expire after this long.
 const STREAM_IDLE: Duration = Duration::from_secs(600);
 
-/// Tokens one streaming session may hold.
+/// Tokens one streaming session may hold, whatever its memory budget.
 const STREAM_MAX_TOKENS: usize = 1_000_000;
+
+/// Bytes a streaming session is charged for each token it holds (prompt and
+/// completion): an upper bound on what it keeps, measured on this build (the
+/// ids, 4 bytes; a scored observation, 32; its entry in the deduplication
+/// sets, 17 to 25 at the tables' load; each doubled for the vectors' and
+/// tables' spare capacity), so that RSS stays under the budget.
+pub(crate) const STREAM_BYTES_PER_TOKEN: usize = 144;
+
+/// Bytes a streaming session is charged when it opens (its table entry,
+/// id, owner and empty state).
+const STREAM_BASE_BYTES: usize = 4 << 10;
+
+/// A response is at most this many times its request's body...
+pub(crate) const RESPONSE_FACTOR: usize = 4;
+/// ... plus this many bytes.
+pub(crate) const RESPONSE_BASE: usize = 1 << 20;
+/// Strings of a response longer than this (a canonicalisation change's
+/// `from` and `to` code points) are cut to `STRING_KEPT` bytes.
+const LONG_STRING: usize = 1024;
+const STRING_KEPT: usize = 256;
 
 /// The service's settings.
 pub(crate) struct Config {
@@ -78,19 +104,30 @@ pub(crate) struct Config {
     /// Detections running at once (threads of the CPU pool).
     pub(crate) cpu_workers: usize,
     pub(crate) max_streams: usize,
+    /// Memory all streaming sessions may hold, in bytes (503 past it).
+    pub(crate) stream_memory: usize,
+    /// Memory one streaming session may hold, in bytes (413 past it).
+    pub(crate) stream_session_memory: usize,
+    /// Streaming sessions one API token may hold (429 past it).
+    pub(crate) token_streams: usize,
+    /// Memory the streaming sessions of one API token may hold, in bytes (429 past it).
+    pub(crate) token_stream_memory: usize,
     pub(crate) log_texts: bool,
 }
 
-/// A key the service tests with, and the label it is listed under.
+/// A key the service tests with, the label it is listed under and where
+/// its scheme came from (reported with each detection, as the CLI does).
 pub(crate) struct ServedKey {
     pub(crate) label: String,
     pub(crate) key: Key,
+    pub(crate) scheme_source: SchemeSource,
 }
 
 /// One key's detectors: plain, with marks, with a window search, with both.
 struct KeyDetectors {
     label: String,
     key_id: String,
+    scheme_source: SchemeSource,
     variants: [Detector; 4],
 }
 
@@ -100,12 +137,72 @@ impl KeyDetectors {
     }
 }
 
-/// A streaming session.
+/// A streaming session: who owns it and which key it tests, outside its
+/// lock; its state behind a lock of its own (the table's lock is held only
+/// to find, add or remove a session, never while one is scored).
 struct Session {
     key: usize,
     owner: String,
+    /// Milliseconds since the service started, at its last use.
+    used: AtomicU64,
+    state: Arc<tokio::sync::Mutex<SessionState>>,
+}
+
+struct SessionState {
     stream: DetectionStream,
-    used: Instant,
+    charge: Charge,
+}
+
+/// Bytes of the streaming budgets (the service's and a token's) a session
+/// holds; given back when it is dropped (closed, expired, or the service stops).
+struct Charge {
+    all: Arc<AtomicUsize>,
+    token: Arc<AtomicUsize>,
+    bytes: usize,
+}
+
+/// Which streaming budget a charge would pass.
+enum Over {
+    Session,
+    Token,
+    All,
+}
+
+impl Charge {
+    /// `more` bytes, if the session, its token and the service stay within their budgets.
+    fn grow(&mut self, more: usize, c: &Config) -> Result<(), Over> {
+        if self.bytes + more > c.stream_session_memory {
+            return Err(Over::Session);
+        }
+        let take = |pool: &AtomicUsize, limit: usize| {
+            pool.fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                (held + more <= limit).then_some(held + more)
+            })
+            .is_ok()
+        };
+        if !take(&self.token, c.token_stream_memory) {
+            return Err(Over::Token);
+        }
+        if !take(&self.all, c.stream_memory) {
+            self.token.fetch_sub(more, Ordering::AcqRel);
+            return Err(Over::All);
+        }
+        self.bytes += more;
+        Ok(())
+    }
+
+    fn shrink(&mut self, less: usize) {
+        let less = less.min(self.bytes);
+        self.all.fetch_sub(less, Ordering::AcqRel);
+        self.token.fetch_sub(less, Ordering::AcqRel);
+        self.bytes -= less;
+    }
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.shrink(self.bytes);
+    }
 }
 
 /// What every request shares.
@@ -116,7 +213,13 @@ pub(crate) struct State {
     tokenizer: Option<TextTokenizer>,
     tokens: TokenTable,
     limiter: RateLimiter,
-    streams: Mutex<HashMap<String, Session>>,
+    streams: Mutex<HashMap<String, Arc<Session>>>,
+    /// Bytes charged to every streaming session.
+    stream_bytes: Arc<AtomicUsize>,
+    /// Bytes charged to the streaming sessions of each API token (by name).
+    token_stream_bytes: HashMap<String, Arc<AtomicUsize>>,
+    /// When freed memory is given back to the system.
+    trim: Arc<memory::Trim>,
     started: Instant,
     /// Log lines anyone can cause at will, counted past a few an interval.
     sampler: Sampler,
@@ -129,6 +232,10 @@ pub(crate) struct State {
     /// CPU slots large requests may hold: one fewer than `cpu`, so a small request always finds one.
     cpu_large: Arc<Semaphore>,
 }
+
+/// Bytes of a scan's response kept for its summary (the aggregate detection,
+/// long strings cut): per-document results get the rest of the bound.
+const SCAN_SUMMARY_RESERVE: usize = 64 << 10;
 
 /// A request whose body is larger than this is large: it runs on at most
 /// `cpu_workers - 1` CPU slots.
@@ -161,6 +268,7 @@ impl State {
             built.push(KeyDetectors {
                 label: k.label.clone(),
                 key_id: k.key.id().to_string(),
+                scheme_source: k.scheme_source.clone(),
                 variants: [
                     make(false, false)?,
                     make(false, true)?,
@@ -174,11 +282,17 @@ impl State {
             .then(|| KeyringDetector::new(&keyring, &config.scheme, config.vocab, options(false, false)))
             .transpose()?;
         Ok(Arc::new(State {
-            limiter: RateLimiter::new(&tokens),
+            limiter: RateLimiter::new(&tokens, config.max_body),
             keys: built,
             keyring,
             tokenizer,
             streams: Mutex::new(HashMap::new()),
+            stream_bytes: Arc::new(AtomicUsize::new(0)),
+            token_stream_bytes: tokens
+                .names()
+                .map(|n| (n.to_string(), Arc::new(AtomicUsize::new(0))))
+                .collect(),
+            trim: Arc::new(memory::Trim::new()),
             started: Instant::now(),
             sampler: Sampler::new(LOG_INTERVAL, LOG_PER_INTERVAL),
             inflight: Arc::new(Semaphore::new(kib(config.max_inflight_bytes).max(kib(config.max_body)))),
@@ -191,6 +305,48 @@ impl State {
             config,
             tokens,
         }))
+    }
+
+    /// Drops the streaming sessions idle for `STREAM_IDLE` (their memory goes back to the budgets).
+    fn expire_streams(&self) {
+        let now = self.now_ms();
+        let idle = STREAM_IDLE.as_millis() as u64;
+        let expired: Vec<Arc<Session>> = match self.streams.lock() {
+            Ok(mut streams) => {
+                let ids: Vec<String> = streams
+                    .iter()
+                    .filter(|(_, v)| now.saturating_sub(v.used.load(Ordering::Acquire)) >= idle)
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                ids.iter().filter_map(|id| streams.remove(id)).collect()
+            }
+            Err(_) => Vec::new(),
+        };
+        if !expired.is_empty() {
+            tracing::info!(event = "streams_expired", sessions = expired.len());
+            self.trim.soon();
+        }
+    }
+
+    /// Milliseconds since the service started.
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// A connection closed by hyper before a request reached the routes
+    /// (431, a header timeout, a malformed head): logged like a request
+    /// without a token, sampled.
+    fn connection_closed(&self, status: u16, outcome: &'static str) {
+        if self.sampler.admit(status, "-", None) {
+            tracing::info!(
+                event = "connection_closed",
+                method = "-",
+                path = "-",
+                status,
+                token = "-",
+                outcome
+            );
+        }
     }
 
     /// The index of the key `key_id` names, or the only key when none is named.
@@ -287,6 +443,7 @@ pub(crate) fn run(
     mut limits: ConnLimits,
 ) -> std::io::Result<()> {
     init_logs();
+    memory::limit_arenas();
     limits.max_connections = conn::connections_that_fit(limits.max_connections);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads.max(1))
@@ -316,7 +473,21 @@ pub(crate) fn run(
                 flusher.sampler.flush();
             }
         });
-        conn::serve(listener, router(state), limits, shutdown()).await
+        let keeper = Arc::clone(&state);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                every.tick().await;
+                keeper.expire_streams();
+                if keeper.trim.due() {
+                    // Off the async workers: trimming walks the allocator's arenas.
+                    let _ = tokio::task::spawn_blocking(memory::give_back).await;
+                }
+            }
+        });
+        let sampler = Arc::clone(&state);
+        let on_close = move |status: u16, outcome: &'static str| sampler.connection_closed(status, outcome);
+        conn::serve(listener, router(state), limits, on_close, shutdown()).await
     })?;
     // Detections still running past the shutdown deadline are not waited for.
     runtime.shutdown_timeout(Duration::from_secs(1));
@@ -433,6 +604,7 @@ async fn access_log(
                 log10_p = a.log10_p,
                 sha256 = a.sha256.as_deref(),
                 documents = a.documents,
+                truncated = a.truncated,
                 text = a.text.as_deref(),
             )
         };
@@ -467,8 +639,15 @@ async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
-/// Admits a request: a known token within its rate. Returns the token's name.
-fn admit(s: &State, headers: &HeaderMap) -> ApiResult<String> {
+/// The API token of an admitted request: its name (logged) and digest (its budgets).
+struct Who {
+    name: String,
+    digest: String,
+}
+
+/// Admits a request: a known token within its rate of requests and its
+/// budget of tokens scored.
+fn admit(s: &State, headers: &HeaderMap) -> ApiResult<Who> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -491,16 +670,20 @@ fn admit(s: &State, headers: &HeaderMap) -> ApiResult<String> {
     };
     account(|a| a.token = Some(entry.name.clone()));
     match s.limiter.admit(&entry.digest, Instant::now()) {
-        Admission::Admitted => Ok(entry.name.clone()),
-        Admission::Limited { retry_after } => {
+        Ok(()) => Ok(Who {
+            name: entry.name.clone(),
+            digest: entry.digest.clone(),
+        }),
+        Err((budget, retry_after)) => {
             // Logged by the access log, counted past a few lines an interval.
+            let limit = match budget {
+                Budget::Scored => format!("{} tokens scored a minute", entry.scored_per_minute),
+                Budget::Requests => format!("{} requests a minute", entry.per_minute),
+            };
             let mut e = ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
-                format!(
-                    "this API token's limit ({} requests a minute) is reached; retry after {retry_after} s",
-                    entry.per_minute
-                ),
+                format!("this API token's limit ({limit}) is reached; retry after {retry_after} s"),
             );
             e.retry_after = Some(retry_after);
             Err(e)
@@ -557,11 +740,21 @@ struct Ticket {
     _bytes: OwnedSemaphorePermit,
 }
 
-/// Admits a request with a body by cost, at once or not at all: its
-/// token's concurrency (429) and the service's in-flight bytes (503), both
-/// with `Retry-After`. The cost is the declared `Content-Length`, or the
-/// body limit when none is declared.
-fn reserve(s: &State, who: &str, headers: &HeaderMap, started: Instant) -> ApiResult<Ticket> {
+/// The cost of a request: its declared `Content-Length`, or the body limit
+/// when none is declared.
+fn declared(s: &State, headers: &HeaderMap) -> usize {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(s.config.max_body)
+        .min(s.config.max_body)
+}
+
+/// Admits a request by cost (`declared` bytes), at once or not at all: its
+/// token's concurrency and budget of bytes (429) and the service's in-flight
+/// bytes (503), all with `Retry-After`.
+fn reserve(s: &State, who: &Who, declared: usize, started: Instant) -> ApiResult<Ticket> {
     let busy = |status, code, message: String| {
         let mut e = ApiError::new(status, code, message);
         e.retry_after = Some(1);
@@ -569,7 +762,7 @@ fn reserve(s: &State, who: &str, headers: &HeaderMap, started: Instant) -> ApiRe
     };
     let token = s
         .per_token
-        .get(who)
+        .get(&who.name)
         .and_then(|sem| Arc::clone(sem).try_acquire_owned().ok())
         .ok_or_else(|| {
             busy(
@@ -581,12 +774,18 @@ fn reserve(s: &State, who: &str, headers: &HeaderMap, started: Instant) -> ApiRe
                 ),
             )
         })?;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(s.config.max_body)
-        .min(s.config.max_body);
+    if let Admission::Limited { retry_after } = s.limiter.take_bytes(&who.digest, declared as u64, Instant::now()) {
+        let mut e = busy(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!(
+                "this API token's budget of request bytes ({} a minute) is spent; retry after {retry_after} s",
+                s.tokens.lookup_digest(&who.digest).map_or(0, |e| e.bytes_per_minute)
+            ),
+        );
+        e.retry_after = Some(retry_after);
+        return Err(e);
+    }
     let units = u32::try_from(kib(declared)).unwrap_or(u32::MAX);
     let bytes = Arc::clone(&s.inflight).try_acquire_many_owned(units).map_err(|_| {
         busy(
@@ -596,9 +795,13 @@ fn reserve(s: &State, who: &str, headers: &HeaderMap, started: Instant) -> ApiRe
         )
     })?;
     account(|a| a.cost = declared as u64);
+    let large = declared > LARGE_REQUEST;
+    if large {
+        s.trim.soon();
+    }
     Ok(Ticket {
         deadline: started + s.config.timeout,
-        large: declared > LARGE_REQUEST,
+        large,
         _token: token,
         _bytes: bytes,
     })
@@ -637,12 +840,18 @@ async fn blocking<T: Send + 'static>(
     let Ok(Ok(slot)) = tokio::time::timeout_at(until, Arc::clone(&s.cpu).acquire_owned()).await else {
         return Err(timed_out(s));
     };
+    let trim = ticket.large.then(|| Arc::clone(&s.trim));
     let task = tokio::task::spawn_blocking(move || {
         let _slots = (slot, large);
         if Instant::now() >= deadline {
             return None;
         }
-        Some(work(deadline))
+        let out = work(deadline);
+        if let Some(t) = trim {
+            // What the work freed goes back to the system within a second or so.
+            t.soon();
+        }
+        Some(out)
     });
     match tokio::time::timeout_at(until, task).await {
         Ok(Ok(Some(result))) if Instant::now() < deadline => result,
@@ -784,9 +993,11 @@ enum DetectResponse {
 async fn detect(Extract(s): Extract<Arc<State>>, headers: HeaderMap, body: Body) -> ApiResult<Response> {
     let started = Instant::now();
     let who = admit(&s, &headers)?;
-    let ticket = reserve(&s, &who, &headers, started)?;
+    let ticket = reserve(&s, &who, declared(&s, &headers), started)?;
     let bytes = read_body(&s, body).await?;
+    let request_len = bytes.len();
     let mut request: DetectRequest = parse_json(&bytes)?;
+    drop(bytes);
     let subject = Subject::of(&mut request)?;
     if matches!(subject, Subject::Text { .. }) && s.tokenizer.is_none() {
         return Err(ApiError::new(
@@ -811,18 +1022,39 @@ async fn detect(Extract(s): Extract<Arc<State>>, headers: HeaderMap, body: Body)
     let response = blocking(&s, &ticket, move |_deadline| {
         let tokenizer = state.tokenizer.as_ref();
         Ok(match key {
-            Some(i) => DetectResponse::Single(subject.detect(state.keys[i].get(window, marks), tokenizer)?),
+            Some(i) => {
+                let mut d = subject.detect(state.keys[i].get(window, marks), tokenizer)?;
+                d.scheme_source = Some(state.keys[i].scheme_source.clone());
+                DetectResponse::Single(d)
+            }
             None => match &state.keyring {
-                Some(kd) => DetectResponse::Keyring(kd.detect_with(|d| subject.detect(d, tokenizer))?),
+                Some(kd) => {
+                    let mut k = kd.detect_with(|d| subject.detect(d, tokenizer))?;
+                    if let (Some(b), Some(best)) = (k.best, k.best_detection.as_mut()) {
+                        best.scheme_source = state.keys.get(b).map(|key| key.scheme_source.clone());
+                    }
+                    DetectResponse::Keyring(k)
+                }
                 None => return Err(ApiError::bad_request("no key to test")),
             },
         })
     })
     .await?;
-    let (verdict, log10_p, key_id) = match &response {
-        DetectResponse::Single(d) => (verdict_name(d.verdict), d.verdict_log10_p(), d.key_id.to_string()),
-        DetectResponse::Keyring(k) => ("keyring", k.best.and_then(|b| k.keys[b].log10_p()), "keyring".into()),
+    let (verdict, log10_p, key_id, scored) = match &response {
+        DetectResponse::Single(d) => (
+            verdict_name(d.verdict),
+            d.verdict_log10_p(),
+            d.key_id.to_string(),
+            d.counts.scored,
+        ),
+        DetectResponse::Keyring(k) => (
+            "keyring",
+            k.best.and_then(|b| k.keys[b].log10_p()),
+            "keyring".into(),
+            k.best_detection.as_ref().map_or(0, |d| d.counts.scored),
+        ),
     };
+    s.limiter.charge_scored(&who.digest, scored as u64, Instant::now());
     account(|a| {
         a.event = Some("detect");
         a.key_id = Some(key_id);
@@ -831,7 +1063,88 @@ async fn detect(Extract(s): Extract<Arc<State>>, headers: HeaderMap, body: Body)
         a.sha256 = Some(digest_logged);
         a.text = logged;
     });
-    Ok(Json(response).into_response())
+    let mut value = serde_json::to_value(&response).map_err(|_| internal("the response"))?;
+    drop(response);
+    bound_detection(&mut value, response_limit(request_len));
+    Ok(Json(value).into_response())
+}
+
+fn internal(what: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        format!("{what} could not be written"),
+    )
+}
+
+/// The most bytes a response to a request body of `request` bytes may hold.
+fn response_limit(request: usize) -> usize {
+    RESPONSE_FACTOR.saturating_mul(request).saturating_add(RESPONSE_BASE)
+}
+
+/// Bytes of `v` as JSON.
+fn json_len(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
+}
+
+/// Cuts every string of `v` longer than `LONG_STRING` bytes to `STRING_KEPT`,
+/// saying how much was left out (a canonicalisation change's code points can
+/// be as long as the text: `U+0301 ` for each of a million accents).
+fn cut_long_strings(v: &mut Value) {
+    match v {
+        Value::String(text) if text.len() > LONG_STRING => {
+            let mut end = STRING_KEPT;
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            let more = text.len() - end;
+            text.truncate(end);
+            text.push_str(&format!(" … ({more} bytes more)"));
+        }
+        Value::Array(items) => items.iter_mut().for_each(cut_long_strings),
+        Value::Object(fields) => fields.values_mut().for_each(cut_long_strings),
+        _ => {}
+    }
+}
+
+/// Bounds a detection's JSON to `limit` bytes: long strings cut, then marks
+/// past the bound left out and counted in `marks_omitted`.
+fn bound_detection(v: &mut Value, limit: usize) {
+    cut_long_strings(v);
+    if json_len(v) <= limit {
+        return;
+    }
+    let Some(Value::Array(marks)) = v.get_mut("marks").map(std::mem::take) else {
+        return;
+    };
+    let total = marks.len();
+    v["marks"] = Value::Array(Vec::new());
+    let mut used = json_len(v) + ",\"marks_omitted\":".len() + 20;
+    let mut kept = Vec::new();
+    for m in marks {
+        let size = json_len(&m) + 1;
+        if used + size > limit {
+            break;
+        }
+        used += size;
+        kept.push(m);
+    }
+    let omitted = total - kept.len();
+    v["marks"] = Value::Array(kept);
+    v["marks_omitted"] = json!(omitted);
+    account(|a| a.truncated = Some(omitted as u64));
 }
 
 fn verdict_name(v: tracemark_verifier::Verdict) -> &'static str {
@@ -857,36 +1170,59 @@ async fn scan(
     let started = Instant::now();
     let who = admit(&s, &headers)?;
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let ticket = reserve(&s, &who, &headers, started)?;
+    let ticket = reserve(&s, &who, declared(&s, &headers), started)?;
     let bytes = read_body(&s, body).await?;
+    // Per-document results fill what the bound leaves after the summary; the rest are counted.
+    let budget = response_limit(bytes.len()).saturating_sub(SCAN_SUMMARY_RESERVE);
     let Some(key) = s.key(q.key_id.as_deref())? else {
         return Err(ApiError::bad_request("a scan tests one key: name it with ?key_id="));
     };
     let state = Arc::clone(&s);
-    let (summary, documents) = blocking(&s, &ticket, move |deadline| {
+    let (summary, documents, omitted) = blocking(&s, &ticket, move |deadline| {
         let detector = state.keys[key].get(false, false);
         let scanner = Scanner::new(detector, state.tokenizer.as_ref()).jobs(1);
         let mut documents = Vec::new();
+        let (mut used, mut omitted) = (0usize, 0usize);
         let corpus = UntilDeadline {
             inner: std::io::Cursor::new(&bytes[..]),
             deadline,
         };
-        let summary = scanner.scan(corpus, |d| documents.push(d.clone()));
+        let summary = scanner.scan(corpus, |d| {
+            if omitted > 0 {
+                omitted += 1;
+                return;
+            }
+            let mut v = serde_json::to_value(d).unwrap_or(Value::Null);
+            cut_long_strings(&mut v);
+            let size = json_len(&v) + 1;
+            if used + size > budget {
+                omitted += 1;
+            } else {
+                used += size;
+                documents.push(v);
+            }
+        });
         if Instant::now() >= deadline {
             // Stopped between documents: the blocking() caller answers 503.
             return Err(ApiError::bad_request("deadline"));
         }
-        let summary = summary?;
-        Ok((summary, documents))
+        let mut summary = summary?;
+        summary.aggregate.scheme_source = Some(state.keys[key].scheme_source.clone());
+        Ok((summary, documents, omitted))
     })
     .await?;
+    s.limiter
+        .charge_scored(&who.digest, summary.aggregate.counts.scored as u64, Instant::now());
     account(|a| {
         a.event = Some("scan");
         a.key_id = Some(s.keys[key].key_id.clone());
         a.verdict = Some(verdict_name(summary.aggregate.verdict));
         a.documents = Some(summary.documents as u64);
+        a.truncated = (omitted > 0).then_some(omitted as u64);
     });
-    Ok(Json(json!({ "summary": summary, "documents": documents })).into_response())
+    let mut summary = serde_json::to_value(&summary).map_err(|_| internal("the summary"))?;
+    cut_long_strings(&mut summary);
+    Ok(Json(json!({ "summary": summary, "documents": documents, "documents_omitted": omitted })).into_response())
 }
 
 #[derive(Deserialize)]
@@ -903,10 +1239,14 @@ struct StreamPush {
     ids: Vec<u32>,
 }
 
-/// A running result of a streaming session.
-fn running(id: &str, d: Option<&Detector>, stream: &DetectionStream) -> ApiResult<Value> {
-    let report = match (d, stream.is_empty()) {
-        (Some(d), false) => Some(d.stream_report(stream)?),
+/// A running result of a streaming session (its report when `key` is given).
+fn running(id: &str, key: Option<&KeyDetectors>, stream: &DetectionStream) -> ApiResult<Value> {
+    let report = match (key, stream.is_empty()) {
+        (Some(k), false) => {
+            let mut d = k.get(false, false).stream_report(stream)?;
+            d.scheme_source = Some(k.scheme_source.clone());
+            Some(d)
+        }
         _ => None,
     };
     Ok(json!({
@@ -929,42 +1269,121 @@ fn random_id() -> ApiResult<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// The answer when a streaming session would pass a memory budget.
+fn over_budget(c: &Config, over: Over) -> ApiError {
+    let mib = |b: usize| b as f64 / (1 << 20) as f64;
+    let mut e = match over {
+        Over::Session => {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!(
+                    "a streaming session holds at most {:.1} MiB (about {} tokens, at {STREAM_BYTES_PER_TOKEN} bytes a token): \
+                     open another session",
+                    mib(c.stream_session_memory),
+                    c.stream_session_memory / STREAM_BYTES_PER_TOKEN
+                ),
+            )
+        }
+        Over::Token => ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "stream_quota",
+            format!(
+                "this API token's streaming sessions hold {:.1} MiB, its limit: close one (DELETE)",
+                mib(c.token_stream_memory)
+            ),
+        ),
+        Over::All => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stream_memory",
+            format!(
+                "the streaming sessions of this service hold {:.1} MiB, its limit: retry later",
+                mib(c.stream_memory)
+            ),
+        ),
+    };
+    e.retry_after = Some(if matches!(over, Over::Token) { 60 } else { 10 });
+    e
+}
+
+fn table_unavailable() -> ApiError {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "session table unavailable",
+    )
+}
+
 async fn stream_open(Extract(s): Extract<Arc<State>>, headers: HeaderMap, body: Body) -> ApiResult<Response> {
+    let started = Instant::now();
     let who = admit(&s, &headers)?;
+    let _ticket = reserve(&s, &who, declared(&s, &headers), started)?;
     let bytes = read_body(&s, body).await?;
     let request: StreamOpen = parse_json(&bytes)?;
+    drop(bytes);
     let Some(key) = s.key(request.key_id.as_deref())? else {
         return Err(ApiError::bad_request("a stream tests one key: name it with \"key_id\""));
     };
-    let detector = s.keys[key].get(false, false);
-    let stream = detector.stream(&request.prompt_ids)?;
-    let id = random_id()?;
-    let now = Instant::now();
-    let mut streams = s.streams.lock().map_err(|_| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "session table unavailable",
-        )
-    })?;
-    streams.retain(|_, v| now.duration_since(v.used) < STREAM_IDLE);
-    if streams.len() >= s.config.max_streams {
+    if request.prompt_ids.len() > STREAM_MAX_TOKENS {
         return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too_many_streams",
-            "this service holds as many streaming sessions as it may: close one (DELETE) or wait",
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("a streaming session holds at most {STREAM_MAX_TOKENS} tokens"),
         ));
     }
+    let detector = s.keys[key].get(false, false);
+    let stream = detector.stream(&request.prompt_ids)?;
+    let token_pool = s
+        .token_stream_bytes
+        .get(&who.name)
+        .cloned()
+        .ok_or_else(table_unavailable)?;
+    let mut charge = Charge {
+        all: Arc::clone(&s.stream_bytes),
+        token: token_pool,
+        bytes: 0,
+    };
+    let id = random_id()?;
     let value = running(&id, None, &stream)?;
-    streams.insert(
-        id.clone(),
-        Session {
-            key,
-            owner: who.clone(),
-            stream,
-            used: now,
-        },
-    );
+    {
+        let mut streams = s.streams.lock().map_err(|_| table_unavailable())?;
+        if streams.len() >= s.config.max_streams {
+            let mut e = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too_many_streams",
+                "this service holds as many streaming sessions as it may: close one (DELETE) or wait",
+            );
+            e.retry_after = Some(10);
+            return Err(e);
+        }
+        if streams.values().filter(|v| v.owner == who.name).count() >= s.config.token_streams {
+            let mut e = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "stream_quota",
+                format!(
+                    "this API token holds {} streaming sessions, its limit: close one (DELETE)",
+                    s.config.token_streams
+                ),
+            );
+            e.retry_after = Some(60);
+            return Err(e);
+        }
+        charge
+            .grow(
+                STREAM_BASE_BYTES + request.prompt_ids.len() * STREAM_BYTES_PER_TOKEN,
+                &s.config,
+            )
+            .map_err(|o| over_budget(&s.config, o))?;
+        streams.insert(
+            id.clone(),
+            Arc::new(Session {
+                key,
+                owner: who.name.clone(),
+                used: AtomicU64::new(s.now_ms()),
+                state: Arc::new(tokio::sync::Mutex::new(SessionState { stream, charge })),
+            }),
+        );
+    }
     account(|a| {
         a.event = Some("stream_open");
         a.key_id = Some(s.keys[key].key_id.clone());
@@ -972,19 +1391,13 @@ async fn stream_open(Extract(s): Extract<Arc<State>>, headers: HeaderMap, body: 
     Ok((StatusCode::CREATED, Json(value)).into_response())
 }
 
-/// Runs `f` on the session `id` of the caller `who`.
-fn with_session<T>(s: &State, id: &str, who: &str, f: impl FnOnce(&mut Session) -> ApiResult<T>) -> ApiResult<T> {
-    let mut streams = s.streams.lock().map_err(|_| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "session table unavailable",
-        )
-    })?;
-    match streams.get_mut(id) {
-        Some(session) if session.owner == who => {
-            session.used = Instant::now();
-            f(session)
+/// The caller's session `id` (its last use set to now); the table's lock is held for the look-up only.
+fn find_session(s: &State, id: &str, who: &Who) -> ApiResult<Arc<Session>> {
+    let streams = s.streams.lock().map_err(|_| table_unavailable())?;
+    match streams.get(id) {
+        Some(session) if session.owner == who.name => {
+            session.used.store(s.now_ms(), Ordering::Release);
+            Ok(Arc::clone(session))
         }
         _ => Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -994,35 +1407,107 @@ fn with_session<T>(s: &State, id: &str, who: &str, f: impl FnOnce(&mut Session) 
     }
 }
 
+/// The session's own lock, waited for until the request's deadline.
+async fn lock_session(
+    s: &State,
+    session: &Session,
+    ticket: &Ticket,
+) -> ApiResult<tokio::sync::OwnedMutexGuard<SessionState>> {
+    let until = tokio::time::Instant::from_std(ticket.deadline);
+    tokio::time::timeout_at(until, Arc::clone(&session.state).lock_owned())
+        .await
+        .map_err(|_| timed_out(s))
+}
+
+/// Adds ids to a session: charged to its memory budgets first, scored on the
+/// CPU pool under the session's own lock, before the request's deadline. A
+/// push is all or nothing; one that ends past the deadline is answered 503
+/// although its ids were added (GET the session for its count of tokens).
 async fn stream_push(
     Extract(s): Extract<Arc<State>>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
+    let started = Instant::now();
     let who = admit(&s, &headers)?;
+    let ticket = reserve(&s, &who, declared(&s, &headers), started)?;
     let bytes = read_body(&s, body).await?;
     let request: StreamPush = parse_json(&bytes)?;
-    let value = with_session(&s, &id, &who, |session| {
-        if session.stream.len() + request.ids.len() > STREAM_MAX_TOKENS {
+    drop(bytes);
+    let session = find_session(&s, &id, &who)?;
+    let guard = lock_session(&s, &session, &ticket).await?;
+    let state = Arc::clone(&s);
+    let key = session.key;
+    let sid = id.clone();
+    let (value, scored) = blocking(&s, &ticket, move |_deadline| {
+        let mut g = guard;
+        let held = g.stream.len();
+        if held + request.ids.len() > STREAM_MAX_TOKENS {
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "too_large",
                 format!("a streaming session holds at most {STREAM_MAX_TOKENS} tokens"),
             ));
         }
-        let d = s.keys[session.key].get(false, false);
-        d.push(&mut session.stream, &request.ids)?;
-        running(&id, Some(d), &session.stream)
-    })?;
+        let more = request.ids.len() * STREAM_BYTES_PER_TOKEN;
+        g.charge
+            .grow(more, &state.config)
+            .map_err(|o| over_budget(&state.config, o))?;
+        let d = state.keys[key].get(false, false);
+        let before = g.stream.scored();
+        if let Err(e) = d.push(&mut g.stream, &request.ids) {
+            g.charge.shrink(more);
+            return Err(e.into());
+        }
+        Ok((
+            running(&sid, Some(&state.keys[key]), &g.stream)?,
+            g.stream.scored() - before,
+        ))
+    })
+    .await?;
+    s.limiter.charge_scored(&who.digest, scored as u64, Instant::now());
+    account(|a| {
+        a.event = Some("stream_push");
+        a.key_id = Some(s.keys[key].key_id.clone());
+    });
     Ok(Json(value).into_response())
 }
 
-/// The running report of the caller's session `id`.
-fn current(s: &State, id: &str, who: &str) -> ApiResult<Value> {
-    with_session(s, id, who, |session| {
-        running(id, Some(s.keys[session.key].get(false, false)), &session.stream)
+/// The running report of the caller's session `id`, on the CPU pool; with
+/// `close`, the session is removed from the table (its memory goes back to
+/// the budgets once no request holds it).
+async fn stream_report(s: Arc<State>, id: String, headers: HeaderMap, close: bool) -> ApiResult<Response> {
+    let started = Instant::now();
+    let who = admit(&s, &headers)?;
+    let ticket = reserve(&s, &who, 0, started)?;
+    let session = find_session(&s, &id, &who)?;
+    let guard = lock_session(&s, &session, &ticket).await?;
+    let state = Arc::clone(&s);
+    let key = session.key;
+    let sid = id.clone();
+    let (value, held) = blocking(&s, &ticket, move |_deadline| {
+        Ok((
+            running(&sid, Some(&state.keys[key]), &guard.stream)?,
+            guard.charge.bytes,
+        ))
     })
+    .await?;
+    if close {
+        if let Ok(mut streams) = s.streams.lock() {
+            if streams.get(&id).is_some_and(|v| Arc::ptr_eq(v, &session)) {
+                streams.remove(&id);
+            }
+        }
+        if held > LARGE_REQUEST {
+            s.trim.soon();
+        }
+    }
+    account(|a| {
+        a.event = Some(if close { "stream_close" } else { "stream_get" });
+        a.key_id = Some(s.keys[key].key_id.clone());
+    });
+    Ok(Json(value).into_response())
 }
 
 async fn stream_get(
@@ -1030,9 +1515,7 @@ async fn stream_get(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let who = admit(&s, &headers)?;
-    let value = current(&s, &id, &who)?;
-    Ok(Json(value).into_response())
+    stream_report(s, id, headers, false).await
 }
 
 async fn stream_close(
@@ -1040,10 +1523,5 @@ async fn stream_close(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let who = admit(&s, &headers)?;
-    let value = current(&s, &id, &who)?;
-    if let Ok(mut streams) = s.streams.lock() {
-        streams.remove(&id);
-    }
-    Ok(Json(value).into_response())
+    stream_report(s, id, headers, true).await
 }
