@@ -28,7 +28,7 @@ CARGO_FUZZ := $(CACHE)/tools/cargo-fuzz-$(CARGO_FUZZ_VERSION)/bin/cargo-fuzz
 FUZZ_SECONDS ?= 30
 FUZZ_MODE ?= auto
 
-.PHONY: help setup data demo test-recipe suspect-harvest suspect-api check check-rust check-python test test-rust test-python test-vllm test-spark test-browser venv python bench bench-python bench-spark bench-serving bench-serve test-serve-fuzz test-serve-abuse gpu-check-prepare mistralrs-demo lint fuzz-smoke eval eval-quick frontier distill distill-quick distill-transformer spoof spoof-quick accounts campaign campaign-quick calibrate clean-cache
+.PHONY: help setup data demo test-recipe suspect-harvest suspect-api suspect-calibrate check check-rust check-python test test-rust test-python test-vllm test-spark test-browser venv python bench bench-python bench-spark bench-serving bench-serve test-serve-fuzz test-serve-abuse gpu-check-prepare mistralrs-demo lint fuzz-smoke eval eval-quick frontier distill distill-quick distill-transformer spoof spoof-quick accounts campaign campaign-quick calibrate clean-cache
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -219,7 +219,7 @@ test-serve-fuzz: ## `tracemark serve` fuzzed from its own OpenAPI description (s
 	$(CARGO) build $(CARGO_FLAGS) -q -p tracemark-cli --bin tracemark
 	TRACEMARK="$(BIN)/tracemark" PYTHON="$(PYTHON)" scripts/serve-fuzz.sh
 
-test-serve-abuse: ## `tracemark serve` under abuse on loopback (scripts/serve-abuse.py, under a minute): slow and idle clients closed, 2,000 idle connections, one token's costly load vs another's p99, deadlines, log volume
+test-serve-abuse: ## `tracemark serve` under abuse on loopback (scripts/serve-abuse.py, about 90 s): slow and idle clients closed, 2,000 idle connections, one token's costly load vs another's p99, deadlines, RSS after timeouts, stream memory, response bounds, log volume
 	$(CARGO) build $(CARGO_FLAGS) -q -p tracemark-cli --bin tracemark
 	$(PYTHON) scripts/serve-abuse.py --cli "$(BIN)/tracemark"
 
@@ -245,6 +245,11 @@ suspect-api: data python $(LLAMA_STAMP) ## Students of the harvest behind a real
 	$(CARGO) build $(CARGO_FLAGS) -q -p tracemark-cli --bin tracemark
 	export TRACEMARK_MODEL="$$($(FETCH) model)" TRACEMARK_CLI="$(BIN)/tracemark"; \
 	"$(VPY)" lab/python/suspect_students.py $(if $(QUICK),--quick,) $(SUSPECT_ARGS)
+
+suspect-calibrate: data python $(LLAMA_STAMP) ## The API audit's calibration: the unwatermarked teacher behind llama-cpp-python's server, 1,000 control keys (about an hour; cached)
+	$(CARGO) build $(CARGO_FLAGS) -q -p tracemark-cli --bin tracemark
+	export TRACEMARK_MODEL="$$($(FETCH) model)" TRACEMARK_CLI="$(BIN)/tracemark"; \
+	"$(VPY)" lab/python/suspect_calibrate.py $(SUSPECT_CALIBRATE_ARGS)
 
 distill-quick: ## The distillation pipeline on a small harvest (part of `make test`)
 	$(MAKE) --no-print-directory distill QUICK=1

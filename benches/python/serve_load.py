@@ -104,7 +104,8 @@ class Service:
         subprocess.run([str(cli), "keygen", "--out", str(key)], check=True, capture_output=True)
         tokens = work / "tokens.txt"
         digest = hashlib.sha256(token.encode()).hexdigest()
-        tokens.write_text(f"sha256:{digest} load 4000000000 4000000000\n")
+        # Every budget out of reach (requests, bytes and tokens scored a minute): this measures throughput.
+        tokens.write_text(f"sha256:{digest} load 4000000000 4000000000 bytes={1 << 50} scored={1 << 50}\n")
         self.log = work / "serve.log"
         self.proc = subprocess.Popen(
             [str(cli), "serve", "--listen", "127.0.0.1:0", "--key", str(key), "--scheme", SCHEME,
