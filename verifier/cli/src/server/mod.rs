@@ -17,8 +17,8 @@
 //!   streaming sessions bounded by number and by memory (per session, per
 //!   token, in all), so that no request can hold the service.
 //! - **Responses** are at most `RESPONSE_FACTOR` times their request plus
-//!   `RESPONSE_BASE` bytes: long change strings are cut, marks and a scan's
-//!   per-document results past the bound are counted, not listed.
+//!   `RESPONSE_BASE` bytes: past it, long strings are cut, and marks and a
+//!   scan's per-document results past the bound are counted, not listed.
 //! - **Logs** are JSON lines on standard error: method, path, status,
 //!   latency, the token's name (never the token), sizes, SHA-256 digests,
 //!   key ids and results; texts and ids only with `--log-texts`.
@@ -1063,9 +1063,16 @@ async fn detect(Extract(s): Extract<Arc<State>>, headers: HeaderMap, body: Body)
         a.sha256 = Some(digest_logged);
         a.text = logged;
     });
+    // Written once; only a response past its bound is taken apart and cut.
+    let limit = response_limit(request_len);
+    let written = serde_json::to_vec(&response).map_err(|_| internal("the response"))?;
+    if written.len() <= limit {
+        return Ok(([(header::CONTENT_TYPE, "application/json")], written).into_response());
+    }
+    drop(written);
     let mut value = serde_json::to_value(&response).map_err(|_| internal("the response"))?;
     drop(response);
-    bound_detection(&mut value, response_limit(request_len));
+    bound_detection(&mut value, limit);
     Ok(Json(value).into_response())
 }
 
@@ -1119,8 +1126,8 @@ fn cut_long_strings(v: &mut Value) {
     }
 }
 
-/// Bounds a detection's JSON to `limit` bytes: long strings cut, then marks
-/// past the bound left out and counted in `marks_omitted`.
+/// Bounds a detection's JSON that is over `limit` bytes: long strings cut,
+/// then marks past the bound left out and counted in `marks_omitted`.
 fn bound_detection(v: &mut Value, limit: usize) {
     cut_long_strings(v);
     if json_len(v) <= limit {
