@@ -186,7 +186,7 @@ pub(crate) struct RadioArgs {
 /// `radioactivity --api`: audit a suspect model through its OpenAI-compatible endpoint.
 #[derive(Args)]
 pub(crate) struct ApiArgs {
-    /// Audit a suspect through its OpenAI-compatible API (base URL, e.g. https://api.example.com/v1):
+    /// Audit a suspect through its OpenAI-compatible API (base URL, e.g. `https://api.example.com/v1`):
     /// ask it the prompts, cache its answers, run the black-box and probability tests per prompt
     /// origin; writes OUT.json, OUT.html and OUT-corpora/. The bearer token is read from --token-env
     #[arg(long, value_name = "URL", conflicts_with_all = ["reading", "reference", "logprobs"])]
