@@ -65,6 +65,14 @@ pub enum Tampering {
     /// Greek look-alikes for the Latin letters that have one, and genuine
     /// Greek paragraphs appended in the same way (v2).
     GreekFlip,
+    /// An emoji between words (visible: the evaluation reports it apart).
+    EmojiBetweenWords,
+    /// Hyphens for the spaces between words (visible).
+    HyphensBetweenWords,
+    /// Letters in upper case (visible).
+    UpperCase,
+    /// Words in markdown bold (`**word**`) (visible).
+    MarkdownBold,
 }
 
 impl Tampering {
@@ -98,6 +106,42 @@ impl Tampering {
         Tampering::GreekFlip,
     ];
 
+    /// Every tampering that leaves what a reader sees unchanged: version 1's
+    /// and round two's, the evaluation's tampering columns.
+    pub const MEANING_PRESERVING: [Tampering; 21] = [
+        Tampering::ZeroWidthSpace,
+        Tampering::ZeroWidthJoiner,
+        Tampering::SoftHyphen,
+        Tampering::BidiMarks,
+        Tampering::TagCharacters,
+        Tampering::VariationSelectors,
+        Tampering::SpaceVariants,
+        Tampering::FullWidth,
+        Tampering::Homoglyphs,
+        Tampering::Decomposed,
+        Tampering::DoubledSpaces,
+        Tampering::Tabs,
+        Tampering::BrailleBlank,
+        Tampering::DotBelow,
+        Tampering::DotBelowComposed,
+        Tampering::SmallCapitals,
+        Tampering::LatinLookalikes,
+        Tampering::Greek,
+        Tampering::ReversedWords,
+        Tampering::CyrillicFlip,
+        Tampering::GreekFlip,
+    ];
+
+    /// Edits a reader sees (emoji or hyphens between words, case, markdown):
+    /// canonicalisation does not undo them, and the evaluation reports them
+    /// in a column of their own, without a claim.
+    pub const VISIBLE: [Tampering; 4] = [
+        Tampering::EmojiBetweenWords,
+        Tampering::HyphensBetweenWords,
+        Tampering::UpperCase,
+        Tampering::MarkdownBold,
+    ];
+
     /// Its short name (as in the evaluation's tables).
     pub fn name(self) -> &'static str {
         match self {
@@ -122,6 +166,10 @@ impl Tampering {
             Self::ReversedWords => "rlo",
             Self::CyrillicFlip => "cyrillic-flip",
             Self::GreekFlip => "greek-flip",
+            Self::EmojiBetweenWords => "emoji-sep",
+            Self::HyphensBetweenWords => "hyphen-sep",
+            Self::UpperCase => "upper",
+            Self::MarkdownBold => "bold",
         }
     }
 
@@ -321,6 +369,7 @@ pub fn tamper(text: &str, tampering: Tampering, rate: f64, seed: u64) -> String 
     }
     let mut out = String::with_capacity(text.len() * 2);
     let mut prev: Option<char> = None;
+    let mut bold = false;
     let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
         let next = chars.peek().copied();
@@ -372,11 +421,17 @@ pub fn tamper(text: &str, tampering: Tampering, rate: f64, seed: u64) -> String 
                 Some(&(_, fake)) if hit() => fake,
                 _ => c,
             }),
-            Tampering::DoubledSpaces | Tampering::Tabs | Tampering::BrailleBlank => {
+            Tampering::DoubledSpaces
+            | Tampering::Tabs
+            | Tampering::BrailleBlank
+            | Tampering::EmojiBetweenWords
+            | Tampering::HyphensBetweenWords => {
                 if c == ' ' && hit() {
                     out.push_str(match tampering {
                         Tampering::DoubledSpaces => "  ",
                         Tampering::Tabs => "\t",
+                        Tampering::EmojiBetweenWords => " \u{1F449} ",
+                        Tampering::HyphensBetweenWords => "-",
                         _ => "\u{2800}",
                     });
                 } else {
@@ -399,6 +454,28 @@ pub fn tamper(text: &str, tampering: Tampering, rate: f64, seed: u64) -> String 
                     Some(&(_, fake)) if hit() => fake,
                     _ => c,
                 });
+            }
+            Tampering::UpperCase => {
+                if c.is_lowercase() && hit() {
+                    out.extend(c.to_uppercase());
+                } else {
+                    out.push(c);
+                }
+            }
+            Tampering::MarkdownBold => {
+                let word_start = c.is_alphanumeric() && !prev.is_some_and(char::is_alphanumeric);
+                let word_end = c.is_alphanumeric() && !next.is_some_and(char::is_alphanumeric);
+                if word_start {
+                    bold = hit();
+                    if bold {
+                        out.push_str("**");
+                    }
+                }
+                out.push(c);
+                if word_end && bold {
+                    out.push_str("**");
+                    bold = false;
+                }
             }
             Tampering::ReversedWords | Tampering::CyrillicFlip | Tampering::GreekFlip => out.push(c),
             Tampering::Decomposed => {
@@ -439,6 +516,20 @@ mod tests {
                 assert_eq!(c.text(), baseline, "{t} at {rate}: {:?}", c.changes());
             }
         }
+        for t in Tampering::VISIBLE {
+            let a = tamper(text, t, 1.0, 7);
+            assert_ne!(a, text, "{t}");
+            assert_eq!(a, tamper(text, t, 1.0, 7), "{t}");
+            assert_eq!(tamper(text, t, 0.0, 7), text, "{t}");
+        }
+        assert_eq!(
+            tamper("a bc, d", Tampering::MarkdownBold, 1.0, 1),
+            "**a** **bc**, **d**"
+        );
+        assert_eq!(
+            Tampering::MEANING_PRESERVING.len(),
+            Tampering::ALL.len() + Tampering::ROUND_TWO.len()
+        );
         // A flip appends enough of the other script to outnumber the Latin
         // letters it leaves.
         let flipped = tamper(text, Tampering::CyrillicFlip, 1.0, 7);

@@ -233,7 +233,10 @@ pub fn analyse(s: &Setup, records: &[PromptRecord], attacks: &[AttackRecord]) ->
                 .or_default()
                 .push(rt);
             // Tampering of the text (the words a reader sees unchanged), each at every rate.
-            for (ti, &t) in Tampering::ALL.iter().enumerate() {
+            // Every tampering that keeps what a reader sees, then the visible
+            // edits (reported apart: canonicalisation does not undo them).
+            let kinds = Tampering::MEANING_PRESERVING.iter().chain(&Tampering::VISIBLE);
+            for (ti, &t) in kinds.enumerate() {
                 for (ri, &rate) in TAMPER_RATES.iter().enumerate() {
                     let seed =
                         0x7a3e_0000_0000 ^ ((pi as u64) << 16) ^ ((arm_index as u64) << 8) ^ (ti * 2 + ri) as u64;
@@ -243,7 +246,7 @@ pub fn analyse(s: &Setup, records: &[PromptRecord], attacks: &[AttackRecord]) ->
                         .entry((name.clone(), tamper_label(t, rate)))
                         .or_default()
                         .push(l);
-                    if rate >= 1.0 {
+                    if rate >= 1.0 && !Tampering::VISIBLE.contains(&t) {
                         let l = detect_text(&raw_detector, &tampered)?;
                         a.uncanonicalized
                             .entry((name.clone(), t.name().to_string()))
@@ -341,7 +344,7 @@ pub fn analyse(s: &Setup, records: &[PromptRecord], attacks: &[AttackRecord]) ->
             .collect();
         medians.iter().sum::<f64>() / medians.len().max(1) as f64
     };
-    a.strongest_tampering = Tampering::ALL
+    a.strongest_tampering = Tampering::MEANING_PRESERVING
         .iter()
         .copied()
         .max_by(|&x, &y| mean_median(x).total_cmp(&mean_median(y)));

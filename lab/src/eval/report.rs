@@ -45,7 +45,10 @@ pub fn robustness_columns(a: &Analysis) -> Vec<(String, Vec<String>)> {
         edits.iter().map(|l| l.to_string()).collect(),
     )];
     for &rate in &TAMPER_RATES {
-        let mut labels: Vec<String> = Tampering::ALL.iter().map(|&t| tamper_label(t, rate)).collect();
+        let mut labels: Vec<String> = Tampering::MEANING_PRESERVING
+            .iter()
+            .map(|&t| tamper_label(t, rate))
+            .collect();
         if rate >= 1.0 {
             labels.extend(a.strongest_tampering.map(uncanonicalized_label));
         }
@@ -55,6 +58,13 @@ pub fn robustness_columns(a: &Analysis) -> Vec<(String, Vec<String>)> {
     rewrites.extend(PARAPHRASE.iter().map(|l| l.to_string()));
     rewrites.push(RULES.to_string());
     groups.push(("Rewrites: the emoji attack and paraphrases".to_string(), rewrites));
+    groups.push((
+        "Visible edits (emoji or hyphens between words, upper case, markdown bold): no claim".to_string(),
+        TAMPER_RATES
+            .iter()
+            .flat_map(|&rate| Tampering::VISIBLE.iter().map(move |&t| tamper_label(t, rate)))
+            .collect(),
+    ));
     groups
 }
 
@@ -251,9 +261,15 @@ pub fn write_report(
          space after words, `zwj` a zero-width joiner inside words, `shy` soft hyphens, `bidi` bidi marks around \
          words, `tags` invisible tag characters, `vs` variation selectors after letters, `nbsp` other space \
          separators for spaces, `fullwidth` full-width letters and digits, `homoglyph` Cyrillic and Greek \
-         look-alikes, `nfd` accents decomposed. Each is applied to the decoded answer at the given share of its \
-         eligible places (seeded) and the text is detected as the CLI does, with canonicalisation on: the p-value is \
-         the verdict's, corrected for the two forms tested.\n"
+         look-alikes, `nfd` accents decomposed; and those canonical form v2 undoes (issue 28): `space2` spaces \
+         doubled, `tab` tabs for spaces, `braille` U+2800 for spaces, `dot` a combining dot below after letters, \
+         `dot-nfc` the same composed by NFC, `smallcaps` small capitals, `ipa` IPA and dotless letters, `greek` \
+         Greek look-alikes, `rlo` words written backwards inside a right-to-left override, `cyrillic-flip` and \
+         `greek-flip` the look-alikes of that script plus its genuine paragraphs appended until it outnumbers the \
+         Latin letters left (the appended human text dilutes the answer whatever canonicalisation does). Each is \
+         applied to the decoded answer at the given share of its eligible places (seeded) and the text is detected \
+         as the CLI does, with canonicalisation on: the p-value is the verdict's, on the forms SPEC §14.1 chooses \
+         from the text (corrected by 2 where both are tested).\n"
             .to_string(),
         format!(
             "The last column tests the tampering that canonicalisation matters most for (the highest median log10 p \
@@ -276,6 +292,10 @@ pub fn write_report(
             options.tokens,
             SYNONYMS.len()
         ),
+        "Edits a reader sees, which canonicalisation does not undo and no bar is set for (`tracemark_lab::tamper`'s \
+         visible kinds): `emoji-sep` an emoji between words, `hyphen-sep` hyphens for spaces, `upper` letters in \
+         upper case, `bold` words in markdown bold, at the given share of places.\n"
+            .to_string(),
     ];
     for (gi, (title, labels)) in robustness_columns(a).into_iter().enumerate() {
         let _ = writeln!(md, "### {title}\n");
