@@ -145,12 +145,13 @@ def test_an_interrupted_audit_resumes_without_paying_twice(upstream, tokenizer_j
     fw = s2["family_wise"]
     assert fw["verdict"] == "not_detected" and fw["tests"] == len(s2["tests"]) == 6, fw
     assert "not detected" in (tmp_path / "audit.html").read_text()
-    # The command line itself (the Python audit is a front to it): a third run pays nothing.
+    # The command line itself (the Python audit is a front to it): a third run, at the suspect's
+    # own address instead of the proxy's, pays nothing (the cache is keyed by the request, not the host).
     listed = tmp_path / "prompts.jsonl"
     listed.write_text("".join(json.dumps({"origin": p.origin, "messages": [{"role": r, "content": c}
                                                                           for r, c in p.messages]}) + "\n"
                               for p in prompts))
-    r = subprocess.run([cli, "radioactivity", "--quiet", "--api", proxy.url, "--key", str(key), "--tokenizer",
+    r = subprocess.run([cli, "radioactivity", "--quiet", "--api", upstream + "/v1", "--key", str(key), "--tokenizer",
                         str(tokenizer_json), "--prompts", str(listed), "--cache", str(tmp_path / "cache"),
                         "--out", str(tmp_path / "cli"), "--model", "suspect-0", "--max-tokens", "48",
                         "--concurrency", "2"], capture_output=True, text=True)

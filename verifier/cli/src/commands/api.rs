@@ -211,9 +211,12 @@ impl Client<'_> {
         body
     }
 
-    /// The cache file of a request: named by the SHA-256 of its endpoint and body (never the token).
+    /// The cache file of a request: named by the SHA-256 of its route (`/chat/completions` or
+    /// `/completions`) and body, never the token. The host is not in the name, so a suspect that
+    /// moves (a new port, a new domain) is not asked again: one cache folder per suspect.
     fn cache_path(&self, cache: &Path, endpoint: &str, body: &Value) -> PathBuf {
-        let digest = Sha256::digest(json!([endpoint, body]).to_string().as_bytes());
+        let route = endpoint.strip_prefix(self.base.as_str()).unwrap_or(endpoint);
+        let digest = Sha256::digest(json!([route, body]).to_string().as_bytes());
         let name: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
         cache.join(format!("{name}.json"))
     }
