@@ -95,7 +95,9 @@ fn every_kind_of_report_with_the_same_numbers_as_json() {
     ] {
         assert_eq!(r["detection"][field], plain[field], "{field}");
     }
-    assert_eq!(r["detection"]["marks"].as_array().map(Vec::len), Some(203));
+    // The zero-width space is tampering, so the canonical form alone is tested (SPEC §14.1): its
+    // 203 tokens, the first without a context, give 202 marks.
+    assert_eq!(r["detection"]["marks"].as_array().map(Vec::len), Some(202));
     assert_eq!(r["text"], text);
     assert_eq!(r["subject"]["name"], s(&text_path));
     assert!(r["command"].as_str().expect("command").contains("report --out"));
