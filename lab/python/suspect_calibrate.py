@@ -48,7 +48,7 @@ def binomial_range(n: int, p: float, level: float = 0.99) -> tuple:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--answers", type=int, default=240, help="answers to ask (half harvest-like, half new prompts)")
+    ap.add_argument("--answers", type=int, default=104, help="answers to ask (half harvest-like, half new prompts)")
     ap.add_argument("--tokens", type=int, default=128, help="tokens per answer")
     ap.add_argument("--keys", type=int, default=1000, help="control keys")
     ap.add_argument("--threads", type=int, default=2)
@@ -127,7 +127,7 @@ def main() -> int:
           f"by `tracemark radioactivity --api`: {summary['answers']} answers of at most {args.tokens} tokens "
           f"({summary['prompts']['harvest']} harvest-style questions, {summary['prompts']['new']} new prompts; "
           f"{summary['completion_tokens_total']:,} completion tokens). The corpora the audit wrote are then tested under "
-          f"{args.keys} keys derived from a control master (`--derive-labels control/0..{args.keys - 1}`), scheme `{SCHEME}`. "
+          f"{args.keys:,} keys derived from a control master (`--derive-labels control/0..{args.keys - 1}`), scheme `{SCHEME}`. "
           "A calibrated test puts each share inside the 99% binomial range.", "",
           "| test | answers | keys | p < 0.1 (99% range) | p < 0.01 (99% range) | p < 0.001 (99% range) | min p |",
           "|---|---:|---:|---:|---:|---:|---:|"]
@@ -141,8 +141,8 @@ def main() -> int:
         md.append(f"| {test} | {docs} | {len(ps)} | " + " | ".join(cells) + f" | {min(ps):.2g} |")
     md += ["", "Only the upper end of each range is a failure (a conservative test may sit below it: the black box's "
            "discreteness, the probability test's quantised weights).", "",
-           f"Reproduce: `make suspect-calibrate` ({(time.time() - started) / 60:.0f} minutes on this machine, 2 cores, "
-           "beside other jobs; the responses are cached).", ""]
+           f"Reproduce: `make suspect-calibrate` ({(time.time() - started) / 60:.0f} minutes in this run, 2 cores beside "
+           "other jobs; the responses are cached, and asking them the first time took about 40 minutes here).", ""]
     out.write_text("\n".join(md))
     log(f"report: {out} ({'inside' if ok else 'OUTSIDE'} the 99% ranges)")
     return 0 if ok else 1
