@@ -331,6 +331,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// The value a mutex held, once its threads are done.
+fn take<T>(m: Mutex<T>) -> T {
+    m.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// One answer: its text, per sampled token the candidates with their log-probabilities, the
 /// completion tokens the API billed, and the model id it returned.
 struct Answer {
@@ -511,12 +516,13 @@ pub(crate) fn run(r: &RadioArgs, url: &str) -> Result<Exit, Failure> {
     };
 
     // Answers from the cache, then the rest from the endpoint within the budget.
-    let mut responses: BTreeMap<usize, Value> = BTreeMap::new();
+    // Each response is parsed once, when it is read or received.
+    let mut responses: BTreeMap<usize, Answer> = BTreeMap::new();
     let mut todo = Vec::new();
     for (i, p) in prompts.iter().enumerate() {
         match client.cached(cache, p, i) {
             Some(v) => {
-                responses.insert(i, v);
+                responses.insert(i, parse(&v));
             }
             None => todo.push(i),
         }
@@ -552,7 +558,7 @@ pub(crate) fn run(r: &RadioArgs, url: &str) -> Result<Exit, Failure> {
                             answer.steps.len() as u64
                         };
                         lock(&spend).tokens += used;
-                        lock(&answers).insert(i, v);
+                        lock(&answers).insert(i, answer);
                     }
                     Err(f) => {
                         lock(&spend).failure.get_or_insert(f);
@@ -562,13 +568,13 @@ pub(crate) fn run(r: &RadioArgs, url: &str) -> Result<Exit, Failure> {
             });
         }
     });
-    let spend = spend.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let spend = take(spend);
     if let Some(f) = spend.failure {
         return Err(f);
     }
     let paid_tokens = spend.tokens;
     let stopped = (spend.next < todo.len()).then(|| "the request or token budget was spent".to_string());
-    responses.extend(answers.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner));
+    responses.extend(take(answers));
 
     // The corpora: per origin, the answers' text (black box) and their log-probabilities.
     let pieces = piece_map(tokenizer)?;
@@ -577,8 +583,7 @@ pub(crate) fn run(r: &RadioArgs, url: &str) -> Result<Exit, Failure> {
     let mut billed_total = 0;
     let mut texts: BTreeMap<Origin, Vec<String>> = BTreeMap::new();
     let mut lps: BTreeMap<Origin, Vec<LogprobDoc>> = BTreeMap::new();
-    for (&i, v) in &responses {
-        let answer = parse(v);
+    for (&i, answer) in &responses {
         billed_total += answer.billed;
         if !answer.model.is_empty() {
             models.insert(answer.model.clone());
@@ -662,7 +667,7 @@ pub(crate) fn run(r: &RadioArgs, url: &str) -> Result<Exit, Failure> {
         completion_tokens_total: billed_total,
         stopped,
         unmapped_answers: unmapped,
-        retries: log.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner),
+        retries: take(log),
         tests: rows,
         family_wise,
         corpora: corpora.display().to_string(),
