@@ -215,12 +215,12 @@ def main() -> int:
                 lab.base = {k: v.clone() for k, v in lab.model.state_dict().items()}
                 lab.plan.lr, lab.plan.epochs = 1e-3, 3
                 try:
-                    loss = lab.train(data, 10 + i)
+                    loss = lab.train(data, 10 + i, checkpoint=gguf.with_suffix(".ckpt"))
                     student = lab.model
                 finally:
                     lab.model, lab.base, lab.plan.lr, lab.plan.epochs = teacher, base, lr, epochs
             else:
-                loss = lab.train(data, 10 + i)
+                loss = lab.train(data, 10 + i, checkpoint=gguf.with_suffix(".ckpt"))
                 student = lab.model
             marked_tokens = tokens(d for d in data if d in sets[source])
             part = gguf.with_suffix(".part")

@@ -235,9 +235,14 @@ class Lab:
                 out.append(self.tok.encode(text, add_special_tokens=False))
         return out
 
-    def train(self, docs: List[dict], seed: int) -> float:
+    def train(self, docs: List[dict], seed: int, checkpoint: Optional[Path] = None, every_s: float = 600.0) -> float:
         """Full fine-tune on `docs` (prompt_ids + ids; loss on the answer and its end token).
-        Returns the mean training loss of the last epoch."""
+        Returns the mean training loss of the last epoch.
+
+        With `checkpoint`, the model, optimiser, data order and random states are
+        written there (atomically) every `every_s` seconds, and a run that finds a
+        checkpoint of the same data and seed resumes at its step: a training of
+        hours survives the end of a session. The checkpoint is removed at the end."""
         p = self.plan
         self.reset()
         self.model.train()
@@ -246,11 +251,37 @@ class Lab:
         order = list(range(len(docs)))
         rng = random.Random(seed)
         steps = math.ceil(len(docs) / p.batch) * p.epochs
-        step, losses = 0, []
-        for _epoch in range(p.epochs):
-            rng.shuffle(order)
-            losses = []
-            for start in range(0, len(order), p.batch):
+        step, losses, first_epoch, first_start, resumed = 0, [], 0, 0, False
+        ident = {"docs": len(docs), "tokens": tokens(docs), "seed": seed, "epochs": p.epochs, "batch": p.batch, "lr": p.lr}
+        if checkpoint is not None and checkpoint.exists():
+            state = torch.load(checkpoint, weights_only=False)
+            if state["ident"] == ident:
+                self.model.load_state_dict(state["model"])
+                opt.load_state_dict(state["opt"])
+                order, losses, step = state["order"], state["losses"], state["step"]
+                first_epoch, first_start = state["epoch"], state["start"]
+                rng.setstate(state["rng"])
+                torch.set_rng_state(state["torch_rng"])
+                resumed = True
+                log(f"training resumed at step {step} of {steps} from {checkpoint.name}")
+            else:
+                log(f"{checkpoint.name} is from other data or settings: training from the start")
+        saved, began, began_step = time.time(), time.time(), step
+        for epoch in range(first_epoch, p.epochs):
+            if not (resumed and epoch == first_epoch):  # a checkpoint holds its epoch's order
+                rng.shuffle(order)
+                losses = []
+            for start in range(first_start if epoch == first_epoch else 0, len(order), p.batch):
+                if checkpoint is not None and time.time() - saved >= every_s:
+                    tmp = checkpoint.with_suffix(".tmp")
+                    torch.save({"ident": ident, "model": self.model.state_dict(), "opt": opt.state_dict(),
+                                "order": order, "losses": losses, "step": step, "epoch": epoch, "start": start,
+                                "rng": rng.getstate(), "torch_rng": torch.get_rng_state()}, tmp)
+                    tmp.replace(checkpoint)
+                    rate = (time.time() - began) / max(step - began_step, 1)
+                    log(f"training step {step} of {steps}, loss {sum(losses[-20:]) / max(len(losses[-20:]), 1):.3f}, "
+                        f"{rate:.1f} s a step, checkpoint written")
+                    saved = time.time()
                 rows = [docs[i] for i in order[start : start + p.batch]]
                 seqs = [r["prompt_ids"] + r["ids"] + [self.eos] for r in rows]
                 width = max(len(s) for s in seqs)
@@ -268,9 +299,11 @@ class Lab:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
                 opt.step()
                 opt.zero_grad(set_to_none=True)
-                losses.append(float(loss))
+                losses.append(float(loss.detach()))
                 step += 1
         self.model.eval()
+        if checkpoint is not None:
+            checkpoint.unlink(missing_ok=True)
         return sum(losses) / max(len(losses), 1)
 
     @torch.no_grad()
