@@ -5,12 +5,14 @@
 //! A [`Report`] holds the full result of the test (the same structures as the
 //! CLI's `--json`), the input's text when there was one (so that every scored
 //! token can be shown), what was tested in words, the command that reproduces
-//! it, and its own SHA-256 ([`Report::seal`]). [`html`] renders it through a
-//! template (minijinja, HTML auto-escaping): the verdict and what it does and
-//! does not mean, the p-value with its exact test and its size in words, the
-//! text with each token marked, the most significant window, what
-//! canonicalisation changed, and the facts that make it reproducible. Nothing
-//! in the page is fetched: styles and the few lines of script are inline.
+//! it, and its own SHA-256 ([`Report::seal`]). [`html`] writes the page, one
+//! function per section, every text that came from the input escaped by one
+//! rule: the verdict and what it does and does not mean, the p-value with its
+//! exact test and its size in words, the text with each token marked, the
+//! most significant window, what canonicalisation changed, and the facts that
+//! make it reproducible. Nothing in the page is fetched: the style sheet
+//! (`templates/report.css`) and the few lines of script
+//! (`templates/report.js`) are inline.
 //!
 //! ```
 //! use tracemark_core::{Key, SchemeConfig};
@@ -33,7 +35,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use minijinja::{context, AutoEscape, Environment, Value};
+use std::fmt::{self, Write as _};
+
 use serde::{Deserialize, Serialize};
 
 use super::receipt::Timestamp;
@@ -290,7 +293,6 @@ impl Report {
 pub use crate::detect::p_in_words;
 
 /// One piece of the marked text.
-#[derive(Serialize)]
 struct Piece<'a> {
     /// The characters (or the token id, for id input).
     t: &'a str,
@@ -301,13 +303,12 @@ struct Piece<'a> {
 }
 
 /// The marked text in blocks the browser lays out lazily.
-#[derive(Serialize)]
 struct Block<'a> {
     pieces: Vec<Piece<'a>>,
 }
 
 /// Counts per mark class, for the legend.
-#[derive(Serialize, Default)]
+#[derive(Default)]
 struct Legend {
     green: usize,
     red: usize,
@@ -410,17 +411,18 @@ fn marked<'a>(d: &Detection, text: Option<&'a str>, ids: &'a [String]) -> (Vec<B
 }
 
 /// What the verdict means and does not mean, and the headline, in words.
-#[derive(Serialize)]
+/// The fields that hold HTML (`headline`, `p`, `p_words`, `needed`) are
+/// markup this module wrote ([`powers`]); the others are plain text.
 struct Words {
     verdict: &'static str,
-    headline: Value,
-    p: Option<Value>,
-    p_words: Option<Value>,
+    headline: String,
+    p: Option<String>,
+    p_words: Option<String>,
     alpha: String,
     /// The grade of the evidence (`none`, `faint`, `weak`, `moderate`, `strong`).
     strength: Option<Strength>,
     /// For a text that was not detected: what a text of this length needs.
-    needed: Option<Value>,
+    needed: Option<String>,
     /// Whether the text is short for its test.
     short: bool,
     /// What to check when a detection was expected (not detected only).
@@ -498,16 +500,14 @@ fn words(r: &Report, d: Option<&Detection>) -> Words {
         _ => format!("{what} could not be tested: too few tokens could be scored. This is not evidence either way."),
     };
     let needed = match (r.verdict, own, d) {
-        (Verdict::NotDetected, true, Some(d)) => d
-            .needed_to_detect()
-            .map(|n| Value::from_safe_string(powers(&(capitalise(&n.words) + ".")))),
+        (Verdict::NotDetected, true, Some(d)) => d.needed_to_detect().map(|n| powers(&(capitalise(&n.words) + "."))),
         _ => None,
     };
     Words {
         verdict,
-        headline: Value::from_safe_string(powers(&capitalise(&headline))),
-        p: log10_p.map(|l| Value::from_safe_string(powers(&p_html(l)))),
-        p_words: log10_p.map(|l| Value::from_safe_string(powers(&p_in_words(l)))),
+        headline: powers(&capitalise(&headline)),
+        p: log10_p.map(p_page),
+        p_words: log10_p.map(p_words_page),
         alpha: format!("{alpha:e}"),
         strength,
         needed,
@@ -561,21 +561,773 @@ fn capitalise(s: &str) -> String {
     }
 }
 
-/// The page's template.
-const TEMPLATE: &str = include_str!("templates/report.html");
+/// The page's style sheet and script, inline: the page fetches nothing.
+const STYLE: &str = include_str!("templates/report.css");
+const SCRIPT: &str = include_str!("templates/report.js");
+
+/// Text for the page, HTML-escaped: the one escaping rule of the page. `&`,
+/// `<`, `>`, `"`, `'` and `/` become character references, so text from the
+/// input (a file name, a document id, the text itself) can neither open a
+/// tag, nor end an attribute, nor close an element; every other character
+/// is written as it is. Markup this module writes itself is pushed raw.
+struct Esc<'a>(&'a str);
+
+impl fmt::Display for Esc<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut rest = self.0;
+        while let Some(i) = rest.find(['&', '<', '>', '"', '\'', '/']) {
+            f.write_str(&rest[..i])?;
+            f.write_str(match rest.as_bytes()[i] {
+                b'&' => "&amp;",
+                b'<' => "&lt;",
+                b'>' => "&gt;",
+                b'"' => "&quot;",
+                b'\'' => "&#x27;",
+                _ => "&#x2f;",
+            })?;
+            rest = &rest[i + 1..];
+        }
+        f.write_str(rest)
+    }
+}
+
+/// A p-value as page markup, from its `log10` ([`p_html`] with powers as superscripts).
+fn p_page(log10_p: f64) -> String {
+    powers(&p_html(log10_p))
+}
+
+/// "about 1 in ..." as page markup, from a p-value's `log10`.
+fn p_words_page(log10_p: f64) -> String {
+    powers(&p_in_words(log10_p))
+}
+
+/// A number in scientific notation (`1e-6`).
+fn sci(x: f64) -> String {
+    format!("{x:e}")
+}
+
+/// The name a value serialises to (`not_detected`, a key id), for an enum
+/// or newtype that serialises as a string.
+fn name<T: Serialize>(x: &T) -> String {
+    match serde_json::to_value(x) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => String::new(),
+    }
+}
+
+/// A text that is present and not empty.
+fn given(s: &Option<String>) -> Option<&str> {
+    s.as_deref().filter(|s| !s.is_empty())
+}
+
+/// A document's id as the page has always written it (before escaping):
+/// numbers as decimals (a float always with a point), `True`/`False`, a
+/// string as it is, lists and maps in brackets with quoted strings.
+fn id_text(v: &serde_json::Value) -> String {
+    use serde_json::Value as J;
+    /// One float: Rust's shortest form, with `.0` when it has no point.
+    fn float(x: f64) -> String {
+        let s = x.to_string();
+        if s.contains('.') {
+            s
+        } else {
+            s + ".0"
+        }
+    }
+    /// An item inside a list or map.
+    fn item(v: &J) -> String {
+        match v {
+            J::Null => "None".into(),
+            J::String(s) => format!("{s:?}"),
+            J::Number(n) if n.is_f64() => n.as_f64().map_or_else(String::new, |x| format!("{x:?}")),
+            _ => id_text(v),
+        }
+    }
+    match v {
+        J::Null => "None".into(),
+        J::Bool(b) => if *b { "True" } else { "False" }.into(),
+        J::Number(n) => match (n.as_u64(), n.as_i64(), n.as_f64()) {
+            (Some(u), _, _) => u.to_string(),
+            (None, Some(i), _) => i.to_string(),
+            (None, None, Some(x)) => float(x),
+            _ => n.to_string(),
+        },
+        J::String(s) => s.clone(),
+        J::Array(items) => format!("[{}]", items.iter().map(item).collect::<Vec<_>>().join(", ")),
+        J::Object(map) => format!(
+            "{{{}}}",
+            map.iter()
+                .map(|(k, v)| format!("{k:?}: {}", item(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// Everything a page section reads.
+struct Page<'a> {
+    r: &'a Report,
+    /// The detection shown in detail ([`Report::main_detection`]).
+    d: Option<&'a Detection>,
+    w: Words,
+    /// `detected`, `not_detected` or `inconclusive`.
+    verdict_class: &'static str,
+}
 
 /// The self-contained HTML page of a report.
 pub fn html(r: &Report) -> Result<String> {
-    let mut env = Environment::new();
-    env.set_auto_escape_callback(|_| AutoEscape::Html);
-    env.add_filter("p", |l: f64| Value::from_safe_string(powers(&p_html(l))));
-    env.add_filter("pwords", |l: f64| Value::from_safe_string(powers(&p_in_words(l))));
-    env.add_filter("sci", |x: f64| format!("{x:e}"));
-    env.add_filter("fixed", |x: f64, digits: Option<usize>| {
-        format!("{x:.*}", digits.unwrap_or(2))
-    });
-    env.add_template("report.html", TEMPLATE).map_err(template_error)?;
     let d = r.main_detection();
+    let page = Page {
+        r,
+        d,
+        w: words(r, d),
+        verdict_class: match r.verdict {
+            Verdict::Detected => "detected",
+            Verdict::NotDetected => "not_detected",
+            _ => "inconclusive",
+        },
+    };
+    let mut o = String::with_capacity(64 << 10);
+    write_page(&mut o, &page).map_err(|_| Error::InvalidOption {
+        name: "report",
+        message: "cannot write the page".into(),
+    })?;
+    Ok(o)
+}
+
+/// The page, section by section, top to bottom.
+fn write_page(o: &mut String, p: &Page<'_>) -> fmt::Result {
+    head(o, p)?;
+    meaning(o, p)?;
+    checklist(o, p)?;
+    if let Some(d) = p.d {
+        test(o, p, d)?;
+    }
+    o.push_str("\n\n");
+    keys(o, p)?;
+    o.push_str("\n\n");
+    cohorts(o, p)?;
+    o.push_str("\n\n");
+    documents(o, p)?;
+    o.push_str("\n\n");
+    text(o, p)?;
+    o.push_str("\n\n");
+    reproduce(o, p)
+}
+
+/// The head, the title bar, the verdict and its headline, the scheme
+/// warning and the input.
+fn head(o: &mut String, p: &Page<'_>) -> fmt::Result {
+    let r = p.r;
+    let kind = name(&r.kind);
+    o.push_str(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n",
+    );
+    writeln!(o, "<meta name=\"generator\" content=\"{}\">", Esc(&r.tool))?;
+    writeln!(
+        o,
+        "<title>{} · tracemark {} report · {}</title>",
+        Esc(p.w.verdict),
+        Esc(&kind),
+        Esc(&r.subject.name)
+    )?;
+    writeln!(o, "<style>\n{STYLE}</style>\n</head>")?;
+    writeln!(
+        o,
+        "<body data-kind=\"{}\" data-verdict=\"{}\">\n<main>\n<header class=\"top\">",
+        Esc(&kind),
+        p.verdict_class
+    )?;
+    let title = match r.kind {
+        ReportKind::Detection => "detection report",
+        ReportKind::Keyring => "keyring report",
+        ReportKind::Scan => "corpus scan report",
+        ReportKind::Radioactivity => "radioactivity report",
+    };
+    writeln!(o, "  <div class=\"brand\">tracemark · {title}</div>")?;
+    writeln!(
+        o,
+        "  <div class=\"meta\">{} · {}</div>\n</header>\n",
+        Esc(&r.created),
+        Esc(&r.tool)
+    )?;
+    writeln!(
+        o,
+        "<section class=\"verdict {}\" aria-live=\"polite\">",
+        p.verdict_class
+    )?;
+    writeln!(o, "  <h1 id=\"verdict\">{}</h1>", Esc(p.w.verdict))?;
+    writeln!(o, "  <p id=\"headline\">{}</p>\n</section>", p.w.headline)?;
+    let warning =
+        p.d.and_then(|d| d.scheme_source.as_ref())
+            .and_then(|s| given(&s.warning));
+    if let Some(warning) = warning {
+        writeln!(
+            o,
+            "\n<div class=\"note alarm\" id=\"scheme-warning\"><p><strong>Warning: the scheme tested is not the one \
+             this key was served with.</strong> {}.</p></div>",
+            Esc(warning)
+        )?;
+    }
+    writeln!(
+        o,
+        "\n<p class=\"meta\">Input <strong>{}</strong> ({} bytes, SHA-256 <code>{}</code>).</p>",
+        Esc(&r.subject.name),
+        r.subject.bytes,
+        Esc(&r.subject.sha256)
+    )
+}
+
+/// What was tested, what the verdict means, and what it does not mean.
+fn meaning(o: &mut String, p: &Page<'_>) -> fmt::Result {
+    let (r, w, d) = (p.r, &p.w, p.d);
+    o.push_str("\n<h2>What was tested, and what the verdict means</h2>\n");
+    match r.kind {
+        ReportKind::Detection | ReportKind::Keyring => {
+            o.push_str(
+                "\n<p>A text generated with a tracemark watermark carries a statistical signal that only the holder \
+                 of the secret key can test for: the model was nudged, token by token, towards choices that the key \
+                 marks as favoured. This report asks whether the favoured choices in <em>this</em> text are more \
+                 frequent than chance.\n",
+            );
+            if r.kind == ReportKind::Keyring {
+                o.push_str(
+                    "Several keys were tested (for example one per API-account cohort); each key's p-value is \
+                     corrected for the number of keys (Holm), so that naming a key stays rare by chance however many \
+                     keys are tried.",
+                );
+            }
+            o.push_str("</p>\n");
+        }
+        ReportKind::Scan => o.push_str(
+            "\n<p>Every document of the corpus was tested on its own, and all of them together in one exact test. \
+             Repeated observations are counted once across the whole corpus, so copying the same answer many times \
+             does not add evidence.</p>\n",
+        ),
+        ReportKind::Radioactivity => writeln!(
+            o,
+            "\n<p>A model trained on our watermarked answers inherits a faint preference for the tokens our key \
+             favours (“radioactivity”). This test scores the suspect model's text ({}) with our key in one exact test \
+             over the whole corpus; repeated observations count once.</p>",
+            Esc(r.radioactivity.as_ref().map_or("", |t| &t.mode))
+        )?,
+    }
+    o.push_str("\n<div class=\"cols\">\n  <div class=\"note\">\n    <h3>What it means</h3>\n    ");
+    let p_words = w.p_words.as_deref().unwrap_or("None");
+    match r.verdict {
+        Verdict::Detected => {
+            write!(
+                o,
+                "\n    <p>Text written without this key would score this high {p_words}. The significance level ({}) \
+                 was fixed before the test, so a verdict of “detected” on text that does not carry the watermark \
+                 happens at most that often. The result is consistent with text generated under this key's \
+                 watermark; on its own it does not say who generated or submitted the text.</p>\n    ",
+                Esc(&w.alpha)
+            )?;
+            if let Some(d) = d {
+                write!(
+                    o,
+                    "<p id=\"fixed-before\">The scheme (<code>{}</code>) and the key (id <code>{}</code>) were fixed \
+                     before the test",
+                    Esc(&d.scheme),
+                    Esc(&name(&d.key_id))
+                )?;
+                if let Some(s) = &d.scheme_source {
+                    write!(o, ": the scheme came from {}", Esc(&s.origin))?;
+                }
+                o.push('.');
+                if d.scheme_source.as_ref().is_some_and(|s| given(&s.warning).is_some()) {
+                    o.push_str(
+                        " It is <strong>not</strong> the scheme the key was served with; see the warning above.",
+                    );
+                }
+                o.push_str("</p>");
+            }
+            o.push_str("\n    ");
+        }
+        Verdict::NotDetected
+            if matches!(
+                w.strength,
+                Some(Strength::Weak | Strength::Moderate | Strength::Strong)
+            ) =>
+        {
+            write!(
+                o,
+                "\n    <p id=\"not-cleared\">The text scores higher than text without the watermark usually does \
+                 ({p_words}), but not as high as the significance level ({}) fixed before the test demands. This is \
+                 <strong>not</strong> a finding that the text lacks the watermark: a short or partly rewritten \
+                 watermarked text often lands here. More text from the same source, or the whole document, can \
+                 settle it.</p>\n    ",
+                Esc(&w.alpha)
+            )?;
+        }
+        Verdict::NotDetected => o.push_str(
+            "\n    <p>The text scores about as text without the watermark does. Either it does not carry this key's \
+             watermark, or too little of it survives (heavy rewriting, a short excerpt) to show at this level.</p>\n    ",
+        ),
+        _ => o.push_str(
+            "\n    <p>Too few tokens could be scored for a test (too short, or mostly repeated). The tool does not \
+             guess: there is no verdict either way.</p>\n    ",
+        ),
+    }
+    o.push_str("\n    ");
+    if let Some(needed) = w.needed.as_deref().filter(|n| !n.is_empty()) {
+        o.push_str("<p id=\"short-text\">");
+        if w.short {
+            o.push_str("<strong>A short text for this test.</strong> ");
+        }
+        write!(o, "{needed}</p>")?;
+    }
+    o.push_str("\n    ");
+    if let Some(skipped) = d.and_then(|d| given(&d.window_skipped)) {
+        write!(
+            o,
+            "<p id=\"window-skipped\">A window search was asked for: {}.</p>",
+            Esc(skipped)
+        )?;
+    }
+    o.push_str(
+        "\n  </div>\n  <div class=\"note warn\">\n    <h3>What it does not mean</h3>\n    <p>A p-value is \
+         <strong>not</strong> the probability that a person cheated or that the text was machine-written. It is the \
+         chance of a result at least this extreme <em>if</em> the text did not carry the watermark. It says nothing \
+         about who submitted the text, how it was edited, or why.",
+    );
+    if r.verdict != Verdict::Detected {
+        o.push_str(" “Not detected” is not proof that no model wrote the text.");
+    }
+    o.push_str("</p>\n    ");
+    if r.verdict == Verdict::Detected {
+        o.push_str(
+            "<p id=\"forgery-caveat\"><strong>Forgery.</strong> A party that collected many answers served under \
+             this key can learn to imitate its watermark in text it writes itself \
+             (<code>eval/results/spoof-2026-11-30.md</code> measures how much text that takes). ",
+        );
+        if d.is_some_and(|d| d.forgery.is_some()) {
+            o.push_str(
+                "The spoof-artifact test below checks whether the watermark sits where such a party could have \
+                 learned it.",
+            );
+        } else {
+            o.push_str(
+                "The spoof-artifact test, which checks whether the watermark sits where such a party could have \
+                 learned it, was not run for this report: run the same command with \
+                 <code>--forgery-reference</code> and a sample of the answers served under this key.",
+            );
+        }
+        o.push_str("</p>");
+    }
+    o.push_str("\n  </div>\n</div>\n\n");
+    Ok(())
+}
+
+/// What to check when a detection was expected (not detected only).
+fn checklist(o: &mut String, p: &Page<'_>) -> fmt::Result {
+    if !p.w.checklist.is_empty() {
+        o.push_str("\n<h2>If you expected a detection</h2>\n<ul id=\"checklist\">");
+        for item in &p.w.checklist {
+            write!(o, "<li>{}</li>", Esc(item))?;
+        }
+        o.push_str("</ul>\n");
+    }
+    o.push_str("\n\n");
+    Ok(())
+}
+
+/// The main detection's test, counts, window, canonicalisation and forgery test.
+fn test(o: &mut String, p: &Page<'_>, d: &Detection) -> fmt::Result {
+    o.push_str("\n<h2>The test</h2>\n<table>\n  ");
+    match &d.outcome {
+        Outcome::Tested { test, log10_p, .. } => {
+            let l = *log10_p;
+            writeln!(o, "\n  <tr><th>Exact test</th><td>{}</td></tr>", Esc(&test.name))?;
+            writeln!(
+                o,
+                "  <tr><th>Null distribution</th><td>{}</td></tr>",
+                Esc(&test.null_distribution)
+            )?;
+            writeln!(
+                o,
+                "  <tr><th>Observed</th><td>{:.2} (expected {:.2} without the watermark; z = {:.2}, for information \
+                 only: the p-value is exact, not from a normal approximation)</td></tr>",
+                test.statistic, test.expected, test.z_score
+            )?;
+            o.push_str("  <tr><th>p-value</th><td>");
+            match p.w.p.as_deref().filter(|w| !w.is_empty() && *w != p_page(l)) {
+                Some(verdict_p) => write!(
+                    o,
+                    "{} (log<sub>10</sub> p = {l:.3}) for the whole text as tested, before the corrections below; \
+                     the verdict stands on <strong>p = {verdict_p}</strong>",
+                    p_page(l)
+                )?,
+                None => write!(
+                    o,
+                    "<strong>{}</strong> (log<sub>10</sub> p = {l:.3}): {}",
+                    p_page(l),
+                    p_words_page(l)
+                )?,
+            }
+            o.push_str("</td></tr>\n  ");
+        }
+        Outcome::Inconclusive { reason } => {
+            write!(o, "\n  <tr><th>Not tested</th><td>{}</td></tr>\n  ", Esc(reason))?;
+        }
+    }
+    let c = &d.counts;
+    writeln!(o, "\n  <tr><th>Significance level</th><td>{}</td></tr>", sci(d.alpha))?;
+    write!(
+        o,
+        "  <tr><th>Tokens</th><td>{} seen, <strong>{} scored</strong>, {} repeats not counted again \
+         (deduplication: {}), {} without enough context",
+        c.seen,
+        c.scored,
+        c.skipped_duplicate,
+        Esc(&name(&d.dedup)),
+        c.skipped_short_context
+    )?;
+    if c.prompt > 0 {
+        write!(o, ", {} prompt tokens used as context only", c.prompt)?;
+    }
+    if c.skipped_by_filter > 0 {
+        write!(o, ", {} outside the reference's contexts", c.skipped_by_filter)?;
+    }
+    o.push_str("</td></tr>\n</table>\n");
+    if let Some(w) = &d.window {
+        window(o, p, w)?;
+    }
+    o.push('\n');
+    if let Some(c) = &d.canonical {
+        canonical(o, c)?;
+    }
+    o.push('\n');
+    if let Some(f) = &d.forgery {
+        forgery(o, p, f)?;
+    }
+    o.push('\n');
+    Ok(())
+}
+
+/// The most significant window, and its text.
+fn window(o: &mut String, p: &Page<'_>, w: &crate::detect::WindowReport) -> fmt::Result {
+    write!(
+        o,
+        "\n<h3>The most significant window</h3>\n<p id=\"window\">Tokens {}–{}",
+        w.start, w.end
+    )?;
+    if let Some((start, end)) = w.span {
+        write!(o, " (bytes {start}–{end} of the input)")?;
+    }
+    write!(
+        o,
+        " ({} scored): p = {} after {} (uncorrected {}; {} windows examined",
+        w.scored,
+        p_page(w.log10_p),
+        Esc(&w.correction),
+        p_page(w.log10_p_uncorrected),
+        w.windows_examined
+    )?;
+    if !w.search.is_empty() {
+        write!(o, ": {}", Esc(&w.search))?;
+    }
+    writeln!(
+        o,
+        "). The whole text and the window together: p = {}, decided by the {}. The window is underlined in blue in \
+         the text below.</p>",
+        p_page(w.family_log10_p),
+        if w.decides_verdict { "window" } else { "whole text" }
+    )?;
+    let text = w
+        .span
+        .and_then(|(s, e)| p.r.text.as_deref().and_then(|t| t.get(s..e)))
+        .map(|s| s.chars().take(2000).collect::<String>())
+        .filter(|s| !s.is_empty());
+    if let Some(text) = text {
+        write!(o, "<blockquote class=\"note\">{}</blockquote>", Esc(&text))?;
+    }
+    o.push('\n');
+    Ok(())
+}
+
+/// Kinds of canonicalisation change listed one by one.
+const LISTED_CHANGES: usize = 20;
+
+/// What canonicalisation changed, and the forms tested.
+fn canonical(o: &mut String, r: &crate::CanonicalReport) -> fmt::Result {
+    let c = &r.changes;
+    o.push_str("\n<h3>Canonicalisation: what was changed before testing</h3>\n\n");
+    if c.total == 0 {
+        writeln!(
+            o,
+            "\n<p>Nothing: the text is already in canonical form (Unicode {}).</p>",
+            Esc(&c.unicode_version)
+        )?;
+    } else {
+        let tampered = c.total as i64 - c.normalisation as i64;
+        let one = c.total == 1;
+        write!(
+            o,
+            "\n\n<div class=\"note {}\" id=\"canonical-changes\"><p><strong>{} character{} {} changed</strong> \
+             (canonical form v{}, Unicode {}): {} invisible or formatting characters removed, {} whitespace variants \
+             made plain, {} compatibility forms folded, {} look-alike letters mapped back",
+            if tampered > 0 { "alarm" } else { "" },
+            c.total,
+            if one { "" } else { "s" },
+            if one { "was" } else { "were" },
+            if c.canonical_version == 0 {
+                1
+            } else {
+                c.canonical_version
+            },
+            Esc(&c.unicode_version),
+            c.invisible,
+            c.whitespace,
+            c.compatibility,
+            c.confusable
+        )?;
+        for (n, what) in [
+            (c.blank, "blank-looking characters made spaces"),
+            (c.spacing, "runs of spaces or tabs made one space"),
+            (
+                c.lookalike,
+                "Latin look-alikes (small capitals, IPA letters) mapped back",
+            ),
+            (c.mark, "combining marks the text's languages do not use removed"),
+            (
+                c.bidi_override,
+                "characters of bidi-reversed runs put back in reading order",
+            ),
+        ] {
+            if n > 0 {
+                write!(o, ", {n} {what}")?;
+            }
+        }
+        o.push_str(".\n");
+        if c.normalisation > 0 {
+            if c.normalisation == c.total {
+                o.push_str("All of them are");
+            } else {
+                write!(o, "{} of them are", c.normalisation)?;
+            }
+            o.push_str(
+                " normalisation that ordinary software does (a leading byte-order mark, decomposed accents \
+                 recomposed), not tampering.",
+            );
+        }
+        o.push('\n');
+        if tampered > 0 {
+            write!(
+                o,
+                "{tampered} change{} of the kind tampering makes: text a model wrote rarely needs many such changes, \
+                 so tampering is itself evidence.",
+                if tampered == 1 { " is" } else { "s are" }
+            )?;
+        }
+        o.push_str(
+            "</p></div>\n<table class=\"list\">\n<tr><th>Change</th><th>From</th><th>To</th><th class=\"num\">Times\
+             </th></tr>\n",
+        );
+        for k in c.characters.iter().take(LISTED_CHANGES) {
+            writeln!(
+                o,
+                "<tr><td>{}</td><td><code>{}</code></td><td><code>{}</code></td><td class=\"num\">{}</td></tr>",
+                Esc(&name(&k.kind)),
+                Esc(&k.from),
+                Esc(if k.to.is_empty() { "removed" } else { &k.to }),
+                k.count
+            )?;
+        }
+        o.push_str("\n</table>\n");
+        if c.characters.len() > LISTED_CHANGES {
+            write!(
+                o,
+                "<p>… {} more kinds of change, all in the JSON.</p>",
+                c.characters.len() - LISTED_CHANGES
+            )?;
+        }
+        o.push('\n');
+    }
+    o.push('\n');
+    if r.forms.len() > 1 {
+        o.push_str("\n<p>Both forms were tested:\n");
+        for (i, f) in r.forms.iter().enumerate() {
+            write!(o, "{} ({} tokens, ", Esc(&name(&f.form).replace('_', " ")), f.tokens)?;
+            match f.log10_p {
+                Some(l) => write!(o, "p = {}", p_page(l))?,
+                None => o.push_str("inconclusive"),
+            }
+            o.push(')');
+            if i + 1 < r.forms.len() {
+                o.push_str("; ");
+            }
+        }
+        o.push_str(".\nThe verdict stands on the smaller p-value times 2 (Bonferroni)");
+        if let Some(l) = r.family_log10_p {
+            write!(o, " = {}", p_page(l))?;
+        }
+        writeln!(
+            o,
+            ", from the {} form.</p>",
+            Esc(&name(&r.decided_by).replace('_', " "))
+        )?;
+    }
+    o.push('\n');
+    Ok(())
+}
+
+/// The spoof-artifact test.
+fn forgery(o: &mut String, p: &Page<'_>, f: &crate::detect::ForgeryTest) -> fmt::Result {
+    let detected = p.r.verdict == Verdict::Detected;
+    write!(
+        o,
+        "\n<h3>Could this be a forgery?</h3>\n\n<div class=\"note {}\"><p>Spoof-artifact test against {} reference \
+         documents: {} of {} observations common in the reference are hits, {} of {} elsewhere; p = {} (one-sided \
+         Fisher exact).\n",
+        if f.artifact && detected { "alarm" } else { "" },
+        f.reference_documents,
+        f.dense_hits,
+        f.dense,
+        f.sparse_hits,
+        f.sparse,
+        p_page(f.log10_p)
+    )?;
+    if f.artifact && detected {
+        o.push_str(
+            "<strong>Looks forged:</strong> the watermark sits where a spoofer could have learned it; treat the \
+             detection as a possible forgery.",
+        );
+    } else if f.artifact {
+        o.push_str("The artifact is present, but the watermark was not detected.");
+    } else {
+        write!(o, "No sign of forgery at {}.", sci(f.alpha))?;
+    }
+    o.push_str("</p></div>\n");
+    Ok(())
+}
+
+/// One row per key: its label, id, p-values and whether it is named.
+fn key_rows(o: &mut String, keys: &[KeyResult], best: Option<usize>) -> fmt::Result {
+    for (i, k) in keys.iter().enumerate() {
+        write!(o, "<tr><td>{}", Esc(&k.label))?;
+        if best == Some(i) {
+            o.push_str(" (best match)");
+        }
+        write!(o, "</td><td><code>{}</code></td>", Esc(&name(&k.key_id)))?;
+        match &k.tested {
+            Some(t) => write!(
+                o,
+                "<td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td>",
+                p_page(t.log10_p),
+                p_page(t.log10_p_adjusted),
+                if t.detected { "yes" } else { "no" }
+            )?,
+            None => o.push_str("<td class=\"num\">–</td><td class=\"num\">–</td><td>inconclusive</td>"),
+        }
+        o.push_str("</tr>\n");
+    }
+    o.push_str("\n</table>\n");
+    Ok(())
+}
+
+/// The keys of a keyring report.
+fn keys(o: &mut String, p: &Page<'_>) -> fmt::Result {
+    if let Some(k) = &p.r.keyring {
+        write!(
+            o,
+            "\n<h2>Keys tested</h2>\n<p>{}; family-wise significance level {}.</p>\n<table class=\"list\">\n\
+             <tr><th>Key</th><th>Key id</th><th class=\"num\">p</th><th class=\"num\">adjusted p</th><th>Named</th>\
+             </tr>\n",
+            Esc(&k.correction),
+            sci(k.alpha)
+        )?;
+        key_rows(o, &k.keys, k.best)?;
+    }
+    Ok(())
+}
+
+/// The cohorts of a radioactivity attribution.
+fn cohorts(o: &mut String, p: &Page<'_>) -> fmt::Result {
+    if let Some(a) = p.r.radioactivity.as_ref().and_then(|t| t.attribution.as_ref()) {
+        let named = if a.named.is_empty() {
+            "none".to_string()
+        } else {
+            a.named.join(", ")
+        };
+        write!(
+            o,
+            "\n\n<h2>Cohorts</h2>\n<p>{}; family-wise significance level {}. Named: <strong>{}</strong>.</p>\n\
+             <table class=\"list\">\n<tr><th>Cohort</th><th>Key id</th><th class=\"num\">p</th><th class=\"num\">\
+             adjusted p</th><th>Named</th></tr>\n",
+            Esc(&a.correction),
+            sci(a.alpha),
+            Esc(&named)
+        )?;
+        key_rows(o, &a.keys, None)?;
+    }
+    Ok(())
+}
+
+/// The documents of a scan, one row each.
+fn documents(o: &mut String, p: &Page<'_>) -> fmt::Result {
+    let Some(scan) = &p.r.scan else { return Ok(()) };
+    let s = &scan.summary;
+    write!(
+        o,
+        "\n\n<h2>Documents</h2>\n<p>{} documents: <strong>{} detected</strong>, {} not detected, {} inconclusive, {} \
+         could not be read. Each document's verdict is at the significance level {} on its own; with many \
+         documents, some “detected” by chance are possible only at that rate per document.</p>\n\
+         <table class=\"list\" id=\"documents\">\n<tr><th class=\"num\">Line</th><th>Id</th><th>Verdict</th>\
+         <th class=\"num\">p</th><th class=\"num\">Tokens</th><th class=\"num\">Scored</th><th>Note</th></tr>\n",
+        s.documents,
+        s.detected,
+        s.not_detected,
+        s.inconclusive,
+        s.errors,
+        sci(s.aggregate.alpha)
+    )?;
+    for doc in &scan.documents {
+        let id = doc
+            .id
+            .as_ref()
+            .filter(|v| !v.is_null())
+            .map(id_text)
+            .unwrap_or_default();
+        let verdict = match doc.verdict {
+            Some(Verdict::Detected) => "detected",
+            Some(Verdict::NotDetected) => "not detected",
+            Some(_) => "inconclusive",
+            None => "error",
+        };
+        write!(
+            o,
+            "<tr><td class=\"num\">{}</td><td>{}</td><td>{verdict}</td><td class=\"num\">{}</td>\
+             <td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}",
+            doc.line,
+            Esc(&id),
+            doc.log10_p.map_or_else(|| "–".to_string(), p_page),
+            doc.tokens,
+            doc.scored,
+            Esc(doc.error.as_deref().unwrap_or(""))
+        )?;
+        if doc.canonical_changes > 0 {
+            write!(o, "{} characters canonicalised", doc.canonical_changes)?;
+        }
+        o.push_str("</td></tr>\n");
+    }
+    o.push_str("\n</table>\n");
+    if scan.documents_not_listed > 0 {
+        write!(
+            o,
+            "<p>… and {} more documents, not listed here; the counts and the aggregate test cover all of them.</p>",
+            scan.documents_not_listed
+        )?;
+    }
+    o.push('\n');
+    Ok(())
+}
+
+/// The text, each token marked, with its legend; or the plain text.
+fn text(o: &mut String, p: &Page<'_>) -> fmt::Result {
+    let (r, d) = (p.r, p.d);
     let ids: Vec<String> = match (&r.text, d.and_then(|d| d.marks.as_ref())) {
         (None, Some(marks)) => marks.iter().map(|m| m.token.to_string()).collect(),
         _ => Vec::new(),
@@ -584,60 +1336,127 @@ pub fn html(r: &Report) -> Result<String> {
         || (Vec::new(), Legend::default()),
         |d| marked(d, r.text.as_deref(), &ids),
     );
-    let window_text = match (d.and_then(|d| d.window.as_ref()), &r.text) {
-        (Some(w), Some(text)) => w
-            .span
-            .and_then(|(s, e)| text.get(s..e))
-            .map(|s| s.chars().take(2000).collect::<String>()),
-        _ => None,
-    };
-    // When each scored token is one Bernoulli draw under the null (a green
-    // list), the share of scored tokens green without the watermark, as the
-    // scheme's contract says; not stated for other nulls.
-    let green_null = d
-        .and_then(|d| d.scheme.parse::<tracemark_core::SchemeConfig>().ok())
-        .and_then(|c| match c.contract().null {
-            tracemark_core::Null::Binomial { trials: 1, p } => Some(p),
-            _ => None,
-        });
-    let green_share = (legend.green + legend.red > 0).then(|| (100 * legend.green) / (legend.green + legend.red));
-    let tested = d.and_then(|d| match &d.outcome {
-        Outcome::Tested { test, log10_p, .. } => Some(context! { test => test, log10_p => log10_p }),
-        Outcome::Inconclusive { .. } => None,
-    });
-    let inconclusive_reason = d.and_then(|d| match &d.outcome {
-        Outcome::Inconclusive { reason } => Some(reason.clone()),
-        Outcome::Tested { .. } => None,
-    });
-    let page = env
-        .get_template("report.html")
-        .map_err(template_error)?
-        .render(context! {
-            r => r,
-            d => d,
-            w => words(r, d),
-            blocks => blocks,
-            legend => legend,
-            green_null => green_null,
-            green_share => green_share,
-            tested => tested,
-            inconclusive_reason => inconclusive_reason,
-            window_text => window_text,
-            verdict_class => match r.verdict {
-                Verdict::Detected => "detected",
-                Verdict::NotDetected => "not_detected",
-                _ => "inconclusive",
-            },
-        })
-        .map_err(template_error)?;
-    Ok(page)
+    let text = given(&r.text);
+    if let (false, Some(d)) = (blocks.is_empty(), d) {
+        write!(
+            o,
+            "\n<h2>The text, token by token</h2>\n<p class=\"legend\">\n  <span><i style=\"background: var(--green)\">\
+             </i>counts for the watermark ({})</span>\n  <span><i style=\"background: var(--red)\"></i>scored, counts \
+             against ({})</span>\n  <span><i style=\"background: #fff\"></i><s style=\"color:#8b93a3\">repeat</s>, \
+             not counted again ({})</span>\n  <span><i style=\"background: #fff\"></i><em class=\"s\">not scored</em> \
+             (too little context: {})</span>\n  ",
+            legend.green, legend.red, legend.duplicate, legend.short
+        )?;
+        if d.window.is_some() {
+            o.push_str("<span><i style=\"box-shadow: inset 0 -3px 0 var(--win)\"></i>most significant window</span>");
+        }
+        o.push_str("\n</p>\n<p><button type=\"button\" id=\"toggle\">Hide colours</button></p>\n<p class=\"meta\">");
+        // When each scored token is one Bernoulli draw under the null (a
+        // green list), the share of scored tokens green without the
+        // watermark, as the scheme's contract says; not stated for other nulls.
+        let green_null = d
+            .scheme
+            .parse::<tracemark_core::SchemeConfig>()
+            .ok()
+            .and_then(|c| match c.contract().null {
+                tracemark_core::Null::Binomial { trials: 1, p } => Some(p),
+                _ => None,
+            });
+        if let Some(g) = green_null {
+            let red = ((1.0 - g) * 100.0).round() as i128;
+            let share = legend.green + legend.red;
+            write!(
+                o,
+                "Without the watermark about {red}% of scored tokens would be red; here "
+            )?;
+            match share {
+                0 => o.push_str("None"),
+                n => write!(o, "{}", (100 * legend.green) / n)?,
+            }
+            o.push_str("% are green. ");
+        }
+        write!(
+            o,
+            "A single green token means nothing; only the count over the whole text does.</p>\n\
+             <div class=\"text{}\" id=\"marked\">",
+            if text.is_some() { "" } else { " ids" }
+        )?;
+        for b in &blocks {
+            o.push_str("<div class=\"blk\">");
+            for piece in &b.pieces {
+                if piece.c.is_empty() {
+                    write!(o, "{}", Esc(piece.t))?;
+                } else {
+                    write!(o, "<span class=\"{}\">{}</span>", Esc(&piece.c), Esc(piece.t))?;
+                }
+            }
+            o.push_str("</div>");
+        }
+        o.push_str("</div>\n");
+    } else if let Some(text) = text {
+        write!(o, "\n<h2>The text</h2>\n<div class=\"text\">{}</div>\n", Esc(text))?;
+    }
+    Ok(())
 }
 
-fn template_error(e: minijinja::Error) -> Error {
-    Error::InvalidOption {
-        name: "report template",
-        message: e.to_string(),
+/// The facts that make the report reproducible, the command, the footer and the script.
+fn reproduce(o: &mut String, p: &Page<'_>) -> fmt::Result {
+    let r = p.r;
+    o.push_str("<h2>Reproduce and check</h2>\n<table>\n  ");
+    if let Some(d) = p.d {
+        write!(o, "\n  <tr><th>Scheme</th><td><code>{}</code>", Esc(&d.scheme))?;
+        if let Some(s) = &d.scheme_source {
+            write!(o, " (from {}", Esc(&s.origin))?;
+            if let Some(served) = given(&s.served).filter(|served| *served != d.scheme) {
+                write!(o, "; served: <code>{}</code>", Esc(served))?;
+            }
+            o.push(')');
+        }
+        o.push_str("</td></tr>\n");
+        writeln!(o, "  <tr><th>Spec version</th><td>{}</td></tr>", Esc(&d.spec))?;
+        write!(
+            o,
+            "  <tr><th>Key id</th><td><code>{}</code> (public: it names the key without revealing it)</td></tr>\n  ",
+            Esc(&name(&d.key_id))
+        )?;
+        if let Some(t) = &d.tokenizer {
+            write!(
+                o,
+                "<tr><th>Tokenizer</th><td><code>{}</code> (vocabulary {})</td></tr>",
+                Esc(&t.fingerprint),
+                t.vocab_size
+            )?;
+        }
+        o.push_str("\n  ");
     }
+    o.push_str("\n  ");
+    match &r.scan {
+        Some(s) => write!(
+            o,
+            "<tr><th>Corpus SHA-256</th><td><code>{}</code></td></tr>\n  ",
+            Esc(&s.summary.corpus_sha256)
+        )?,
+        None => write!(
+            o,
+            "\n  <tr><th>Input SHA-256</th><td><code>{}</code></td></tr>",
+            Esc(&r.subject.sha256)
+        )?,
+    }
+    write!(
+        o,
+        "\n  <tr><th>Tool</th><td>{} (report format {})</td></tr>\n  <tr><th>Created</th><td>{}</td></tr>\n  \
+         <tr><th>Report SHA-256</th><td><code>{}</code> (of the JSON beside this page, with this field empty)</td>\
+         </tr>\n</table>\n<p>Anyone who holds the key file can run this command on the same input and get the same \
+         numbers:</p>\n<pre class=\"cmd\" id=\"command\">{}</pre>\n<footer>Made by {}. The statistics are exact \
+         (log-space binomial and gamma tails); the JSON file beside this page holds every number shown here.\
+         </footer>\n</main>\n<script>\n{SCRIPT}</script>\n</body>\n</html>",
+        Esc(&r.tool),
+        Esc(&r.format),
+        Esc(&r.created),
+        Esc(&r.report_sha256),
+        Esc(&r.command),
+        Esc(&r.tool)
+    )
 }
 
 #[cfg(test)]
@@ -792,5 +1611,70 @@ mod tests {
         assert_eq!(powers("about 1 in 4.5 × 10^32"), "about 1 in 4.5 × 10<sup>32</sup>");
         assert_eq!(powers("(10^-2000.37) <b>"), "(10<sup>-2000.37</sup>) &lt;b&gt;");
         assert_eq!(p_html(-0.1063), "0.783");
+    }
+
+    #[test]
+    fn the_escaping_rule() {
+        assert_eq!(
+            Esc(r#"<a href='x'>&"/"#).to_string(),
+            "&lt;a href=&#x27;x&#x27;&gt;&amp;&quot;&#x2f;"
+        );
+        assert_eq!(Esc("plain text, é \u{202e}").to_string(), "plain text, é \u{202e}");
+        assert_eq!(Esc("").to_string(), "");
+    }
+
+    #[test]
+    fn document_ids_as_the_page_writes_them() {
+        let id = |j: &str| id_text(&serde_json::from_str(j).expect("test input"));
+        assert_eq!(id("3"), "3");
+        assert_eq!(id("-3"), "-3");
+        assert_eq!(id("3.0"), "3.0");
+        assert_eq!(id("1e21"), "1000000000000000000000.0");
+        assert_eq!(id("true"), "True");
+        assert_eq!(id(r#""<b>""#), "<b>");
+        assert_eq!(
+            id(r#"[1, "a", null, 2.5, {"k": [1.0]}]"#),
+            r#"[1, "a", None, 2.5, {"k": [1.0]}]"#
+        );
+    }
+
+    /// Input that tries to break out of the page (a script, quotes that
+    /// would end an attribute, `&`, bidi controls) is shown as text: the
+    /// page's markup is the same as for a harmless input.
+    #[test]
+    fn hostile_input_stays_text() {
+        use crate::detect::{DetectOptions, Detector};
+        use tracemark_core::{Key, SchemeConfig};
+        let hostile =
+            "<script>alert(\"x&y\")</script> 'q' \"><img src=x onerror=alert(1)> &amp; \u{202e}evil\u{202c} </div>";
+        let key = Key::from_bytes([9; 32]);
+        let config: SchemeConfig = "kgw:gamma=0.25,delta=2,context=lefthash:1".parse().expect("test input");
+        let options = DetectOptions {
+            marks: true,
+            ..DetectOptions::default()
+        };
+        let detector = Detector::new(&key, &config, 1000, options).expect("test input");
+        let ids: Vec<u32> = (0..300u32).map(|i| i * 7 % 1000).collect();
+        let d = detector.detect_ids(&[], &ids).expect("test input");
+        let page = |text: &str| {
+            let mut r = Report::detection(
+                d.clone(),
+                Some(text.to_string()),
+                Subject::of_bytes(text, text.as_bytes()),
+                format!("tracemark detect {text}"),
+            );
+            r.tool = text.to_string();
+            html(&r).expect("test input")
+        };
+        let bad = page(hostile);
+        let good = page("harmless");
+        for tag in ["<script", "<img", "<div", "</div", "\""] {
+            assert_eq!(bad.matches(tag).count(), good.matches(tag).count(), "{tag}");
+        }
+        assert!(!bad.contains("<script>alert") && !bad.contains("<img src=x"), "{bad}");
+        assert!(bad.contains("&lt;script&gt;alert(&quot;x&amp;y&quot;)&lt;&#x2f;script&gt;"));
+        assert!(bad.contains("&#x27;q&#x27; &quot;&gt;&lt;img src=x onerror=alert(1)&gt; &amp;amp;"));
+        // Bidi controls stay characters of the text, inside their element.
+        assert!(bad.contains("\u{202e}evil\u{202c} &lt;&#x2f;div&gt;"));
     }
 }
