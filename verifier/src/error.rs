@@ -26,6 +26,8 @@ pub enum Error {
         /// The vocabulary size it was checked against.
         vocab_size: usize,
     },
+    /// The work passed its [`Deadline`](crate::text::Deadline) and stopped.
+    DeadlineExceeded,
     /// The tokenizer could not be loaded or failed on the input.
     Tokenizer {
         /// What failed.
@@ -115,6 +117,7 @@ impl fmt::Display for Error {
                 "token id {token} at position {position} is outside the vocabulary of size {vocab_size}: \
                  the ids were not produced by this tokenizer/model"
             ),
+            Self::DeadlineExceeded => f.write_str("the deadline passed before the work was done"),
             Self::Tokenizer { message } => write!(f, "tokenizer: {message}"),
             Self::Io { path, source } => write!(f, "{path}: {source}"),
             Self::BadDocument { line, message } => write!(f, "line {line}: {message}"),

@@ -4,8 +4,8 @@
 use super::detection::{Detection, Verdict};
 use super::detector::Detector;
 use crate::error::{Error, Result};
-use crate::text::canonical::{canonicalize, form_plan, Canonical, CanonicalReport, Form, FormPlan, FormTest};
-use crate::text::{sha256_hex, TextTokenizer};
+use crate::text::canonical::{canonicalize_until, form_plan, Canonical, CanonicalReport, Form, FormPlan, FormTest};
+use crate::text::{sha256_hex, Deadline, TextTokenizer};
 
 impl Detector {
     /// Tests a text: `completion` is encoded and scored, `prompt` (if any) is
@@ -15,26 +15,43 @@ impl Detector {
     ///
     /// With [`DetectOptions::canonicalize`](crate::DetectOptions) on (the
     /// default), the forms tested are chosen from the text alone
-    /// ([`form_plan`]): as given, its canonical form ([`canonicalize`]), or
+    /// ([`form_plan`]): as given, its canonical form
+    /// ([`canonicalize`](crate::canonicalize)), or
     /// both, where the verdict stands on the smaller p-value times 2; the
     /// report's
     /// [`canonical`](Detection::canonical) section says what changed, both
     /// tests and the correction.
     pub fn detect_text(&self, tokenizer: &TextTokenizer, prompt: Option<&str>, completion: &str) -> Result<Detection> {
+        self.detect_text_until(tokenizer, prompt, completion, Deadline::NONE)
+    }
+
+    /// [`detect_text`](Self::detect_text), stopped with
+    /// [`Error::DeadlineExceeded`] once `deadline` has passed: checked as
+    /// canonicalisation goes (every thousand characters or so), between the
+    /// chunks of a long text's encoding ([`TextTokenizer::encode_until`]),
+    /// and before and after each form's scoring. The report is the one
+    /// [`detect_text`](Self::detect_text) gives when it ends in time.
+    pub fn detect_text_until(
+        &self,
+        tokenizer: &TextTokenizer,
+        prompt: Option<&str>,
+        completion: &str,
+        deadline: Deadline,
+    ) -> Result<Detection> {
         if completion.trim().is_empty() {
             return Err(Error::EmptyInput);
         }
         if !self.options().canonicalize {
-            return self.detect_form(tokenizer, prompt, completion, None);
+            return self.detect_form(tokenizer, prompt, completion, None, deadline);
         }
-        let canonical = canonicalize(completion);
-        let canonical_prompt = prompt.map(canonicalize);
+        let canonical = canonicalize_until(completion, deadline)?;
+        let canonical_prompt = prompt.map(|p| canonicalize_until(p, deadline)).transpose()?;
         // Which forms to test, from the text alone, never from a p-value.
         let plan = form_plan(&canonical, canonical_prompt.as_ref());
         let mut forms = Vec::with_capacity(plan.forms());
         let mut reports = Vec::with_capacity(plan.forms());
         if matches!(plan, FormPlan::AsGiven | FormPlan::Both) {
-            let given = self.detect_form(tokenizer, prompt, completion, None)?;
+            let given = self.detect_form(tokenizer, prompt, completion, None, deadline)?;
             forms.push(FormTest {
                 form: Form::AsGiven,
                 sha256: sha256_hex(completion.as_bytes()),
@@ -49,6 +66,7 @@ impl Detector {
                 canonical_prompt.as_ref().map(Canonical::text),
                 canonical.text(),
                 Some(&canonical),
+                deadline,
             )?;
             forms.push(FormTest {
                 form: Form::Canonical,
@@ -96,13 +114,15 @@ impl Detector {
         prompt: Option<&str>,
         completion: &str,
         canonical: Option<&Canonical>,
+        deadline: Deadline,
     ) -> Result<Detection> {
         let prompt_ids = match prompt {
-            Some(p) => tokenizer.encode(p)?.ids,
+            Some(p) => tokenizer.encode_until(p, deadline)?.ids,
             None => Vec::new(),
         };
-        let enc = tokenizer.encode(completion)?;
+        let enc = tokenizer.encode_until(completion, deadline)?;
         let mut d = self.detect_ids(&prompt_ids, &enc.ids)?;
+        deadline.check()?;
         d.tokenizer = Some(tokenizer.info().clone());
         d.input_sha256 = Some(sha256_hex(completion.as_bytes()));
         let original = |span: (usize, usize)| canonical.map_or(span, |c| c.original_span(span));

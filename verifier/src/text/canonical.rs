@@ -68,6 +68,9 @@ use unicode_segmentation::UnicodeSegmentation;
 
 mod v2;
 
+use super::Deadline;
+use crate::error::Result;
+
 /// The version of the canonical form [`canonicalize`] computes (SPEC §14).
 /// Version 1 had the invisible, whitespace, compatibility and confusable
 /// stages only.
@@ -308,6 +311,73 @@ fn prototype(c: char) -> String {
 
 /// Puts `text` in canonical form (see the module documentation).
 pub fn canonicalize(text: &str) -> Canonical {
+    canonicalize_until(text, Deadline::NONE).expect("without a deadline, canonicalisation runs to its end")
+}
+
+/// [`canonicalize`], stopped with
+/// [`Error::DeadlineExceeded`](crate::Error::DeadlineExceeded) once
+/// `deadline` has passed (checked every thousand characters or so in each
+/// stage). Text that is already canonical (see [`already_canonical`]) is
+/// recognised in one scan and returned as it is.
+pub fn canonicalize_until(text: &str, deadline: Deadline) -> Result<Canonical> {
+    if already_canonical(text) {
+        return Ok(Canonical::unchanged(text));
+    }
+    deadline.check()?;
+    canonicalize_stages(text, deadline)
+}
+
+/// Whether `text` is plain: ASCII, the letters of European orthographies
+/// (Latin-1 and Latin Extended-A, but `ı`, `ĳ`, `ŀ`, `ŉ`, `ĸ` and `ſ`,
+/// which canonical form may change) and the typographic quotes and dashes
+/// (`‘ ’ “ ” « » – —`).
+///
+/// None of these is changed by any stage of canonical form v2 (no bidi
+/// control, invisible, space variant, blank, compatibility form or mark;
+/// every letter Latin and counted as Latin, so every word, sentence and text
+/// reads as Latin and nothing maps into another script; no Latin look-alike
+/// or foreign mark), and no two of them form a grapheme cluster together
+/// but `\r\n`. The tests check each character, random strings of them and
+/// the human-text corpus against the full stages.
+fn plain(c: char) -> bool {
+    c.is_ascii()
+        || matches!(c, '\u{00C0}'..='\u{017F}')
+            && !matches!(
+                c,
+                '\u{00D7}' | '\u{00F7}' | 'ı' | 'Ĳ' | 'ĳ' | 'ĸ' | 'Ŀ' | 'ŀ' | 'ŉ' | 'ſ'
+            )
+        || matches!(c, '‘' | '’' | '“' | '”' | '«' | '»' | '–' | '—')
+}
+
+/// Whether canonical form leaves `text` as it is, decided in one scan:
+/// every character [`plain`], and every run of spaces and tabs inside a
+/// line (after its indentation) a single space. Some canonical texts fail
+/// the scan (Cyrillic prose, emoji): those take the full stages, which find
+/// nothing to change.
+pub fn already_canonical(text: &str) -> bool {
+    // As in the spacing stage: a line starts after a paragraph end.
+    let mut line_start = true;
+    let mut after_space = false;
+    for c in text.chars() {
+        match c {
+            ' ' | '\t' => {
+                if !line_start && (c == '\t' || after_space) {
+                    return false;
+                }
+                after_space = true;
+            }
+            _ if !plain(c) => return false,
+            _ => {
+                line_start = matches!(c, '\n' | '\r' | '\u{1C}'..='\u{1E}');
+                after_space = false;
+            }
+        }
+    }
+    true
+}
+
+/// The stages of canonical form, one after the other.
+fn canonicalize_stages(text: &str, deadline: Deadline) -> Result<Canonical> {
     let mut changes = Vec::new();
     let traced: Vec<Traced> = text
         .char_indices()
@@ -320,11 +390,13 @@ pub fn canonicalize(text: &str) -> Canonical {
 
     // 0: bidi overrides that reverse a run, resolved into reading order.
     let traced = v2::resolve_overrides(&traced, &mut changes);
+    deadline.check()?;
 
     // 1 and 2: invisible characters and whitespace variants, one character at
     // a time (blank-looking characters are kept for the spacing pass).
     let mut visible = Vec::with_capacity(traced.len());
     for (i, t) in traced.iter().enumerate() {
+        deadline.every(i)?;
         if v2::used_as_blank(&traced, i) {
             visible.push(*t);
         } else if invisible(t.c) && !part_of_emoji(&traced, i) {
@@ -353,13 +425,15 @@ pub fn canonicalize(text: &str) -> Canonical {
 
     // 2 (v2): runs of horizontal whitespace and blanks inside a line.
     let visible = v2::collapse_spacing(visible, &mut changes);
+    deadline.check()?;
 
     // 3: NFKC, one grapheme cluster at a time (normalisation does not cross
     // cluster boundaries), each output character traced to its cluster.
     let stage: String = visible.iter().map(|t| t.c).collect();
     let mut folded = Vec::with_capacity(visible.len());
     let mut next_char = 0;
-    for cluster in stage.graphemes(true) {
+    for (k, cluster) in stage.graphemes(true).enumerate() {
+        deadline.every(k)?;
         let n = cluster.chars().count();
         let sources = &visible[next_char..next_char + n];
         next_char += n;
@@ -379,11 +453,12 @@ pub fn canonicalize(text: &str) -> Canonical {
 
     // 4: confusables of another script, mapped into the script each letter
     // is read in: its word's, else its sentence's, else the text's.
-    let readings = v2::readings(&folded);
+    let readings = v2::readings(&folded, deadline)?;
     let mut out = Vec::with_capacity(folded.len());
     // Per character of `out`: whether it is read as Latin (stages 5 and 6).
     let mut latin = Vec::with_capacity(folded.len());
-    for (t, reading) in folded.into_iter().zip(readings) {
+    for (k, (t, reading)) in folded.into_iter().zip(readings).enumerate() {
+        deadline.every(k)?;
         let replacement = reading.script.and_then(|context| {
             let script = t.c.script();
             if t.c.is_ascii() {
@@ -431,6 +506,7 @@ pub fn canonicalize(text: &str) -> Canonical {
 
     // 5 and 6 (v2): look-alikes inside the Latin script, and marks its
     // orthographies do not write, in letters read as Latin.
+    deadline.check()?;
     let lines = v2::evidence(&out);
     let mut line = 0;
     for (t, &is_latin) in out.iter_mut().zip(&latin) {
@@ -453,7 +529,8 @@ pub fn canonicalize(text: &str) -> Canonical {
             t.c = plain;
         }
     }
-    let out = v2::strip_foreign_marks(out, &latin, &mut changes);
+    deadline.check()?;
+    let out = v2::strip_foreign_marks(out, &latin, &mut changes, deadline)?;
 
     changes.sort_by_key(|c| (c.span.0, c.kind));
     let mut canonical = String::with_capacity(text.len());
@@ -462,12 +539,12 @@ pub fn canonicalize(text: &str) -> Canonical {
         origin.push((canonical.len(), t.start, t.end));
         canonical.push(t.c);
     }
-    Canonical {
+    Ok(Canonical {
         text: canonical,
         changes,
         origin,
         original_len: text.len(),
-    }
+    })
 }
 
 /// Which forms of a text detection tests, decided from the text alone before
@@ -569,6 +646,16 @@ fn push_change(changes: &mut Vec<Change>, kind: ChangeKind, start: usize, end: u
 }
 
 impl Canonical {
+    /// `text` as its own canonical form: no change, each character from itself.
+    fn unchanged(text: &str) -> Self {
+        Canonical {
+            text: text.to_string(),
+            changes: Vec::new(),
+            origin: text.char_indices().map(|(i, c)| (i, i, i + c.len_utf8())).collect(),
+            original_len: text.len(),
+        }
+    }
+
     /// The canonical text.
     pub fn text(&self) -> &str {
         &self.text
@@ -789,6 +876,113 @@ pub struct CanonicalReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// The full stages, without the scan that skips them.
+    fn stages(text: &str) -> Canonical {
+        canonicalize_stages(text, Deadline::NONE).expect("no deadline")
+    }
+
+    /// Every character the scan lets through, in contexts of words, spaces
+    /// and lines: the full stages leave each as it is; every non-ASCII
+    /// letter among them is counted as Latin, unambiguously (so no text of
+    /// them reads as another script).
+    #[test]
+    fn plain_characters_are_canonical_in_every_context() {
+        let quotes = ['‘', '’', '“', '”', '«', '»', '–', '—'];
+        let all = (0u32..0x180).filter_map(char::from_u32).chain(quotes);
+        let mut passed = 0;
+        for c in all {
+            if c.is_alphabetic() && !c.is_ascii() && plain(c) {
+                assert_eq!(v2::vote(c), Some((Script::Latin, true)), "{c:?}");
+            }
+            for text in [
+                format!("{c}"),
+                format!("a{c}b"),
+                format!("{c}{c}"),
+                format!("Word{c} word. {c}Next line\n{c}end"),
+                format!("  {c} x {c}\r\n\t{c}"),
+                format!("café {c}ı"),
+            ] {
+                let full = stages(&text);
+                if already_canonical(&text) {
+                    assert!(full.is_unchanged(), "{text:?}: {:?}", full.changes());
+                    assert_eq!(canonicalize(&text), full, "{text:?}");
+                    passed += 1;
+                }
+            }
+        }
+        assert!(passed > 1000, "{passed}");
+        for text in ["ı", "ſ", "x  y", "x\ty", "x \ty", "\u{a0}", "e\u{301}", "…", "½"] {
+            assert!(!already_canonical(text), "{text:?}");
+        }
+        for text in ["\tindented\n    four", "a b\nc", "", "Zürich – “quoted”", "x\r\n  y"] {
+            assert!(already_canonical(text), "{text:?}");
+        }
+    }
+
+    /// Characters of plain text and of tampering, for random strings.
+    const ALPHABET: &[char] = &[
+        'a', 'e', 'o', 'c', 'p', 'x', 'T', 'H', 'i', 'I', 'k', 'y', '1', '.', ',', '\'', ' ', ' ', ' ', '\t', '\n',
+        '\r', 'é', 'ü', 'Ç', 'ş', 'İ', '’', '—', '«', 'ı', 'ſ', 'ĳ', '\u{200B}', '\u{A0}', '\u{2800}', '\u{301}',
+        '\u{323}', 'а', 'о', 'с', 'Ι', 'κ', 'ᴄ', 'ɑ', 'ｆ', '…', '\u{202E}', '\u{202C}', '\u{2028}', 'д', '日', '👍',
+        '\u{FE0F}', '\u{200D}', 'ạ', 'ơ',
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        /// The scan and the full stages give the same canonical form, byte
+        /// for byte with the same changes and origins, on random strings of
+        /// plain and tampered characters, and on plain text tampered once.
+        #[test]
+        fn the_scan_agrees_with_the_stages(
+            picks in proptest::collection::vec(0..ALPHABET.len(), 0..60),
+            at in 0usize..1000,
+            tamper in 0..ALPHABET.len(),
+        ) {
+            let text: String = picks.iter().map(|&i| ALPHABET[i]).collect();
+            prop_assert_eq!(canonicalize(&text), stages(&text), "{:?}", text);
+            let mut tampered: Vec<char> = TEXT.chars().collect();
+            let i = at % (tampered.len() + 1);
+            tampered.insert(i, ALPHABET[tamper]);
+            let tampered: String = tampered.into_iter().collect();
+            prop_assert_eq!(canonicalize(&tampered), stages(&tampered), "{:?}", tampered);
+        }
+    }
+
+    /// The human-text corpus (`TRACEMARK_HUMAN_TEXT`, `make test-rust`):
+    /// every text's canonical form by the scan equals the full stages'.
+    #[test]
+    #[ignore = "needs TRACEMARK_HUMAN_TEXT (make test-rust runs it)"]
+    fn the_scan_agrees_with_the_stages_on_human_text() {
+        let path =
+            std::env::var("TRACEMARK_HUMAN_TEXT").expect("set TRACEMARK_HUMAN_TEXT (scripts/fetch.py human-text)");
+        let corpus = std::fs::read_to_string(&path).expect("the human-text corpus");
+        let (mut texts, mut scanned) = (0, 0);
+        for line in corpus.lines().filter(|l| !l.trim().is_empty()) {
+            let doc: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+            let text = doc["text"].as_str().expect("text");
+            texts += 1;
+            scanned += usize::from(already_canonical(text));
+            assert_eq!(canonicalize(text), stages(text), "{}", doc["id"]);
+        }
+        assert!(
+            texts >= 100 && scanned * 4 >= texts,
+            "{scanned} of {texts} texts took the scan"
+        );
+    }
+
+    #[test]
+    fn a_deadline_stops_canonicalisation() {
+        let past = Deadline::at(std::time::Instant::now());
+        let tampered = TEXT.replace(' ', "\u{A0}").repeat(50);
+        assert_eq!(canonicalize_until(&tampered, past), Err(crate::Error::DeadlineExceeded));
+        // Plain text is one scan, done at once.
+        assert_eq!(canonicalize_until(TEXT, past), Ok(canonicalize(TEXT)));
+        let later = Deadline::after(std::time::Duration::from_secs(3600));
+        assert_eq!(canonicalize_until(&tampered, later), Ok(canonicalize(&tampered)));
+    }
 
     #[test]
     fn normalisation_is_not_tampering() {
@@ -889,6 +1083,7 @@ mod tests {
             let name = case["name"].as_str().unwrap_or_default();
             let input = case["input"].as_str().expect("input");
             let c = canonicalize(input);
+            assert_eq!(c, stages(input), "{name}: the scan and the stages");
             assert_eq!(
                 c.text(),
                 case["canonical"].as_str().expect("canonical"),

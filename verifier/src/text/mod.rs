@@ -4,7 +4,9 @@
 //! ([`sentences`]). Imports nothing else of the verifier but its errors.
 
 pub mod canonical;
+mod deadline;
 pub mod sentences;
 mod tokenizer;
 
+pub use deadline::Deadline;
 pub use tokenizer::{sha256_hex, utf8, Encoded, TextTokenizer, TokenizerInfo};

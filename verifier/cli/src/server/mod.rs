@@ -46,6 +46,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tracemark_core::{Key, SchemeConfig};
 use tracemark_verifier::serving::SchemeSource;
+use tracemark_verifier::text::Deadline;
 use tracemark_verifier::{
     sha256_hex, Dedup, DetectOptions, Detection, DetectionStream, Detector, Error, Keyring, KeyringDetection,
     KeyringDetector, Scanner, TextTokenizer, WindowOptions,
@@ -396,6 +397,14 @@ impl ApiError {
 
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
+        if matches!(e, Error::DeadlineExceeded) {
+            // Work stopped at the request's deadline: the 503 of `timed_out`.
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                "the request took longer than this service's time limit",
+            );
+        }
         let code = match &e {
             Error::EmptyInput => "empty_input",
             Error::WrongTokenizer { .. } => "wrong_tokenizer",
@@ -970,15 +979,20 @@ impl Subject {
         }
     }
 
-    fn detect(&self, d: &Detector, tokenizer: Option<&TextTokenizer>) -> Result<Detection, Error> {
+    /// Detection, stopped at `deadline` (canonicalisation, tokenisation and
+    /// scoring check it as they go).
+    fn detect(&self, d: &Detector, tokenizer: Option<&TextTokenizer>, deadline: Deadline) -> Result<Detection, Error> {
         match self {
             Subject::Text { text, prompt } => {
                 let tokenizer = tokenizer.ok_or_else(|| Error::Tokenizer {
                     message: "this service was started without --tokenizer: send ids".into(),
                 })?;
-                d.detect_text(tokenizer, prompt.as_deref(), text)
+                d.detect_text_until(tokenizer, prompt.as_deref(), text, deadline)
             }
-            Subject::Ids { ids, prompt } => d.detect_ids(prompt, ids),
+            Subject::Ids { ids, prompt } => {
+                deadline.check()?;
+                d.detect_ids(prompt, ids)
+            }
         }
     }
 }
@@ -1019,17 +1033,18 @@ async fn detect(Extract(s): Extract<Arc<State>>, headers: HeaderMap, body: Body)
         Subject::Ids { ids, .. } => format!("{ids:?}"),
     });
     let state = Arc::clone(&s);
-    let response = blocking(&s, &ticket, move |_deadline| {
+    let response = blocking(&s, &ticket, move |deadline| {
+        let deadline = Deadline::at(deadline);
         let tokenizer = state.tokenizer.as_ref();
         Ok(match key {
             Some(i) => {
-                let mut d = subject.detect(state.keys[i].get(window, marks), tokenizer)?;
+                let mut d = subject.detect(state.keys[i].get(window, marks), tokenizer, deadline)?;
                 d.scheme_source = Some(state.keys[i].scheme_source.clone());
                 DetectResponse::Single(d)
             }
             None => match &state.keyring {
                 Some(kd) => {
-                    let mut k = kd.detect_with(|d| subject.detect(d, tokenizer))?;
+                    let mut k = kd.detect_with(|d| subject.detect(d, tokenizer, deadline))?;
                     if let (Some(b), Some(best)) = (k.best, k.best_detection.as_mut()) {
                         best.scheme_source = state.keys.get(b).map(|key| key.scheme_source.clone());
                     }

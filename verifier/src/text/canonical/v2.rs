@@ -13,6 +13,8 @@ use unicode_script::{Script, UnicodeScript};
 use unicode_segmentation::UnicodeSegmentation;
 
 use super::{push_change, Change, ChangeKind, Traced};
+use crate::error::Result;
+use crate::text::Deadline;
 
 // ---------------------------------------------------------------------------
 // Bidi overrides.
@@ -536,13 +538,19 @@ pub(super) fn strip_marks(cluster: &str, line: Evidence) -> Option<String> {
 
 /// Applies [`strip_marks`] to each grapheme cluster of `chars` whose first
 /// character is read as Latin (`latin`, per character).
-pub(super) fn strip_foreign_marks(chars: Vec<Traced>, latin: &[bool], changes: &mut Vec<Change>) -> Vec<Traced> {
+pub(super) fn strip_foreign_marks(
+    chars: Vec<Traced>,
+    latin: &[bool],
+    changes: &mut Vec<Change>,
+    deadline: Deadline,
+) -> Result<Vec<Traced>> {
     let lines = evidence(&chars);
     let stage: String = chars.iter().map(|t| t.c).collect();
     let mut out = Vec::with_capacity(chars.len());
     let mut next = 0;
     let mut line = 0;
-    for cluster in stage.graphemes(true) {
+    for (k, cluster) in stage.graphemes(true).enumerate() {
+        deadline.every(k)?;
         let n = cluster.chars().count();
         let sources = &chars[next..next + n];
         next += n;
@@ -558,7 +566,7 @@ pub(super) fn strip_foreign_marks(chars: Vec<Traced>, latin: &[bool], changes: &
             None => out.extend_from_slice(sources),
         }
     }
-    out
+    Ok(out)
 }
 
 // ---------------------------------------------------------------------------
@@ -705,16 +713,17 @@ fn unambiguous_most(chars: impl Iterator<Item = char>) -> Option<Script> {
 
 /// The script of the whole text: of the most unambiguous letters, or, when
 /// no letter is unambiguous, of the most look-alikes' prototypes.
-fn text_script(chars: &[Traced]) -> Option<Script> {
+fn text_script(chars: &[Traced], deadline: Deadline) -> Result<Option<Script>> {
     let (mut unambiguous, mut by_prototype) = (Tally::default(), Tally::default());
-    for (script, clear) in chars.iter().filter_map(|t| vote(t.c)) {
-        if clear {
-            unambiguous.add(script);
-        } else {
-            by_prototype.add(script);
+    for (i, t) in chars.iter().enumerate() {
+        deadline.every(i)?;
+        match vote(t.c) {
+            Some((script, true)) => unambiguous.add(script),
+            Some((script, false)) => by_prototype.add(script),
+            None => {}
         }
     }
-    unambiguous.most().or_else(|| by_prototype.most())
+    Ok(unambiguous.most().or_else(|| by_prototype.most()))
 }
 
 /// Whether `c` belongs to a word: a letter or a combining mark.
@@ -740,11 +749,17 @@ pub(super) struct Reading {
 /// The reading of each character of `chars` (SPEC §14, stage 4). Sentences
 /// are Unicode's (UAX #29, which also ends one at every line break); words
 /// are maximal runs of letters and combining marks.
-pub(super) fn readings(chars: &[Traced]) -> Vec<Reading> {
-    let text = text_script(chars);
+pub(super) fn readings(chars: &[Traced], deadline: Deadline) -> Result<Vec<Reading>> {
+    let text = text_script(chars, deadline)?;
     let stage: String = chars.iter().map(|t| t.c).collect();
     let mut out = Vec::with_capacity(chars.len());
+    let mut checked = 0;
     for sentence in stage.split_sentence_bounds() {
+        // A sentence is short, or a check every thousand characters or so.
+        if out.len() >= checked + super::super::deadline::CHECK_EVERY {
+            deadline.check()?;
+            checked = out.len();
+        }
         let cs: Vec<char> = sentence.chars().collect();
         let sentence_script = unambiguous_most(cs.iter().copied()).or(text);
         let mut i = 0;
@@ -767,5 +782,5 @@ pub(super) fn readings(chars: &[Traced]) -> Vec<Reading> {
             i = end;
         }
     }
-    out
+    Ok(out)
 }
