@@ -124,6 +124,8 @@ mod kgw;
 pub mod mix;
 mod prf;
 mod scheme;
+mod semantic;
+mod semantic_mean;
 mod simd;
 mod tournament;
 mod weight;
@@ -137,6 +139,10 @@ pub use key::{Key, KeyId, MAX_LABEL_LEN};
 pub use kgw::{Kgw, KgwConfig};
 pub use ndarray;
 pub use scheme::{set_batch_threads, Observation, Scheme, SchemeKind, SeenContexts, Step};
+pub use semantic::{
+    word_count, Projection, Region, Semantic, SemanticConfig, EMBEDDING_DIM, MAX_PLANES, REFERENCE_MEAN,
+    REFERENCE_MEAN_SHA256, SEMANTIC_NAME,
+};
 pub use tournament::{Tournament, TournamentConfig};
 pub use weight::ENTROPY_CAP;
 

@@ -8,6 +8,7 @@ mod detection;
 mod detector;
 pub mod forgery;
 pub(crate) mod observe;
+pub mod semantic;
 mod strength;
 mod text;
 pub mod weighted;

@@ -1,0 +1,65 @@
+#!/usr/bin/env python3
+"""Embeds sentences of the human-text corpus for the semantic layer (issue 25).
+
+Splits `python3 scripts/fetch.py human-text` into two halves by a public rule:
+a document is in the *reference* half when the first byte of SHA-256 of its
+`id` is below 128, else in the *held-out* half. The reference half gives the
+public reference mean (`make_reference_mean.py`); the held-out half is for
+calibration (`lab_semantic.py`), so the mean is never measured on the text
+it is tested against.
+
+Per document: the sentences of SPEC §15.1 (`tracemark.sentences`) with at
+least MIN_WORDS words (split on white space), at most PER_DOC of them, in
+order. Per half and category at most DOCS documents, the first ones in
+corpus order. Embeddings come from `tracemark.Embedder` (SPEC §15.2).
+
+    nice -n 10 "$VENV/bin/python" testdata/semantic/embed_human.py OUT.npz [CORPUS]
+
+writes OUT.npz with `emb` (float32, sentences x 384), `doc` (int32 document
+index per sentence), `half` (0 reference, 1 held-out, per document),
+`category` (per document) and `ids` (per document).
+"""
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import tracemark as tm
+
+MIN_WORDS = 5
+PER_DOC = 24
+DOCS = {"prose": 250, "docs": 250, "code": 150, "licence": 40}
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def main():
+    out = sys.argv[1]
+    corpus = sys.argv[2] if len(sys.argv) > 2 else subprocess.check_output(
+        [sys.executable, str(ROOT / "scripts" / "fetch.py"), "human-text"], text=True).strip()
+    taken = {}
+    docs, cats, ids, halves, sents, owner = [], [], [], [], [], []
+    for line in open(corpus, encoding="utf-8"):
+        d = json.loads(line)
+        half = 0 if hashlib.sha256(d["id"].encode()).digest()[0] < 128 else 1
+        cat = d["category"]
+        if taken.get((half, cat), 0) >= DOCS.get(cat, 0):
+            continue
+        ss = [s for s in tm.sentences(d["text"]) if len(s.split()) >= MIN_WORDS][:PER_DOC]
+        if not ss:
+            continue
+        taken[(half, cat)] = taken.get((half, cat), 0) + 1
+        i = len(ids)
+        ids.append(d["id"]); cats.append(cat); halves.append(half)
+        sents.extend(ss); owner.extend([i] * len(ss))
+    print(f"{len(ids)} documents, {len(sents)} sentences: {taken}", file=sys.stderr)
+    e = tm.Embedder()
+    emb = np.concatenate([e.embed(sents[i:i + 256]) for i in range(0, len(sents), 256)])
+    np.savez_compressed(out, emb=emb.astype(np.float32), doc=np.array(owner, np.int32),
+                        half=np.array(halves, np.int8), category=np.array(cats), ids=np.array(ids))
+
+
+if __name__ == "__main__":
+    main()

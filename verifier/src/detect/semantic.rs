@@ -1,0 +1,367 @@
+//! The exact test over sentences: the semantic layer's detection (SPEC §15.3).
+//!
+//! A text is cut into sentences (SPEC §15.1, [`crate::text::sentences`]);
+//! sentences of fewer than the scheme's `min_words` words are not scored;
+//! the others need their embeddings (SPEC §15.2), which the caller computes
+//! (this crate stays free of candle: `tracemark_candle::embed::Embedder`,
+//! or `tracemark.Embedder` in Python). Each scored sentence falls in a
+//! keyed region ([`tracemark_core::Semantic`]); repeated regions count once
+//! (a copied sentence, or a second sentence on the same spot, is not new
+//! evidence), and the number `k` of green regions among the `n` distinct
+//! ones is tested against Binomial(`n`, `G / 65536`), exactly, in log space.
+//!
+//! **Why this is exact.** Given the text and the key's hyperplanes, the
+//! distinct regions are fixed, and their green bits are separate PRF values
+//! (SPEC §15.3), independent Bernoulli(`G / 65536`) over the key. The level
+//! holds over the key for every text, as kgw's pair deduplication does for
+//! tokens. For one *fixed* key the share of human sentences in green regions
+//! is not exactly γ (anisotropy); `docs/semantic.md` measures it.
+//!
+//! ```
+//! use tracemark_core::{Key, Semantic, REFERENCE_MEAN};
+//! use tracemark_verifier::detect::semantic::{detect_text, scored_spans, SemanticOutcome};
+//!
+//! let key = Key::from_bytes([7; 32]); // use Key::load() in practice
+//! let scheme = Semantic::new(&key, "semantic:gamma=0.25,planes=8".parse()?)?;
+//! let text = "Yes. The first long sentence is here. The second long sentence is here.";
+//! let spans = scored_spans(scheme.config(), text);
+//! assert_eq!(spans.len(), 2);
+//! // Embed `&text[span]` for each span; here, stand-ins.
+//! let embeddings = vec![REFERENCE_MEAN.to_vec(); spans.len()];
+//! let d = detect_text(&scheme, text, &embeddings)?;
+//! assert_eq!((d.counts.scored, d.counts.distinct), (2, 1));
+//! assert!(matches!(d.outcome, SemanticOutcome::Tested { .. }));
+//! # Ok::<(), tracemark_verifier::Error>(())
+//! ```
+
+use core::ops::Range;
+use std::collections::HashSet;
+
+use tracemark_core::{KeyId, Region, Semantic, SemanticConfig};
+
+use crate::error::{Error, Result};
+use crate::stats;
+use crate::text::sentences::{sentence_spans, SENTENCES_VERSION};
+
+/// What became of one sentence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SentenceStatus {
+    /// Fewer words than the scheme's `min_words`: not scored.
+    Short,
+    /// Scored: the first sentence of the text in its region.
+    Scored {
+        /// The region id.
+        region: u32,
+        /// Whether the region is green.
+        green: bool,
+    },
+    /// In a region an earlier sentence of the text already counted: not scored again.
+    Repeated {
+        /// The region id.
+        region: u32,
+        /// Whether the region is green.
+        green: bool,
+    },
+}
+
+/// One sentence of the tested text.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct SemanticSentence {
+    /// Byte span in the text (empty spans for [`detect_regions`], which sees no text).
+    pub span: Range<usize>,
+    /// Words (SPEC §15.3), 0 for [`detect_regions`].
+    pub words: usize,
+    /// What the test did with it.
+    #[serde(flatten)]
+    pub status: SentenceStatus,
+}
+
+/// The counts of a semantic test.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SemanticCounts {
+    /// Sentences of the text (SPEC §15.1).
+    pub sentences: usize,
+    /// Sentences too short to score.
+    pub short: usize,
+    /// Sentences scored (embedded and given a region).
+    pub scored: usize,
+    /// Distinct regions among the scored sentences: the binomial's `n`.
+    pub distinct: usize,
+    /// Green regions among the distinct ones: the binomial's `k`.
+    pub green: usize,
+}
+
+/// Whether the text was tested.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SemanticOutcome {
+    /// The exact binomial test of the green-region count.
+    Tested {
+        /// `Binomial(n=.., p=..)`, the null distribution of the count.
+        null: String,
+        /// The exact p-value (0 if it underflows `f64`; see `log10_p`).
+        p_value: f64,
+        /// `log10` of the exact p-value.
+        log10_p: f64,
+    },
+    /// No sentence could be scored.
+    Inconclusive {
+        /// Why, in words.
+        reason: String,
+    },
+}
+
+impl SemanticOutcome {
+    /// `log10` of the p-value, if tested.
+    pub fn log10_p(&self) -> Option<f64> {
+        match self {
+            Self::Tested { log10_p, .. } => Some(*log10_p),
+            Self::Inconclusive { .. } => None,
+        }
+    }
+}
+
+/// The semantic layer's detection of one text under one key.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[non_exhaustive]
+pub struct SemanticDetection {
+    /// The scheme string.
+    pub scheme: String,
+    /// The public key id.
+    pub key_id: String,
+    /// The sentence segmentation's version (SPEC §15.1).
+    pub sentences_version: u32,
+    /// The exact null probability of a green region, `G / 65536`.
+    pub gamma: f64,
+    /// Every sentence, in order.
+    pub sentences: Vec<SemanticSentence>,
+    /// The counts.
+    pub counts: SemanticCounts,
+    /// The test.
+    pub outcome: SemanticOutcome,
+}
+
+/// The byte spans of the sentences of `text` that are scored (at least
+/// `min_words` words), in order: embed exactly these, in this order, for
+/// [`detect_text`].
+pub fn scored_spans(config: &SemanticConfig, text: &str) -> Vec<Range<usize>> {
+    sentence_spans(text)
+        .into_iter()
+        .filter(|s| config.is_scored(&text[s.clone()]))
+        .collect()
+}
+
+/// Tests a text given the embeddings of its [`scored_spans`], in order.
+/// Fails if their number differs from the number of scored sentences, or
+/// one is not 384 finite values.
+pub fn detect_text<E: AsRef<[f32]>>(scheme: &Semantic, text: &str, embeddings: &[E]) -> Result<SemanticDetection> {
+    let spans = sentence_spans(text);
+    let scored = spans
+        .iter()
+        .filter(|s| scheme.config().is_scored(&text[(*s).clone()]))
+        .count();
+    if scored != embeddings.len() {
+        return Err(Error::InvalidOption {
+            name: "embeddings",
+            message: format!(
+                "{} embeddings for {scored} scored sentences: embed each span of scored_spans, in order",
+                embeddings.len()
+            ),
+        });
+    }
+    let mut next = embeddings.iter();
+    let mut tally = Tally::new(scheme);
+    for span in spans {
+        let words = tracemark_core::word_count(&text[span.clone()]);
+        let region = match scheme.config().is_scored(&text[span.clone()]) {
+            // `scored == embeddings.len()`, so there is one for each scored sentence.
+            true => next.next().map(|e| scheme.region(e.as_ref())).transpose()?,
+            false => None,
+        };
+        tally.push(span, words, region);
+    }
+    Ok(tally.finish())
+}
+
+/// Tests the regions of a text's scored sentences, in order (computed
+/// elsewhere, e.g. by the decoder or a service that embeds).
+pub fn detect_regions(scheme: &Semantic, regions: &[Region]) -> SemanticDetection {
+    let mut tally = Tally::new(scheme);
+    for &r in regions {
+        tally.push(0..0, 0, Some(r));
+    }
+    tally.finish()
+}
+
+struct Tally<'a> {
+    scheme: &'a Semantic,
+    seen: HashSet<Region>,
+    sentences: Vec<SemanticSentence>,
+    counts: SemanticCounts,
+}
+
+impl<'a> Tally<'a> {
+    fn new(scheme: &'a Semantic) -> Self {
+        Self {
+            scheme,
+            seen: HashSet::new(),
+            sentences: Vec::new(),
+            counts: SemanticCounts::default(),
+        }
+    }
+
+    fn push(&mut self, span: Range<usize>, words: usize, region: Option<Region>) {
+        self.counts.sentences += 1;
+        let status = match region {
+            None => {
+                self.counts.short += 1;
+                SentenceStatus::Short
+            }
+            Some(r) => {
+                self.counts.scored += 1;
+                let green = self.scheme.is_green(r);
+                if self.seen.insert(r) {
+                    self.counts.distinct += 1;
+                    self.counts.green += usize::from(green);
+                    SentenceStatus::Scored { region: r.id(), green }
+                } else {
+                    SentenceStatus::Repeated { region: r.id(), green }
+                }
+            }
+        };
+        self.sentences.push(SemanticSentence { span, words, status });
+    }
+
+    fn finish(self) -> SemanticDetection {
+        let gamma = self.scheme.config().effective_gamma();
+        let (n, k) = (self.counts.distinct as u64, self.counts.green as u64);
+        let outcome = if n == 0 {
+            SemanticOutcome::Inconclusive {
+                reason: format!(
+                    "no sentence of at least {} words to score",
+                    self.scheme.config().min_words()
+                ),
+            }
+        } else {
+            let ln_p = stats::ln_binomial_upper(k, n, gamma);
+            SemanticOutcome::Tested {
+                null: format!("Binomial(n={n}, p={gamma})"),
+                p_value: stats::p_from_ln(ln_p),
+                log10_p: stats::log10(ln_p),
+            }
+        };
+        SemanticDetection {
+            scheme: self.scheme.describe(),
+            key_id: key_hex(self.scheme.key_id()),
+            sentences_version: SENTENCES_VERSION,
+            gamma,
+            sentences: self.sentences,
+            counts: self.counts,
+            outcome,
+        }
+    }
+}
+
+fn key_hex(id: KeyId) -> String {
+    id.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracemark_core::{Key, EMBEDDING_DIM, REFERENCE_MEAN};
+
+    fn scheme(cfg: &str) -> Semantic {
+        Semantic::new(&Key::from_bytes([3; 32]), cfg.parse().expect("valid in this test")).expect("valid in this test")
+    }
+
+    /// An embedding in a given region: the mean plus a small step along
+    /// `±normal_j` for every plane (the normals are nearly orthogonal, and the
+    /// test checks the region it landed in).
+    fn in_region(s: &Semantic, r: u32) -> Vec<f32> {
+        let mut e: Vec<f64> = REFERENCE_MEAN.iter().map(|&m| f64::from(m)).collect();
+        for j in 0..s.config().planes() as usize {
+            let sign = if r >> j & 1 == 1 { 1.0 } else { -1.0 };
+            for (ei, &n) in e.iter_mut().zip(s.normal(j)) {
+                *ei += sign * 1e-7 * f64::from(n);
+            }
+        }
+        let e: Vec<f32> = e.iter().map(|&v| v as f32).collect();
+        assert_eq!(s.region(&e).expect("valid in this test").id(), r);
+        e
+    }
+
+    #[test]
+    fn counts_dedup_and_exact_tail() {
+        let s = scheme("semantic:gamma=0.25,planes=4,min_words=3");
+        let green: Vec<u32> = (0..16).filter(|&r| s.is_green(Region::new(r))).collect();
+        let red: Vec<u32> = (0..16).filter(|&r| !s.is_green(Region::new(r))).collect();
+        assert!(!green.is_empty() && red.len() >= 2, "{green:?}");
+        let text = "Short one. A first long sentence here. A second long sentence here. \
+                    A third long sentence here. A fourth long sentence here.";
+        assert_eq!(scored_spans(s.config(), text).len(), 4);
+        // Sentences 1 and 3 in the same green region, 2 and 4 in two red ones.
+        let embs = [green[0], red[0], green[0], red[1]].map(|r| in_region(&s, r));
+        let d = detect_text(&s, text, &embs).expect("valid in this test");
+        assert_eq!(
+            d.counts,
+            SemanticCounts {
+                sentences: 5,
+                short: 1,
+                scored: 4,
+                distinct: 3,
+                green: 1
+            }
+        );
+        assert_eq!(d.sentences[0].status, SentenceStatus::Short);
+        assert_eq!(
+            d.sentences[3].status,
+            SentenceStatus::Repeated {
+                region: green[0],
+                green: true
+            }
+        );
+        // P(Binomial(3, 0.25) >= 1) = 1 - 0.75^3.
+        let SemanticOutcome::Tested { p_value, .. } = d.outcome else {
+            panic!("not tested")
+        };
+        assert!((p_value - (1.0 - 0.75f64.powi(3))).abs() < 1e-12);
+        let regions: Vec<Region> = [green[0], red[0], green[0], red[1]].map(Region::new).to_vec();
+        assert_eq!(detect_regions(&s, &regions).counts.distinct, 3);
+        // Wrong number of embeddings, wrong dimension.
+        assert!(detect_text(&s, text, &embs[..3]).is_err());
+        let bad = vec![vec![0.0f32; EMBEDDING_DIM - 1]; 4];
+        assert!(detect_text(&s, text, &bad).is_err());
+        // Nothing to score.
+        let d = detect_text::<Vec<f32>>(&s, "Yes. No.", &[]).expect("valid in this test");
+        assert!(matches!(d.outcome, SemanticOutcome::Inconclusive { .. }));
+        assert!(!serde_json::to_string(&d).expect("valid in this test").is_empty());
+    }
+
+    /// Under the null (a fresh key per text, fixed regions of the text), the
+    /// p-value is exact: P(p <= a) <= a, and for the binomial close to it at
+    /// its attainable levels. 4,000 keys, 6 distinct regions per text.
+    #[test]
+    fn level_over_keys() {
+        let regions: Vec<Region> = [0u32, 5, 17, 99, 200, 255].map(Region::new).to_vec();
+        let trials = 4000;
+        let mut below = 0;
+        for k in 0..trials {
+            let mut bytes = [0u8; 32];
+            bytes[..4].copy_from_slice(&(k as u32).to_le_bytes());
+            let s = Semantic::new(
+                &Key::from_bytes(bytes),
+                "semantic:gamma=0.25,planes=8".parse().expect("valid in this test"),
+            )
+            .expect("valid in this test");
+            let d = detect_regions(&s, &regions);
+            // P(Binomial(6, 0.25) >= 4) = 0.03760...
+            below += usize::from(d.outcome.log10_p().expect("valid in this test") <= 0.0376f64.log10() + 1e-9);
+        }
+        // Expected 150.4 of 4,000, sd 12.0: within 4 sd.
+        assert!((102..=199).contains(&below), "{below}");
+    }
+}

@@ -1,0 +1,67 @@
+"""The golden vectors of the semantic partition (SPEC §15.3),
+testdata/semantic/v1.json, against the independent Python reference that
+wrote them (gen_semantic.py); the Rust core reads the same file
+(watermark-core/tests/semantic.rs). The binding-level check of the same
+vectors comes with the bindings of the semantic scheme."""
+
+import hashlib
+import importlib.util
+import json
+import math
+import struct
+import sys
+
+from conftest import REPO
+
+HERE = REPO / "testdata" / "semantic"
+
+
+def reference():
+    sys.path.insert(0, str(REPO / "testdata"))
+    spec = importlib.util.spec_from_file_location("gen_semantic", HERE / "gen_semantic.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_reference_mean_file_and_hash():
+    m = json.loads((HERE / "reference-mean-v1.json").read_text())
+    values = m["values"]
+    assert m["dim"] == len(values) == 384
+    packed = b"".join(struct.pack("<f", v) for v in values)
+    # Every value is written exactly (an f32 value as a decimal).
+    assert all(struct.unpack("<f", struct.pack("<f", v))[0] == v for v in values)
+    assert hashlib.sha256(packed).hexdigest() == m["sha256"]
+    assert math.isclose(math.sqrt(sum(v * v for v in values)), m["norm"], rel_tol=1e-6)
+    assert json.loads((HERE / "v1.json").read_text())["reference_mean_sha256"] == m["sha256"]
+    # The Rust constant holds the same hash.
+    assert f'"{m["sha256"]}"' in (REPO / "watermark-core" / "src" / "semantic_mean.rs").read_text()
+
+
+def test_the_golden_file_is_what_the_reference_writes():
+    ref = reference()
+    embs, cases = ref.cases()
+    golden = json.loads((HERE / "v1.json").read_text())
+    assert golden["spec"] == "tracemark/v1"
+    assert json.loads(json.dumps(embs)) == golden["embeddings"]
+    assert json.loads(json.dumps(cases)) == golden["cases"]
+    assert len(cases) == 9 and sum(len(c["projections"]) for c in cases) == 81
+
+
+def test_reference_properties():
+    ref = reference()
+    mean = ref.reference_mean()
+    cfg = ref.parse_config("semantic:gamma=0.25,planes=6")
+    assert ref.canonical(cfg) == "semantic:gamma=0.25,planes=6,margin=0.002,min_words=5"
+    s = ref.Semantic(bytes(range(32)), cfg, mean)
+    # The mean projects to 0 on every plane: region 0, margin 0.
+    assert s.project(mean)[1:] == (0, 0.0)
+    # Integer normals in [-131070, 131070], about centred.
+    coords = [c for n in s.normals for c in n]
+    assert all(abs(c) <= 131070 for c in coords)
+    sd = math.sqrt(4 * (65536 ** 2 - 1) / 12)
+    assert abs(sum(coords) / len(coords)) < 4 * sd / math.sqrt(len(coords))
+    # Planes nest: the first 3 normals of planes=6 are those of planes=3.
+    s3 = ref.Semantic(bytes(range(32)), ref.parse_config("semantic:gamma=0.25,planes=3"), mean)
+    assert s3.normals == s.normals[:3]
+    assert ref.word_count(" a\u3000b\tc ") == 3
