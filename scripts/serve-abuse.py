@@ -19,7 +19,11 @@ about a minute and a half. Each check asserts a figure (issue 24):
 7. bounded responses: a 1 MiB word of combining accents (with and without marks), 1 MiB of ids
    with marks and a 1 MiB scan of one-token lines are answered in at most RESPONSE_FACTOR x the
    request + RESPONSE_BASE (marks past it counted in marks_omitted);
-8. memory: 1 MiB texts that time out leave RSS within 10% of its level before within 10 s.
+8. memory: 1 MiB texts that time out leave RSS within 10% of its level before within 10 s;
+9. text deadlines: 3 MB texts (plain, and tampered so that every stage of canonical form runs)
+   past --timeout 1 are a 503 at the deadline, and the server's CPU is idle again within
+   TEXT_RELEASE_S of the 503 (detection checks the deadline as it canonicalises, tokenises and
+   scores).
 
     python3 scripts/serve-abuse.py --cli $CARGO_TARGET_DIR/release/tracemark
 """
@@ -46,6 +50,7 @@ FAIR_BOUND_MS = 50.0
 FLOOD_BYTES_PER_S = 1_000_000 / 30  # the bar: under 1 MB of log for a 30 s flood
 # docs/verifier.md and the OpenAPI description: a response is at most 4 x its request + 1 MiB.
 RESPONSE_FACTOR, RESPONSE_BASE = 4, 1 << 20
+TEXT_RELEASE_S = 1.0  # the bar: a timed-out request releases its CPU within 1 s
 STREAM_BYTES_PER_TOKEN = 144  # what the service charges a session for each token it holds
 FIGURES = {}
 
@@ -428,8 +433,8 @@ def tokenizer_path():
 
 def memory_after_timeouts(cli, work):
     """Texts of the largest size (--max-body, 1 MiB) that time out: RSS back within 10% of its
-    level before within 10 s. (A text's detection is not interrupted: it ends, and frees what it
-    held, within its own duration after the deadline, about 3 s for 1 MiB on a 2-core machine.)"""
+    level before within 10 s. (Detection stops at the deadline and frees what it held; text_deadlines
+    measures how soon.)"""
     s = Server(cli, work, "--timeout", "1", "--token-bytes-per-minute", str(1 << 30),
                model=("--tokenizer", tokenizer_path()))
     try:
@@ -479,6 +484,53 @@ def memory_after_timeouts(cli, work):
         busy = (s.cpu_s() - c0) / 0.5
         check(back is not None, f"RSS {rss:.1f} MB 10 s after the timed-out texts, {before:.1f} MB before "
               f"(the server's CPU now: {busy:.0%} of a core)")
+    finally:
+        s.stop()
+
+
+def idle_after(s, since, limit=10.0):
+    """Seconds from `since` to the start of the first 0.1 s in which the server used under 0.02 s
+    of CPU (two clock ticks), or None if it stayed busy for `limit` s."""
+    c = s.cpu_s()
+    while time.monotonic() - since < limit:
+        t = time.monotonic()
+        time.sleep(0.1)
+        c2 = s.cpu_s()
+        if c2 - c < 0.02:
+            return max(0.0, t - since)
+        c = c2
+    return None
+
+
+def text_deadlines(cli, work):
+    """3 MB texts past --timeout 1: each a 503 at the deadline, the server's CPU idle again within
+    TEXT_RELEASE_S of the 503. One text is plain (the one-scan path of canonical form, then the
+    tokenizer in chunks); the other is tampered (an accented word, a Cyrillic look-alike and a tab
+    now and then), so that every stage of canonical form runs on it."""
+    s = Server(cli, work, "--timeout", "1", "--max-body", str(4 << 20), "--max-inflight-bytes", str(64 << 20),
+               "--token-bytes-per-minute", str(1 << 30), model=("--tokenizer", tokenizer_path()))
+    try:
+        words = [f"w{i}ord" for i in range(4000)]
+        plain = " ".join(words[(i * 7919) % len(words)] for i in range(450_000))[:3_000_000]
+        marked = ["caf\u00e9" if i % 50 == 0 else "\u0441at" if i % 77 == 0 else w + "\t" if i % 91 == 0 else w
+                  for i, w in enumerate(words)]
+        tampered = " ".join(marked[(i * 7919) % len(marked)] for i in range(450_000))[:3_000_000]
+        for name, text in (("plain", plain), ("tampered", tampered)):
+            body = json.dumps({"text": text}, ensure_ascii=False).encode()
+            answered, released = [], []
+            for _ in range(3):
+                t0 = time.monotonic()
+                st, _ = s.call("POST", "/v1/detect", LIGHT, body)
+                t503 = time.monotonic()
+                answered.append(round(t503 - t0, 2))
+                check(st == 503, f"a 3 MB {name} text with --timeout 1: {st}")
+                idle = idle_after(s, t503)
+                check(idle is not None, f"the server's CPU still busy 10 s after a timed-out 3 MB {name} text")
+                released.append(round(idle, 2))
+            FIGURES[f"3 MB {name} text with --timeout 1, 3 times: answered at (s)"] = answered
+            FIGURES[f"3 MB {name} text with --timeout 1, 3 times: server CPU idle after the 503 (s)"] = released
+            check(max(released) < TEXT_RELEASE_S,
+                  f"a timed-out 3 MB {name} text kept the CPU for {max(released):.2f} s (bar {TEXT_RELEASE_S} s)")
     finally:
         s.stop()
 
@@ -539,6 +591,7 @@ def main():
         streams_by_memory(a.cli, work)
         bounded_responses(a.cli, work)
         memory_after_timeouts(a.cli, work)
+        text_deadlines(a.cli, work)
     for k, v in FIGURES.items():
         print(f"serve-abuse: {k}: {v}")
     print(f"serve-abuse: all checks passed in {time.monotonic() - t0:.0f} s")
