@@ -188,7 +188,7 @@ impl PyCounts {
 /// The most significant window of a window search: completion tokens
 /// `start..end` (byte `span` of a text input), its own and its corrected
 /// p-value, and the family p-value of the whole text and the window
-/// (`family_log10_p`, Bonferroni over the 2 tests) on which the verdict
+/// (`family_log10_p`, weighted Bonferroni over the 2 tests) on which the verdict
 /// stands; `decides_verdict` when the window gave it.
 #[pyclass(name = "WindowReport", module = "tracemark", frozen, get_all)]
 #[derive(Clone)]
@@ -213,7 +213,7 @@ pub(crate) struct PyWindowReport {
     log10_p: f64,
     /// The corrected p-value (0.0 if it underflows).
     p_value: f64,
-    /// log10 of the p-value the verdict stands on: the smaller of the whole text's and the window's corrected p-value, times 2.
+    /// log10 of the p-value the verdict stands on: the smaller of 5 times the whole text's p-value and 5/4 times the window's corrected p-value (SPEC §16 v3).
     family_log10_p: f64,
     /// The family correction in words.
     family_correction: &'static str,
