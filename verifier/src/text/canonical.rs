@@ -350,8 +350,9 @@ fn plain(c: char) -> bool {
 }
 
 /// Whether canonical form leaves `text` as it is, decided in one scan:
-/// every character [`plain`], and every run of spaces and tabs inside a
-/// line (after its indentation) a single space. Some canonical texts fail
+/// every character plain (ASCII, European letters, quotes and dashes), and
+/// every run of spaces and tabs inside a line (after its indentation) a
+/// single space. Some canonical texts fail
 /// the scan (Cyrillic prose, emoji): those take the full stages, which find
 /// nothing to change.
 pub fn already_canonical(text: &str) -> bool {

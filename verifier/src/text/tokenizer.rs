@@ -123,8 +123,9 @@ impl TextTokenizer {
     /// [`Error::DeadlineExceeded`] once `deadline` has passed. A long text
     /// (over 128 KiB) is encoded in chunks of 64 KiB, the deadline checked
     /// between them, when the tokenizer is one whose encoding of the chunks
-    /// is provably that of the whole ([`chunkable`]); else it is checked
-    /// before and after the one call to the tokenizer. The ids and spans are
+    /// is provably that of the whole (GPT-2's and DeepSeek V3's
+    /// pre-tokenizers); else it is checked before and after the one call to
+    /// the tokenizer. The ids and spans are
     /// those [`encode`](Self::encode) gives.
     pub fn encode_until(&self, text: &str, deadline: Deadline) -> Result<Encoded> {
         deadline.check()?;
