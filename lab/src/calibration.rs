@@ -48,8 +48,9 @@ use tracemark_candle::Rng;
 use tracemark_core::mix::{mix, value16};
 use tracemark_core::{Context, Key, Null, Scheme, SchemeConfig};
 
+use tracemark_verifier::canonical::{form_plan, FormPlan};
 use tracemark_verifier::stats;
-use tracemark_verifier::{Dedup, DetectOptions, Detection, Detector, Error, Result, TextTokenizer};
+use tracemark_verifier::{canonicalize, Dedup, DetectOptions, Detector, Error, Result, TextTokenizer};
 
 /// Test keys derived from a seed: key `i` is `Key::from_bytes` of the 32
 /// bytes at word position `8i` of stream 0 of the ChaCha8 generator seeded
@@ -120,6 +121,33 @@ pub struct Segment {
     pub document: usize,
     /// The token ids.
     pub ids: Vec<u32>,
+    /// The token ids of the other form where a text is tested in both forms
+    /// (SPEC §14.1; [`Corpus::from_texts`]): the test's p-value is then the
+    /// smaller of the two times 2, as text detection computes it.
+    pub second: Option<Vec<u32>>,
+}
+
+impl Segment {
+    /// One document tested as text detection tests it (SPEC §14.1): the
+    /// forms that [`form_plan`] chooses from the text alone, each encoded
+    /// whole (no prompt). `ids` holds the form tested first (as given, else
+    /// canonical), `second` the canonical form when both are tested.
+    pub fn from_text(category: usize, document: usize, text: &str, tokenizer: &TextTokenizer) -> Result<Self> {
+        let canonical = canonicalize(text);
+        let plan = form_plan(&canonical, None);
+        let encode = |t: &str| tokenizer.encode(t).map(|e| e.ids);
+        let (ids, second) = match plan {
+            FormPlan::Canonical => (encode(canonical.text())?, None),
+            FormPlan::Both => (encode(text)?, Some(encode(canonical.text())?)),
+            _ => (encode(text)?, None),
+        };
+        Ok(Self {
+            category,
+            document,
+            ids,
+            second,
+        })
+    }
 }
 
 /// A tokenized corpus, cut into segments.
@@ -169,6 +197,39 @@ impl Corpus {
         Ok(Self::from_documents(encoded, tokenizer.vocab_size(), options))
     }
 
+    /// A corpus of `(category, text)` documents tested whole through the
+    /// text path, one segment each ([`Segment::from_text`]): canonical form,
+    /// the forms rule, and `tokenizer`. `options` is recorded only.
+    pub fn from_texts(
+        docs: impl IntoIterator<Item = (String, String)>,
+        tokenizer: &TextTokenizer,
+        options: SegmentOptions,
+    ) -> Result<Self> {
+        let docs: Vec<(String, String)> = docs.into_iter().collect();
+        let mut categories: Vec<String> = docs.iter().map(|(c, _)| c.clone()).collect();
+        categories.sort();
+        categories.dedup();
+        let segments: Vec<Segment> = docs
+            .par_iter()
+            .enumerate()
+            .map(|(document, (category, text))| {
+                let category = categories.binary_search(category).unwrap_or(0); // present: built from these docs
+                Segment::from_text(category, document, text, tokenizer)
+            })
+            .collect::<Result<_>>()?;
+        let mut documents = vec![0; categories.len()];
+        for s in &segments {
+            documents[s.category] += 1;
+        }
+        Ok(Self {
+            categories,
+            documents,
+            segments,
+            vocab_size: tokenizer.vocab_size(),
+            options,
+        })
+    }
+
     /// A corpus from already tokenized `(category, ids)` documents.
     pub fn from_documents(
         docs: impl IntoIterator<Item = (String, Vec<u32>)>,
@@ -192,6 +253,7 @@ impl Corpus {
                         category,
                         document,
                         ids: c.to_vec(),
+                        second: None,
                     }),
             );
             if segments.len() > before {
@@ -298,13 +360,40 @@ impl Cell {
     }
 }
 
-/// `ln` of the p-value and the number of scored tokens of a tested report;
-/// `None` when the report is inconclusive. The one place that reads a
-/// [`Detection`]'s outcome.
-fn tested(d: &Detection) -> Option<(usize, f64)> {
-    d.outcome
-        .log10_p()
-        .map(|l| (d.counts.scored, l * std::f64::consts::LN_10))
+/// The outcome of one test of a segment.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SegmentTest {
+    /// Forms tested: 1, or 2 where the segment has a second form.
+    pub forms: usize,
+    /// Scored tokens of each conclusive form, in the order tested.
+    pub scored: Vec<usize>,
+    /// `log10` of the test's p-value: with two forms, the smaller p-value
+    /// times 2 (at most 1), computed as text detection computes it.
+    pub log10_p: f64,
+}
+
+/// Tests a segment under one detector (the one place that reads a
+/// [`Detection`](tracemark_verifier::Detection)'s outcome): its ids, and its second form where it
+/// has one (then the smaller p-value times 2, as [`Detector::detect_text`]
+/// decides). `None` when no form was conclusive.
+pub fn test_segment(detector: &Detector, segment: &Segment) -> Result<Option<SegmentTest>> {
+    let mut scored = Vec::with_capacity(2);
+    let mut best: Option<f64> = None;
+    for ids in std::iter::once(&segment.ids).chain(&segment.second) {
+        let d = detector.detect_ids(&[], ids)?;
+        if let Some(l) = d.outcome.log10_p() {
+            scored.push(d.counts.scored);
+            best = Some(best.map_or(l, |b| b.min(l)));
+        }
+    }
+    let forms = 1 + usize::from(segment.second.is_some());
+    // detect_text's arithmetic: the smaller log10 p plus log10 of the forms tested.
+    let correction = (forms as f64).log10();
+    Ok(best.map(|l| SegmentTest {
+        forms,
+        scored,
+        log10_p: (l + correction).min(0.0),
+    }))
 }
 
 /// The exact size at each number of scored tokens `0..=max_n`: `P(p < alpha)`
@@ -422,6 +511,18 @@ pub fn calibrate(
     }
     let max_n = corpus.segments.iter().map(|s| s.ids.len()).max().unwrap_or(0);
     let sizes: Vec<Vec<f64>> = options.alphas.iter().map(|&a| exact_sizes(config, a, max_n)).collect();
+    // Two forms at alpha / 2 each: the Bonferroni bound on the size, the sum
+    // of the two exact sizes at alpha / 2 (at most alpha).
+    let two_forms = corpus.segments.iter().any(|s| s.second.is_some());
+    let half_sizes: Vec<Vec<f64>> = if two_forms {
+        options
+            .alphas
+            .iter()
+            .map(|&a| exact_sizes(config, a / 2.0, max_n))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let ln_alphas: Vec<f64> = options.alphas.iter().map(|a| a.ln()).collect();
     let n_alpha = options.alphas.len();
     // Rows: the categories, then "all", then the blocks.
@@ -447,12 +548,20 @@ pub fn calibrate(
                 let mut key_fp = vec![0u64; n_alpha];
                 for t in k * per_key..((k + 1) * per_key).min(options.tests) {
                     let segment = &corpus.segments[order[(t % segments) as usize] as usize];
-                    let report = detector.detect_ids(&[], &segment.ids)?;
-                    let outcome = tested(&report);
+                    let outcome = test_segment(&detector, segment)?;
                     let cat = segment.category;
                     for a in 0..n_alpha {
-                        let (fp, size) = match outcome {
-                            Some((n, ln_p)) => (u64::from(ln_p < ln_alphas[a]), sizes[a][n.min(max_n)]),
+                        let (fp, size) = match &outcome {
+                            Some(t) => {
+                                let size = if t.forms == 1 {
+                                    t.scored.iter().map(|&n| sizes[a][n.min(max_n)]).sum()
+                                } else {
+                                    let sum: f64 = t.scored.iter().map(|&n| half_sizes[a][n.min(max_n)]).sum();
+                                    sum.min(options.alphas[a])
+                                };
+                                let ln_p = t.log10_p * std::f64::consts::LN_10;
+                                (u64::from(ln_p < ln_alphas[a]), size)
+                            }
                             None => (0, 0.0),
                         };
                         key_fp[a] += fp;
@@ -464,8 +573,8 @@ pub fn calibrate(
                             c.exact_size_sum += size;
                         }
                     }
-                    match outcome {
-                        Some((n, _)) => tally.scored += n as u64,
+                    match &outcome {
+                        Some(t) => tally.scored += t.scored.iter().sum::<usize>() as u64,
                         None => tally.inconclusive += 1,
                     }
                 }
@@ -1237,6 +1346,109 @@ mod tests {
             assert_eq!(cell.tests, 4000);
             assert_eq!(run.by_category.iter().map(|c| c[0].tests).sum::<u64>(), 4000);
             assert_eq!(run.by_block.iter().map(|c| c[0].tests).sum::<u64>(), 4000);
+            assert!(
+                cell.size_within(0.99),
+                "{scheme}: {} false positives, exact size {}",
+                cell.false_positives,
+                cell.exact_size()
+            );
+        }
+    }
+
+    /// A real `tokenizers` tokenizer: word level over `w0 .. w{n-1}`, split on whitespace.
+    fn word_tokenizer(n: usize) -> TextTokenizer {
+        let vocab: serde_json::Map<String, Value> = (0..n).map(|i| (format!("w{i}"), Value::from(i))).collect();
+        let json = serde_json::json!({
+            "version": "1.0", "truncation": null, "padding": null, "added_tokens": [], "normalizer": null,
+            "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null, "decoder": null,
+            "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "w0"},
+        });
+        TextTokenizer::from_bytes(json.to_string().as_bytes()).expect("a word-level tokenizer")
+    }
+
+    #[test]
+    fn text_segments_test_the_forms_of_the_forms_rule() {
+        let tok = word_tokenizer(100);
+        let ids = |t: &str| tok.encode(t).expect("encodes").ids;
+        // Unchanged: the text as given, alone.
+        let plain = "w1 w2 w3 w4";
+        let s = Segment::from_text(0, 0, plain, &tok).expect("segment");
+        assert_eq!((s.ids.clone(), s.second.clone()), (ids(plain), None));
+        // An invisible character (not ordinary): the canonical form, alone.
+        let hidden = "w1 w2\u{200B}w3 w4";
+        assert_ne!(ids(hidden), ids("w1 w2w3 w4"));
+        let s = Segment::from_text(0, 0, hidden, &tok).expect("segment");
+        assert_eq!((s.ids, s.second), (ids("w1 w2w3 w4"), None));
+        // Three doubled spaces in 40 words (ordinary, more than 2, fewer than 4): both.
+        let words: Vec<String> = (0..40).map(|i| format!("w{}", i % 90 + 1)).collect();
+        let mut spaced = words[..3].join("  ");
+        spaced.push_str("  ");
+        spaced.push_str(&words[3..].join(" "));
+        let s = Segment::from_text(2, 7, &spaced, &tok).expect("segment");
+        assert_eq!((s.category, s.document), (2, 7));
+        assert_eq!(s.ids, ids(&spaced));
+        assert_eq!(s.second, Some(ids(&words.join(" "))));
+        let corpus = Corpus::from_texts(
+            [("b", plain), ("a", hidden), ("b", spaced.as_str())].map(|(c, t)| (c.to_string(), t.to_string())),
+            &tok,
+            SegmentOptions::default(),
+        )
+        .expect("corpus");
+        assert_eq!(corpus.categories, ["a", "b"]);
+        assert_eq!(corpus.documents, [1, 2]);
+        assert_eq!(corpus.segments.len(), 3);
+        assert_eq!(corpus.vocab_size, 100);
+    }
+
+    #[test]
+    fn two_forms_cost_a_factor_of_two() {
+        let corpus = synthetic(1, 300, 5000, 3);
+        let config: SchemeConfig = "gumbel:temperature=1,context=lefthash:2".parse().expect("scheme");
+        let keys = KeyStream::danger_from_seed(0x5eed);
+        let detector = Detector::new(&keys.key(0), &config, 5000, DetectOptions::default()).expect("detector");
+        let one = corpus.segments[0].clone();
+        let single = test_segment(&detector, &one).expect("tests").expect("conclusive");
+        assert_eq!((single.forms, single.scored.len()), (1, 1));
+        let two = Segment {
+            second: Some(one.ids.clone()),
+            ..one
+        };
+        let both = test_segment(&detector, &two).expect("tests").expect("conclusive");
+        assert_eq!((both.forms, both.scored.len()), (2, 2));
+        assert_eq!(both.log10_p, (single.log10_p + 2f64.log10()).min(0.0));
+    }
+
+    #[test]
+    fn calibrated_with_two_forms() {
+        // Every segment has an independent second form: the smaller p-value
+        // times 2 rejects at 1 - (1 - alpha/2)^2, just under alpha, which the
+        // Bonferroni bound (the exact size reported) allows.
+        let mut corpus = synthetic(120, 300, 5000, 4);
+        let other = synthetic(120, 300, 5000, 5);
+        for (s, o) in corpus.segments.iter_mut().zip(other.segments) {
+            s.second = Some(o.ids);
+        }
+        let keys = KeyStream::danger_from_seed(0x5eed);
+        for (i, scheme) in [
+            "kgw:gamma=0.25,delta=2,context=lefthash:1",
+            "gumbel:temperature=1,context=lefthash:2",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let config: SchemeConfig = scheme.parse().expect("scheme");
+            let options = CalibrationOptions {
+                tests: 4000,
+                first_key: 7_000_000 + i as u64 * 1_000_000,
+                alphas: vec![1e-2],
+                ..CalibrationOptions::default()
+            };
+            let run = calibrate(&corpus, &config, &keys, &options).expect("runs");
+            let cell = run.overall[0];
+            assert!(cell.exact_size() <= 1e-2 + 1e-12);
+            if scheme.starts_with("gumbel") {
+                assert!((cell.exact_size() - 1e-2).abs() < 1e-12);
+            }
             assert!(
                 cell.size_within(0.99),
                 "{scheme}: {} false positives, exact size {}",
