@@ -28,7 +28,7 @@ CARGO_FUZZ := $(CACHE)/tools/cargo-fuzz-$(CARGO_FUZZ_VERSION)/bin/cargo-fuzz
 FUZZ_SECONDS ?= 30
 FUZZ_MODE ?= auto
 
-.PHONY: help setup data demo test-recipe suspect-harvest suspect-api suspect-calibrate check check-rust check-python test test-rust test-python test-vllm test-spark test-browser venv python bench bench-python bench-spark bench-serving bench-serve test-serve-fuzz test-serve-abuse gpu-check-prepare mistralrs-demo lint fuzz-smoke eval eval-quick frontier distill distill-quick distill-transformer spoof spoof-quick accounts campaign campaign-quick calibrate clean-cache
+.PHONY: help setup data demo test-recipe suspect-harvest suspect-api suspect-calibrate check check-rust check-python test test-rust test-python test-vllm test-spark test-browser venv python bench bench-python bench-spark bench-serving bench-serve test-serve-fuzz test-serve-abuse gpu-check-prepare mistralrs-demo lint fuzz-smoke eval eval-quick frontier distill distill-quick distill-transformer spoof spoof-quick accounts campaign campaign-quick calibrate calibrate-multilingual clean-cache
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -279,6 +279,12 @@ calibrate: ## False-positive rates of every scheme over 10M (document, key) test
 	    --corpus "$$TRACEMARK_HUMAN_TEXT" --tokenizer "$$TRACEMARK_TOKENIZER" \
 	    $(if $(QUICK),--tests 100000 --battery-samples 65536 --out $(CACHE)/calibration-quick.md --title "Calibration (quick)",--out $(CALIBRATION) --title "Calibration at scale, $(shell date -u +%F)") \
 	    $(CALIBRATE_ARGS) >/dev/null
+
+MULTILINGUAL := eval/results/multilingual-$(shell date -u +%F).md
+calibrate-multilingual: ## The text path's false-positive rates (canonical form v2) on man pages and fortunes in German, French, Spanish, Russian and Japanese: 50 documents each under 1,000 keys
+	export TRACEMARK_MODEL="$$($(FETCH) model)"; \
+	$(CARGO) run $(CARGO_FLAGS) -q -p tracemark-lab --bin multilingual -- \
+	    --corpus "$$($(FETCH) human-text-multilingual)" --out $(MULTILINGUAL) $(MULTILINGUAL_ARGS) >/dev/null
 
 bench: ## Criterion benches; writes the ratio tables of benches/RESULTS.md
 	$(CARGO) bench -p tracemark-benches --bench decode_step --bench prf --bench detect
