@@ -25,7 +25,12 @@ hyperplanes through the origin as SemStamp), it reports
    green table of 2^d x 2^d, simulated with numpy's generator seeded per key),
    with dedup by (previous region, region).
 
-    nice -n 10 "$VENV/bin/python" testdata/semantic/calibrate.py EMB.npz [KEYS] [D ...]
+Per key it also reports the spread of the per-key counts of documents
+with p <= 1e-2: their index of dispersion (variance over mean; about 1 when
+keys differ only by chance, Poisson) and the number of keys with more than
+twice the null's expected count, against the number Poisson chance gives.
+
+    nice -n 10 "$VENV/bin/python" testdata/semantic/calibrate.py EMB.npz [KEYS] [D ...] [--no-origin]
 """
 
 import hashlib
@@ -66,7 +71,8 @@ def null_rate(n, alpha, p=G / 65536):
 def main():
     z = np.load(sys.argv[1])
     n_keys = int(sys.argv[2]) if len(sys.argv) > 2 else 100
-    ds = [int(a) for a in sys.argv[3:]] or [4, 6, 8, 10, 12]
+    ds = [int(a) for a in sys.argv[3:] if not a.startswith("--")] or [4, 6, 8, 10, 12]
+    origin = "--no-origin" not in sys.argv
     held = np.flatnonzero(z["half"] == 1)
     rows = np.isin(z["doc"], held)
     emb = z["emb"][rows].astype(np.float64)
@@ -87,12 +93,14 @@ def main():
         normals.append(nrm)
         values.append({d: np.array([siphash24(k0, k1, words(ref.TAG_REGION + d, r)) & 0xFFFF for r in range(1 << d)])
                        for d in ds})
-    for centring, x in (("reference mean", emb - mean), ("none (origin)", emb)):
+    centrings = [("reference mean", emb - mean)] + ([("none (origin)", emb)] if origin else [])
+    for centring, x in centrings:
         for d in ds:
             shares, tests, worst = [], {1e-2: 0, 1e-3: 0}, {1e-2: 0.0, 1e-3: 0.0}
             chained_shares, ctests = [], {1e-2: 0, 1e-3: 0}
             null_exp, cnull_exp = {1e-2: 0.0, 1e-3: 0.0}, {1e-2: 0.0, 1e-3: 0.0}
             distinct_sizes = []
+            per_key = {"order-independent": [], "chained": []}
             for kk, key in enumerate(keys):
                 proj = x @ normals[kk][:d].T
                 region = ((proj > 0) * (1 << np.arange(d))).sum(axis=1)
@@ -102,6 +110,7 @@ def main():
                 table = rng.random((1 << d, 1 << d)) < G / 65536
                 key_hits = {1e-2: 0, 1e-3: 0}
                 key_chain = []
+                chain_hits = 0
                 for a, b in bounds:
                     regs = region[a:b]
                     uniq = np.unique(regs)
@@ -118,11 +127,16 @@ def main():
                         hit = lp <= np.log(alpha) + 1e-12
                         key_hits[alpha] += hit
                         tests[alpha] += hit
-                        ctests[alpha] += clp <= np.log(alpha) + 1e-12
+                        chit = clp <= np.log(alpha) + 1e-12
+                        ctests[alpha] += chit
+                        if alpha == 1e-2:
+                            chain_hits += chit
                         if kk == 0:
                             null_exp[alpha] += null_rate(n, alpha)
                             cnull_exp[alpha] += null_rate(cn, alpha) if cn else 0.0
                 chained_shares.append(np.mean(key_chain))
+                per_key["order-independent"].append(key_hits[1e-2])
+                per_key["chained"].append(chain_hits)
                 for alpha in (1e-2, 1e-3):
                     worst[alpha] = max(worst[alpha], key_hits[alpha] / len(bounds))
             shares = np.array(shares)
@@ -143,6 +157,15 @@ def main():
                 exp = cnull_exp[alpha] * n_keys
                 print(f"  chained, p <= {alpha:g}: {ctests[alpha]} of {total} ({ctests[alpha] / total:.5f}); "
                       f"exact null expects {exp:.1f}")
+            from math import exp as _exp, factorial
+            for variant, counts in per_key.items():
+                counts = np.array(counts, dtype=float)
+                lam = (null_exp if variant == "order-independent" else cnull_exp)[1e-2]
+                over = int(np.sum(counts > 2 * lam))
+                p_over = 1 - sum(_exp(-lam) * lam ** j / factorial(j) for j in range(int(np.floor(2 * lam)) + 1))
+                print(f"  {variant}, per key at p <= 0.01: mean {counts.mean():.2f} documents (null {lam:.2f}), "
+                      f"index of dispersion {counts.var() / max(counts.mean(), 1e-9):.2f}, max {int(counts.max())}; "
+                      f"keys above 2x the null: {over} of {n_keys} (Poisson chance {p_over * n_keys:.1f})")
             print(f"  chained: sentence green share over keys: mean {cs.mean():.4f}, sd {cs.std():.4f}, "
                   f"min {cs.min():.4f}, max {cs.max():.4f}")
             sys.stdout.flush()
