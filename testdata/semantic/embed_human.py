@@ -5,7 +5,7 @@ Splits `python3 scripts/fetch.py human-text` into two halves by a public rule:
 a document is in the *reference* half when the first byte of SHA-256 of its
 `id` is below 128, else in the *held-out* half. The reference half gives the
 public reference mean (`make_reference_mean.py`); the held-out half is for
-calibration (`lab_semantic.py`), so the mean is never measured on the text
+calibration (`calibrate.py`), so the mean is never measured on the text
 it is tested against.
 
 Per document: the sentences of SPEC §15.1 (`tracemark.sentences`) with at
