@@ -125,34 +125,30 @@ fn examples(lang: &str, docs: &[(&Doc, &Canonical)]) -> Vec<String> {
         if kind == ChangeKind::Spacing {
             continue;
         }
-        let mut found = 0;
-        'docs: for (d, canonical) in docs {
-            for c in canonical.changes().iter().filter(|c| c.kind == kind) {
-                let before: String = d.text[..c.span.0]
-                    .chars()
-                    .rev()
-                    .take(24)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                    .collect();
-                let after: String = d.text[c.span.1..].chars().take(24).collect();
-                let show = |t: &str| t.replace('\n', "⏎").replace('`', "'").replace('|', "\\|");
-                rows.push(format!(
-                    "| {lang} | {kind} | {} → {} | `{}[{}]{}` |",
-                    c.from,
-                    if c.to.is_empty() { "(removed)" } else { &c.to },
-                    show(&before),
-                    show(&d.text[c.span.0..c.span.1]),
-                    show(&after)
-                ));
-                found += 1;
-                if found == EXAMPLES {
-                    break 'docs;
-                }
-                // One example per document, so that a kind's examples come from different pages.
-                continue 'docs;
-            }
+        // The first change of the kind in each document, so that a kind's
+        // examples come from different pages.
+        let firsts = docs
+            .iter()
+            .filter_map(|(d, canonical)| canonical.changes().iter().find(|c| c.kind == kind).map(|c| (d, c)));
+        for (d, c) in firsts.take(EXAMPLES) {
+            let before: String = d.text[..c.span.0]
+                .chars()
+                .rev()
+                .take(24)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            let after: String = d.text[c.span.1..].chars().take(24).collect();
+            let show = |t: &str| t.replace('\n', "⏎").replace('`', "'").replace('|', "\\|");
+            rows.push(format!(
+                "| {lang} | {kind} | {} → {} | `{}[{}]{}` |",
+                c.from,
+                if c.to.is_empty() { "(removed)" } else { &c.to },
+                show(&before),
+                show(&d.text[c.span.0..c.span.1]),
+                show(&after)
+            ));
         }
     }
     rows
