@@ -160,9 +160,9 @@ fn a_significant_window_decides_the_verdict() {
     let w = d.window.as_ref().expect("window");
     assert!(w.log10_p < -12.0, "window p {}", w.log10_p);
     assert!(w.decides_verdict);
-    // The family: min(whole, window) times 2.
+    // The family (SPEC §16, version 3): min(5 x whole, 5/4 x window).
     let whole_l = d.outcome.log10_p().expect("tested");
-    let expected = (w.log10_p.min(whole_l) + 2f64.log10()).min(0.0);
+    let expected = (w.log10_p + 1.25f64.log10()).min(whole_l + 5f64.log10()).min(0.0);
     assert!((w.family_log10_p - expected).abs() < 1e-9);
     assert_eq!(d.verdict_log10_p(), Some(w.family_log10_p));
     assert_eq!(d.verdict, Verdict::Detected);
