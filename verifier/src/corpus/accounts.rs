@@ -40,16 +40,14 @@
 
 use std::time::Instant;
 
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use tracemark_core::{Key, KeyId, SchemeConfig};
 
+use super::attribution::{attribute_keys, KeyAttribution, KeyOutcome, KeySet};
 use crate::detect::{DetectOptions, Detector};
 use crate::error::{Error, Result};
 
-/// The smallest p-values kept (per worker, then overall): accounts beyond
-/// these can never be named unless more than this many are.
-pub const KEPT: usize = 64;
+pub use super::attribution::KEPT;
 
 /// The forms of one text to test under each key: ids as given, and its
 /// canonical form's ids when canonicalisation changed it. A key's p-value is
@@ -143,18 +141,10 @@ pub struct AccountAttribution {
     pub key_tokens_per_second: f64,
 }
 
-/// A candidate before the adjustment: (log10 p, account index, key id, scored).
-type Candidate = (f64, u64, KeyId, usize);
-
-fn keep_best(mut v: Vec<Candidate>) -> Vec<Candidate> {
-    v.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-    v.truncate(KEPT);
-    v
-}
-
 /// Tests `forms` under the keys derived from `master` for the labels
 /// `label(0) .. label(accounts - 1)`, and names the accounts whose
-/// Holm-adjusted p-value is below `options.alpha`.
+/// Holm-adjusted p-value is below `options.alpha`: [`attribute_keys`] over
+/// [`KeySet::Derived`], in the shape (and JSON) accounts have always had.
 pub fn attribute_accounts(
     master: &Key,
     config: &SchemeConfig,
@@ -178,9 +168,13 @@ pub fn attribute_accounts(
     options.validate()?;
     let correction = (forms.len() as f64).log10();
     let started = Instant::now();
-    let test = |i: u64| -> Result<Option<Candidate>> {
-        let key = master.derive(&label(i))?;
-        let detector = Detector::new(&key, config, vocab_size, options.clone())?;
+    let keys = KeySet::Derived {
+        master,
+        count: accounts,
+        label: &label,
+    };
+    let found = attribute_keys(&keys, options.alpha, |_, key| {
+        let detector = Detector::new(key, config, vocab_size, options.clone())?;
         let mut best: Option<(f64, usize)> = None;
         for (prompt, completion) in &forms.forms {
             let d = detector.detect_ids(prompt, completion)?;
@@ -190,79 +184,64 @@ pub fn attribute_accounts(
                 }
             }
         }
-        Ok(best.map(|(l, scored)| ((l + correction).min(0.0), i, key.id(), scored)))
-    };
-    const CHUNK: u64 = 4096;
-    let chunks: Vec<u64> = (0..accounts.div_ceil(CHUNK)).collect();
-    let (kept, inconclusive) = chunks
-        .par_iter()
-        .map(|&c| -> Result<(Vec<Candidate>, u64)> {
-            let mut kept = Vec::with_capacity(2 * KEPT);
-            let mut inconclusive = 0;
-            for i in c * CHUNK..((c + 1) * CHUNK).min(accounts) {
-                match test(i)? {
-                    Some(candidate) => {
-                        kept.push(candidate);
-                        if kept.len() >= 2 * KEPT {
-                            kept = keep_best(kept);
-                        }
-                    }
-                    None => inconclusive += 1,
-                }
-            }
-            Ok((keep_best(kept), inconclusive))
+        Ok(KeyOutcome::Score {
+            log10_p: best.map(|(l, _)| (l + correction).min(0.0)),
+            scored: best.map_or(0, |(_, scored)| scored),
         })
-        .try_reduce(
-            || (Vec::new(), 0),
-            |(mut a, ia), (b, ib)| {
-                a.extend(b);
-                Ok((keep_best(a), ia + ib))
-            },
-        )?;
+    })?;
     let seconds = started.elapsed().as_secs_f64();
-    // Holm's step-down: the j-th smallest (from 0) is compared with
-    // alpha / (m - j); adjusted p-values are running maxima of (m - j) p_(j).
-    // An inconclusive key counts as p = 1, so it never moves ahead of these.
     let m = accounts as f64;
-    let mut running = f64::NEG_INFINITY;
-    let best: Vec<AccountMatch> = kept
-        .iter()
-        .enumerate()
-        .map(|(j, &(log10_p, i, key_id, scored))| {
-            running = running.max(((m - j as f64).log10() + log10_p).min(0.0));
-            AccountMatch {
-                label: label(i),
-                key_id,
-                log10_p,
-                log10_p_adjusted: running,
-                scored,
-            }
-        })
-        .collect();
-    let alpha_log10 = options.alpha.log10();
-    let named = best
-        .iter()
-        .take_while(|a| a.log10_p_adjusted < alpha_log10)
-        .cloned()
-        .collect();
     let tokens: usize = forms.forms.iter().map(|(_, c)| c.len()).sum();
-    Ok(AccountAttribution {
-        accounts,
-        inconclusive,
-        alpha: options.alpha,
-        correction: format!(
-            "Holm step-down over {accounts} account keys (family-wise error rate){}",
-            if forms.len() > 1 {
-                "; each key's p-value is the smaller of the text as given and its canonical form, times 2"
-            } else {
-                ""
-            }
-        ),
-        log10_needed: alpha_log10 - m.log10(),
-        named,
-        best,
-        seconds,
-        keys_per_second: m / seconds.max(1e-9),
-        key_tokens_per_second: m * tokens as f64 / seconds.max(1e-9),
-    })
+    let mut a = AccountAttribution::from(found);
+    a.correction = format!(
+        "Holm step-down over {accounts} account keys (family-wise error rate){}",
+        if forms.len() > 1 {
+            "; each key's p-value is the smaller of the text as given and its canonical form, times 2"
+        } else {
+            ""
+        }
+    );
+    a.seconds = seconds;
+    a.keys_per_second = m / seconds.max(1e-9);
+    a.key_tokens_per_second = m * tokens as f64 / seconds.max(1e-9);
+    Ok(a)
+}
+
+impl From<KeyAttribution> for AccountAttribution {
+    /// The accounts' view of an attribution over a derived key set (its JSON
+    /// shape, unchanged); the timings are zero until the caller sets them.
+    fn from(a: KeyAttribution) -> Self {
+        let log10_needed = a.log10_needed();
+        let best: Vec<AccountMatch> = a
+            .keys
+            .into_iter()
+            .filter_map(|k| {
+                k.tested.map(|t| AccountMatch {
+                    label: k.label,
+                    key_id: k.key_id,
+                    log10_p: t.log10_p,
+                    log10_p_adjusted: t.log10_p_adjusted,
+                    scored: k.scored,
+                })
+            })
+            .collect();
+        let alpha_log10 = a.alpha.log10();
+        let named = best
+            .iter()
+            .take_while(|m| m.log10_p_adjusted < alpha_log10)
+            .cloned()
+            .collect();
+        AccountAttribution {
+            accounts: a.tested,
+            inconclusive: a.inconclusive,
+            alpha: a.alpha,
+            correction: a.correction,
+            log10_needed,
+            named,
+            best,
+            seconds: 0.0,
+            keys_per_second: 0.0,
+            key_tokens_per_second: 0.0,
+        }
+    }
 }

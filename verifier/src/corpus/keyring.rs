@@ -4,14 +4,16 @@
 //! Each key gets its exact p-value. Holm's step-down procedure adjusts them so
 //! that the probability of naming *any* wrong key is at most `alpha`, whatever
 //! the dependence between the tests; the best match is the key with the
-//! smallest p-value.
+//! smallest p-value. The correction is the one of every attribution
+//! ([`attribute_keys`](super::attribute_keys)); [`KeyringDetection`] is its view
+//! for a keyring.
 
 use serde::{Deserialize, Serialize};
 use tracemark_core::{Key, KeyId, SchemeConfig};
 
+use super::attribution::{self, AttributedKey, KeyAttribution, KeyOutcome};
 use crate::detect::{DetectOptions, Detection, Detector};
 use crate::error::{Error, Result};
-use crate::stats;
 use crate::text::TextTokenizer;
 
 /// A set of labelled keys.
@@ -100,28 +102,14 @@ impl KeyResult {
     }
 }
 
-/// Holm's step-down over per-key reports (in order) at family-wise level `alpha`.
-pub(crate) fn holm(labels: impl IntoIterator<Item = String>, reports: &[Detection], alpha: f64) -> Vec<KeyResult> {
-    // An inconclusive key counts as p = 1 in the family.
-    let ln: Vec<f64> = reports
-        .iter()
-        .map(|r| r.conservative_verdict_log10_p() * core::f64::consts::LN_10)
-        .collect();
-    let adjusted = stats::holm_adjust_ln(&ln);
-    labels
-        .into_iter()
-        .zip(reports)
-        .zip(adjusted)
-        .map(|((label, r), adj)| KeyResult {
-            label,
-            key_id: r.key_id,
-            tested: r.verdict_log10_p().map(|log10_p| KeyTest {
-                log10_p,
-                log10_p_adjusted: stats::log10(adj),
-                detected: adj < alpha.ln(),
-            }),
-        })
-        .collect()
+impl From<AttributedKey> for KeyResult {
+    fn from(k: AttributedKey) -> Self {
+        KeyResult {
+            label: k.label,
+            key_id: k.key_id,
+            tested: k.tested,
+        }
+    }
 }
 
 /// The result of testing one text against a keyring.
@@ -199,25 +187,29 @@ impl KeyringDetector {
         Ok(self.combine(reports))
     }
 
-    /// Combines per-key reports (in keyring order) with Holm's procedure.
+    /// Combines per-key reports (in keyring order) with Holm's procedure
+    /// ([`attribute_keys`](super::attribute_keys)).
     fn combine(&self, reports: Vec<Detection>) -> KeyringDetection {
-        let keys = holm(self.detectors.iter().map(|(l, _)| l.clone()), &reports, self.alpha);
-        let best = keys
+        let outcomes = self
+            .detectors
             .iter()
-            .enumerate()
-            .filter_map(|(i, k)| k.log10_p().map(|l| (i, l)))
-            .min_by(|a, b| a.1.total_cmp(&b.1))
-            .map(|(i, _)| i);
-        let best_detection = best.map(|i| reports[i].clone());
+            .zip(reports)
+            .map(|((label, _), r)| (label.clone(), r.key_id, KeyOutcome::Detection(Box::new(r))))
+            .collect();
+        attribution::listed(outcomes, self.alpha).into()
+    }
+}
+
+impl From<KeyAttribution> for KeyringDetection {
+    /// The keyring's view of an attribution over a listed key set (its JSON
+    /// shape, unchanged).
+    fn from(a: KeyAttribution) -> Self {
         KeyringDetection {
-            keys,
-            best,
-            alpha: self.alpha,
-            correction: format!(
-                "Holm step-down over {} keys (family-wise error rate)",
-                self.detectors.len()
-            ),
-            best_detection,
+            keys: a.keys.into_iter().map(KeyResult::from).collect(),
+            best: a.best,
+            alpha: a.alpha,
+            correction: a.correction,
+            best_detection: a.best_detection,
         }
     }
 }

@@ -11,7 +11,8 @@
 //! - **reading mode** (open weights): feed our watermarked texts to the
 //!   suspect model and score *its* next-token predictions ([`reading_mode`]);
 //! - **cohort attribution**: the same tests against a keyring of per-cohort
-//!   keys, with Holm's family-wise correction ([`attribute`]).
+//!   keys, with Holm's family-wise correction ([`attribute`], a view of
+//!   [`attribute_keys`](super::attribute_keys)).
 //!
 //! ## Why reading mode stays exact
 //!
@@ -31,7 +32,8 @@
 use serde::{Deserialize, Serialize};
 use tracemark_core::ContextMode;
 
-use super::keyring::{self, KeyResult};
+use super::attribution::{self, KeyAttribution, KeyOutcome};
+use super::keyring::KeyResult;
 use crate::detect::observe::{Deduplicator, Observations, PrfSet, Scored};
 use crate::detect::{Detection, Detector};
 use crate::error::{Error, Result};
@@ -124,14 +126,27 @@ pub struct Attribution {
     pub named: Vec<String>,
 }
 
-/// Combines per-key reports (one per label, in order) into an attribution.
+/// Combines per-key reports (one per label, in order) into an attribution
+/// ([`attribute_keys`](super::attribute_keys)'s correction over a listed set).
 pub fn attribute(labels: &[String], reports: &[Detection], alpha: f64) -> Attribution {
-    let keys = keyring::holm(labels.iter().cloned(), reports, alpha);
-    let named = keys.iter().filter(|k| k.detected()).map(|k| k.label.clone()).collect();
-    Attribution {
-        keys,
-        alpha,
-        correction: format!("Holm step-down over {} keys (family-wise error rate)", labels.len()),
-        named,
+    let outcomes = labels
+        .iter()
+        .zip(reports)
+        .map(|(label, r)| (label.clone(), r.key_id, KeyOutcome::Detection(Box::new(r.clone()))))
+        .collect();
+    attribution::listed(outcomes, alpha).into()
+}
+
+impl From<KeyAttribution> for Attribution {
+    /// The cohort view of an attribution over a listed key set (its JSON
+    /// shape, unchanged).
+    fn from(a: KeyAttribution) -> Self {
+        let named = a.named().map(|k| k.label.clone()).collect();
+        Attribution {
+            keys: a.keys.into_iter().map(KeyResult::from).collect(),
+            alpha: a.alpha,
+            correction: a.correction,
+            named,
+        }
     }
 }
