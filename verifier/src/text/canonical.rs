@@ -1122,6 +1122,11 @@ mod tests {
             // Russian
             "Съешь же ещё этих мягких французских булок, да выпей чаю. Йошкар-Ола — столица Марий Эл; \
              в ней живёт около двухсот семидесяти тысяч человек.",
+            // Russian man pages (Debian's manpages-ru): a synopsis whose words are
+            // all look-alikes but `П`, and a footer whose address is Latin.
+            "СИНТАКСИС\ncat [ПАРАМЕТР]... [ФАЙЛ]...\n",
+            "Сообщения об ошибках перевода по адресу <https://translationproject.org/team/ru.html>.\n\
+             о всех ошибках пишите по адресу debian-l10n-russian@lists.debian.org или на www.debian.org.",
             // Greek
             "Η Ελλάδα είναι χώρα της νοτιοανατολικής Ευρώπης. Η πρωτεύουσά της είναι η Αθήνα, \
              όπου ζει σχεδόν το ένα τρίτο του πληθυσμού. Καλημέρα κόσμε!",

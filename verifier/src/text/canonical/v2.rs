@@ -700,6 +700,63 @@ impl Tally {
     }
 }
 
+/// Which characters of `chars` belong to a link: a run of characters other
+/// than white space that holds `://`, begins with `www.` (any case), or holds
+/// an `@` followed later in the run by a `.` (an e-mail address). Letters of
+/// links do not vote for the script of their sentence or text (SPEC §14,
+/// stage 4): the address in a Russian translator's footer is Latin, the
+/// footer is not.
+fn links(chars: &[char]) -> Vec<bool> {
+    let mut out = vec![false; chars.len()];
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i].is_whitespace() {
+            i += 1;
+            continue;
+        }
+        let end = chars[i..]
+            .iter()
+            .position(|c| c.is_whitespace())
+            .map_or(chars.len(), |n| i + n);
+        let run = &chars[i..end];
+        let scheme = run.windows(3).any(|w| w == [':', '/', '/']);
+        let web = run.len() >= 4 && run[..4].iter().map(|c| c.to_ascii_lowercase()).eq("www.".chars());
+        let mail = run
+            .iter()
+            .position(|&c| c == '@')
+            .is_some_and(|at| run[at..].contains(&'.'));
+        if scheme || web || mail {
+            out[i..end].iter_mut().for_each(|b| *b = true);
+        }
+        i = end;
+    }
+    out
+}
+
+/// Whether every letter of `word` can be read in `script`: it is a letter of
+/// that script, a look-alike whose prototype lies in it (`vote`'s
+/// ambiguous script), or an ASCII letter that reads as one of its letters
+/// (stage 4c's tables). A Russian word of look-alikes with one `П` in it
+/// (`ПАРАМЕТР`: `П` is a look-alike of Greek `Π`, not of a Latin letter)
+/// cannot be read as Latin.
+fn readable_in(word: &[char], script: Script) -> bool {
+    word.iter().all(|&c| match vote(c) {
+        Some((s, _)) => s == script || c.script() == script || latin_reads_as(c, script).is_some(),
+        None => true,
+    })
+}
+
+/// The script of most letters of `word` by their own script.
+fn own_most(word: &[char]) -> Option<Script> {
+    let mut tally = Tally::default();
+    for &c in word {
+        if vote(c).is_some() {
+            tally.add(c.script());
+        }
+    }
+    tally.most()
+}
+
 /// The script of the most unambiguous letters among `chars`.
 fn unambiguous_most(chars: impl Iterator<Item = char>) -> Option<Script> {
     let mut tally = Tally::default();
@@ -715,8 +772,13 @@ fn unambiguous_most(chars: impl Iterator<Item = char>) -> Option<Script> {
 /// no letter is unambiguous, of the most look-alikes' prototypes.
 fn text_script(chars: &[Traced], deadline: Deadline) -> Result<Option<Script>> {
     let (mut unambiguous, mut by_prototype) = (Tally::default(), Tally::default());
+    let plain: Vec<char> = chars.iter().map(|t| t.c).collect();
+    let links = links(&plain);
     for (i, t) in chars.iter().enumerate() {
         deadline.every(i)?;
+        if links[i] {
+            continue;
+        }
         match vote(t.c) {
             Some((script, true)) => unambiguous.add(script),
             Some((script, false)) => by_prototype.add(script),
@@ -761,7 +823,8 @@ pub(super) fn readings(chars: &[Traced], deadline: Deadline) -> Result<Vec<Readi
             checked = out.len();
         }
         let cs: Vec<char> = sentence.chars().collect();
-        let sentence_script = unambiguous_most(cs.iter().copied()).or(text);
+        let in_link = links(&cs);
+        let sentence_script = unambiguous_most(cs.iter().zip(&in_link).filter(|(_, &l)| !l).map(|(&c, _)| c)).or(text);
         let mut i = 0;
         while i < cs.len() {
             if !in_word(cs[i]) {
@@ -774,10 +837,13 @@ pub(super) fn readings(chars: &[Traced], deadline: Deadline) -> Result<Vec<Readi
             }
             let end = cs[i..].iter().position(|&c| !in_word(c)).map_or(cs.len(), |n| i + n);
             let word = unambiguous_most(cs[i..end].iter().copied());
-            let reading = Reading {
-                word,
-                script: word.or(sentence_script),
-            };
+            // A word of look-alikes only is read in its sentence's script
+            // when all of it can be; else in its own letters' script.
+            let script = word.or(match sentence_script {
+                Some(s) if !readable_in(&cs[i..end], s) => own_most(&cs[i..end]),
+                other => other,
+            });
+            let reading = Reading { word, script };
             out.extend(core::iter::repeat_n(reading, end - i));
             i = end;
         }
