@@ -116,6 +116,24 @@ def embedder():
     return out
 
 
+def unpacked_debs(name, tag, packages):
+    """`packages` downloaded by apt into CACHE/name/debs-TAG and unpacked into
+    CACHE/name/root-TAG (once each; an interrupted unpacking starts again)."""
+    root = CACHE / name / f"root-{tag}"
+    debs = CACHE / name / f"debs-{tag}"
+    debs.mkdir(parents=True, exist_ok=True)
+    if len(list(debs.glob("*.deb"))) < len(packages):
+        log(f"downloading Debian packages {', '.join(packages)} ...")
+        apt_download(packages, debs)
+    if not root.exists():
+        tmp = Path(str(root) + ".part")
+        shutil.rmtree(tmp, ignore_errors=True)
+        for deb in sorted(debs.glob("*.deb")):
+            subprocess.run(["dpkg-deb", "-x", str(deb), str(tmp)], check=True)
+        tmp.rename(root)
+    return root
+
+
 def apt_download(pkgs, dest):
     def run():
         return subprocess.run(["apt-get", "download", *pkgs], cwd=dest, capture_output=True, text=True)
@@ -164,18 +182,7 @@ def human_text():
     out = CACHE / "human-text" / f"human-text-{tag}.jsonl"
     if out.exists():
         return out
-    root = CACHE / "human-text" / f"root-{tag}"
-    debs = CACHE / "human-text" / f"debs-{tag}"
-    debs.mkdir(parents=True, exist_ok=True)
-    if not list(debs.glob("*.deb")) or len(list(debs.glob("*.deb"))) < len(DEBIAN):
-        log(f"downloading Debian packages {', '.join(DEBIAN)} ...")
-        apt_download(DEBIAN, debs)
-    if not root.exists():
-        tmp = Path(str(root) + ".part")
-        shutil.rmtree(tmp, ignore_errors=True)
-        for deb in sorted(debs.glob("*.deb")):
-            subprocess.run(["dpkg-deb", "-x", str(deb), str(tmp)], check=True)
-        tmp.rename(root)
+    root = unpacked_debs("human-text", tag, DEBIAN)
     docs = []
 
     def add(category, source, text):
@@ -257,18 +264,7 @@ def human_text_multilingual():
     out = CACHE / "human-text-multilingual" / f"human-text-multilingual-{tag}.jsonl"
     if out.exists():
         return out
-    root = CACHE / "human-text-multilingual" / f"root-{tag}"
-    debs = CACHE / "human-text-multilingual" / f"debs-{tag}"
-    debs.mkdir(parents=True, exist_ok=True)
-    if len(list(debs.glob("*.deb"))) < len(packages):
-        log(f"downloading Debian packages {', '.join(packages)} ...")
-        apt_download(packages, debs)
-    if not root.exists():
-        tmp = Path(str(root) + ".part")
-        shutil.rmtree(tmp, ignore_errors=True)
-        for deb in sorted(debs.glob("*.deb")):
-            subprocess.run(["dpkg-deb", "-x", str(deb), str(tmp)], check=True)
-        tmp.rename(root)
+    root = unpacked_debs("human-text-multilingual", tag, packages)
     docs = []
 
     def add(language, kind, source, text):
