@@ -770,10 +770,8 @@ fn unambiguous_most(chars: impl Iterator<Item = char>) -> Option<Script> {
 
 /// The script of the whole text: of the most unambiguous letters, or, when
 /// no letter is unambiguous, of the most look-alikes' prototypes.
-fn text_script(chars: &[Traced], deadline: Deadline) -> Result<Option<Script>> {
+fn text_script(chars: &[Traced], links: &[bool], deadline: Deadline) -> Result<Option<Script>> {
     let (mut unambiguous, mut by_prototype) = (Tally::default(), Tally::default());
-    let plain: Vec<char> = chars.iter().map(|t| t.c).collect();
-    let links = links(&plain);
     for (i, t) in chars.iter().enumerate() {
         deadline.every(i)?;
         if links[i] {
@@ -812,8 +810,10 @@ pub(super) struct Reading {
 /// are Unicode's (UAX #29, which also ends one at every line break); words
 /// are maximal runs of letters and combining marks.
 pub(super) fn readings(chars: &[Traced], deadline: Deadline) -> Result<Vec<Reading>> {
-    let text = text_script(chars, deadline)?;
-    let stage: String = chars.iter().map(|t| t.c).collect();
+    let plain: Vec<char> = chars.iter().map(|t| t.c).collect();
+    let links = links(&plain);
+    let text = text_script(chars, &links, deadline)?;
+    let stage: String = plain.iter().collect();
     let mut out = Vec::with_capacity(chars.len());
     let mut checked = 0;
     for sentence in stage.split_sentence_bounds() {
@@ -823,8 +823,8 @@ pub(super) fn readings(chars: &[Traced], deadline: Deadline) -> Result<Vec<Readi
             checked = out.len();
         }
         let cs: Vec<char> = sentence.chars().collect();
-        let in_link = links(&cs);
-        let sentence_script = unambiguous_most(cs.iter().zip(&in_link).filter(|(_, &l)| !l).map(|(&c, _)| c)).or(text);
+        let in_link = &links[out.len()..out.len() + cs.len()];
+        let sentence_script = unambiguous_most(cs.iter().zip(in_link).filter(|(_, &l)| !l).map(|(&c, _)| c)).or(text);
         let mut i = 0;
         while i < cs.len() {
             if !in_word(cs[i]) {
