@@ -140,8 +140,8 @@ pub use kgw::{Kgw, KgwConfig};
 pub use ndarray;
 pub use scheme::{set_batch_threads, Observation, Scheme, SchemeKind, SeenContexts, Step};
 pub use semantic::{
-    word_count, Projection, Region, Semantic, SemanticConfig, EMBEDDING_DIM, MAX_PLANES, REFERENCE_MEAN,
-    REFERENCE_MEAN_SHA256, SEMANTIC_NAME,
+    word_count, Chain, Projection, Region, Semantic, SemanticConfig, CHAIN_START, EMBEDDING_DIM, MAX_PLANES,
+    REFERENCE_MEAN, REFERENCE_MEAN_SHA256, SEMANTIC_NAME,
 };
 pub use tournament::{Tournament, TournamentConfig};
 pub use weight::ENTROPY_CAP;

@@ -4,14 +4,29 @@
 //! SPEC §15.2, computed outside this crate: the core takes it as 384 `f32`)
 //! is centred on the public [`REFERENCE_MEAN`] and projected on `planes`
 //! keyed normals; the signs of the projections are the sentence's
-//! [`Region`], and each region is green or not by a keyed 16-bit value, as a
-//! `kgw` token is. Regions do not depend on the order of sentences
-//! (order-independent, as SAMark; `docs/semantic.md` argues the choice).
+//! [`Region`]. Whether a sentence is green depends on the configuration's
+//! [`Chain`]:
+//!
+//! - `chain=none` (the parser's default): each region is green or not by a
+//!   keyed 16-bit value, as a `kgw` token is, whatever the order of the
+//!   sentences (order-independent, as SAMark);
+//! - `chain=previous`: the keyed value is that of the pair (region of the
+//!   previous *scored* sentence, this region), the first scored sentence
+//!   chained on the fixed [`CHAIN_START`] (SemStamp's chaining, keyed), so a
+//!   key has `2^d` green sets instead of one. `docs/semantic.md` measures
+//!   why this is the recommended configuration (per-key calibration).
+//!
+//! Generation and detection ask the same two functions,
+//! [`Semantic::is_green_after`] and [`Semantic::accepts_after`], with the
+//! previous scored sentence's region (`None` for the first); for
+//! `chain=none` the previous region is ignored.
 //!
 //! Under the null hypothesis (text written without the key) the green bits
-//! of *distinct* regions are independent Bernoulli(`G / 65536`) over the key,
-//! so a text's green count over its distinct regions is exactly Binomial; the
-//! verifier (`tracemark_verifier::detect::semantic`) deduplicates by region.
+//! of *distinct* scoring units (regions for `chain=none`, (previous, region)
+//! pairs for `chain=previous`) are independent Bernoulli(`G / 65536`) over
+//! the key, so a text's green count over its distinct units is exactly
+//! Binomial; the verifier (`tracemark_verifier::detect::semantic`)
+//! deduplicates by unit.
 //! For a *fixed* key the share of human sentences in green regions is not
 //! exactly γ, because embeddings are anisotropic: `docs/semantic.md`
 //! measures how far it is.
@@ -24,7 +39,7 @@
 //! paraphrase).
 //!
 //! ```
-//! use tracemark_core::{Key, Semantic, SemanticConfig, EMBEDDING_DIM};
+//! use tracemark_core::{Chain, Key, Semantic, SemanticConfig, EMBEDDING_DIM};
 //!
 //! let key = Key::from_bytes([7; 32]); // use Key::generate() or Key::load() in practice
 //! let config: SemanticConfig = "semantic:gamma=0.25,planes=8".parse()?;
@@ -34,6 +49,14 @@
 //! let p = scheme.project(&embedding)?;
 //! assert!(p.region().id() < 256);
 //! let _green: bool = scheme.is_green(p.region());
+//!
+//! // Chained regions: the green bit of a sentence depends on the region of
+//! // the previous scored sentence (`None` for the first).
+//! let chained = Semantic::new(&key, "semantic:gamma=0.25,planes=8,chain=previous".parse()?)?;
+//! assert_eq!(chained.config().chain(), Chain::Previous);
+//! let first = chained.project(&embedding)?.region();
+//! let _green: bool = chained.is_green_after(None, first);
+//! let _accepted: bool = chained.accepts_after(Some(first), &embedding)?;
 //! # Ok::<(), tracemark_core::Error>(())
 //! ```
 
@@ -60,6 +83,54 @@ pub const SEMANTIC_NAME: &str = "semantic";
 pub(crate) const TAG_PLANE: u32 = 0x0500_0000;
 /// Tag word of a region's value: `PRF(TAG_REGION + d; r)`.
 pub(crate) const TAG_REGION: u32 = 0x0600_0000;
+/// Tag word of a chained pair's value: `PRF(TAG_CHAIN + d; previous, r)`.
+pub(crate) const TAG_CHAIN: u32 = 0x0700_0000;
+
+/// The previous region the first scored sentence of a text is chained on
+/// under `chain=previous` (SPEC §15.3): `0xffffffff`, which is no region's
+/// id (ids are below `2^16`).
+pub const CHAIN_START: u32 = 0xffff_ffff;
+
+/// What a sentence's green bit depends on besides its own region (SPEC §15.3).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Chain {
+    /// Order-independent: the green bit is the region's own keyed value
+    /// (`chain=none`, the default of the scheme string).
+    #[default]
+    None,
+    /// Chained: the green bit is the keyed value of (the previous scored
+    /// sentence's region, this region); the first scored sentence is chained
+    /// on [`CHAIN_START`] (`chain=previous`).
+    Previous,
+}
+
+impl Chain {
+    /// The parameter value in scheme strings: `none` or `previous`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Previous => "previous",
+        }
+    }
+}
+
+impl fmt::Display for Chain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl core::str::FromStr for Chain {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "none" => Ok(Self::None),
+            "previous" => Ok(Self::Previous),
+            _ => Err(Error::param("chain", s, "none or previous, e.g. chain=previous")),
+        }
+    }
+}
 
 /// Parameters of [`Semantic`].
 #[derive(Clone, Debug, PartialEq)]
@@ -68,6 +139,7 @@ pub struct SemanticConfig {
     planes: u32,
     margin: f64,
     min_words: u32,
+    chain: Chain,
 }
 
 impl SemanticConfig {
@@ -110,7 +182,21 @@ impl SemanticConfig {
             planes,
             margin,
             min_words,
+            chain: Chain::None,
         })
+    }
+
+    /// The same configuration with another [`Chain`] (`new` gives
+    /// [`Chain::None`]).
+    #[must_use]
+    pub fn with_chain(mut self, chain: Chain) -> Self {
+        self.chain = chain;
+        self
+    }
+
+    /// What a sentence's green bit depends on besides its own region.
+    pub fn chain(&self) -> Chain {
+        self.chain
     }
 
     /// The requested green share.
@@ -148,8 +234,10 @@ impl SemanticConfig {
         f64::from(self.green_threshold()) / 65536.0
     }
 
-    /// The null distribution of one distinct region's score (its green bit):
-    /// the total over `n` distinct regions is Binomial(`n`, `G / 65536`).
+    /// The null distribution of one distinct unit's score (its green bit; a
+    /// unit is a region for `chain=none`, a (previous, region) pair for
+    /// `chain=previous`): the total over `n` distinct units is
+    /// Binomial(`n`, `G / 65536`).
     pub fn null(&self) -> Null {
         Null::Binomial {
             trials: 1,
@@ -159,7 +247,10 @@ impl SemanticConfig {
 
     /// The statistic's name in reports.
     pub fn statistic(&self) -> &'static str {
-        "green sentence-region count"
+        match self.chain {
+            Chain::None => "green sentence-region count",
+            Chain::Previous => "green chained sentence-region count",
+        }
     }
 
     /// Whether a sentence is steered and scored: it has at least
@@ -177,7 +268,10 @@ impl SemanticConfig {
         let min_words = params
             .take("min_words", "a number of words, e.g. min_words=5")?
             .unwrap_or(Self::DEFAULT_MIN_WORDS);
-        Self::new(gamma, planes, margin, min_words)
+        let chain = params
+            .take("chain", "none or previous, e.g. chain=previous")?
+            .unwrap_or_default();
+        Ok(Self::new(gamma, planes, margin, min_words)?.with_chain(chain))
     }
 }
 
@@ -187,15 +281,22 @@ impl fmt::Display for SemanticConfig {
             f,
             "{SEMANTIC_NAME}:gamma={},planes={},margin={},min_words={}",
             self.gamma, self.planes, self.margin, self.min_words
-        )
+        )?;
+        // `chain=none` is left out, so the strings of version 1's
+        // configurations are unchanged.
+        match self.chain {
+            Chain::None => Ok(()),
+            chain => write!(f, ",chain={chain}"),
+        }
     }
 }
 
 impl core::str::FromStr for SemanticConfig {
     type Err = Error;
     /// Parses the [`Display`](fmt::Display) form in the grammar of scheme
-    /// strings: `semantic:gamma=0.25,planes=8,margin=0.002,min_words=5`
-    /// (`margin` and `min_words` may be left out for their defaults).
+    /// strings: `semantic:gamma=0.25,planes=8,margin=0.002,min_words=5`,
+    /// optionally followed by `,chain=previous` (`margin`, `min_words` and
+    /// `chain` may be left out for their defaults, `chain=none`).
     fn from_str(s: &str) -> Result<Self> {
         let (name, params) = s.split_once(':').unwrap_or((s, ""));
         if name != SEMANTIC_NAME {
@@ -278,6 +379,9 @@ pub struct Semantic {
     values: Vec<u16>,
     /// The reference mean, as `f64`.
     mean: Vec<f64>,
+    /// The scheme PRF, for the chained values (computed on demand: a key has
+    /// `2^2d` of them).
+    prf: SipKey,
 }
 
 impl fmt::Debug for Semantic {
@@ -326,6 +430,7 @@ impl Semantic {
             norms,
             values,
             mean: REFERENCE_MEAN.iter().map(|&m| f64::from(m)).collect(),
+            prf,
         })
     }
 
@@ -352,16 +457,55 @@ impl Semantic {
         &self.normals[j * EMBEDDING_DIM..(j + 1) * EMBEDDING_DIM]
     }
 
-    /// The region's keyed 16-bit value: the low 16 bits of
-    /// `PRF(TAG_REGION + d; r)`. Ids outside `0..2^planes` have none.
+    /// The region's own keyed 16-bit value (the `chain=none` value): the low
+    /// 16 bits of `PRF(TAG_REGION + d; r)`. Ids outside `0..2^planes` have
+    /// none.
     pub fn value(&self, region: Region) -> Option<u16> {
         self.values.get(region.0 as usize).copied()
     }
 
-    /// Whether a region is green (its value is below `G`). Ids outside
-    /// `0..2^planes` are not green.
+    /// The keyed 16-bit value that decides whether `region` is green after
+    /// `previous`, the region of the previous scored sentence (`None` for the
+    /// first scored sentence of a text): for `chain=none` the region's own
+    /// [`value`](Self::value) (`previous` is ignored); for `chain=previous`
+    /// the low 16 bits of `PRF(TAG_CHAIN + d; p, r)` with `p` the previous
+    /// region's id or [`CHAIN_START`]. Ids outside `0..2^planes` have none.
+    pub fn value_after(&self, previous: Option<Region>, region: Region) -> Option<u16> {
+        match self.config.chain {
+            Chain::None => self.value(region),
+            Chain::Previous => {
+                let regions = self.config.regions();
+                let p = match previous {
+                    None => CHAIN_START,
+                    Some(p) if p.0 < regions => p.0,
+                    Some(_) => return None,
+                };
+                (region.0 < regions)
+                    .then(|| (self.prf.hash_words(TAG_CHAIN + self.config.planes, &[p, region.0]) & 0xffff) as u16)
+            }
+        }
+    }
+
+    /// Whether a region is green by its own value (below `G`), i.e. for
+    /// `chain=none`; for `chain=previous` this is
+    /// [`is_green_after(None, region)`](Self::is_green_after), the green
+    /// bit of a text's first scored sentence. Ids outside `0..2^planes` are
+    /// not green.
     pub fn is_green(&self, region: Region) -> bool {
-        self.value(region).is_some_and(|v| v < self.config.green_threshold())
+        match self.config.chain {
+            Chain::None => self.value(region).is_some_and(|v| v < self.config.green_threshold()),
+            _ => self.is_green_after(None, region),
+        }
+    }
+
+    /// Whether a scored sentence in `region` is green when the previous
+    /// scored sentence of the text (sentences below `min_words` are skipped,
+    /// they do not reset the chain) was in `previous` (`None` for the first):
+    /// [`value_after`](Self::value_after) is below `G`. For `chain=none`
+    /// `previous` is ignored. Ids outside `0..2^planes` are not green.
+    pub fn is_green_after(&self, previous: Option<Region>, region: Region) -> bool {
+        self.value_after(previous, region)
+            .is_some_and(|v| v < self.config.green_threshold())
     }
 
     /// Projects an embedding (SPEC §15.3): `x_i = e_i - m_i` in `f64`, and
@@ -407,11 +551,22 @@ impl Semantic {
     }
 
     /// Whether generation accepts a candidate sentence's embedding: it lies
-    /// in a green region at a distance of at least the margin from every
-    /// hyperplane.
+    /// in a green region ([`is_green`](Self::is_green)) at a distance of at
+    /// least the margin from every hyperplane. For `chain=previous` use
+    /// [`accepts_after`](Self::accepts_after); this is its first sentence.
     pub fn accepts(&self, embedding: &[f32]) -> Result<bool> {
+        self.accepts_after(None, embedding)
+    }
+
+    /// Whether generation accepts a candidate sentence's embedding after a
+    /// scored sentence in `previous` (`None` when it is the first scored
+    /// sentence): its region is green after `previous`
+    /// ([`is_green_after`](Self::is_green_after)) and its distance to every
+    /// hyperplane is at least the margin. `previous` is the region of the
+    /// sentence actually kept in the text, accepted or not.
+    pub fn accepts_after(&self, previous: Option<Region>, embedding: &[f32]) -> Result<bool> {
         let p = self.project(embedding)?;
-        Ok(self.is_green(p.region) && p.margin >= self.config.margin)
+        Ok(self.is_green_after(previous, p.region) && p.margin >= self.config.margin)
     }
 }
 
@@ -440,6 +595,8 @@ mod tests {
             "semantic:gamma=0.25,planes=8,min_words=0",
             "semantic:gamma=0.25,planes=8,delta=2",
             "kgw:gamma=0.25,planes=8",
+            "semantic:gamma=0.25,planes=8,chain=next",
+            "semantic:gamma=0.25,planes=8,chain=",
         ] {
             let e = bad.parse::<SemanticConfig>().expect_err("must be rejected");
             assert!(
@@ -447,6 +604,87 @@ mod tests {
                 "{bad}: {e}"
             );
         }
+    }
+
+    #[test]
+    fn chain_parses_displays_and_defaults_to_none() {
+        let c: SemanticConfig = "semantic:gamma=0.25,planes=8".parse().expect("valid in this test");
+        assert_eq!(c.chain(), Chain::None);
+        let none: SemanticConfig = "semantic:gamma=0.25,planes=8,chain=none"
+            .parse()
+            .expect("valid in this test");
+        // `chain=none` is the version-1 string: written without it.
+        assert_eq!(none, c);
+        assert_eq!(
+            none.to_string(),
+            "semantic:gamma=0.25,planes=8,margin=0.002,min_words=5"
+        );
+        let p: SemanticConfig = "semantic:chain=previous,planes=8,gamma=0.25"
+            .parse()
+            .expect("valid in this test");
+        assert_eq!(p.chain(), Chain::Previous);
+        assert_eq!(
+            p.to_string(),
+            "semantic:gamma=0.25,planes=8,margin=0.002,min_words=5,chain=previous"
+        );
+        assert_eq!(p.to_string().parse::<SemanticConfig>().expect("valid in this test"), p);
+        assert_eq!(c.clone().with_chain(Chain::Previous), p);
+        assert_eq!(p.statistic(), "green chained sentence-region count");
+    }
+
+    #[test]
+    fn chained_values_depend_on_the_previous_region() {
+        let key = Key::from_bytes([4; 32]);
+        let config = SemanticConfig::new(0.25, 6, 0.0, 1).expect("valid in this test");
+        let none = Semantic::new(&key, config.clone()).expect("valid in this test");
+        let chained = Semantic::new(&key, config.with_chain(Chain::Previous)).expect("valid in this test");
+        // chain=none ignores the previous region.
+        for r in 0..64 {
+            let r = Region::new(r);
+            for p in [None, Some(Region::new(0)), Some(Region::new(63))] {
+                assert_eq!(none.value_after(p, r), none.value(r));
+                assert_eq!(none.is_green_after(p, r), none.is_green(r));
+            }
+        }
+        // Chained: the normals are the same, the green bits are those of pairs;
+        // the first sentence is chained on the start value.
+        assert_eq!(chained.normal(5), none.normal(5));
+        let r = Region::new(9);
+        assert_eq!(chained.is_green(r), chained.is_green_after(None, r));
+        let start: Vec<Option<u16>> = (0..64).map(|r| chained.value_after(None, Region::new(r))).collect();
+        let after0: Vec<Option<u16>> = (0..64)
+            .map(|r| chained.value_after(Some(Region::new(0)), Region::new(r)))
+            .collect();
+        assert_ne!(start, after0);
+        assert_ne!(start, (0..64).map(|r| none.value(Region::new(r))).collect::<Vec<_>>());
+        // Out of range: no value, not green.
+        assert_eq!(chained.value_after(Some(Region::new(64)), r), None);
+        assert_eq!(chained.value_after(None, Region::new(64)), None);
+        assert!(!chained.is_green_after(Some(Region::new(1 << 20)), r));
+        // Green pairs among the 64 x 65 (previous or start, region):
+        // Binomial(4160, 0.25), mean 1040, sd 27.9; within 5 sd.
+        let green = (0..64)
+            .map(|r| Some(Region::new(r)))
+            .chain([None])
+            .flat_map(|p| (0..64).map(move |r| (p, Region::new(r))))
+            .filter(|&(p, r)| chained.is_green_after(p, r))
+            .count();
+        assert!((1040 - 140..=1040 + 140).contains(&green), "{green}");
+        // Acceptance follows the chained bit and the margin.
+        let e: Vec<f32> = (0..EMBEDDING_DIM)
+            .map(|i| REFERENCE_MEAN[i] + 1e-6 * chained.normal(i % 6)[i] as f32)
+            .collect();
+        let p = chained.project(&e).expect("valid in this test");
+        for prev in [None, Some(Region::new(3))] {
+            assert_eq!(
+                chained.accepts_after(prev, &e).expect("valid in this test"),
+                chained.is_green_after(prev, p.region())
+            );
+        }
+        assert_eq!(
+            chained.accepts(&e).expect("valid in this test"),
+            chained.accepts_after(None, &e).expect("valid in this test")
+        );
     }
 
     #[test]
