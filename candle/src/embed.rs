@@ -174,7 +174,7 @@ impl Embedder {
 
         let weights_path = dir.join("model.safetensors");
         let weights = read(&weights_path)?;
-        let fingerprint = tracemark_verifier::sha256_hex(&weights);
+        let fingerprint = tracemark_verifier::internal::sha256_hex(&weights);
         let tensors: HashMap<String, Tensor> = candle_core::safetensors::load_buffer(&weights, &device)?;
         drop(weights);
         let model = BertModel::load(VarBuilder::from_tensors(tensors, DType::F32, &device), &config)

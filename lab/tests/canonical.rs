@@ -10,7 +10,8 @@ use support::{generate, random_tokens, word_tokenizer_json, words, Rng};
 use tracemark_core::SchemeConfig;
 use tracemark_lab::tamper::{tamper, Tampering, HOMOGLYPHS};
 use tracemark_verifier::canonical::{canonicalize, ChangeKind, Form, FormPlan};
-use tracemark_verifier::{sha256_hex, DetectOptions, Detector, TextTokenizer, Verdict};
+use tracemark_verifier::internal::sha256_hex;
+use tracemark_verifier::{DetectOptions, Detector, TextTokenizer, Verdict};
 
 const TEXT: &str =
     "The quick brown fox jumps over the lazy dog, and Café Zürich opens at six.\nA second line: tea, coffee; 42 cups.";

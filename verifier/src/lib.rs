@@ -93,9 +93,17 @@ pub use evidence::{receipt, render, report};
 pub use text::canonical;
 pub use text::canonical::{canonicalize, Canonical, CanonicalReport, ChangeKind, ChangeSummary};
 pub use text::sentences::{sentence_spans, sentences, SENTENCES_VERSION};
-pub use text::{sha256_hex, utf8, Encoded, TextTokenizer, TokenizerInfo};
+pub use text::{Encoded, TextTokenizer, TokenizerInfo};
 /// Exact tail probabilities in log space: the crate `tracemark-stats`.
 pub use tracemark_stats as stats;
+
+/// What the other tracemark crates share with this one (the CLI, the wheel,
+/// the model crate); not a stable API.
+#[doc(hidden)]
+pub mod internal {
+    /// `sha256:<hex>` of some bytes, the digest form of every report.
+    pub use crate::text::tokenizer::sha256_hex;
+}
 
 /// This tool and its version, as written into every report.
 pub const TOOL: &str = concat!("tracemark ", env!("CARGO_PKG_VERSION"));

@@ -4,8 +4,8 @@ use std::ffi::CString;
 
 use pyo3::exceptions::PyUserWarning;
 use pyo3::prelude::*;
+use tracemark_verifier::internal::sha256_hex;
 use tracemark_verifier::report::{self, Report, Subject};
-use tracemark_verifier::sha256_hex;
 
 use crate::detect::PyDetection;
 use crate::errors::{verifier_err, InvalidParameterError};

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use pyo3::exceptions::PyTypeError;
 use pyo3::intern;
 use pyo3::prelude::*;
-use tracemark_verifier::{sha256_hex, TextTokenizer};
+use tracemark_verifier::internal::sha256_hex;
+use tracemark_verifier::TextTokenizer;
 
 use crate::errors::verifier_err;
 use crate::lock::{detach, DetachedMutex};

@@ -4,7 +4,7 @@ use std::io::Read;
 use std::path::Path;
 
 use tracemark_core::Key;
-use tracemark_verifier::utf8;
+use tracemark_verifier::Error;
 
 use crate::exit::Failure;
 
@@ -141,4 +141,26 @@ pub(crate) fn parse_ids(bytes: &[u8], source: &str) -> Result<Vec<u32>, Failure>
         source: source.to_string(),
         message,
     })
+}
+
+/// Reads bytes as UTF-8 text, naming `source` in the error.
+fn utf8(bytes: &[u8], source: &str) -> Result<String, Error> {
+    String::from_utf8(bytes.to_vec()).map_err(|e| Error::InvalidUtf8 {
+        source: source.to_string(),
+        valid_up_to: e.utf8_error().valid_up_to(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utf8_names_the_source_and_the_first_bad_byte() {
+        assert_eq!(utf8(b"ok", "input").as_deref(), Ok("ok"));
+        match utf8(b"ok \xff\xfe", "input") {
+            Err(Error::InvalidUtf8 { source, valid_up_to }) => assert_eq!((source.as_str(), valid_up_to), ("input", 3)),
+            other => panic!("expected InvalidUtf8, got {other:?}"),
+        }
+    }
 }

@@ -1,8 +1,13 @@
-//! Human-readable reports for the terminal.
+//! The terminal form of the evidence: a detection's verdict, its marked text
+//! and its tests, an attribution, a scan's summary, as the CLI and the demo
+//! print them (ANSI colour optional). The HTML page and the sealed JSON of
+//! [`super::report`] carry the same facts for people who were not at the terminal.
 
 use core::fmt::Write as _;
 
 use crate::corpus::{Attribution, KeyResult, KeyringDetection, ScanSummary};
+use crate::detect::layered::{Layer, LayeredVerdict};
+use crate::detect::semantic::{SemanticDetection, SemanticOutcome, SentenceStatus};
 use crate::detect::{Detection, ForgeryTest, Mark, Outcome, TokenStatus, Verdict};
 use crate::text::canonical::CanonicalReport;
 
@@ -115,9 +120,10 @@ pub fn detection(d: &Detection, text: Option<&str>, color: bool) -> String {
         );
         let _ = writeln!(
             out,
-            "family     p = {} after {}; the verdict stands on it (decided by the {})",
+            "family     p = {} after {}; the {} stands on it (decided by the {})",
             p_value(w.family_log10_p),
             w.family_correction(),
+            if d.layered.is_some() { "token layer" } else { "verdict" },
             if w.decides_verdict { "window" } else { "whole text" }
         );
     }
@@ -130,6 +136,9 @@ pub fn detection(d: &Detection, text: Option<&str>, color: bool) -> String {
     if let Some(f) = &d.forgery {
         out.push_str(&forgery(d, f));
     }
+    if let Some(s) = &d.semantic {
+        out.push_str(&semantic(s, d.layered.as_ref()));
+    }
     if d.verdict == Verdict::NotDetected {
         let _ = writeln!(out, "check      if you expected a detection:");
         for item in d.checklist() {
@@ -141,6 +150,75 @@ pub fn detection(d: &Detection, text: Option<&str>, color: bool) -> String {
         out.push('\n');
         out.push_str(&highlight(d, text, marks, color));
         out.push('\n');
+    }
+    if let (Some(text), Some(s)) = (text, &d.semantic) {
+        out.push('\n');
+        out.push_str(&sentences(s, text, color));
+    }
+    out
+}
+
+/// The semantic layer's test and the layered verdict (SPEC §15.3-15.4).
+fn semantic(s: &SemanticDetection, layered: Option<&LayeredVerdict>) -> String {
+    let c = &s.counts;
+    let mut out = format!(
+        "semantic   {} (key id {}): {} of {} sentences scored, {} short, {} in a region already counted; \
+         {} of {} distinct regions green\n",
+        s.scheme,
+        s.key_id,
+        c.scored,
+        c.sentences,
+        c.short,
+        c.scored - c.distinct,
+        c.green,
+        c.distinct
+    );
+    match &s.outcome {
+        SemanticOutcome::Tested { null, log10_p, .. } => {
+            let _ = writeln!(
+                out,
+                "           exact test under {null}: p = {} (log10 p = {log10_p:.3})",
+                p_value(*log10_p)
+            );
+        }
+        SemanticOutcome::Inconclusive { reason } => {
+            let _ = writeln!(out, "           not tested: {reason}");
+        }
+    }
+    if let Some(l) = layered {
+        let p = |x: Option<f64>| x.map_or_else(|| "untested".to_string(), p_value);
+        let by = match l.decided_by {
+            Some(Layer::Token) => "; decided by the token layer",
+            Some(Layer::Semantic) => "; decided by the semantic layer",
+            None => "",
+        };
+        let _ = writeln!(
+            out,
+            "layered    token p = {}, semantic p = {}: p = {} after {}; the verdict stands on it{by}",
+            p(l.token_log10_p),
+            p(l.semantic_log10_p),
+            p(l.log10_p),
+            l.correction()
+        );
+    }
+    out
+}
+
+/// The sentences of the text, one a line: `+` green region, `-` red, `=` a
+/// region already counted, `.` too short to score (coloured when `color`).
+fn sentences(s: &SemanticDetection, text: &str, color: bool) -> String {
+    let mut out = String::from("sentences  + green region, - not green, = region already counted, . too short\n");
+    for sentence in &s.sentences {
+        let span = sentence.span.clone();
+        let Some(t) = text.get(span) else { continue };
+        let t = t.split_whitespace().collect::<Vec<_>>().join(" ");
+        let (mark, style) = match sentence.status {
+            SentenceStatus::Scored { green: true, .. } => ('+', GREEN),
+            SentenceStatus::Scored { green: false, .. } => ('-', RED),
+            SentenceStatus::Repeated { .. } => ('=', DIM),
+            SentenceStatus::Short => ('.', DIM),
+        };
+        let _ = writeln!(out, "  {mark} {}", paint(&t, style, color));
     }
     out
 }
@@ -176,14 +254,14 @@ fn forgery(d: &Detection, f: &ForgeryTest) -> String {
 }
 
 /// `n` and the noun, singular or plural: `1 character`, `3 characters`.
-pub fn count_noun(n: usize, one: &str, many: &str) -> String {
+pub(crate) fn count_noun(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// What canonicalisation changed, in one sentence: normalisation that
 /// ordinary software does (a byte-order mark, decomposed accents) apart
 /// from the changes tampering would make.
-pub fn change_sentence(s: &crate::ChangeSummary) -> String {
+pub(crate) fn change_sentence(s: &crate::ChangeSummary) -> String {
     let tampering = s.total - s.normalisation.min(s.total);
     let mut out = format!(
         "{} changed (canonical form v{}, Unicode {}): {} invisible removed, {} whitespace made plain, {} compatibility folded, \

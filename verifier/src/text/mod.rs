@@ -6,7 +6,8 @@
 pub mod canonical;
 mod deadline;
 pub mod sentences;
-mod tokenizer;
+pub(crate) mod tokenizer;
 
 pub use deadline::Deadline;
-pub use tokenizer::{sha256_hex, utf8, Encoded, TextTokenizer, TokenizerInfo};
+pub(crate) use tokenizer::sha256_hex;
+pub use tokenizer::{Encoded, TextTokenizer, TokenizerInfo};

@@ -237,14 +237,6 @@ fn chunkable(json: &serde_json::Value) -> bool {
         && (known(GPT2) || known(DEEPSEEK))
 }
 
-/// Reads bytes as UTF-8 text, naming `source` in the error.
-pub fn utf8(bytes: &[u8], source: &str) -> Result<String> {
-    String::from_utf8(bytes.to_vec()).map_err(|e| Error::InvalidUtf8 {
-        source: source.to_string(),
-        valid_up_to: e.utf8_error().valid_up_to(),
-    })
-}
-
 /// Facts about the tokenizer that turned text into ids.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]

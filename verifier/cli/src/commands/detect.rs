@@ -3,10 +3,13 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use tracemark_candle::embed::{embedder_dir, Embedder};
+use tracemark_core::{Key, Semantic, SemanticConfig};
+use tracemark_verifier::internal::sha256_hex;
 use tracemark_verifier::report::Subject;
 use tracemark_verifier::{
-    forgery, render, sha256_hex, Detection, Detector, Error, ForgeryReference, KeyResult, KeyringDetection,
-    KeyringDetector, TextTokenizer, Verdict, WindowOptions,
+    forgery, render, Detection, Detector, Error, ForgeryReference, KeyResult, KeyringDetection, KeyringDetector,
+    TextTokenizer, Verdict, WindowOptions,
 };
 
 use super::{print_json, Setup};
@@ -173,7 +176,18 @@ pub(crate) fn evaluate(a: &DetectArgs, marks: bool) -> Result<(Found, Input, boo
         }
         let mut found = detect(&d)?;
         found.scheme_source = Some(s.scheme_source.clone());
+        if let Some(scheme) = &a.semantic {
+            let text = suspect
+                .text()
+                .ok_or_else(|| Failure::Usage("--semantic tests text: it does not take --ids".into()))?;
+            add_semantic(&mut found, &d, key, scheme, a.embedder.as_deref(), text)?;
+        }
         return Ok((Found::Single(found), input, s.color));
+    }
+    if a.semantic.is_some() {
+        return Err(Failure::Usage(
+            "--semantic tests one key: give --key, not a keyring".into(),
+        ));
     }
     if a.forgery_reference.is_some() {
         return Err(Failure::Usage(
@@ -186,6 +200,41 @@ pub(crate) fn evaluate(a: &DetectArgs, marks: bool) -> Result<(Found, Input, boo
         best.scheme_source = Some(s.scheme_source.clone());
     }
     Ok((Found::Keyring(found), input, s.color))
+}
+
+/// Tests the semantic layer of `text` under `key` (the sentences of the form
+/// `d` tests, embedded by the embedder in `embedder` or its default folder)
+/// and sets the layered verdict of `found`.
+fn add_semantic(
+    found: &mut Detection,
+    d: &Detector,
+    key: &Key,
+    scheme: &str,
+    embedder: Option<&Path>,
+    text: &str,
+) -> Result<(), Failure> {
+    let config: SemanticConfig = scheme.parse().map_err(|e: tracemark_core::Error| {
+        Failure::Usage(format!("--semantic {scheme}: {e}"))
+    })?;
+    let scheme = Semantic::new(key, config).map_err(Error::from)?;
+    let embedder_failure = |e: tracemark_candle::Error| match e {
+        tracemark_candle::Error::Usage(m) => Failure::Usage(m),
+        e => Failure::Malformed {
+            source: "--embedder".into(),
+            message: e.to_string(),
+        },
+    };
+    let dir = match embedder {
+        Some(p) => p.to_path_buf(),
+        None => embedder_dir().map_err(embedder_failure)?,
+    };
+    let embedder = Embedder::load(&dir).map_err(embedder_failure)?;
+    let form = d.semantic_form(text);
+    let sentences = form.scored_sentences(&scheme);
+    let embeddings = embedder.embed(&sentences).map_err(embedder_failure)?;
+    let rows: Vec<&[f32]> = embeddings.rows().collect();
+    found.add_semantic(form.detect(&scheme, &rows)?)?;
+    Ok(())
 }
 
 /// Runs `detect`; the exit code is the verdict's.

@@ -3,8 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
+use tracemark_verifier::internal::sha256_hex;
 use tracemark_verifier::report::{self, RadioactivityReport, Report, ScanReport, Subject, LISTED_DOCUMENTS};
-use tracemark_verifier::{sha256_hex, Detector, Scanner};
+use tracemark_verifier::{Detector, Scanner};
 
 use super::{detect, radioactivity, Setup};
 use crate::args::{DetectArgs, InputKind, RadioArgs, ScanArgs};

@@ -45,11 +45,12 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tracemark_core::{Key, SchemeConfig};
+use tracemark_verifier::internal::sha256_hex;
 use tracemark_verifier::serving::SchemeSource;
 use tracemark_verifier::text::Deadline;
 use tracemark_verifier::{
-    sha256_hex, Dedup, DetectOptions, Detection, DetectionStream, Detector, Error, Keyring, KeyringDetection,
-    KeyringDetector, Scanner, TextTokenizer, WindowOptions,
+    Dedup, DetectOptions, Detection, DetectionStream, Detector, Error, Keyring, KeyringDetection, KeyringDetector,
+    Scanner, TextTokenizer, WindowOptions,
 };
 
 pub(crate) use conn::ConnLimits;
