@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Reference implementation of docs/SPEC.md §15.3 (the keyed semantic
-partition) that writes the golden vectors testdata/semantic/v1.json.
+partition) that writes the golden vectors testdata/semantic/v1.json and,
+for chained regions (`chain=previous`), testdata/semantic/v1-chain.json.
 
 Standard library only, written from the spec text, independent of the Rust
 code (it borrows only §1's HMAC and SipHash from testdata/gen_vectors.py,
@@ -8,8 +9,8 @@ which the other golden vectors already pin): watermark-core's
 tests/semantic.rs and watermark-py/tests/test_semantic_vectors.py check the
 library and this file against each other.
 
-    python3 testdata/semantic/gen_semantic.py          # rewrite v1.json
-    python3 testdata/semantic/gen_semantic.py --check  # fail if v1.json differs
+    python3 testdata/semantic/gen_semantic.py          # rewrite v1.json and v1-chain.json
+    python3 testdata/semantic/gen_semantic.py --check  # fail if either differs
 """
 
 import hashlib
@@ -25,10 +26,13 @@ sys.path.insert(0, str(HERE.parent))
 from gen_vectors import SPEC, f32, hmac_sha256, scheme_prf_key, siphash24, words  # noqa: E402
 
 OUT = HERE / "v1.json"
+OUT_CHAIN = HERE / "v1-chain.json"
 MEAN_FILE = HERE / "reference-mean-v1.json"
 DIM = 384
 TAG_PLANE = 0x05000000
 TAG_REGION = 0x06000000
+TAG_CHAIN = 0x07000000
+CHAIN_START = 0xFFFFFFFF
 # SPEC §15.1's white space (Unicode White_Space).
 WHITE_SPACE = set(map(chr, [*range(0x09, 0x0E), 0x20, 0x85, 0xA0, 0x1680, *range(0x2000, 0x200B),
                             0x2028, 0x2029, 0x202F, 0x205F, 0x3000]))
@@ -55,8 +59,10 @@ def parse_config(s: str):
     assert name == "semantic"
     p = dict(item.split("=", 1) for item in rest.split(",") if item)
     cfg = {"gamma": float(p.pop("gamma")), "planes": int(p.pop("planes")),
-           "margin": float(p.pop("margin", "0.002")), "min_words": int(p.pop("min_words", "5"))}
+           "margin": float(p.pop("margin", "0.002")), "min_words": int(p.pop("min_words", "5")),
+           "chain": p.pop("chain", "none")}
     assert not p, p
+    assert cfg["chain"] in ("none", "previous"), cfg["chain"]
     G = math.floor(cfg["gamma"] * 65536 + 0.5)
     assert 0 < cfg["gamma"] < 1 and 1 <= G <= 65535 and 1 <= cfg["planes"] <= 16
     assert 0 <= cfg["margin"] < 1 and cfg["min_words"] >= 1
@@ -68,7 +74,9 @@ def canonical(cfg) -> str:
     def num(x):  # Rust's `{}` of an f64: shortest round trip, no exponent, no trailing `.0`
         r = repr(float(x))
         return r[:-2] if r.endswith(".0") else r
-    return f"semantic:gamma={num(cfg['gamma'])},planes={cfg['planes']},margin={num(cfg['margin'])},min_words={cfg['min_words']}"
+    chain = "" if cfg["chain"] == "none" else f",chain={cfg['chain']}"  # chain=none is left out
+    return (f"semantic:gamma={num(cfg['gamma'])},planes={cfg['planes']},margin={num(cfg['margin'])},"
+            f"min_words={cfg['min_words']}{chain}")
 
 
 def word_count(s: str) -> int:
@@ -99,6 +107,18 @@ class Semantic:
 
     def green(self, r):
         return self.values[r] < self.cfg["G"]
+
+    def value_after(self, prev, r):
+        """The value deciding whether r is green after prev (None: the first
+        scored sentence): chain=none, the region's own; chain=previous,
+        PRF(TAG_CHAIN(d); prev or CHAIN_START, r) & 0xffff."""
+        if self.cfg["chain"] == "none":
+            return self.values[r]
+        p = CHAIN_START if prev is None else prev
+        return siphash24(self.k0, self.k1, words(TAG_CHAIN + self.cfg["planes"], p, r)) & 0xFFFF
+
+    def green_after(self, prev, r):
+        return self.value_after(prev, r) < self.cfg["G"]
 
     def project(self, e):
         x = [f32(a) - b for a, b in zip(e, self.mean)]
@@ -164,19 +184,75 @@ def cases():
     return embs, out
 
 
+CHAIN_CONFIGS = ["semantic:gamma=0.25,planes=8,chain=previous",
+                 "semantic:gamma=0.5,planes=3,margin=0,min_words=1,chain=previous",
+                 "semantic:chain=previous,planes=12,gamma=0.1,margin=0.01,min_words=3"]
+# A text's scored sentences as indices into the embeddings, with repeats (the
+# same sentence again, and a pair repeated: 0 1 ... 0 1).
+CHAIN_SEQUENCE = [0, 1, 2, 0, 1, 3, 3, 4, 5, 6, 7, 8, 0, 1]
+
+
+def chain_cases():
+    """Chained regions (chain=previous): per key and configuration the values
+    of (previous, region) pairs, the green count over all pairs (d <= 8), and
+    a text's scored sentences in order: previous region, region, value, green,
+    acceptance, and the detection's unit (the pair) with dedup."""
+    mean = reference_mean()
+    embs = embeddings(mean)
+    out = []
+    for key in KEYS:
+        for cs in CHAIN_CONFIGS:
+            cfg = parse_config(cs)
+            s = Semantic(key, cfg, mean)
+            d = cfg["planes"]
+            n = 1 << d
+            prevs = [None, 0, 1, n - 1, 5 % n]
+            pairs = [{"previous": p, "region": r, "value": s.value_after(p, r), "green": s.green_after(p, r)}
+                     for p in prevs for r in range(min(n, 16))]
+            sentences, seen, k = [], set(), 0
+            prev = None
+            for idx in CHAIN_SEQUENCE:
+                _, r, m = s.project(embs[idx])
+                unit = (prev, r)
+                repeated = unit in seen
+                seen.add(unit)
+                g = s.green_after(prev, r)
+                k += 0 if repeated else int(g)
+                sentences.append({"embedding": idx, "previous": prev, "region": r, "value": s.value_after(prev, r),
+                                  "green": g, "accepted": g and m >= cfg["margin"], "repeated": repeated})
+                prev = r
+            case = {"key": key.hex(), "config": cs, "canonical": canonical(cfg), "green_threshold": cfg["G"],
+                    "pairs": pairs, "sentences": sentences, "distinct": len(seen), "green": k}
+            if d <= 8:  # every (previous or start, region): (2^d + 1) 2^d values
+                case["green_pairs"] = sum(s.green_after(p, r) for p in [None, *range(n)] for r in range(n))
+            out.append(case)
+    return out
+
+
+def write_or_check(path, text):
+    if "--check" in sys.argv:
+        if not path.exists() or path.read_text() != text:
+            print(f"{path} differs from what the reference computes", file=sys.stderr)
+            sys.exit(1)
+    else:
+        path.write_text(text)
+
+
 def main():
     embs, cs = cases()
     text = json.dumps({"spec": SPEC, "section": "15.3", "generator": "testdata/semantic/gen_semantic.py",
                        "reference_mean_sha256": json.loads(MEAN_FILE.read_text())["sha256"],
                        "embeddings": embs, "cases": cs},
                       indent=None, separators=(",", ":")) + "\n"
-    if "--check" in sys.argv:
-        if not OUT.exists() or OUT.read_text() != text:
-            print(f"{OUT} differs from what the reference computes", file=sys.stderr)
-            sys.exit(1)
-    else:
-        OUT.write_text(text)
+    write_or_check(OUT, text)
     print(f"{len(json.loads(text)['cases'])} cases")
+    chained = chain_cases()
+    text = json.dumps({"spec": SPEC, "section": "15.3", "generator": "testdata/semantic/gen_semantic.py",
+                       "embeddings_from": "v1.json", "chain_start": CHAIN_START, "tag_chain": TAG_CHAIN,
+                       "sequence": CHAIN_SEQUENCE, "cases": chained},
+                      indent=None, separators=(",", ":")) + "\n"
+    write_or_check(OUT_CHAIN, text)
+    print(f"{len(chained)} chained cases")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 //! The golden vectors of the semantic partition (SPEC §15.3),
-//! `testdata/semantic/v1.json`, written by the independent reference
+//! `testdata/semantic/v1.json` and, for chained regions (`chain=previous`),
+//! `testdata/semantic/v1-chain.json`, written by the independent reference
 //! `testdata/semantic/gen_semantic.py`, and the reference mean
 //! `testdata/semantic/reference-mean-v1.json`. Projections and margins are
 //! compared bit for bit: the spec fixes the order of every `f64` operation.
@@ -8,7 +9,9 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use tracemark_core::{word_count, Key, Region, Semantic, SemanticConfig, REFERENCE_MEAN, REFERENCE_MEAN_SHA256};
+use tracemark_core::{
+    word_count, Chain, Key, Region, Semantic, SemanticConfig, CHAIN_START, REFERENCE_MEAN, REFERENCE_MEAN_SHA256,
+};
 
 fn read(name: &str) -> Value {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -45,11 +48,8 @@ fn reference_mean_matches_its_file_and_hash() {
     assert_eq!(read("v1.json")["reference_mean_sha256"], REFERENCE_MEAN_SHA256);
 }
 
-#[test]
-fn golden_vectors() {
-    let file = read("v1.json");
-    assert_eq!(file["spec"], tracemark_core::SPEC_VERSION);
-    let embeddings: Vec<Vec<f32>> = file["embeddings"]
+fn embeddings(file: &Value) -> Vec<Vec<f32>> {
+    file["embeddings"]
         .as_array()
         .expect("embeddings")
         .iter()
@@ -60,7 +60,14 @@ fn golden_vectors() {
                 .map(|v| v.as_f64().expect("number") as f32)
                 .collect()
         })
-        .collect();
+        .collect()
+}
+
+#[test]
+fn golden_vectors() {
+    let file = read("v1.json");
+    assert_eq!(file["spec"], tracemark_core::SPEC_VERSION);
+    let embeddings = embeddings(&file);
     let cases = file["cases"].as_array().expect("cases");
     assert_eq!(cases.len(), 9);
     let mut checked = 0;
@@ -123,4 +130,79 @@ fn golden_vectors() {
         }
     }
     assert_eq!(checked, 81);
+}
+
+fn region_of(v: &Value) -> Option<Region> {
+    v.as_u64().map(|r| Region::new(u32::try_from(r).expect("a region id")))
+}
+
+/// Chained regions: the value of every listed (previous, region) pair, and
+/// a text's scored sentences in order (previous region, value, green,
+/// acceptance, dedup by the pair), as the reference computes them.
+#[test]
+fn golden_vectors_chained() {
+    let file = read("v1-chain.json");
+    assert_eq!(file["spec"], tracemark_core::SPEC_VERSION);
+    assert_eq!(file["chain_start"].as_u64(), Some(u64::from(CHAIN_START)));
+    let embeddings = embeddings(&read("v1.json"));
+    let cases = file["cases"].as_array().expect("cases");
+    assert_eq!(cases.len(), 9);
+    let (mut pairs, mut sentences) = (0, 0);
+    for case in cases {
+        let config: SemanticConfig = case["config"].as_str().expect("config").parse().expect("valid config");
+        assert_eq!(config.chain(), Chain::Previous);
+        assert_eq!(config.to_string(), case["canonical"].as_str().expect("canonical"));
+        assert_eq!(
+            u64::from(config.green_threshold()),
+            case["green_threshold"].as_u64().expect("G")
+        );
+        let s = Semantic::new(&key(case["key"].as_str().expect("key")), config.clone()).expect("scheme");
+        for p in case["pairs"].as_array().expect("pairs") {
+            let (prev, r) = (region_of(&p["previous"]), region_of(&p["region"]).expect("region"));
+            let value = s.value_after(prev, r).expect("in range");
+            assert_eq!(u64::from(value), p["value"].as_u64().expect("value"), "{prev:?} {r:?}");
+            assert_eq!(s.is_green_after(prev, r), p["green"].as_bool().expect("green"));
+            pairs += 1;
+        }
+        if let Some(want) = case["green_pairs"].as_u64() {
+            let n = config.regions();
+            let green = std::iter::once(None)
+                .chain((0..n).map(|p| Some(Region::new(p))))
+                .flat_map(|p| (0..n).map(move |r| (p, Region::new(r))))
+                .filter(|&(p, r)| s.is_green_after(p, r))
+                .count();
+            assert_eq!(green as u64, want);
+        }
+        let mut previous = None;
+        let mut seen = std::collections::HashSet::new();
+        let mut green = 0;
+        for t in case["sentences"].as_array().expect("sentences") {
+            let e = &embeddings[t["embedding"].as_u64().expect("index") as usize];
+            let region = s.region(e).expect("valid embedding");
+            assert_eq!(previous, region_of(&t["previous"]));
+            assert_eq!(Some(region), region_of(&t["region"]));
+            let value = s.value_after(previous, region).expect("in range");
+            assert_eq!(u64::from(value), t["value"].as_u64().expect("value"));
+            let g = s.is_green_after(previous, region);
+            assert_eq!(g, t["green"].as_bool().expect("green"));
+            assert_eq!(
+                s.accepts_after(previous, e).expect("valid"),
+                t["accepted"].as_bool().expect("accepted")
+            );
+            let repeated = !seen.insert((previous, region));
+            assert_eq!(repeated, t["repeated"].as_bool().expect("repeated"));
+            green += usize::from(g && !repeated);
+            previous = Some(region);
+            sentences += 1;
+        }
+        assert_eq!(seen.len() as u64, case["distinct"].as_u64().expect("distinct"));
+        assert_eq!(green as u64, case["green"].as_u64().expect("green"));
+        // The chain=none form of the same configuration is version 1's
+        // scheme: the previous region changes nothing.
+        let plain =
+            Semantic::new(&key(case["key"].as_str().expect("key")), config.with_chain(Chain::None)).expect("scheme");
+        let r = Region::new(1);
+        assert_eq!(plain.value_after(Some(Region::new(0)), r), plain.value(r));
+    }
+    assert_eq!((pairs, sentences), (9 * 5 * 16 - 3 * 5 * 8, 9 * 14));
 }

@@ -1,6 +1,7 @@
 """The golden vectors of the semantic partition (SPEC §15.3),
-testdata/semantic/v1.json, against the independent Python reference that
-wrote them (gen_semantic.py); the Rust core reads the same file
+testdata/semantic/v1.json and, for chained regions (chain=previous),
+v1-chain.json, against the independent Python reference that wrote them
+(gen_semantic.py); the Rust core reads the same files
 (watermark-core/tests/semantic.rs). The binding-level check of the same
 vectors comes with the bindings of the semantic scheme."""
 
@@ -65,3 +66,33 @@ def test_reference_properties():
     s3 = ref.Semantic(bytes(range(32)), ref.parse_config("semantic:gamma=0.25,planes=3"), mean)
     assert s3.normals == s.normals[:3]
     assert ref.word_count(" a\u3000b\tc ") == 3
+
+
+def test_the_chained_golden_file_is_what_the_reference_writes():
+    ref = reference()
+    golden = json.loads((HERE / "v1-chain.json").read_text())
+    assert golden["spec"] == "tracemark/v1"
+    assert golden["chain_start"] == 0xFFFFFFFF and golden["tag_chain"] == 0x07000000
+    cases = ref.chain_cases()
+    assert json.loads(json.dumps(cases)) == golden["cases"]
+    assert len(cases) == 9 and sum(len(c["sentences"]) for c in cases) == 9 * 14
+
+
+def test_chained_reference_properties():
+    ref = reference()
+    mean = ref.reference_mean()
+    chained = ref.Semantic(bytes(range(32)), ref.parse_config("semantic:gamma=0.25,planes=6,chain=previous"), mean)
+    plain = ref.Semantic(bytes(range(32)), ref.parse_config("semantic:gamma=0.25,planes=6"), mean)
+    assert ref.canonical(chained.cfg) == "semantic:gamma=0.25,planes=6,margin=0.002,min_words=5,chain=previous"
+    assert ref.canonical(ref.parse_config("semantic:gamma=0.25,planes=6,chain=none")) == ref.canonical(plain.cfg)
+    # Same normals; chain=none ignores the previous region.
+    assert chained.normals == plain.normals
+    assert all(plain.value_after(p, r) == plain.values[r] for p in (None, 0, 63) for r in range(64))
+    # Chained values: PRF(TAG_CHAIN(d); previous or 0xffffffff, region) & 0xffff.
+    k0, k1 = chained.k0, chained.k1
+    assert chained.value_after(None, 5) == ref.siphash24(k0, k1, ref.words(0x07000006, 0xFFFFFFFF, 5)) & 0xFFFF
+    assert chained.value_after(9, 5) == ref.siphash24(k0, k1, ref.words(0x07000006, 9, 5)) & 0xFFFF
+    # Green pairs over the 65 x 64 (start or previous, region): Binomial(4160, 1/4),
+    # mean 1040, sd 27.9; within 5 sd.
+    green = sum(chained.green_after(p, r) for p in [None, *range(64)] for r in range(64))
+    assert abs(green - 1040) <= 5 * 28
