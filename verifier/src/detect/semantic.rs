@@ -5,17 +5,24 @@
 //! the others need their embeddings (SPEC §15.2), which the caller computes
 //! (this crate stays free of candle: `tracemark_candle::embed::Embedder`,
 //! or `tracemark.Embedder` in Python). Each scored sentence falls in a
-//! keyed region ([`tracemark_core::Semantic`]); repeated regions count once
-//! (a copied sentence, or a second sentence on the same spot, is not new
-//! evidence), and the number `k` of green regions among the `n` distinct
-//! ones is tested against Binomial(`n`, `G / 65536`), exactly, in log space.
+//! keyed region ([`tracemark_core::Semantic`]) and is one *unit*: its region
+//! for `chain=none`, the pair (previous scored sentence's region, its
+//! region) for `chain=previous` (the first scored sentence is chained on
+//! the spec's start value; short sentences are skipped and do not reset the
+//! chain). Repeated units count once (a copied sentence, or a second
+//! sentence on the same spot, is not new evidence), and the number `k` of
+//! green units among the `n` distinct ones is tested against
+//! Binomial(`n`, `G / 65536`), exactly, in log space. Whether a unit is
+//! green is the core's [`Semantic::is_green_after`], the same function
+//! generation uses; nothing here branches on the chaining but the unit.
 //!
 //! **Why this is exact.** Given the text and the key's hyperplanes, the
-//! distinct regions are fixed, and their green bits are separate PRF values
+//! distinct units are fixed, and their green bits are separate PRF values
 //! (SPEC §15.3), independent Bernoulli(`G / 65536`) over the key. The level
 //! holds over the key for every text, as kgw's pair deduplication does for
-//! tokens. For one *fixed* key the share of human sentences in green regions
-//! is not exactly γ (anisotropy); `docs/semantic.md` measures it.
+//! tokens. For one *fixed* key the share of human sentences in green units
+//! is not exactly γ (anisotropy); `docs/semantic.md` measures it, and why
+//! `chain=previous` is the recommended configuration.
 //!
 //! ```
 //! use tracemark_core::{Key, Semantic, REFERENCE_MEAN};
@@ -37,7 +44,7 @@
 use core::ops::Range;
 use std::collections::HashSet;
 
-use tracemark_core::{KeyId, Region, Semantic, SemanticConfig};
+use tracemark_core::{Chain, KeyId, Region, Semantic, SemanticConfig};
 
 use crate::error::{Error, Result};
 use crate::stats;
@@ -50,20 +57,35 @@ use crate::text::sentences::{sentence_spans, SENTENCES_VERSION};
 pub enum SentenceStatus {
     /// Fewer words than the scheme's `min_words`: not scored.
     Short,
-    /// Scored: the first sentence of the text in its region.
+    /// Scored: the first sentence of the text with its unit (its region, or
+    /// for `chain=previous` its (previous region, region) pair).
     Scored {
         /// The region id.
         region: u32,
-        /// Whether the region is green.
+        /// Whether the region is green (after its previous region, for
+        /// `chain=previous`).
         green: bool,
     },
-    /// In a region an earlier sentence of the text already counted: not scored again.
+    /// Its unit (region, or chained pair) was already counted for an earlier
+    /// sentence of the text: not scored again.
     Repeated {
         /// The region id.
         region: u32,
         /// Whether the region is green.
         green: bool,
     },
+}
+
+/// What a scored sentence's green bit was chained on (`chain=previous`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Previous {
+    /// The first scored sentence of the text: the spec's start value
+    /// ([`tracemark_core::CHAIN_START`]).
+    Start,
+    /// The region id of the previous scored sentence.
+    Region(u32),
 }
 
 /// One sentence of the tested text.
@@ -76,6 +98,11 @@ pub struct SemanticSentence {
     /// What the test did with it.
     #[serde(flatten)]
     pub status: SentenceStatus,
+    /// For `chain=previous`, a scored sentence's previous region: its unit
+    /// is the pair (`previous`, `region`). `None` for `chain=none` and for
+    /// short sentences.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous: Option<Previous>,
 }
 
 /// The counts of a semantic test.
@@ -87,9 +114,10 @@ pub struct SemanticCounts {
     pub short: usize,
     /// Sentences scored (embedded and given a region).
     pub scored: usize,
-    /// Distinct regions among the scored sentences: the binomial's `n`.
+    /// Distinct units among the scored sentences (regions for `chain=none`,
+    /// (previous region, region) pairs for `chain=previous`): the binomial's `n`.
     pub distinct: usize,
-    /// Green regions among the distinct ones: the binomial's `k`.
+    /// Green units among the distinct ones: the binomial's `k`.
     pub green: usize,
 }
 
@@ -98,7 +126,7 @@ pub struct SemanticCounts {
 #[serde(tag = "outcome", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum SemanticOutcome {
-    /// The exact binomial test of the green-region count.
+    /// The exact binomial test of the green-unit count.
     Tested {
         /// `Binomial(n=.., p=..)`, the null distribution of the count.
         null: String,
@@ -187,7 +215,9 @@ pub fn detect_text<E: AsRef<[f32]>>(scheme: &Semantic, text: &str, embeddings: &
 }
 
 /// Tests the regions of a text's scored sentences, in order (computed
-/// elsewhere, e.g. by the decoder or a service that embeds).
+/// elsewhere, e.g. by the decoder or a service that embeds). For
+/// `chain=previous` the order is the chain: each region is chained on the
+/// one before it.
 pub fn detect_regions(scheme: &Semantic, regions: &[Region]) -> SemanticDetection {
     let mut tally = Tally::new(scheme);
     for &r in regions {
@@ -198,7 +228,11 @@ pub fn detect_regions(scheme: &Semantic, regions: &[Region]) -> SemanticDetectio
 
 struct Tally<'a> {
     scheme: &'a Semantic,
-    seen: HashSet<Region>,
+    /// The units counted so far: `(previous, region)` for `chain=previous`,
+    /// `(None, region)` for `chain=none`.
+    seen: HashSet<(Option<Region>, Region)>,
+    /// The region of the last scored sentence (`None` before the first).
+    previous: Option<Region>,
     sentences: Vec<SemanticSentence>,
     counts: SemanticCounts,
 }
@@ -208,6 +242,7 @@ impl<'a> Tally<'a> {
         Self {
             scheme,
             seen: HashSet::new(),
+            previous: None,
             sentences: Vec::new(),
             counts: SemanticCounts::default(),
         }
@@ -215,15 +250,26 @@ impl<'a> Tally<'a> {
 
     fn push(&mut self, span: Range<usize>, words: usize, region: Option<Region>) {
         self.counts.sentences += 1;
+        let mut previous = None;
         let status = match region {
             None => {
+                // Short: skipped, the chain goes on past it.
                 self.counts.short += 1;
                 SentenceStatus::Short
             }
             Some(r) => {
                 self.counts.scored += 1;
-                let green = self.scheme.is_green(r);
-                if self.seen.insert(r) {
+                let green = self.scheme.is_green_after(self.previous, r);
+                let unit = match self.scheme.config().chain() {
+                    Chain::None => (None, r),
+                    // `Chain` is non-exhaustive; every chained variant is a pair.
+                    _ => {
+                        previous = Some(self.previous.map_or(Previous::Start, |p| Previous::Region(p.id())));
+                        (self.previous, r)
+                    }
+                };
+                self.previous = Some(r);
+                if self.seen.insert(unit) {
                     self.counts.distinct += 1;
                     self.counts.green += usize::from(green);
                     SentenceStatus::Scored { region: r.id(), green }
@@ -232,7 +278,12 @@ impl<'a> Tally<'a> {
                 }
             }
         };
-        self.sentences.push(SemanticSentence { span, words, status });
+        self.sentences.push(SemanticSentence {
+            span,
+            words,
+            status,
+            previous,
+        });
     }
 
     fn finish(self) -> SemanticDetection {
@@ -341,6 +392,65 @@ mod tests {
         assert!(!serde_json::to_string(&d).expect("valid in this test").is_empty());
     }
 
+    /// Chained: units are (previous, region) pairs, short sentences do not
+    /// reset the chain, the same region after different ones counts again.
+    #[test]
+    fn chained_units_are_pairs() {
+        let s = scheme("semantic:gamma=0.25,planes=4,min_words=3,chain=previous");
+        let plain = scheme("semantic:gamma=0.25,planes=4,min_words=3");
+        let text = "A first long sentence here. Yes. A second long sentence here. \
+                    A third long sentence here. A fourth long sentence here. A fifth long sentence here.";
+        assert_eq!(scored_spans(s.config(), text).len(), 5);
+        // Regions 1 2 1 2 2: pairs (start,1) (1,2) (2,1) (1,2)* (2,2); regions 1 2.
+        let regions = [1u32, 2, 1, 2, 2];
+        let embs = regions.map(|r| in_region(&s, r));
+        let d = detect_text(&s, text, &embs).expect("valid in this test");
+        assert_eq!((d.counts.sentences, d.counts.short, d.counts.scored), (6, 1, 5));
+        assert_eq!(d.counts.distinct, 4);
+        let r = Region::new;
+        let want = [(None, r(1)), (Some(r(1)), r(2)), (Some(r(2)), r(1)), (Some(r(2)), r(2))];
+        let green = want.iter().filter(|&&(p, x)| s.is_green_after(p, x)).count();
+        assert_eq!(d.counts.green, green);
+        // The short sentence is skipped: the second scored one is chained on the first.
+        assert_eq!(d.sentences[1].status, SentenceStatus::Short);
+        assert_eq!(d.sentences[1].previous, None);
+        assert_eq!(d.sentences[0].previous, Some(Previous::Start));
+        assert_eq!(d.sentences[2].previous, Some(Previous::Region(1)));
+        assert!(matches!(
+            d.sentences[4].status,
+            SentenceStatus::Repeated { region: 2, .. }
+        ));
+        assert!(matches!(
+            d.sentences[5].status,
+            SentenceStatus::Scored { region: 2, .. }
+        ));
+        let SemanticOutcome::Tested { log10_p, .. } = d.outcome else {
+            panic!("not tested")
+        };
+        let p = (green..=4)
+            .map(|k| {
+                let c = [1.0, 4.0, 6.0, 4.0, 1.0][k];
+                c * 0.25f64.powi(k as i32) * 0.75f64.powi(4 - k as i32)
+            })
+            .sum::<f64>();
+        assert!((log10_p - p.log10()).abs() < 1e-12, "{log10_p} {p}");
+        assert_eq!(detect_regions(&s, &regions.map(Region::new)).counts, {
+            let mut c = d.counts;
+            c.sentences = 5;
+            c.short = 0;
+            c
+        });
+        // The same regions without chaining: 2 distinct regions.
+        let d = detect_text(&plain, text, &embs).expect("valid in this test");
+        assert_eq!(d.counts.distinct, 2);
+        assert!(d.sentences.iter().all(|t| t.previous.is_none()));
+        let json = serde_json::to_string(&detect_regions(&s, &[r(1), r(2)])).expect("valid in this test");
+        assert!(
+            json.contains(r#""previous":"start""#) && json.contains(r#""previous":{"region":1}"#),
+            "{json}"
+        );
+    }
+
     /// Under the null (a fresh key per text, fixed regions of the text), the
     /// p-value is exact: P(p <= a) <= a, and for the binomial close to it at
     /// its attainable levels. 4,000 keys, 6 distinct regions per text.
@@ -363,5 +473,33 @@ mod tests {
         }
         // Expected 150.4 of 4,000, sd 12.0: within 4 sd.
         assert!((102..=199).contains(&below), "{below}");
+    }
+
+    /// The same for chained units: a text whose 7 regions give 6 distinct
+    /// pairs (one region twice in a row, one pair repeated).
+    #[test]
+    fn level_over_keys_chained() {
+        let regions: Vec<Region> = [7u32, 7, 40, 7, 7, 40, 200].map(Region::new).to_vec();
+        let trials = 4000;
+        let mut below = 0;
+        for k in 0..trials {
+            let mut bytes = [0u8; 32];
+            bytes[..4].copy_from_slice(&(k as u32).to_le_bytes());
+            bytes[31] = 1;
+            let s = Semantic::new(
+                &Key::from_bytes(bytes),
+                "semantic:gamma=0.25,planes=8,chain=previous"
+                    .parse()
+                    .expect("valid in this test"),
+            )
+            .expect("valid in this test");
+            let d = detect_regions(&s, &regions);
+            // (start,7) (7,7) (7,40) (40,7) (7,7)* (7,40)* (40,200): 5 distinct.
+            assert_eq!(d.counts.distinct, 5);
+            // P(Binomial(5, 0.25) >= 3) = 0.103515625.
+            below += usize::from(d.outcome.log10_p().expect("valid in this test") <= 0.103515625f64.log10() + 1e-9);
+        }
+        // Expected 414.1 of 4,000, sd 19.3: within 4 sd.
+        assert!((337..=491).contains(&below), "{below}");
     }
 }
