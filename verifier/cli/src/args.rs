@@ -130,6 +130,16 @@ pub(crate) struct DetectArgs {
     /// served; the report says when a detection looks forged (one key only)
     #[arg(long)]
     pub(crate) forgery_reference: Option<PathBuf>,
+    /// Also test the semantic layer under the same key (a scheme string,
+    /// `semantic:gamma=0.25,planes=8`): the verdict then stands on both
+    /// layers (weighted Bonferroni, SPEC 15.4); text input and one key only
+    #[arg(long, value_name = "SCHEME")]
+    pub(crate) semantic: Option<String>,
+    /// The sentence embedder's folder for --semantic (all-MiniLM-L6-v2, from
+    /// `python3 scripts/fetch.py embedder`); default $TRACEMARK_EMBEDDER, else
+    /// where that script puts it
+    #[arg(long, value_name = "DIR", requires = "semantic")]
+    pub(crate) embedder: Option<PathBuf>,
 }
 
 impl DetectArgs {

@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 use tracemark_core::KeyId;
 
 use super::forgery::ForgeryTest;
+use super::layered::LayeredVerdict;
 use super::observe::{Counts, Dedup, Mark};
+use super::semantic::SemanticDetection;
 use super::window::WindowReport;
 use crate::text::canonical::CanonicalReport;
 use crate::text::TokenizerInfo;
@@ -147,19 +149,34 @@ pub struct Detection {
     /// and the text had both dense and sparse observations.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub forgery: Option<ForgeryTest>,
+    /// The semantic layer's exact test of the same text under the same key
+    /// (SPEC §15.3), when a semantic scheme was given
+    /// ([`Detection::add_semantic`]).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        default,
+        deserialize_with = "super::layered::deserialize_semantic"
+    )]
+    pub semantic: Option<SemanticDetection>,
+    /// The layered verdict's p-value (SPEC §15.4), when a semantic layer was
+    /// tested: `verdict` then stands on it.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub layered: Option<LayeredVerdict>,
 }
 
 impl Detection {
-    /// `log10` of the p-value the verdict stands on: the family p-value of
-    /// the forms tested when the input was text
+    /// `log10` of the p-value the verdict stands on: the layered p-value
+    /// when a semantic layer was tested ([`LayeredVerdict::log10_p`]), else
+    /// the token layer's ([`Detection::token_log10_p`]): the family p-value
+    /// of the forms tested when the input was text
     /// ([`CanonicalReport::family_log10_p`]), else of the whole text and its
     /// window when a window was searched, else the whole text's; `None` when
     /// inconclusive.
     pub fn verdict_log10_p(&self) -> Option<f64> {
-        if let Some(c) = &self.canonical {
-            return c.family_log10_p;
+        match &self.layered {
+            Some(l) => l.log10_p,
+            None => self.token_log10_p(),
         }
-        self.form_log10_p()
     }
 
     /// `log10` of this form's own p-value: the window family's when a window

@@ -367,6 +367,8 @@ impl Detector {
             marks,
             canonical: None,
             forgery: None,
+            semantic: None,
+            layered: None,
         };
         if n < self.options.min_scored {
             d.outcome = Outcome::Inconclusive {

@@ -42,6 +42,8 @@ use serde::{Deserialize, Serialize};
 use super::receipt::Timestamp;
 use super::render::p_value;
 use crate::corpus::{Attribution, DocResult, KeyResult, KeyringDetection, ScanSummary};
+use crate::detect::layered::{Layer, LayeredVerdict};
+use crate::detect::semantic::{SemanticDetection, SemanticOutcome, SentenceStatus};
 use crate::detect::{Detection, Mark, Outcome, Strength, TokenStatus, Verdict};
 use crate::error::{Error, Result};
 use crate::text::sha256_hex;
@@ -1003,8 +1005,98 @@ fn test(o: &mut String, p: &Page<'_>, d: &Detection) -> fmt::Result {
     if let Some(f) = &d.forgery {
         forgery(o, p, f)?;
     }
+    if let Some(s) = &d.semantic {
+        semantic(o, p, s, d.layered.as_ref())?;
+    }
     o.push('\n');
     Ok(())
+}
+
+/// The semantic layer's test, the layered verdict and the text marked
+/// sentence by sentence (SPEC §15.3-15.4).
+fn semantic(o: &mut String, p: &Page<'_>, s: &SemanticDetection, layered: Option<&LayeredVerdict>) -> fmt::Result {
+    let c = &s.counts;
+    o.push_str("\n<h3>The semantic layer: sentences in keyed regions</h3>\n<table id=\"semantic\">\n");
+    writeln!(
+        o,
+        "  <tr><th>Scheme</th><td><code>{}</code> (key id <code>{}</code>, sentence segmentation v{})</td></tr>",
+        Esc(&s.scheme),
+        Esc(&s.key_id),
+        s.sentences_version
+    )?;
+    writeln!(
+        o,
+        "  <tr><th>Sentences</th><td>{} in the text, <strong>{} scored</strong>, {} too short to score, {} in a \
+         region an earlier sentence already counted; <strong>{} of {} distinct regions green</strong> (γ = {})</td></tr>",
+        c.sentences,
+        c.scored,
+        c.short,
+        c.scored - c.distinct,
+        c.green,
+        c.distinct,
+        s.gamma
+    )?;
+    match &s.outcome {
+        SemanticOutcome::Tested { null, log10_p, .. } => writeln!(
+            o,
+            "  <tr><th>Exact test</th><td>binomial upper tail of the green regions under {}: p = {} (log<sub>10</sub> \
+             p = {log10_p:.3})</td></tr>",
+            Esc(null),
+            p_page(*log10_p)
+        )?,
+        SemanticOutcome::Inconclusive { reason } => {
+            writeln!(o, "  <tr><th>Not tested</th><td>{}</td></tr>", Esc(reason))?
+        }
+    }
+    o.push_str("</table>\n");
+    if let Some(l) = layered {
+        let pv = |x: Option<f64>| x.map_or_else(|| "untested".to_string(), p_page);
+        let by = match l.decided_by {
+            Some(Layer::Token) => ", decided by the token layer",
+            Some(Layer::Semantic) => ", decided by the semantic layer",
+            None => "",
+        };
+        writeln!(
+            o,
+            "<p id=\"layered\">The layered verdict: token layer p = {}, semantic layer p = {}; together \
+             <strong>p = {}</strong> after {}{by}. The verdict stands on it.</p>",
+            pv(l.token_log10_p),
+            pv(l.semantic_log10_p),
+            pv(l.log10_p),
+            Esc(&l.correction())
+        )?;
+    }
+    let Some(text) = given(&p.r.text) else {
+        return Ok(());
+    };
+    o.push_str(
+        "<p class=\"legend\">\n  <span><i style=\"background: var(--green)\"></i>sentence in a green region</span>\n  \
+         <span><i style=\"background: var(--red)\"></i>scored, not green</span>\n  <span><i style=\"background: #fff\">\
+         </i><s style=\"color:#8b93a3\">region already counted</s></span>\n  <span><i style=\"background: #fff\"></i>\
+         <em class=\"s\">too short to score</em></span>\n</p>\n<div class=\"text\" id=\"sentences\">",
+    );
+    let mut at = 0;
+    for sentence in &s.sentences {
+        let (start, end) = (sentence.span.start, sentence.span.end);
+        if start < at || end > text.len() || !text.is_char_boundary(start) || !text.is_char_boundary(end) {
+            continue;
+        }
+        write!(o, "{}", Esc(&text[at..start]))?;
+        let (class, title) = match sentence.status {
+            SentenceStatus::Scored { region, green: true } => ("g", format!("region {region}, green")),
+            SentenceStatus::Scored { region, green: false } => ("r", format!("region {region}, not green")),
+            SentenceStatus::Repeated { region, .. } => ("d", format!("region {region}, already counted")),
+            SentenceStatus::Short => ("s", format!("{} words: too short", sentence.words)),
+        };
+        write!(
+            o,
+            "<span class=\"{class}\" title=\"{}\">{}</span>",
+            Esc(&title),
+            Esc(&text[start..end])
+        )?;
+        at = end;
+    }
+    writeln!(o, "{}</div>", Esc(&text[at.min(text.len())..]))
 }
 
 /// The most significant window, and its text.

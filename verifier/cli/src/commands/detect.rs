@@ -213,9 +213,9 @@ fn add_semantic(
     embedder: Option<&Path>,
     text: &str,
 ) -> Result<(), Failure> {
-    let config: SemanticConfig = scheme.parse().map_err(|e: tracemark_core::Error| {
-        Failure::Usage(format!("--semantic {scheme}: {e}"))
-    })?;
+    let config: SemanticConfig = scheme
+        .parse()
+        .map_err(|e: tracemark_core::Error| Failure::Usage(format!("--semantic {scheme}: {e}")))?;
     let scheme = Semantic::new(key, config).map_err(Error::from)?;
     let embedder_failure = |e: tracemark_candle::Error| match e {
         tracemark_candle::Error::Usage(m) => Failure::Usage(m),
