@@ -23,7 +23,10 @@ hyperplanes through the origin as SemStamp), it reports
 3. the same for the sentence-chained variant (SemStamp's: the green bit of a
    sentence's region depends on the previous scored sentence's region; keyed
    green table of 2^d x 2^d, simulated with numpy's generator seeded per key),
-   with dedup by (previous region, region).
+   with dedup by (previous region, region). This stand-in is superseded by
+   calibrate_spec.py, which computes both variants with the spec's keyed
+   values (chain=previous of SPEC §15.3) and writes
+   calibration-chained-1000-keys.txt.
 
 Per key it also reports the spread of the per-key counts of documents
 with p <= 1e-2: their index of dispersion (variance over mean; about 1 when
