@@ -14,6 +14,10 @@ order. Per half and category at most DOCS documents, the first ones in
 corpus order. Embeddings come from `tracemark.Embedder` (SPEC §15.2).
 
     nice -n 10 "$VENV/bin/python" testdata/semantic/embed_human.py OUT.npz [CORPUS]
+    nice -n 19 "$VENV/bin/python" testdata/semantic/embed_human.py OUT.npz --all-held-out --per-doc 10
+
+`--all-held-out` takes every document of the held-out half (no per-category
+limit) and none of the reference half; `--per-doc N` changes PER_DOC.
 
 writes OUT.npz with `emb` (float32, sentences x 384), `doc` (int32 document
 index per sentence), `half` (0 reference, 1 held-out, per document),
@@ -36,8 +40,14 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 def main():
-    out = sys.argv[1]
-    corpus = sys.argv[2] if len(sys.argv) > 2 else subprocess.check_output(
+    args = sys.argv[1:]
+    per_doc, all_held_out = PER_DOC, "--all-held-out" in args
+    if "--per-doc" in args:
+        per_doc = int(args[args.index("--per-doc") + 1])
+        del args[args.index("--per-doc"):args.index("--per-doc") + 2]
+    args = [a for a in args if not a.startswith("--")]
+    out = args[0]
+    corpus = args[1] if len(args) > 1 else subprocess.check_output(
         [sys.executable, str(ROOT / "scripts" / "fetch.py"), "human-text"], text=True).strip()
     taken = {}
     docs, cats, ids, halves, sents, owner = [], [], [], [], [], []
@@ -45,9 +55,12 @@ def main():
         d = json.loads(line)
         half = 0 if hashlib.sha256(d["id"].encode()).digest()[0] < 128 else 1
         cat = d["category"]
-        if taken.get((half, cat), 0) >= DOCS.get(cat, 0):
+        if all_held_out:
+            if half == 0:
+                continue
+        elif taken.get((half, cat), 0) >= DOCS.get(cat, 0):
             continue
-        ss = [s for s in tm.sentences(d["text"]) if len(s.split()) >= MIN_WORDS][:PER_DOC]
+        ss = [s for s in tm.sentences(d["text"]) if len(s.split()) >= MIN_WORDS][:per_doc]
         if not ss:
             continue
         taken[(half, cat)] = taken.get((half, cat), 0) + 1

@@ -96,3 +96,30 @@ def test_chained_reference_properties():
     # mean 1040, sd 27.9; within 5 sd.
     green = sum(chained.green_after(p, r) for p in [None, *range(64)] for r in range(64))
     assert abs(green - 1040) <= 5 * 28
+
+
+def test_the_binding_reads_the_chained_vectors():
+    """tracemark.Semantic (the Rust core through the bindings) on v1-chain.json:
+    green bits of the listed pairs, and the chained text's regions, green bits
+    and acceptance, sentence by sentence."""
+    import pytest
+    import tracemark as tm
+
+    if not hasattr(getattr(tm, "Semantic", None), "is_green_after"):
+        pytest.skip("this build of the bindings has no tracemark.Semantic.is_green_after")
+    embs = json.loads((HERE / "v1.json").read_text())["embeddings"]
+    golden = json.loads((HERE / "v1-chain.json").read_text())
+    checked = 0
+    for case in golden["cases"]:
+        s = tm.Semantic(tm.Key.from_bytes(bytes.fromhex(case["key"])), case["config"])
+        assert s.config == case["canonical"] and s.chain == "previous"
+        for p in case["pairs"]:
+            assert s.is_green_after(p["previous"], p["region"]) == p["green"]
+            checked += 1
+        for t in case["sentences"]:
+            e = embs[t["embedding"]]
+            assert s.region(e) == t["region"]
+            assert s.is_green_after(t["previous"], t["region"]) == t["green"]
+            assert s.accepts_after(t["previous"], e) == t["accepted"]
+            checked += 1
+    assert checked == 600 + 9 * 14
