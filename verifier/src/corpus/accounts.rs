@@ -46,16 +46,19 @@ use tracemark_core::{Key, KeyId, SchemeConfig};
 use super::attribution::{attribute_keys, KeyAttribution, KeyOutcome, KeySet};
 use crate::detect::{DetectOptions, Detector};
 use crate::error::{Error, Result};
+use crate::text::canonical::{plan_forms, Canonical, Form, FormFamily, FormPlan};
+use crate::text::Deadline;
 
 pub use super::attribution::KEPT;
 
-/// The forms of one text to test under each key: ids as given, and its
-/// canonical form's ids when canonicalisation changed it. A key's p-value is
-/// the smallest of its forms' times their number (Bonferroni), as
-/// [`Detector::detect_text`] does.
+/// The forms of one text to test under each key: ids as given, or for a
+/// text the forms [`Detector::detect_text`] tests, decided from the text
+/// alone (SPEC §14.1). A key's p-value is the smallest of its forms' times
+/// their number (Bonferroni), exactly as `detect_text`'s under that key.
 #[derive(Clone, Debug)]
 pub struct AccountForms {
     forms: Vec<(Vec<u32>, Vec<u32>)>,
+    plan: Option<FormPlan>,
 }
 
 impl AccountForms {
@@ -63,10 +66,12 @@ impl AccountForms {
     pub fn ids(prompt: Vec<u32>, completion: Vec<u32>) -> Self {
         AccountForms {
             forms: vec![(prompt, completion)],
+            plan: None,
         }
     }
 
-    /// A text through `tokenizer`, with its canonical form when it differs.
+    /// A text through `tokenizer`: the text as given, its canonical form, or
+    /// both, as its plan says (the text as given first).
     pub fn text(tokenizer: &crate::text::TextTokenizer, prompt: Option<&str>, text: &str) -> Result<Self> {
         if text.trim().is_empty() {
             return Err(Error::EmptyInput);
@@ -79,13 +84,26 @@ impl AccountForms {
                 .unwrap_or_default();
             Ok((prompt, tokenizer.encode(t)?.ids))
         };
-        let mut forms = vec![encode(prompt, text)?];
-        let canonical = crate::text::canonical::canonicalize(text);
-        let canonical_prompt = prompt.map(crate::text::canonical::canonicalize);
-        if !canonical.is_unchanged() || canonical_prompt.as_ref().is_some_and(|c| !c.is_unchanged()) {
-            forms.push(encode(canonical_prompt.as_ref().map(|c| c.text()), canonical.text())?);
+        let planned = plan_forms(prompt, text, Deadline::NONE)?;
+        let mut forms = Vec::with_capacity(planned.plan.forms());
+        if planned.plan.tests(Form::AsGiven) {
+            forms.push(encode(prompt, text)?);
         }
-        Ok(AccountForms { forms })
+        if planned.plan.tests(Form::Canonical) {
+            forms.push(encode(
+                planned.prompt.as_ref().map(Canonical::text),
+                planned.completion.text(),
+            )?);
+        }
+        Ok(AccountForms {
+            forms,
+            plan: Some(planned.plan),
+        })
+    }
+
+    /// The forms tested, decided from the text (`None` for ids).
+    pub fn plan(&self) -> Option<FormPlan> {
+        self.plan
     }
 
     /// How many forms are tested per key.
@@ -139,6 +157,11 @@ pub struct AccountAttribution {
     pub keys_per_second: f64,
     /// (key, token) observations per second.
     pub key_tokens_per_second: f64,
+    /// The forms of a text that were tested under each key, decided from the
+    /// text alone as `tracemark detect` decides them (SPEC §14.1; the `plan`
+    /// of detect's `canonical` section); absent for ids.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub plan: Option<FormPlan>,
 }
 
 /// Tests `forms` under the keys derived from `master` for the labels
@@ -166,7 +189,6 @@ pub fn attribute_accounts(
         ..options.clone()
     };
     options.validate()?;
-    let correction = (forms.len() as f64).log10();
     let started = Instant::now();
     let keys = KeySet::Derived {
         master,
@@ -175,18 +197,16 @@ pub fn attribute_accounts(
     };
     let found = attribute_keys(&keys, options.alpha, |_, key| {
         let detector = Detector::new(key, config, vocab_size, options.clone())?;
-        let mut best: Option<(f64, usize)> = None;
+        let mut tested = Vec::with_capacity(forms.len());
         for (prompt, completion) in &forms.forms {
             let d = detector.detect_ids(prompt, completion)?;
-            if let Some(l) = d.outcome.log10_p() {
-                if best.is_none_or(|(b, _)| l < b) {
-                    best = Some((l, d.counts.scored));
-                }
-            }
+            tested.push((d.form_log10_p(), d.counts.scored));
         }
+        // Bonferroni over the forms, as `Detector::detect_text`.
+        let family = FormFamily::of(&tested.iter().map(|t| t.0).collect::<Vec<_>>());
         Ok(KeyOutcome::Score {
-            log10_p: best.map(|(l, _)| (l + correction).min(0.0)),
-            scored: best.map_or(0, |(_, scored)| scored),
+            log10_p: family.family_log10_p,
+            scored: family.family_log10_p.map_or(0, |_| tested[family.decided].1),
         })
     })?;
     let seconds = started.elapsed().as_secs_f64();
@@ -195,12 +215,15 @@ pub fn attribute_accounts(
     let mut a = AccountAttribution::from(found);
     a.correction = format!(
         "Holm step-down over {accounts} account keys (family-wise error rate){}",
-        if forms.len() > 1 {
-            "; each key's p-value is the smaller of the text as given and its canonical form, times 2"
-        } else {
-            ""
+        match forms.plan {
+            Some(FormPlan::Both) => {
+                "; each key's p-value is the smaller of the text as given and its canonical form, times 2"
+            }
+            Some(FormPlan::Canonical) => "; the text's canonical form is tested (SPEC 14.1)",
+            _ => "",
         }
     );
+    a.plan = forms.plan;
     a.seconds = seconds;
     a.keys_per_second = m / seconds.max(1e-9);
     a.key_tokens_per_second = m * tokens as f64 / seconds.max(1e-9);
@@ -242,6 +265,7 @@ impl From<KeyAttribution> for AccountAttribution {
             seconds: 0.0,
             keys_per_second: 0.0,
             key_tokens_per_second: 0.0,
+            plan: None,
         }
     }
 }

@@ -72,7 +72,7 @@
 
 use tracemark_core::Null;
 
-use super::scan::{for_each_document, DocResult, Document, Pending, Scanner};
+use super::scan::{for_each_document, DocResult, Document, Forms, Pending, Scanner};
 use crate::detect::observe::{Counts, Observations};
 use crate::detect::{Detection, Detector};
 use crate::error::{Error, Result};
@@ -192,7 +192,7 @@ pub fn reference_context_keys(
             .into_iter()
             .flatten()
             .enumerate()
-            .map(|(i, d)| d.resolve(tokenizer, canonical && i == 0))
+            .map(|(i, d)| d.resolve(tokenizer, canonical && i == 0, Forms::Reference))
             .map(|r| {
                 r.map(|d| (d.prompt, d.ids))
                     .map_err(|message| Error::BadDocument { line, message })

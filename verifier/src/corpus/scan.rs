@@ -21,7 +21,8 @@ use serde_json::Value;
 use crate::detect::observe::{Counts, Dedup, Deduplicator, Observations, Scored};
 use crate::detect::{Detection, Detector, ForgeryReference, Verdict};
 use crate::error::{Error, Result};
-use crate::text::TextTokenizer;
+use crate::text::canonical::{plan_forms, Canonical, Form, FormFamily, FormPlan};
+use crate::text::{Deadline, TextTokenizer};
 
 /// Lines per parallel batch.
 const BATCH: usize = 512;
@@ -45,11 +46,18 @@ pub struct DocResult {
     pub tokens: usize,
     /// Tokens scored.
     pub scored: usize,
-    /// Characters canonicalisation changed in a text document (the
-    /// document was then tested in both forms, its p-value corrected for
-    /// the two tests, and its canonical form entered the aggregate).
+    /// Characters canonicalisation changed in a text document (its
+    /// completion and prompt together).
     #[serde(skip_serializing_if = "is_zero", default)]
     pub canonical_changes: usize,
+    /// The forms of a changed text document that were tested, decided from
+    /// the text alone as `tracemark detect` decides them (SPEC §14.1; the
+    /// `plan` of detect's `canonical` section): `as_given`, `canonical`, or
+    /// `both` (then `log10_p` is the smaller p-value times 2). Absent for
+    /// ids, for text that did not change (tested as given) and for scans
+    /// without canonicalisation.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub plan: Option<FormPlan>,
     /// Why the line could not be tested.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub error: Option<String>,
@@ -179,64 +187,106 @@ impl Document {
         v.to_string() + "\n"
     }
 
-    /// Its id, prompt ids and completion ids (text encoded by `tokenizer`;
-    /// in canonical form when `canonicalize`, with the form as given as
-    /// well when it differs).
+    /// Its id, prompt ids and completion ids (text encoded by `tokenizer`).
+    /// With `canonical`, a text's forms are those [`Forms`] asks for: the
+    /// plan's (SPEC §14.1, as `Detector::detect_text`), or for a reference
+    /// corpus its canonical form and the form as given when it differs.
     pub(crate) fn resolve(
         self,
         tokenizer: Option<&TextTokenizer>,
         canonical: bool,
+        forms: Forms,
     ) -> std::result::Result<Doc, String> {
         match self {
             Self::Ids { id, prompt_ids, ids } => Ok(Doc {
                 id,
                 prompt: prompt_ids,
                 ids,
-                as_given: None,
+                second: None,
                 changes: 0,
+                plan: None,
+                changed: false,
             }),
             Self::Text { id, prompt, text } => {
                 let tok = tokenizer.ok_or("text documents need a tokenizer (--tokenizer)")?;
                 let encode = |text: &str| tok.encode(text).map(|e| e.ids).map_err(|e| e.to_string());
                 let encode_prompt = |p: Option<&str>| p.map_or(Ok(Vec::new()), encode);
-                let given = (encode_prompt(prompt.as_deref())?, encode(&text)?);
-                match canonical
-                    .then(|| crate::text::canonical::canonical_pair(prompt.as_deref(), &text))
-                    .flatten()
-                {
-                    None => Ok(Doc {
+                let given = || Ok::<_, String>((encode_prompt(prompt.as_deref())?, encode(&text)?));
+                if !canonical {
+                    let (prompt, ids) = given()?;
+                    return Ok(Doc {
                         id,
-                        prompt: given.0,
-                        ids: given.1,
-                        as_given: None,
+                        prompt,
+                        ids,
+                        second: None,
                         changes: 0,
-                    }),
-                    Some((canonical_prompt, canonical)) => Ok(Doc {
-                        id,
-                        prompt: encode_prompt(canonical_prompt.as_ref().map(crate::text::canonical::Canonical::text))?,
-                        ids: encode(canonical.text())?,
-                        as_given: Some(given),
-                        changes: canonical.changes().len(),
-                    }),
+                        plan: None,
+                        changed: false,
+                    });
                 }
+                let planned = plan_forms(prompt.as_deref(), &text, Deadline::NONE).map_err(|e| e.to_string())?;
+                let changes = planned.completion.changes().len();
+                let changed = planned.changes() > 0;
+                let canonical_form = || {
+                    Ok::<_, String>((
+                        encode_prompt(planned.prompt.as_ref().map(Canonical::text))?,
+                        encode(planned.completion.text())?,
+                    ))
+                };
+                // The form first tested (and entering the aggregate): the
+                // canonical one when it is tested; then the other, when both are.
+                let ((prompt, ids), second) = match forms {
+                    Forms::Planned => match planned.plan {
+                        FormPlan::Both => (canonical_form()?, Some(given()?)),
+                        plan if plan.tests(Form::Canonical) => (canonical_form()?, None),
+                        _ => (given()?, None),
+                    },
+                    Forms::Reference if !changed || planned.completion.text().trim().is_empty() => (given()?, None),
+                    Forms::Reference => (canonical_form()?, Some(given()?)),
+                };
+                Ok(Doc {
+                    id,
+                    prompt,
+                    ids,
+                    second,
+                    changes,
+                    plan: matches!(forms, Forms::Planned).then_some(planned.plan),
+                    changed,
+                })
             }
         }
     }
+}
+
+/// Which forms of a text document [`Document::resolve`] encodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Forms {
+    /// The forms `form_plan` says to test (SPEC §14.1): a document scanned.
+    Planned,
+    /// The canonical form, and the form as given when it differs: a corpus
+    /// of our own outputs (context filter, forgery reference), whose contexts
+    /// are gathered from both forms and which is not tested.
+    Reference,
 }
 
 /// One document, resolved to ids.
 #[derive(Debug)]
 pub(crate) struct Doc {
     id: Option<Value>,
-    /// Prompt ids (canonical form for text).
+    /// Prompt ids of the form tested first: the canonical form when the
+    /// plan tests it, else the text as given.
     pub(crate) prompt: Vec<u32>,
-    /// Completion ids (canonical form for text).
+    /// Completion ids of that form; its observations enter the aggregate.
     pub(crate) ids: Vec<u32>,
-    /// The prompt and completion ids of the text as given, when its
-    /// canonical form differs.
-    as_given: Option<(Vec<u32>, Vec<u32>)>,
-    /// Characters canonicalisation changed.
+    /// The prompt and completion ids of the text as given, when it is tested
+    /// too (plan `both`; for a reference corpus, whenever the text changed).
+    second: Option<(Vec<u32>, Vec<u32>)>,
+    /// Characters canonicalisation changed in the completion.
     changes: usize,
+    /// The forms tested, for a scanned text with canonicalisation on.
+    plan: Option<FormPlan>,
+    /// Whether canonicalisation changed the completion or the prompt.
+    changed: bool,
 }
 
 fn ids_field(v: &Value, name: &str) -> std::result::Result<Vec<u32>, String> {
@@ -334,6 +384,7 @@ impl<'a> Scanner<'a> {
             tokens: 0,
             scored: 0,
             canonical_changes: 0,
+            plan: None,
             error: None,
         };
         let doc = match pending {
@@ -342,7 +393,7 @@ impl<'a> Scanner<'a> {
                 .and_then(parse_doc),
             Pending::Doc(doc) => Ok(doc),
         }
-        .and_then(|doc| doc.resolve(self.tokenizer, self.detector.options().canonicalize));
+        .and_then(|doc| doc.resolve(self.tokenizer, self.detector.options().canonicalize, Forms::Planned));
         let doc = match doc {
             Ok(d) => d,
             Err(e) => {
@@ -352,52 +403,55 @@ impl<'a> Scanner<'a> {
         };
         result.id = doc.id;
         result.canonical_changes = doc.changes;
+        result.plan = doc.plan.filter(|_| doc.changed);
         if doc.ids.is_empty() {
             result.error = Some(Error::EmptyInput.to_string());
             return (result, None);
         }
-        match self.observe(&doc.prompt, &doc.ids) {
+        let obs = match self.observe(&doc.prompt, &doc.ids) {
             Err(e) => {
                 result.error = Some(e.to_string());
-                (result, None)
+                return (result, None);
             }
-            Ok(obs) => {
-                let report = self.detector.report(obs.clone());
-                result.verdict = Some(report.verdict);
-                result.log10_p = report.verdict_log10_p();
-                result.tokens = report.counts.seen;
-                result.scored = report.counts.scored;
-                // A text whose canonical form differs is tested in both
-                // forms, and its verdict stands on the smaller p-value times
-                // two (as `Detector::detect_text`); the aggregate takes the
-                // canonical form's observations, chosen before any test.
-                if let Some((prompt, ids)) = &doc.as_given {
-                    let given = (!ids.is_empty())
-                        .then(|| self.observe(prompt, ids))
-                        .transpose()
-                        .map(|o| o.and_then(|o| self.detector.report(o).verdict_log10_p()));
-                    match given {
-                        Err(e) => {
-                            result.error = Some(e.to_string());
-                            return (result, None);
-                        }
-                        Ok(given) => {
-                            let best = match (result.log10_p, given) {
-                                (Some(a), Some(b)) => Some(a.min(b)),
-                                (a, b) => a.or(b),
-                            };
-                            result.log10_p = best.map(|l| (l + 2f64.log10()).min(0.0));
-                            result.verdict = Some(match result.log10_p {
-                                None => Verdict::Inconclusive,
-                                Some(l) if l < self.detector.options().alpha.log10() => Verdict::Detected,
-                                Some(_) => Verdict::NotDetected,
-                            });
-                        }
-                    }
+            Ok(obs) => obs,
+        };
+        let report = self.detector.report(obs.clone());
+        let Some(plan) = doc.plan else {
+            // Ids, or text without canonicalisation: one form, its own
+            // verdict (as `detect_ids` and `detect_text` without it).
+            result.verdict = Some(report.verdict);
+            result.log10_p = report.verdict_log10_p();
+            result.tokens = report.counts.seen;
+            result.scored = report.counts.scored;
+            return (result, Some(obs));
+        };
+        // Text: the forms its plan names (the text as given alone when
+        // nothing changed), tested and combined as `Detector::detect_text`
+        // does, the text as given first. The
+        // aggregate takes the first form's observations (the canonical form
+        // when it is tested), chosen before any test.
+        let mut forms = vec![(report.form_log10_p(), report.counts)];
+        if let Some((prompt, ids)) = &doc.second {
+            let given = if ids.is_empty() {
+                Err(Error::EmptyInput)
+            } else {
+                self.observe(prompt, ids).map(|o| self.detector.report(o))
+            };
+            match given {
+                Err(e) => {
+                    result.error = Some(e.to_string());
+                    return (result, None);
                 }
-                (result, Some(obs))
+                Ok(given) => forms.insert(0, (given.form_log10_p(), given.counts)),
             }
         }
+        debug_assert_eq!(forms.len(), plan.forms());
+        let family = FormFamily::of(&forms.iter().map(|f| f.0).collect::<Vec<_>>());
+        result.verdict = Some(self.detector.family_verdict(&family));
+        result.log10_p = family.family_log10_p;
+        result.tokens = forms[family.decided].1.seen;
+        result.scored = forms[family.decided].1.scored;
+        (result, Some(obs))
     }
 
     /// The observations of one form of a document, through the context filter.
@@ -621,7 +675,7 @@ impl ForgeryReference {
         let mut reference = Self::from_ids(detector, std::iter::empty(), dense_at, alpha)?;
         for_each_document(reader, "forgery reference", |line, doc| {
             let doc = doc
-                .resolve(tokenizer, detector.options().canonicalize)
+                .resolve(tokenizer, detector.options().canonicalize, Forms::Reference)
                 .map_err(|message| Error::BadDocument { line, message })?;
             reference.add(detector, &doc.prompt, &doc.ids)
         })?;
@@ -678,9 +732,9 @@ fn add_context_keys(
 ) -> Result<()> {
     // Both forms of a text (when they differ) contribute their contexts.
     let doc = doc
-        .resolve(tokenizer, detector.options().canonicalize)
+        .resolve(tokenizer, detector.options().canonicalize, Forms::Reference)
         .map_err(|message| Error::BadDocument { line, message })?;
-    for (prompt, ids) in std::iter::once((doc.prompt, doc.ids)).chain(doc.as_given) {
+    for (prompt, ids) in std::iter::once((doc.prompt, doc.ids)).chain(doc.second) {
         detector.check_ids(&prompt, 0)?;
         detector.check_ids(&ids, prompt.len())?;
         let mut history = prompt;

@@ -4,7 +4,7 @@
 use super::detection::{Detection, Verdict};
 use super::detector::Detector;
 use crate::error::{Error, Result};
-use crate::text::canonical::{canonicalize_until, form_plan, Canonical, CanonicalReport, Form, FormPlan, FormTest};
+use crate::text::canonical::{plan_forms, Canonical, CanonicalReport, Form, FormFamily, FormTest, PlannedForms};
 use crate::text::{sha256_hex, Deadline, TextTokenizer};
 
 impl Detector {
@@ -44,13 +44,15 @@ impl Detector {
         if !self.options().canonicalize {
             return self.detect_form(tokenizer, prompt, completion, None, deadline);
         }
-        let canonical = canonicalize_until(completion, deadline)?;
-        let canonical_prompt = prompt.map(|p| canonicalize_until(p, deadline)).transpose()?;
         // Which forms to test, from the text alone, never from a p-value.
-        let plan = form_plan(&canonical, canonical_prompt.as_ref());
+        let PlannedForms {
+            prompt: canonical_prompt,
+            completion: canonical,
+            plan,
+        } = plan_forms(prompt, completion, deadline)?;
         let mut forms = Vec::with_capacity(plan.forms());
         let mut reports = Vec::with_capacity(plan.forms());
-        if matches!(plan, FormPlan::AsGiven | FormPlan::Both) {
+        if plan.tests(Form::AsGiven) {
             let given = self.detect_form(tokenizer, prompt, completion, None, deadline)?;
             forms.push(FormTest {
                 form: Form::AsGiven,
@@ -60,7 +62,7 @@ impl Detector {
             });
             reports.push(given);
         }
-        if matches!(plan, FormPlan::Canonical | FormPlan::Both) {
+        if plan.tests(Form::Canonical) {
             let report = self.detect_form(
                 tokenizer,
                 canonical_prompt.as_ref().map(Canonical::text),
@@ -77,33 +79,33 @@ impl Detector {
             reports.push(report);
         }
         // Bonferroni over the forms tested.
-        let correction_log10 = (forms.len() as f64).log10();
-        let best = forms
-            .iter()
-            .enumerate()
-            .filter_map(|(i, f)| f.log10_p.map(|l| (i, l)))
-            .min_by(|a, b| a.1.total_cmp(&b.1));
-        let family_log10_p = best.map(|(_, l)| (l + correction_log10).min(0.0));
-        let decided = best.map_or(0, |(i, _)| i);
-        let decided_by = forms[decided].form;
-        let Some(mut d) = reports.into_iter().nth(decided) else {
+        let family = FormFamily::of(&forms.iter().map(|f| f.log10_p).collect::<Vec<_>>());
+        let decided_by = forms[family.decided].form;
+        let Some(mut d) = reports.into_iter().nth(family.decided) else {
             return Err(Error::EmptyInput);
         };
         d.input_sha256 = Some(sha256_hex(completion.as_bytes()));
-        d.verdict = match family_log10_p {
-            None => Verdict::Inconclusive,
-            Some(l) if l < self.options().alpha.log10() => Verdict::Detected,
-            Some(_) => Verdict::NotDetected,
-        };
+        d.verdict = self.family_verdict(&family);
         d.canonical = Some(CanonicalReport {
             changes: canonical.summary(),
             forms,
             decided_by,
-            correction_log10,
-            family_log10_p,
+            correction_log10: family.correction_log10,
+            family_log10_p: family.family_log10_p,
             plan: Some(plan),
         });
         Ok(d)
+    }
+
+    /// The verdict of a family of forms at this detector's `alpha`: the one
+    /// rule of [`detect_text`](Self::detect_text), corpus scans and account
+    /// attribution.
+    pub(crate) fn family_verdict(&self, family: &FormFamily) -> Verdict {
+        match family.rejects(self.options().alpha) {
+            None => Verdict::Inconclusive,
+            Some(true) => Verdict::Detected,
+            Some(false) => Verdict::NotDetected,
+        }
     }
 
     /// Tests one form of a text; `canonical` maps its spans back to the

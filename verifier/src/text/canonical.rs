@@ -573,6 +573,14 @@ impl FormPlan {
             Self::AsGiven | Self::Canonical => 1,
         }
     }
+
+    /// Whether the plan tests `form`.
+    pub fn tests(self, form: Form) -> bool {
+        match form {
+            Form::AsGiven => matches!(self, Self::AsGiven | Self::Both),
+            Form::Canonical => matches!(self, Self::Canonical | Self::Both),
+        }
+    }
 }
 
 impl fmt::Display for FormPlan {
@@ -625,16 +633,75 @@ pub fn form_plan(completion: &Canonical, prompt: Option<&Canonical>) -> FormPlan
     }
 }
 
-/// The canonical forms of a prompt and a completion, when the pair should
-/// also be tested in canonical form: when either changed and the canonical
-/// completion is not empty. Detection of text and corpus scans decide the
-/// forms they test here, from the text alone.
-pub(crate) fn canonical_pair(prompt: Option<&str>, completion: &str) -> Option<(Option<Canonical>, Canonical)> {
-    let canonical = canonicalize(completion);
-    let canonical_prompt = prompt.map(canonicalize);
-    let prompt_changed = canonical_prompt.as_ref().is_some_and(|p| !p.is_unchanged());
-    ((!canonical.is_unchanged() || prompt_changed) && !canonical.text().trim().is_empty())
-        .then_some((canonical_prompt, canonical))
+/// A completion and its prompt in canonical form, with the forms to test:
+/// what [`plan_forms`] decides once for detection of text, corpus scans and
+/// account attribution.
+#[derive(Clone, Debug)]
+pub(crate) struct PlannedForms {
+    /// The prompt's canonical form.
+    pub(crate) prompt: Option<Canonical>,
+    /// The completion's canonical form.
+    pub(crate) completion: Canonical,
+    /// Which forms to test ([`form_plan`]).
+    pub(crate) plan: FormPlan,
+}
+
+impl PlannedForms {
+    /// Changes in the completion and the prompt together.
+    pub(crate) fn changes(&self) -> usize {
+        self.completion.changes().len() + self.prompt.as_ref().map_or(0, |p| p.changes().len())
+    }
+}
+
+/// Canonicalises a prompt and a completion and decides, from the text alone
+/// and before any p-value, which forms to test (SPEC §14.1): the one place
+/// `Detector::detect_text`, corpus scans (`Scanner`, the distributed scan,
+/// radioactivity on text) and account attribution take the decision.
+pub(crate) fn plan_forms(prompt: Option<&str>, completion: &str, deadline: Deadline) -> Result<PlannedForms> {
+    let completion = canonicalize_until(completion, deadline)?;
+    let prompt = prompt.map(|p| canonicalize_until(p, deadline)).transpose()?;
+    let plan = form_plan(&completion, prompt.as_ref());
+    Ok(PlannedForms {
+        prompt,
+        completion,
+        plan,
+    })
+}
+
+/// The test of several forms of one text as one test (SPEC §14.1): the
+/// smallest p-value times the number of forms tested (Bonferroni).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct FormFamily {
+    /// `log10` of the Bonferroni factor (`log10 k` for `k` forms).
+    pub(crate) correction_log10: f64,
+    /// Index of the form whose p-value is the smallest (the first of equal
+    /// ones; 0 when every form was inconclusive).
+    pub(crate) decided: usize,
+    /// `log10` of the family p-value; `None` when every form was inconclusive.
+    pub(crate) family_log10_p: Option<f64>,
+}
+
+impl FormFamily {
+    /// The family of the forms' `log10` p-values (`None`: inconclusive), in
+    /// the order they were tested.
+    pub(crate) fn of(forms: &[Option<f64>]) -> Self {
+        let correction_log10 = (forms.len() as f64).log10();
+        let best = forms
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| l.map(|l| (i, l)))
+            .min_by(|a, b| a.1.total_cmp(&b.1));
+        FormFamily {
+            correction_log10,
+            decided: best.map_or(0, |(i, _)| i),
+            family_log10_p: best.map(|(_, l)| (l + correction_log10).min(0.0)),
+        }
+    }
+
+    /// Whether the family rejects at `alpha`; `None` when it is inconclusive.
+    pub(crate) fn rejects(&self, alpha: f64) -> Option<bool> {
+        self.family_log10_p.map(|l| l < alpha.log10())
+    }
 }
 
 fn push_change(changes: &mut Vec<Change>, kind: ChangeKind, start: usize, end: usize, from: &str, to: &str) {
