@@ -1,10 +1,12 @@
 //! Bindings of `tracemark_verifier::detect`, `text` and `window`: the
 //! detector, its reports (plain and weighted) and its streams.
 
+use numpy::PyReadonlyArray2;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyList};
 use serde_json::Value;
+use tracemark_core::{Key, Semantic, SemanticConfig};
 use tracemark_verifier::weighted::WeightedDetection;
 use tracemark_verifier::{
     forgery, CanonicalReport, Counts, Dedup, DetectOptions, Detection, DetectionStream, Detector, ForgeryReference,
@@ -12,7 +14,7 @@ use tracemark_verifier::{
 };
 
 use crate::calls::{verify_detached, verify_ids_detached};
-use crate::errors::{verifier_err, InvalidParameterError};
+use crate::errors::{core_err, verifier_err, InvalidParameterError};
 use crate::key::PyKey;
 use crate::scheme::{extract_ids, scheme_config};
 use crate::tokenizer::tokenizer_arg;
@@ -524,6 +526,27 @@ impl PyDetection {
         self.inner.forgery.as_ref().map(|f| to_py(py, &json_of(f)?)).transpose()
     }
 
+    /// The semantic layer's exact test as a dict (SPEC §15.3: `scheme`,
+    /// `key_id`, `counts`, per-sentence `sentences` with their byte spans
+    /// into the text as given, `outcome`, `log10_p`, `p_value`); None unless
+    /// `detect_text` was given `semantic=`.
+    #[getter]
+    fn semantic<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        self.inner
+            .semantic
+            .as_ref()
+            .map(|s| to_py(py, &json_of(s)?))
+            .transpose()
+    }
+
+    /// The layered verdict as a dict (SPEC §15.4: `token_log10_p`,
+    /// `semantic_log10_p`, the weights applied, `log10_p`, `decided_by`);
+    /// None without a semantic layer. `verdict` and `log10_p` stand on it.
+    #[getter]
+    fn layered<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        self.inner.layered.as_ref().map(|l| to_py(py, &json_of(l)?)).transpose()
+    }
+
     /// Whether the watermark was detected and the spoof-artifact test fired.
     #[getter]
     fn looks_forged(&self) -> bool {
@@ -750,6 +773,9 @@ pub(crate) struct PyDetector {
     pub(crate) inner: Detector,
     /// Whether its reports show their marks (`marks=`); it computes them always.
     pub(crate) marks: bool,
+    /// The key, for the semantic layer of `detect_text(..., semantic=)`,
+    /// which is tested under the same key (zeroized on drop, never shown).
+    key: Key,
 }
 
 #[pymethods]
@@ -798,7 +824,11 @@ impl PyDetector {
                 .with_forgery_reference(std::sync::Arc::new(reference))
                 .map_err(verifier_err)?;
         }
-        Ok(Self { inner, marks })
+        Ok(Self {
+            inner,
+            marks,
+            key: key.inner.clone(),
+        })
     }
 
     /// Tests the `completion` ids; the `prompt` ids (None or empty for none)
@@ -849,17 +879,75 @@ impl PyDetector {
     /// Tests a text through `tokenizer` (decode/re-encode path); the `prompt`
     /// text (or None) is context only. `tokenizer` is a `Tokenizer`, the
     /// model's transformers fast tokenizer, or a `tokenizers.Tokenizer`.
-    #[pyo3(signature = (tokenizer, prompt, text))]
+    ///
+    /// With `semantic=` (a `Semantic` under this detector's key, or a
+    /// semantic scheme string such as `"semantic:gamma=0.25,planes=8"`) and
+    /// `embedder=` (an `Embedder`), the semantic layer is tested too (SPEC
+    /// §15.3, on the canonical form's sentences) and the verdict is the
+    /// layered one (SPEC §15.4): `Detection.semantic` and
+    /// `Detection.layered` say how.
+    #[pyo3(signature = (tokenizer, prompt, text, *, semantic = None, embedder = None))]
     fn detect_text(
         &self,
         py: Python<'_>,
         tokenizer: &Bound<'_, PyAny>,
         prompt: Option<&str>,
         text: &str,
+        semantic: Option<&Bound<'_, PyAny>>,
+        embedder: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PyDetection> {
         let tokenizer = tokenizer_arg(tokenizer)?;
-        let d = verify_detached(py, || self.inner.detect_text(&tokenizer, prompt, text))?;
+        let layer = match (semantic, embedder) {
+            (None, None) => None,
+            (Some(s), Some(e)) => Some((self.semantic_scheme(s)?, e)),
+            (Some(_), None) => {
+                return Err(PyTypeError::new_err(
+                    "semantic= needs embedder= (a tracemark.Embedder) to embed the sentences",
+                ))
+            }
+            (None, Some(_)) => return Err(PyTypeError::new_err("embedder= is only used with semantic=")),
+        };
+        let mut d = verify_detached(py, || self.inner.detect_text(&tokenizer, prompt, text))?;
+        if let Some((scheme, embedder)) = layer {
+            let form = self.inner.semantic_form(text);
+            let sentences: Vec<String> = form.scored_sentences(&scheme).into_iter().map(str::to_string).collect();
+            let rows: Vec<Vec<f32>> = if sentences.is_empty() {
+                Vec::new()
+            } else {
+                let e = embedder.call_method1("embed", (sentences,))?;
+                let e: PyReadonlyArray2<'_, f32> = e.extract().map_err(|_| {
+                    PyTypeError::new_err("embedder.embed must return a float32 array of shape (sentences, 384)")
+                })?;
+                e.as_array().rows().into_iter().map(|r| r.to_vec()).collect()
+            };
+            verify_detached(py, || {
+                let s = form.detect(&scheme, &rows)?;
+                d.add_semantic(s)
+            })?;
+        }
         Ok(self.report(d))
+    }
+}
+
+impl PyDetector {
+    /// The semantic scheme of `semantic=`: a scheme string, keyed with this
+    /// detector's key, or a `Semantic`, whose key must be this detector's.
+    fn semantic_scheme(&self, semantic: &Bound<'_, PyAny>) -> PyResult<Semantic> {
+        let config: String = match semantic.extract::<String>() {
+            Ok(s) => s,
+            Err(_) => {
+                let key_id: String = semantic.getattr("key_id")?.extract()?;
+                if key_id != self.key.id().to_string() {
+                    return Err(InvalidParameterError::new_err(format!(
+                        "semantic= is keyed with key {key_id}, this detector with {}: the layers are tested under one key",
+                        self.key.id()
+                    )));
+                }
+                semantic.getattr("config")?.extract()?
+            }
+        };
+        let config: SemanticConfig = config.parse().map_err(core_err)?;
+        Semantic::new(&self.key, config).map_err(core_err)
     }
 }
 
