@@ -191,6 +191,55 @@ pub struct Timing {
     pub tokens: usize,
 }
 
+/// One decode step of one arm, the token layer exactly as [`generate_each`]
+/// runs it: the arm's steer, its scheme (with the repeated-context `memory`
+/// when `skip_repeated`), then sampling from `rng`. Returns the token and its
+/// `-ln P` under the raw row (the [`Generation::nll`] entry); counts the
+/// watermark's time and watermarked steps in `out` and `timing`. Shared with
+/// [`crate::layered`], whose sentence-level rejection sits on top of it.
+pub(crate) fn decode_step(
+    arm: &Arm<'_>,
+    history: &[u32],
+    row: &mut [f32],
+    memory: &mut SeenContexts,
+    rng: &mut Rng,
+    timing: &mut Timing,
+    out: &mut Generation,
+) -> Result<(u32, f32)> {
+    let raw_lse = log_sum_exp(row);
+    let raw = row.to_vec();
+    if let Some(steer) = arm.steer {
+        steer.steer(history, row);
+    }
+    let mut controls_sampling = false;
+    if let Some(scheme) = arm.scheme {
+        let t = Instant::now();
+        let step = if arm.skip_repeated {
+            scheme.process_with_memory(history, row, memory)?
+        } else {
+            scheme.process(history, row)?
+        };
+        let spent = t.elapsed();
+        timing.watermark += spent;
+        out.watermark_time += spent;
+        out.watermarked_steps += usize::from(matches!(step, Step::Watermarked { .. }));
+        controls_sampling = step.is_watermarked() && scheme_selects_token(scheme);
+    }
+    let t = Instant::now();
+    let sampling = if controls_sampling {
+        Sampling::default()
+    } else {
+        arm.sampling
+    };
+    let tok = sample(row, sampling, rng);
+    timing.sampling += t.elapsed();
+    timing.tokens += 1;
+    let nll = raw
+        .get(tok as usize)
+        .map_or(f32::INFINITY, |&l| (raw_lse - f64::from(l)) as f32);
+    Ok((tok, nll))
+}
+
 /// Generates up to `max_new` tokens for every arm after `prompt`, stopping
 /// each arm at any of `stop`. Each arm samples from its own random stream, so
 /// an arm's output does not depend on which other arms share its batch.
@@ -258,39 +307,19 @@ pub fn generate_each(
                 next.push(vec![*history[i].last().unwrap_or(&0)]);
                 continue;
             }
-            let row = &mut rows[i];
-            let raw_lse = log_sum_exp(row);
-            let raw = row.clone();
-            if let Some(steer) = arm.steer {
-                steer.steer(&history[i], row);
-            }
-            let mut controls_sampling = false;
-            if let Some(scheme) = arm.scheme {
-                let t = Instant::now();
-                let step = if arm.skip_repeated {
-                    scheme.process_with_memory(&history[i], row, &mut memories[i])?
-                } else {
-                    scheme.process(&history[i], row)?
-                };
-                let spent = t.elapsed();
-                timing.watermark += spent;
-                out[i].watermark_time += spent;
-                out[i].watermarked_steps += usize::from(matches!(step, Step::Watermarked { .. }));
-                controls_sampling = step.is_watermarked() && scheme_selects_token(scheme);
-            }
-            let t = Instant::now();
-            let sampling = if controls_sampling {
-                Sampling::default()
-            } else {
-                arm.sampling
-            };
-            let tok = sample(row, sampling, &mut rngs[i]);
-            timing.sampling += t.elapsed();
-            timing.tokens += 1;
+            let (tok, nll) = decode_step(
+                arm,
+                &history[i],
+                &mut rows[i],
+                &mut memories[i],
+                &mut rngs[i],
+                &mut timing,
+                &mut out[i],
+            )?;
             if stop.contains(&tok) {
                 out[i].stopped = true;
             } else {
-                out[i].nll.push((raw_lse - f64::from(raw[tok as usize])) as f32);
+                out[i].nll.push(nll);
                 out[i].ids.push(tok);
                 history[i].push(tok);
             }

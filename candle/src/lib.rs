@@ -24,6 +24,8 @@
 //!   model (all-MiniLM-L6-v2) through candle-transformers' BERT, mean-pooled
 //!   and normalised as sentence-transformers does ([`embed`]), for the
 //!   semantic layer.
+//! - [`generate_layered`]: the semantic layer's sentence-level rejection
+//!   sampling on top of an [`Arm`]'s token layer ([`layered`]).
 //!
 //! ## Generating watermarked text
 //!
@@ -64,6 +66,7 @@ pub mod embed;
 pub mod error;
 pub mod generate;
 pub mod gguf_tokenizer;
+pub mod layered;
 pub mod model;
 pub mod paths;
 pub mod reading;
@@ -71,6 +74,7 @@ pub mod reading;
 pub use embed::{Embedder, Embeddings};
 pub use error::{Error, Result};
 pub use generate::{generate, generate_each, sample, Arm, Generation, Rng, Sampling, Steer, Timing};
+pub use layered::{generate_layered, Layer, Layered, LayeredStats};
 pub use model::{set_threads, KvCache, Llama, LlamaConfig, LoadOptions};
 pub use reading::{reading_doc, ReadingModel};
 

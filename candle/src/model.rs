@@ -68,7 +68,12 @@ impl Default for LoadOptions {
 }
 
 /// The key/value cache of a batch of sequences that advance together.
-#[derive(Default)]
+///
+/// Cloning is cheap (the tensors are shared, never written in place: a
+/// forward pass appends by building new ones), so a clone is a checkpoint
+/// that a decoder can go back to, as [`crate::layered`] does to resample a
+/// sentence.
+#[derive(Clone, Default)]
 pub struct KvCache {
     layers: Vec<Option<(Tensor, Tensor)>>,
     len: usize,
