@@ -23,6 +23,7 @@ mod observe;
 mod receipt;
 mod report;
 mod scheme;
+mod semantic;
 mod sentences;
 mod tokenizer;
 mod weighted;
@@ -79,6 +80,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sentences::sentences, m)?)?;
     m.add_function(wrap_pyfunction!(sentences::sentence_spans, m)?)?;
     m.add_class::<embed::PyEmbedder>()?;
+    m.add_class::<semantic::PySemantic>()?;
+    m.add_class::<semantic::PyProjection>()?;
     m.add_function(wrap_pyfunction!(weighted::position_weights, m)?)?;
     interop::register(m)?;
     Ok(())
