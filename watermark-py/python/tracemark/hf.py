@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, List, NamedTuple, Optional, Union
+from typing import Any, List, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -431,7 +431,7 @@ def generate_layered(
     ids = list(prompt)
     logits = forward(ids)
     # The sentence's start: ids, next-token logits, open text offset, previous region.
-    at = (len(ids), logits, 0, None)
+    at: Tuple[int, torch.Tensor, int, Optional[int]] = (len(ids), logits, 0, None)
     tried = 0
     best: Optional[tuple] = None
     stopped = False
