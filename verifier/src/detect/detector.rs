@@ -12,6 +12,7 @@ use super::observe::{Counts, Dedup, Deduplicator, Mark, Observations, Scored, Sc
 use super::window::{self, WindowOptions};
 use crate::error::{Error, Result};
 use crate::stats;
+use crate::text::Deadline;
 
 /// Options of a detection.
 #[derive(Clone, Debug, PartialEq)]
@@ -325,17 +326,34 @@ impl Detector {
 
     /// Tests `completion` (ids), with `prompt` ids as context only.
     pub fn detect_ids(&self, prompt: &[u32], completion: &[u32]) -> Result<Detection> {
+        self.detect_ids_until(prompt, completion, Deadline::NONE)
+    }
+
+    /// [`detect_ids`](Self::detect_ids), stopped with
+    /// [`Error::DeadlineExceeded`] once `deadline` has passed: the window
+    /// search, the one part whose cost grows faster than the text, checks it
+    /// every 1,024 windows.
+    pub fn detect_ids_until(&self, prompt: &[u32], completion: &[u32], deadline: Deadline) -> Result<Detection> {
         if completion.is_empty() {
             return Err(Error::EmptyInput);
         }
+        deadline.check()?;
         let obs = self.observe(prompt, completion, self.options.marks)?;
-        Ok(self.report(obs))
+        let d = self.report_until(obs, deadline);
+        deadline.check()?;
+        Ok(d)
     }
 
     /// The report of a set of observations.
     pub(crate) fn report(&self, obs: Observations) -> Detection {
+        self.report_until(obs, Deadline::NONE)
+    }
+
+    /// [`report`](Self::report) whose window search stops at `deadline`
+    /// (the caller then checks the deadline: a report past it is never used).
+    fn report_until(&self, obs: Observations, deadline: Deadline) -> Detection {
         let total: f64 = obs.scored.iter().map(|s| s.score).sum();
-        self.report_totals(obs.counts, total, obs.marks, &obs.scored)
+        self.report_totals_until(obs.counts, total, obs.marks, &obs.scored, deadline)
     }
 
     /// The report of `counts.scored` observations whose scores sum to
@@ -347,6 +365,17 @@ impl Detector {
         total: f64,
         marks: Option<Vec<Mark>>,
         scored: &[Scored],
+    ) -> Detection {
+        self.report_totals_until(counts, total, marks, scored, Deadline::NONE)
+    }
+
+    fn report_totals_until(
+        &self,
+        counts: Counts,
+        total: f64,
+        marks: Option<Vec<Mark>>,
+        scored: &[Scored],
+        deadline: Deadline,
     ) -> Detection {
         let n = counts.scored;
         let mut d = Detection {
@@ -410,7 +439,7 @@ impl Detector {
             .options
             .window
             .as_ref()
-            .and_then(|w| window::search(&self.scorer, scored, w, tail.ln_p));
+            .and_then(|w| window::search(&self.scorer, scored, w, tail.ln_p, deadline));
         if let (Some(w), None) = (&self.options.window, &d.window) {
             d.window_skipped = Some(if scored.len() < n {
                 "the window search did not run: per-token scores are not kept for this kind of input".to_string()

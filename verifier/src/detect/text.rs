@@ -123,8 +123,7 @@ impl Detector {
             None => Vec::new(),
         };
         let enc = tokenizer.encode_until(completion, deadline)?;
-        let mut d = self.detect_ids(&prompt_ids, &enc.ids)?;
-        deadline.check()?;
+        let mut d = self.detect_ids_until(&prompt_ids, &enc.ids, deadline)?;
         d.tokenizer = Some(tokenizer.info().clone());
         d.input_sha256 = Some(sha256_hex(completion.as_bytes()));
         let original = |span: (usize, usize)| canonical.map_or(span, |c| c.original_span(span));

@@ -34,6 +34,7 @@ use serde::{Deserialize, Serialize};
 use super::observe::{Scored, Scorer};
 use crate::error::{Error, Result};
 use crate::stats;
+use crate::text::{Deadline, CHECK_EVERY};
 
 /// Options of the window search.
 #[derive(Clone, Debug, PartialEq)]
@@ -176,13 +177,17 @@ pub(crate) fn total_weight(n: usize, min: usize) -> f64 {
 }
 
 /// Searches the windows of `scored`; `None` if there are fewer than `min_scored`
-/// observations. `whole_ln_p` is the whole text's p-value, which forms the
-/// verdict's family with the window search.
+/// observations, or once `deadline` has passed (checked every
+/// [`CHECK_EVERY`] windows; the caller turns that into
+/// [`Error::DeadlineExceeded`](crate::Error::DeadlineExceeded)). `whole_ln_p`
+/// is the whole text's p-value, which forms the verdict's family with the
+/// window search.
 pub(crate) fn search(
     scorer: &Scorer,
     scored: &[Scored],
     options: &WindowOptions,
     whole_ln_p: f64,
+    deadline: Deadline,
 ) -> Option<WindowReport> {
     let n = scored.len();
     if n < options.min_scored {
@@ -201,7 +206,13 @@ pub(crate) fn search(
     let mean = scorer.test(1, 0.0).expected;
     // (corrected ln p, ln p, start, length, total)
     let mut best: Option<(f64, f64, usize, usize, f64)> = None;
+    let (mut seen, mut stopped) = (0usize, false);
     let examined = for_each_window(n, options.min_scored, |s, l, j| {
+        seen += 1;
+        if stopped || (deadline.is_set() && seen.is_multiple_of(CHECK_EVERY) && deadline.is_past()) {
+            stopped = true;
+            return;
+        }
         let total = prefix[s + l] - prefix[s];
         if best.is_some() && total <= mean * l as f64 {
             return;
@@ -212,6 +223,9 @@ pub(crate) fn search(
             best = Some((corrected, ln_p, s, l, total));
         }
     });
+    if stopped {
+        return None;
+    }
     let (corrected, ln_p, s, l, total) = best?;
     let corrected = corrected.min(0.0);
     let family = (corrected - (1.0 - WHOLE_SHARE).ln())
@@ -320,9 +334,36 @@ mod tests {
         }
         assert_eq!(for_each_window(10, 32, |_, _, _| {}), 0);
         let s = scorer("kgw:gamma=0.25,delta=2,context=lefthash:1");
-        let a = search(&s, &observations(vec![0.0; 300]), &WindowOptions::default(), 0.0).expect("window");
-        let b = search(&s, &observations(vec![1.0; 300]), &WindowOptions::default(), 0.0).expect("window");
+        let a = search(
+            &s,
+            &observations(vec![0.0; 300]),
+            &WindowOptions::default(),
+            0.0,
+            Deadline::NONE,
+        )
+        .expect("window");
+        let b = search(
+            &s,
+            &observations(vec![1.0; 300]),
+            &WindowOptions::default(),
+            0.0,
+            Deadline::NONE,
+        )
+        .expect("window");
         assert_eq!(a.windows_examined, b.windows_examined);
+    }
+
+    /// A search past its deadline stops at its next look at the clock and
+    /// reports nothing; without a deadline the same search runs to its end.
+    #[test]
+    fn a_search_past_its_deadline_stops() {
+        let s = scorer("kgw:gamma=0.25,delta=2,context=lefthash:1");
+        let scores = observations(vec![1.0; 4_000]);
+        let past = Deadline::after(std::time::Duration::ZERO);
+        assert!(past.is_past());
+        assert!(search(&s, &scores, &WindowOptions::default(), 0.0, past).is_none());
+        let w = search(&s, &scores, &WindowOptions::default(), 0.0, Deadline::NONE).expect("window");
+        assert!(w.windows_examined > CHECK_EVERY);
     }
 
     /// Under the null (independent scores from the scheme's null distribution)
@@ -348,7 +389,14 @@ mod tests {
                         -(1.0 - u).ln()
                     }
                 });
-                let w = search(&s, &observations(scores), &WindowOptions::default(), 0.0).expect("window");
+                let w = search(
+                    &s,
+                    &observations(scores),
+                    &WindowOptions::default(),
+                    0.0,
+                    Deadline::NONE,
+                )
+                .expect("window");
                 hits += usize::from(w.log10_p <= 0.05f64.log10());
             }
             let bound = 0.05 + 3.0 * (0.05 * 0.95 / docs as f64).sqrt();
@@ -374,7 +422,14 @@ mod tests {
             .collect();
         let run_total: f64 = scores[1_300..1_450].iter().sum();
         let run_ln_p = s.test(150, run_total).ln_p;
-        let w = search(&s, &observations(scores), &WindowOptions::default(), 0.0).expect("window");
+        let w = search(
+            &s,
+            &observations(scores),
+            &WindowOptions::default(),
+            0.0,
+            Deadline::NONE,
+        )
+        .expect("window");
         assert!(
             w.start.abs_diff(1_300) <= 20 && w.end.abs_diff(1_450) <= 20,
             "{}..{}",
@@ -458,7 +513,14 @@ mod tests {
             counts.push(rejected as f64);
             any += usize::from(rejected > 0);
             let whole = s.test(n as u64, prefix[n]).ln_p;
-            let r = search(&s, &observations(scores), &WindowOptions::default(), whole).expect("window");
+            let r = search(
+                &s,
+                &observations(scores),
+                &WindowOptions::default(),
+                whole,
+                Deadline::NONE,
+            )
+            .expect("window");
             window_hits += usize::from(r.log10_p <= a.log10());
             family_hits += usize::from(r.family_log10_p <= a.log10());
         }

@@ -9,5 +9,6 @@ pub mod sentences;
 pub(crate) mod tokenizer;
 
 pub use deadline::Deadline;
+pub(crate) use deadline::CHECK_EVERY;
 pub(crate) use tokenizer::sha256_hex;
 pub use tokenizer::{Encoded, TextTokenizer, TokenizerInfo};

@@ -990,10 +990,7 @@ impl Subject {
                 })?;
                 d.detect_text_until(tokenizer, prompt.as_deref(), text, deadline)
             }
-            Subject::Ids { ids, prompt } => {
-                deadline.check()?;
-                d.detect_ids(prompt, ids)
-            }
+            Subject::Ids { ids, prompt } => d.detect_ids_until(prompt, ids, deadline),
         }
     }
 }
