@@ -19,7 +19,9 @@ Input: the .npz of embed_human.py (held-out half only: the reference mean
 was computed on the other). Keys are SHA-256("tracemark semantic calibration
 key <i>"), public test keys. Per document the scored sentences are those of
 embed_human.py (at least 5 words, at most 24, in order), so each one's
-previous scored sentence is the one before it in the file.
+previous scored sentence is the one before it in the file. An .npz of
+`embed_human.py --all-held-out --per-doc 10` (every held-out document, its
+first 10 scored sentences) gives the per-key test 10 times the documents.
 
     nice -n 19 "$VENV/bin/python" testdata/semantic/calibrate_spec.py EMB.npz KEYS D [D ...]
     nice -n 19 "$VENV/bin/python" testdata/semantic/calibrate_spec.py EMB.npz KEYS D --robustness
@@ -185,9 +187,13 @@ def units(doc, region, chained, d):
     return uid, prev
 
 
+def poisson_pmf(j, lam):
+    return math.exp(-lam + j * math.log(lam) - math.lgamma(j + 1)) if lam > 0 else float(j == 0)
+
+
 def poisson_sf(x, lam):
     """P(X > x), X ~ Poisson(lam)."""
-    return 1.0 - sum(math.exp(-lam) * lam ** j / math.factorial(j) for j in range(int(math.floor(x)) + 1))
+    return max(0.0, 1.0 - sum(poisson_pmf(j, lam) for j in range(int(math.floor(x)) + 1)))
 
 
 def calibrate(emb, doc, n_docs, keys, ds, mean):
@@ -243,7 +249,7 @@ def calibrate(emb, doc, n_docs, keys, ds, mean):
                 chance_null = sum(poisson_sf(2 * l, l) for l in lam)
                 worst = int(f.argmax())
                 hist = np.bincount(f)
-                exp_hist = [sum(math.exp(-l) * l ** j / math.factorial(j) for l in lam) for j in range(len(hist))]
+                exp_hist = [sum(poisson_pmf(j, l) for l in lam) for j in range(len(hist))]
                 print(f"    p <= {a:g}: pooled {f.sum()} of {total} ({f.sum() / total:.5f}); exact null expects "
                       f"{exp:.1f} ({exp / total:.5f}), 99% range {max(lo, 0):.0f}-{hi:.0f}: {inside}")
                 print(f"      per key: mean {f.mean():.3f} documents (exact null {mean_lam:.3f}, nominal {nominal:.2f}), "
@@ -333,7 +339,8 @@ def main():
     _, doc = np.unique(z["doc"][rows], return_inverse=True)  # 0..n_docs-1, in file order
     n_docs = int(doc.max()) + 1
     assert np.all(np.diff(doc) >= 0)
-    print(f"held-out: {n_docs} documents, {len(doc)} scored sentences (at least 5 words, at most 24 per document)")
+    print(f"held-out: {n_docs} documents, {len(doc)} scored sentences (at least 5 words, at most "
+          f"{int(np.bincount(doc).max())} per document)")
     keys = [hashlib.sha256(f"tracemark semantic calibration key {i}".encode()).digest() for i in range(n_keys)]
     if "--robustness" in sys.argv:
         robustness(emb, doc, n_docs, keys, ds[0], mean)
