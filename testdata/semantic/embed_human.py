@@ -17,7 +17,10 @@ corpus order. Embeddings come from `tracemark.Embedder` (SPEC §15.2).
     nice -n 19 "$VENV/bin/python" testdata/semantic/embed_human.py OUT.npz --all-held-out --per-doc 10
 
 `--all-held-out` takes every document of the held-out half (no per-category
-limit) and none of the reference half; `--per-doc N` changes PER_DOC.
+limit) and none of the reference half, in the order of SHA-256 of their ids
+(a public shuffle, so that any prefix is a sample of the half), and rewrites
+OUT after every block of about 2,000 sentences (whole documents), so a run
+cut short leaves a usable prefix; `--per-doc N` changes PER_DOC.
 
 writes OUT.npz with `emb` (float32, sentences x 384), `doc` (int32 document
 index per sentence), `half` (0 reference, 1 held-out, per document),
@@ -69,9 +72,36 @@ def main():
         sents.extend(ss); owner.extend([i] * len(ss))
     print(f"{len(ids)} documents, {len(sents)} sentences: {taken}", file=sys.stderr)
     e = tm.Embedder()
+    if all_held_out:
+        embed_in_blocks(out, e, ids, cats, halves, sents, owner)
+        return
     emb = np.concatenate([e.embed(sents[i:i + 256]) for i in range(0, len(sents), 256)])
     np.savez_compressed(out, emb=emb.astype(np.float32), doc=np.array(owner, np.int32),
                         half=np.array(halves, np.int8), category=np.array(cats), ids=np.array(ids))
+
+
+def embed_in_blocks(out, e, ids, cats, halves, sents, owner):
+    order = sorted(range(len(ids)), key=lambda i: hashlib.sha256(ids[i].encode()).digest())
+    by_doc = {}
+    for s, i in zip(sents, owner):
+        by_doc.setdefault(i, []).append(s)
+    done_docs, embs, doc_of = [], [], []
+    block, block_docs = [], []
+    for n, i in enumerate(order):
+        block += by_doc[i]
+        block_docs.append(i)
+        if len(block) < 2000 and n + 1 < len(order):
+            continue
+        embs.append(np.asarray(e.embed(block), dtype=np.float32))
+        for i2 in block_docs:
+            doc_of.extend([len(done_docs)] * len(by_doc[i2]))
+            done_docs.append(i2)
+        block, block_docs = [], []
+        np.savez_compressed(out, emb=np.concatenate(embs), doc=np.array(doc_of, np.int32),
+                            half=np.array([halves[i] for i in done_docs], np.int8),
+                            category=np.array([cats[i] for i in done_docs]),
+                            ids=np.array([ids[i] for i in done_docs]))
+        print(f"{len(done_docs)} documents, {len(doc_of)} sentences embedded", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":
