@@ -4,7 +4,7 @@
 //! Tokens are decoded exactly as [`generate`](crate::generate()) decodes them
 //! (the arm's steer, scheme and sampler, one token at a time: the token
 //! layer is untouched). After each token the decoded completion is cut into
-//! sentences by §15.1 ([`tracemark_verifier::text::sentence_spans`], the
+//! sentences by §15.1 ([`tracemark_verifier::sentence_spans`], the
 //! verifier's own function on the same string the verifier will read). A
 //! sentence is *complete* once the next sentence has begun (its first letter
 //! or digit is in the text: from then on §15.1 cannot move the boundary), or

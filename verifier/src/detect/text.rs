@@ -15,7 +15,7 @@ impl Detector {
     ///
     /// With [`DetectOptions::canonicalize`](crate::DetectOptions) on (the
     /// default), the forms tested are chosen from the text alone
-    /// ([`form_plan`]): as given, its canonical form
+    /// ([`form_plan`](crate::canonical::form_plan)): as given, its canonical form
     /// ([`canonicalize`](crate::canonicalize)), or
     /// both, where the verdict stands on the smaller p-value times 2; the
     /// report's
