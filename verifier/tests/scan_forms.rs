@@ -334,6 +334,12 @@ fn accounts_test_the_forms_detect_tests() {
 /// tokenizer.json (the demo writes it from the GGUF);
 /// `TRACEMARK_SCAN_KEYS` (default 200) keys per scheme,
 /// `TRACEMARK_SCAN_DOCS` (default 50) documents per language.
+///
+/// A measurement, not a test of `make test` (about half an hour at the
+/// defaults): it builds only with the feature `calibration`, e.g.
+/// `cargo test --release -p tracemark-verifier --features calibration --test
+/// scan_forms -- --ignored scan_calibration --nocapture`.
+#[cfg(feature = "calibration")]
 #[test]
 #[ignore = "needs TRACEMARK_HUMAN_TEXT_MULTILINGUAL and TRACEMARK_TOKENIZER; minutes"]
 fn scan_calibration_on_multilingual_text() {
