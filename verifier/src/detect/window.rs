@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use super::observe::{Scored, Scorer};
 use crate::error::{Error, Result};
 use crate::stats;
-use crate::text::{Deadline, CHECK_EVERY};
+use crate::text::Deadline;
 
 /// Options of the window search.
 #[derive(Clone, Debug, PartialEq)]
@@ -178,7 +178,7 @@ pub(crate) fn total_weight(n: usize, min: usize) -> f64 {
 
 /// Searches the windows of `scored`; `None` if there are fewer than `min_scored`
 /// observations, or once `deadline` has passed (checked every
-/// [`CHECK_EVERY`] windows; the caller turns that into
+/// [`CHECK_EVERY`](crate::text::deadline::CHECK_EVERY) windows; the caller turns that into
 /// [`Error::DeadlineExceeded`](crate::Error::DeadlineExceeded)). `whole_ln_p`
 /// is the whole text's p-value, which forms the verdict's family with the
 /// window search.
@@ -209,7 +209,7 @@ pub(crate) fn search(
     let (mut seen, mut stopped) = (0usize, false);
     let examined = for_each_window(n, options.min_scored, |s, l, j| {
         seen += 1;
-        if stopped || (deadline.is_set() && seen.is_multiple_of(CHECK_EVERY) && deadline.is_past()) {
+        if stopped || deadline.every(seen).is_err() {
             stopped = true;
             return;
         }
@@ -363,7 +363,7 @@ mod tests {
         assert!(past.is_past());
         assert!(search(&s, &scores, &WindowOptions::default(), 0.0, past).is_none());
         let w = search(&s, &scores, &WindowOptions::default(), 0.0, Deadline::NONE).expect("window");
-        assert!(w.windows_examined > CHECK_EVERY);
+        assert!(w.windows_examined > crate::text::deadline::CHECK_EVERY);
     }
 
     /// Under the null (independent scores from the scheme's null distribution)

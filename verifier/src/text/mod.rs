@@ -4,11 +4,10 @@
 //! ([`sentences`]). Imports nothing else of the verifier but its errors.
 
 pub mod canonical;
-mod deadline;
+pub(crate) mod deadline;
 pub mod sentences;
 pub(crate) mod tokenizer;
 
 pub use deadline::Deadline;
-pub(crate) use deadline::CHECK_EVERY;
 pub(crate) use tokenizer::sha256_hex;
 pub use tokenizer::{Encoded, TextTokenizer, TokenizerInfo};
