@@ -4,10 +4,10 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
-use support::{generate, word_tokenizer_json, words, Dir, Rng};
+use support::{generate, s, tracemark, word_tokenizer_json, words, Dir, Rng};
 use tracemark_core::{Key, SchemeConfig};
 use tracemark_verifier::receipt::{
     verify, Provenance, Receipt, SignatureCheck, SigningKey, TextCheck, VerifyingKey, WatermarkCheck,
@@ -170,13 +170,6 @@ fn each_failure_is_reported_as_itself() {
         .is_some_and(|e| e.to_string().contains("receipt signing/verifying key file")));
 }
 
-fn tracemark(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tracemark"))
-        .args(args)
-        .output()
-        .expect("runs")
-}
-
 fn code(o: &Output) -> i32 {
     o.status.code().expect("exit code")
 }
@@ -187,10 +180,6 @@ fn stdout(o: &Output) -> String {
 
 fn stderr(o: &Output) -> String {
     String::from_utf8(o.stderr.clone()).expect("utf8")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
 }
 
 #[test]

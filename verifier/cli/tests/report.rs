@@ -4,27 +4,13 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::{Command, Output};
-
 use serde_json::{json, Value};
-use support::{generate, random_tokens, word_tokenizer_json, words, Dir, Rng};
+use support::{generate, random_tokens, s, tracemark, word_tokenizer_json, words, Dir, Rng};
 use tracemark_core::{Key, SchemeConfig};
 use tracemark_verifier::report::Report;
 
 const SCHEME: &str = "kgw:gamma=0.25,delta=2,context=lefthash:1";
 const VOCAB: usize = 3000;
-
-fn tracemark(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tracemark"))
-        .args(args)
-        .output()
-        .expect("runs")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
 
 fn watermarked(key: &Key, n: usize, seed: u64) -> Vec<u32> {
     let cfg: SchemeConfig = SCHEME.parse().expect("cfg");

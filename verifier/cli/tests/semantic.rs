@@ -16,11 +16,11 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
+use std::process::Output;
 
 use serde_json::Value;
-use support::{generate, word_tokenizer_json, words, Dir, Rng};
+use support::{generate, s, tracemark, word_tokenizer_json, words, Dir, Rng};
 use tracemark_candle::embed::Embedder;
 use tracemark_core::{Region, SchemeConfig, Semantic};
 use tracemark_verifier::detect::semantic::{detect_text, scored_spans};
@@ -74,17 +74,6 @@ const POOL: [&str; 40] = [
     "The hikers reached the summit just before sunset.",
     "Tides are caused mainly by the gravitational pull of the moon.",
 ];
-
-fn tracemark(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tracemark"))
-        .args(args)
-        .output()
-        .expect("runs")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
 
 /// all-MiniLM-L6-v2 at `$TRACEMARK_EMBEDDER`: a test fails, never skips, without it.
 fn embedder_dir() -> PathBuf {
