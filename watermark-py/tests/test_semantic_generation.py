@@ -6,12 +6,9 @@ the answer. Needs TRACEMARK_MODEL and TRACEMARK_EMBEDDER (``make test-python``
 sets them); without them the real-model tests fail, never skip."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import tracemark as tm
 from conftest import REPO, required_env
@@ -57,14 +54,6 @@ def test_chained_green_bits_and_bad_input():
         s.region([float("nan")] * 384)
     with pytest.raises(TypeError):
         s.region("not an embedding")
-
-
-@pytest.fixture(scope="module")
-def smollm2():
-    gguf = Path(required_env("TRACEMARK_MODEL"))
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32).eval()
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    return model, tokenizer
 
 
 @pytest.fixture(scope="module")
