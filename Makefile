@@ -6,6 +6,10 @@ SHELL := /bin/bash
 # Big downloads and build outputs live outside the clone, keyed by version.
 CACHE ?= $(HOME)/.cache/tracemark
 export TRACEMARK_CACHE := $(CACHE)
+# The cache folder reaches recipes as TRACEMARK_CACHE (or an explicit CACHE=... on the line), never
+# as CACHE from the caller's environment: llama-cpp-python's server settings read unprefixed
+# environment variables, and take CACHE for their boolean `cache` option.
+unexport CACHE
 export CARGO_TARGET_DIR ?= $(CACHE)/target
 PYTHON ?= python3
 CARGO ?= cargo
