@@ -84,7 +84,8 @@ test: test-rust test-python test-recipe test-vllm test-spark test-browser test-s
 # #[ignore]d for a bare `cargo test`; the second run here runs them, and they fail without the data.
 test-rust: data ## Rust tests, including those on the real model, tokenizers and human text
 	export TRACEMARK_MODEL="$$($(FETCH) model)" TRACEMARK_TOKENIZER="$$($(FETCH) tokenizer)" \
-	       TRACEMARK_HUMAN_TEXT="$$($(FETCH) human-text)" TRACEMARK_EMBEDDER="$$($(FETCH) embedder)"; \
+	       TRACEMARK_HUMAN_TEXT="$$($(FETCH) human-text)" TRACEMARK_EMBEDDER="$$($(FETCH) embedder)" \
+	       TRACEMARK_HUMAN_TEXT_MULTILINGUAL="$$($(FETCH) human-text-multilingual)"; \
 	$(CARGO) test $(CARGO_FLAGS); \
 	$(CARGO) test $(CARGO_FLAGS) -- --ignored
 

@@ -16,9 +16,11 @@ about a minute and a half. Each check asserts a figure (issue 24):
    token's is a 201), every session is filled with distinct observations up to the memory
    budgets, and the server's RSS stays under its base plus the documented --stream-memory;
    a push to a full session costs what a push to an empty one does;
-7. bounded responses: a 1 MiB word of combining accents (with and without marks), 1 MiB of ids
+7. bounded responses: 1 MiB of words of combining accents (with and without marks), 1 MiB of ids
    with marks and a 1 MiB scan of one-token lines are answered in at most RESPONSE_FACTOR x the
-   request + RESPONSE_BASE (marks past it counted in marks_omitted);
+   request + RESPONSE_BASE (marks past it counted in marks_omitted); one 1 MiB word of letters,
+   which the tokenizer cannot be stopped inside, is refused (413 uncut_run) within
+   UNCUT_REFUSED_S, before it is encoded;
 8. memory: 3 MB tampered texts that time out leave RSS within 10% of its level before within 10 s;
 9. text deadlines: 3 MB texts (plain, and tampered so that every stage of canonical form runs)
    past --timeout 1 are a 503 at the deadline, and the server's CPU is idle again within
@@ -33,6 +35,7 @@ import hashlib
 import http.client
 import json
 import os
+import random
 import resource
 import socket
 import subprocess
@@ -51,6 +54,7 @@ FLOOD_BYTES_PER_S = 1_000_000 / 30  # the bar: under 1 MB of log for a 30 s floo
 # docs/verifier.md and the OpenAPI description: a response is at most 4 x its request + 1 MiB.
 RESPONSE_FACTOR, RESPONSE_BASE = 4, 1 << 20
 TEXT_RELEASE_S = 1.0  # the bar: a timed-out request releases its CPU within 1 s
+UNCUT_REFUSED_S = 1.0  # a text too long to tokenise under a deadline is refused, not tokenised (1-4 s)
 STREAM_BYTES_PER_TOKEN = 144  # what the service charges a session for each token it holds
 FIGURES = {}
 
@@ -543,12 +547,24 @@ def bounded_responses(cli, work):
     s = Server(cli, work, "--token-bytes-per-minute", str(1 << 30), model=("--tokenizer", tokenizer_path()))
     try:
         sizes = {}
-        word = "a" + "\u0301" * ((1 << 20) // 2 - 64)
+        # Words of 500 combining accents each: canonical form lists every one it drops.
+        words = ("a" + "\u0301" * 500 + "b ") * ((1 << 20) // 1003)
         for marks in (False, True):
-            body = json.dumps({"text": word, "marks": marks}, ensure_ascii=False).encode()
+            body = json.dumps({"text": words, "marks": marks}, ensure_ascii=False).encode()
             st, data = s.call("POST", "/v1/detect", LIGHT, body)
-            check(st == 200, f"the word of accents: {st} {data[:200]!r}")
-            sizes[f"1 MiB word of combining accents{' with marks' if marks else ''}"] = (len(body), len(data))
+            check(st == 200, f"the words of accents: {st} {data[:200]!r}")
+            sizes[f"1 MiB of words of combining accents{' with marks' if marks else ''}"] = (len(body), len(data))
+        # One word of 1 MiB of letters (a blob, say) has no point the tokenizer may stop at: under
+        # the service's time limit it is refused (413 uncut_run) before it is encoded, and at once.
+        rng = random.Random(24)
+        blob = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range((1 << 20) - 64))
+        t0 = time.monotonic()
+        st, data = s.call("POST", "/v1/detect", LIGHT, json.dumps({"text": blob}).encode())
+        took = time.monotonic() - t0
+        code = json.loads(data).get("error", {}).get("code") if st != 200 else None
+        FIGURES["1 MiB word of letters: status, code, seconds"] = [st, code, round(took, 2)]
+        check(st == 413 and code == "uncut_run", f"the 1 MiB word of letters: {st} {data[:200]!r}")
+        check(took < UNCUT_REFUSED_S, f"the 1 MiB word of letters was refused after {took:.2f} s (bar {UNCUT_REFUSED_S} s)")
         # 1 MiB of ids with a mark each: marks past the bound are counted, not listed.
         body = json.dumps({"ids": distinct_pairs(180_000), "marks": True}).encode()
         st, data = s.call("POST", "/v1/detect", LIGHT, body)

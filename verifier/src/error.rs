@@ -28,6 +28,23 @@ pub enum Error {
     },
     /// The work passed its [`Deadline`](crate::text::Deadline) and stopped.
     DeadlineExceeded,
+    /// Under a [`Deadline`](crate::text::Deadline), the text holds a stretch
+    /// the tokenizer would have to encode in one call that could not be
+    /// stopped in time: more than `limit` bytes
+    /// ([`MAX_UNCUT`](crate::text::MAX_UNCUT)) with no point it may be cut
+    /// at ([`TextTokenizer::encode_until`](crate::text::TextTokenizer::encode_until)).
+    /// Refused before any of it is encoded.
+    UncutRun {
+        /// Byte offset where the stretch starts.
+        start: usize,
+        /// Byte offset where it ends.
+        end: usize,
+        /// The most bytes encoded in one call under a deadline.
+        limit: usize,
+        /// Whether the tokenizer may be cut at all (false: its pre-tokenizer
+        /// is not one proven safe to cut, and every text is one stretch).
+        tokenizer_cuts: bool,
+    },
     /// The tokenizer could not be loaded or failed on the input.
     Tokenizer {
         /// What failed.
@@ -118,6 +135,30 @@ impl fmt::Display for Error {
                  the ids were not produced by this tokenizer/model"
             ),
             Self::DeadlineExceeded => f.write_str("the deadline passed before the work was done"),
+            Self::UncutRun {
+                start,
+                end,
+                limit,
+                tokenizer_cuts,
+            } => {
+                let kib = limit / 1024;
+                if *tokenizer_cuts {
+                    write!(
+                        f,
+                        "bytes {start}..{end} of the text hold no point the tokenizer may stop at (a space \
+                         between two letters, or punctuation after a letter) for more than {kib} KiB, the most \
+                         it encodes at once under a time limit: break the text there, or check it without a \
+                         time limit"
+                    )
+                } else {
+                    write!(
+                        f,
+                        "the text is {end} bytes; this tokenizer is not one proven safe to encode in parts, \
+                         and under a time limit at most {kib} KiB is encoded at once: send a shorter text, \
+                         or check it without a time limit"
+                    )
+                }
+            }
             Self::Tokenizer { message } => write!(f, "tokenizer: {message}"),
             Self::Io { path, source } => write!(f, "{path}: {source}"),
             Self::BadDocument { line, message } => write!(f, "line {line}: {message}"),

@@ -235,7 +235,8 @@ impl From<&Error> for Exit {
             | Error::WrongTokenizer { .. }
             | Error::Tokenizer { .. }
             | Error::Io { .. }
-            | Error::BadDocument { .. } => Exit::Input,
+            | Error::BadDocument { .. }
+            | Error::UncutRun { .. } => Exit::Input,
             Error::UnsupportedScheme { .. } | Error::InvalidOption { .. } => Exit::Usage,
             Error::WrongKeyFile { .. } | Error::InvalidKeyFile { .. } | Error::InvalidManifest { .. } => Exit::Key,
             Error::MalformedReceipt { .. } => Exit::Input,

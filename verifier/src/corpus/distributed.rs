@@ -76,7 +76,7 @@ use super::scan::{for_each_document, DocResult, Document, Forms, Pending, Scanne
 use crate::detect::observe::{Counts, Observations};
 use crate::detect::{Detection, Detector};
 use crate::error::{Error, Result};
-use crate::text::{TextTokenizer, TokenizerInfo};
+use crate::text::{Deadline, TextTokenizer, TokenizerInfo};
 
 /// One scored observation of a document, after the within-document
 /// deduplication (and the context filter).
@@ -192,7 +192,7 @@ pub fn reference_context_keys(
             .into_iter()
             .flatten()
             .enumerate()
-            .map(|(i, d)| d.resolve(tokenizer, canonical && i == 0, Forms::Reference))
+            .map(|(i, d)| d.resolve(tokenizer, canonical && i == 0, Forms::Reference, Deadline::NONE))
             .map(|r| {
                 r.map(|d| (d.prompt, d.ids))
                     .map_err(|message| Error::BadDocument { line, message })

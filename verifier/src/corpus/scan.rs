@@ -191,11 +191,14 @@ impl Document {
     /// With `canonical`, a text's forms are those [`Forms`] asks for: the
     /// plan's (SPEC §14.1, as `Detector::detect_text`), or for a reference
     /// corpus its canonical form and the form as given when it differs.
+    /// Canonicalisation and tokenisation stop at `deadline`
+    /// ([`TextTokenizer::encode_until`]).
     pub(crate) fn resolve(
         self,
         tokenizer: Option<&TextTokenizer>,
         canonical: bool,
         forms: Forms,
+        deadline: Deadline,
     ) -> std::result::Result<Doc, String> {
         match self {
             Self::Ids { id, prompt_ids, ids } => Ok(Doc {
@@ -209,7 +212,11 @@ impl Document {
             }),
             Self::Text { id, prompt, text } => {
                 let tok = tokenizer.ok_or("text documents need a tokenizer (--tokenizer)")?;
-                let encode = |text: &str| tok.encode(text).map(|e| e.ids).map_err(|e| e.to_string());
+                let encode = |text: &str| {
+                    tok.encode_until(text, deadline)
+                        .map(|e| e.ids)
+                        .map_err(|e| e.to_string())
+                };
                 let encode_prompt = |p: Option<&str>| p.map_or(Ok(Vec::new()), encode);
                 let given = || Ok::<_, String>((encode_prompt(prompt.as_deref())?, encode(&text)?));
                 if !canonical {
@@ -224,7 +231,7 @@ impl Document {
                         changed: false,
                     });
                 }
-                let planned = plan_forms(prompt.as_deref(), &text, Deadline::NONE).map_err(|e| e.to_string())?;
+                let planned = plan_forms(prompt.as_deref(), &text, deadline).map_err(|e| e.to_string())?;
                 let changes = planned.completion.changes().len();
                 let changed = planned.changes() > 0;
                 let canonical_form = || {
@@ -343,6 +350,7 @@ pub struct Scanner<'a> {
     tokenizer: Option<&'a TextTokenizer>,
     filter: Option<&'a ContextFilter>,
     jobs: usize,
+    deadline: Deadline,
 }
 
 impl core::fmt::Debug for Scanner<'_> {
@@ -359,7 +367,17 @@ impl<'a> Scanner<'a> {
             tokenizer,
             filter: None,
             jobs: 0,
+            deadline: Deadline::NONE,
         }
+    }
+
+    /// Stops each text document's canonicalisation and tokenisation at
+    /// `deadline` (a document past it, or with a stretch too long to encode
+    /// under one, is a document error); the caller stops reading documents
+    /// at it. Default: none.
+    pub fn deadline(mut self, deadline: Deadline) -> Self {
+        self.deadline = deadline;
+        self
     }
 
     /// Threads to use (0 = one per core).
@@ -393,7 +411,14 @@ impl<'a> Scanner<'a> {
                 .and_then(parse_doc),
             Pending::Doc(doc) => Ok(doc),
         }
-        .and_then(|doc| doc.resolve(self.tokenizer, self.detector.options().canonicalize, Forms::Planned));
+        .and_then(|doc| {
+            doc.resolve(
+                self.tokenizer,
+                self.detector.options().canonicalize,
+                Forms::Planned,
+                self.deadline,
+            )
+        });
         let doc = match doc {
             Ok(d) => d,
             Err(e) => {
@@ -675,7 +700,12 @@ impl ForgeryReference {
         let mut reference = Self::from_ids(detector, std::iter::empty(), dense_at, alpha)?;
         for_each_document(reader, "forgery reference", |line, doc| {
             let doc = doc
-                .resolve(tokenizer, detector.options().canonicalize, Forms::Reference)
+                .resolve(
+                    tokenizer,
+                    detector.options().canonicalize,
+                    Forms::Reference,
+                    Deadline::NONE,
+                )
                 .map_err(|message| Error::BadDocument { line, message })?;
             reference.add(detector, &doc.prompt, &doc.ids)
         })?;
@@ -732,7 +762,12 @@ fn add_context_keys(
 ) -> Result<()> {
     // Both forms of a text (when they differ) contribute their contexts.
     let doc = doc
-        .resolve(tokenizer, detector.options().canonicalize, Forms::Reference)
+        .resolve(
+            tokenizer,
+            detector.options().canonicalize,
+            Forms::Reference,
+            Deadline::NONE,
+        )
         .map_err(|message| Error::BadDocument { line, message })?;
     for (prompt, ids) in std::iter::once((doc.prompt, doc.ids)).chain(doc.second) {
         detector.check_ids(&prompt, 0)?;

@@ -10,4 +10,4 @@ pub(crate) mod tokenizer;
 
 pub use deadline::Deadline;
 pub(crate) use tokenizer::sha256_hex;
-pub use tokenizer::{Encoded, TextTokenizer, TokenizerInfo};
+pub use tokenizer::{Encoded, TextTokenizer, TokenizerInfo, MAX_UNCUT};

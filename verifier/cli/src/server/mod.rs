@@ -406,6 +406,10 @@ impl From<Error> for ApiError {
                 "the request took longer than this service's time limit",
             );
         }
+        if matches!(e, Error::UncutRun { .. }) {
+            // Too long to tokenise under the time limit: a size the client can change.
+            return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "uncut_run", e.to_string());
+        }
         let code = match &e {
             Error::EmptyInput => "empty_input",
             Error::WrongTokenizer { .. } => "wrong_tokenizer",
@@ -1200,7 +1204,9 @@ async fn scan(
     let state = Arc::clone(&s);
     let (summary, documents, omitted) = blocking(&s, &ticket, move |deadline| {
         let detector = state.keys[key].get(false, false);
-        let scanner = Scanner::new(detector, state.tokenizer.as_ref()).jobs(1);
+        let scanner = Scanner::new(detector, state.tokenizer.as_ref())
+            .jobs(1)
+            .deadline(Deadline::at(deadline));
         let mut documents = Vec::new();
         let (mut used, mut omitted) = (0usize, 0usize);
         let corpus = UntilDeadline {
