@@ -48,7 +48,7 @@ use tracemark_candle::Rng;
 use tracemark_core::mix::{mix, value16};
 use tracemark_core::{Context, Key, Null, Scheme, SchemeConfig};
 
-use tracemark_verifier::canonical::{form_plan, FormPlan};
+use tracemark_verifier::canonical::{form_plan, FormFamily, FormPlan};
 use tracemark_verifier::stats;
 use tracemark_verifier::{canonicalize, Dedup, DetectOptions, Detector, Error, Result, TextTokenizer};
 
@@ -327,8 +327,17 @@ pub struct Cell {
     pub false_positives: u64,
     /// Sum over tests of the exact size: the probability of `p < alpha`
     /// under the null at that test's number of scored tokens (`alpha` for a
-    /// continuous test; 0 for an inconclusive one).
+    /// continuous test; 0 for an inconclusive one). For a test of two forms
+    /// at `alpha / 2` each, the Bonferroni bound: the sum of the two forms'
+    /// exact sizes at `alpha / 2` (at most `alpha`).
     pub exact_size_sum: f64,
+    /// The same sum with, for a test of two forms, the larger of the two
+    /// forms' exact sizes at `alpha / 2` instead: the family rejects whenever
+    /// either form does, so its size is at least that. The size of a test of
+    /// two dependent forms lies between this floor (forms that always agree)
+    /// and the bound (forms that never reject together); for one form both
+    /// are its exact size.
+    pub size_floor_sum: f64,
 }
 
 impl Cell {
@@ -336,6 +345,7 @@ impl Cell {
         self.tests += other.tests;
         self.false_positives += other.false_positives;
         self.exact_size_sum += other.exact_size_sum;
+        self.size_floor_sum += other.size_floor_sum;
     }
 
     /// The false-positive rate.
@@ -353,10 +363,18 @@ impl Cell {
         stats::clopper_pearson(self.false_positives, self.tests, confidence)
     }
 
-    /// Whether the exact size lies in the interval.
+    /// The mean size floor ([`Cell::size_floor_sum`]): the exact size when
+    /// every test was of one form.
+    pub fn size_floor(&self) -> f64 {
+        self.size_floor_sum / self.tests.max(1) as f64
+    }
+
+    /// Whether the interval meets the range the tests' size lies in, from
+    /// [`size_floor`](Self::size_floor) to [`exact_size`](Self::exact_size)
+    /// (one value, the exact size, when every test was of one form).
     pub fn size_within(&self, confidence: f64) -> bool {
         let (lo, hi) = self.interval(confidence);
-        (lo..=hi).contains(&self.exact_size())
+        lo <= self.exact_size() && self.size_floor().min(self.exact_size()) <= hi
     }
 }
 
@@ -378,21 +396,20 @@ pub struct SegmentTest {
 /// decides). `None` when no form was conclusive.
 pub fn test_segment(detector: &Detector, segment: &Segment) -> Result<Option<SegmentTest>> {
     let mut scored = Vec::with_capacity(2);
-    let mut best: Option<f64> = None;
+    let mut forms = Vec::with_capacity(2);
     for ids in std::iter::once(&segment.ids).chain(&segment.second) {
         let d = detector.detect_ids(&[], ids)?;
-        if let Some(l) = d.outcome.log10_p() {
+        let l = d.outcome.log10_p();
+        if l.is_some() {
             scored.push(d.counts.scored);
-            best = Some(best.map_or(l, |b| b.min(l)));
         }
+        forms.push(l);
     }
-    let forms = 1 + usize::from(segment.second.is_some());
-    // detect_text's arithmetic: the smaller log10 p plus log10 of the forms tested.
-    let correction = (forms as f64).log10();
-    Ok(best.map(|l| SegmentTest {
-        forms,
+    // detect_text's family of forms (SPEC §14.1), the verifier's own arithmetic.
+    Ok(FormFamily::of(&forms).log10_p().map(|log10_p| SegmentTest {
+        forms: forms.len(),
         scored,
-        log10_p: (l + correction).min(0.0),
+        log10_p,
     }))
 }
 
@@ -551,18 +568,22 @@ pub fn calibrate(
                     let outcome = test_segment(&detector, segment)?;
                     let cat = segment.category;
                     for a in 0..n_alpha {
-                        let (fp, size) = match &outcome {
+                        let (fp, size, floor) = match &outcome {
                             Some(t) => {
-                                let size = if t.forms == 1 {
-                                    t.scored.iter().map(|&n| sizes[a][n.min(max_n)]).sum()
+                                let (size, floor) = if t.forms == 1 {
+                                    let size = t.scored.iter().map(|&n| sizes[a][n.min(max_n)]).sum();
+                                    (size, size)
                                 } else {
-                                    let sum: f64 = t.scored.iter().map(|&n| half_sizes[a][n.min(max_n)]).sum();
-                                    sum.min(options.alphas[a])
+                                    let half = t.scored.iter().map(|&n| half_sizes[a][n.min(max_n)]);
+                                    (
+                                        half.clone().sum::<f64>().min(options.alphas[a]),
+                                        half.fold(0.0, f64::max),
+                                    )
                                 };
                                 let ln_p = t.log10_p * std::f64::consts::LN_10;
-                                (u64::from(ln_p < ln_alphas[a]), size)
+                                (u64::from(ln_p < ln_alphas[a]), size, floor)
                             }
-                            None => (0, 0.0),
+                            None => (0, 0.0, 0.0),
                         };
                         key_fp[a] += fp;
                         let block = corpus.categories.len() + 1 + (t * BLOCKS as u64 / options.tests) as usize;
@@ -571,6 +592,7 @@ pub fn calibrate(
                             c.tests += 1;
                             c.false_positives += fp;
                             c.exact_size_sum += size;
+                            c.size_floor_sum += floor;
                         }
                     }
                     match &outcome {

@@ -669,9 +669,11 @@ pub(crate) fn plan_forms(prompt: Option<&str>, completion: &str, deadline: Deadl
 }
 
 /// The test of several forms of one text as one test (SPEC §14.1): the
-/// smallest p-value times the number of forms tested (Bonferroni).
+/// smallest p-value times the number of forms tested (Bonferroni). Detection,
+/// scans and account attribution decide through it, and so does the lab's
+/// calibration.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) struct FormFamily {
+pub struct FormFamily {
     /// `log10` of the Bonferroni factor (`log10 k` for `k` forms).
     pub(crate) correction_log10: f64,
     /// Index of the form whose p-value is the smallest (the first of equal
@@ -684,7 +686,7 @@ pub(crate) struct FormFamily {
 impl FormFamily {
     /// The family of the forms' `log10` p-values (`None`: inconclusive), in
     /// the order they were tested.
-    pub(crate) fn of(forms: &[Option<f64>]) -> Self {
+    pub fn of(forms: &[Option<f64>]) -> Self {
         let correction_log10 = (forms.len() as f64).log10();
         let best = forms
             .iter()
@@ -699,8 +701,14 @@ impl FormFamily {
     }
 
     /// Whether the family rejects at `alpha`; `None` when it is inconclusive.
-    pub(crate) fn rejects(&self, alpha: f64) -> Option<bool> {
+    pub fn rejects(&self, alpha: f64) -> Option<bool> {
         self.family_log10_p.map(|l| l < alpha.log10())
+    }
+
+    /// `log10` of the family p-value (at most 0); `None` when every form was
+    /// inconclusive.
+    pub fn log10_p(&self) -> Option<f64> {
+        self.family_log10_p
     }
 }
 
