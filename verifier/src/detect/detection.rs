@@ -152,11 +152,7 @@ pub struct Detection {
     /// The semantic layer's exact test of the same text under the same key
     /// (SPEC §15.3), when a semantic scheme was given
     /// ([`Detection::add_semantic`]).
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        default,
-        deserialize_with = "super::layered::deserialize_semantic"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub semantic: Option<SemanticDetection>,
     /// The layered verdict's p-value (SPEC §15.4), when a semantic layer was
     /// tested: `verdict` then stands on it.

@@ -31,9 +31,7 @@ use tracemark_core::Semantic;
 
 use super::detection::{Detection, Verdict};
 use super::detector::Detector;
-use super::semantic::{
-    self, Previous, SemanticCounts, SemanticDetection, SemanticOutcome, SemanticSentence, SentenceStatus,
-};
+use super::semantic::{self, SemanticDetection};
 use crate::error::{Error, Result};
 use crate::text::canonical::{canonicalize, Canonical};
 
@@ -255,109 +253,6 @@ impl Detection {
         self.layered = Some(layered);
         Ok(())
     }
-}
-
-/// The semantic detection as read back from JSON (a sealed report is read
-/// and its seal checked): the same fields as [`SemanticDetection`].
-#[derive(Deserialize)]
-struct SemanticDetectionDe {
-    scheme: String,
-    key_id: String,
-    sentences_version: u32,
-    gamma: f64,
-    sentences: Vec<SemanticSentenceDe>,
-    counts: SemanticCountsDe,
-    outcome: SemanticOutcomeDe,
-}
-
-#[derive(Deserialize)]
-struct SemanticSentenceDe {
-    span: core::ops::Range<usize>,
-    words: usize,
-    #[serde(flatten)]
-    status: SentenceStatusDe,
-    #[serde(default)]
-    previous: Option<PreviousDe>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum PreviousDe {
-    Start,
-    Region(u32),
-}
-
-#[derive(Deserialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-enum SentenceStatusDe {
-    Short,
-    Scored { region: u32, green: bool },
-    Repeated { region: u32, green: bool },
-}
-
-#[derive(Deserialize)]
-struct SemanticCountsDe {
-    sentences: usize,
-    short: usize,
-    scored: usize,
-    distinct: usize,
-    green: usize,
-}
-
-#[derive(Deserialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
-enum SemanticOutcomeDe {
-    Tested { null: String, p_value: f64, log10_p: f64 },
-    Inconclusive { reason: String },
-}
-
-impl From<SemanticDetectionDe> for SemanticDetection {
-    fn from(d: SemanticDetectionDe) -> Self {
-        SemanticDetection {
-            scheme: d.scheme,
-            key_id: d.key_id,
-            sentences_version: d.sentences_version,
-            gamma: d.gamma,
-            sentences: d
-                .sentences
-                .into_iter()
-                .map(|s| SemanticSentence {
-                    span: s.span,
-                    words: s.words,
-                    status: match s.status {
-                        SentenceStatusDe::Short => SentenceStatus::Short,
-                        SentenceStatusDe::Scored { region, green } => SentenceStatus::Scored { region, green },
-                        SentenceStatusDe::Repeated { region, green } => SentenceStatus::Repeated { region, green },
-                    },
-                    previous: s.previous.map(|p| match p {
-                        PreviousDe::Start => Previous::Start,
-                        PreviousDe::Region(r) => Previous::Region(r),
-                    }),
-                })
-                .collect(),
-            counts: SemanticCounts {
-                sentences: d.counts.sentences,
-                short: d.counts.short,
-                scored: d.counts.scored,
-                distinct: d.counts.distinct,
-                green: d.counts.green,
-            },
-            outcome: match d.outcome {
-                SemanticOutcomeDe::Tested { null, p_value, log10_p } => {
-                    SemanticOutcome::Tested { null, p_value, log10_p }
-                }
-                SemanticOutcomeDe::Inconclusive { reason } => SemanticOutcome::Inconclusive { reason },
-            },
-        }
-    }
-}
-
-/// Deserialises [`Detection::semantic`] (`SemanticDetection` has no
-/// `Deserialize` of its own).
-pub(super) fn deserialize_semantic<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> core::result::Result<Option<SemanticDetection>, D::Error> {
-    Ok(Option::<SemanticDetectionDe>::deserialize(d)?.map(SemanticDetection::from))
 }
 
 #[cfg(test)]

@@ -51,7 +51,7 @@ use crate::stats;
 use crate::text::sentences::{sentence_spans, SENTENCES_VERSION};
 
 /// What became of one sentence.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum SentenceStatus {
@@ -77,7 +77,7 @@ pub enum SentenceStatus {
 }
 
 /// What a scored sentence's green bit was chained on (`chain=previous`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Previous {
@@ -89,7 +89,7 @@ pub enum Previous {
 }
 
 /// One sentence of the tested text.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SemanticSentence {
     /// Byte span in the text (empty spans for [`detect_regions`], which sees no text).
     pub span: Range<usize>,
@@ -101,12 +101,12 @@ pub struct SemanticSentence {
     /// For `chain=previous`, a scored sentence's previous region: its unit
     /// is the pair (`previous`, `region`). `None` for `chain=none` and for
     /// short sentences.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous: Option<Previous>,
 }
 
 /// The counts of a semantic test.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SemanticCounts {
     /// Sentences of the text (SPEC §15.1).
     pub sentences: usize,
@@ -122,7 +122,7 @@ pub struct SemanticCounts {
 }
 
 /// Whether the text was tested.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum SemanticOutcome {
@@ -153,7 +153,7 @@ impl SemanticOutcome {
 }
 
 /// The semantic layer's detection of one text under one key.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct SemanticDetection {
     /// The scheme string.
