@@ -3,12 +3,14 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
 
-# Big downloads and build outputs live outside the clone, keyed by version.
-CACHE ?= $(HOME)/.cache/tracemark
+# Big downloads and build outputs live outside the clone, keyed by version: CACHE=... (on the line
+# or in the environment), else TRACEMARK_CACHE (what scripts/fetch.py reads), else ~/.cache/tracemark.
+CACHE ?= $(or $(TRACEMARK_CACHE),$(HOME)/.cache/tracemark)
 export TRACEMARK_CACHE := $(CACHE)
-# The cache folder reaches recipes as TRACEMARK_CACHE (or an explicit CACHE=... on the line), never
-# as CACHE from the caller's environment: llama-cpp-python's server settings read unprefixed
-# environment variables, and take CACHE for their boolean `cache` option.
+# The cache folder reaches recipes, and the sub-makes of the quick pipelines, as TRACEMARK_CACHE (or
+# an explicit CACHE=... on the line), never as CACHE from the caller's environment:
+# llama-cpp-python's server settings read unprefixed environment variables, and take CACHE for
+# their boolean `cache` option.
 unexport CACHE
 export CARGO_TARGET_DIR ?= $(CACHE)/target
 PYTHON ?= python3
