@@ -7,6 +7,15 @@
 //! began or ended or streaming sessions were dropped, off the async workers
 //! (a call takes about a millisecond a hundred MB of free heap).
 //! Elsewhere (musl, macOS, Windows) this does nothing.
+//!
+//! The mapping threshold is also fixed. glibc raises it to the size of each
+//! mapped block freed (up to 32 MiB), so after the first large request the
+//! next ones' buffers are carved out of the arenas, where what they leave
+//! behind is fragments that trimming cannot return: idle RSS then wandered
+//! between 50 and 74 MB from one 3 MB text to the next. With the threshold
+//! fixed, a block of 256 KiB or more is its own mapping and goes back to the
+//! system when freed, and idle RSS stays within about 1 MB
+//! (`scripts/serve-abuse.py --only memory-after-timeouts`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -45,12 +54,19 @@ impl Trim {
 /// Caps glibc's arenas at one a core, at least 2 (its default is 8 a core):
 /// every thread that allocates may otherwise get one, each keeping its own
 /// fragments of past requests, and RSS after a burst of large requests
-/// would depend on which threads served them. Called once, before the
+/// would depend on which threads served them. Fixes the mapping threshold
+/// at [`MMAP_THRESHOLD`] (see the module's front). Called once, before the
 /// runtime's threads start.
 pub(crate) fn limit_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     set_arena_max(std::thread::available_parallelism().map_or(2, usize::from).max(2));
 }
+
+/// Blocks at least this large are mapped on their own and unmapped when freed
+/// (glibc starts at 128 KiB and then slides; requests' bodies, token buffers and
+/// responses are larger, the per-word allocations of scoring far smaller).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const MMAP_THRESHOLD: i32 = 256 << 10;
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
@@ -59,6 +75,7 @@ fn set_arena_max(arenas: usize) {
     // SAFETY: mallopt takes two integers and changes glibc's settings under its lock.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, arenas);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
     }
 }
 
