@@ -19,6 +19,7 @@ use core::str::FromStr;
 use crate::error::{Error, Result};
 use crate::mix::mix;
 use crate::prf::SipKey;
+use crate::simd::{self, Isa, HASH_LANES};
 
 /// How the preceding tokens select the seed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -183,6 +184,8 @@ pub struct Seeder {
     prf: SipKey,
     context: Context,
     rank_seed: u64,
+    /// The vector path of the batch context hashes.
+    isa: Isa,
 }
 
 impl fmt::Debug for Seeder {
@@ -209,6 +212,7 @@ impl Seeder {
             prf,
             context,
             rank_seed,
+            isa: Isa::detect(),
         }
     }
 
@@ -271,6 +275,38 @@ impl Seeder {
         })
     }
 
+    /// [`Seeder::context_seed`] of every position `from..sequence.len()` of
+    /// `sequence`, each after the tokens before it, given to `f` in order.
+    /// Left-hash contexts are hashed eight positions at a time in vector
+    /// lanes (`simd::hash_words_x8`): the batch path of detection.
+    #[inline]
+    pub fn for_each_context_seed<F: FnMut(Option<ContextSeed>)>(&self, sequence: &[u32], from: usize, mut f: F) {
+        let h = self.context.width();
+        let mut i = from;
+        if self.context.mode == ContextMode::LeftHash && h > 0 {
+            // Positions without a full window first, one at a time.
+            while i < sequence.len() && i < h {
+                f(self.context_seed(&sequence[..i]));
+                i += 1;
+            }
+            let tag = self.tag();
+            while i + HASH_LANES <= sequence.len() {
+                let windows: [&[u32]; HASH_LANES] = core::array::from_fn(|l| &sequence[i + l - h..i + l]);
+                for key in simd::hash_words_x8(self.isa, &self.prf, tag, windows) {
+                    f(Some(ContextSeed {
+                        key,
+                        anchor_rank: u32::MAX,
+                    }));
+                }
+                i += HASH_LANES;
+            }
+        }
+        while i < sequence.len() {
+            f(self.context_seed(&sequence[..i]));
+            i += 1;
+        }
+    }
+
     /// The seed under which `token` is valued at a position with context seed `cs`.
     ///
     /// For left-hash and min-hash this is `cs.key`. For self-hash a candidate
@@ -291,6 +327,20 @@ mod tests {
 
     fn seeder(ctx: Context) -> Seeder {
         Seeder::new(SipKey::new(1, 2), ctx)
+    }
+
+    #[test]
+    fn context_seeds_of_a_sequence_match_one_by_one() {
+        let seq: Vec<u32> = (0..23u32).map(|i| i.wrapping_mul(2_654_435_761) % 50_000).collect();
+        for ctx in ["lefthash:0", "lefthash:1", "lefthash:3", "minhash:4", "selfhash:2"] {
+            let s = seeder(ctx.parse().expect("valid"));
+            for from in [0, 1, 2, 5, 22, 23] {
+                let mut got = Vec::new();
+                s.for_each_context_seed(&seq, from, |cs| got.push(cs));
+                let want: Vec<_> = (from..seq.len()).map(|i| s.context_seed(&seq[..i])).collect();
+                assert_eq!(got, want, "{ctx} from {from}");
+            }
+        }
     }
 
     #[test]

@@ -180,6 +180,18 @@ pub mod internal {
         crate::prf::SipKey::new(k0, k1).hash_words(head, words)
     }
 
+    /// [`siphash_words`] of eight messages of one length at once in this
+    /// CPU's vector lanes (the batch path of detection; benched against
+    /// eight single calls).
+    pub fn siphash_words_x8(k0: u64, k1: u64, head: u32, words: [&[u32]; 8]) -> [u64; 8] {
+        crate::simd::hash_words_x8(
+            crate::simd::Isa::detect(),
+            &crate::prf::SipKey::new(k0, k1),
+            head,
+            words,
+        )
+    }
+
     /// The SipHash key `(k0, k1)` of a scheme sub-key (exposed for the golden vectors).
     pub fn scheme_prf_words(key: &Key, scheme: &str) -> (u64, u64) {
         let mac = crate::key::hmac_sha256(

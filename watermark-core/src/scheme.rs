@@ -346,6 +346,39 @@ pub trait Scheme: Send + Sync {
             value: self.value(seed, token),
         }))
     }
+
+    /// [`Scheme::observe`] of every token of `sequence` from index `from` on,
+    /// each after the tokens before it, appended to `out` in order: one call
+    /// a document, so that the per-token work (context hash, token seed, keyed
+    /// value) is compiled for the scheme and not dispatched token by token.
+    /// On a token outside the vocabulary, [`Error::TokenOutOfRange`] and `out`
+    /// as it was.
+    fn observe_each(&self, sequence: &[u32], from: usize, out: &mut Vec<Option<Observation>>) -> Result<()> {
+        let vocab = self.vocab_size();
+        let tail = sequence.get(from..).unwrap_or_default();
+        if let Some(&token) = tail.iter().find(|&&t| t as usize >= vocab) {
+            return Err(Error::TokenOutOfRange {
+                token,
+                vocab_size: vocab,
+            });
+        }
+        let seeder = self.seeder();
+        out.reserve(tail.len());
+        let mut tokens = tail.iter();
+        seeder.for_each_context_seed(sequence, from, |cs| {
+            let token = tokens.next().copied().unwrap_or_default();
+            out.push(cs.map(|cs| {
+                let seed = seeder.token_seed(&cs, token);
+                Observation {
+                    context_key: cs.key,
+                    seed,
+                    token,
+                    value: self.value(seed, token),
+                }
+            }));
+        });
+        Ok(())
+    }
 }
 
 impl fmt::Debug for dyn Scheme + '_ {

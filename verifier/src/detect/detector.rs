@@ -4,7 +4,7 @@
 use core::fmt;
 use std::sync::Arc;
 
-use tracemark_core::{Key, KeyId, Scheme, SchemeConfig};
+use tracemark_core::{Key, KeyId, Observation, Scheme, SchemeConfig};
 
 use super::detection::{Detection, Outcome, TestReport, Verdict};
 use super::forgery::ForgeryReference;
@@ -190,7 +190,7 @@ impl Detector {
         let mut sequence = Vec::with_capacity(prompt.len() + completion.len());
         sequence.extend_from_slice(prompt);
         sequence.extend_from_slice(completion);
-        let mut seen = Deduplicator::default();
+        let mut seen = Deduplicator::with_capacity(self.options.dedup, completion.len());
         let mut out = Observations {
             scored: Vec::with_capacity(completion.len()),
             counts: Counts {
@@ -200,16 +200,17 @@ impl Detector {
             },
             marks: marks.then(|| Vec::with_capacity(completion.len())),
         };
-        for (i, &token) in completion.iter().enumerate() {
-            let history = &sequence[..prompt.len() + i];
-            self.observe_token(history, i, token, &mut seen, &mut out)?;
+        let mut observed = Vec::with_capacity(completion.len());
+        self.scheme.observe_each(&sequence, prompt.len(), &mut observed)?;
+        for (i, o) in observed.into_iter().enumerate() {
+            self.record(i, completion[i], o, &mut seen, &mut out);
         }
         out.counts.scored = out.scored.len();
         Ok(out)
     }
 
     /// Observes `token` at completion index `i` after `history`: scored, a
-    /// repeat, or without context; the one step of batch and streaming detection.
+    /// repeat, or without context; the one step of streaming detection.
     #[inline]
     fn observe_token(
         &self,
@@ -219,7 +220,17 @@ impl Detector {
         seen: &mut Deduplicator,
         out: &mut Observations,
     ) -> Result<()> {
-        let (status, score) = match self.scheme.observe(history, token)? {
+        let o = self.scheme.observe(history, token)?;
+        self.record(i, token, o, seen, out);
+        Ok(())
+    }
+
+    /// Records the observation `o` of `token` at completion index `i`
+    /// (`None`: without context): scored, or a repeat; the step that batch
+    /// and streaming detection share.
+    #[inline]
+    fn record(&self, i: usize, token: u32, o: Option<Observation>, seen: &mut Deduplicator, out: &mut Observations) {
+        let (status, score) = match o {
             None => {
                 out.counts.skipped_short_context += 1;
                 (TokenStatus::ShortContext, 0.0)
@@ -249,7 +260,6 @@ impl Detector {
                 span: None,
             });
         }
-        Ok(())
     }
 
     /// A streaming detection of a completion that follows `prompt` (ids,
