@@ -348,12 +348,14 @@ pub trait Scheme: Send + Sync {
     }
 
     /// [`Scheme::observe`] of every token of `sequence` from index `from` on,
-    /// each after the tokens before it, appended to `out` in order: one call
-    /// a document, so that the per-token work (context hash, token seed, keyed
-    /// value) is compiled for the scheme and not dispatched token by token.
-    /// On a token outside the vocabulary, [`Error::TokenOutOfRange`] and `out`
-    /// as it was.
-    fn observe_each(&self, sequence: &[u32], from: usize, out: &mut Vec<Option<Observation>>) -> Result<()> {
+    /// each after the tokens before it, given to `f` in order with the
+    /// token's score ([`Scheme::score`] of its value; 0 without context): one
+    /// call a document, so that the per-token work (context hash, token seed,
+    /// keyed value, score) is compiled for the scheme and not dispatched token
+    /// by token, and left-hash context keys are hashed several positions at a
+    /// time ([`Seeder::for_each_context_seed`]). On a token outside the
+    /// vocabulary, [`Error::TokenOutOfRange`] before `f` is called.
+    fn observe_each(&self, sequence: &[u32], from: usize, f: &mut dyn FnMut(Option<Observation>, f64)) -> Result<()> {
         let vocab = self.vocab_size();
         let tail = sequence.get(from..).unwrap_or_default();
         if let Some(&token) = tail.iter().find(|&&t| t as usize >= vocab) {
@@ -363,19 +365,23 @@ pub trait Scheme: Send + Sync {
             });
         }
         let seeder = self.seeder();
-        out.reserve(tail.len());
         let mut tokens = tail.iter();
         seeder.for_each_context_seed(sequence, from, |cs| {
             let token = tokens.next().copied().unwrap_or_default();
-            out.push(cs.map(|cs| {
-                let seed = seeder.token_seed(&cs, token);
-                Observation {
-                    context_key: cs.key,
-                    seed,
-                    token,
-                    value: self.value(seed, token),
+            match cs {
+                None => f(None, 0.0),
+                Some(cs) => {
+                    let seed = seeder.token_seed(&cs, token);
+                    let value = self.value(seed, token);
+                    let o = Observation {
+                        context_key: cs.key,
+                        seed,
+                        token,
+                        value,
+                    };
+                    f(Some(o), self.score(value));
                 }
-            }));
+            }
         });
         Ok(())
     }

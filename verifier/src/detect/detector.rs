@@ -200,11 +200,11 @@ impl Detector {
             },
             marks: marks.then(|| Vec::with_capacity(completion.len())),
         };
-        let mut observed = Vec::with_capacity(completion.len());
-        self.scheme.observe_each(&sequence, prompt.len(), &mut observed)?;
-        for (i, o) in observed.into_iter().enumerate() {
-            self.record(i, completion[i], o, &mut seen, &mut out);
-        }
+        let mut i = 0;
+        self.scheme.observe_each(&sequence, prompt.len(), &mut |o, score| {
+            self.record(i, completion[i], o, score, &mut seen, &mut out);
+            i += 1;
+        })?;
         out.counts.scored = out.scored.len();
         Ok(out)
     }
@@ -221,15 +221,24 @@ impl Detector {
         out: &mut Observations,
     ) -> Result<()> {
         let o = self.scheme.observe(history, token)?;
-        self.record(i, token, o, seen, out);
+        let score = o.map_or(0.0, |o| self.scheme.score(o.value));
+        self.record(i, token, o, score, seen, out);
         Ok(())
     }
 
     /// Records the observation `o` of `token` at completion index `i`
-    /// (`None`: without context): scored, or a repeat; the step that batch
-    /// and streaming detection share.
+    /// (`None`: without context) and its score: scored, or a repeat; the step
+    /// that batch and streaming detection share.
     #[inline]
-    fn record(&self, i: usize, token: u32, o: Option<Observation>, seen: &mut Deduplicator, out: &mut Observations) {
+    fn record(
+        &self,
+        i: usize,
+        token: u32,
+        o: Option<Observation>,
+        score: f64,
+        seen: &mut Deduplicator,
+        out: &mut Observations,
+    ) {
         let (status, score) = match o {
             None => {
                 out.counts.skipped_short_context += 1;
@@ -240,7 +249,6 @@ impl Detector {
                     out.counts.skipped_duplicate += 1;
                     (TokenStatus::Duplicate, 0.0)
                 } else {
-                    let score = self.scheme.score(o.value);
                     out.scored.push(Scored {
                         position: i as u32,
                         context_key: o.context_key,
