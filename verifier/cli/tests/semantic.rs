@@ -3,7 +3,8 @@
 //! library computes with the same embeddings, the layered p-value is the
 //! weighted Bonferroni of SPEC §15.4 in closed form, a layer that cannot be
 //! tested gives its weight to the other, and outputs without `--semantic`
-//! carry no semantic field.
+//! carry no semantic field; `tracemark serve --semantic` answers a text
+//! detect with `"semantic": true` as the CLI does.
 //!
 //! Needs all-MiniLM-L6-v2 at `$TRACEMARK_EMBEDDER` (`make test-rust` sets it
 //! from `python3 scripts/fetch.py embedder`); `#[ignore]`d only so that a bare
@@ -19,7 +20,8 @@ mod support;
 use std::path::PathBuf;
 use std::process::Output;
 
-use serde_json::Value;
+use serde_json::{json, Value};
+use support::server::Server;
 use support::{generate, s, tracemark, word_tokenizer_json, words, Dir, Rng};
 use tracemark_candle::embed::Embedder;
 use tracemark_core::{Region, SchemeConfig, Semantic};
@@ -281,4 +283,70 @@ fn semantic_layer_and_layered_verdict() {
     );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("gamma"));
+}
+
+#[test]
+#[ignore = "needs TRACEMARK_EMBEDDER (make test-rust)"]
+fn the_service_tests_the_semantic_layer_as_the_cli_does() {
+    let dir = Dir::new("serve-semantic");
+    let key = Rng::new(2025).key();
+    let key_path = dir.path("served.key");
+    key.save(&key_path).expect("save");
+    let tok = dir.path("tokenizer.json");
+    std::fs::write(&tok, word_tokenizer_json(VOCAB)).expect("write");
+    let emb_dir = embedder_dir();
+    let embedder = Embedder::load(&emb_dir).expect("loads");
+    let scheme = Semantic::new(&key, SEMANTIC.parse().expect("valid")).expect("valid");
+    let (green, red) = split_pool(&scheme, &embedder);
+    let cfg: SchemeConfig = SCHEME.parse().expect("cfg");
+    let kgw = cfg.build(&key, VOCAB).expect("scheme");
+    let ids = generate(kgw.as_ref(), &[1], 120, &mut Rng::new(7), |_, r| {
+        (0..VOCAB).map(|_| r.uniform() as f32 * 2.0).collect()
+    });
+    let text = format!("{}\n{} {} {} {} Yes.", words(&ids), green[0], red[0], green[1], red[1]);
+    let path = dir.path("both.txt");
+    std::fs::write(&path, &text).expect("write");
+    let cli = json(&tracemark(&[
+        "detect",
+        "--json",
+        "--key",
+        s(&key_path),
+        "--scheme",
+        SCHEME,
+        "--tokenizer",
+        s(&tok),
+        "--semantic",
+        SEMANTIC,
+        "--embedder",
+        s(&emb_dir),
+        s(&path),
+    ]));
+    assert!(cli["semantic"].is_object() && cli["layered"].is_object(), "{cli}");
+
+    let server = Server::start(&dir, &[&key_path], &["--semantic", SEMANTIC, "--embedder", s(&emb_dir)]);
+    let (status, d) = server.json("POST", "/v1/detect", Some(&json!({"text": text, "semantic": true})));
+    assert_eq!(status, 200, "{d}");
+    for field in ["semantic", "layered", "verdict", "outcome"] {
+        assert_eq!(d[field], cli[field], "{field}");
+    }
+    // Without the flag the request costs what it did: no embedding, no semantic field.
+    let (status, plain) = server.json("POST", "/v1/detect", Some(&json!({"text": text})));
+    assert_eq!(status, 200);
+    assert!(
+        plain.get("semantic").is_none() && plain.get("layered").is_none(),
+        "{plain}"
+    );
+    assert_eq!(plain["outcome"], cli["outcome"]);
+    // The layer tests text, of one key.
+    let (status, e) = server.json("POST", "/v1/detect", Some(&json!({"ids": ids, "semantic": true})));
+    assert_eq!((status, &e["error"]["code"]), (400, &json!("bad_request")), "{e}");
+    drop(server);
+
+    // A service started without --semantic says so.
+    let server = Server::start(&dir, &[&key_path], &[]);
+    let (status, e) = server.json("POST", "/v1/detect", Some(&json!({"text": text, "semantic": true})));
+    assert_eq!((status, &e["error"]["code"]), (422, &json!("semantic")), "{e}");
+    let log = server.log();
+    let key_hex = std::fs::read_to_string(&key_path).expect("key");
+    assert!(!log.contains(key_hex.trim()), "a key in the log");
 }

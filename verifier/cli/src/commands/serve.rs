@@ -8,9 +8,10 @@ use clap::Args;
 use tracemark_verifier::Dedup;
 
 use crate::args::ModelArgs;
+use crate::commands::detect::{load_embedder, semantic_scheme};
 use crate::exit::{Exit, Failure};
 use crate::input::load_key;
-use crate::server::{self, Budgets, Config, ConnLimits, ServedKey, TokenTable};
+use crate::server::{self, Budgets, Config, ConnLimits, SemanticLayer, ServedKey, TokenTable};
 
 /// What `serve` takes.
 #[derive(Args)]
@@ -103,6 +104,17 @@ pub(crate) struct ServeArgs {
     /// Worker threads (0 = one per core)
     #[arg(long, default_value_t = 0)]
     pub(crate) threads: usize,
+    /// Offer the semantic layer under each served key (a scheme string,
+    /// `semantic:gamma=0.25,planes=8`): a text detect with `"semantic": true`
+    /// also tests it, and its verdict stands on both layers (SPEC 15.4). Needs
+    /// --tokenizer; the embedder is loaded once at start (about 90 MB)
+    #[arg(long, value_name = "SCHEME")]
+    pub(crate) semantic: Option<String>,
+    /// The sentence embedder's folder for --semantic (all-MiniLM-L6-v2, from
+    /// `python3 scripts/fetch.py embedder`); default $TRACEMARK_EMBEDDER, else
+    /// where that script puts it
+    #[arg(long, value_name = "DIR", requires = "semantic")]
+    pub(crate) embedder: Option<PathBuf>,
 }
 
 /// Runs `serve` until interrupted (Ctrl-C or SIGTERM).
@@ -175,7 +187,20 @@ pub(crate) fn run(a: ServeArgs) -> Result<Exit, Failure> {
         token_stream_memory: a.token_stream_memory.min(a.stream_memory),
         log_texts: a.log_texts,
     };
-    let state = server::State::new(config, keys, tokenizer, tokens)?;
+    let semantic = match &a.semantic {
+        None => None,
+        Some(_) if tokenizer.is_none() => {
+            return Err(Failure::Usage("--semantic tests text: give --tokenizer as well".into()))
+        }
+        Some(scheme) => Some(SemanticLayer {
+            schemes: keys
+                .iter()
+                .map(|k| semantic_scheme(&k.key, scheme))
+                .collect::<Result<_, _>>()?,
+            embedder: load_embedder(a.embedder.as_deref())?,
+        }),
+    };
+    let state = server::State::new(config, keys, tokenizer, tokens, semantic)?;
     let threads = if a.threads == 0 {
         std::thread::available_parallelism().map_or(2, usize::from)
     } else {

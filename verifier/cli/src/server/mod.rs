@@ -44,7 +44,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use tracemark_core::{Key, SchemeConfig};
+use tracemark_candle::embed::Embedder;
+use tracemark_core::{Key, SchemeConfig, Semantic};
 use tracemark_verifier::internal::sha256_hex;
 use tracemark_verifier::serving::SchemeSource;
 use tracemark_verifier::text::Deadline;
@@ -58,6 +59,7 @@ use limits::{Admission, Budget, RateLimiter};
 pub(crate) use limits::{Budgets, TokenTable};
 use logs::{account, ErrorCode, Sampler, ACCOUNT};
 
+use crate::commands::detect::{semantic_layer, LayerError};
 use crate::exit::Failure;
 
 /// The OpenAPI description of the service, served at `/openapi.json`.
@@ -123,6 +125,13 @@ pub(crate) struct ServedKey {
     pub(crate) label: String,
     pub(crate) key: Key,
     pub(crate) scheme_source: SchemeSource,
+}
+
+/// The semantic layer the service offers (`--semantic`): each served key's
+/// scheme, in the order of the keys, and the sentence embedder, loaded once.
+pub(crate) struct SemanticLayer {
+    pub(crate) schemes: Vec<Semantic>,
+    pub(crate) embedder: Embedder,
 }
 
 /// One key's detectors: plain, with marks, with a window search, with both.
@@ -213,6 +222,7 @@ pub(crate) struct State {
     keys: Vec<KeyDetectors>,
     keyring: Option<KeyringDetector>,
     tokenizer: Option<TextTokenizer>,
+    semantic: Option<SemanticLayer>,
     tokens: TokenTable,
     limiter: RateLimiter,
     streams: Mutex<HashMap<String, Arc<Session>>>,
@@ -255,6 +265,7 @@ impl State {
         keys: Vec<ServedKey>,
         tokenizer: Option<TextTokenizer>,
         tokens: TokenTable,
+        semantic: Option<SemanticLayer>,
     ) -> Result<Arc<Self>, Failure> {
         let options = |window: bool, marks: bool| DetectOptions {
             dedup: config.dedup,
@@ -288,6 +299,7 @@ impl State {
             keys: built,
             keyring,
             tokenizer,
+            semantic,
             streams: Mutex::new(HashMap::new()),
             stream_bytes: Arc::new(AtomicUsize::new(0)),
             token_stream_bytes: tokens
@@ -942,6 +954,9 @@ struct DetectRequest {
     window: bool,
     #[serde(default)]
     marks: bool,
+    /// Also test the semantic layer (text, one key, a service started with --semantic).
+    #[serde(default)]
+    semantic: bool,
 }
 
 /// What a detection request tests.
@@ -1029,6 +1044,26 @@ async fn detect(Extract(s): Extract<Arc<State>>, headers: HeaderMap, body: Body)
             "window and marks are for one key: name it with \"key_id\"",
         ));
     }
+    if request.semantic {
+        if s.semantic.is_none() {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "semantic",
+                "this service was started without --semantic",
+            ));
+        }
+        if !matches!(subject, Subject::Text { .. }) {
+            return Err(ApiError::bad_request(
+                "the semantic layer tests text: send \"text\", not ids",
+            ));
+        }
+        if key.is_none() {
+            return Err(ApiError::bad_request(
+                "the semantic layer is for one key: name it with \"key_id\"",
+            ));
+        }
+    }
+    let semantic = request.semantic;
     let digest_logged = subject.sha256();
     let logged = s.config.log_texts.then(|| match &subject {
         Subject::Text { text, .. } => text.clone(),
@@ -1040,8 +1075,21 @@ async fn detect(Extract(s): Extract<Arc<State>>, headers: HeaderMap, body: Body)
         let tokenizer = state.tokenizer.as_ref();
         Ok(match key {
             Some(i) => {
-                let mut d = subject.detect(state.keys[i].get(window, marks), tokenizer, deadline)?;
+                let detector = state.keys[i].get(window, marks);
+                let mut d = subject.detect(detector, tokenizer, deadline)?;
                 d.scheme_source = Some(state.keys[i].scheme_source.clone());
+                if let (true, Some(layer), Subject::Text { text, .. }) = (semantic, &state.semantic, &subject) {
+                    semantic_layer(&mut d, detector, &layer.schemes[i], &layer.embedder, text, deadline).map_err(
+                        |e| match e {
+                            LayerError::Verifier(e) => ApiError::from(e),
+                            LayerError::Embedder(m) => ApiError::new(
+                                StatusCode::INTERNAL_SERVER_ERROR,
+                                "embedder",
+                                format!("the sentence embedder failed: {m}"),
+                            ),
+                        },
+                    )?;
+                }
                 DetectResponse::Single(d)
             }
             None => match &state.keyring {

@@ -5,6 +5,8 @@
 #[path = "../../../tests/support/mod.rs"]
 mod verifier_support;
 
+pub mod server;
+
 pub use verifier_support::*;
 
 use std::path::Path;
