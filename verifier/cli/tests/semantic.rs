@@ -111,37 +111,70 @@ fn split_pool(scheme: &Semantic, embedder: &Embedder) -> (Vec<&'static str>, Vec
     (green, red)
 }
 
+/// What both tests start from: a key saved in `dir`, the word tokenizer, the
+/// embedder, the pool split by the key's semantic scheme, 120 token-watermarked
+/// word ids and a text of them followed by two green and two red sentences
+/// and a short one (the words of which the word tokenizer reads as w0).
+struct Fixture {
+    key_path: PathBuf,
+    tok: PathBuf,
+    emb_dir: PathBuf,
+    embedder: Embedder,
+    scheme: Semantic,
+    green: Vec<&'static str>,
+    ids: Vec<u32>,
+    text: String,
+}
+
+impl Fixture {
+    fn new(dir: &Dir) -> Self {
+        let key = Rng::new(2025).key();
+        let key_path = dir.path("served.key");
+        key.save(&key_path).expect("save");
+        let tok = dir.path("tokenizer.json");
+        std::fs::write(&tok, word_tokenizer_json(VOCAB)).expect("write");
+        let emb_dir = embedder_dir();
+        let embedder = Embedder::load(&emb_dir).expect("loads");
+        let scheme = Semantic::new(&key, SEMANTIC.parse().expect("valid")).expect("valid");
+        let (green, red) = split_pool(&scheme, &embedder);
+        // gamma = 1/4 of about 40 distinct regions: about 10 green (binomial sd 2.7).
+        assert!(
+            green.len() >= 6 && red.len() >= 6,
+            "{} green, {} red",
+            green.len(),
+            red.len()
+        );
+        let cfg: SchemeConfig = SCHEME.parse().expect("cfg");
+        let kgw = cfg.build(&key, VOCAB).expect("scheme");
+        let ids = generate(kgw.as_ref(), &[1], 120, &mut Rng::new(7), |_, r| {
+            (0..VOCAB).map(|_| r.uniform() as f32 * 2.0).collect()
+        });
+        let text = format!("{}\n{} {} {} {} Yes.", words(&ids), green[0], red[0], green[1], red[1]);
+        Fixture {
+            key_path,
+            tok,
+            emb_dir,
+            embedder,
+            scheme,
+            green,
+            ids,
+            text,
+        }
+    }
+}
+
 #[test]
 #[ignore = "needs TRACEMARK_EMBEDDER (make test-rust)"]
 fn semantic_layer_and_layered_verdict() {
     let dir = Dir::new("cli-semantic");
-    let key = Rng::new(2025).key();
-    let key_path = dir.path("served.key");
-    key.save(&key_path).expect("save");
-    let tok = dir.path("tokenizer.json");
-    std::fs::write(&tok, word_tokenizer_json(VOCAB)).expect("write");
-    let emb_dir = embedder_dir();
-    let embedder = Embedder::load(&emb_dir).expect("loads");
-    let scheme = Semantic::new(&key, SEMANTIC.parse().expect("valid")).expect("valid");
-    let (green, red) = split_pool(&scheme, &embedder);
-    // gamma = 1/4 of about 40 distinct regions: about 10 green (binomial sd 2.7).
-    assert!(
-        green.len() >= 6 && red.len() >= 6,
-        "{} green, {} red",
-        green.len(),
-        red.len()
-    );
-    let common = ["--key", s(&key_path), "--scheme", SCHEME, "--tokenizer", s(&tok)];
-    let semantic = ["--semantic", SEMANTIC, "--embedder", s(&emb_dir)];
+    let fx = Fixture::new(&dir);
+    let (key_path, tok, emb_dir) = (&fx.key_path, &fx.tok, &fx.emb_dir);
+    let (embedder, scheme, green, text) = (&fx.embedder, &fx.scheme, &fx.green, &fx.text);
+    let common = ["--key", s(key_path), "--scheme", SCHEME, "--tokenizer", s(tok)];
+    let semantic = ["--semantic", SEMANTIC, "--embedder", s(emb_dir)];
 
     // 1. Both layers tested: token-watermarked word ids, then two green and
-    // two red sentences (the words of which the word tokenizer reads as w0).
-    let cfg: SchemeConfig = SCHEME.parse().expect("cfg");
-    let kgw = cfg.build(&key, VOCAB).expect("scheme");
-    let ids = generate(kgw.as_ref(), &[1], 120, &mut Rng::new(7), |_, r| {
-        (0..VOCAB).map(|_| r.uniform() as f32 * 2.0).collect()
-    });
-    let text = format!("{}\n{} {} {} {} Yes.", words(&ids), green[0], red[0], green[1], red[1]);
+    // two red sentences.
     let path = dir.path("both.txt");
     std::fs::write(&path, &text).expect("write");
     let plain = tracemark(&[&["detect", "--json"][..], &common[..], &[s(&path)]].concat());
@@ -289,21 +322,8 @@ fn semantic_layer_and_layered_verdict() {
 #[ignore = "needs TRACEMARK_EMBEDDER (make test-rust)"]
 fn the_service_tests_the_semantic_layer_as_the_cli_does() {
     let dir = Dir::new("serve-semantic");
-    let key = Rng::new(2025).key();
-    let key_path = dir.path("served.key");
-    key.save(&key_path).expect("save");
-    let tok = dir.path("tokenizer.json");
-    std::fs::write(&tok, word_tokenizer_json(VOCAB)).expect("write");
-    let emb_dir = embedder_dir();
-    let embedder = Embedder::load(&emb_dir).expect("loads");
-    let scheme = Semantic::new(&key, SEMANTIC.parse().expect("valid")).expect("valid");
-    let (green, red) = split_pool(&scheme, &embedder);
-    let cfg: SchemeConfig = SCHEME.parse().expect("cfg");
-    let kgw = cfg.build(&key, VOCAB).expect("scheme");
-    let ids = generate(kgw.as_ref(), &[1], 120, &mut Rng::new(7), |_, r| {
-        (0..VOCAB).map(|_| r.uniform() as f32 * 2.0).collect()
-    });
-    let text = format!("{}\n{} {} {} {} Yes.", words(&ids), green[0], red[0], green[1], red[1]);
+    let fx = Fixture::new(&dir);
+    let (key_path, tok, emb_dir, ids, text) = (&fx.key_path, &fx.tok, &fx.emb_dir, &fx.ids, &fx.text);
     let path = dir.path("both.txt");
     std::fs::write(&path, &text).expect("write");
     let cli = json(&tracemark(&[
