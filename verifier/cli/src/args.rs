@@ -165,6 +165,15 @@ pub(crate) struct ScanArgs {
     /// Write per-document results (JSONL) here instead of standard output
     #[arg(long)]
     pub(crate) out: Option<PathBuf>,
+    /// Also test the semantic layer of the whole corpus under the same key (a
+    /// scheme string, `semantic:gamma=0.25,planes=8`): every text's sentences,
+    /// each repeated unit counted once across documents; the aggregate verdict
+    /// then stands on both layers (SPEC 15.4). A corpus file, not standard input
+    #[arg(long, value_name = "SCHEME")]
+    pub(crate) semantic: Option<String>,
+    /// The sentence embedder's folder for --semantic (default as for `detect --semantic`)
+    #[arg(long, value_name = "DIR", requires = "semantic")]
+    pub(crate) embedder: Option<PathBuf>,
 }
 
 #[derive(Args)]

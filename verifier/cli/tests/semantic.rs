@@ -4,7 +4,8 @@
 //! weighted Bonferroni of SPEC §15.4 in closed form, a layer that cannot be
 //! tested gives its weight to the other, and outputs without `--semantic`
 //! carry no semantic field; `tracemark serve --semantic` answers a text
-//! detect with `"semantic": true` as the CLI does.
+//! detect with `"semantic": true` as the CLI does, and `scan --semantic`
+//! tests the sentences of the whole corpus together.
 //!
 //! Needs all-MiniLM-L6-v2 at `$TRACEMARK_EMBEDDER` (`make test-rust` sets it
 //! from `python3 scripts/fetch.py embedder`); `#[ignore]`d only so that a bare
@@ -25,7 +26,7 @@ use support::server::Server;
 use support::{generate, s, tracemark, word_tokenizer_json, words, Dir, Rng};
 use tracemark_candle::embed::Embedder;
 use tracemark_core::{Region, SchemeConfig, Semantic};
-use tracemark_verifier::detect::semantic::{detect_text, scored_spans};
+use tracemark_verifier::detect::semantic::{detect_text, scored_spans, SemanticCorpus};
 use tracemark_verifier::report::Report;
 
 const SCHEME: &str = "kgw:gamma=0.25,delta=2,context=lefthash:1";
@@ -369,4 +370,64 @@ fn the_service_tests_the_semantic_layer_as_the_cli_does() {
     let log = server.log();
     let key_hex = std::fs::read_to_string(&key_path).expect("key");
     assert!(!log.contains(key_hex.trim()), "a key in the log");
+}
+
+#[test]
+#[ignore = "needs TRACEMARK_EMBEDDER (make test-rust)"]
+fn a_scan_tests_the_semantic_layer_of_the_whole_corpus() {
+    let dir = Dir::new("scan-semantic");
+    let fx = Fixture::new(&dir);
+    let (key_path, tok, emb_dir, green) = (&fx.key_path, &fx.tok, &fx.emb_dir, &fx.green);
+    // Three answers of two green sentences each, one sentence in two of them,
+    // an answer as ids and a line that is not JSON (the token scan counts
+    // them; the semantic layer skips them).
+    let texts = [
+        format!("{} {}", green[0], green[1]),
+        format!("{} {}", green[2], green[0]),
+        format!("{} {} Yes.", green[3], green[4]),
+    ];
+    let mut lines: Vec<String> = texts.iter().map(|t| json!({ "text": t }).to_string()).collect();
+    lines.push(json!({"ids": [1, 2, 3, 4, 5]}).to_string());
+    lines.push("not json".into());
+    let corpus = dir.path("corpus.jsonl");
+    std::fs::write(&corpus, lines.join("\n") + "\n").expect("write");
+    let common = ["--key", s(key_path), "--scheme", SCHEME, "--tokenizer", s(tok)];
+    let semantic = ["--semantic", SEMANTIC, "--embedder", s(emb_dir)];
+    let summary = |out: &Output| -> Value {
+        let last = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .to_string();
+        serde_json::from_str::<Value>(&last).unwrap_or_else(|e| panic!("{e}: {last}"))["summary"].clone()
+    };
+    let out = tracemark(&[&["scan", "--json"][..], &common[..], &semantic[..], &[s(&corpus)]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let with = summary(&out);
+    let plain = summary(&tracemark(
+        &[&["scan", "--json"][..], &common[..], &[s(&corpus)]].concat(),
+    ));
+    assert!(plain["aggregate"].get("semantic").is_none() && plain["aggregate"].get("layered").is_none());
+    assert_eq!(with["aggregate"]["outcome"], plain["aggregate"]["outcome"]);
+    // The library's corpus test on the same embeddings.
+    let mut want = SemanticCorpus::new(&fx.scheme);
+    for t in &texts {
+        let spans = scored_spans(fx.scheme.config(), t);
+        let sentences: Vec<&str> = spans.iter().map(|r| &t[r.clone()]).collect();
+        let e = fx.embedder.embed(&sentences).expect("embeds");
+        let rows: Vec<&[f32]> = e.rows().collect();
+        want.push_text(t, &rows).expect("tested");
+    }
+    let want = want.finish();
+    assert_eq!(
+        with["aggregate"]["semantic"],
+        serde_json::to_value(&want).expect("json")
+    );
+    // Six scored sentences (green[0] in two answers), one short.
+    assert_eq!(with["aggregate"]["semantic"]["counts"]["scored"], 6);
+    assert_eq!(with["aggregate"]["semantic"]["counts"]["short"], 1);
+    assert!(with["aggregate"]["layered"].is_object());
+    // Standard input cannot be read twice.
+    let out = tracemark(&[&["scan", "--json"][..], &common[..], &semantic[..], &["-"]].concat());
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -186,32 +186,76 @@ pub fn scored_spans(config: &SemanticConfig, text: &str) -> Vec<Range<usize>> {
 /// Fails if their number differs from the number of scored sentences, or
 /// one is not 384 finite values.
 pub fn detect_text<E: AsRef<[f32]>>(scheme: &Semantic, text: &str, embeddings: &[E]) -> Result<SemanticDetection> {
-    let spans = sentence_spans(text);
-    let scored = spans
-        .iter()
-        .filter(|s| scheme.config().is_scored(&text[(*s).clone()]))
-        .count();
-    if scored != embeddings.len() {
-        return Err(Error::InvalidOption {
-            name: "embeddings",
-            message: format!(
-                "{} embeddings for {scored} scored sentences: embed each span of scored_spans, in order",
-                embeddings.len()
-            ),
-        });
-    }
-    let mut next = embeddings.iter();
-    let mut tally = Tally::new(scheme);
-    for span in spans {
-        let words = tracemark_core::word_count(&text[span.clone()]);
-        let region = match scheme.config().is_scored(&text[span.clone()]) {
-            // `scored == embeddings.len()`, so there is one for each scored sentence.
-            true => next.next().map(|e| scheme.region(e.as_ref())).transpose()?,
-            false => None,
-        };
-        tally.push(span, words, region);
-    }
+    let mut tally = Tally::new(scheme, true);
+    tally.push_text(text, embeddings)?;
     Ok(tally.finish())
+}
+
+/// The semantic layer of many texts tested together: a corpus, or the
+/// answers of one account. Each text's scored sentences are chained from the
+/// spec's start value (`chain=previous`), and units repeated anywhere in
+/// the corpus count once, so a sentence copied into many documents, or two
+/// documents on the same spot, are not new evidence; the test is then the
+/// same exact binomial as one text's, over the corpus's distinct units
+/// (exact for the same reason: distinct units have independent green bits
+/// over the key). Per-sentence records are not kept.
+///
+/// ```
+/// use tracemark_core::{Key, Semantic, REFERENCE_MEAN};
+/// use tracemark_verifier::detect::semantic::{scored_spans, SemanticCorpus};
+///
+/// let key = Key::from_bytes([7; 32]); // use Key::load() in practice
+/// let scheme = Semantic::new(&key, "semantic:gamma=0.25,planes=8".parse()?)?;
+/// let mut corpus = SemanticCorpus::new(&scheme);
+/// for text in ["The first long sentence is here.", "The first long sentence is here. Yes."] {
+///     let n = scored_spans(scheme.config(), text).len();
+///     corpus.push_text(text, &vec![REFERENCE_MEAN.to_vec(); n])?; // embed each span in practice
+/// }
+/// let d = corpus.finish();
+/// assert_eq!((d.counts.scored, d.counts.distinct, d.counts.short), (2, 1, 1));
+/// # Ok::<(), tracemark_verifier::Error>(())
+/// ```
+pub struct SemanticCorpus<'a> {
+    tally: Tally<'a>,
+    documents: usize,
+}
+
+impl<'a> SemanticCorpus<'a> {
+    /// An empty corpus tested under `scheme`.
+    pub fn new(scheme: &'a Semantic) -> Self {
+        Self {
+            tally: Tally::new(scheme, false),
+            documents: 0,
+        }
+    }
+
+    /// Adds a text, given the embeddings of its [`scored_spans`] in order
+    /// (the errors of [`detect_text`]; on error nothing is added).
+    pub fn push_text<E: AsRef<[f32]>>(&mut self, text: &str, embeddings: &[E]) -> Result<()> {
+        self.tally.push_text(text, embeddings)?;
+        self.documents += 1;
+        Ok(())
+    }
+
+    /// Adds the regions of one text's scored sentences, in order (computed
+    /// elsewhere, as for [`detect_regions`]).
+    pub fn push_regions(&mut self, regions: &[Region]) {
+        self.tally.start_text();
+        for &r in regions {
+            self.tally.push(0..0, 0, Some(r));
+        }
+        self.documents += 1;
+    }
+
+    /// Texts added so far.
+    pub fn documents(&self) -> usize {
+        self.documents
+    }
+
+    /// The test over every text added.
+    pub fn finish(self) -> SemanticDetection {
+        self.tally.finish()
+    }
 }
 
 /// Tests the regions of a text's scored sentences, in order (computed
@@ -219,7 +263,7 @@ pub fn detect_text<E: AsRef<[f32]>>(scheme: &Semantic, text: &str, embeddings: &
 /// `chain=previous` the order is the chain: each region is chained on the
 /// one before it.
 pub fn detect_regions(scheme: &Semantic, regions: &[Region]) -> SemanticDetection {
-    let mut tally = Tally::new(scheme);
+    let mut tally = Tally::new(scheme, true);
     for &r in regions {
         tally.push(0..0, 0, Some(r));
     }
@@ -234,18 +278,62 @@ struct Tally<'a> {
     /// The region of the last scored sentence (`None` before the first).
     previous: Option<Region>,
     sentences: Vec<SemanticSentence>,
+    /// Whether `sentences` is kept (one text) or not (a corpus).
+    keep: bool,
     counts: SemanticCounts,
 }
 
 impl<'a> Tally<'a> {
-    fn new(scheme: &'a Semantic) -> Self {
+    fn new(scheme: &'a Semantic, keep: bool) -> Self {
         Self {
             scheme,
             seen: HashSet::new(),
             previous: None,
             sentences: Vec::new(),
+            keep,
             counts: SemanticCounts::default(),
         }
+    }
+
+    /// A new text begins: its first scored sentence is chained on the start value.
+    fn start_text(&mut self) {
+        self.previous = None;
+    }
+
+    /// Adds a text given the embeddings of its scored spans, in order;
+    /// nothing on error.
+    fn push_text<E: AsRef<[f32]>>(&mut self, text: &str, embeddings: &[E]) -> Result<()> {
+        let spans = sentence_spans(text);
+        let scored = spans
+            .iter()
+            .filter(|s| self.scheme.config().is_scored(&text[(*s).clone()]))
+            .count();
+        if scored != embeddings.len() {
+            return Err(Error::InvalidOption {
+                name: "embeddings",
+                message: format!(
+                    "{} embeddings for {scored} scored sentences: embed each span of scored_spans, in order",
+                    embeddings.len()
+                ),
+            });
+        }
+        // Every region first, so that a bad embedding adds nothing.
+        let mut next = embeddings.iter();
+        let mut sentences = Vec::with_capacity(spans.len());
+        for span in spans {
+            let words = tracemark_core::word_count(&text[span.clone()]);
+            let region = match self.scheme.config().is_scored(&text[span.clone()]) {
+                // `scored == embeddings.len()`, so there is one for each scored sentence.
+                true => next.next().map(|e| self.scheme.region(e.as_ref())).transpose()?,
+                false => None,
+            };
+            sentences.push((span, words, region));
+        }
+        self.start_text();
+        for (span, words, region) in sentences {
+            self.push(span, words, region);
+        }
+        Ok(())
     }
 
     fn push(&mut self, span: Range<usize>, words: usize, region: Option<Region>) {
@@ -278,12 +366,14 @@ impl<'a> Tally<'a> {
                 }
             }
         };
-        self.sentences.push(SemanticSentence {
-            span,
-            words,
-            status,
-            previous,
-        });
+        if self.keep {
+            self.sentences.push(SemanticSentence {
+                span,
+                words,
+                status,
+                previous,
+            });
+        }
     }
 
     fn finish(self) -> SemanticDetection {
@@ -390,6 +480,57 @@ mod tests {
         let d = detect_text::<Vec<f32>>(&s, "Yes. No.", &[]).expect("valid in this test");
         assert!(matches!(d.outcome, SemanticOutcome::Inconclusive { .. }));
         assert!(!serde_json::to_string(&d).expect("valid in this test").is_empty());
+    }
+
+    /// A corpus: each text's chain starts at the start value, units repeated
+    /// across texts count once, the test is the binomial over the distinct
+    /// units of all of them, and a text with a bad embedding adds nothing.
+    #[test]
+    fn a_corpus_counts_units_across_texts() {
+        for chain in ["none", "previous"] {
+            let s = scheme(&format!("semantic:gamma=0.25,planes=4,min_words=3,chain={chain}"));
+            let text = "A first long sentence here. Yes. A second long sentence here.";
+            let docs: [[u32; 2]; 3] = [[1, 2], [1, 2], [2, 1]];
+            let mut corpus = SemanticCorpus::new(&s);
+            for d in docs {
+                corpus
+                    .push_text(text, &d.map(|r| in_region(&s, r)))
+                    .expect("valid in this test");
+            }
+            let bad = vec![vec![0.0f32; EMBEDDING_DIM - 1]; 2];
+            assert!(corpus.push_text(text, &bad).is_err());
+            corpus.push_regions(&[Region::new(3)]);
+            assert_eq!(corpus.documents(), 4);
+            let d = corpus.finish();
+            // The units by hand: each text chained from the start.
+            let mut units = HashSet::new();
+            let mut green = 0;
+            for regions in [&[1, 2][..], &[1, 2], &[2, 1], &[3]] {
+                let mut previous = None;
+                for &r in regions {
+                    let r = Region::new(r);
+                    let unit = if chain == "none" { (None, r) } else { (previous, r) };
+                    if units.insert(unit) {
+                        green += usize::from(s.is_green_after(previous, r));
+                    }
+                    previous = Some(r);
+                }
+            }
+            assert_eq!(
+                (d.counts.scored, d.counts.short, d.counts.sentences),
+                (7, 3, 10),
+                "{chain}"
+            );
+            assert_eq!((d.counts.distinct, d.counts.green), (units.len(), green), "{chain}");
+            assert!(d.sentences.is_empty(), "a corpus keeps no per-sentence records");
+            let single = detect_regions(&s, &[Region::new(1), Region::new(2)]);
+            let SemanticOutcome::Tested { log10_p, .. } = d.outcome else {
+                panic!("not tested")
+            };
+            let want = stats::log10(stats::ln_binomial_upper(green as u64, units.len() as u64, 0.25));
+            assert!((log10_p - want).abs() < 1e-12, "{chain}: {log10_p} vs {want}");
+            assert!(single.counts.distinct <= units.len());
+        }
     }
 
     /// Chained: units are (previous, region) pairs, short sentences do not
