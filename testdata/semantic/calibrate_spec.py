@@ -329,6 +329,11 @@ def robustness(emb, doc, n_docs, keys, d, mean, seed=25):
 def main():
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     z = np.load(args[0])
+    # --also=MORE.npz (repeatable): more held-out documents, after those of the first file.
+    for more in [a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--also=")]:
+        m = np.load(more)
+        z = {"emb": np.concatenate([z["emb"], m["emb"]]), "doc": np.concatenate([z["doc"], m["doc"] + len(z["half"])]),
+             "half": np.concatenate([z["half"], m["half"]])}
     n_keys = int(args[1])
     ds = [int(a) for a in args[2:]] or [8]
     mean = np.array(ref.reference_mean(), dtype=np.float64)

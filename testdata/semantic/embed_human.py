@@ -15,6 +15,12 @@ corpus order. Embeddings come from `tracemark.Embedder` (SPEC §15.2).
 
     nice -n 10 "$VENV/bin/python" testdata/semantic/embed_human.py OUT.npz [CORPUS]
     nice -n 19 "$VENV/bin/python" testdata/semantic/embed_human.py OUT.npz --all-held-out --per-doc 10
+    nice -n 19 "$VENV/bin/python" testdata/semantic/embed_human.py OUT.npz MULTILINGUAL --all-documents --per-doc 10
+
+`--all-documents` takes every document of CORPUS as held out (`half` 1): for
+a corpus the reference mean was not measured on, such as `scripts/fetch.py
+human-text-multilingual` (German, French, Spanish, Russian and Japanese
+man pages and fortunes), otherwise as `--all-held-out`.
 
 `--all-held-out` takes every document of the held-out half (no per-category
 limit) and none of the reference half, in the order of SHA-256 of their ids
@@ -44,7 +50,8 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 
 def main():
     args = sys.argv[1:]
-    per_doc, all_held_out = PER_DOC, "--all-held-out" in args
+    per_doc, all_documents = PER_DOC, "--all-documents" in args
+    all_held_out = "--all-held-out" in args or all_documents
     if "--per-doc" in args:
         per_doc = int(args[args.index("--per-doc") + 1])
         del args[args.index("--per-doc"):args.index("--per-doc") + 2]
@@ -56,7 +63,7 @@ def main():
     docs, cats, ids, halves, sents, owner = [], [], [], [], [], []
     for line in open(corpus, encoding="utf-8"):
         d = json.loads(line)
-        half = 0 if hashlib.sha256(d["id"].encode()).digest()[0] < 128 else 1
+        half = 0 if hashlib.sha256(d["id"].encode()).digest()[0] < 128 and not all_documents else 1
         cat = d["category"]
         if all_held_out:
             if half == 0:

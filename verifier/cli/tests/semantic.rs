@@ -177,18 +177,18 @@ fn semantic_layer_and_layered_verdict() {
     // 1. Both layers tested: token-watermarked word ids, then two green and
     // two red sentences.
     let path = dir.path("both.txt");
-    std::fs::write(&path, &text).expect("write");
+    std::fs::write(&path, text).expect("write");
     let plain = tracemark(&[&["detect", "--json"][..], &common[..], &[s(&path)]].concat());
     let plain = json(&plain);
     assert!(plain.get("semantic").is_none() && plain.get("layered").is_none());
     let out = tracemark(&[&["detect", "--json"][..], &common[..], &semantic[..], &[s(&path)]].concat());
     let d = json(&out);
     // The semantic layer is the library's test on the same embeddings.
-    let spans = scored_spans(scheme.config(), &text);
+    let spans = scored_spans(scheme.config(), text);
     let sentences: Vec<&str> = spans.iter().map(|r| &text[r.clone()]).collect();
     let e = embedder.embed(&sentences).expect("embeds");
     let rows: Vec<&[f32]> = e.rows().collect();
-    let expected = detect_text(&scheme, &text, &rows).expect("tested");
+    let expected = detect_text(scheme, text, &rows).expect("tested");
     assert_eq!(d["semantic"], serde_json::to_value(&expected).expect("json"));
     // 6 sentences: the word ids (one long sentence), 4 from the pool, "Yes." too short.
     assert_eq!(d["semantic"]["counts"]["sentences"], 6);
@@ -276,13 +276,13 @@ fn semantic_layer_and_layered_verdict() {
     Rng::new(9).key().save(&other).expect("save");
     let ring = [
         "--key",
-        s(&key_path),
+        s(key_path),
         "--key",
         s(&other),
         "--scheme",
         SCHEME,
         "--tokenizer",
-        s(&tok),
+        s(tok),
     ];
     let out = tracemark(&[&["detect"][..], &ring[..], &semantic[..], &[s(&path)]].concat());
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
@@ -290,7 +290,7 @@ fn semantic_layer_and_layered_verdict() {
     std::fs::write(&ids_path, "1 2 3 4 5 6 7 8 9 10 11 12").expect("write");
     let out = tracemark(&[&["detect", "--ids"][..], &common[..], &semantic[..], &[s(&ids_path)]].concat());
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = tracemark(&[&["detect", "--embedder", s(&emb_dir)][..], &common[..], &[s(&path)]].concat());
+    let out = tracemark(&[&["detect", "--embedder", s(emb_dir)][..], &common[..], &[s(&path)]].concat());
     assert_eq!(out.status.code(), Some(2));
     let missing = dir.path("no-embedder");
     let out = tracemark(
@@ -304,7 +304,7 @@ fn semantic_layer_and_layered_verdict() {
     assert_ne!(out.status.code(), Some(0));
     assert_ne!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let key_hex = std::fs::read_to_string(&key_path).expect("key");
+    let key_hex = std::fs::read_to_string(key_path).expect("key");
     assert!(!stderr.contains(key_hex.trim()), "a key in an error");
     // A bad semantic scheme is a usage error that says why.
     let out = tracemark(
@@ -326,25 +326,25 @@ fn the_service_tests_the_semantic_layer_as_the_cli_does() {
     let fx = Fixture::new(&dir);
     let (key_path, tok, emb_dir, ids, text) = (&fx.key_path, &fx.tok, &fx.emb_dir, &fx.ids, &fx.text);
     let path = dir.path("both.txt");
-    std::fs::write(&path, &text).expect("write");
+    std::fs::write(&path, text).expect("write");
     let cli = json(&tracemark(&[
         "detect",
         "--json",
         "--key",
-        s(&key_path),
+        s(key_path),
         "--scheme",
         SCHEME,
         "--tokenizer",
-        s(&tok),
+        s(tok),
         "--semantic",
         SEMANTIC,
         "--embedder",
-        s(&emb_dir),
+        s(emb_dir),
         s(&path),
     ]));
     assert!(cli["semantic"].is_object() && cli["layered"].is_object(), "{cli}");
 
-    let server = Server::start(&dir, &[&key_path], &["--semantic", SEMANTIC, "--embedder", s(&emb_dir)]);
+    let server = Server::start(&dir, &[key_path], &["--semantic", SEMANTIC, "--embedder", s(emb_dir)]);
     let (status, d) = server.json("POST", "/v1/detect", Some(&json!({"text": text, "semantic": true})));
     assert_eq!(status, 200, "{d}");
     for field in ["semantic", "layered", "verdict", "outcome"] {
@@ -364,11 +364,11 @@ fn the_service_tests_the_semantic_layer_as_the_cli_does() {
     drop(server);
 
     // A service started without --semantic says so.
-    let server = Server::start(&dir, &[&key_path], &[]);
+    let server = Server::start(&dir, &[key_path], &[]);
     let (status, e) = server.json("POST", "/v1/detect", Some(&json!({"text": text, "semantic": true})));
     assert_eq!((status, &e["error"]["code"]), (422, &json!("semantic")), "{e}");
     let log = server.log();
-    let key_hex = std::fs::read_to_string(&key_path).expect("key");
+    let key_hex = std::fs::read_to_string(key_path).expect("key");
     assert!(!log.contains(key_hex.trim()), "a key in the log");
 }
 
