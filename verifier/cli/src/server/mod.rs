@@ -73,9 +73,11 @@ const STREAM_MAX_TOKENS: usize = 1_000_000;
 
 /// Bytes a streaming session is charged for each token it holds (prompt and
 /// completion): an upper bound on what it keeps, measured on this build (the
-/// ids, 4 bytes; a scored observation, 32; its entry in the deduplication
-/// sets, 17 to 25 at the tables' load; each doubled for the vectors' and
-/// tables' spare capacity), so that RSS stays under the budget.
+/// ids, 4 bytes, and a scored observation, 32, each doubled for the vectors'
+/// spare capacity; its entry in the deduplication set, a 16-byte slot at a
+/// load between 1/4 and 1/2, so 32 to 64 bytes: 136 at most), so that RSS
+/// stays under the budget (`make test-serve-abuse` measures about 80 bytes
+/// a token of RSS).
 pub(crate) const STREAM_BYTES_PER_TOKEN: usize = 144;
 
 /// Bytes a streaming session is charged when it opens (its table entry,
