@@ -15,6 +15,7 @@ mod commands;
 mod exit;
 mod input;
 mod progress;
+mod semantic;
 #[cfg(feature = "serve")]
 mod server;
 

@@ -8,11 +8,11 @@ use tracemark_core::Semantic;
 use tracemark_verifier::detect::semantic::{SemanticCorpus, SemanticDetection};
 use tracemark_verifier::{render, Detector, Scanner};
 
-use super::detect::{load_embedder, semantic_scheme};
 use super::Setup;
 use crate::args::{InputKind, ScanArgs};
 use crate::exit::{Exit, Failure};
 use crate::progress;
+use crate::semantic::{load_embedder, semantic_scheme};
 
 /// The semantic layer of the texts of the JSONL corpus at `path`, tested
 /// together ([`SemanticCorpus`]): each text in the form `d` tests, its scored

@@ -8,9 +8,9 @@ use clap::Args;
 use tracemark_verifier::Dedup;
 
 use crate::args::ModelArgs;
-use crate::commands::detect::{load_embedder, semantic_scheme};
 use crate::exit::{Exit, Failure};
 use crate::input::load_key;
+use crate::semantic::{load_embedder, semantic_scheme};
 use crate::server::{self, Budgets, Config, ConnLimits, SemanticLayer, ServedKey, TokenTable};
 
 /// What `serve` takes.

@@ -59,8 +59,8 @@ use limits::{Admission, Budget, RateLimiter};
 pub(crate) use limits::{Budgets, TokenTable};
 use logs::{account, ErrorCode, Sampler, ACCOUNT};
 
-use crate::commands::detect::{semantic_layer, LayerError};
 use crate::exit::Failure;
+use crate::semantic::{semantic_layer, LayerError};
 
 /// The OpenAPI description of the service, served at `/openapi.json`.
 const OPENAPI: &str = include_str!("openapi.json");
