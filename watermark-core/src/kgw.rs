@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::key::{Key, KeyId};
 use crate::mix::value16;
 use crate::scheme::{Params, Scheme, SchemeKind};
-use crate::simd::{self, Isa};
+use crate::simd::{self, Isa, SelfTable};
 
 /// Parameters of [`Kgw`].
 #[derive(Clone, Debug, PartialEq)]
@@ -175,23 +175,21 @@ pub struct Kgw {
     vocab: usize,
     g16: u16,
     isa: Isa,
-    /// Self-hash only: every token's value when it anchors its own seed.
-    self_values: Option<Box<[u16]>>,
+    /// Self-hash only: every token's value when it anchors its own seed, and
+    /// the top half of its rank (4 bytes a token).
+    self_values: Option<SelfTable>,
 }
 
 impl Kgw {
     /// Builds the scheme under `key` for a vocabulary of `vocab_size` tokens.
     ///
-    /// For self-hash this precomputes each token's self-anchored value
-    /// (one PRF call per vocabulary entry, once).
+    /// For self-hash this precomputes each token's self-anchored value and
+    /// rank (two PRF calls per vocabulary entry, once; 4 bytes a token).
     pub fn new(key: &Key, config: KgwConfig, vocab_size: usize) -> Result<Self> {
         check_vocab(vocab_size)?;
         let seeder = Seeder::new(key.scheme_prf_key(SchemeKind::Kgw.name()), config.context);
-        let self_values = (config.context.mode() == ContextMode::SelfHash).then(|| {
-            (0..vocab_size as u32)
-                .map(|t| value16(seeder.anchor_seed(t), t))
-                .collect::<Box<[u16]>>()
-        });
+        let self_values = (config.context.mode() == ContextMode::SelfHash)
+            .then(|| SelfTable::new(vocab_size, |t| value16(seeder.anchor_seed(t), t), |t| seeder.rank(t)));
         Ok(Self {
             g16: config.green_threshold(),
             config,

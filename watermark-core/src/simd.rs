@@ -107,8 +107,76 @@ pub(crate) fn add_green(isa: Isa, row: &mut [f32], seed: u64, g16: u16, delta: f
     }
 }
 
-/// [`add_green`] for self-hash: a token whose rank is below `anchor_rank`
-/// takes its 16-bit value from `table` (its self-anchored value).
+/// Self-hash's per-token table, laid out for the kernels: in blocks of 32
+/// tokens, the 32 tokens' self-anchored 16-bit values, then the top 16 bits
+/// of their 32-bit ranks (`mix(rank_seed, token)`). The rank's top half
+/// decides `rank < anchor_rank` for every token but those whose top half
+/// equals the anchor's (about one in 65,536), which take the exact rank;
+/// the kernels thus read 4 bytes a token instead of computing a rank.
+pub(crate) struct SelfTable {
+    data: Box<[u16]>,
+}
+
+impl SelfTable {
+    pub(crate) const BLOCK: usize = 32;
+
+    /// The table of tokens `0..vocab`, from each token's self-anchored value and rank.
+    pub(crate) fn new(vocab: usize, own: impl Fn(u32) -> u16, rank: impl Fn(u32) -> u32) -> Self {
+        let mut data = vec![0u16; vocab.div_ceil(Self::BLOCK) * 2 * Self::BLOCK];
+        for t in 0..vocab {
+            let (b, i) = (t / Self::BLOCK * 2 * Self::BLOCK, t % Self::BLOCK);
+            data[b + i] = own(t as u32);
+            data[b + Self::BLOCK + i] = (rank(t as u32) >> 16) as u16;
+        }
+        Self { data: data.into() }
+    }
+
+    /// Token `t`'s self-anchored value.
+    #[inline(always)]
+    fn own(&self, t: usize) -> u16 {
+        self.data[t / Self::BLOCK * 2 * Self::BLOCK + t % Self::BLOCK]
+    }
+
+    /// The top 16 bits of token `t`'s rank.
+    #[inline(always)]
+    fn rank_hi(&self, t: usize) -> u16 {
+        self.data[t / Self::BLOCK * 2 * Self::BLOCK + Self::BLOCK + t % Self::BLOCK]
+    }
+
+    /// Block `k`: tokens `32k .. 32k + 32`'s values, then their ranks' top halves.
+    #[inline(always)]
+    #[cfg(target_arch = "x86_64")]
+    fn block(&self, k: usize) -> &[u16; 2 * Self::BLOCK] {
+        self.data[k * 2 * Self::BLOCK..][..2 * Self::BLOCK]
+            .try_into()
+            .expect("the table holds whole blocks")
+    }
+
+    /// Bytes held.
+    pub(crate) fn bytes(&self) -> usize {
+        self.data.len() * 2
+    }
+}
+
+/// Of the tokens `first + i` for the bits `i` of `candidates` (tokens whose
+/// rank's top half equals the anchor's), those whose exact rank is below
+/// `anchor_rank`, as a mask of the same bits.
+#[inline(never)]
+#[cfg(target_arch = "x86_64")]
+fn exact_below(mut candidates: u32, first: usize, rank_seed: u64, anchor_rank: u32) -> u32 {
+    let mut below = 0;
+    while candidates != 0 {
+        let i = candidates.trailing_zeros();
+        if mix(rank_seed, (first + i as usize) as u32) < anchor_rank {
+            below |= 1 << i;
+        }
+        candidates &= candidates - 1;
+    }
+    below
+}
+
+/// [`add_green`] for self-hash: a token whose rank (`mix(rank_seed, token)`)
+/// is below `anchor_rank` takes its self-anchored value from `table`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn add_green_self(
     isa: Isa,
@@ -116,17 +184,18 @@ pub(crate) fn add_green_self(
     seed: u64,
     rank_seed: u64,
     anchor_rank: u32,
-    table: &[u16],
+    table: &SelfTable,
     g16: u16,
     delta: f32,
 ) {
-    debug_assert_eq!(row.len(), table.len());
+    debug_assert!(table.data.len() >= row.len() * 2);
     match isa {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: callers pass only available paths; AVX-512 implies AVX2.
-        Isa::Avx2 | Isa::Avx512 => unsafe {
-            x86::add_green_self_avx2(row, seed, rank_seed, anchor_rank, table, g16, delta)
-        },
+        // SAFETY: callers pass only available paths.
+        Isa::Avx512 => unsafe { x86::add_green_self_avx512(row, seed, rank_seed, anchor_rank, table, g16, delta) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        Isa::Avx2 => unsafe { x86::add_green_self_avx2(row, seed, rank_seed, anchor_rank, table, g16, delta) },
         _ => add_green_self_portable(row, 0, seed, rank_seed, anchor_rank, table, g16, delta),
     }
 }
@@ -158,6 +227,7 @@ fn add_green_portable(row: &mut [f32], first: usize, seed: u64, g16: u16, delta:
     }
 }
 
+/// Portable self-hash kernel over `row`, whose first element is token `first`.
 #[allow(clippy::too_many_arguments)]
 fn add_green_self_portable(
     row: &mut [f32],
@@ -165,16 +235,19 @@ fn add_green_self_portable(
     seed: u64,
     rank_seed: u64,
     anchor_rank: u32,
-    table: &[u16],
+    table: &SelfTable,
     g16: u16,
     delta: f32,
 ) {
-    for (i, (x, &own)) in row.iter_mut().zip(table).enumerate() {
-        let token = (first + i) as u32;
-        let value = if mix(rank_seed, token) < anchor_rank {
-            own
+    let anchor_hi = (anchor_rank >> 16) as u16;
+    for (i, x) in row.iter_mut().enumerate() {
+        let t = first + i;
+        let hi = table.rank_hi(t);
+        let takes_over = hi < anchor_hi || hi == anchor_hi && mix(rank_seed, t as u32) < anchor_rank;
+        let value = if takes_over {
+            table.own(t)
         } else {
-            (mix(seed, token >> 1) >> (16 * (token & 1))) as u16
+            (mix(seed, (t >> 1) as u32) >> (16 * (t & 1))) as u16
         };
         *x += term(value, g16, delta);
     }
@@ -441,6 +514,14 @@ mod x86 {
         add_green_portable(rest, done, seed, g16, delta);
     }
 
+    /// Lanes set where the bit of the same index of `bits` (low 8 bits) is set.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn lanes_of(bits: u32) -> __m256i {
+        let each = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+        _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(bits as i32), each), each)
+    }
+
     #[target_feature(enable = "avx2")]
     #[allow(clippy::too_many_arguments)]
     pub(super) fn add_green_self_avx2(
@@ -448,56 +529,105 @@ mod x86 {
         seed: u64,
         rank_seed: u64,
         anchor_rank: u32,
-        table: &[u16],
+        table: &SelfTable,
         g16: u16,
         delta: f32,
     ) {
         let (a, b) = seed_vectors(seed);
-        let (ra, rb) = seed_vectors(rank_seed);
         let c = _mm256_set1_epi32(MIX_MUL as i32);
         let sign = _mm256_set1_ps(-0.0);
         let dflip = _mm256_xor_ps(_mm256_set1_ps(delta), sign);
-        let flip = _mm256_set1_epi32(i32::MIN);
-        let anchor = _mm256_set1_epi32((anchor_rank ^ 0x8000_0000) as i32);
+        let anchor_hi = _mm256_set1_epi32((anchor_rank >> 16) as i32);
         let g = _mm256_set1_epi32(i32::from(g16));
         let mut j = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-        let mut t = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
         let eight = _mm256_set1_epi32(8);
-        let sixteen = _mm256_set1_epi32(16);
-        let (blocks, rest) = row.as_chunks_mut::<16>();
-        let done = blocks.len() * 16;
-        for (blk, tab) in blocks.iter_mut().zip(table.as_chunks::<16>().0) {
-            let x = mix8(j, a, b, c);
-            let ctx = [
-                _mm256_cvtepu16_epi32(_mm256_castsi256_si128(x)),
-                _mm256_cvtepu16_epi32(_mm256_extracti128_si256::<1>(x)),
-            ];
-            let tp = tab.as_ptr().cast::<__m128i>();
-            // SAFETY: `tab` is 16 u16 = two 128-bit vectors.
-            let own = unsafe {
-                [
-                    _mm256_cvtepu16_epi32(_mm_loadu_si128(tp)),
-                    _mm256_cvtepu16_epi32(_mm_loadu_si128(tp.add(1))),
-                ]
-            };
+        let (blocks, rest) = row.as_chunks_mut::<32>();
+        let done = blocks.len() * 32;
+        for (k, blk) in blocks.iter_mut().enumerate() {
+            let tab = table.block(k).as_ptr();
             let p = blk.as_mut_ptr();
             for half in 0..2 {
-                let tok = if half == 0 { t } else { _mm256_add_epi32(t, eight) };
-                let rank = mix8(tok, ra, rb, c);
-                // Unsigned rank < anchor_rank, via signed compare of sign-flipped values.
-                let takes_over = _mm256_cmpgt_epi32(anchor, _mm256_xor_si256(rank, flip));
-                let value = _mm256_blendv_epi8(ctx[half], own[half], takes_over);
-                let green = _mm256_cmpgt_epi32(g, value);
-                // SAFETY: `blk` is 16 floats: offsets 0 and 8 each have 8 in bounds.
-                unsafe {
-                    let q = p.add(8 * half);
-                    _mm256_storeu_ps(q, _mm256_add_ps(_mm256_loadu_ps(q), terms(green, dflip, sign)));
+                let x = mix8(j, a, b, c);
+                let ctx = [
+                    _mm256_cvtepu16_epi32(_mm256_castsi256_si128(x)),
+                    _mm256_cvtepu16_epi32(_mm256_extracti128_si256::<1>(x)),
+                ];
+                for (q, ctx) in ctx.into_iter().enumerate() {
+                    let off = 16 * half + 8 * q;
+                    // SAFETY: the block is 64 u16: values at `off .. off + 8` and rank
+                    // halves at `32 + off .. 32 + off + 8`, off <= 24; `blk` is 32 floats.
+                    unsafe {
+                        let own = _mm256_cvtepu16_epi32(_mm_loadu_si128(tab.add(off).cast()));
+                        let hi = _mm256_cvtepu16_epi32(_mm_loadu_si128(tab.add(32 + off).cast()));
+                        // Both sides are below 2^16, so the signed compare is the unsigned one.
+                        let mut takes_over = _mm256_cmpgt_epi32(anchor_hi, hi);
+                        let tie = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(hi, anchor_hi))) as u32;
+                        if tie != 0 {
+                            let exact = exact_below(tie, 32 * k + off, rank_seed, anchor_rank);
+                            takes_over = _mm256_or_si256(takes_over, lanes_of(exact));
+                        }
+                        let value = _mm256_blendv_epi8(ctx, own, takes_over);
+                        let green = _mm256_cmpgt_epi32(g, value);
+                        let r = p.add(off);
+                        _mm256_storeu_ps(r, _mm256_add_ps(_mm256_loadu_ps(r), terms(green, dflip, sign)));
+                    }
                 }
+                j = _mm256_add_epi32(j, eight);
             }
-            j = _mm256_add_epi32(j, eight);
-            t = _mm256_add_epi32(t, sixteen);
         }
-        add_green_self_portable(rest, done, seed, rank_seed, anchor_rank, &table[done..], g16, delta);
+        add_green_self_portable(rest, done, seed, rank_seed, anchor_rank, table, g16, delta);
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn add_green_self_avx512(
+        row: &mut [f32],
+        seed: u64,
+        rank_seed: u64,
+        anchor_rank: u32,
+        table: &SelfTable,
+        g16: u16,
+        delta: f32,
+    ) {
+        let a = _mm512_set1_epi32(seed as u32 as i32);
+        let b = _mm512_set1_epi32(((seed >> 32) as u32 | 1) as i32);
+        let c = _mm512_set1_epi32(MIX_MUL as i32);
+        let g = _mm512_set1_epi16(g16 as i16);
+        let anchor_hi = _mm512_set1_epi16((anchor_rank >> 16) as u16 as i16);
+        let d = _mm512_set1_ps(delta);
+        let mut j = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        let sixteen = _mm512_set1_epi32(16);
+        let (blocks, rest) = row.as_chunks_mut::<32>();
+        let done = blocks.len() * 32;
+        for (k, blk) in blocks.iter_mut().enumerate() {
+            // The context's 16-bit values of the 32 tokens, in token order.
+            let mut x = _mm512_xor_si512(j, a);
+            x = _mm512_xor_si512(x, _mm512_srli_epi32::<16>(x));
+            x = _mm512_mullo_epi32(x, b);
+            x = _mm512_xor_si512(x, _mm512_srli_epi32::<15>(x));
+            x = _mm512_mullo_epi32(x, c);
+            x = _mm512_xor_si512(x, _mm512_srli_epi32::<15>(x));
+            let tab = table.block(k).as_ptr();
+            let p = blk.as_mut_ptr();
+            // SAFETY: the block is 64 u16 (two 512-bit vectors); `blk` is 32 floats.
+            unsafe {
+                let own = _mm512_loadu_si512(tab.cast());
+                let hi = _mm512_loadu_si512(tab.add(32).cast());
+                let mut takes_over: u32 = _mm512_cmplt_epu16_mask(hi, anchor_hi);
+                let tie: u32 = _mm512_cmpeq_epi16_mask(hi, anchor_hi);
+                if tie != 0 {
+                    takes_over |= exact_below(tie, 32 * k, rank_seed, anchor_rank);
+                }
+                let value = _mm512_mask_mov_epi16(x, takes_over, own);
+                let m: u32 = _mm512_cmplt_epu16_mask(value, g);
+                let r0 = _mm512_loadu_ps(p);
+                let r1 = _mm512_loadu_ps(p.add(16));
+                _mm512_storeu_ps(p, _mm512_mask_add_ps(r0, m as u16, r0, d));
+                _mm512_storeu_ps(p.add(16), _mm512_mask_add_ps(r1, (m >> 16) as u16, r1, d));
+            }
+            j = _mm512_add_epi32(j, sixteen);
+        }
+        add_green_self_portable(rest, done, seed, rank_seed, anchor_rank, table, g16, delta);
     }
 }
 
@@ -515,9 +645,28 @@ mod tests {
             .collect()
     }
 
+    /// Self-hash by its definition: the token's own value when its rank is
+    /// below the anchor's, else the context's.
+    fn self_by_definition(row: &mut [f32], seed: u64, rank_seed: u64, anchor_rank: u32, g16: u16, delta: f32) {
+        for (t, x) in row.iter_mut().enumerate() {
+            let t = t as u32;
+            let value = if mix(rank_seed, t) < anchor_rank {
+                mix(99, t) as u16
+            } else {
+                crate::mix::value16(seed, t)
+            };
+            *x += term(value, g16, delta);
+        }
+    }
+
     #[test]
     fn every_isa_matches_portable_bit_for_bit() {
         for v in [1usize, 2, 3, 15, 16, 17, 31, 32, 33, 1000, 49_152, 50_001] {
+            let table = SelfTable::new(v, |t| mix(99, t) as u16, |t| mix(7, t));
+            // Anchors whose top half ties with some tokens' ranks (token 12's rank itself, and one
+            // above it), so that the exact comparison runs, and the extremes.
+            let tie = mix(7, 12.min(v as u32 - 1));
+            let anchors = [1 << 30, tie, tie.wrapping_add(1), 0, u32::MAX];
             for (seed, g16, delta) in [
                 (0u64, 1u16, 2.0f32),
                 (0x0123_4567_89ab_cdef, 16384, 1.5),
@@ -525,9 +674,6 @@ mod tests {
             ] {
                 let mut want = rows(v);
                 add_green_portable(&mut want, 0, seed, g16, delta);
-                let table: Vec<u16> = (0..v as u32).map(|t| mix(99, t) as u16).collect();
-                let mut want_self = rows(v);
-                add_green_self_portable(&mut want_self, 0, seed, 7, 1 << 30, &table, g16, delta);
                 for isa in [Isa::Portable, Isa::Avx2, Isa::Avx512] {
                     if !isa.is_available() {
                         continue;
@@ -538,15 +684,46 @@ mod tests {
                         got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()),
                         "{isa:?} v={v}"
                     );
-                    let mut got = rows(v);
-                    add_green_self(isa, &mut got, seed, 7, 1 << 30, &table, g16, delta);
-                    assert!(
-                        got.iter().zip(&want_self).all(|(a, b)| a.to_bits() == b.to_bits()),
-                        "self {isa:?} v={v}"
-                    );
+                    for anchor in anchors {
+                        let mut want_self = rows(v);
+                        self_by_definition(&mut want_self, seed, 7, anchor, g16, delta);
+                        let mut got = rows(v);
+                        add_green_self(isa, &mut got, seed, 7, anchor, &table, g16, delta);
+                        assert!(
+                            got.iter().zip(&want_self).all(|(a, b)| a.to_bits() == b.to_bits()),
+                            "self {isa:?} v={v} anchor={anchor:#x}"
+                        );
+                    }
                 }
             }
         }
+    }
+
+    #[test]
+    fn self_table_ties_are_rare_and_exact() {
+        // Ties of the rank's top half with the anchor's happen about once in 65,536 tokens: with the
+        // anchor at a token's own rank, that token ties and is not below; one more and it is.
+        let table = SelfTable::new(70_000, |t| t as u16, |t| mix(7, t));
+        let anchor = mix(7, 4321);
+        let ties = (0..70_000)
+            .filter(|&t| table.rank_hi(t) == (anchor >> 16) as u16)
+            .count();
+        assert!((1..=8).contains(&ties), "{ties} ties");
+        // A context whose value for token 4321 is not green at g16 = 4322, where its own value (4321) is.
+        let seed = (0u64..)
+            .find(|&s| crate::mix::value16(s, 4321) >= 4322)
+            .expect("a seed");
+        for isa in [Isa::Portable, Isa::Avx2, Isa::Avx512]
+            .into_iter()
+            .filter(|i| i.is_available())
+        {
+            for (a, below) in [(anchor, false), (anchor + 1, true)] {
+                let mut row = vec![0.0f32; 70_000];
+                add_green_self(isa, &mut row, seed, 7, a, &table, 4322, 1.0);
+                assert_eq!(row[4321], if below { 1.0 } else { 0.0 }, "{isa:?} below={below}");
+            }
+        }
+        assert_eq!(table.bytes(), 70_016 * 4);
     }
 
     #[test]
