@@ -151,11 +151,6 @@ impl SelfTable {
             .try_into()
             .expect("the table holds whole blocks")
     }
-
-    /// Bytes held.
-    pub(crate) fn bytes(&self) -> usize {
-        self.data.len() * 2
-    }
 }
 
 /// Of the tokens `first + i` for the bits `i` of `candidates` (tokens whose
@@ -277,8 +272,11 @@ pub(crate) fn gumbel_scan<F: FnMut(usize) -> f32>(
     // One monomorphized loop per value function keeps each loop simple enough to vectorize.
     match (isa, own) {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: callers pass only available paths; AVX-512 implies AVX2.
-        (Isa::Avx2 | Isa::Avx512, None) => unsafe {
+        // SAFETY: callers pass only available paths.
+        (Isa::Avx512, None) => unsafe { x86::gumbel_scan_avx512(row, seed, inv_t, threshold, on_hit) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: callers pass only available paths.
+        (Isa::Avx2, None) => unsafe {
             x86::gumbel_scan_avx2(row, |t| mix(seed, t), inv_t, threshold, on_hit)
         },
         #[cfg(target_arch = "x86_64")]
@@ -393,6 +391,70 @@ mod x86 {
         on_hit: F,
     ) {
         gumbel_scan_body(row, value, inv_t, threshold, on_hit)
+    }
+
+    /// [`gumbel_scan`] without self-hash, sixteen tokens a step: the keyed value,
+    /// its noise bound and the token's bound computed in lanes exactly as
+    /// [`noise_bound_f32`] and the portable loop compute them (a separate
+    /// multiply and add, no fused multiply-add), so the same tokens reach
+    /// `on_hit`, in the same order.
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn gumbel_scan_avx512<F: FnMut(usize) -> f32>(
+        row: &[f32],
+        seed: u64,
+        inv_t: f32,
+        mut threshold: f32,
+        mut on_hit: F,
+    ) {
+        let a = _mm512_set1_epi32(seed as u32 as i32);
+        let b = _mm512_set1_epi32(((seed >> 32) as u32 | 1) as i32);
+        let c = _mm512_set1_epi32(MIX_MUL as i32);
+        let ones = _mm512_set1_epi32(-1);
+        // 32 - (biased exponent - 127)
+        let k159 = _mm512_set1_epi32(159);
+        let ln2 = _mm512_set1_ps(core::f32::consts::LN_2);
+        let it = _mm512_set1_ps(inv_t);
+        let mut thr = _mm512_set1_ps(threshold);
+        let mut t = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        let sixteen = _mm512_set1_epi32(16);
+        let (chunks, rest) = row.as_chunks::<16>();
+        for (ci, chunk) in chunks.iter().enumerate() {
+            let mut x = _mm512_xor_si512(t, a);
+            x = _mm512_xor_si512(x, _mm512_srli_epi32::<16>(x));
+            x = _mm512_mullo_epi32(x, b);
+            x = _mm512_xor_si512(x, _mm512_srli_epi32::<15>(x));
+            x = _mm512_mullo_epi32(x, c);
+            x = _mm512_xor_si512(x, _mm512_srli_epi32::<15>(x));
+            // noise_bound_f32: ((!value) >> 1) as f32, its exponent, (32 - e) * ln 2.
+            let y = _mm512_cvtepi32_ps(_mm512_srli_epi32::<1>(_mm512_xor_si512(x, ones)));
+            let e = _mm512_sub_epi32(k159, _mm512_srli_epi32::<23>(_mm512_castps_si512(y)));
+            let noise = _mm512_mul_ps(_mm512_cvtepi32_ps(e), ln2);
+            // SAFETY: `chunk` is 16 floats.
+            let l = unsafe { _mm512_loadu_ps(chunk.as_ptr()) };
+            let bound = _mm512_add_ps(_mm512_mul_ps(l, it), noise);
+            let mut hits = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(bound, thr);
+            if hits != 0 {
+                let mut bounds = [0f32; 16];
+                // SAFETY: `bounds` is 16 floats.
+                unsafe { _mm512_storeu_ps(bounds.as_mut_ptr(), bound) };
+                while hits != 0 {
+                    let k = hits.trailing_zeros() as usize;
+                    // The threshold may rise within the chunk: compare against the current one.
+                    if bounds[k] >= threshold {
+                        threshold = on_hit(ci * 16 + k);
+                    }
+                    hits &= hits - 1;
+                }
+                thr = _mm512_set1_ps(threshold);
+            }
+            t = _mm512_add_epi32(t, sixteen);
+        }
+        let done = chunks.len() * 16;
+        for (k, &l) in rest.iter().enumerate() {
+            if l * inv_t + noise_bound_f32(mix(seed, (done + k) as u32)) >= threshold {
+                threshold = on_hit(done + k);
+            }
+        }
     }
 
     #[target_feature(enable = "avx2")]
@@ -723,7 +785,36 @@ mod tests {
                 assert_eq!(row[4321], if below { 1.0 } else { 0.0 }, "{isa:?} below={below}");
             }
         }
-        assert_eq!(table.bytes(), 70_016 * 4);
+        assert_eq!(table.data.len() * 2, 70_016 * 4, "4 bytes a token, in whole blocks");
+    }
+
+    #[test]
+    fn gumbel_scan_visits_the_same_tokens_on_every_isa() {
+        for v in [1usize, 15, 16, 17, 1000, 50_001] {
+            let row: Vec<f32> = rows(v).iter().map(|x| x * 3.0).collect();
+            for (seed, inv_t, start) in [
+                (5u64, 1.0f32, 10.0f32),
+                (u64::MAX, 1.0 / 0.7, 14.0),
+                (9, 1.0, f32::NEG_INFINITY),
+            ] {
+                // The threshold rises by a fixed rule at every visit, as the Gumbel choice raises it.
+                let visits = |isa: Isa| {
+                    let mut seen = Vec::new();
+                    let mut thr = start;
+                    gumbel_scan(isa, &row, seed, None, inv_t, start, |i| {
+                        seen.push(i);
+                        thr = if thr.is_finite() { thr + 0.25 } else { 12.0 };
+                        thr
+                    });
+                    seen
+                };
+                let want = visits(Isa::Portable);
+                assert!(v < 1000 || !want.is_empty());
+                for isa in [Isa::Avx2, Isa::Avx512].into_iter().filter(|i| i.is_available()) {
+                    assert_eq!(visits(isa), want, "{isa:?} v={v} seed={seed}");
+                }
+            }
+        }
     }
 
     #[test]
