@@ -4,9 +4,10 @@
 //! `cargo bench -p tracemark-benches --bench decode_step`; `make bench` also
 //! writes the ratios to benches/RESULTS.md.
 
-use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ndarray::Array2;
-use std::time::Duration;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
 use tracemark_benches::{floor_add, lm_like_logits};
 use tracemark_core::internal::Isa;
 use tracemark_core::{ndarray, Key, Kgw, KgwConfig, Scheme, SchemeConfig};
@@ -61,13 +62,16 @@ fn single_row(c: &mut Criterion) {
                 let mut row = base.clone();
                 group.bench_function(name, |b| b.iter(|| scheme.process(&history, &mut row).expect("ok")));
             } else {
-                // These rewrite the row: give every iteration a fresh copy (not timed).
+                // These rewrite the row: every iteration restores it first (not timed), into the same
+                // buffer, so that the row is in cache as the floor's is (a fresh allocation per
+                // iteration measured page faults and cache misses, not the scheme).
+                let mut row = base.clone();
                 group.bench_function(name, |b| {
-                    b.iter_batched_ref(
-                        || base.clone(),
-                        |row| scheme.process(&history, row).expect("ok"),
-                        BatchSize::LargeInput,
-                    )
+                    b.iter_custom(|iters| {
+                        restored(iters, &mut row, &base, |row| {
+                            scheme.process(&history, row).expect("ok");
+                        })
+                    })
                 });
             }
         }
@@ -104,18 +108,33 @@ fn batches(c: &mut Criterion) {
                         b.iter(|| scheme.process_batch(&refs, rows.view_mut()).expect("ok"))
                     });
                 } else {
+                    let base = base.as_slice().expect("contiguous");
+                    let mut rows = base.to_vec();
                     group.bench_function(*name, |b| {
-                        b.iter_batched_ref(
-                            || base.clone(),
-                            |rows| scheme.process_batch(&refs, rows.view_mut()).expect("ok"),
-                            BatchSize::LargeInput,
-                        )
+                        b.iter_custom(|iters| {
+                            restored(iters, &mut rows, base, |rows| {
+                                let view = ndarray::ArrayViewMut2::from_shape((batch, vocab), rows).expect("shape");
+                                scheme.process_batch(&refs, view).expect("ok");
+                            })
+                        })
                     });
                 }
             }
             group.finish();
         }
     }
+}
+
+/// The time of `iters` calls of `f`, each on `row` restored from `base` first (the copy not timed).
+fn restored(iters: u64, row: &mut [f32], base: &[f32], mut f: impl FnMut(&mut [f32])) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        row.copy_from_slice(base);
+        let started = Instant::now();
+        f(black_box(&mut *row));
+        total += started.elapsed();
+    }
+    total
 }
 
 fn config() -> Criterion {

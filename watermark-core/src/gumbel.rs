@@ -183,13 +183,8 @@ impl Gumbel {
         let inv_t = 1.0 / f64::from(self.config.temperature);
         let score = |i: usize| f64::from(row[i]) * inv_t + gumbel_noise(self.token_value(cs, i as u32));
         // Start from the most likely token (the first one, on ties): usually the winner or close.
-        let mut best = 0;
-        let mut max = f32::NEG_INFINITY;
-        simd::scan_above(row, f32::NEG_INFINITY, |i| {
-            best = i;
-            max = row[i];
-            max
-        });
+        let max = simd::row_max(row);
+        let mut best = simd::first_at_least(row, max).unwrap_or(0);
         let mut best_score = score(best);
         let visit = |i: usize, best: &mut usize, best_score: &mut f64| {
             if i != *best && row[i] != f32::NEG_INFINITY {

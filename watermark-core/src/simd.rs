@@ -276,9 +276,7 @@ pub(crate) fn gumbel_scan<F: FnMut(usize) -> f32>(
         (Isa::Avx512, None) => unsafe { x86::gumbel_scan_avx512(row, seed, inv_t, threshold, on_hit) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: callers pass only available paths.
-        (Isa::Avx2, None) => unsafe {
-            x86::gumbel_scan_avx2(row, |t| mix(seed, t), inv_t, threshold, on_hit)
-        },
+        (Isa::Avx2, None) => unsafe { x86::gumbel_scan_avx2(row, |t| mix(seed, t), inv_t, threshold, on_hit) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
         (Isa::Avx2 | Isa::Avx512, Some(o)) => unsafe {
@@ -343,10 +341,135 @@ fn gumbel_scan_body<V: Fn(u32) -> u32, F: FnMut(usize) -> f32>(
     }
 }
 
+/// The largest value of `xs` (`-inf` when empty), sixteen lanes at a time.
+/// For rows without NaN (checked rows), as `f32::max` folded.
+#[inline(always)]
+fn max_of(xs: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; 16];
+    let (chunks, rest) = xs.as_chunks::<16>();
+    for c in chunks {
+        for (m, &x) in lanes.iter_mut().zip(c) {
+            *m = if x > *m { x } else { *m };
+        }
+    }
+    lanes
+        .into_iter()
+        .chain(rest.iter().copied())
+        .fold(f32::NEG_INFINITY, |m, x| if x > m { x } else { m })
+}
+
+/// Whether the read passes below may run their AVX2 build (they are generic
+/// bodies, inlined into `#[target_feature]` wrappers in `x86`, so that they
+/// vectorise wider than the baseline's SSE2).
+#[inline(always)]
+#[cfg(target_arch = "x86_64")]
+fn wide() -> bool {
+    Isa::detect() != Isa::Portable
+}
+
+/// The largest value of a row (`-inf` when empty): one read, no allocation.
+pub(crate) fn row_max(row: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if wide() {
+        // SAFETY: AVX2 was detected on this CPU.
+        return unsafe { x86::row_max_avx2(row) };
+    }
+    max_of(row)
+}
+
+/// At most this many block maxima are kept (on the stack) by [`BlockMaxima`].
+pub(crate) const MAX_BLOCKS: usize = 1024;
+
+/// The maxima of a row's blocks: blocks of at least 256 values (a multiple of
+/// 16), as few as needed to keep at most [`MAX_BLOCKS`] of them. One read of
+/// the row, no allocation.
+pub(crate) struct BlockMaxima {
+    /// Values per block (the last block may be shorter).
+    pub(crate) width: usize,
+    /// Blocks in the row.
+    pub(crate) blocks: usize,
+    /// `maxima[b]`: the largest value of block `b` (`-inf` for an all `-inf` block).
+    pub(crate) maxima: [f32; MAX_BLOCKS],
+}
+
+impl BlockMaxima {
+    pub(crate) fn of(row: &[f32]) -> Self {
+        let width = row.len().div_ceil(MAX_BLOCKS).next_multiple_of(16).max(256);
+        let mut maxima = [f32::NEG_INFINITY; MAX_BLOCKS];
+        #[cfg(target_arch = "x86_64")]
+        if wide() {
+            // SAFETY: AVX2 was detected on this CPU.
+            unsafe { x86::block_maxima_avx2(row, width, &mut maxima) };
+            return Self {
+                width,
+                blocks: row.len().div_ceil(width),
+                maxima,
+            };
+        }
+        block_maxima_body(row, width, &mut maxima);
+        Self {
+            width,
+            blocks: row.len().div_ceil(width),
+            maxima,
+        }
+    }
+
+    /// A lower bound of the row's `k`-th largest value (k >= 1): the k-th
+    /// largest block maximum (k blocks have a maximum at least that large, and
+    /// those are k different entries); `-inf` when there are fewer than k blocks.
+    pub(crate) fn kth_largest_lower_bound(&self, k: usize) -> f32 {
+        if k == 0 || k > self.blocks {
+            return f32::NEG_INFINITY;
+        }
+        let mut scratch = self.maxima;
+        *scratch[..self.blocks]
+            .select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a))
+            .1
+    }
+}
+
+#[inline(always)]
+fn block_maxima_body(row: &[f32], width: usize, maxima: &mut [f32; MAX_BLOCKS]) {
+    for (m, block) in maxima.iter_mut().zip(row.chunks(width)) {
+        *m = max_of(block);
+    }
+}
+
+/// The first index whose value is at least `x`, sixteen values compared at a time.
+pub(crate) fn first_at_least(row: &[f32], x: f32) -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    if wide() {
+        // SAFETY: AVX2 was detected on this CPU.
+        return unsafe { x86::first_at_least_avx2(row, x) };
+    }
+    first_at_least_body(row, x)
+}
+
+#[inline(always)]
+fn first_at_least_body(row: &[f32], x: f32) -> Option<usize> {
+    let (chunks, rest) = row.as_chunks::<16>();
+    for (c, chunk) in chunks.iter().enumerate() {
+        if chunk.iter().fold(false, |any, &v| any | (v >= x)) {
+            return chunk.iter().position(|&v| v >= x).map(|k| c * 16 + k);
+        }
+    }
+    rest.iter().position(|&v| v >= x).map(|k| chunks.len() * 16 + k)
+}
+
 /// Visits every index whose value exceeds `threshold` (strictly), in order;
 /// `on_hit(index)` returns the new threshold. Sixteen values are compared at a
 /// time, branch-free, so that the compiler vectorizes the comparison.
-pub(crate) fn scan_above<F: FnMut(usize) -> f32>(row: &[f32], mut threshold: f32, mut on_hit: F) {
+pub(crate) fn scan_above<F: FnMut(usize) -> f32>(row: &[f32], threshold: f32, on_hit: F) {
+    #[cfg(target_arch = "x86_64")]
+    if wide() {
+        // SAFETY: AVX2 was detected on this CPU.
+        return unsafe { x86::scan_above_avx2(row, threshold, on_hit) };
+    }
+    scan_above_body(row, threshold, on_hit)
+}
+
+#[inline(always)]
+fn scan_above_body<F: FnMut(usize) -> f32>(row: &[f32], mut threshold: f32, mut on_hit: F) {
     const W: usize = 16;
     let (chunks, rest) = row.as_chunks::<W>();
     for (c, chunk) in chunks.iter().enumerate() {
@@ -371,6 +494,26 @@ pub(crate) fn scan_above<F: FnMut(usize) -> f32>(row: &[f32], mut threshold: f32
 mod x86 {
     use super::*;
     use core::arch::x86_64::*;
+
+    #[target_feature(enable = "avx2")]
+    pub(super) fn row_max_avx2(row: &[f32]) -> f32 {
+        max_of(row)
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub(super) fn block_maxima_avx2(row: &[f32], width: usize, maxima: &mut [f32; MAX_BLOCKS]) {
+        block_maxima_body(row, width, maxima)
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub(super) fn first_at_least_avx2(row: &[f32], x: f32) -> Option<usize> {
+        first_at_least_body(row, x)
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub(super) fn scan_above_avx2<F: FnMut(usize) -> f32>(row: &[f32], threshold: f32, on_hit: F) {
+        scan_above_body(row, threshold, on_hit)
+    }
 
     #[target_feature(enable = "avx2")]
     pub(super) fn hash_words_x8_avx2(prf: &SipKey, head: u32, words: [&[u32]; HASH_LANES]) -> [u64; HASH_LANES] {

@@ -250,6 +250,12 @@ impl fmt::Debug for Tournament {
 }
 
 /// The `k` largest finite logits as `(token, logit)`, largest first, ties to the lower id.
+///
+/// One read of the row and a scan of a few of its blocks, in O(k) memory:
+/// the maxima of blocks of the row ([`BlockMaxima`](crate::simd::BlockMaxima))
+/// give `tau`, a lower bound of the k-th largest value; only blocks whose
+/// maximum reaches `tau` can hold one of the k best, and only those are
+/// scanned, in order, keeping the k best in a heap.
 pub(crate) fn top_k(row: &[f32], k: usize) -> Vec<(u32, f32)> {
     use std::cmp::{Ordering, Reverse};
     use std::collections::BinaryHeap;
@@ -269,19 +275,35 @@ pub(crate) fn top_k(row: &[f32], k: usize) -> Vec<(u32, f32)> {
         }
     }
 
+    if k == 0 {
+        return Vec::new();
+    }
+    let blocks = crate::simd::BlockMaxima::of(row);
+    let tau = blocks.kth_largest_lower_bound(k);
+    // Every one of the k best is at least tau: start strictly above the float below it.
+    let start = if tau == f32::NEG_INFINITY { tau } else { tau.next_down() };
     let mut heap: BinaryHeap<Reverse<Cand>> = BinaryHeap::with_capacity(k.min(row.len()) + 1);
-    // Scanning in index order, a later token equal to the current minimum has a
-    // higher id and loses the tie: only strictly larger logits can enter.
-    crate::simd::scan_above(row, f32::NEG_INFINITY, |i| {
-        heap.push(Reverse(Cand(row[i], i as u32)));
-        if heap.len() > k {
-            heap.pop();
+    let mut threshold = start;
+    for (b, block) in row.chunks(blocks.width).enumerate() {
+        // A block whose maximum does not exceed the threshold has nothing to add.
+        if blocks.maxima[b] <= threshold {
+            continue;
         }
-        match heap.peek() {
-            Some(Reverse(min)) if heap.len() == k => min.0,
-            _ => f32::NEG_INFINITY,
-        }
-    });
+        let first = b * blocks.width;
+        // Scanning in index order, a later token equal to the current minimum has a
+        // higher id and loses the tie: only strictly larger logits can enter.
+        crate::simd::scan_above(block, threshold, |i| {
+            heap.push(Reverse(Cand(block[i], (first + i) as u32)));
+            if heap.len() > k {
+                heap.pop();
+            }
+            threshold = match heap.peek() {
+                Some(Reverse(min)) if heap.len() == k => min.0,
+                _ => start,
+            };
+            threshold
+        });
+    }
     let mut out: Vec<Cand> = heap.into_iter().map(|Reverse(c)| c).collect();
     out.sort_by(|a, b| b.cmp(a));
     out.into_iter().map(|Cand(l, t)| (t, l)).collect()
@@ -364,6 +386,47 @@ mod tests {
         let row = [1.0, f32::NEG_INFINITY, 3.0, 3.0, -2.0];
         assert_eq!(top_k(&row, 2), vec![(2, 3.0), (3, 3.0)]);
         assert_eq!(top_k(&row, 10), vec![(2, 3.0), (3, 3.0), (0, 1.0), (4, -2.0)]);
+    }
+
+    #[test]
+    fn top_k_matches_a_full_sort() {
+        // Rows with ties, -inf runs and fewer finite entries than k, against sorting every entry.
+        let mut s = 7u64;
+        for (v, k) in [
+            (1usize, 1usize),
+            (5, 40),
+            (255, 3),
+            (257, 40),
+            (10_000, 40),
+            (50_001, 40),
+            (50_001, 1),
+            (300_007, 40),
+        ] {
+            for shape in 0..4 {
+                let row: Vec<f32> = (0..v)
+                    .map(|i| {
+                        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                        let x = (s >> 40) as f32 / (1u64 << 24) as f32;
+                        match shape {
+                            0 => x,
+                            1 => (x * 8.0).floor(), // many ties
+                            2 if i % 300 != 7 => f32::NEG_INFINITY,
+                            3 => -(i as f32) * 0.5, // decreasing: the first blocks hold everything
+                            _ => x,
+                        }
+                    })
+                    .collect();
+                let mut all: Vec<(u32, f32)> = row
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, x)| x.is_finite())
+                    .map(|(i, &x)| (i as u32, x))
+                    .collect();
+                all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                all.truncate(k);
+                assert_eq!(top_k(&row, k), all, "v={v} k={k} shape={shape}");
+            }
+        }
     }
 
     #[test]
