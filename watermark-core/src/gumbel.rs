@@ -260,7 +260,7 @@ impl Scheme for Gumbel {
     fn apply(&self, cs: &ContextSeed, row: &mut [f32]) {
         let best = self.choose(cs, row);
         let keep = row[best];
-        row.fill(f32::NEG_INFINITY);
+        crate::simd::fill(row, f32::NEG_INFINITY);
         row[best] = keep;
     }
 }

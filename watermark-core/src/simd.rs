@@ -435,6 +435,17 @@ fn block_maxima_body(row: &[f32], width: usize, maxima: &mut [f32; MAX_BLOCKS]) 
     }
 }
 
+/// `row.fill(value)`, compiled for AVX2 where the CPU has it (32-byte stores;
+/// the baseline build stores 16 bytes at a time).
+pub(crate) fn fill(row: &mut [f32], value: f32) {
+    #[cfg(target_arch = "x86_64")]
+    if wide() {
+        // SAFETY: AVX2 was detected on this CPU.
+        return unsafe { x86::fill_avx2(row, value) };
+    }
+    row.fill(value)
+}
+
 /// The first index whose value is at least `x`, sixteen values compared at a time.
 pub(crate) fn first_at_least(row: &[f32], x: f32) -> Option<usize> {
     #[cfg(target_arch = "x86_64")]
@@ -498,6 +509,11 @@ mod x86 {
     #[target_feature(enable = "avx2")]
     pub(super) fn row_max_avx2(row: &[f32]) -> f32 {
         max_of(row)
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub(super) fn fill_avx2(row: &mut [f32], value: f32) {
+        row.fill(value)
     }
 
     #[target_feature(enable = "avx2")]

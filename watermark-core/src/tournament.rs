@@ -370,7 +370,7 @@ impl Scheme for Tournament {
             .collect();
         tournament_layers(&mut p, &values, self.config.layers, self.config.leaves);
         let total: f64 = p.iter().sum();
-        row.fill(f32::NEG_INFINITY);
+        crate::simd::fill(row, f32::NEG_INFINITY);
         for (&(t, _), q) in cands.iter().zip(&p) {
             row[t as usize] = (q / total).ln() as f32;
         }
