@@ -34,7 +34,7 @@ CARGO_FUZZ := $(CACHE)/tools/cargo-fuzz-$(CARGO_FUZZ_VERSION)/bin/cargo-fuzz
 FUZZ_SECONDS ?= 30
 FUZZ_MODE ?= auto
 
-.PHONY: help setup data demo test-recipe suspect-harvest suspect-api suspect-calibrate check check-rust check-python test test-rust test-python test-vllm test-spark test-browser venv python bench bench-python bench-spark bench-serving bench-serve test-serve-fuzz test-serve-abuse gpu-check-prepare mistralrs-demo lint fuzz-smoke eval eval-quick frontier distill distill-quick distill-transformer spoof spoof-quick accounts campaign campaign-quick calibrate calibrate-multilingual clean-cache
+.PHONY: help setup data demo test-recipe suspect-harvest suspect-api suspect-calibrate check check-rust check-python test test-rust test-python test-vllm test-spark test-browser venv python bench bench-scaling flamegraphs bench-python bench-spark bench-serving bench-serve test-serve-fuzz test-serve-abuse gpu-check-prepare mistralrs-demo lint fuzz-smoke eval eval-quick frontier distill distill-quick distill-transformer spoof spoof-quick accounts campaign campaign-quick calibrate calibrate-multilingual clean-cache
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -298,6 +298,13 @@ bench: ## Criterion benches; writes the ratio tables of benches/RESULTS.md
 	$(PYTHON) benches/report.py $(CARGO_TARGET_DIR)/criterion decode_step step/ floor
 	$(PYTHON) benches/report.py $(CARGO_TARGET_DIR)/criterion detect detect/ baseline-sum-ids
 	$(PYTHON) benches/report.py $(CARGO_TARGET_DIR)/criterion prf prf mix32
+
+bench-scaling: ## Scaling curves (decode step against V and batch, detection against length, keyrings, accounts to 10^6): SVG plots in benches/ and a table in benches/RESULTS.md (run on an idle machine; QUICK=1: a smoke run)
+	$(CARGO) bench -q -p tracemark-benches --bench scaling -- $(if $(QUICK),--quick,) > $(CARGO_TARGET_DIR)/scaling.jsonl
+	$(PYTHON) benches/scaling.py $(CARGO_TARGET_DIR)/scaling.jsonl
+
+flamegraphs: data ## Flamegraphs (SVG, benches/flame/) of the decode step per scheme, detection on ids and `tracemark scan` of text: perf's cpu-clock samples drawn by inferno (installed into the cache; run on an idle machine)
+	bash benches/flamegraphs.sh
 
 bench-python: python ## Side by side with transformers' watermarking (per step and detection); writes benches/RESULTS.md
 	"$(VPY)" benches/python/compare.py

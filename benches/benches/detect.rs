@@ -6,6 +6,7 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
 use std::time::Duration;
+use tracemark_benches::random_ids;
 use tracemark_core::internal::siphash_words;
 use tracemark_core::{Key, SchemeConfig};
 use tracemark_verifier::{DetectOptions, Detector, Keyring, KeyringDetector};
@@ -14,13 +15,7 @@ const VOCAB: usize = 128_256;
 const DOC: usize = 1000;
 
 fn document(seed: u64) -> Vec<u32> {
-    let mut s = seed;
-    (0..DOC)
-        .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((s >> 33) % VOCAB as u64) as u32
-        })
-        .collect()
+    random_ids(DOC, VOCAB, seed)
 }
 
 fn detection(c: &mut Criterion) {

@@ -26,3 +26,15 @@ pub fn floor_add(row: &mut [f32], d: f32) {
         *x += d;
     }
 }
+
+/// `n` pseudo-random token ids below `vocab` (fixed seed: every run measures
+/// the same document).
+pub fn random_ids(n: usize, vocab: usize, seed: u64) -> Vec<u32> {
+    let mut s = seed;
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 33) % vocab as u64) as u32
+        })
+        .collect()
+}
