@@ -565,8 +565,7 @@ mod x86 {
         mut threshold: f32,
         mut on_hit: F,
     ) {
-        let a = _mm512_set1_epi32(seed as u32 as i32);
-        let b = _mm512_set1_epi32(((seed >> 32) as u32 | 1) as i32);
+        let (a, b) = seed_vectors16(seed);
         let c = _mm512_set1_epi32(MIX_MUL as i32);
         let ones = _mm512_set1_epi32(-1);
         // 32 - (biased exponent - 127)
@@ -578,12 +577,7 @@ mod x86 {
         let sixteen = _mm512_set1_epi32(16);
         let (chunks, rest) = row.as_chunks::<16>();
         for (ci, chunk) in chunks.iter().enumerate() {
-            let mut x = _mm512_xor_si512(t, a);
-            x = _mm512_xor_si512(x, _mm512_srli_epi32::<16>(x));
-            x = _mm512_mullo_epi32(x, b);
-            x = _mm512_xor_si512(x, _mm512_srli_epi32::<15>(x));
-            x = _mm512_mullo_epi32(x, c);
-            x = _mm512_xor_si512(x, _mm512_srli_epi32::<15>(x));
+            let x = mix16(t, a, b, c);
             // noise_bound_f32: ((!value) >> 1) as f32, its exponent, (32 - e) * ln 2.
             let y = _mm512_cvtepi32_ps(_mm512_srli_epi32::<1>(_mm512_xor_si512(x, ones)));
             let e = _mm512_sub_epi32(k159, _mm512_srli_epi32::<23>(_mm512_castps_si512(y)));
@@ -702,10 +696,45 @@ mod x86 {
         add_green_portable(rest, done, seed, g16, delta);
     }
 
+    /// `mix(seed, j)` for the sixteen `j` in `idx` (AVX-512; `a`, `b` from [`seed_vectors16`]).
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn mix16(idx: __m512i, a: __m512i, b: __m512i, c: __m512i) -> __m512i {
+        let mut x = _mm512_xor_si512(idx, a);
+        x = _mm512_xor_si512(x, _mm512_srli_epi32::<16>(x));
+        x = _mm512_mullo_epi32(x, b);
+        x = _mm512_xor_si512(x, _mm512_srli_epi32::<15>(x));
+        x = _mm512_mullo_epi32(x, c);
+        _mm512_xor_si512(x, _mm512_srli_epi32::<15>(x))
+    }
+
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn seed_vectors16(seed: u64) -> (__m512i, __m512i) {
+        (
+            _mm512_set1_epi32(seed as u32 as i32),
+            _mm512_set1_epi32(((seed >> 32) as u32 | 1) as i32),
+        )
+    }
+
+    /// Adds `d` to the floats of `blk` whose bit of `mask` is set (token order);
+    /// the other lanes are not written at all.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn add_masked32(blk: &mut [f32; 32], mask: u32, d: __m512) {
+        let p = blk.as_mut_ptr();
+        // SAFETY: `blk` is 32 floats: offsets 0 and 16 each have 16 in bounds.
+        unsafe {
+            let r0 = _mm512_loadu_ps(p);
+            let r1 = _mm512_loadu_ps(p.add(16));
+            _mm512_storeu_ps(p, _mm512_mask_add_ps(r0, mask as u16, r0, d));
+            _mm512_storeu_ps(p.add(16), _mm512_mask_add_ps(r1, (mask >> 16) as u16, r1, d));
+        }
+    }
+
     #[target_feature(enable = "avx512f,avx512bw")]
     pub(super) fn add_green_avx512(row: &mut [f32], seed: u64, g16: u16, delta: f32) {
-        let a = _mm512_set1_epi32(seed as u32 as i32);
-        let b = _mm512_set1_epi32(((seed >> 32) as u32 | 1) as i32);
+        let (a, b) = seed_vectors16(seed);
         let c = _mm512_set1_epi32(MIX_MUL as i32);
         let g = _mm512_set1_epi16(g16 as i16);
         let d = _mm512_set1_ps(delta);
@@ -714,22 +743,10 @@ mod x86 {
         let (blocks, rest) = row.as_chunks_mut::<32>();
         let done = blocks.len() * 32;
         for blk in blocks {
-            let mut x = _mm512_xor_si512(j, a);
-            x = _mm512_xor_si512(x, _mm512_srli_epi32::<16>(x));
-            x = _mm512_mullo_epi32(x, b);
-            x = _mm512_xor_si512(x, _mm512_srli_epi32::<15>(x));
-            x = _mm512_mullo_epi32(x, c);
-            x = _mm512_xor_si512(x, _mm512_srli_epi32::<15>(x));
+            let x = mix16(j, a, b, c);
             // One mask bit per token, in token order; non-green lanes are not written at all.
             let m: u32 = _mm512_cmplt_epu16_mask(x, g);
-            let p = blk.as_mut_ptr();
-            // SAFETY: `blk` is 32 floats: offsets 0 and 16 each have 16 in bounds.
-            unsafe {
-                let r0 = _mm512_loadu_ps(p);
-                let r1 = _mm512_loadu_ps(p.add(16));
-                _mm512_storeu_ps(p, _mm512_mask_add_ps(r0, m as u16, r0, d));
-                _mm512_storeu_ps(p.add(16), _mm512_mask_add_ps(r1, (m >> 16) as u16, r1, d));
-            }
+            add_masked32(blk, m, d);
             j = _mm512_add_epi32(j, sixteen);
         }
         add_green_portable(rest, done, seed, g16, delta);
@@ -810,8 +827,7 @@ mod x86 {
         g16: u16,
         delta: f32,
     ) {
-        let a = _mm512_set1_epi32(seed as u32 as i32);
-        let b = _mm512_set1_epi32(((seed >> 32) as u32 | 1) as i32);
+        let (a, b) = seed_vectors16(seed);
         let c = _mm512_set1_epi32(MIX_MUL as i32);
         let g = _mm512_set1_epi16(g16 as i16);
         let anchor_hi = _mm512_set1_epi16((anchor_rank >> 16) as u16 as i16);
@@ -822,30 +838,17 @@ mod x86 {
         let done = blocks.len() * 32;
         for (k, blk) in blocks.iter_mut().enumerate() {
             // The context's 16-bit values of the 32 tokens, in token order.
-            let mut x = _mm512_xor_si512(j, a);
-            x = _mm512_xor_si512(x, _mm512_srli_epi32::<16>(x));
-            x = _mm512_mullo_epi32(x, b);
-            x = _mm512_xor_si512(x, _mm512_srli_epi32::<15>(x));
-            x = _mm512_mullo_epi32(x, c);
-            x = _mm512_xor_si512(x, _mm512_srli_epi32::<15>(x));
+            let x = mix16(j, a, b, c);
             let tab = table.block(k).as_ptr();
-            let p = blk.as_mut_ptr();
-            // SAFETY: the block is 64 u16 (two 512-bit vectors); `blk` is 32 floats.
-            unsafe {
-                let own = _mm512_loadu_si512(tab.cast());
-                let hi = _mm512_loadu_si512(tab.add(32).cast());
-                let mut takes_over: u32 = _mm512_cmplt_epu16_mask(hi, anchor_hi);
-                let tie: u32 = _mm512_cmpeq_epi16_mask(hi, anchor_hi);
-                if tie != 0 {
-                    takes_over |= exact_below(tie, 32 * k, rank_seed, anchor_rank);
-                }
-                let value = _mm512_mask_mov_epi16(x, takes_over, own);
-                let m: u32 = _mm512_cmplt_epu16_mask(value, g);
-                let r0 = _mm512_loadu_ps(p);
-                let r1 = _mm512_loadu_ps(p.add(16));
-                _mm512_storeu_ps(p, _mm512_mask_add_ps(r0, m as u16, r0, d));
-                _mm512_storeu_ps(p.add(16), _mm512_mask_add_ps(r1, (m >> 16) as u16, r1, d));
+            // SAFETY: the block is 64 u16, two 512-bit vectors.
+            let (own, hi) = unsafe { (_mm512_loadu_si512(tab.cast()), _mm512_loadu_si512(tab.add(32).cast())) };
+            let mut takes_over: u32 = _mm512_cmplt_epu16_mask(hi, anchor_hi);
+            let tie: u32 = _mm512_cmpeq_epi16_mask(hi, anchor_hi);
+            if tie != 0 {
+                takes_over |= exact_below(tie, 32 * k, rank_seed, anchor_rank);
             }
+            let value = _mm512_mask_mov_epi16(x, takes_over, own);
+            add_masked32(blk, _mm512_cmplt_epu16_mask(value, g), d);
             j = _mm512_add_epi32(j, sixteen);
         }
         add_green_self_portable(rest, done, seed, rank_seed, anchor_rank, table, g16, delta);
