@@ -137,7 +137,9 @@ def test_tampered_text_verifies_through_its_canonical_form(key, rng, word_tokeni
 
 
 def test_keyring_names_the_cohort(rng):
-    master = tm.Key.generate()
+    # A fixed master: at alpha = 0.01 a random one names a wrong cohort in about
+    # 1 run in 100 (Holm keeps that family-wise rate, it does not remove it).
+    master = tm.Key.from_bytes(bytes(range(40, 72)))
     labels = [f"cohort/{i}" for i in range(6)]
     ring = tm.Keyring.derived(master, labels)
     assert len(ring) == 6 and ring.labels == labels
