@@ -15,10 +15,18 @@ the campaign at a scale that lets a student train on at least 200,000 tokens:
   with new sampling seeds round after round; lab/data/prompts.txt is never
   asked, so it stays new to every student (the API test's "new prompts").
 
-Every chunk of 32 answers is its own file under the cache directory, written
-atomically; a run that is stopped (kill, reboot, a new session) resumes at
-the first missing chunk and never regenerates one. `--status` prints how far
-the harvest is without loading the model.
+Every chunk of 32 answers is its own gzip file under lab/data/suspect-harvest/
+(committed: a new machine starts with an empty cache, and twice a harvest in
+the cache was lost with its machine), written atomically with fixed gzip
+headers; a run that is stopped (kill, reboot, a new session) resumes at the
+first missing chunk and never regenerates one. `--status` prints how far the
+harvest is without loading the model.
+
+The key is the experiment's own, public by construction (`experiment_master`:
+SHA-256 of a stated label), so that the committed harvest, the students
+trained on it and their audits agree on any machine. It marks this lab's
+data only; it is nobody's deployment key and a watermark under it proves
+nothing about anyone's text.
 
 Usage: python lab/python/suspect_harvest.py [--threads N] [--status]
 (environment: TRACEMARK_MODEL, the GGUF; TRACEMARK_CACHE, the cache root).
@@ -43,9 +51,44 @@ ACCOUNTS = 240
 """Accounts the campaign spreads its requests over (labels `account/{n}`)."""
 
 
+EXPERIMENT_LABEL = b"tracemark lab experiment key: suspect-api-full (public; not for deployment)"
+
+
+def experiment_master():
+    """The full run's master key: SHA-256 of EXPERIMENT_LABEL (public, see above)."""
+    import hashlib
+
+    from tracemark import Key
+
+    return Key.from_bytes(hashlib.sha256(EXPERIMENT_LABEL).digest())
+
+
 def cache_dir() -> Path:
+    """Where the chunks live: lab/data/suspect-harvest (TRACEMARK_SUSPECT_HARVEST overrides)."""
+    default = Path(__file__).resolve().parents[1] / "data" / "suspect-harvest"
+    return Path(os.environ.get("TRACEMARK_SUSPECT_HARVEST", default))
+
+
+def run_dir() -> Path:
+    """The run's cache (keys, requests, students): $TRACEMARK_CACHE/suspect-api-full."""
     root = Path(os.environ.get("TRACEMARK_CACHE", Path.home() / ".cache/tracemark"))
-    return root / "suspect-api-full" / "harvest"
+    return root / "suspect-api-full"
+
+
+def read_chunk(path: Path) -> List[dict]:
+    import gzip
+
+    return [json.loads(line) for line in gzip.decompress(path.read_bytes()).decode().splitlines() if line.strip()]
+
+
+def write_chunk(path: Path, rows: List[dict]) -> None:
+    """Atomically, with mtime 0 and no file name in the gzip header (the same bytes on every machine)."""
+    import gzip
+
+    body = "".join(json.dumps(r) + "\n" for r in rows).encode()
+    tmp = path.with_suffix(path.suffix + ".part")
+    tmp.write_bytes(gzip.compress(body, compresslevel=9, mtime=0))
+    tmp.rename(path)
 
 
 def plan(kind: str) -> Iterator[Tuple[int, int, List[str]]]:
@@ -62,25 +105,20 @@ def plan(kind: str) -> Iterator[Tuple[int, int, List[str]]]:
 
 
 def chunk_path(kind: str, rnd: int, chunk: int) -> Path:
-    return cache_dir() / f"{kind}-r{rnd:02d}-c{chunk:02d}.jsonl"
+    return cache_dir() / f"{kind}-r{rnd:02d}-c{chunk:02d}.jsonl.gz"
 
 
 def done_tokens(kind: str) -> Tuple[int, int]:
     """(answers, answer tokens) already harvested of `kind`."""
-    n = toks = 0
-    for p in sorted(cache_dir().glob(f"{kind}-r*-c*.jsonl")):
-        for line in p.read_text().splitlines():
-            if line.strip():
-                n += 1
-                toks += len(json.loads(line)["ids"])
-    return n, toks
+    rows = load(kind)
+    return len(rows), sum(len(r["ids"]) for r in rows)
 
 
 def load(kind: str) -> List[dict]:
     """Every harvested answer of `kind`, in generation order."""
     rows = []
-    for p in sorted(cache_dir().glob(f"{kind}-r*-c*.jsonl")):
-        rows += [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+    for p in sorted(cache_dir().glob(f"{kind}-r*-c*.jsonl.gz")):
+        rows += read_chunk(p)
     return rows
 
 
@@ -101,14 +139,12 @@ def main() -> int:
         return 0
 
     import torch
-    from transformer_student import Lab, Plan, log, quick_key, stored_key, write_jsonl  # noqa: F401
+    from transformer_student import Lab, Plan, log, write_jsonl
 
     torch.set_num_threads(args.threads)
-    root = cache.parent
-    master = stored_key(root / "master.key")
-    key = master.derive("cohort/1")
-    if not (root / "cohort-1.key").exists():
-        key.save(root / "cohort-1.key")
+    root = run_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    key = experiment_master().derive("cohort/1")
     lab = Lab(Plan.new(False), root, Path("unused"))
     for kind, seed_base in (("marked", 1_000), ("plain", 2_000)):
         _, toks = done_tokens(kind)
@@ -126,7 +162,7 @@ def main() -> int:
                 account = f"account/{random.Random(f'{kind}/{rnd}/{chunk}/{i}').randrange(ACCOUNTS)}"
                 if a:
                     rows.append({"q": q, "account": account, "prompt_ids": pr, "ids": a})
-            write_jsonl(path, rows)
+            write_chunk(path, rows)
             got = sum(len(r["ids"]) for r in rows)
             toks += got
             log(f"{kind} round {rnd} chunk {chunk}: {got:,} tokens in {time.time() - t:.0f} s ({toks:,} of {targets[kind]:,})")

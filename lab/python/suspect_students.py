@@ -146,8 +146,11 @@ def main() -> int:
 
     # The key (cohort 1 of the run's master), with its serving manifest.
     master_path = cache / "master.key"
-    if plan.quick and not master_path.exists():
-        quick_key("suspect-api").save(master_path)
+    if not master_path.exists():
+        # Quick: a test fixture; full: the committed harvest's public experiment key.
+        from suspect_harvest import experiment_master
+
+        (quick_key("suspect-api") if plan.quick else experiment_master()).save(master_path)
     master = stored_key(master_path)
     key_path = cache / "cohort-1.key"
     if not key_path.exists():
@@ -179,6 +182,9 @@ def main() -> int:
         import suspect_harvest
 
         sets = {"marked": suspect_harvest.load("marked"), "plain": suspect_harvest.load("plain")}
+        # The accounts' requests, as our serving logs hold them (rebuilt from the committed harvest).
+        reqs = ({"account": d["account"], "messages": [{"role": "user", "content": d["q"]}]} for d in sets["marked"])
+        write_jsonl(cache / "requests.jsonl", reqs)
     log(f"harvest: {tokens(sets['marked']):,} watermarked, {tokens(sets['plain']):,} plain answer tokens")
 
     def paraphrased() -> list:
