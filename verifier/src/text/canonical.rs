@@ -208,6 +208,33 @@ pub struct Canonical {
     original_len: usize,
 }
 
+/// `c.script()`, answered without a table search for ASCII (letters are
+/// Latin, everything else Common): most text is ASCII, and canonical form
+/// asks for the script of every character several times.
+#[inline]
+pub(super) fn script_of(c: char) -> Script {
+    if c.is_ascii() {
+        if c.is_ascii_alphabetic() {
+            Script::Latin
+        } else {
+            Script::Common
+        }
+    } else {
+        c.script()
+    }
+}
+
+/// `c.general_category()`, from a table built once for ASCII.
+#[inline]
+pub(super) fn category_of(c: char) -> GeneralCategory {
+    static ASCII: std::sync::OnceLock<[GeneralCategory; 128]> = std::sync::OnceLock::new();
+    if c.is_ascii() {
+        ASCII.get_or_init(|| core::array::from_fn(|i| char::from(i as u8).general_category()))[c as usize]
+    } else {
+        c.general_category()
+    }
+}
+
 /// `U+XXXX` for each character, space-separated.
 fn code_points(s: &str) -> String {
     s.chars()
@@ -246,7 +273,7 @@ fn default_ignorable(c: char) -> bool {
 /// Whether `c` is invisible: a format character or default ignorable, and
 /// not a visible prepended concatenation mark.
 fn invisible(c: char) -> bool {
-    (c.general_category() == GeneralCategory::Format || default_ignorable(c)) && !prepended_concatenation_mark(c)
+    (category_of(c) == GeneralCategory::Format || default_ignorable(c)) && !prepended_concatenation_mark(c)
 }
 
 /// An emoji that a joiner or selector may legitimately follow or join
@@ -277,7 +304,7 @@ fn part_of_emoji(chars: &[Traced], i: usize) -> bool {
 
 /// The plain whitespace a whitespace variant stands for, if `c` is one.
 fn plain_whitespace(c: char) -> Option<char> {
-    match c.general_category() {
+    match category_of(c) {
         GeneralCategory::SpaceSeparator if c != ' ' => Some(' '),
         GeneralCategory::LineSeparator | GeneralCategory::ParagraphSeparator => Some('\n'),
         _ if c == '\u{0085}' => Some('\n'),
@@ -461,7 +488,7 @@ fn canonicalize_stages(text: &str, deadline: Deadline) -> Result<Canonical> {
     for (k, (t, reading)) in folded.into_iter().zip(readings).enumerate() {
         deadline.every(k)?;
         let replacement = reading.script.and_then(|context| {
-            let script = t.c.script();
+            let script = script_of(t.c);
             if t.c.is_ascii() {
                 // An ASCII look-alike inside a Cyrillic or Greek word.
                 return reading.word.and_then(|w| v2::latin_reads_as(t.c, w)).map(String::from);
@@ -475,8 +502,8 @@ fn canonicalize_stages(text: &str, deadline: Deadline) -> Result<Canonical> {
                 Some(letter) => letter.map(String::from),
                 None => {
                     let proto = prototype(t.c);
-                    let fits = proto.chars().any(|c| c.script() == context)
-                        && proto.chars().all(|c| c.script() == context || !specific(c.script()))
+                    let fits = proto.chars().any(|c| script_of(c) == context)
+                        && proto.chars().all(|c| script_of(c) == context || !specific(script_of(c)))
                         && v2::ordinary(&proto);
                     (fits && proto != t.c.to_string()).then_some(proto)
                 }
@@ -953,6 +980,15 @@ pub struct CanonicalReport {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// The ASCII shortcuts answer as the Unicode tables do, for every char.
+    #[test]
+    fn script_and_category_shortcuts_are_the_tables() {
+        for c in (0..=0x10ffff_u32).filter_map(char::from_u32) {
+            assert_eq!(script_of(c), c.script(), "{c:?}");
+            assert_eq!(category_of(c), c.general_category(), "{c:?}");
+        }
+    }
 
     /// The full stages, without the scan that skips them.
     fn stages(text: &str) -> Canonical {

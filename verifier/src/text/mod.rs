@@ -5,6 +5,7 @@
 
 pub mod canonical;
 pub(crate) mod deadline;
+mod fast_bpe;
 pub mod sentences;
 pub(crate) mod tokenizer;
 

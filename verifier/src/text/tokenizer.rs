@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 
 use serde::{Deserialize, Serialize};
 
+use super::fast_bpe::{FastBpe, Pre};
 use super::Deadline;
 use crate::error::{Error, Result};
 
@@ -23,6 +24,9 @@ pub struct TextTokenizer {
     /// The punctuation after a letter that [`encode_until`](TextTokenizer::encode_until)
     /// may cut a long text at, when it may cut at all ([`cut_points`]).
     cuts: Option<Vec<char>>,
+    /// The fast path, for the byte-level BPE tokenizers it knows
+    /// ([`fast_pre_tokenizer`]).
+    fast: Option<FastBpe>,
 }
 
 impl core::fmt::Debug for TextTokenizer {
@@ -42,6 +46,15 @@ pub struct Encoded {
     pub ids: Vec<u32>,
     /// Byte range of each token in the text.
     pub spans: Vec<(usize, usize)>,
+}
+
+impl Encoded {
+    pub(crate) fn with_capacity(tokens: usize) -> Self {
+        Self {
+            ids: Vec::with_capacity(tokens),
+            spans: Vec::with_capacity(tokens),
+        }
+    }
 }
 
 /// `sha256:<hex>` of some bytes.
@@ -86,7 +99,16 @@ impl TextTokenizer {
             message: format!("not a valid tokenizer.json: {e}"),
         })?;
         let vocab_size = inner.get_vocab_size(true);
-        let cuts = serde_json::from_slice(bytes).ok().and_then(|json| cut_points(&json));
+        let json: Option<serde_json::Value> = serde_json::from_slice(bytes).ok();
+        let cuts = json.as_ref().and_then(cut_points);
+        let fast = json
+            .as_ref()
+            .filter(|_| matches!(inner.get_model(), tokenizers::models::ModelWrapper::BPE(_)))
+            .and_then(|json| {
+                let pre = fast_pre_tokenizer(json)?;
+                let added = json["added_tokens"].as_array()?;
+                Some(FastBpe::new(pre, added.iter().filter_map(|t| t["content"].as_str())))
+            });
         Ok(Self {
             inner,
             info: TokenizerInfo {
@@ -94,6 +116,7 @@ impl TextTokenizer {
                 vocab_size,
             },
             cuts,
+            fast,
         })
     }
 
@@ -107,8 +130,26 @@ impl TextTokenizer {
         self.info.vocab_size
     }
 
-    /// Encodes `text` without adding special tokens.
+    /// Encodes `text` without adding special tokens: the ids and spans
+    /// `tokenizers` gives, through the fast path where this tokenizer has
+    /// one (`fast_bpe`).
     pub fn encode(&self, text: &str) -> Result<Encoded> {
+        match (&self.fast, self.inner.get_model()) {
+            (Some(fast), tokenizers::models::ModelWrapper::BPE(model)) => {
+                fast.encode(text, model, self.cuts.as_deref(), |t| self.encode_reference(t))
+            }
+            _ => self.encode_reference(text),
+        }
+    }
+
+    /// Whether [`encode`](Self::encode) has a fast path for this tokenizer.
+    pub fn has_fast_path(&self) -> bool {
+        self.fast.is_some()
+    }
+
+    /// Encodes `text` with `tokenizers` alone (what [`encode`](Self::encode)
+    /// is checked against).
+    pub fn encode_reference(&self, text: &str) -> Result<Encoded> {
         let enc = self
             .inner
             .encode(text, false)
@@ -203,7 +244,7 @@ const CUT_PUNCT: [char; 13] = ['.', ',', '!', '?', ';', ':', '、', '。', '，'
 /// Whether byte `p` of a text is a cut: the char before it is a
 /// [`cut_letter`], and the char at it is punctuation in `punct`, or a space
 /// followed by a [`cut_letter`] (`word| word`, `文|。`).
-fn is_cut(prev: char, at: char, next: Option<char>, punct: &[char]) -> bool {
+pub(crate) fn is_cut(prev: char, at: char, next: Option<char>, punct: &[char]) -> bool {
     cut_letter(prev) && (punct.contains(&at) || at == ' ' && next.is_some_and(cut_letter))
 }
 
@@ -316,6 +357,47 @@ fn cut_points(json: &serde_json::Value) -> Option<Vec<char>> {
         };
         CUT_PUNCT.iter().filter(|p| !held(p)).copied().collect()
     })
+}
+
+/// SmolLM2's pre-tokenizer: each digit alone, then GPT-2's byte-level regex.
+const DIGITS_GPT2: &str = r#"{"type":"Sequence","pretokenizers":[{"type":"Digits","individual_digits":true},{"type":"ByteLevel","add_prefix_space":false,"trim_offsets":true,"use_regex":true}]}"#;
+
+/// The pre-tokenizer of a tokenizer the fast path of [`TextTokenizer::encode`]
+/// knows: GPT-2's, SmolLM2's or DeepSeek V3's, with no normalizer, a BPE
+/// model without dropout, a post-processor that changes nothing without
+/// special tokens ([`post_processor_ok`]), no truncation or padding, and no
+/// added token that holds whitespace or strips it.
+fn fast_pre_tokenizer(json: &serde_json::Value) -> Option<Pre> {
+    let normalizer = &json["normalizer"];
+    let no_normalizer = normalizer.is_null()
+        || normalizer["type"] == "Sequence" && normalizer["normalizers"].as_array().is_some_and(Vec::is_empty);
+    let model = &json["model"];
+    let bpe = model["type"] == "BPE" && model["dropout"].is_null() && model["byte_fallback"] != true;
+    let added_ok = json["added_tokens"].as_array()?.iter().all(|t| {
+        t["content"]
+            .as_str()
+            .is_some_and(|c| !c.is_empty() && !c.chars().any(char::is_whitespace))
+            && t["lstrip"] != true
+            && t["rstrip"] != true
+    });
+    let ok = no_normalizer
+        && bpe
+        && added_ok
+        && post_processor_ok(&json["post_processor"])
+        && json["truncation"].is_null()
+        && json["padding"].is_null();
+    let known = |s: &str| serde_json::from_str::<serde_json::Value>(s).is_ok_and(|v| v == json["pre_tokenizer"]);
+    if !ok {
+        None
+    } else if known(GPT2) {
+        Some(Pre::Gpt2)
+    } else if known(DIGITS_GPT2) {
+        Some(Pre::DigitsGpt2)
+    } else if known(DEEPSEEK) {
+        Some(Pre::DeepSeek)
+    } else {
+        None
+    }
 }
 
 /// Whether a post-processor changes nothing a cut could see, without special
@@ -607,6 +689,75 @@ mod tests {
             }
         }
         assert!(cut > 10_000, "{cut}");
+    }
+
+    /// The fast path gives `tokenizers`' ids and spans, for each pre-tokenizer
+    /// it knows, on random mixes of every ASCII class (letters, digits,
+    /// punctuation, each whitespace byte, control bytes, contractions, runs),
+    /// an added token, and non-ASCII pieces that send their stretch to
+    /// `tokenizers` (cut out where the tokenizer may be cut, the whole text
+    /// where it may not).
+    #[test]
+    fn the_fast_path_is_tokenizers() {
+        let parts = [
+            "the", "The", "worth", "ing", "a", "I", " ", "  ", "   ", "\t", "\n", "\r", "\r\n", "\n\n", " \n",
+            "\u{b}", "\u{c}", "\u{1}", "\u{1f}", "\u{7f}", "\u{0}", ".", ",", "!", "?", ";", ":", "'", "\"", "(", ")",
+            "-", "--", "...", "$", "+", "<", ">", "=", "^", "`", "|", "~", "_", "@", "#", "%", "&", "*", "/", "\\", "[",
+            "]", "{", "}", "'s", "'t", "'re", "'ve", "'m", "'ll", "'d", "'r", "'l", "'v", "0", "7", "12", "123", "4567",
+            "3.14", "1,000", "x2", "<|endoftext|>", "<|end", "é", "日本語", "。", "、", "Привет", "\u{301}", "ー", "👍",
+        ];
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let configs = [
+            (GPT2, TEMPLATE, Pre::Gpt2, true),
+            (GPT2, "null", Pre::Gpt2, true),
+            (DEEPSEEK, BYTE_LEVEL_UNTRIMMED, Pre::DeepSeek, true),
+            (DIGITS_GPT2, "null", Pre::DigitsGpt2, false),
+        ];
+        // Tokens for every pair of bytes of different classes and some
+        // longer runs, so that a piece boundary in the wrong place changes
+        // the ids.
+        let bytes = ["a", "T", " ", "\t", "\n", "\r", "\u{b}", ".", "'", "-", "(", "1", "\u{1}", "<", "s"];
+        let mut merges = spanning_merges();
+        for a in bytes {
+            for b in bytes {
+                merges.push(format!("{a}{b}"));
+            }
+        }
+        for run in ["   ", "\n\n\n", ".\n\n", " .\n", " \n\n", "\t\n ", "'re", "'ll", "...", "123", " 12", "a.\n"] {
+            merges.push(run.to_string());
+        }
+        for (pre, post, kind, cut) in configs {
+            let t = TextTokenizer::from_bytes(byte_level_json_with(pre, post, &merges).as_bytes())
+                .expect("a tokenizer");
+            assert_eq!(t.fast.as_ref().map(|f| format!("{f:?}")), Some(format!("FastBpe({kind:?})")));
+            assert_eq!(t.cuts.is_some(), cut, "{pre}");
+            let (mut ascii, mut mixed) = (0, 0);
+            for round in 0..3000 {
+                // Two in three texts are ASCII only.
+                let limit = if round % 3 == 0 { parts.len() } else { parts.len() - 9 };
+                let text: String = (0..1 + next(50)).map(|_| parts[next(limit)]).collect();
+                if text.is_ascii() {
+                    ascii += 1;
+                } else {
+                    mixed += 1;
+                }
+                assert_eq!(
+                    t.encode(&text).expect("fast"),
+                    t.encode_reference(&text).expect("tokenizers"),
+                    "{kind:?} {text:?}"
+                );
+            }
+            assert!(ascii > 1500 && mixed > 500, "{ascii} {mixed}");
+        }
+        // Other tokenizers have no fast path.
+        assert!(!tokenizer(LLAMA3, "null").has_fast_path());
+        assert!(!tokenizer(r#"{"type":"Whitespace"}"#, "null").has_fast_path());
     }
 
     /// GPT-2's and DeepSeek V3's pre-tokenizers encode a long text in chunks

@@ -8,8 +8,8 @@
 //! character still knows the bytes of the original text it came from.
 
 use unicode_normalization::UnicodeNormalization;
-use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
-use unicode_script::{Script, UnicodeScript};
+use unicode_properties::GeneralCategory;
+use unicode_script::Script;
 use unicode_segmentation::UnicodeSegmentation;
 
 use super::{push_change, Change, ChangeKind, Traced};
@@ -35,7 +35,7 @@ fn paragraph_end(c: char) -> bool {
 /// Scripts written right to left.
 fn right_to_left(c: char) -> bool {
     matches!(
-        c.script(),
+        super::script_of(c),
         Script::Arabic
             | Script::Hebrew
             | Script::Syriac
@@ -52,7 +52,7 @@ fn right_to_left(c: char) -> bool {
 /// joiner or a variation selector), so that reversing keeps them together.
 fn extends(c: char) -> bool {
     matches!(
-        c.general_category(),
+        super::category_of(c),
         GeneralCategory::NonspacingMark | GeneralCategory::SpacingMark | GeneralCategory::EnclosingMark
     ) || matches!(c, '\u{200D}' | '\u{FE00}'..='\u{FE0F}' | '\u{E0100}'..='\u{E01EF}')
 }
@@ -272,7 +272,7 @@ pub(super) fn used_as_blank(chars: &[Traced], i: usize) -> bool {
 /// Horizontal whitespace: space, tab, the other space separators (Zs) and
 /// blank-looking characters.
 fn horizontal(c: char) -> bool {
-    c == '\t' || c.general_category() == GeneralCategory::SpaceSeparator || blank(c)
+    c == '\t' || super::category_of(c) == GeneralCategory::SpaceSeparator || blank(c)
 }
 
 /// Makes each run of horizontal whitespace inside a line one space; keeps
@@ -386,7 +386,7 @@ pub(super) fn reads_as(c: char, dominant: Script) -> Option<Option<char>> {
     if let Some(&(_, latin)) = READS_AS.iter().find(|(g, _)| *g == c) {
         return Some(Some(latin));
     }
-    (c.script() == Script::Greek).then_some(None)
+    (super::script_of(c) == Script::Greek).then_some(None)
 }
 
 /// Small capitals, read as the lowercase letter.
@@ -479,7 +479,7 @@ pub(super) fn evidence(chars: &[Traced]) -> Vec<Evidence> {
 /// prototype is one ASCII letter (`ɑ ɡ ȷ ɩ ʋ`); `ı` unless the line is
 /// Turkish.
 pub(super) fn latin_lookalike(c: char, line: Evidence) -> Option<char> {
-    if c.is_ascii() || c.script() != Script::Latin || !c.is_alphabetic() {
+    if c.is_ascii() || super::script_of(c) != Script::Latin || !c.is_alphabetic() {
         return None;
     }
     if let Some(&(_, plain)) = SMALL_CAPITALS.iter().find(|(s, _)| *s == c) {
@@ -512,7 +512,7 @@ fn written(c: char, line: Evidence) -> bool {
 pub(super) fn strip_marks(cluster: &str, line: Evidence) -> Option<String> {
     let mut chars = cluster.chars();
     let first = chars.next()?;
-    if first.is_ascii() && cluster.len() == 1 || first.script() != Script::Latin || !first.is_alphabetic() {
+    if first.is_ascii() && cluster.len() == 1 || super::script_of(first) != Script::Latin || !first.is_alphabetic() {
         return None;
     }
     let nfd: Vec<char> = cluster.nfd().collect();
@@ -520,7 +520,7 @@ pub(super) fn strip_marks(cluster: &str, line: Evidence) -> Option<String> {
     if marks.is_empty()
         || marks
             .iter()
-            .any(|m| m.general_category() != GeneralCategory::NonspacingMark)
+            .any(|m| super::category_of(*m) != GeneralCategory::NonspacingMark)
     {
         return None;
     }
@@ -642,7 +642,7 @@ pub(super) fn vote(c: char) -> Option<(Script, bool)> {
     if !c.is_alphabetic() {
         return None;
     }
-    let own = c.script();
+    let own = super::script_of(c);
     if !super::specific(own) {
         return None;
     }
@@ -653,7 +653,7 @@ pub(super) fn vote(c: char) -> Option<(Script, bool)> {
     let proto = super::prototype(c);
     match proto
         .chars()
-        .map(|p| p.script())
+        .map(|p| super::script_of(p))
         .find(|&s| super::specific(s) && !super::same_writing(s, own))
     {
         Some(other) if ordinary(&proto) => Some((other, false)),
@@ -741,7 +741,7 @@ fn links(chars: &[char]) -> Vec<bool> {
 /// cannot be read as Latin.
 fn readable_in(word: &[char], script: Script) -> bool {
     word.iter().all(|&c| match vote(c) {
-        Some((s, _)) => s == script || c.script() == script || latin_reads_as(c, script).is_some(),
+        Some((s, _)) => s == script || super::script_of(c) == script || latin_reads_as(c, script).is_some(),
         None => true,
     })
 }
@@ -751,7 +751,7 @@ fn own_most(word: &[char]) -> Option<Script> {
     let mut tally = Tally::default();
     for &c in word {
         if vote(c).is_some() {
-            tally.add(c.script());
+            tally.add(super::script_of(c));
         }
     }
     tally.most()
@@ -790,7 +790,7 @@ fn text_script(chars: &[Traced], links: &[bool], deadline: Deadline) -> Result<O
 fn in_word(c: char) -> bool {
     c.is_alphabetic()
         || matches!(
-            c.general_category(),
+            super::category_of(c),
             GeneralCategory::NonspacingMark | GeneralCategory::SpacingMark | GeneralCategory::EnclosingMark
         )
 }
