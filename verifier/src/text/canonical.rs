@@ -406,6 +406,17 @@ pub fn already_canonical(text: &str) -> bool {
 
 /// The stages of canonical form, one after the other.
 fn canonicalize_stages(text: &str, deadline: Deadline) -> Result<Canonical> {
+    stages(text, deadline, true)
+}
+
+/// [`canonicalize_stages`]; with `ascii_shortcut`, a text that is ASCII
+/// after the spacing stage skips stages 3 to 6, which change no ASCII
+/// character: NFKC keeps ASCII, every ASCII letter votes Latin so no word,
+/// sentence or text is read in another script (stage 4 maps ASCII only
+/// inside a Cyrillic or Greek word), an ASCII letter is no look-alike of
+/// another Latin letter (stage 5), and ASCII has no marks (stage 6). The
+/// tests check it against the full stages.
+fn stages(text: &str, deadline: Deadline, ascii_shortcut: bool) -> Result<Canonical> {
     let mut changes = Vec::new();
     let traced: Vec<Traced> = text
         .char_indices()
@@ -454,6 +465,10 @@ fn canonicalize_stages(text: &str, deadline: Deadline) -> Result<Canonical> {
     // 2 (v2): runs of horizontal whitespace and blanks inside a line.
     let visible = v2::collapse_spacing(visible, &mut changes);
     deadline.check()?;
+    if ascii_shortcut && visible.iter().all(|t| t.c.is_ascii()) {
+        changes.sort_by_key(|c| (c.span.0, c.kind));
+        return Ok(finish(text, visible, changes));
+    }
 
     // 3: NFKC, one grapheme cluster at a time (normalisation does not cross
     // cluster boundaries), each output character traced to its cluster.
@@ -561,18 +576,23 @@ fn canonicalize_stages(text: &str, deadline: Deadline) -> Result<Canonical> {
     let out = v2::strip_foreign_marks(out, &latin, &mut changes, deadline)?;
 
     changes.sort_by_key(|c| (c.span.0, c.kind));
+    Ok(finish(text, out, changes))
+}
+
+/// The canonical form of `text` from its traced characters and changes.
+fn finish(text: &str, out: Vec<Traced>, changes: Vec<Change>) -> Canonical {
     let mut canonical = String::with_capacity(text.len());
     let mut origin = Vec::with_capacity(out.len());
     for t in out {
         origin.push((canonical.len(), t.start, t.end));
         canonical.push(t.c);
     }
-    Ok(Canonical {
+    Canonical {
         text: canonical,
         changes,
         origin,
         original_len: text.len(),
-    })
+    }
 }
 
 /// Which forms of a text detection tests, decided from the text alone before
@@ -980,6 +1000,37 @@ pub struct CanonicalReport {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// The ASCII shortcut of the stages gives what the full stages give, on
+    /// ASCII texts of every kind of byte (look-alike letters such as `a`,
+    /// `o`, `K`, `l` and `I` alone and in runs, controls, every whitespace
+    /// byte and runs of them) and on texts that become ASCII once their
+    /// spacing is canonical.
+    #[test]
+    fn the_ascii_shortcut_is_the_full_stages() {
+        let parts = [
+            "a", "o", "c", "e", "p", "x", "y", "K", "O", "l", "I", "H", "B", "the", "word", "OK", "cope", "Bob",
+            " ", "  ", "\t", "\n", "\r\n", "\u{b}", "\u{c}", "\u{1c}", "\u{1e}", "\u{0}", "\u{1}", "\u{7f}", ".",
+            ",", "'", "-", "0", "42", "\u{a0}", "\u{2800}", "\u{3000}", "\u{200b}",
+        ];
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let mut shortcuts = 0;
+        for round in 0..20_000 {
+            let limit = if round % 4 == 0 { parts.len() } else { parts.len() - 4 };
+            let text: String = (0..1 + next(40)).map(|_| parts[next(limit)]).collect();
+            let full = super::stages(&text, Deadline::NONE, false).expect("full");
+            let fast = super::stages(&text, Deadline::NONE, true).expect("shortcut");
+            shortcuts += usize::from(full.text().is_ascii());
+            assert_eq!(fast, full, "{text:?}");
+        }
+        assert!(shortcuts > 15_000, "{shortcuts}");
+    }
 
     /// The ASCII shortcuts answer as the Unicode tables do, for every char.
     #[test]
