@@ -293,8 +293,11 @@ calibrate-multilingual: ## The text path's false-positive rates (canonical form 
 	$(CARGO) run $(CARGO_FLAGS) -q -p tracemark-lab --bin multilingual -- \
 	    --corpus "$$($(FETCH) human-text-multilingual)" --out $(MULTILINGUAL) $(MULTILINGUAL_ARGS) >/dev/null
 
-bench: ## Criterion benches; writes the ratio tables of benches/RESULTS.md
+bench: data ## Criterion benches; writes the ratio tables of benches/RESULTS.md
 	$(CARGO) bench -p tracemark-benches --bench decode_step --bench prf --bench detect
+	export TRACEMARK_TOKENIZER="$$($(FETCH) tokenizer)" TRACEMARK_HUMAN_TEXT="$$($(FETCH) human-text)"; \
+	$(CARGO) bench -p tracemark-benches --bench text
+	$(PYTHON) benches/report.py $(CARGO_TARGET_DIR)/criterion text text/ tokenizers
 	$(PYTHON) benches/report.py $(CARGO_TARGET_DIR)/criterion decode_step step/ floor
 	$(PYTHON) benches/report.py $(CARGO_TARGET_DIR)/criterion detect detect/ baseline-sum-ids
 	$(PYTHON) benches/report.py $(CARGO_TARGET_DIR)/criterion prf prf mix32

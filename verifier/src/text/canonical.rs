@@ -518,7 +518,9 @@ fn stages(text: &str, deadline: Deadline, ascii_shortcut: bool) -> Result<Canoni
                 None => {
                     let proto = prototype(t.c);
                     let fits = proto.chars().any(|c| script_of(c) == context)
-                        && proto.chars().all(|c| script_of(c) == context || !specific(script_of(c)))
+                        && proto
+                            .chars()
+                            .all(|c| script_of(c) == context || !specific(script_of(c)))
                         && v2::ordinary(&proto);
                     (fits && proto != t.c.to_string()).then_some(proto)
                 }
@@ -1009,9 +1011,9 @@ mod tests {
     #[test]
     fn the_ascii_shortcut_is_the_full_stages() {
         let parts = [
-            "a", "o", "c", "e", "p", "x", "y", "K", "O", "l", "I", "H", "B", "the", "word", "OK", "cope", "Bob",
-            " ", "  ", "\t", "\n", "\r\n", "\u{b}", "\u{c}", "\u{1c}", "\u{1e}", "\u{0}", "\u{1}", "\u{7f}", ".",
-            ",", "'", "-", "0", "42", "\u{a0}", "\u{2800}", "\u{3000}", "\u{200b}",
+            "a", "o", "c", "e", "p", "x", "y", "K", "O", "l", "I", "H", "B", "the", "word", "OK", "cope", "Bob", " ",
+            "  ", "\t", "\n", "\r\n", "\u{b}", "\u{c}", "\u{1c}", "\u{1e}", "\u{0}", "\u{1}", "\u{7f}", ".", ",", "'",
+            "-", "0", "42", "\u{a0}", "\u{2800}", "\u{3000}", "\u{200b}",
         ];
         let mut state = 0x9e37_79b9_7f4a_7c15_u64;
         let mut next = move |n: usize| {

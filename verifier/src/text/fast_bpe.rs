@@ -45,6 +45,9 @@ const CACHED_WORD: usize = 48;
 const SHARD_WORDS: usize = 1 << 12;
 const SHARDS: usize = 16;
 
+/// Piece bytes to their (id, length in bytes) pairs, flattened.
+type WordCache = FxHashMap<Box<[u8]>, Box<[u32]>>;
+
 /// The fast path of one tokenizer.
 pub(crate) struct FastBpe {
     pre: Pre,
@@ -54,7 +57,7 @@ pub(crate) struct FastBpe {
     /// Each byte's character in the byte-level alphabet.
     alphabet: [char; 256],
     /// Piece bytes to (id, length in bytes) pairs, flattened.
-    shards: Box<[Mutex<FxHashMap<Box<[u8]>, Box<[u32]>>>]>,
+    shards: Box<[Mutex<WordCache>]>,
 }
 
 impl core::fmt::Debug for FastBpe {
@@ -84,9 +87,7 @@ impl FastBpe {
     /// added tokens' contents.
     pub(crate) fn new<'a>(pre: Pre, added: impl IntoIterator<Item = &'a str>) -> Self {
         let mut slow = [false; 256];
-        for b in 0x80..256 {
-            slow[b] = true;
-        }
+        slow[0x80..].fill(true);
         for content in added {
             if let Some(&b) = content.as_bytes().first() {
                 slow[usize::from(b)] = true;
@@ -110,7 +111,12 @@ impl FastBpe {
         slow: impl Fn(&str) -> Result<Encoded>,
     ) -> Result<Encoded> {
         let bytes = text.as_bytes();
-        let next_slow = |from: usize| bytes[from..].iter().position(|&b| self.slow[usize::from(b)]).map(|i| from + i);
+        let next_slow = |from: usize| {
+            bytes[from..]
+                .iter()
+                .position(|&b| self.slow[usize::from(b)])
+                .map(|i| from + i)
+        };
         let Some(first) = next_slow(0) else {
             let mut out = Encoded::with_capacity(text.len() / 3);
             self.encode_ascii(bytes, 0, model, &mut out)?;
@@ -191,7 +197,7 @@ impl FastBpe {
                 at += len;
             }
         };
-        let shard = (word.len() ^ usize::from(word[0]) ^ usize::from(word[word.len() - 1]) * 7) % SHARDS;
+        let shard = (word.len() ^ usize::from(word[0]) ^ (usize::from(word[word.len() - 1]) * 7)) % SHARDS;
         let cached = word.len() <= CACHED_WORD;
         if cached {
             let map = self.shards[shard].lock().unwrap_or_else(|e| e.into_inner());
@@ -342,7 +348,10 @@ fn gpt2(s: &[u8], a: usize, b: usize, piece: &mut impl FnMut(usize, usize)) {
         let end = if c == b'\'' && matches!(at(i + 1), Some(b's' | b't' | b'm' | b'd')) {
             i + 2
         } else if c == b'\''
-            && matches!((at(i + 1), at(i + 2)), (Some(b'r'), Some(b'e')) | (Some(b'v'), Some(b'e')) | (Some(b'l'), Some(b'l')))
+            && matches!(
+                (at(i + 1), at(i + 2)),
+                (Some(b'r'), Some(b'e')) | (Some(b'v'), Some(b'e')) | (Some(b'l'), Some(b'l'))
+            )
         {
             i + 3
         } else {

@@ -700,11 +700,89 @@ mod tests {
     #[test]
     fn the_fast_path_is_tokenizers() {
         let parts = [
-            "the", "The", "worth", "ing", "a", "I", " ", "  ", "   ", "\t", "\n", "\r", "\r\n", "\n\n", " \n",
-            "\u{b}", "\u{c}", "\u{1}", "\u{1f}", "\u{7f}", "\u{0}", ".", ",", "!", "?", ";", ":", "'", "\"", "(", ")",
-            "-", "--", "...", "$", "+", "<", ">", "=", "^", "`", "|", "~", "_", "@", "#", "%", "&", "*", "/", "\\", "[",
-            "]", "{", "}", "'s", "'t", "'re", "'ve", "'m", "'ll", "'d", "'r", "'l", "'v", "0", "7", "12", "123", "4567",
-            "3.14", "1,000", "x2", "<|endoftext|>", "<|end", "é", "日本語", "。", "、", "Привет", "\u{301}", "ー", "👍",
+            "the",
+            "The",
+            "worth",
+            "ing",
+            "a",
+            "I",
+            " ",
+            "  ",
+            "   ",
+            "\t",
+            "\n",
+            "\r",
+            "\r\n",
+            "\n\n",
+            " \n",
+            "\u{b}",
+            "\u{c}",
+            "\u{1}",
+            "\u{1f}",
+            "\u{7f}",
+            "\u{0}",
+            ".",
+            ",",
+            "!",
+            "?",
+            ";",
+            ":",
+            "'",
+            "\"",
+            "(",
+            ")",
+            "-",
+            "--",
+            "...",
+            "$",
+            "+",
+            "<",
+            ">",
+            "=",
+            "^",
+            "`",
+            "|",
+            "~",
+            "_",
+            "@",
+            "#",
+            "%",
+            "&",
+            "*",
+            "/",
+            "\\",
+            "[",
+            "]",
+            "{",
+            "}",
+            "'s",
+            "'t",
+            "'re",
+            "'ve",
+            "'m",
+            "'ll",
+            "'d",
+            "'r",
+            "'l",
+            "'v",
+            "0",
+            "7",
+            "12",
+            "123",
+            "4567",
+            "3.14",
+            "1,000",
+            "x2",
+            "<|endoftext|>",
+            "<|end",
+            "é",
+            "日本語",
+            "。",
+            "、",
+            "Привет",
+            "\u{301}",
+            "ー",
+            "👍",
         ];
         let mut state = 0x2545_f491_4f6c_dd1d_u64;
         let mut next = move |n: usize| {
@@ -722,20 +800,27 @@ mod tests {
         // Tokens for every pair of bytes of different classes and some
         // longer runs, so that a piece boundary in the wrong place changes
         // the ids.
-        let bytes = ["a", "T", " ", "\t", "\n", "\r", "\u{b}", ".", "'", "-", "(", "1", "\u{1}", "<", "s"];
+        let bytes = [
+            "a", "T", " ", "\t", "\n", "\r", "\u{b}", ".", "'", "-", "(", "1", "\u{1}", "<", "s",
+        ];
         let mut merges = spanning_merges();
         for a in bytes {
             for b in bytes {
                 merges.push(format!("{a}{b}"));
             }
         }
-        for run in ["   ", "\n\n\n", ".\n\n", " .\n", " \n\n", "\t\n ", "'re", "'ll", "...", "123", " 12", "a.\n"] {
+        for run in [
+            "   ", "\n\n\n", ".\n\n", " .\n", " \n\n", "\t\n ", "'re", "'ll", "...", "123", " 12", "a.\n",
+        ] {
             merges.push(run.to_string());
         }
         for (pre, post, kind, cut) in configs {
-            let t = TextTokenizer::from_bytes(byte_level_json_with(pre, post, &merges).as_bytes())
-                .expect("a tokenizer");
-            assert_eq!(t.fast.as_ref().map(|f| format!("{f:?}")), Some(format!("FastBpe({kind:?})")));
+            let t =
+                TextTokenizer::from_bytes(byte_level_json_with(pre, post, &merges).as_bytes()).expect("a tokenizer");
+            assert_eq!(
+                t.fast.as_ref().map(|f| format!("{f:?}")),
+                Some(format!("FastBpe({kind:?})"))
+            );
             assert_eq!(t.cuts.is_some(), cut, "{pre}");
             let (mut ascii, mut mixed) = (0, 0);
             for round in 0..3000 {

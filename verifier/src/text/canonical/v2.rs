@@ -653,7 +653,7 @@ pub(super) fn vote(c: char) -> Option<(Script, bool)> {
     let proto = super::prototype(c);
     match proto
         .chars()
-        .map(|p| super::script_of(p))
+        .map(super::script_of)
         .find(|&s| super::specific(s) && !super::same_writing(s, own))
     {
         Some(other) if ordinary(&proto) => Some((other, false)),
