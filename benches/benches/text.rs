@@ -38,17 +38,34 @@ fn text(c: &mut Criterion) {
     group.throughput(Throughput::Elements(tokens as u64));
     group.sample_size(10).measurement_time(Duration::from_secs(8));
     group.bench_function("tokenizers", |b| {
-        b.iter(|| docs.iter().map(|d| tok.encode_reference(black_box(d)).expect("ok").ids.len()).sum::<usize>())
+        b.iter(|| {
+            docs.iter()
+                .map(|d| tok.encode_reference(black_box(d)).expect("ok").ids.len())
+                .sum::<usize>()
+        })
     });
     group.bench_function("fast-path", |b| {
-        b.iter(|| docs.iter().map(|d| tok.encode(black_box(d)).expect("ok").ids.len()).sum::<usize>())
+        b.iter(|| {
+            docs.iter()
+                .map(|d| tok.encode(black_box(d)).expect("ok").ids.len())
+                .sum::<usize>()
+        })
     });
     group.bench_function("canonical-form", |b| {
-        b.iter(|| docs.iter().map(|d| canonicalize(black_box(d)).text().len()).sum::<usize>())
+        b.iter(|| {
+            docs.iter()
+                .map(|d| canonicalize(black_box(d)).text().len())
+                .sum::<usize>()
+        })
     });
     let config: SchemeConfig = "kgw:gamma=0.25,delta=2,context=lefthash:1".parse().expect("scheme");
-    let detector = Detector::new(&Key::from_bytes([3; 32]), &config, tok.vocab_size(), DetectOptions::default())
-        .expect("detector");
+    let detector = Detector::new(
+        &Key::from_bytes([3; 32]),
+        &config,
+        tok.vocab_size(),
+        DetectOptions::default(),
+    )
+    .expect("detector");
     group.bench_function("detect-text", |b| {
         b.iter(|| {
             docs.iter()

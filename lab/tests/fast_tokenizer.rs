@@ -46,7 +46,11 @@ fn the_fast_path_is_tokenizers_on_real_text() {
     let multilingual = texts(&env("TRACEMARK_HUMAN_TEXT_MULTILINGUAL"));
     let mut tampered = Vec::new();
     for (n, text) in english.iter().take(150).enumerate() {
-        for (k, &t) in Tampering::MEANING_PRESERVING.iter().chain(&Tampering::VISIBLE).enumerate() {
+        for (k, &t) in Tampering::MEANING_PRESERVING
+            .iter()
+            .chain(&Tampering::VISIBLE)
+            .enumerate()
+        {
             for rate in [0.25, 1.0] {
                 tampered.push(tamper(text, t, rate, (n * 100 + k) as u64));
             }
@@ -56,11 +60,18 @@ fn the_fast_path_is_tokenizers_on_real_text() {
     for (name, tok) in [("SmolLM2", &smollm2), ("DeepSeek V3", &deepseek)] {
         assert!(tok.has_fast_path(), "{name}: no fast path (its pre-tokenizer changed?)");
         let mut tokens = 0;
-        for (corpus, docs) in [("human text", &english), ("multilingual", &multilingual), ("tampered", &tampered)] {
+        for (corpus, docs) in [
+            ("human text", &english),
+            ("multilingual", &multilingual),
+            ("tampered", &tampered),
+        ] {
             for (i, text) in docs.iter().enumerate() {
                 let fast = tok.encode(text).expect("fast");
                 let reference = tok.encode_reference(text).expect("tokenizers");
-                assert!(fast == reference, "{name}, {corpus} document {i}: the fast path differs");
+                assert!(
+                    fast == reference,
+                    "{name}, {corpus} document {i}: the fast path differs"
+                );
                 tokens += fast.ids.len();
             }
         }
