@@ -72,6 +72,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(observe::corpus_test, m)?)?;
     m.add_function(wrap_pyfunction!(observe::total_is_order_free, m)?)?;
     m.add_function(wrap_pyfunction!(observe::sum_in_order, m)?)?;
+    m.add_function(wrap_pyfunction!(observe::pair_buckets, m)?)?;
+    m.add_function(wrap_pyfunction!(observe::merge_pair_bucket, m)?)?;
     m.add_function(wrap_pyfunction!(detect::canonicalize, m)?)?;
     m.add_function(wrap_pyfunction!(mix::mix, m)?)?;
     m.add_function(wrap_pyfunction!(mix::value16, m)?)?;

@@ -284,3 +284,43 @@ pub(crate) fn sum_in_order(start: f64, scores: PyReadonlyArray1<'_, f64>) -> PyR
         Err(_) => Ok(scores.as_array().iter().fold(start, |acc, &s| acc + s)),
     }
 }
+
+/// `pair` deduplication across documents, step 1 (`tracemark.spark`, totals
+/// whose order does not matter): one copy of each `(seed, token)` pair among
+/// a worker's observations (`seeds` uint64, `tokens` uint32, `scores`
+/// float64), split by the pair's bucket into `buckets` blobs (bytes) of
+/// packed observations. Step 2 is `merge_pair_bucket`. Releases the GIL.
+#[pyfunction]
+pub(crate) fn pair_buckets<'py>(
+    py: Python<'py>,
+    seeds: PyReadonlyArray1<'py, u64>,
+    tokens: PyReadonlyArray1<'py, u32>,
+    scores: PyReadonlyArray1<'py, f64>,
+    buckets: usize,
+) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+    let slice = |e: numpy::NonContiguousError| InvalidParameterError::new_err(e.to_string());
+    let (s, t, v) = (
+        seeds.as_slice().map_err(slice)?,
+        tokens.as_slice().map_err(slice)?,
+        scores.as_slice().map_err(slice)?,
+    );
+    if s.len() != t.len() || s.len() != v.len() || buckets == 0 {
+        return Err(InvalidParameterError::new_err(format!(
+            "{} seeds, {} tokens and {} scores into {buckets} buckets: give equal lengths and at least one bucket",
+            s.len(),
+            t.len(),
+            v.len()
+        )));
+    }
+    let blobs = py.detach(|| distributed::pair_buckets(s, t, v, buckets));
+    Ok(blobs.iter().map(|b| PyBytes::new(py, b)).collect())
+}
+
+/// `pair` deduplication across documents, step 2: the distinct pairs among
+/// one bucket's blobs from every worker (`pair_buckets`), as `(count, sum of
+/// their scores)`. Releases the GIL.
+#[pyfunction]
+pub(crate) fn merge_pair_bucket(py: Python<'_>, blobs: Vec<Vec<u8>>) -> PyResult<(u64, f64)> {
+    py.detach(|| distributed::merge_pair_bucket(blobs.iter().map(Vec::as_slice)))
+        .map_err(verifier_err)
+}

@@ -224,6 +224,73 @@ pub fn total_is_order_free(detector: &Detector) -> bool {
     matches!(detector.scheme().contract().null, Null::Binomial { .. })
 }
 
+/// Bytes of one packed observation in a [`pair_buckets`] blob: the seed
+/// (u64), the token (u32) and the score (f64), little-endian.
+pub const PACKED_PAIR: usize = 20;
+
+/// The bucket of a `(seed, token)` pair among `buckets`: the same on every
+/// worker, so that every copy of a pair meets the others in one bucket.
+fn bucket_of(seed: u64, token: u32, buckets: usize) -> usize {
+    let mut h = seed ^ u64::from(token).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    h ^= h >> 31;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 29;
+    (h % buckets.max(1) as u64) as usize
+}
+
+/// `pair` deduplication across documents in two steps, for totals whose
+/// order of addition does not matter ([`total_is_order_free`]): a worker
+/// keeps one copy of each `(seed, token)` pair among its observations and
+/// splits them by the pair's bucket into `buckets` blobs of packed
+/// observations ([`PACKED_PAIR`] bytes each); the blobs of one bucket from
+/// every worker then go to [`merge_pair_bucket`]. Instead of one row per
+/// observation through a distributed `distinct`, each worker sends
+/// `buckets` rows. `seeds`, `tokens` and `scores` are the observations'
+/// columns (equal lengths; a pair's score is a function of the pair).
+pub fn pair_buckets(seeds: &[u64], tokens: &[u32], scores: &[f64], buckets: usize) -> Vec<Vec<u8>> {
+    let buckets = buckets.max(1);
+    let mut out = vec![Vec::new(); buckets];
+    let mut seen = rustc_hash::FxHashSet::default();
+    seen.reserve(seeds.len());
+    for ((&seed, &token), &score) in seeds.iter().zip(tokens).zip(scores) {
+        if seen.insert((seed, token)) {
+            let blob = &mut out[bucket_of(seed, token, buckets)];
+            blob.extend_from_slice(&seed.to_le_bytes());
+            blob.extend_from_slice(&token.to_le_bytes());
+            blob.extend_from_slice(&score.to_le_bytes());
+        }
+    }
+    out
+}
+
+/// The distinct `(seed, token)` pairs of one bucket's blobs (from
+/// [`pair_buckets`], any number of workers): how many, and the sum of their
+/// scores (exact for integer scores in any order). A blob whose length is
+/// not a multiple of [`PACKED_PAIR`] is refused.
+pub fn merge_pair_bucket<'a>(blobs: impl IntoIterator<Item = &'a [u8]>) -> Result<(u64, f64)> {
+    let mut seen = rustc_hash::FxHashSet::default();
+    let mut total = 0.0;
+    for blob in blobs {
+        if blob.len() % PACKED_PAIR != 0 {
+            return Err(Error::InvalidOption {
+                name: "blobs",
+                message: format!(
+                    "a packed pair blob of {} bytes: not a multiple of {PACKED_PAIR}",
+                    blob.len()
+                ),
+            });
+        }
+        for obs in blob.chunks_exact(PACKED_PAIR) {
+            let seed = u64::from_le_bytes(obs[..8].try_into().unwrap_or_default());
+            let token = u32::from_le_bytes(obs[8..12].try_into().unwrap_or_default());
+            if seen.insert((seed, token)) {
+                total += f64::from_le_bytes(obs[12..].try_into().unwrap_or_default());
+            }
+        }
+    }
+    Ok((seen.len() as u64, total))
+}
+
 /// `start` plus `scores`, added one by one from left to right: the scan's
 /// order of addition, resumable chunk by chunk. Start the corpus at `-0.0`
 /// (the neutral element of IEEE addition, as Rust's float sum).
@@ -267,6 +334,43 @@ pub fn corpus_report(
 
 #[cfg(test)]
 mod tests {
+
+    /// Two-step pair dedup gives the distinct pairs' count and score sum,
+    /// however the observations are split among workers and buckets.
+    #[test]
+    fn pair_buckets_merge_to_the_distinct_pairs() {
+        let mut state = 0x1234_5678_9abc_def1_u64;
+        let mut next = move |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        let obs: Vec<(u64, u32)> = (0..20_000).map(|_| (next(300) << 40, next(50) as u32)).collect();
+        let score = |(s, t): (u64, u32)| ((s >> 40) + u64::from(t)) as f64 % 7.0;
+        let distinct: std::collections::HashSet<(u64, u32)> = obs.iter().copied().collect();
+        let want = (distinct.len() as u64, distinct.iter().map(|&p| score(p)).sum::<f64>());
+        for (workers, buckets) in [(1, 1), (3, 7), (10, 64)] {
+            let per = obs.len().div_ceil(workers);
+            let parts: Vec<Vec<Vec<u8>>> = obs
+                .chunks(per)
+                .map(|c| {
+                    let seeds: Vec<u64> = c.iter().map(|p| p.0).collect();
+                    let tokens: Vec<u32> = c.iter().map(|p| p.1).collect();
+                    let scores: Vec<f64> = c.iter().map(|&p| score(p)).collect();
+                    pair_buckets(&seeds, &tokens, &scores, buckets)
+                })
+                .collect();
+            let mut got = (0, 0.0);
+            for b in 0..buckets {
+                let (n, t) = merge_pair_bucket(parts.iter().map(|p| p[b].as_slice())).expect("merge");
+                got = (got.0 + n, got.1 + t);
+            }
+            assert_eq!(got, want, "{workers} workers, {buckets} buckets");
+        }
+        assert!(merge_pair_bucket([&[0u8; 19][..]]).is_err());
+    }
+
     use std::collections::HashMap;
 
     use tracemark_core::{Key, SchemeConfig};

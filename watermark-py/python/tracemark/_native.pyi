@@ -70,6 +70,8 @@ __all__ = [
     "sentences",
     "sign_receipt",
     "sum_in_order",
+    "pair_buckets",
+    "merge_pair_bucket",
     "synthid_accumulate_hash",
     "synthid_context_hashes",
     "synthid_table_indices",
@@ -711,6 +713,10 @@ def corpus_test(
 ) -> Detection: ...
 def total_is_order_free(detector: Detector) -> bool: ...
 def sum_in_order(start: float, scores: npt.NDArray[np.float64]) -> float: ...
+def pair_buckets(
+    seeds: npt.NDArray[np.uint64], tokens: npt.NDArray[np.uint32], scores: npt.NDArray[np.float64], buckets: int
+) -> List[bytes]: ...
+def merge_pair_bucket(blobs: List[bytes]) -> Tuple[int, float]: ...
 
 # tracemark.interop: the keyed values and owners' p-values of foreign watermarks (tracemark_verifier::interop)
 def vllm_words(key: int, context_width: int, ids: npt.NDArray[np.int64]) -> npt.NDArray[np.uint32]: ...

@@ -3,8 +3,8 @@
 The same results as ``tracemark scan`` / ``tracemark radioactivity`` (and
 :func:`tracemark.scan_corpus`) on the same corpus, for corpora too large for
 one machine: each executor tokenizes and keys its partitions with the native
-detector (``mapInArrow``), Spark deduplicates the observations across the whole
-corpus (``distinct`` on ``(seed, token)``), and the driver runs the exact test
+detector (``mapInArrow``), the observations are deduplicated across the whole
+corpus (by ``(seed, token)`` pair in buckets), and the driver runs the exact test
 on the totals. Counts, statistic and p-value are equal to the single-machine
 scan's, bit for bit::
 
@@ -34,8 +34,14 @@ How the pieces map onto Spark:
   within-document deduplication.
 - **across documents**: ``pair`` deduplication (the default) keeps the first
   observation of each ``(seed, token)`` pair; its score is a function of the
-  pair, so Spark's ``distinct`` on ``(seed, token, score)`` gives the kept
-  count and scores. ``context`` and ``none`` are supported too (first of pair
+  pair, so the distinct pairs give the kept count and scores. For integer
+  scores (``kgw``, ``tournament``) each Arrow batch's observations are
+  deduplicated natively and packed by a hash of the pair into buckets
+  (:func:`tracemark._native.pair_buckets`: one row per bucket and batch
+  instead of one per observation), and each bucket's rows are merged by
+  :func:`tracemark._native.merge_pair_bucket` (``groupBy("bucket")
+  .applyInArrow``); ``gumbel``'s go through Spark's ``min`` per pair over the
+  corpus order. ``context`` and ``none`` are supported too (first of pair
   and of context key, by ``min`` over the corpus order; or everything).
 - **the driver**: sums and counts, and :func:`tracemark._native.corpus_test`
   runs the exact test. Integer scores (``kgw``, ``tournament``) are summed by
@@ -78,7 +84,9 @@ from ._native import (
     Tokenizer,
     TracemarkError,
     corpus_test,
+    merge_pair_bucket,
     observe_lines,
+    pair_buckets,
     reference_context_keys,
     sum_in_order,
     total_is_order_free,
@@ -107,9 +115,13 @@ _DOCUMENT_FIELDS = [
 _OBSERVATION_FIELDS = [
     ("position", "long"), ("context_key", "long"), ("seed", "long"), ("token", "long"), ("score", "double"),
 ]
-_OBSERVED = ", ".join(f"{n} {t}" for n, t in _DOCUMENT_FIELDS) + ", observations array<struct<" + ",".join(
+# Then the document's number of observations, and the observations themselves, nested; or, when the scan
+# deduplicates pairs with packed buckets, no nested observations and extra rows that carry the buckets
+# (``bucket`` and ``pairs`` set, every document field null).
+_OBSERVED = ", ".join(f"{n} {t}" for n, t in _DOCUMENT_FIELDS) + ", n_observations long, observations array<struct<" + ",".join(
     f"{n}:{t}" for n, t in _OBSERVATION_FIELDS
-) + ">>"
+) + ">>, bucket int, pairs binary"
+_MERGED = "n long, total double"
 _REFERENCE = "line long, context_key long, error_class string, error string"
 
 
@@ -230,31 +242,62 @@ def _partition(name: str, *args: Any):
 
 
 def _observe(
-    setup: _Setup, first_line: Any, context_keys: Any, batches: Iterator["pa.RecordBatch"]
+    setup: _Setup, first_line: Any, context_keys: Any, buckets: int, batches: Iterator["pa.RecordBatch"]
 ) -> Iterator["pa.RecordBatch"]:
+    """Each batch's documents; with ``buckets``, their observations deduplicated by pair within the batch
+    and packed by bucket (:func:`tracemark._native.pair_buckets`) into ``buckets`` extra rows, instead of
+    nested in the documents' rows."""
     import pyarrow as pa
 
     detector, tokenizer = setup.build()
     keys = None if context_keys is None else ContextFilter(context_keys.value)
     numbering = None if first_line is None else _Numbering(first_line.value)
     arrow = {"long": pa.int64(), "string": pa.string(), "double": pa.float64(), "boolean": pa.bool_()}
+    nested_type = pa.list_(pa.struct([(n, arrow[t]) for n, t in _OBSERVATION_FIELDS]))
+    names = [n for n, _ in _DOCUMENT_FIELDS] + ["n_observations", "observations", "bucket", "pairs"]
     for batch in batches:
         lines = _line_numbers(numbering, batch)
         cols = observe_lines(
             detector, lines, batch.column("value").to_pylist(), tokenizer=tokenizer, context_filter=keys
         )
-        # Spark has no unsigned type: 64-bit keys and seeds travel as their bit patterns.
-        observations = pa.StructArray.from_arrays(
-            [pa.array(np.asarray(cols[n]).view(np.int64) if n in ("context_key", "seed")
-                      else np.asarray(cols[n]).astype(arrow[t].to_pandas_dtype()), arrow[t])
-             for n, t in _OBSERVATION_FIELDS],
-            names=[n for n, _ in _OBSERVATION_FIELDS],
-        )
-        nested = pa.ListArray.from_arrays(pa.array(cols["obs_offsets"], pa.int32()), observations)
+        offsets = np.asarray(cols["obs_offsets"])
+        n = len(offsets) - 1
+        if buckets:
+            nested = pa.nulls(n, nested_type)
+        else:
+            # Spark has no unsigned type: 64-bit keys and seeds travel as their bit patterns.
+            observations = pa.StructArray.from_arrays(
+                [pa.array(np.asarray(cols[f]).view(np.int64) if f in ("context_key", "seed")
+                          else np.asarray(cols[f]).astype(arrow[t].to_pandas_dtype()), arrow[t])
+                 for f, t in _OBSERVATION_FIELDS],
+                names=[f for f, _ in _OBSERVATION_FIELDS],
+            )
+            nested = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), observations)
         yield pa.RecordBatch.from_arrays(
-            [pa.array(cols[n], arrow[t]) for n, t in _DOCUMENT_FIELDS] + [nested],
-            names=[n for n, _ in _DOCUMENT_FIELDS] + ["observations"],
+            [pa.array(cols[f], arrow[t]) for f, t in _DOCUMENT_FIELDS]
+            + [pa.array(np.diff(offsets), pa.int64()), nested, pa.nulls(n, pa.int32()), pa.nulls(n, pa.binary())],
+            names=names,
         )
+        if buckets:
+            blobs = pair_buckets(np.asarray(cols["seed"], dtype=np.uint64), np.asarray(cols["token"], dtype=np.uint32),
+                                 np.asarray(cols["score"], dtype=np.float64), buckets)
+            kept = [b for b, blob in enumerate(blobs) if blob]
+            m = len(kept)
+            yield pa.RecordBatch.from_arrays(
+                [pa.nulls(m, arrow[t]) for _, t in _DOCUMENT_FIELDS]
+                + [pa.nulls(m, pa.int64()), pa.nulls(m, nested_type), pa.array(kept, pa.int32()),
+                   pa.array([blobs[b] for b in kept], pa.binary())],
+                names=names,
+            )
+
+
+def _merge_buckets(table: "pa.Table") -> "pa.Table":
+    """One bucket's blobs from every partition: its distinct pairs' count and score total
+    (:func:`tracemark._native.merge_pair_bucket`)."""
+    import pyarrow as pa
+
+    n, total = merge_pair_bucket(table.column("pairs").to_pylist())
+    return pa.table({"n": pa.array([n], pa.int64()), "total": pa.array([total], pa.float64())})
 
 
 def _reference_keys_of(
@@ -463,9 +506,13 @@ def scan(
     digest = _sha256(corpus) if hash_corpus else None
     context_keys = None if reference is None else _reference_keys(spark, setup, reference)
     rows, first_line = _lines(spark, corpus)
-    observed = rows.mapInArrow(_partition("_observe", setup, first_line, context_keys), _OBSERVED).persist(
+    # Pair dedup of integer scores: each batch's pairs packed by bucket, merged per bucket (module docstring).
+    packed = total_is_order_free(detector) and dedup == "pair"
+    buckets = max(16, int(spark.conf.get("spark.sql.shuffle.partitions", "200"))) if packed else 0
+    observed = rows.mapInArrow(_partition("_observe", setup, first_line, context_keys, buckets), _OBSERVED).persist(
         StorageLevel.MEMORY_AND_DISK
     )
+    documents = observed.where(F.col("bucket").isNull())
     entered = F.col("enters")
     tested = F.col("error").isNull()
 
@@ -475,7 +522,7 @@ def scan(
     def sum_if_entered(name: str) -> Any:
         return F.sum(F.when(entered, F.col(name)).otherwise(0)).alias(name)
 
-    s = observed.agg(
+    s = documents.agg(
         F.count(F.lit(1)).alias("documents"),
         count_if(~tested).alias("errors"),
         count_if(tested & (F.col("verdict") == "detected")).alias("detected"),
@@ -486,18 +533,20 @@ def scan(
         sum_if_entered("skipped_duplicate"),
         sum_if_entered("skipped_short_context"),
         sum_if_entered("skipped_by_filter"),
-        F.sum(F.when(entered, F.size("observations")).otherwise(0)).alias("observations"),
+        F.sum(F.when(entered, F.col("n_observations")).otherwise(0)).alias("observations"),
     ).collect()[0]
-    observations = observed.where(entered).select("line", F.explode("observations").alias("o")).select("line", "o.*")
-    if total_is_order_free(detector) and dedup == "pair":
-        # Spark's own distinct: the score is a function of (seed, token).
-        kept = observations.select("seed", "token", "score").distinct()
+    observations = documents.where(entered).select("line", F.explode("observations").alias("o")).select("line", "o.*")
+    if packed:
+        # The score is a function of (seed, token): each bucket's distinct pairs, counted and summed
+        # (integers: exact in any order).
+        merged = observed.where(F.col("bucket").isNotNull()).select("bucket", "pairs").groupBy("bucket")
+        t = merged.applyInArrow(_merge_buckets, _MERGED).agg(
+            F.sum("n").alias("n"), F.sum(F.col("total").cast("long")).alias("total")
+        ).collect()[0]
+        n, total = int(t["n"] or 0), float(t["total"] or 0)
     elif total_is_order_free(detector):
-        kept = _kept(observations, dedup)
-    else:
-        kept = None
-    if kept is not None:
         # Integer scores: Spark's sum in any order is exact.
+        kept = _kept(observations, dedup)
         t = kept.agg(F.count(F.lit(1)).alias("n"), F.sum(F.col("score").cast("long")).alias("total")).collect()[0]
         n, total = int(t["n"]), float(t["total"] or 0)
     else:
@@ -527,7 +576,7 @@ def scan(
     summary["aggregate"] = aggregate.to_dict()
     broadcasts = tuple(b for b in (setup.key, setup.tokenizer, first_line, context_keys) if b is not None)
     return SparkScan(
-        documents=observed.select(*DOCUMENT_COLUMNS),
+        documents=documents.select(*DOCUMENT_COLUMNS),
         summary=summary,
         aggregate=aggregate,
         _observed=observed,
