@@ -346,3 +346,20 @@ def test_scan_corpus_without_a_tokenizer_raises_when_no_line_can_be_tested(tmp_p
     broken.write_text("{broken\n[1, 2\n")
     with pytest.raises(tm.EmptyInputError, match=r"\(2 of 2 lines failed\); line 1: not valid JSON"):
         tm.scan_corpus(detector, broken, tokenizer=word_tokenizer)
+
+
+def test_pair_buckets_merge_to_the_distinct_pairs():
+    # tracemark.spark's pair dedup: batches packed by bucket, each bucket merged across batches.
+    from tracemark import _native
+
+    u64, u32, f64 = np.uint64, np.uint32, np.float64
+    a = _native.pair_buckets(np.array([1, 2, 1, 2**63 + 5], u64), np.array([5, 5, 5, 6], u32),
+                             np.array([1, 0, 1, 1], f64), 4)
+    b = _native.pair_buckets(np.array([2**63 + 5, 9], u64), np.array([6, 7], u32), np.array([1, 1], f64), 4)
+    assert len(a) == len(b) == 4 and sum(len(x) for x in a) == 3 * 20
+    merged = [_native.merge_pair_bucket([a[i], b[i]]) for i in range(4)]
+    assert (sum(n for n, _ in merged), sum(t for _, t in merged)) == (4, 3.0)
+    with pytest.raises(tm.InvalidParameterError):
+        _native.pair_buckets(np.array([1], u64), np.array([1, 2], u32), np.array([1], f64), 4)
+    with pytest.raises(tm.TracemarkError):
+        _native.merge_pair_bucket([b"\0" * 19])
