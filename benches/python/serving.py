@@ -209,7 +209,13 @@ def device_rows(quick):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="short timings (a smoke run; does not write RESULTS.md)")
+    ap.add_argument("--protocol-only", action="store_true",
+                    help="only the Python protocol path's rows, printed (does not write RESULTS.md)")
     args = ap.parse_args()
+    if args.protocol_only:
+        torch.set_num_threads(1)
+        protocol_rows(args.quick)
+        return
     import llama_cpp
 
     llama, tokens, rounds = llama_cpp_rows(args.quick)

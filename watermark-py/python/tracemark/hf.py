@@ -187,11 +187,16 @@ class TracemarkLogitsProcessor(LogitsProcessor):
             self._vocab = vocab
             self._device = None
         scheme = self._scheme
-        on_cpu = scores.device.type == "cpu" and scores.dtype == torch.float32 and scores.is_contiguous()
-        if batch == 1 and on_cpu and self._single_row and input_ids.device.type == "cpu":
-            # The common decode step (one CPU row): the window as a short list, one call into the core.
-            n = int(input_ids.shape[1])
-            scheme.process(input_ids.numpy()[0, max(n - self._width, 0) :].tolist(), scores.numpy()[0])
+        on_cpu = scores.is_cpu and scores.dtype is torch.float32 and scores.is_contiguous()
+        if batch == 1 and on_cpu and self._single_row and input_ids.is_cpu and input_ids.dtype is torch.int64:
+            # The common decode step (one CPU row): numpy views of the ids and the row (no copy), the
+            # window a slice of the last `width` ids, one call into the core.
+            ids = input_ids.numpy()
+            n = ids.shape[1]
+            if 0 < self._width <= n:
+                scheme.process_batch(ids[:, n - self._width :], scores.numpy())
+            else:
+                scheme.process(ids[0, max(n - self._width, 0) :].tolist(), scores.numpy()[0])
             return scores
         if input_ids.device.type == "cpu" and input_ids.dtype == torch.int64:
             ids = input_ids.numpy()  # a view: no copy
