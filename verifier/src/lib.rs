@@ -72,6 +72,8 @@ mod error;
 pub mod evidence;
 pub mod interop;
 pub mod serving;
+#[cfg(test)]
+mod test_rng;
 pub mod text;
 
 // The paths users import: every module and type at the root, as before the

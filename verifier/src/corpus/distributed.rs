@@ -339,14 +339,10 @@ mod tests {
     /// however the observations are split among workers and buckets.
     #[test]
     fn pair_buckets_merge_to_the_distinct_pairs() {
-        let mut state = 0x1234_5678_9abc_def1_u64;
-        let mut next = move |n: u64| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state % n
-        };
-        let obs: Vec<(u64, u32)> = (0..20_000).map(|_| (next(300) << 40, next(50) as u32)).collect();
+        let mut next = crate::test_rng::xorshift(0x1234_5678_9abc_def1);
+        let obs: Vec<(u64, u32)> = (0..20_000)
+            .map(|_| ((next(300) as u64) << 40, next(50) as u32))
+            .collect();
         let score = |(s, t): (u64, u32)| ((s >> 40) + u64::from(t)) as f64 % 7.0;
         let distinct: std::collections::HashSet<(u64, u32)> = obs.iter().copied().collect();
         let want = (distinct.len() as u64, distinct.iter().map(|&p| score(p)).sum::<f64>());

@@ -1015,13 +1015,7 @@ mod tests {
             "  ", "\t", "\n", "\r\n", "\u{b}", "\u{c}", "\u{1c}", "\u{1e}", "\u{0}", "\u{1}", "\u{7f}", ".", ",", "'",
             "-", "0", "42", "\u{a0}", "\u{2800}", "\u{3000}", "\u{200b}",
         ];
-        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = move |n: usize| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % n as u64) as usize
-        };
+        let mut next = crate::test_rng::xorshift(0x9e37_79b9_7f4a_7c15);
         let mut shortcuts = 0;
         for round in 0..20_000 {
             let limit = if round % 4 == 0 { parts.len() } else { parts.len() - 4 };

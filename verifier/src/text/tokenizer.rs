@@ -654,13 +654,7 @@ mod tests {
             "<|endoftext|>",
             "👍",
         ];
-        let mut state = 0x9e37_79b9_u64;
-        let mut next = move |n: usize| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % n as u64) as usize
-        };
+        let mut next = crate::test_rng::xorshift(0x9e37_79b9);
         let tokenizers = [
             (GPT2, TEMPLATE),
             (GPT2, "null"),
@@ -784,13 +778,7 @@ mod tests {
             "ー",
             "👍",
         ];
-        let mut state = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = move |n: usize| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % n as u64) as usize
-        };
+        let mut next = crate::test_rng::xorshift(0x2545_f491_4f6c_dd1d);
         let configs = [
             (GPT2, TEMPLATE, Pre::Gpt2, true),
             (GPT2, "null", Pre::Gpt2, true),
