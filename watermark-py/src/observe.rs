@@ -298,7 +298,7 @@ pub(crate) fn pair_buckets<'py>(
     scores: PyReadonlyArray1<'py, f64>,
     buckets: usize,
 ) -> PyResult<Vec<Bound<'py, PyBytes>>> {
-    let slice = |e: numpy::NonContiguousError| InvalidParameterError::new_err(e.to_string());
+    let slice = |e: numpy::AsSliceError| InvalidParameterError::new_err(e.to_string());
     let (s, t, v) = (
         seeds.as_slice().map_err(slice)?,
         tokens.as_slice().map_err(slice)?,
