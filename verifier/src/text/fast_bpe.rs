@@ -56,7 +56,7 @@ pub(crate) struct FastBpe {
     slow: [bool; 256],
     /// Each byte's character in the byte-level alphabet.
     alphabet: [char; 256],
-    /// Piece bytes to (id, length in bytes) pairs, flattened.
+    /// The word cache, in shards that lock apart.
     shards: Box<[Mutex<WordCache>]>,
 }
 
@@ -286,6 +286,11 @@ const fn space(c: u8) -> bool {
     matches!(c, b'\t'..=b'\r' | b' ')
 }
 
+/// GPT-2's `[^\s\p{L}\p{N}]` in ASCII: punctuation and control bytes.
+const fn other(c: u8) -> bool {
+    !space(c) && !letter(c) && !digit(c)
+}
+
 const fn newline(c: u8) -> bool {
     c == b'\r' || c == b'\n'
 }
@@ -340,7 +345,6 @@ fn spaces(s: &[u8], i: usize, end: usize) -> usize {
 /// `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`.
 /// Every byte is in some match, so the pieces are the matches.
 fn gpt2(s: &[u8], a: usize, b: usize, piece: &mut impl FnMut(usize, usize)) {
-    let other = |c: u8| !space(c) && !letter(c) && !digit(c);
     let at = |i: usize| if i < b { Some(s[i]) } else { None };
     let mut i = a;
     while i < b {
@@ -354,22 +358,19 @@ fn gpt2(s: &[u8], a: usize, b: usize, piece: &mut impl FnMut(usize, usize)) {
             )
         {
             i + 3
+        } else if space(c) && !(c == b' ' && at(i + 1).is_some_and(|n| !space(n))) {
+            spaces(s, i, b)
         } else {
             // An optional space, then a run of one class.
-            let (from, class): (usize, fn(u8) -> bool) = match (c, at(i + 1)) {
-                (b' ', Some(n)) if letter(n) => (i + 1, letter),
-                (b' ', Some(n)) if digit(n) => (i + 1, digit),
-                (b' ', Some(n)) if other(n) => (i + 1, |c| !space(c) && !letter(c) && !digit(c)),
-                _ if letter(c) => (i, letter),
-                _ if digit(c) => (i, digit),
-                _ if other(c) => (i, |c| !space(c) && !letter(c) && !digit(c)),
-                _ => (i, space),
-            };
-            if class(b' ') {
-                spaces(s, i, b)
+            let from = if c == b' ' { i + 1 } else { i };
+            let class: fn(u8) -> bool = if letter(s[from]) {
+                letter
+            } else if digit(s[from]) {
+                digit
             } else {
-                run(s, from, b, class)
-            }
+                other
+            };
+            run(s, from, b, class)
         };
         piece(i, end);
         i = end;

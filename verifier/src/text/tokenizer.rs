@@ -331,73 +331,70 @@ const LLAMA3: &str = r##"{"type":"Sequence","pretokenizers":[{"type":"Split","pa
 ///
 /// Any other tokenizer is encoded whole.
 fn cut_points(json: &serde_json::Value) -> Option<Vec<char>> {
-    let normalizer = &json["normalizer"];
-    let no_normalizer = normalizer.is_null()
-        || normalizer["type"] == "Sequence" && normalizer["normalizers"].as_array().is_some_and(Vec::is_empty);
-    let added = json["added_tokens"].as_array()?;
-    let added_ok = added.iter().all(|t| {
-        t["content"]
-            .as_str()
-            .is_some_and(|c| !c.chars().any(char::is_whitespace))
-            && t["lstrip"] != true
-            && t["rstrip"] != true
-    });
-    let known = |s: &str| serde_json::from_str::<serde_json::Value>(s).is_ok_and(|v| v == json["pre_tokenizer"]);
-    let ok = no_normalizer
-        && post_processor_ok(&json["post_processor"])
-        && added_ok
-        && json["truncation"].is_null()
-        && json["padding"].is_null()
-        && (known(GPT2) || known(LLAMA3) || known(DEEPSEEK));
-    ok.then(|| {
+    let known = [GPT2, LLAMA3, DEEPSEEK].iter().any(|p| pre_tokenizer_is(json, p));
+    (plain_pipeline(json) && known).then(|| {
         let held = |p: &char| {
-            added
-                .iter()
+            json["added_tokens"]
+                .as_array()
+                .into_iter()
+                .flatten()
                 .any(|t| t["content"].as_str().is_some_and(|c| c.contains(*p)))
         };
         CUT_PUNCT.iter().filter(|p| !held(p)).copied().collect()
     })
 }
 
+/// What both [`cut_points`] and [`fast_pre_tokenizer`] ask of the rest of
+/// the pipeline: no normalizer, a post-processor that changes nothing
+/// without special tokens ([`post_processor_ok`]), no truncation or
+/// padding, and no added token that holds whitespace or strips it.
+fn plain_pipeline(json: &serde_json::Value) -> bool {
+    let normalizer = &json["normalizer"];
+    let no_normalizer = normalizer.is_null()
+        || normalizer["type"] == "Sequence" && normalizer["normalizers"].as_array().is_some_and(Vec::is_empty);
+    let added_ok = json["added_tokens"].as_array().is_some_and(|added| {
+        added.iter().all(|t| {
+            t["content"]
+                .as_str()
+                .is_some_and(|c| !c.chars().any(char::is_whitespace))
+                && t["lstrip"] != true
+                && t["rstrip"] != true
+        })
+    });
+    no_normalizer
+        && added_ok
+        && post_processor_ok(&json["post_processor"])
+        && json["truncation"].is_null()
+        && json["padding"].is_null()
+}
+
+/// Whether the tokenizer's pre-tokenizer is the one `expected` describes.
+fn pre_tokenizer_is(json: &serde_json::Value, expected: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(expected).is_ok_and(|v| v == json["pre_tokenizer"])
+}
+
 /// SmolLM2's pre-tokenizer: each digit alone, then GPT-2's byte-level regex.
 const DIGITS_GPT2: &str = r#"{"type":"Sequence","pretokenizers":[{"type":"Digits","individual_digits":true},{"type":"ByteLevel","add_prefix_space":false,"trim_offsets":true,"use_regex":true}]}"#;
 
 /// The pre-tokenizer of a tokenizer the fast path of [`TextTokenizer::encode`]
-/// knows: GPT-2's, SmolLM2's or DeepSeek V3's, with no normalizer, a BPE
-/// model without dropout, a post-processor that changes nothing without
-/// special tokens ([`post_processor_ok`]), no truncation or padding, and no
-/// added token that holds whitespace or strips it.
+/// knows: GPT-2's, SmolLM2's or DeepSeek V3's, in a [`plain_pipeline`] with a
+/// BPE model without dropout and no empty added token.
 fn fast_pre_tokenizer(json: &serde_json::Value) -> Option<Pre> {
-    let normalizer = &json["normalizer"];
-    let no_normalizer = normalizer.is_null()
-        || normalizer["type"] == "Sequence" && normalizer["normalizers"].as_array().is_some_and(Vec::is_empty);
     let model = &json["model"];
     let bpe = model["type"] == "BPE" && model["dropout"].is_null() && model["byte_fallback"] != true;
-    let added_ok = json["added_tokens"].as_array()?.iter().all(|t| {
-        t["content"]
-            .as_str()
-            .is_some_and(|c| !c.is_empty() && !c.chars().any(char::is_whitespace))
-            && t["lstrip"] != true
-            && t["rstrip"] != true
-    });
-    let ok = no_normalizer
-        && bpe
-        && added_ok
-        && post_processor_ok(&json["post_processor"])
-        && json["truncation"].is_null()
-        && json["padding"].is_null();
-    let known = |s: &str| serde_json::from_str::<serde_json::Value>(s).is_ok_and(|v| v == json["pre_tokenizer"]);
-    if !ok {
-        None
-    } else if known(GPT2) {
-        Some(Pre::Gpt2)
-    } else if known(DIGITS_GPT2) {
-        Some(Pre::DigitsGpt2)
-    } else if known(DEEPSEEK) {
-        Some(Pre::DeepSeek)
-    } else {
-        None
+    let no_empty_added = json["added_tokens"]
+        .as_array()
+        .is_some_and(|added| added.iter().all(|t| t["content"] != ""));
+    if !(plain_pipeline(json) && bpe && no_empty_added) {
+        return None;
     }
+    [
+        (GPT2, Pre::Gpt2),
+        (DIGITS_GPT2, Pre::DigitsGpt2),
+        (DEEPSEEK, Pre::DeepSeek),
+    ]
+    .into_iter()
+    .find_map(|(p, pre)| pre_tokenizer_is(json, p).then_some(pre))
 }
 
 /// Whether a post-processor changes nothing a cut could see, without special
