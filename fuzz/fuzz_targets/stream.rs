@@ -31,7 +31,7 @@ fn detectors() -> &'static Vec<Detector> {
                 dedup,
                 min_scored: 2,
                 marks: window.is_some(),
-                window: window.map(|min_scored| WindowOptions { min_scored }),
+                window: window.map(WindowOptions::with_min_scored),
                 ..DetectOptions::default()
             };
             Detector::new(&key, &config, VOCAB, options).expect("detector")

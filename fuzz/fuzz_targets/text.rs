@@ -75,7 +75,7 @@ fn fixture() -> &'static Fixture {
         let options = DetectOptions {
             min_scored: 1,
             marks: true,
-            window: Some(WindowOptions { min_scored: 2 }),
+            window: Some(WindowOptions::with_min_scored(2)),
             ..DetectOptions::default()
         };
         let detectors = [

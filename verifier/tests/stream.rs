@@ -29,7 +29,7 @@ fn running_report_equals_batch_report_after_every_chunk() {
             let options = DetectOptions {
                 dedup: [Dedup::Pair, Dedup::Context, Dedup::None][round % 3],
                 marks: round % 2 == 0,
-                window: (round >= 3).then_some(WindowOptions { min_scored: 16 }),
+                window: (round >= 3).then_some(WindowOptions::with_min_scored(16)),
                 min_scored: 10,
                 ..DetectOptions::default()
             };

@@ -221,6 +221,10 @@ pub(crate) struct PyWindowReport {
     family_correction: &'static str,
     /// Whether the window, rather than the whole text, gave the family p-value.
     decides_verdict: bool,
+    /// How many paragraph segments (runs of whole paragraphs) were examined beside the grid (SPEC §16 v4); 0 for ids and one-paragraph text.
+    segments_examined: usize,
+    /// Whether the window is a paragraph segment rather than a grid window.
+    paragraphs: bool,
 }
 
 impl From<&WindowReport> for PyWindowReport {
@@ -239,6 +243,8 @@ impl From<&WindowReport> for PyWindowReport {
             family_log10_p: w.family_log10_p,
             family_correction: w.family_correction(),
             decides_verdict: w.decides_verdict,
+            segments_examined: w.segments_examined,
+            paragraphs: w.paragraphs,
         }
     }
 }
@@ -715,7 +721,7 @@ pub(crate) fn options(
         alpha,
         min_scored: min_tokens,
         marks,
-        window: window.map(|min_scored| WindowOptions { min_scored }),
+        window: window.map(WindowOptions::with_min_scored),
         canonicalize,
     })
 }

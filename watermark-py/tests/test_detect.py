@@ -86,6 +86,26 @@ def test_detect_text_with_tokenizer_and_window(key, rng, word_tokenizer):
     assert word_tokenizer.decode(word_tokenizer.encode("w5 w6")) == "w5 w6"
 
 
+def test_a_quote_pasted_as_a_paragraph_is_found_exactly(key, rng, word_tokenizer):
+    # SPEC §16 v4: the runs of whole paragraphs (after blank lines) are
+    # examined beside the grid, so a watermarked paragraph is matched exactly.
+    scheme = tm.Scheme(key, KGW, 3000)
+    marked = generate(scheme, [1], 100, rng)
+    before, after = list(rng.integers(0, 3000, 300)), list(rng.integers(0, 3000, 300))
+    paragraphs = [words(before[:150]), words(before[150:]), words(marked), words(after)]
+    text = "\n\n".join(paragraphs)
+    det = tm.Detector(key, KGW, word_tokenizer.vocab_size, window=32)
+    r = det.detect_text(word_tokenizer, "w1", text)
+    w = r.window
+    assert w.paragraphs and w.segments_examined >= 3
+    assert (w.start, w.end) == (300, 400)
+    assert text[w.span[0]:w.span[1]] == paragraphs[2]
+    assert "whole paragraphs" in w.correction and r.to_dict()["window"]["paragraphs"] is True
+    # One paragraph: the grid alone (version 3).
+    one = det.detect_text(word_tokenizer, "w1", " ".join(paragraphs)).window
+    assert not one.paragraphs and one.segments_examined == 0
+
+
 def test_forgery_reference_flags_a_watermark_only_where_the_reference_is_dense(key, rng):
     scheme = tm.Scheme(key, KGW, 3000)
     marked = generate(scheme, [1], 200, rng)

@@ -193,6 +193,12 @@ struct Row {
     verdict: f64,
     window: Option<f64>,
     overlap: f64,
+    /// The verdict and window cover of version 3's search (the grid alone).
+    grid_verdict: f64,
+    grid_overlap: f64,
+    /// Whether the reported window is a run of whole paragraphs, and how many such runs were examined.
+    paragraphs: bool,
+    segments: usize,
     scored: usize,
     answer_tokens: usize,
     /// kgw only: `log10 p` of the answer's own tokens inside the document,
@@ -231,6 +237,15 @@ fn run(args: Args) -> Result<()> {
         window: Some(WindowOptions::default()),
         ..DetectOptions::default()
     };
+    // Version 3's search (the grid alone), on the same documents.
+    let grid_options = DetectOptions {
+        alpha: ALPHA,
+        window: Some(WindowOptions {
+            paragraphs: false,
+            ..WindowOptions::default()
+        }),
+        ..DetectOptions::default()
+    };
     let clean_options = DetectOptions {
         alpha: ALPHA,
         ..DetectOptions::default()
@@ -266,6 +281,8 @@ fn run(args: Args) -> Result<()> {
                 doc.push_str(&human[*at..].join("\n\n"));
             }
             let d = det.detect_text(&tok, None, &doc)?;
+            let grid = Detector::new(&key, &configs[answer.scheme], vocab, grid_options.clone())?
+                .detect_text(&tok, None, &doc)?;
             let dedup = if answer.scheme == 0 {
                 // The answer's observations: whole-document deduplication is
                 // the document's minus the prose's before it (deduplication
@@ -287,10 +304,13 @@ fn run(args: Args) -> Result<()> {
             } else {
                 None
             };
-            let overlap = d.window.as_ref().and_then(|w| w.span).map_or(0.0, |(s, e)| {
-                let inter = e.min(end).saturating_sub(s.max(begin));
-                inter as f64 / (end - begin).max(1) as f64
-            });
+            let cover = |d: &tracemark_verifier::Detection| {
+                d.window.as_ref().and_then(|w| w.span).map_or(0.0, |(s, e)| {
+                    let inter = e.min(end).saturating_sub(s.max(begin));
+                    inter as f64 / (end - begin).max(1) as f64
+                })
+            };
+            let overlap = cover(&d);
             Ok(Row {
                 scheme: answer.scheme,
                 length: *length,
@@ -298,6 +318,10 @@ fn run(args: Args) -> Result<()> {
                 verdict: d.conservative_verdict_log10_p(),
                 window: d.window.as_ref().map(|w| w.log10_p),
                 overlap,
+                grid_verdict: grid.conservative_verdict_log10_p(),
+                grid_overlap: cover(&grid),
+                paragraphs: d.window.as_ref().is_some_and(|w| w.paragraphs),
+                segments: d.window.as_ref().map_or(0, |w| w.segments_examined),
                 scored: d.counts.scored,
                 answer_tokens: clean.counts.seen,
                 dedup,
@@ -316,13 +340,14 @@ fn run(args: Args) -> Result<()> {
     );
     let _ = writeln!(
         md,
-        "| scheme | human tokens | splices | clean p < 1e-9 | found of those | found, all | median window cover | median log10 p: clean / window / verdict |"
+        "| scheme | human tokens | splices | clean p < 1e-9 | found of those, v3 / v4 | found, all, v3 / v4 | found by a paragraph run (v4) | paragraph runs examined (median) | median window cover | median log10 p: clean / window / verdict v3 / verdict v4 |"
     );
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|");
     for (s, (name, _)) in SCHEMES.iter().enumerate() {
         for &length in &args.lengths {
             let rs: Vec<&Row> = rows.iter().filter(|r| r.scheme == s && r.length == length).collect();
             let found = |r: &&&Row| r.verdict < ALPHA.log10() && r.overlap > 0.0;
+            let found_v3 = |r: &&&Row| r.grid_verdict < ALPHA.log10() && r.grid_overlap > 0.0;
             let bar: Vec<&&Row> = rs.iter().filter(|r| r.clean < BAR_LOG10_P).collect();
             let med = |mut v: Vec<f64>| {
                 v.sort_by(f64::total_cmp);
@@ -330,14 +355,19 @@ fn run(args: Args) -> Result<()> {
             };
             let _ = writeln!(
                 md,
-                "| {name} | {length} | {} | {} | {} | {} | {:.2} | {:.1} / {:.1} / {:.1} |",
+                "| {name} | {length} | {} | {} | {} / {} | {} / {} | {} | {} | {:.2} | {:.1} / {:.1} / {:.1} / {:.1} |",
                 rs.len(),
                 bar.len(),
+                bar.iter().filter(|r| found_v3(r)).count(),
                 bar.iter().filter(|r| found(r)).count(),
+                rs.iter().filter(|r| found_v3(r)).count(),
                 rs.iter().filter(|r| found(r)).count(),
+                rs.iter().filter(|r| found(r) && r.paragraphs).count(),
+                med(rs.iter().map(|r| r.segments as f64).collect()),
                 med(rs.iter().map(|r| r.overlap).collect()),
                 med(rs.iter().map(|r| r.clean).collect()),
                 med(rs.iter().map(|r| r.window.unwrap_or(0.0)).collect()),
+                med(rs.iter().map(|r| r.grid_verdict).collect()),
                 med(rs.iter().map(|r| r.verdict).collect()),
             );
         }
@@ -374,9 +404,9 @@ fn run(args: Args) -> Result<()> {
     let _ = writeln!(md, "\nEvery splice (log10 p):\n");
     let _ = writeln!(
         md,
-        "| scheme | human tokens | answer tokens | scored in document | clean | window | verdict | window covers | answer in document: whole-document / within-answer dedup |"
+        "| scheme | human tokens | answer tokens | scored in document | clean | window | verdict v3 / v4 | window covers | paragraph run | answer in document: whole-document / within-answer dedup |"
     );
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|");
     let mut sorted: Vec<&Row> = rows.iter().collect();
     sorted.sort_by(|a, b| {
         (a.scheme, a.length)
@@ -386,15 +416,17 @@ fn run(args: Args) -> Result<()> {
     for r in sorted {
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {:.2} | {} | {:.2} | {:.2} | {} |",
+            "| {} | {} | {} | {} | {:.2} | {} | {:.2} / {:.2} | {:.2} | {} | {} |",
             SCHEMES[r.scheme].0,
             r.length,
             r.answer_tokens,
             r.scored,
             r.clean,
             r.window.map_or("-".to_string(), |w| format!("{w:.2}")),
+            r.grid_verdict,
             r.verdict,
             r.overlap,
+            if r.paragraphs { "yes" } else { "no" },
             r.dedup.map_or("-".to_string(), |(a, b)| format!("{a:.2} / {b:.2}"))
         );
     }
@@ -403,22 +435,19 @@ fn run(args: Args) -> Result<()> {
         let _ = writeln!(md, "\n## Calibration on human prose\n");
         let _ = writeln!(
             md,
-            "{} documents of about each length (consecutive prose paragraphs from random places), each tested as ids under {} keys (`KeyStream` seed {SEED:#x}) with the window search; the rate at which the family p-value (whole text and window search) is at most alpha, with its exact 99% interval.\n",
+            "{} documents of about each length (consecutive prose paragraphs from random places), each tested as text (canonical forms and paragraph runs as the CLI tests it) under {} keys (`KeyStream` seed {SEED:#x}) with the window search; the rate at which the family p-value (whole text and window search) is at most alpha, with its exact 99% interval.\n",
             args.calibration_docs, args.calibration_keys
         );
         let _ = writeln!(
             md,
-            "| scheme | human tokens | tests | rate p <= 1e-2 | 99% interval | rate p <= 1e-3 | 99% interval | windows examined (median) |"
+            "| scheme | human tokens | tests | rate p <= 1e-2 | 99% interval | rate p <= 1e-3 | 99% interval | windows / paragraph runs examined (median) |"
         );
         let _ = writeln!(md, "|---|---|---|---|---|---|---|---|");
         let keys = KeyStream::danger_from_seed(SEED);
         for &length in &args.lengths {
-            let docs: Vec<Vec<u32>> = (0..args.calibration_docs)
-                .map(|_| {
-                    let text = human(&paras, length, &mut rng).join("\n\n");
-                    tok.encode(&text).map(|e| e.ids)
-                })
-                .collect::<core::result::Result<_, _>>()?;
+            let docs: Vec<String> = (0..args.calibration_docs)
+                .map(|_| human(&paras, length, &mut rng).join("\n\n"))
+                .collect();
             for (s, (name, _)) in SCHEMES.iter().enumerate() {
                 let results = (0..args.calibration_keys)
                     .into_par_iter()
@@ -426,30 +455,34 @@ fn run(args: Args) -> Result<()> {
                         let key = keys.key(k);
                         let det = Detector::new(&key, &configs[s], vocab, options.clone())?;
                         docs.iter()
-                            .map(|ids| {
-                                let d = det.detect_ids(&[], ids)?;
+                            .map(|text| {
+                                let d = det.detect_text(&tok, None, text)?;
                                 Ok((
-                                    d.window.as_ref().map_or(0.0, |w| w.family_log10_p),
+                                    d.conservative_verdict_log10_p(),
                                     d.window.as_ref().map_or(0, |w| w.windows_examined),
+                                    d.window.as_ref().map_or(0, |w| w.segments_examined),
                                 ))
                             })
                             .collect::<core::result::Result<Vec<_>, tracemark_verifier::Error>>()
                     })
                     .collect::<core::result::Result<Vec<_>, _>>()?;
-                let all: Vec<(f64, usize)> = results.into_iter().flatten().collect();
+                let all: Vec<(f64, usize, usize)> = results.into_iter().flatten().collect();
                 let n = all.len() as u64;
-                let at = |lvl: f64| all.iter().filter(|(p, _)| *p <= lvl.log10()).count() as u64;
-                let mut ex: Vec<usize> = all.iter().map(|(_, e)| *e).collect();
+                let at = |lvl: f64| all.iter().filter(|(p, ..)| *p <= lvl.log10()).count() as u64;
+                let mut ex: Vec<usize> = all.iter().map(|(_, e, _)| *e).collect();
                 ex.sort_unstable();
+                let mut segs: Vec<usize> = all.iter().map(|(.., g)| *g).collect();
+                segs.sort_unstable();
                 let (c2, c3) = (at(1e-2), at(1e-3));
                 let (l2, u2) = clopper_pearson(c2, n, 0.99);
                 let (l3, u3) = clopper_pearson(c3, n, 0.99);
                 let _ = writeln!(
                     md,
-                    "| {name} | {length} | {n} | {:.4} | [{l2:.4}, {u2:.4}] | {:.5} | [{l3:.5}, {u3:.5}] | {} |",
+                    "| {name} | {length} | {n} | {:.4} | [{l2:.4}, {u2:.4}] | {:.5} | [{l3:.5}, {u3:.5}] | {} / {} |",
                     c2 as f64 / n as f64,
                     c3 as f64 / n as f64,
-                    ex.get(ex.len() / 2).copied().unwrap_or(0)
+                    ex.get(ex.len() / 2).copied().unwrap_or(0),
+                    segs.get(segs.len() / 2).copied().unwrap_or(0)
                 );
             }
         }

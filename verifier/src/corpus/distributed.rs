@@ -655,7 +655,7 @@ mod tests {
         let key = Key::from_slice(&[1; 32]).expect("key");
         let config: SchemeConfig = "kgw:gamma=0.25,delta=2,context=lefthash:1".parse().expect("config");
         let options = DetectOptions {
-            window: Some(crate::WindowOptions { min_scored: 16 }),
+            window: Some(crate::WindowOptions::with_min_scored(16)),
             ..DetectOptions::default()
         };
         let detector = Detector::new(&key, &config, 100, options).expect("detector");

@@ -352,26 +352,35 @@ impl Detector {
     /// search, the one part whose cost grows faster than the text, checks it
     /// every 1,024 windows.
     pub fn detect_ids_until(&self, prompt: &[u32], completion: &[u32], deadline: Deadline) -> Result<Detection> {
+        self.detect_paragraphs_until(prompt, completion, &[], deadline)
+    }
+
+    /// [`detect_ids_until`](Self::detect_ids_until) of a text's ids whose
+    /// paragraphs begin at the completion tokens `paragraphs` (after the
+    /// first; SPEC §16 v4): the window search also examines runs of whole
+    /// paragraphs.
+    pub(crate) fn detect_paragraphs_until(
+        &self,
+        prompt: &[u32],
+        completion: &[u32],
+        paragraphs: &[u32],
+        deadline: Deadline,
+    ) -> Result<Detection> {
         if completion.is_empty() {
             return Err(Error::EmptyInput);
         }
         deadline.check()?;
         let obs = self.observe(prompt, completion, self.options.marks)?;
-        let d = self.report_until(obs, deadline);
+        let total: f64 = obs.scored.iter().map(|s| s.score).sum();
+        let d = self.report_totals_until(obs.counts, total, obs.marks, &obs.scored, paragraphs, deadline);
         deadline.check()?;
         Ok(d)
     }
 
     /// The report of a set of observations.
     pub(crate) fn report(&self, obs: Observations) -> Detection {
-        self.report_until(obs, Deadline::NONE)
-    }
-
-    /// [`report`](Self::report) whose window search stops at `deadline`
-    /// (the caller then checks the deadline: a report past it is never used).
-    fn report_until(&self, obs: Observations, deadline: Deadline) -> Detection {
         let total: f64 = obs.scored.iter().map(|s| s.score).sum();
-        self.report_totals_until(obs.counts, total, obs.marks, &obs.scored, deadline)
+        self.report_totals_until(obs.counts, total, obs.marks, &obs.scored, &[], Deadline::NONE)
     }
 
     /// The report of `counts.scored` observations whose scores sum to
@@ -384,7 +393,7 @@ impl Detector {
         marks: Option<Vec<Mark>>,
         scored: &[Scored],
     ) -> Detection {
-        self.report_totals_until(counts, total, marks, scored, Deadline::NONE)
+        self.report_totals_until(counts, total, marks, scored, &[], Deadline::NONE)
     }
 
     fn report_totals_until(
@@ -393,6 +402,7 @@ impl Detector {
         total: f64,
         marks: Option<Vec<Mark>>,
         scored: &[Scored],
+        paragraphs: &[u32],
         deadline: Deadline,
     ) -> Detection {
         let n = counts.scored;
@@ -457,7 +467,7 @@ impl Detector {
             .options
             .window
             .as_ref()
-            .and_then(|w| window::search(&self.scorer, scored, w, tail.ln_p, deadline));
+            .and_then(|w| window::search(&self.scorer, scored, w, paragraphs, tail.ln_p, deadline));
         if let (Some(w), None) = (&self.options.window, &d.window) {
             d.window_skipped = Some(if scored.len() < n {
                 "the window search did not run: per-token scores are not kept for this kind of input".to_string()

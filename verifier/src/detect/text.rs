@@ -123,7 +123,17 @@ impl Detector {
             None => Vec::new(),
         };
         let enc = tokenizer.encode_until(completion, deadline)?;
-        let mut d = self.detect_ids_until(&prompt_ids, &enc.ids, deadline)?;
+        // Where the text's paragraphs begin, in tokens (SPEC §16 v4): only
+        // the window search reads them.
+        let paragraphs: Vec<u32> = if self.options().window.is_some() {
+            super::window::paragraph_starts(completion)
+                .into_iter()
+                .map(|at| enc.spans.partition_point(|s| s.0 < at) as u32)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut d = self.detect_paragraphs_until(&prompt_ids, &enc.ids, &paragraphs, deadline)?;
         d.tokenizer = Some(tokenizer.info().clone());
         d.input_sha256 = Some(sha256_hex(completion.as_bytes()));
         let original = |span: (usize, usize)| canonical.map_or(span, |c| c.original_span(span));

@@ -1,5 +1,5 @@
 //! Windowed detection: the most significant contiguous span of a longer text
-//! (a watermarked paragraph pasted into human text), SPEC §16 (version 3).
+//! (a watermarked paragraph pasted into human text), SPEC §16 (version 4).
 //!
 //! Windows are runs of consecutive scored observations, examined on a
 //! dyadic grid: at scale `B = min_scored · 2^j` (every `j` with `B <= n`) the
@@ -23,6 +23,16 @@
 //! between windows; the set and the weights depend on `n` and `min_scored`
 //! only, never on the scores. (Version 2 gave every window the weight 1.)
 //!
+//! Version 4 adds, for text of several paragraphs, the runs of whole
+//! paragraphs ([`paragraph_starts`]: a paragraph begins after a blank line)
+//! of `min_scored` to `32 · min_scored - 1` observations, at most 64
+//! paragraphs each: a quoted answer is usually pasted as paragraphs of its
+//! own, and such a segment matches its ends exactly instead of to a
+//! quarter of the scale. When there are `S > 0` segments, the grid and the
+//! segments share the search's weight half and half (a grid window's factor
+//! is `2W / c_j`, a segment's `2S`). The paragraph starts come from the
+//! text and the tokenizer alone, so the search stays valid.
+//!
 //! The verdict of a detection with a window search stands on a family of two
 //! tests, the whole text and the window search, split 1/5 and 4/5 (version
 //! 3; 1/2 and 1/2 before): its p-value is the smaller of `5 · p_whole` and
@@ -41,11 +51,28 @@ use crate::text::Deadline;
 pub struct WindowOptions {
     /// The shortest window, in scored tokens.
     pub min_scored: usize,
+    /// Whether runs of whole paragraphs of a text are examined beside the
+    /// grid (SPEC §16 v4; the default). `false` gives version 3's search,
+    /// the grid alone, for comparisons.
+    pub paragraphs: bool,
 }
 
 impl Default for WindowOptions {
     fn default() -> Self {
-        Self { min_scored: 32 }
+        Self {
+            min_scored: 32,
+            paragraphs: true,
+        }
+    }
+}
+
+impl WindowOptions {
+    /// The default search with the shortest window `min_scored`.
+    pub fn with_min_scored(min_scored: usize) -> Self {
+        Self {
+            min_scored,
+            ..Self::default()
+        }
     }
 }
 
@@ -96,10 +123,18 @@ pub struct WindowReport {
     /// written before the field existed.
     #[serde(default)]
     pub search: String,
+    /// How many paragraph segments (runs of whole paragraphs, SPEC §16 v4)
+    /// were examined beside the grid; 0 for ids, for text of one paragraph,
+    /// and in reports written before version 4.
+    #[serde(default)]
+    pub segments_examined: usize,
+    /// Whether the reported window is a paragraph segment rather than a grid window.
+    #[serde(default)]
+    pub paragraphs: bool,
 }
 
 /// The window family of SPEC §16, in words (the report's `search` field).
-pub(crate) const SEARCH: &str = "dyadic grid (SPEC §16 v3): at each scale B = min_scored·2^j, windows of B to 2B scored tokens whose starts and lengths are multiples of B/4; weighted Bonferroni, weight 1 at B = 2·min_scored to 16·min_scored and 1/4 at the other scales";
+pub(crate) const SEARCH: &str = "dyadic grid and paragraph segments (SPEC §16 v4): at each scale B = min_scored·2^j, windows of B to 2B scored tokens whose starts and lengths are multiples of B/4, weighted 1 at B = 2·min_scored to 16·min_scored and 1/4 at the other scales; for text of several paragraphs, also every run of 1 to 64 whole paragraphs of min_scored to 32·min_scored - 1 scored tokens, weighted equally, the grid and the segments half each; weighted Bonferroni";
 
 /// The whole text's share of alpha in the verdict's family (SPEC §16 v3);
 /// the window search has the rest.
@@ -186,6 +221,7 @@ pub(crate) fn search(
     scorer: &Scorer,
     scored: &[Scored],
     options: &WindowOptions,
+    paragraphs: &[u32],
     whole_ln_p: f64,
     deadline: Deadline,
 ) -> Option<WindowReport> {
@@ -198,7 +234,12 @@ pub(crate) fn search(
     for s in scored {
         prefix.push(prefix.last().copied().unwrap_or(0.0) + s.score);
     }
-    // The weighted Bonferroni factor of each scale, ln(W / c_j).
+    // The paragraph segments (version 4): when there are any, the grid and
+    // the segments share the search's weight half and half.
+    let bounds = paragraph_bounds(scored, if options.paragraphs { paragraphs } else { &[] });
+    let segments = count_segments(&bounds, options.min_scored);
+    let ln_half = if segments > 0 { 2f64.ln() } else { 0.0 };
+    // The weighted Bonferroni factor of each scale, ln(W / c_j) (and the half).
     let ln_total = total_weight(n, options.min_scored).ln();
     // The null mean of one observation's score: windows at or below their
     // expectation cannot be the most significant unless every window is, so
@@ -218,7 +259,28 @@ pub(crate) fn search(
             return;
         }
         let ln_p = scorer.test(l as u64, total).ln_p;
-        let corrected = ln_p + ln_total - scale_weight(j).ln();
+        let corrected = ln_p + ln_total - scale_weight(j).ln() + ln_half;
+        if best.is_none_or(|(b, ..)| corrected < b) {
+            best = Some((corrected, ln_p, s, l, total));
+        }
+    });
+    if stopped {
+        return None;
+    }
+    let grid_best = best;
+    let ln_segments = (segments as f64).ln() + ln_half;
+    for_each_segment(&bounds, options.min_scored, |s, l| {
+        seen += 1;
+        if stopped || deadline.every(seen).is_err() {
+            stopped = true;
+            return;
+        }
+        let total = prefix[s + l] - prefix[s];
+        if best.is_some() && total <= mean * l as f64 {
+            return;
+        }
+        let ln_p = scorer.test(l as u64, total).ln_p;
+        let corrected = ln_p + ln_segments;
         if best.is_none_or(|(b, ..)| corrected < b) {
             best = Some((corrected, ln_p, s, l, total));
         }
@@ -227,6 +289,7 @@ pub(crate) fn search(
         return None;
     }
     let (corrected, ln_p, s, l, total) = best?;
+    let paragraph = best != grid_best;
     let corrected = corrected.min(0.0);
     let family = (corrected - (1.0 - WHOLE_SHARE).ln())
         .min(whole_ln_p - WHOLE_SHARE.ln())
@@ -239,17 +302,102 @@ pub(crate) fn search(
         statistic: total,
         log10_p_uncorrected: stats::log10(ln_p),
         windows_examined: examined,
-        correction: format!(
-            "weighted Bonferroni over {examined} windows (total weight {:.1}, this window's {})",
-            ln_total.exp(),
-            scale_weight(scale_of(l, options.min_scored))
-        ),
+        correction: if paragraph {
+            format!(
+                "weighted Bonferroni: a run of whole paragraphs, 1 of {segments} such segments (weight 1/2 of the search), beside {examined} grid windows (weight 1/2)"
+            )
+        } else if segments > 0 {
+            format!(
+                "weighted Bonferroni over {examined} grid windows (total weight {:.1}, this window's {}; weight 1/2 of the search), beside {segments} paragraph segments (weight 1/2)",
+                ln_total.exp(),
+                scale_weight(scale_of(l, options.min_scored))
+            )
+        } else {
+            format!(
+                "weighted Bonferroni over {examined} windows (total weight {:.1}, this window's {})",
+                ln_total.exp(),
+                scale_weight(scale_of(l, options.min_scored))
+            )
+        },
         log10_p: stats::log10(corrected),
         p_value: stats::p_from_ln(corrected),
         family_log10_p: stats::log10(family),
         decides_verdict: corrected - (1.0 - WHOLE_SHARE).ln() < whole_ln_p - WHOLE_SHARE.ln(),
         search: SEARCH.to_string(),
+        segments_examined: segments,
+        paragraphs: paragraph,
     })
+}
+
+/// The most paragraphs one segment spans (SPEC §16 v4): bounds the work on
+/// texts of many short paragraphs (at most 64 segments per paragraph).
+pub(crate) const MAX_SEGMENT_PARAGRAPHS: usize = 64;
+
+/// The observation indices where paragraphs begin (SPEC §16 v4): 0, the
+/// index of the first kept observation at or after each paragraph's first
+/// token, and `n`, sorted, each once (a paragraph without kept observations
+/// adds no bound).
+fn paragraph_bounds(scored: &[Scored], paragraphs: &[u32]) -> Vec<usize> {
+    let n = scored.len();
+    let mut bounds = Vec::with_capacity(paragraphs.len() + 2);
+    bounds.push(0);
+    for &p in paragraphs {
+        bounds.push(scored.partition_point(|s| s.position < p));
+    }
+    bounds.push(n);
+    bounds.sort_unstable();
+    bounds.dedup();
+    bounds
+}
+
+/// Calls `f(start, length)` for every paragraph segment (SPEC §16 v4): the
+/// runs of 1 to [`MAX_SEGMENT_PARAGRAPHS`] consecutive paragraphs (between
+/// two of `bounds`) of `min` to `32 · min - 1` observations, except the
+/// whole text (the family's other test).
+fn for_each_segment(bounds: &[usize], min: usize, mut f: impl FnMut(usize, usize)) {
+    let (n, max) = (bounds.last().copied().unwrap_or(0), min.saturating_mul(32));
+    for (a, &s) in bounds.iter().enumerate() {
+        for &e in bounds.iter().skip(a + 1).take(MAX_SEGMENT_PARAGRAPHS) {
+            let l = e - s;
+            if l >= max {
+                break;
+            }
+            if l >= min && !(s == 0 && e == n) {
+                f(s, l);
+            }
+        }
+    }
+}
+
+/// How many paragraph segments there are: the Bonferroni factor of each.
+fn count_segments(bounds: &[usize], min: usize) -> usize {
+    let mut k = 0;
+    for_each_segment(bounds, min, |_, _| k += 1);
+    k
+}
+
+/// The byte offsets where the paragraphs of `text` after the first begin
+/// (SPEC §16 v4): the first character that is not white space after a line
+/// (`\n`-terminated) that is empty or white space only; the text's first
+/// paragraph starts at 0 and is not listed.
+pub(crate) fn paragraph_starts(text: &str) -> Vec<usize> {
+    let mut starts = Vec::new();
+    let (mut seen_text, mut blank_before) = (false, false);
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        match line.find(|c: char| !c.is_whitespace()) {
+            None => blank_before = true,
+            Some(i) => {
+                if seen_text && blank_before {
+                    starts.push(offset + i);
+                }
+                seen_text = true;
+                blank_before = false;
+            }
+        }
+        offset += line.len();
+    }
+    starts
 }
 
 /// The scale `j` of a window of `len` observations (`min · 2^j <= len < min · 2^(j+1)`).
@@ -338,6 +486,7 @@ mod tests {
             &s,
             &observations(vec![0.0; 300]),
             &WindowOptions::default(),
+            &[],
             0.0,
             Deadline::NONE,
         )
@@ -346,6 +495,7 @@ mod tests {
             &s,
             &observations(vec![1.0; 300]),
             &WindowOptions::default(),
+            &[],
             0.0,
             Deadline::NONE,
         )
@@ -361,8 +511,8 @@ mod tests {
         let scores = observations(vec![1.0; 4_000]);
         let past = Deadline::after(std::time::Duration::ZERO);
         assert!(past.is_past());
-        assert!(search(&s, &scores, &WindowOptions::default(), 0.0, past).is_none());
-        let w = search(&s, &scores, &WindowOptions::default(), 0.0, Deadline::NONE).expect("window");
+        assert!(search(&s, &scores, &WindowOptions::default(), &[], 0.0, past).is_none());
+        let w = search(&s, &scores, &WindowOptions::default(), &[], 0.0, Deadline::NONE).expect("window");
         assert!(w.windows_examined > crate::text::deadline::CHECK_EVERY);
     }
 
@@ -393,6 +543,7 @@ mod tests {
                     &s,
                     &observations(scores),
                     &WindowOptions::default(),
+                    &[],
                     0.0,
                     Deadline::NONE,
                 )
@@ -426,6 +577,7 @@ mod tests {
             &s,
             &observations(scores),
             &WindowOptions::default(),
+            &[],
             0.0,
             Deadline::NONE,
         )
@@ -517,6 +669,7 @@ mod tests {
                 &s,
                 &observations(scores),
                 &WindowOptions::default(),
+                &[],
                 whole,
                 Deadline::NONE,
             )
@@ -542,5 +695,159 @@ mod tests {
                 "{what}: {hits} of {docs} null documents at p <= {a}"
             );
         }
+    }
+
+    /// SPEC §16 v4's paragraphs: a paragraph begins at the first character
+    /// that is not white space after a blank line (empty or white space
+    /// only, `\r\n` included); the first paragraph is not listed, and
+    /// blank lines at the start or the end add nothing.
+    #[test]
+    fn paragraphs_begin_after_blank_lines() {
+        let text = "\n\nFirst line\nsecond line\n\nSecond\r\n \t\r\n  Third\n\n\n";
+        let starts = paragraph_starts(text);
+        let words: Vec<&str> = starts.iter().map(|&i| &text[i..i + 5]).collect();
+        assert_eq!(words, ["Secon", "Third"]);
+        assert!(paragraph_starts("one paragraph\nof two lines\n").is_empty());
+        assert!(paragraph_starts("").is_empty());
+        assert_eq!(paragraph_starts("a\n\nb\n\n\u{2003}c"), [3, 9]);
+    }
+
+    /// The segments are the runs of whole paragraphs of `min` to
+    /// `32·min - 1` observations other than the whole text, each once, and
+    /// a paragraph without kept observations adds no bound.
+    #[test]
+    fn the_segments_are_runs_of_whole_paragraphs() {
+        let scored = observations(vec![0.0; 100]);
+        // Paragraphs begin at tokens 10, 10 (twice), 30, 60 and past the end.
+        let bounds = paragraph_bounds(&scored, &[10, 10, 30, 60, 500]);
+        assert_eq!(bounds, [0, 10, 30, 60, 100]);
+        let mut segs = Vec::new();
+        for_each_segment(&bounds, 20, |s, l| segs.push((s, s + l)));
+        assert_eq!(
+            segs,
+            [
+                (0, 30),
+                (0, 60),
+                (10, 30),
+                (10, 60),
+                (10, 100),
+                (30, 60),
+                (30, 100),
+                (60, 100)
+            ]
+        );
+        assert_eq!(count_segments(&bounds, 20), 8);
+        // Lengths of 32·min and more are left to the grid.
+        let mut long = Vec::new();
+        for_each_segment(&bounds, 2, |s, l| long.push((s, s + l)));
+        assert!(long.iter().all(|&(s, e)| e - s < 64) && long.contains(&(60, 100)));
+        assert!(!long.contains(&(0, 100)));
+        // One paragraph, or paragraphs switched off: no segments, version 3.
+        assert_eq!(count_segments(&paragraph_bounds(&scored, &[]), 20), 0);
+    }
+
+    /// A watermarked run that is a paragraph of its own is found exactly,
+    /// with the factor `2 · S` (S segments, half the search's weight), and
+    /// the grid alone (paragraphs off) pays for its alignment instead.
+    #[test]
+    fn a_pasted_paragraph_is_found_exactly() {
+        let s = scorer("kgw:gamma=0.25,delta=2,context=lefthash:1");
+        let mut rng = ChaCha8Rng::seed_from_u64(0x5eed_0018);
+        let scores: Vec<f64> = (0..3_000)
+            .map(|i| {
+                let green = if (1_310..1_455).contains(&i) { 0.6 } else { 0.25 };
+                f64::from(u8::from(rng.random::<f64>() < green))
+            })
+            .collect();
+        let run_ln_p = s.test(145, scores[1_310..1_455].iter().sum()).ln_p;
+        let paragraphs: Vec<u32> = (1..30).map(|k| 97 * k).chain([1_310, 1_455]).collect();
+        let obs = observations(scores);
+        let w = search(&s, &obs, &WindowOptions::default(), &paragraphs, 0.0, Deadline::NONE).expect("window");
+        assert!(
+            w.paragraphs && (w.start, w.end) == (1_310, 1_455),
+            "{}..{}",
+            w.start,
+            w.end
+        );
+        assert!((w.log10_p_uncorrected - stats::log10(run_ln_p)).abs() < 1e-9);
+        let bounds = paragraph_bounds(&obs, &paragraphs);
+        assert_eq!(w.segments_examined, count_segments(&bounds, 32));
+        let factor = (2.0 * w.segments_examined as f64).log10();
+        assert!((w.log10_p - w.log10_p_uncorrected - factor).abs() < 1e-9);
+        assert!(w.correction.contains("whole paragraphs"));
+        let grid = WindowOptions {
+            paragraphs: false,
+            ..WindowOptions::default()
+        };
+        let v3 = search(&s, &obs, &grid, &paragraphs, 0.0, Deadline::NONE).expect("window");
+        assert!(!v3.paragraphs && v3.segments_examined == 0);
+        assert!(
+            w.log10_p < v3.log10_p,
+            "v4 {} against the grid's {}",
+            w.log10_p,
+            v3.log10_p
+        );
+    }
+
+    /// Version 4's closed form: with paragraphs (drawn apart from the
+    /// scores), a grid window of scale `j` rejects at `a · c_j / (2W)` and a
+    /// segment at `a / (2S)`, so the expected number of rejections per null
+    /// document is exactly `a`; the reported window is rejected exactly when
+    /// any is, and the share of such documents is at most `a` (fixed seed,
+    /// 1,000 gumbel documents of 600 observations, `a = 0.5`, 4 standard
+    /// errors and 3 binomial standard deviations).
+    #[test]
+    fn paragraph_segments_keep_the_closed_form_expectation_under_the_null() {
+        let s = scorer("gumbel:temperature=1,context=lefthash:4");
+        // A large `a`, so that documents with rejections (which come in
+        // clusters of overlapping windows) are common enough for the
+        // sample's standard error to mean something.
+        let (docs, n, a) = (1_000usize, 600usize, 0.5f64);
+        let w = total_weight(n, 32);
+        let mut rng = ChaCha8Rng::seed_from_u64(0x5eed_0019);
+        let (mut counts, mut any, mut window_hits) = (Vec::with_capacity(docs), 0usize, 0usize);
+        for _ in 0..docs {
+            let scores: Vec<f64> = (0..n).map(|_| -(1.0 - rng.random::<f64>()).ln()).collect();
+            let mut paragraphs = Vec::new();
+            let mut at = 0u32;
+            loop {
+                at += rng.random_range(5..120);
+                if at as usize >= n {
+                    break;
+                }
+                paragraphs.push(at);
+            }
+            let obs = observations(scores.clone());
+            let bounds = paragraph_bounds(&obs, &paragraphs);
+            let segments = count_segments(&bounds, 32) as f64;
+            let mut prefix = vec![0.0];
+            for x in &scores {
+                prefix.push(prefix.last().copied().unwrap_or(0.0) + x);
+            }
+            let mut rejected = 0usize;
+            for_each_window(n, 32, |st, l, j| {
+                let ln_p = s.test(l as u64, prefix[st + l] - prefix[st]).ln_p;
+                rejected += usize::from(ln_p <= (a * scale_weight(j) / (2.0 * w)).ln());
+            });
+            for_each_segment(&bounds, 32, |st, l| {
+                let ln_p = s.test(l as u64, prefix[st + l] - prefix[st]).ln_p;
+                rejected += usize::from(ln_p <= (a / (2.0 * segments)).ln());
+            });
+            assert!(segments > 0.0);
+            counts.push(rejected as f64);
+            any += usize::from(rejected > 0);
+            let r = search(&s, &obs, &WindowOptions::default(), &paragraphs, 0.0, Deadline::NONE).expect("window");
+            window_hits += usize::from(r.log10_p <= a.log10());
+        }
+        let mean = counts.iter().sum::<f64>() / docs as f64;
+        let var = counts.iter().map(|c| (c - mean).powi(2)).sum::<f64>() / (docs - 1) as f64;
+        let se = (var / docs as f64).sqrt();
+        assert!(
+            (mean - a).abs() <= 4.0 * se,
+            "mean rejections {mean} (se {se}), expected {a}"
+        );
+        assert_eq!(any, window_hits);
+        let bound = a + 3.0 * (a * (1.0 - a) / docs as f64).sqrt();
+        assert!(window_hits as f64 / docs as f64 <= bound, "{window_hits} of {docs}");
     }
 }

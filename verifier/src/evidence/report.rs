@@ -1111,13 +1111,17 @@ fn window(o: &mut String, p: &Page<'_>, w: &crate::detect::WindowReport) -> fmt:
     }
     write!(
         o,
-        " ({} scored): p = {} after {} (uncorrected {}; {} windows examined",
+        " ({} scored): p = {} after {} (uncorrected {}; {} windows",
         w.scored,
         p_page(w.log10_p),
         Esc(&w.correction),
         p_page(w.log10_p_uncorrected),
         w.windows_examined
     )?;
+    if w.segments_examined > 0 {
+        write!(o, " and {} runs of whole paragraphs", w.segments_examined)?;
+    }
+    write!(o, " examined")?;
     if !w.search.is_empty() {
         write!(o, ": {}", Esc(&w.search))?;
     }

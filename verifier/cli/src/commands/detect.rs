@@ -149,9 +149,7 @@ pub(crate) fn evaluate(a: &DetectArgs, marks: bool) -> Result<(Found, Input, boo
     let mut s = Setup::new(&a.common, a.input_kind())?;
     s.options.marks = marks;
     if a.window {
-        s.options.window = Some(WindowOptions {
-            min_scored: a.window_min,
-        });
+        s.options.window = Some(WindowOptions::with_min_scored(a.window_min));
     }
     let suspect = Suspect::load(a)?;
     let input = Input {

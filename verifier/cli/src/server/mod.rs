@@ -273,7 +273,7 @@ impl State {
             dedup: config.dedup,
             alpha: config.alpha,
             marks,
-            window: window.then_some(WindowOptions { min_scored: 32 }),
+            window: window.then_some(WindowOptions::default()),
             ..DetectOptions::default()
         };
         let mut built = Vec::new();
