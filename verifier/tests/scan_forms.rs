@@ -132,6 +132,40 @@ fn same(r: &DocResult, d: &Detection) {
     assert_eq!(r.plan, if changed { c.plan } else { None }, "line {}", r.line);
 }
 
+/// A text of white space only is empty input for a scan as for
+/// `detect_text`, with canonicalisation on or off; the scan goes on.
+#[test]
+fn a_white_space_line_is_empty_input_as_in_detect() {
+    let tok = tokenizer();
+    let key = Key::from_bytes([7; 32]);
+    for canonicalize in [true, false] {
+        let options = DetectOptions {
+            canonicalize,
+            ..DetectOptions::default()
+        };
+        let config: SchemeConfig = SCHEMES[0].parse().expect("scheme");
+        let detector = Detector::new(&key, &config, VOCAB, options).expect("detector");
+        for blank in [" ", "  \t \n", "\u{3000}"] {
+            assert!(matches!(
+                detector.detect_text(&tok, None, blank),
+                Err(tracemark_verifier::Error::EmptyInput)
+            ));
+            let corpus = Document::text(None, blank.to_string()).to_json_line()
+                + &Document::text(None, "w1 w2 w3".to_string()).to_json_line();
+            let mut results = Vec::new();
+            Scanner::new(&detector, Some(&tok))
+                .scan(corpus.as_bytes(), |d| results.push(d.clone()))
+                .expect("scan");
+            assert_eq!(results.len(), 2);
+            assert_eq!(
+                results[0].error.as_deref(),
+                Some(tracemark_verifier::Error::EmptyInput.to_string().as_str())
+            );
+            assert!(results[0].verdict.is_none() && results[1].error.is_none());
+        }
+    }
+}
+
 /// Every kind of change, on watermarked and plain answers, under each
 /// scheme: the scan gives detect's numbers, each plan occurs, and a few
 /// ordinary changes no longer cost the factor 2.

@@ -154,6 +154,9 @@ fn every_kind_of_report_with_the_same_numbers_as_json() {
     }
     lines.push("{not json".into());
     lines.push(json!({ "id": "<b>human</b>", "ids": random_tokens(VOCAB, 80, &mut Rng::new(5)) }).to_string());
+    // A zero-width space (tampering): the canonical form alone is tested.
+    let tampered = words(&watermarked(&key, 80, 30)).replacen(' ', "\u{200b} ", 1);
+    lines.push(json!({ "id": "zw", "text": tampered }).to_string());
     let corpus = dir.path("corpus.jsonl");
     std::fs::write(&corpus, lines.join("\n")).expect("write");
     let (page, r, code) = report(&dir, "scan", &[&["scan"][..], &common[..], &[s(&corpus)]].concat());
@@ -167,7 +170,8 @@ fn every_kind_of_report_with_the_same_numbers_as_json() {
         .concat(),
     );
     assert_eq!(r["scan"]["summary"], scan["summary"]);
-    assert_eq!(r["scan"]["documents"].as_array().map(Vec::len), Some(6));
+    assert_eq!(r["scan"]["documents"].as_array().map(Vec::len), Some(7));
+    assert!(page.contains("form tested: canonical"), "the plan is on the page");
     assert!(
         page.contains("&lt;b&gt;human") && !page.contains("<b>human"),
         "ids are escaped"

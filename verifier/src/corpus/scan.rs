@@ -211,6 +211,11 @@ impl Document {
                 changed: false,
             }),
             Self::Text { id, prompt, text } => {
+                // As `Detector::detect_text`: a text of white space only is
+                // empty input, whatever its tokens.
+                if forms == Forms::Planned && text.trim().is_empty() {
+                    return Err(Error::EmptyInput.to_string());
+                }
                 let tok = tokenizer.ok_or("text documents need a tokenizer (--tokenizer)")?;
                 let encode = |text: &str| {
                     tok.encode_until(text, deadline)

@@ -46,6 +46,7 @@ use crate::detect::layered::{Layer, LayeredVerdict};
 use crate::detect::semantic::{SemanticDetection, SemanticOutcome, SentenceStatus};
 use crate::detect::{Detection, Mark, Outcome, Strength, TokenStatus, Verdict};
 use crate::error::{Error, Result};
+use crate::text::canonical::FormPlan;
 use crate::text::sha256_hex;
 
 /// The format tag of every report this version writes.
@@ -1406,6 +1407,13 @@ fn documents(o: &mut String, p: &Page<'_>) -> fmt::Result {
         )?;
         if doc.canonical_changes > 0 {
             write!(o, "{} characters canonicalised", doc.canonical_changes)?;
+        }
+        if let Some(plan) = doc.plan {
+            let sep = if doc.canonical_changes > 0 { "; " } else { "" };
+            match plan {
+                FormPlan::Both => write!(o, "{sep}both forms tested (the smaller p-value × 2)")?,
+                plan => write!(o, "{sep}form tested: {plan}")?,
+            }
         }
         o.push_str("</td></tr>\n");
     }
