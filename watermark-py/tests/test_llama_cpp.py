@@ -256,6 +256,24 @@ def test_server_options_left_out_keep_llama_cpp_pythons_defaults(llama_kwargs):
     assert got["n_threads"] == got["n_threads_batch"] == os.cpu_count() and got["verbose"] is False
 
 
+def test_environment_variables_of_llama_cpp_pythons_names_play_no_part(llama_kwargs, monkeypatch):
+    # llama-cpp-python's settings read unprefixed variables; ours are the flags alone.
+    for name, value in [("MODEL", "elsewhere.gguf"), ("N_CTX", "not a number"), ("CACHE", "/tmp/somewhere"),
+                        ("N_THREADS", "7"), ("VERBOSE", "yes"), ("HOST", "0.0.0.0"), ("PORT", "x")]:
+        monkeypatch.setenv(name, value)
+    settings = model_settings(server_parser().parse_args(["--model", "m.gguf", "--accounts", "a.json"]))
+    got = llama_kwargs(settings)
+    assert got["model_path"] == "m.gguf" and got["n_ctx"] == 2048 and got["verbose"] is False
+    assert got["n_threads"] != 7 and settings.cache is False
+    from llama_cpp.server.settings import ModelSettings, ServerSettings
+
+    from tracemark.llama_cpp import _flags_only
+
+    assert isinstance(settings, ModelSettings)
+    server = _flags_only(ServerSettings)(host="127.0.0.1", port=8080)
+    assert (server.host, server.port) == ("127.0.0.1", 8080) and isinstance(server, ServerSettings)
+
+
 @pytest.mark.parametrize(
     "option, value, says",
     [("--n-threads", "0", "--n-threads 0: Input should be greater than or equal to 1"),

@@ -460,12 +460,30 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _flags_only(settings_class: Any) -> Any:
+    """``settings_class`` (one of llama-cpp-python's pydantic-settings
+    classes) reading only the values it is given: theirs also read
+    unprefixed environment variables (``MODEL``, ``N_CTX``, ``CACHE``,
+    ``HOST`` ...), so a variable of that name set for something else would
+    change the server or fail its validation. The server's settings are its
+    flags alone."""
+
+    class FlagsOnly(settings_class):  # type: ignore[misc, valid-type]
+        @classmethod
+        def settings_customise_sources(cls, settings_cls, init_settings, **_sources):  # noqa: ANN001
+            return (init_settings,)
+
+    FlagsOnly.__name__ = FlagsOnly.__qualname__ = settings_class.__name__
+    return FlagsOnly
+
+
 def model_settings(args: argparse.Namespace) -> Any:
     """The ``llama_cpp.server.settings.ModelSettings`` of parsed arguments:
     the model, and each llama.cpp setting given (those left out keep
     llama-cpp-python's server's defaults). llama-cpp-python's server hands
     them to ``Llama`` (``LlamaProxy.load_llama_from_model_settings``).
-    Raises ``ValueError`` naming the option on an out-of-range value."""
+    Environment variables play no part (``_flags_only``). Raises
+    ``ValueError`` naming the option on an out-of-range value."""
     from llama_cpp.llama_chat_format import LlamaChatCompletionHandlerRegistry
     from llama_cpp.server.settings import ModelSettings
     from pydantic import ValidationError
@@ -482,7 +500,7 @@ def model_settings(args: argparse.Namespace) -> Any:
             f"--chat-format {chat_format!r} is not one of llama-cpp-python's chat formats: {', '.join(formats)}"
         )
     try:
-        return ModelSettings(**given)
+        return _flags_only(ModelSettings)(**given)
     except ValidationError as e:
         problems = []
         for err in e.errors():
@@ -520,7 +538,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     import uvicorn
     from llama_cpp.server.settings import ServerSettings
 
-    app = create_app(keys, accounts, ServerSettings(host=a.host, port=a.port), [settings], signer=signer)
+    app = create_app(keys, accounts, _flags_only(ServerSettings)(host=a.host, port=a.port), [settings], signer=signer)
     uvicorn.run(app, host=a.host, port=a.port)
 
 
