@@ -444,6 +444,7 @@ fn run(args: Args) -> Result<()> {
         );
         let _ = writeln!(md, "|---|---|---|---|---|---|---|---|");
         let keys = KeyStream::danger_from_seed(SEED);
+        let mut hits: Vec<String> = Vec::new();
         for &length in &args.lengths {
             let docs: Vec<String> = (0..args.calibration_docs)
                 .map(|_| human(&paras, length, &mut rng).join("\n\n"))
@@ -455,24 +456,41 @@ fn run(args: Args) -> Result<()> {
                         let key = keys.key(k);
                         let det = Detector::new(&key, &configs[s], vocab, options.clone())?;
                         docs.iter()
-                            .map(|text| {
+                            .enumerate()
+                            .map(|(i, text)| {
                                 let d = det.detect_text(&tok, None, text)?;
+                                let p = d.conservative_verdict_log10_p();
+                                // Who made a test reach 1e-3: key, document, and what decided it.
+                                let hit = (p <= -3.0).then(|| {
+                                    let by = match &d.window {
+                                        Some(w) if w.decides_verdict && w.paragraphs => "paragraph run",
+                                        Some(w) if w.decides_verdict => "grid window",
+                                        _ => "whole text",
+                                    };
+                                    format!("key {k} document {i} ({by}, log10 p {p:.2})")
+                                });
                                 Ok((
-                                    d.conservative_verdict_log10_p(),
+                                    p,
                                     d.window.as_ref().map_or(0, |w| w.windows_examined),
                                     d.window.as_ref().map_or(0, |w| w.segments_examined),
+                                    hit,
                                 ))
                             })
                             .collect::<core::result::Result<Vec<_>, tracemark_verifier::Error>>()
                     })
                     .collect::<core::result::Result<Vec<_>, _>>()?;
-                let all: Vec<(f64, usize, usize)> = results.into_iter().flatten().collect();
+                let all: Vec<(f64, usize, usize, Option<String>)> = results.into_iter().flatten().collect();
                 let n = all.len() as u64;
                 let at = |lvl: f64| all.iter().filter(|(p, ..)| *p <= lvl.log10()).count() as u64;
-                let mut ex: Vec<usize> = all.iter().map(|(_, e, _)| *e).collect();
+                let mut ex: Vec<usize> = all.iter().map(|(_, e, ..)| *e).collect();
                 ex.sort_unstable();
-                let mut segs: Vec<usize> = all.iter().map(|(.., g)| *g).collect();
+                let mut segs: Vec<usize> = all.iter().map(|(_, _, g, _)| *g).collect();
                 segs.sort_unstable();
+                hits.extend(
+                    all.iter()
+                        .filter_map(|(.., h)| h.as_ref())
+                        .map(|h| format!("{name}, {length} tokens: {h}")),
+                );
                 let (c2, c3) = (at(1e-2), at(1e-3));
                 let (l2, u2) = clopper_pearson(c2, n, 0.99);
                 let (l3, u3) = clopper_pearson(c3, n, 0.99);
@@ -485,6 +503,16 @@ fn run(args: Args) -> Result<()> {
                     segs.get(segs.len() / 2).copied().unwrap_or(0)
                 );
             }
+        }
+        let _ = writeln!(
+            md,
+            "\nThe tests at or below 1e-3 (the documents of one length overlap, being drawn from one corpus, so the tests of one key are not independent):\n"
+        );
+        for h in &hits {
+            let _ = writeln!(md, "- {h}");
+        }
+        if hits.is_empty() {
+            let _ = writeln!(md, "- none");
         }
     }
     match &args.out {
