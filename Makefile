@@ -263,7 +263,7 @@ suspect-calibrate: data python $(LLAMA_STAMP) ## The API audit's calibration: th
 semantic-frontier: data python ## The frontier's semantic arms (about an hour; cached, resumable). QUICK=1: three short answers, minutes
 	$(CARGO) build $(CARGO_FLAGS) -q -p tracemark-cli --bin tracemark
 	export TRACEMARK_MODEL="$$($(FETCH) model)" TRACEMARK_EMBEDDER="$$($(FETCH) embedder)" \
-	       TRACEMARK_HUMAN_TEXT="$$($(FETCH) human-text)" TRACEMARK_TOKENIZER="$$($(FETCH) tokenizer)" TRACEMARK_CLI="$(BIN)/tracemark"; \
+	       TRACEMARK_HUMAN_TEXT="$$($(FETCH) human-text)" TRACEMARK_CLI="$(BIN)/tracemark"; \
 	cd lab/python && "$(VPY)" semantic_frontier.py $(if $(QUICK),--quick,) $(SEMANTIC_FRONTIER_ARGS)
 
 distill-quick: ## The distillation pipeline on a small harvest (part of `make test`)

@@ -36,7 +36,7 @@ deduplicated by region key across the group).
 
 Usage: python lab/python/semantic_frontier.py [--quick] [--answers N] [--out report.md]
 (environment: TRACEMARK_MODEL, TRACEMARK_EMBEDDER, TRACEMARK_HUMAN_TEXT,
-TRACEMARK_TOKENIZER, TRACEMARK_CLI; answers are cached and resumable under
+TRACEMARK_CLI; answers are cached and resumable under
 <cache>/semantic-frontier-{quick,full}).
 """
 
@@ -280,12 +280,17 @@ def main() -> int:
 
     nlls = {arm: nll(sets[arm]) for arm in ("plain", "token", "layered")}
 
-    # Accounts: disjoint groups of ACCOUNT paraphrased layered answers.
+    # Accounts: disjoint groups of ACCOUNT paraphrased layered answers,
+    # scanned by the CLI with SmolLM2's own tokenizer.json.
+    tok_json = cache / "tokenizer.json"
+    if not tok_json.exists():
+        lab.tok.save_pretrained(cache / "tok")
+        (cache / "tok" / "tokenizer.json").rename(tok_json)
     accounts = []
     texts = [d["text"] for d in extra["layered"]["para1"]]
     size = ACCOUNT if not args.quick else len(texts)
     for a in range(len(texts) // size):
-        accounts.append(account_scan(os.environ["TRACEMARK_CLI"], key_path, os.environ["TRACEMARK_TOKENIZER"], embedder_dir,
+        accounts.append(account_scan(os.environ["TRACEMARK_CLI"], key_path, str(tok_json), embedder_dir,
                                      texts[a * size : (a + 1) * size], cache / f"account-{a}.jsonl"))
 
     out = args.out or (cache / "report.md" if args.quick else ROOT / f"eval/results/semantic-frontier-{datetime.date.today().isoformat()}.md")
@@ -303,7 +308,7 @@ def render(n, tokens, sets, results, plain, nlls, lengths, accounts, size, secs)
     lines = [f"# The semantic layer on the frontier ({datetime.date.today().isoformat()})", ""]
     lines.append("Issue 25, deliverable 6. Written by `lab/python/semantic_frontier.py` (`make semantic-frontier`); "
                  f"{n} answers per arm of at most {tokens} new tokens; token layer `{TOKEN}`, sentence layer `{SEMANTIC}` "
-                 f"(cap {DEFAULT_MAX_CANDIDATES} candidates per sentence); run time {secs / 60:.0f} min on the shared 2-core machine. "
+                 f"(cap {DEFAULT_MAX_CANDIDATES} candidates per sentence); this invocation took {secs / 60:.0f} min on the shared 2-core machine (answers and paraphrases already in the cache are not generated again). "
                  "Every answer is tested as text, without its prompt. 'Semantic layer alone' is the semantic layer's own exact "
                  "test on the layered answers; the layered verdict is min(2 p_token, 2 p_semantic) (SPEC §15.4).")
     lines.append("")
