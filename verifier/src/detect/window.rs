@@ -245,51 +245,35 @@ pub(crate) fn search(
     // expectation cannot be the most significant unless every window is, so
     // their exact tails (about half of them) are not computed.
     let mean = scorer.test(1, 0.0).expected;
-    // (corrected ln p, ln p, start, length, total)
-    let mut best: Option<(f64, f64, usize, usize, f64)> = None;
+    // (corrected ln p, ln p, start, length, total, a paragraph segment)
+    let mut best: Option<(f64, f64, usize, usize, f64, bool)> = None;
     let (mut seen, mut stopped) = (0usize, false);
+    // Examines the window `[s, s + l)` whose Bonferroni factor is `ln_factor`.
+    let mut consider = |s: usize, l: usize, ln_factor: f64, segment: bool| {
+        seen += 1;
+        if stopped || deadline.every(seen).is_err() {
+            stopped = true;
+            return;
+        }
+        let total = prefix[s + l] - prefix[s];
+        if best.is_some() && total <= mean * l as f64 {
+            return;
+        }
+        let ln_p = scorer.test(l as u64, total).ln_p;
+        let corrected = ln_p + ln_factor;
+        if best.is_none_or(|(b, ..)| corrected < b) {
+            best = Some((corrected, ln_p, s, l, total, segment));
+        }
+    };
     let examined = for_each_window(n, options.min_scored, |s, l, j| {
-        seen += 1;
-        if stopped || deadline.every(seen).is_err() {
-            stopped = true;
-            return;
-        }
-        let total = prefix[s + l] - prefix[s];
-        if best.is_some() && total <= mean * l as f64 {
-            return;
-        }
-        let ln_p = scorer.test(l as u64, total).ln_p;
-        let corrected = ln_p + ln_total - scale_weight(j).ln() + ln_half;
-        if best.is_none_or(|(b, ..)| corrected < b) {
-            best = Some((corrected, ln_p, s, l, total));
-        }
+        consider(s, l, ln_total - scale_weight(j).ln() + ln_half, false);
     });
-    if stopped {
-        return None;
-    }
-    let grid_best = best;
     let ln_segments = (segments as f64).ln() + ln_half;
-    for_each_segment(&bounds, options.min_scored, |s, l| {
-        seen += 1;
-        if stopped || deadline.every(seen).is_err() {
-            stopped = true;
-            return;
-        }
-        let total = prefix[s + l] - prefix[s];
-        if best.is_some() && total <= mean * l as f64 {
-            return;
-        }
-        let ln_p = scorer.test(l as u64, total).ln_p;
-        let corrected = ln_p + ln_segments;
-        if best.is_none_or(|(b, ..)| corrected < b) {
-            best = Some((corrected, ln_p, s, l, total));
-        }
-    });
+    for_each_segment(&bounds, options.min_scored, |s, l| consider(s, l, ln_segments, true));
     if stopped {
         return None;
     }
-    let (corrected, ln_p, s, l, total) = best?;
-    let paragraph = best != grid_best;
+    let (corrected, ln_p, s, l, total, paragraph) = best?;
     let corrected = corrected.min(0.0);
     let family = (corrected - (1.0 - WHOLE_SHARE).ln())
         .min(whole_ln_p - WHOLE_SHARE.ln())
