@@ -282,10 +282,7 @@ def main() -> int:
 
     # Accounts: disjoint groups of ACCOUNT paraphrased layered answers,
     # scanned by the CLI with SmolLM2's own tokenizer.json.
-    tok_json = cache / "tokenizer.json"
-    if not tok_json.exists():
-        lab.tok.save_pretrained(cache / "tok")
-        (cache / "tok" / "tokenizer.json").rename(tok_json)
+    tok_json = lab.tokenizer_json()
     accounts = []
     texts = [d["text"] for d in extra["layered"]["para1"]]
     size = ACCOUNT if not args.quick else len(texts)

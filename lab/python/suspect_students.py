@@ -159,10 +159,7 @@ def main() -> int:
     scheme = "kgw:gamma=0.25,delta=2,context=lefthash:1"
     if not Path(str(key_path) + ".serving.json").exists():
         subprocess.run([cli, "serving", "--key", str(key_path), "--scheme", scheme], check=True, capture_output=True)
-    tok_json = cache / "tokenizer.json"
-    if not tok_json.exists():
-        lab.tok.save_pretrained(cache / "tok")
-        (cache / "tok" / "tokenizer.json").rename(tok_json)
+    tok_json = lab.tokenizer_json()
 
     # 1. The harvest.
     if plan.quick:

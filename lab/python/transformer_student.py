@@ -185,6 +185,15 @@ class Lab:
         self.pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else self.stop[1]
         self.vocab = self.model.config.vocab_size
 
+    def tokenizer_json(self) -> Path:
+        """The model's own tokenizer.json (what the CLI's `--tokenizer` takes),
+        written to the run's cache once."""
+        path = self.cache / "tokenizer.json"
+        if not path.exists():
+            self.tok.save_pretrained(self.cache / "tok")
+            (self.cache / "tok" / "tokenizer.json").rename(path)
+        return path
+
     def chat(self, user: str) -> List[int]:
         ids = self.tok.apply_chat_template([{"role": "user", "content": user}], add_generation_prompt=True)
         if hasattr(ids, "input_ids"):
