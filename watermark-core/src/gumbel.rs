@@ -9,6 +9,7 @@
 //! the null hypothesis, larger when the text was generated this way.
 
 use core::fmt;
+use std::sync::LazyLock;
 
 use crate::context::{Context, ContextMode, ContextSeed, Seeder};
 use crate::contract::{Contract, Generation, Null};
@@ -16,8 +17,8 @@ use crate::error::{Error, Result};
 use crate::key::{Key, KeyId};
 use crate::kgw::check_vocab;
 use crate::mix::{ln, mix};
-use crate::scheme::{check_row, Params, Scheme, SchemeKind};
-use crate::simd::{self, Isa, SelfValues};
+use crate::scheme::{check_row, CheckedRow, Params, Scheme, SchemeKind};
+use crate::simd::{self, BlockMaxima, Isa, SelfValues};
 
 /// Parameters of [`Gumbel`].
 #[derive(Clone, Debug, PartialEq)]
@@ -163,11 +164,32 @@ impl Gumbel {
     /// The token the scheme selects after `history`, or `None` when the
     /// history is shorter than the context width (then sample normally).
     pub fn select(&self, history: &[u32], logits: &[f32]) -> Result<Option<u32>> {
-        check_row(self, history, logits)?;
-        Ok(self
-            .seeder
-            .context_seed(history)
-            .map(|cs| self.choose(&cs, logits) as u32))
+        let checked = check_row(self, history, logits)?;
+        Ok(self.seeder.context_seed(history).map(|cs| {
+            let blocks = checked.blocks.unwrap_or_else(|| BlockMaxima::of(logits));
+            let mut best = self.start(&cs, logits, &blocks);
+            match self.scan_threshold(best.score) {
+                Some((inv_t, threshold)) => {
+                    let own = self.own_values(&cs);
+                    simd::gumbel_scan(
+                        self.isa,
+                        logits,
+                        cs.key,
+                        own,
+                        inv_t,
+                        threshold,
+                        &NOISE_BOUNDS,
+                        |i, l| best.offer(i, l, || self.gumbel_score(&cs, i, l)),
+                    );
+                }
+                None => {
+                    for (i, &l) in logits.iter().enumerate() {
+                        best.offer(i, l, || self.gumbel_score(&cs, i, l));
+                    }
+                }
+            }
+            best.index as u32
+        }))
     }
 
     #[inline(always)]
@@ -178,42 +200,102 @@ impl Gumbel {
         }
     }
 
-    /// The selected token of a checked row (at least one finite logit).
-    fn choose(&self, cs: &ContextSeed, row: &[f32]) -> usize {
+    /// The exact Gumbel score of token `i` with logit `logit`.
+    #[inline]
+    fn gumbel_score(&self, cs: &ContextSeed, i: usize, logit: f32) -> f64 {
         let inv_t = 1.0 / f64::from(self.config.temperature);
-        let score = |i: usize| f64::from(row[i]) * inv_t + gumbel_noise(self.token_value(cs, i as u32));
-        // Start from the most likely token (the first one, on ties): usually the winner or close.
-        let max = simd::row_max(row);
-        let mut best = simd::first_at_least(row, max).unwrap_or(0);
-        let mut best_score = score(best);
-        let visit = |i: usize, best: &mut usize, best_score: &mut f64| {
-            if i != *best && row[i] != f32::NEG_INFINITY {
-                let s = score(i);
-                if s > *best_score || (s == *best_score && i < *best) {
-                    *best = i;
-                    *best_score = s;
-                }
-            }
-        };
-        let inv_t32 = inv_t as f32;
-        match prune_threshold(best_score) {
-            Some(threshold) if inv_t32.is_finite() => {
-                let own = self.self_values.as_deref().map(|table| SelfValues {
-                    rank_seed: self.seeder.rank_seed(),
-                    anchor_rank: cs.anchor_rank,
-                    table,
-                });
-                simd::gumbel_scan(self.isa, row, cs.key, own, inv_t32, threshold, |i| {
-                    visit(i, &mut best, &mut best_score);
-                    prune_threshold(best_score).unwrap_or(f32::NEG_INFINITY)
-                });
-            }
-            // Extreme logits or temperature: no f32 bound is safe, score every token exactly.
-            _ => (0..row.len()).for_each(|i| visit(i, &mut best, &mut best_score)),
+        f64::from(logit) * inv_t + gumbel_noise(self.token_value(cs, i as u32))
+    }
+
+    /// The starting candidate: the most likely token (the first one, on ties),
+    /// usually the winner or close; found from the row's block maxima.
+    fn start(&self, cs: &ContextSeed, row: &[f32], blocks: &BlockMaxima) -> Best {
+        let max = blocks.max();
+        let index = blocks.first_at_least(row, max).unwrap_or(0);
+        Best {
+            index,
+            logit: row[index],
+            score: self.gumbel_score(cs, index, row[index]),
         }
-        best
+    }
+
+    /// The f32 inverse temperature and first threshold of the pruned scan, or
+    /// `None` when no f32 bound is safe (extreme logits or temperature): then
+    /// every token is scored exactly.
+    fn scan_threshold(&self, best_score: f64) -> Option<(f32, f32)> {
+        let inv_t = (1.0 / f64::from(self.config.temperature)) as f32;
+        let threshold = prune_threshold(best_score)?;
+        inv_t.is_finite().then_some((inv_t, threshold))
+    }
+
+    fn own_values(&self, cs: &ContextSeed) -> Option<SelfValues<'_>> {
+        self.self_values.as_deref().map(|table| SelfValues {
+            rank_seed: self.seeder.rank_seed(),
+            anchor_rank: cs.anchor_rank,
+            table,
+        })
+    }
+
+    /// Selects the token of a checked row (at least one finite logit) with
+    /// the row's block maxima, and leaves only its logit (every other one `-inf`).
+    fn apply_blocks(&self, cs: &ContextSeed, row: &mut [f32], blocks: &BlockMaxima) {
+        let mut best = self.start(cs, row, blocks);
+        match self.scan_threshold(best.score) {
+            Some((inv_t, threshold)) => {
+                let own = self.own_values(cs);
+                simd::gumbel_scan_clearing(self.isa, row, cs.key, own, inv_t, threshold, &NOISE_BOUNDS, |i, l| {
+                    best.offer(i, l, || self.gumbel_score(cs, i, l))
+                });
+            }
+            None => {
+                for (i, &l) in row.iter().enumerate() {
+                    best.offer(i, l, || self.gumbel_score(cs, i, l));
+                }
+                simd::fill(row, f32::NEG_INFINITY);
+            }
+        }
+        row[best.index] = best.logit;
     }
 }
+
+/// The best candidate so far of a Gumbel choice.
+struct Best {
+    index: usize,
+    logit: f32,
+    score: f64,
+}
+
+impl Best {
+    /// Offers token `i` with logit `logit` (`score` computes its exact score)
+    /// and returns the threshold of the scan that follows: a higher score
+    /// wins, and on equal scores the lower token id.
+    #[inline]
+    fn offer(&mut self, i: usize, logit: f32, score: impl FnOnce() -> f64) -> f32 {
+        if i != self.index && logit != f32::NEG_INFINITY {
+            let s = score();
+            if s > self.score || (s == self.score && i < self.index) {
+                *self = Best {
+                    index: i,
+                    logit,
+                    score: s,
+                };
+            }
+        }
+        prune_threshold(self.score).unwrap_or(f32::NEG_INFINITY)
+    }
+}
+
+/// `NOISE_BOUNDS[n]`: the Gumbel noise of the largest 32-bit value with n
+/// leading one bits (n = 31 standing for 31 and 32), rounded up to f32; the
+/// noise grows with the value, so it bounds the noise of every value with
+/// that n. The AVX-512 scan's bound (`simd::gumbel_scan`).
+static NOISE_BOUNDS: LazyLock<[f32; 32]> = LazyLock::new(|| {
+    core::array::from_fn(|n| {
+        let largest = if n >= 31 { u32::MAX } else { u32::MAX - (1 << (31 - n)) };
+        // next_up: one f32 step above the value, whatever the rounding of the cast.
+        (gumbel_noise(largest) as f32).next_up()
+    })
+});
 
 /// The f32 threshold below which a token's f32 score bound proves it cannot
 /// reach `best_score`. The margin covers the rounding of the f32 bound
@@ -258,10 +340,13 @@ impl Scheme for Gumbel {
         score(value)
     }
     fn apply(&self, cs: &ContextSeed, row: &mut [f32]) {
-        let best = self.choose(cs, row);
-        let keep = row[best];
-        crate::simd::fill(row, f32::NEG_INFINITY);
-        row[best] = keep;
+        self.apply_blocks(cs, row, &BlockMaxima::of(row));
+    }
+    fn apply_checked(&self, cs: &ContextSeed, row: &mut [f32], checked: &CheckedRow) {
+        match &checked.blocks {
+            Some(blocks) => self.apply_blocks(cs, row, blocks),
+            None => self.apply(cs, row),
+        }
     }
 }
 
@@ -269,6 +354,101 @@ impl Scheme for Gumbel {
 mod tests {
     use super::*;
     use crate::simd::noise_bound_f32;
+
+    #[test]
+    fn the_noise_table_bounds_every_value_of_its_count() {
+        let check = |v: u32| {
+            let n = (!v | 1).leading_zeros() as usize;
+            assert!(f64::from(NOISE_BOUNDS[n]) >= gumbel_noise(v), "{v:#x}");
+        };
+        let mut v: u32 = 0;
+        loop {
+            check(v);
+            match v.checked_add(0x0000_1f3d) {
+                Some(n) => v = n,
+                None => break,
+            }
+        }
+        for n in 0..32u32 {
+            // The largest and smallest values with n leading ones.
+            let top = if n >= 31 { u32::MAX } else { u32::MAX - (1 << (31 - n)) };
+            check(top);
+            check(!(u32::MAX >> n));
+        }
+        // Tight: within one f32 step of the largest value's noise, below the portable bound.
+        assert!(NOISE_BOUNDS
+            .iter()
+            .enumerate()
+            .all(|(n, &b)| b < (n + 2) as f32 * core::f32::consts::LN_2 + 1e-3));
+    }
+
+    /// Rows of every kind (flat, peaked, with -inf and ties), under several
+    /// seeds, temperatures and contexts: every ISA path selects the same token,
+    /// the one the exhaustive exact argmax selects, and `apply` leaves only it.
+    #[test]
+    fn every_isa_selects_the_exact_argmax() {
+        let key = Key::from_bytes([7; 32]);
+        for v in [1usize, 17, 1000, 70_001] {
+            for (shape, t, ctx) in [
+                (0u32, 1.0f32, "lefthash:1"),
+                (1, 0.7, "lefthash:4"),
+                (2, 1.3, "selfhash:3"),
+            ] {
+                let config = GumbelConfig::new(t, ctx.parse().expect("context")).expect("config");
+                let schemes: Vec<Gumbel> = [Isa::Portable, Isa::Avx2, Isa::Avx512]
+                    .into_iter()
+                    .filter_map(|isa| {
+                        let mut g = Gumbel::new(&key, config.clone(), v).expect("scheme");
+                        isa.is_available().then(|| {
+                            g.isa = isa;
+                            g
+                        })
+                    })
+                    .collect();
+                for h in 0..12u32 {
+                    let row: Vec<f32> = (0..v)
+                        .map(|i| {
+                            let x = mix(u64::from(h) * 7 + 1, i as u32);
+                            match shape {
+                                0 => (x % 1000) as f32 * 0.02 - 10.0,
+                                1 if x.is_multiple_of(11) => f32::NEG_INFINITY,
+                                1 => -1.1 * ((x % 5000 + 1) as f32).ln(),
+                                _ => (x % 4) as f32,
+                            }
+                        })
+                        .collect();
+                    if row.iter().all(|&x| x == f32::NEG_INFINITY) {
+                        continue;
+                    }
+                    let history = [h % v as u32, (h + 1) % v as u32, (h + 2) % v as u32, (h * 5) % v as u32];
+                    let cs = schemes[0].seeder.context_seed(&history).expect("context");
+                    let exact = (0..v)
+                        .filter(|&i| row[i] != f32::NEG_INFINITY)
+                        .map(|i| (schemes[0].gumbel_score(&cs, i, row[i]), i))
+                        .fold(None, |best: Option<(f64, usize)>, (s, i)| match best {
+                            Some((bs, bi)) if bs > s || (bs == s && bi < i) => Some((bs, bi)),
+                            _ => Some((s, i)),
+                        })
+                        .expect("a finite logit")
+                        .1;
+                    for g in &schemes {
+                        assert_eq!(
+                            g.select(&history, &row).expect("ok"),
+                            Some(exact as u32),
+                            "{:?} v={v}",
+                            g.isa
+                        );
+                        let mut out = row.clone();
+                        g.process(&history, &mut out).expect("ok");
+                        for (i, x) in out.iter().enumerate() {
+                            let want = if i == exact { row[i] } else { f32::NEG_INFINITY };
+                            assert_eq!(x.to_bits(), want.to_bits(), "{:?} v={v} i={i}", g.isa);
+                        }
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn noise_bound_is_an_upper_bound() {

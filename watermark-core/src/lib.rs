@@ -138,7 +138,7 @@ pub use gumbel::{Gumbel, GumbelConfig};
 pub use key::{Key, KeyId, MAX_LABEL_LEN};
 pub use kgw::{Kgw, KgwConfig};
 pub use ndarray;
-pub use scheme::{set_batch_threads, Observation, Scheme, SchemeKind, SeenContexts, Step};
+pub use scheme::{set_batch_threads, CheckedRow, Observation, Scheme, SchemeKind, SeenContexts, Step};
 pub use semantic::{
     word_count, Chain, Projection, Region, Semantic, SemanticConfig, CHAIN_START, EMBEDDING_DIM, MAX_PLANES,
     REFERENCE_MEAN, REFERENCE_MEAN_SHA256, SEMANTIC_NAME,

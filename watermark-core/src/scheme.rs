@@ -13,6 +13,7 @@ use crate::context::{ContextSeed, Seeder};
 use crate::contract::{Contract, Generation};
 use crate::error::{Error, Result};
 use crate::key::KeyId;
+use crate::simd::BlockMaxima;
 
 /// What one processing call did to its row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -283,19 +284,28 @@ pub trait Scheme: Send + Sync {
     /// call those instead.
     fn apply(&self, cs: &ContextSeed, row: &mut [f32]);
 
+    /// [`Scheme::apply`], given what the row check learned in its read of
+    /// the row ([`CheckedRow`]), so that the kernel need not read the row
+    /// again for it. [`Scheme::process`] and its relatives call this one; the
+    /// default calls [`Scheme::apply`].
+    fn apply_checked(&self, cs: &ContextSeed, row: &mut [f32], checked: &CheckedRow) {
+        let _ = checked;
+        self.apply(cs, row)
+    }
+
     /// Watermarks one logits row in place. `history` is every token before
     /// the one being generated (prompt included). On error the row is left
     /// exactly as it was.
     fn process(&self, history: &[u32], logits: &mut [f32]) -> Result<Step> {
-        check_row(self, history, logits)?;
-        Ok(apply_checked(self, history, logits, None))
+        let checked = check_row(self, history, logits)?;
+        Ok(apply_planned(self, history, logits, &checked, None))
     }
 
     /// [`Scheme::process`], skipping contexts already recorded in `memory`
     /// (and recording this one).
     fn process_with_memory(&self, history: &[u32], logits: &mut [f32], memory: &mut SeenContexts) -> Result<Step> {
-        check_row(self, history, logits)?;
-        Ok(apply_checked(self, history, logits, Some(memory)))
+        let checked = check_row(self, history, logits)?;
+        Ok(apply_planned(self, history, logits, &checked, Some(memory)))
     }
 
     /// Watermarks a batch: row `i` of `logits` follows `histories[i]`. Rows
@@ -407,7 +417,37 @@ pub(crate) fn check_token(token: u32, vocab_size: usize) -> Result<()> {
     }
 }
 
-pub(crate) fn check_row<S: Scheme + ?Sized>(scheme: &S, history: &[u32], row: &[f32]) -> Result<()> {
+/// What the row check learned in its one read of a row (a row that passed
+/// it: right length, no NaN or `+inf`). For a scheme that controls sampling
+/// the check takes the maxima of the row's blocks (it needs the largest logit
+/// to know that a token can be selected), from which the largest logit and
+/// where to find it follow without another read; for the others it only
+/// looks for NaN and `+inf`, which costs less.
+pub struct CheckedRow {
+    pub(crate) blocks: Option<BlockMaxima>,
+}
+
+impl CheckedRow {
+    /// The row's largest logit (`-inf` when every logit is `-inf`), when the
+    /// check took it (schemes that control sampling).
+    pub fn max(&self) -> Option<f32> {
+        self.blocks.as_ref().map(BlockMaxima::max)
+    }
+}
+
+impl fmt::Debug for CheckedRow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CheckedRow {{ max: {:?} }}", self.max())
+    }
+}
+
+/// The check of a row whose check kept nothing (schemes that do not control sampling).
+static UNKEPT: CheckedRow = CheckedRow { blocks: None };
+
+/// Checks a row (SPEC §11's bad-input rule): its length, the context tokens,
+/// no NaN or `+inf` (one read of the row, which also takes its block maxima
+/// when the scheme controls sampling), and then a finite logit.
+pub(crate) fn check_row<S: Scheme + ?Sized>(scheme: &S, history: &[u32], row: &[f32]) -> Result<CheckedRow> {
     let vocab = scheme.vocab_size();
     if row.is_empty() {
         return Err(Error::EmptyLogits);
@@ -422,28 +462,34 @@ pub(crate) fn check_row<S: Scheme + ?Sized>(scheme: &S, history: &[u32], row: &[
     for &t in &history[history.len().saturating_sub(width)..] {
         check_token(t, vocab)?;
     }
-    if let Some(index) = crate::simd::find_non_finite(row) {
-        return Err(Error::NonFiniteLogit {
-            row: 0,
-            index,
-            value: row[index],
-        });
+    let non_finite = |index: usize| Error::NonFiniteLogit {
+        row: 0,
+        index,
+        value: row[index],
+    };
+    if !scheme.contract().generation.controls_sampling() {
+        if let Some(index) = crate::simd::find_non_finite(row) {
+            return Err(non_finite(index));
+        }
+        return Ok(CheckedRow { blocks: None });
     }
-    if scheme.contract().generation.controls_sampling() && row.iter().all(|x| *x == f32::NEG_INFINITY) {
+    let blocks = crate::simd::check_blocks(row).map_err(non_finite)?;
+    if blocks.max() == f32::NEG_INFINITY {
         return Err(Error::NoSelectableToken { row: 0 });
     }
-    Ok(())
+    Ok(CheckedRow { blocks: Some(blocks) })
 }
 
-fn apply_checked<S: Scheme + ?Sized>(
+fn apply_planned<S: Scheme + ?Sized>(
     scheme: &S,
     history: &[u32],
     row: &mut [f32],
+    checked: &CheckedRow,
     memory: Option<&mut SeenContexts>,
 ) -> Step {
     let (step, cs) = plan(scheme.seeder(), history, memory);
     if let Some(cs) = cs {
-        scheme.apply(&cs, row);
+        scheme.apply_checked(&cs, row, checked);
     }
     step
 }
@@ -498,24 +544,35 @@ fn process_batch_impl<S: Scheme + ?Sized>(
         Some(m) => m.iter_mut().map(Some).collect(),
         None => (0..n).map(|_| None).collect(),
     };
+    // What the checks learned is kept only where the kernels use it (schemes
+    // that control sampling); the others' checks learn nothing to keep.
+    let keep = scheme.contract().generation.controls_sampling();
     let threads = batch_threads(n, n * scheme.vocab_size());
     if threads <= 1 {
         // Check every row before changing any, from the last row back so that the
         // first rows are still in cache for the pass that follows.
         let mut first_error = None;
+        let mut checked = Vec::with_capacity(if keep { n } else { 0 });
         for (i, (row, history)) in rows.iter().zip(histories).enumerate().rev() {
-            if let Err(e) = check_row(scheme, history, row) {
-                first_error = Some(e.in_row(i));
+            match check_row(scheme, history, row) {
+                Ok(c) if keep => checked.push(c),
+                Ok(_) => {}
+                Err(e) => first_error = Some(e.in_row(i)),
             }
         }
         if let Some(e) = first_error {
             return Err(e);
         }
+        // `checked` holds the rows last first.
         return Ok(rows
             .into_iter()
             .zip(histories)
             .zip(memories)
-            .map(|((row, h), m)| apply_checked(scheme, h, row, m))
+            .enumerate()
+            .map(|(i, ((row, h), m))| {
+                let c = if keep { &checked[n - 1 - i] } else { &UNKEPT };
+                apply_planned(scheme, h, row, c, m)
+            })
             .collect());
     }
     // Each thread checks a contiguous run of rows, waits until every run is
@@ -533,11 +590,16 @@ fn process_batch_impl<S: Scheme + ?Sized>(
                 let (barrier, failed) = (&barrier, &failed);
                 s.spawn(move || {
                     let mut error = None;
+                    let mut checked = Vec::with_capacity(if keep { rs.len() } else { 0 });
                     for (j, (row, h)) in rs.iter().zip(hs).enumerate() {
-                        if let Err(e) = check_row(scheme, h, row) {
-                            error = Some((c * per + j, e));
-                            failed.store(true, Ordering::SeqCst);
-                            break;
+                        match check_row(scheme, h, row) {
+                            Ok(checked_row) if keep => checked.push(checked_row),
+                            Ok(_) => {}
+                            Err(e) => {
+                                error = Some((c * per + j, e));
+                                failed.store(true, Ordering::SeqCst);
+                                break;
+                            }
                         }
                     }
                     barrier.wait();
@@ -551,7 +613,11 @@ fn process_batch_impl<S: Scheme + ?Sized>(
                         .iter_mut()
                         .zip(hs)
                         .zip(ms)
-                        .map(|((row, h), m)| apply_checked(scheme, h, row, m.take()))
+                        .enumerate()
+                        .map(|(j, ((row, h), m))| {
+                            let c = if keep { &checked[j] } else { &UNKEPT };
+                            apply_planned(scheme, h, row, c, m.take())
+                        })
                         .collect())
                 })
             })

@@ -25,7 +25,7 @@ pub enum Isa {
     Portable,
     /// x86-64 AVX2.
     Avx2,
-    /// x86-64 AVX-512 (F and BW).
+    /// x86-64 AVX-512 (F, BW and CD).
     Avx512,
 }
 
@@ -34,7 +34,10 @@ impl Isa {
     pub fn detect() -> Self {
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bw") {
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512bw")
+                && std::arch::is_x86_feature_detected!("avx512cd")
+            {
                 return Self::Avx512;
             }
             if std::arch::is_x86_feature_detected!("avx2") {
@@ -91,6 +94,63 @@ pub(crate) fn find_non_finite(row: &[f32]) -> Option<usize> {
         }
     }
     row.iter().position(|&x| is_nan_or_pos_inf(x))
+}
+
+/// The row check's one read (SPEC §11's bad-input rule and the maxima the
+/// kernels reuse): the row's [`BlockMaxima`], or the index of its first NaN or
+/// `+inf`. A NaN or `+inf` is found in the block that holds it, so a bad row
+/// costs at most one block more than finding it.
+pub(crate) fn check_blocks(row: &[f32]) -> Result<BlockMaxima, usize> {
+    let width = BlockMaxima::width_for(row.len());
+    let mut maxima = [f32::NEG_INFINITY; MAX_BLOCKS];
+    #[cfg(target_arch = "x86_64")]
+    let bad = match Isa::detect() {
+        // SAFETY: the ISA was detected on this CPU just above.
+        Isa::Avx512 => unsafe { x86::check_blocks_avx512(row, width, &mut maxima) },
+        // SAFETY: as above.
+        Isa::Avx2 => unsafe { x86::check_blocks_avx2(row, width, &mut maxima) },
+        _ => check_blocks_body(row, width, &mut maxima),
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let bad = check_blocks_body(row, width, &mut maxima);
+    match bad {
+        Some(b) => Err(b * width
+            + row[b * width..]
+                .iter()
+                .position(|&x| is_nan_or_pos_inf(x))
+                .expect("the block holds a NaN or +inf")),
+        None => Ok(BlockMaxima {
+            width,
+            blocks: row.len().div_ceil(width),
+            maxima,
+        }),
+    }
+}
+
+/// Block maxima as [`block_maxima_body`] computes them, stopping at the first
+/// block that holds a NaN or `+inf` (returned).
+#[inline(always)]
+fn check_blocks_body(row: &[f32], width: usize, maxima: &mut [f32; MAX_BLOCKS]) -> Option<usize> {
+    for (b, (m, block)) in maxima.iter_mut().zip(row.chunks(width)).enumerate() {
+        let mut lanes = [f32::NEG_INFINITY; 16];
+        // NaN and +inf only (kept as 0/1 so that it vectorizes).
+        let mut bad = [0u32; 16];
+        let (chunks, rest) = block.as_chunks::<16>();
+        for c in chunks {
+            for ((m, b), &x) in lanes.iter_mut().zip(bad.iter_mut()).zip(c) {
+                *m = if x > *m { x } else { *m };
+                *b |= u32::from(x.is_nan() || x == f32::INFINITY);
+            }
+        }
+        if bad.iter().fold(0, |a, &b| a | b) != 0 || rest.iter().any(|&x| is_nan_or_pos_inf(x)) {
+            return Some(b);
+        }
+        *m = lanes
+            .into_iter()
+            .chain(rest.iter().copied())
+            .fold(f32::NEG_INFINITY, |m, x| if x > m { x } else { m });
+    }
+    None
 }
 
 /// Adds `delta` to every green logit (16-bit value below `g16`), with the
@@ -257,23 +317,41 @@ pub(crate) struct SelfValues<'a> {
 }
 
 /// Visits every token whose Gumbel score bound `logit * inv_t + bound(value)`
-/// reaches `threshold`; `on_hit(token)` returns the (possibly raised) new
-/// threshold. The bound is evaluated sixteen tokens at a time, branch-free, so
-/// that the compiler vectorizes it; only candidates reach `on_hit`.
-pub(crate) fn gumbel_scan<F: FnMut(usize) -> f32>(
+/// reaches `threshold`; `on_hit(token, logit)` returns the (possibly raised)
+/// new threshold. The bound is evaluated sixteen tokens at a time, branch-free,
+/// so that the compiler vectorizes it; only candidates reach `on_hit`.
+///
+/// The bound of the value is [`noise_bound_f32`] on the portable and AVX2
+/// paths, and the tighter `bounds[lzcnt(!value | 1)]` on the AVX-512 path
+/// (`bounds[n]` bounds the noise of every value with n leading one bits, n = 31
+/// standing for 31 and 32); either is an upper bound of the noise, so every
+/// path selects the same token, though it may visit different candidates.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gumbel_scan<F: FnMut(usize, f32) -> f32>(
     isa: Isa,
     row: &[f32],
     seed: u64,
     own: Option<SelfValues<'_>>,
     inv_t: f32,
     threshold: f32,
+    bounds: &[f32; 32],
     on_hit: F,
 ) {
     // One monomorphized loop per value function keeps each loop simple enough to vectorize.
     match (isa, own) {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: callers pass only available paths.
-        (Isa::Avx512, None) => unsafe { x86::gumbel_scan_avx512(row, seed, inv_t, threshold, on_hit) },
+        // SAFETY: callers pass only available paths; the pointer is the row's, read only (no clear).
+        (Isa::Avx512, None) => unsafe {
+            x86::gumbel_scan_avx512::<false, F>(
+                row.as_ptr().cast_mut(),
+                row.len(),
+                seed,
+                inv_t,
+                threshold,
+                bounds,
+                on_hit,
+            )
+        },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: callers pass only available paths.
         (Isa::Avx2, None) => unsafe { x86::gumbel_scan_avx2(row, |t| mix(seed, t), inv_t, threshold, on_hit) },
@@ -285,6 +363,33 @@ pub(crate) fn gumbel_scan<F: FnMut(usize) -> f32>(
         (_, None) => gumbel_scan_body(row, |t| mix(seed, t), inv_t, threshold, on_hit),
         (_, Some(o)) => gumbel_scan_body(row, |t| self_value(seed, o, t), inv_t, threshold, on_hit),
     }
+}
+
+/// [`gumbel_scan`], after which every value of `row` is `-inf`: the AVX-512
+/// path clears each chunk as it passes it (once its candidates, with their
+/// logits, went to `on_hit`), so that the row is read and written once; the
+/// others fill the row after the scan.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gumbel_scan_clearing<F: FnMut(usize, f32) -> f32>(
+    isa: Isa,
+    row: &mut [f32],
+    seed: u64,
+    own: Option<SelfValues<'_>>,
+    inv_t: f32,
+    threshold: f32,
+    bounds: &[f32; 32],
+    on_hit: F,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if let (Isa::Avx512, None) = (isa, &own) {
+        // SAFETY: AVX-512 is available (the caller's ISA); the pointer is the row's, writable.
+        unsafe {
+            x86::gumbel_scan_avx512::<true, F>(row.as_mut_ptr(), row.len(), seed, inv_t, threshold, bounds, on_hit)
+        };
+        return;
+    }
+    gumbel_scan(isa, row, seed, own, inv_t, threshold, bounds, on_hit);
+    fill(row, f32::NEG_INFINITY);
 }
 
 /// The self-hash value of `t`: its own anchored value if it outranks the context anchor.
@@ -309,7 +414,7 @@ pub(crate) fn noise_bound_f32(value: u32) -> f32 {
 }
 
 #[inline(always)]
-fn gumbel_scan_body<V: Fn(u32) -> u32, F: FnMut(usize) -> f32>(
+fn gumbel_scan_body<V: Fn(u32) -> u32, F: FnMut(usize, f32) -> f32>(
     row: &[f32],
     value: V,
     inv_t: f32,
@@ -328,7 +433,7 @@ fn gumbel_scan_body<V: Fn(u32) -> u32, F: FnMut(usize) -> f32>(
         if bound.iter().fold(false, |any, &b| any | (b >= threshold)) {
             for (k, &b) in bound.iter().enumerate() {
                 if b >= threshold {
-                    threshold = on_hit(base + k);
+                    threshold = on_hit(base + k, chunk[k]);
                 }
             }
         }
@@ -336,7 +441,7 @@ fn gumbel_scan_body<V: Fn(u32) -> u32, F: FnMut(usize) -> f32>(
     let done = chunks.len() * W;
     for (k, &l) in rest.iter().enumerate() {
         if l * inv_t + noise_bound_f32(value((done + k) as u32)) >= threshold {
-            threshold = on_hit(done + k);
+            threshold = on_hit(done + k, l);
         }
     }
 }
@@ -367,16 +472,6 @@ fn wide() -> bool {
     Isa::detect() != Isa::Portable
 }
 
-/// The largest value of a row (`-inf` when empty): one read, no allocation.
-pub(crate) fn row_max(row: &[f32]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if wide() {
-        // SAFETY: AVX2 was detected on this CPU.
-        return unsafe { x86::row_max_avx2(row) };
-    }
-    max_of(row)
-}
-
 /// At most this many block maxima are kept (on the stack) by [`BlockMaxima`].
 pub(crate) const MAX_BLOCKS: usize = 1024;
 
@@ -393,8 +488,28 @@ pub(crate) struct BlockMaxima {
 }
 
 impl BlockMaxima {
+    /// The block width for a row of `len` values.
+    pub(crate) fn width_for(len: usize) -> usize {
+        len.div_ceil(MAX_BLOCKS).next_multiple_of(16).max(256)
+    }
+
+    /// The largest value of the row (`-inf` when every value is `-inf`).
+    pub(crate) fn max(&self) -> f32 {
+        self.maxima[..self.blocks]
+            .iter()
+            .fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m })
+    }
+
+    /// The first index of `row` whose value is at least `x`, searching only
+    /// the blocks whose maximum reaches it (`row` is the row these are the maxima of).
+    pub(crate) fn first_at_least(&self, row: &[f32], x: f32) -> Option<usize> {
+        let b = self.maxima[..self.blocks].iter().position(|&m| m >= x)?;
+        let start = b * self.width;
+        first_at_least(&row[start..], x).map(|i| start + i)
+    }
+
     pub(crate) fn of(row: &[f32]) -> Self {
-        let width = row.len().div_ceil(MAX_BLOCKS).next_multiple_of(16).max(256);
+        let width = Self::width_for(row.len());
         let mut maxima = [f32::NEG_INFINITY; MAX_BLOCKS];
         #[cfg(target_arch = "x86_64")]
         if wide() {
@@ -507,11 +622,6 @@ mod x86 {
     use core::arch::x86_64::*;
 
     #[target_feature(enable = "avx2")]
-    pub(super) fn row_max_avx2(row: &[f32]) -> f32 {
-        max_of(row)
-    }
-
-    #[target_feature(enable = "avx2")]
     pub(super) fn fill_avx2(row: &mut [f32], value: f32) {
         row.fill(value)
     }
@@ -519,6 +629,87 @@ mod x86 {
     #[target_feature(enable = "avx2")]
     pub(super) fn block_maxima_avx2(row: &[f32], width: usize, maxima: &mut [f32; MAX_BLOCKS]) {
         block_maxima_body(row, width, maxima)
+    }
+
+    /// [`check_blocks_body`] written out: four independent maxima in flight
+    /// (one `vmaxps` chain would bound the pass by its latency, not by memory),
+    /// NaN found by one unordered comparison per two vectors, and `+inf` by
+    /// the block's maximum.
+    #[target_feature(enable = "avx2")]
+    pub(super) fn check_blocks_avx2(row: &[f32], width: usize, maxima: &mut [f32; MAX_BLOCKS]) -> Option<usize> {
+        let ninf = _mm256_set1_ps(f32::NEG_INFINITY);
+        for (b, (m, block)) in maxima.iter_mut().zip(row.chunks(width)).enumerate() {
+            let mut nan = _mm256_setzero_ps();
+            let (mut m0, mut m1, mut m2, mut m3) = (ninf, ninf, ninf, ninf);
+            let (quads, rest) = block.as_chunks::<32>();
+            for q in quads {
+                let p = q.as_ptr();
+                // SAFETY: `q` is 32 floats: offsets 0, 8, 16 and 24 each have 8 in bounds.
+                let (x0, x1, x2, x3) = unsafe {
+                    (
+                        _mm256_loadu_ps(p),
+                        _mm256_loadu_ps(p.add(8)),
+                        _mm256_loadu_ps(p.add(16)),
+                        _mm256_loadu_ps(p.add(24)),
+                    )
+                };
+                m0 = _mm256_max_ps(m0, x0);
+                m1 = _mm256_max_ps(m1, x1);
+                m2 = _mm256_max_ps(m2, x2);
+                m3 = _mm256_max_ps(m3, x3);
+                // UNORD: true where either operand is NaN.
+                let pair = _mm256_or_ps(
+                    _mm256_cmp_ps::<_CMP_UNORD_Q>(x0, x1),
+                    _mm256_cmp_ps::<_CMP_UNORD_Q>(x2, x3),
+                );
+                nan = _mm256_or_ps(nan, pair);
+            }
+            let v = _mm256_max_ps(_mm256_max_ps(m0, m1), _mm256_max_ps(m2, m3));
+            let v = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+            let v = _mm_max_ps(v, _mm_movehl_ps(v, v));
+            let lanes = _mm_cvtss_f32(_mm_max_ss(v, _mm_shuffle_ps::<1>(v, v)));
+            // `vmaxps` keeps +inf once it has it (NaN is caught above).
+            if _mm256_movemask_ps(nan) != 0 || lanes == f32::INFINITY || rest.iter().any(|&x| is_nan_or_pos_inf(x)) {
+                return Some(b);
+            }
+            *m = rest.iter().fold(lanes, |m, &x| if x > m { x } else { m });
+        }
+        None
+    }
+
+    /// [`check_blocks_avx2`] on 64 floats a step.
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn check_blocks_avx512(row: &[f32], width: usize, maxima: &mut [f32; MAX_BLOCKS]) -> Option<usize> {
+        let ninf = _mm512_set1_ps(f32::NEG_INFINITY);
+        for (b, (m, block)) in maxima.iter_mut().zip(row.chunks(width)).enumerate() {
+            let (mut m0, mut m1, mut m2, mut m3) = (ninf, ninf, ninf, ninf);
+            let mut nan: u16 = 0;
+            let (quads, rest) = block.as_chunks::<64>();
+            for q in quads {
+                let p = q.as_ptr();
+                // SAFETY: `q` is 64 floats: offsets 0, 16, 32 and 48 each have 16 in bounds.
+                let (x0, x1, x2, x3) = unsafe {
+                    (
+                        _mm512_loadu_ps(p),
+                        _mm512_loadu_ps(p.add(16)),
+                        _mm512_loadu_ps(p.add(32)),
+                        _mm512_loadu_ps(p.add(48)),
+                    )
+                };
+                nan |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x0, x1) | _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x2, x3);
+                m0 = _mm512_max_ps(m0, x0);
+                m1 = _mm512_max_ps(m1, x1);
+                m2 = _mm512_max_ps(m2, x2);
+                m3 = _mm512_max_ps(m3, x3);
+            }
+            // In registers: a scalar fold of the 16 lanes per block would cost as much as the loads.
+            let lanes = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(m0, m1), _mm512_max_ps(m2, m3)));
+            if nan != 0 || lanes == f32::INFINITY || rest.iter().any(|&x| is_nan_or_pos_inf(x)) {
+                return Some(b);
+            }
+            *m = rest.iter().fold(lanes, |m, &x| if x > m { x } else { m });
+        }
+        None
     }
 
     #[target_feature(enable = "avx2")]
@@ -542,7 +733,7 @@ mod x86 {
     }
 
     #[target_feature(enable = "avx2")]
-    pub(super) fn gumbel_scan_avx2<V: Fn(u32) -> u32, F: FnMut(usize) -> f32>(
+    pub(super) fn gumbel_scan_avx2<V: Fn(u32) -> u32, F: FnMut(usize, f32) -> f32>(
         row: &[f32],
         value: V,
         inv_t: f32,
@@ -552,60 +743,125 @@ mod x86 {
         gumbel_scan_body(row, value, inv_t, threshold, on_hit)
     }
 
-    /// [`gumbel_scan`] without self-hash, sixteen tokens a step: the keyed value,
-    /// its noise bound and the token's bound computed in lanes exactly as
-    /// [`noise_bound_f32`] and the portable loop compute them (a separate
-    /// multiply and add, no fused multiply-add), so the same tokens reach
-    /// `on_hit`, in the same order.
-    #[target_feature(enable = "avx512f")]
-    pub(super) fn gumbel_scan_avx512<F: FnMut(usize) -> f32>(
-        row: &[f32],
+    /// [`gumbel_scan`] without self-hash, sixteen tokens a step. The keyed
+    /// value is `mix` with its first two steps merged: after `x = t ^ a`,
+    /// `x ^= x >> 16` gives `t ^ (a ^ (a >> 16) ^ (t >> 16))`, and `t >> 16`
+    /// is the same for the sixteen tokens of a chunk (chunks start at
+    /// multiples of 16), so it is one xor with a constant that changes every
+    /// 65,536 tokens. The last step and the complement are one ternary-logic
+    /// instruction, and the noise bound is `bounds[lzcnt(!value | 1)]`, a
+    /// two-register table lookup. When `CLEAR`, each chunk is set to `-inf`
+    /// once its candidates (with their logits) went to `on_hit`.
+    ///
+    /// # Safety
+    /// `ptr` points to `len` readable floats, also writable when `CLEAR`.
+    #[target_feature(enable = "avx512f,avx512cd")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn gumbel_scan_avx512<const CLEAR: bool, F: FnMut(usize, f32) -> f32>(
+        ptr: *mut f32,
+        len: usize,
         seed: u64,
         inv_t: f32,
         mut threshold: f32,
+        bounds: &[f32; 32],
         mut on_hit: F,
     ) {
-        let (a, b) = seed_vectors16(seed);
+        let a = seed as u32;
+        let b = _mm512_set1_epi32(((seed >> 32) as u32 | 1) as i32);
         let c = _mm512_set1_epi32(MIX_MUL as i32);
-        let ones = _mm512_set1_epi32(-1);
-        // 32 - (biased exponent - 127)
-        let k159 = _mm512_set1_epi32(159);
-        let ln2 = _mm512_set1_ps(core::f32::consts::LN_2);
+        let one = _mm512_set1_epi32(1);
+        // SAFETY: `bounds` is 32 floats: offsets 0 and 16 each have 16 in bounds.
+        let (tlo, thi) = unsafe {
+            (
+                _mm512_loadu_ps(bounds.as_ptr()),
+                _mm512_loadu_ps(bounds.as_ptr().add(16)),
+            )
+        };
         let it = _mm512_set1_ps(inv_t);
-        let mut thr = _mm512_set1_ps(threshold);
-        let mut t = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        let ninf = _mm512_set1_ps(f32::NEG_INFINITY);
+        let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
         let sixteen = _mm512_set1_epi32(16);
-        let (chunks, rest) = row.as_chunks::<16>();
-        for (ci, chunk) in chunks.iter().enumerate() {
-            let x = mix16(t, a, b, c);
-            // noise_bound_f32: ((!value) >> 1) as f32, its exponent, (32 - e) * ln 2.
-            let y = _mm512_cvtepi32_ps(_mm512_srli_epi32::<1>(_mm512_xor_si512(x, ones)));
-            let e = _mm512_sub_epi32(k159, _mm512_srli_epi32::<23>(_mm512_castps_si512(y)));
-            let noise = _mm512_mul_ps(_mm512_cvtepi32_ps(e), ln2);
-            // SAFETY: `chunk` is 16 floats.
-            let l = unsafe { _mm512_loadu_ps(chunk.as_ptr()) };
-            let bound = _mm512_add_ps(_mm512_mul_ps(l, it), noise);
-            let mut hits = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(bound, thr);
-            if hits != 0 {
-                let mut bounds = [0f32; 16];
-                // SAFETY: `bounds` is 16 floats.
-                unsafe { _mm512_storeu_ps(bounds.as_mut_ptr(), bound) };
-                while hits != 0 {
-                    let k = hits.trailing_zeros() as usize;
-                    // The threshold may rise within the chunk: compare against the current one.
-                    if bounds[k] >= threshold {
-                        threshold = on_hit(ci * 16 + k);
+        let thirty_two = _mm512_set1_epi32(32);
+        let mut thr = _mm512_set1_ps(threshold);
+        // The bound of the sixteen tokens `t` (t ^ k as below) with logits `l`.
+        let bound = |t: __m512i, k: __m512i, l: __m512| {
+            let mut x = _mm512_mullo_epi32(_mm512_xor_si512(t, k), b);
+            x = _mm512_xor_si512(x, _mm512_srli_epi32::<15>(x));
+            x = _mm512_mullo_epi32(x, c);
+            // !(x ^ (x >> 15)) | 1 (truth table 0xeb of A, B, C): the complement of the value, never 0.
+            let nv = _mm512_ternarylogic_epi32::<0xeb>(x, _mm512_srli_epi32::<15>(x), one);
+            let noise = _mm512_permutex2var_ps(tlo, _mm512_lzcnt_epi32(nv), thi);
+            // A fused multiply-add: one rounding, inside prune_threshold's margin as the portable sum is.
+            _mm512_fmadd_ps(l, it, noise)
+        };
+        let chunks = len / 16;
+        let mut ci = 0;
+        while ci < chunks {
+            // The chunks up to the next multiple of 65,536 tokens share `t >> 16`.
+            let segment_end = chunks.min((ci / 4096 + 1) * 4096);
+            let base = (ci * 16) as u32;
+            let k = _mm512_set1_epi32((a ^ (a >> 16) ^ (base >> 16)) as i32);
+            let mut t = _mm512_add_epi32(_mm512_set1_epi32(base as i32), lanes);
+            // Two chunks a step (segments hold an even number of chunks but for the row's last one).
+            while ci < segment_end {
+                let pair = ci + 1 < segment_end;
+                // SAFETY: chunk `ci` < len / 16 holds 16 floats in bounds.
+                let p = unsafe { ptr.add(ci * 16) };
+                // SAFETY: as above; the second chunk only when it exists (else the first again).
+                let (l0, l1) = unsafe { (_mm512_loadu_ps(p), _mm512_loadu_ps(if pair { p.add(16) } else { p })) };
+                let b0 = bound(t, k, l0);
+                let b1 = bound(_mm512_add_epi32(t, sixteen), k, l1);
+                let h0 = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(b0, thr);
+                let h1 = if pair {
+                    _mm512_cmp_ps_mask::<_CMP_GE_OQ>(b1, thr)
+                } else {
+                    0
+                };
+                if (h0 | h1) != 0 {
+                    for (j, (mut hits, bv, lv)) in [(h0, b0, l0), (h1, b1, l1)].into_iter().enumerate() {
+                        if hits == 0 {
+                            continue;
+                        }
+                        let (mut bs, mut ls) = ([0f32; 16], [0f32; 16]);
+                        // SAFETY: `bs` and `ls` are 16 floats each.
+                        unsafe {
+                            _mm512_storeu_ps(bs.as_mut_ptr(), bv);
+                            _mm512_storeu_ps(ls.as_mut_ptr(), lv);
+                        }
+                        while hits != 0 {
+                            let i = hits.trailing_zeros() as usize;
+                            // The threshold may rise within the chunk: compare against the current one.
+                            if bs[i] >= threshold {
+                                threshold = on_hit((ci + j) * 16 + i, ls[i]);
+                            }
+                            hits &= hits - 1;
+                        }
                     }
-                    hits &= hits - 1;
+                    thr = _mm512_set1_ps(threshold);
                 }
-                thr = _mm512_set1_ps(threshold);
+                if CLEAR {
+                    // SAFETY: as above; the caller made the row writable when clearing.
+                    unsafe {
+                        _mm512_storeu_ps(p, ninf);
+                        if pair {
+                            _mm512_storeu_ps(p.add(16), ninf);
+                        }
+                    }
+                }
+                t = _mm512_add_epi32(t, thirty_two);
+                ci += if pair { 2 } else { 1 };
             }
-            t = _mm512_add_epi32(t, sixteen);
         }
-        let done = chunks.len() * 16;
-        for (k, &l) in rest.iter().enumerate() {
-            if l * inv_t + noise_bound_f32(mix(seed, (done + k) as u32)) >= threshold {
-                threshold = on_hit(done + k);
+        for i in chunks * 16..len {
+            // SAFETY: i < len.
+            let l = unsafe { *ptr.add(i) };
+            let n = (!mix(seed, i as u32) | 1).leading_zeros() as usize;
+            if l * inv_t + bounds[n] >= threshold {
+                threshold = on_hit(i, l);
+            }
+            if CLEAR {
+                // SAFETY: i < len, writable when clearing.
+                unsafe { *ptr.add(i) = f32::NEG_INFINITY };
             }
         }
     }
@@ -951,8 +1207,11 @@ mod tests {
     }
 
     #[test]
-    fn gumbel_scan_visits_the_same_tokens_on_every_isa() {
-        for v in [1usize, 15, 16, 17, 1000, 50_001] {
+    fn gumbel_scan_visits_the_same_tokens_on_the_portable_and_avx2_paths_and_clears_as_it_reads() {
+        // The AVX-512 path's bound is another (tighter) one: gumbel.rs tests that every path selects
+        // the same token. Here, a table as loose as the portable bound.
+        let bounds: [f32; 32] = core::array::from_fn(|n| (n + 3) as f32 * core::f32::consts::LN_2);
+        for v in [1usize, 15, 16, 17, 1000, 50_001, 70_000] {
             let row: Vec<f32> = rows(v).iter().map(|x| x * 3.0).collect();
             for (seed, inv_t, start) in [
                 (5u64, 1.0f32, 10.0f32),
@@ -960,20 +1219,38 @@ mod tests {
                 (9, 1.0, f32::NEG_INFINITY),
             ] {
                 // The threshold rises by a fixed rule at every visit, as the Gumbel choice raises it.
+                let rule = |thr: f32| if thr.is_finite() { thr + 0.25 } else { 12.0 };
                 let visits = |isa: Isa| {
                     let mut seen = Vec::new();
                     let mut thr = start;
-                    gumbel_scan(isa, &row, seed, None, inv_t, start, |i| {
+                    gumbel_scan(isa, &row, seed, None, inv_t, start, &bounds, |i, l| {
+                        assert_eq!(l.to_bits(), row[i].to_bits());
                         seen.push(i);
-                        thr = if thr.is_finite() { thr + 0.25 } else { 12.0 };
+                        thr = rule(thr);
                         thr
                     });
                     seen
                 };
                 let want = visits(Isa::Portable);
                 assert!(v < 1000 || !want.is_empty());
-                for isa in [Isa::Avx2, Isa::Avx512].into_iter().filter(|i| i.is_available()) {
-                    assert_eq!(visits(isa), want, "{isa:?} v={v} seed={seed}");
+                if Isa::Avx2.is_available() {
+                    assert_eq!(visits(Isa::Avx2), want, "v={v} seed={seed}");
+                }
+                for isa in [Isa::Portable, Isa::Avx2, Isa::Avx512]
+                    .into_iter()
+                    .filter(|i| i.is_available())
+                {
+                    let mut cleared = row.clone();
+                    let mut seen = Vec::new();
+                    let mut thr = start;
+                    gumbel_scan_clearing(isa, &mut cleared, seed, None, inv_t, start, &bounds, |i, l| {
+                        assert_eq!(l.to_bits(), row[i].to_bits(), "the logit before clearing");
+                        seen.push(i);
+                        thr = rule(thr);
+                        thr
+                    });
+                    assert_eq!(seen, visits(isa), "{isa:?} v={v}");
+                    assert!(cleared.iter().all(|&x| x == f32::NEG_INFINITY));
                 }
             }
         }
@@ -994,13 +1271,45 @@ mod tests {
 
     #[test]
     fn finds_nan_and_positive_infinity_only() {
-        for v in [1usize, 31, 32, 33, 1000] {
+        for v in [1usize, 31, 32, 33, 255, 256, 257, 1000, 70_001] {
             let mut row = rows(v);
             assert_eq!(find_non_finite(&row), None);
-            let at = v - 1;
-            for bad in [f32::NAN, f32::INFINITY, -f32::NAN] {
-                row[at] = bad;
-                assert_eq!(find_non_finite(&row), Some(at));
+            assert!(check_blocks(&row).is_ok());
+            for at in [0, v / 2, v - 1] {
+                for bad in [f32::NAN, f32::INFINITY, -f32::NAN] {
+                    let keep = row[at];
+                    row[at] = bad;
+                    // A second bad value later never hides the first.
+                    if at + 300 < v {
+                        row[at + 300] = f32::NAN;
+                    }
+                    assert_eq!(check_blocks(&row).err(), Some(at), "v={v} at={at}");
+                    assert_eq!(find_non_finite(&row), Some(at), "v={v} at={at}");
+                    row[at] = keep;
+                    if at + 300 < v {
+                        row[at + 300] = keep;
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_check_takes_the_block_maxima_of_every_path() {
+        for v in [1usize, 16, 255, 256, 257, 1000, 49_152, 128_256, 300_001] {
+            let mut row: Vec<f32> = rows(v).iter().enumerate().map(|(i, x)| x + (i % 13) as f32).collect();
+            // An all -inf block, and a maximum in the last value.
+            row[..v.min(300)].fill(f32::NEG_INFINITY);
+            row[v - 1] = 1e9;
+            let want = BlockMaxima::of(&row);
+            let got = check_blocks(&row).expect("finite");
+            assert_eq!((got.width, got.blocks), (want.width, want.blocks));
+            assert_eq!(got.maxima[..got.blocks], want.maxima[..want.blocks], "v={v}");
+            assert_eq!(got.max(), 1e9);
+            assert_eq!(got.first_at_least(&row, 1e9), Some(v - 1));
+            for b in 0..got.blocks {
+                let block = &row[b * got.width..((b + 1) * got.width).min(v)];
+                assert_eq!(got.maxima[b], block.iter().copied().fold(f32::NEG_INFINITY, f32::max));
             }
         }
     }

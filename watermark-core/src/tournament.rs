@@ -28,7 +28,8 @@ use crate::error::{Error, Result};
 use crate::key::{Key, KeyId};
 use crate::kgw::check_vocab;
 use crate::mix::mix;
-use crate::scheme::{Params, Scheme, SchemeKind};
+use crate::scheme::{CheckedRow, Params, Scheme, SchemeKind};
+use crate::simd::BlockMaxima;
 
 /// Parameters of [`Tournament`].
 #[derive(Clone, Debug, PartialEq)]
@@ -256,7 +257,7 @@ impl fmt::Debug for Tournament {
 /// give `tau`, a lower bound of the k-th largest value; only blocks whose
 /// maximum reaches `tau` can hold one of the k best, and only those are
 /// scanned, in order, keeping the k best in a heap.
-pub(crate) fn top_k(row: &[f32], k: usize) -> Vec<(u32, f32)> {
+pub(crate) fn top_k(row: &[f32], k: usize, blocks: &BlockMaxima) -> Vec<(u32, f32)> {
     use std::cmp::{Ordering, Reverse};
     use std::collections::BinaryHeap;
 
@@ -278,7 +279,6 @@ pub(crate) fn top_k(row: &[f32], k: usize) -> Vec<(u32, f32)> {
     if k == 0 {
         return Vec::new();
     }
-    let blocks = crate::simd::BlockMaxima::of(row);
     let tau = blocks.kth_largest_lower_bound(k);
     // Every one of the k best is at least tau: start strictly above the float below it.
     let start = if tau == f32::NEG_INFINITY { tau } else { tau.next_down() };
@@ -355,7 +355,20 @@ impl Scheme for Tournament {
         f64::from(g_sum(value, self.config.layers))
     }
     fn apply(&self, cs: &ContextSeed, row: &mut [f32]) {
-        let cands = top_k(row, self.config.top_k());
+        self.apply_blocks(cs, row, &BlockMaxima::of(row));
+    }
+    fn apply_checked(&self, cs: &ContextSeed, row: &mut [f32], checked: &CheckedRow) {
+        match &checked.blocks {
+            Some(blocks) => self.apply_blocks(cs, row, blocks),
+            None => self.apply(cs, row),
+        }
+    }
+}
+
+impl Tournament {
+    /// The tournament over the top-k of a checked row, given its block maxima.
+    fn apply_blocks(&self, cs: &ContextSeed, row: &mut [f32], blocks: &BlockMaxima) {
+        let cands = top_k(row, self.config.top_k(), blocks);
         let inv_t = 1.0 / f64::from(self.config.temperature);
         let max = f64::from(cands[0].1);
         let mut p: Vec<f64> = cands
@@ -384,8 +397,11 @@ mod tests {
     #[test]
     fn top_k_orders_and_skips_banned() {
         let row = [1.0, f32::NEG_INFINITY, 3.0, 3.0, -2.0];
-        assert_eq!(top_k(&row, 2), vec![(2, 3.0), (3, 3.0)]);
-        assert_eq!(top_k(&row, 10), vec![(2, 3.0), (3, 3.0), (0, 1.0), (4, -2.0)]);
+        assert_eq!(top_k(&row, 2, &BlockMaxima::of(&row)), vec![(2, 3.0), (3, 3.0)]);
+        assert_eq!(
+            top_k(&row, 10, &BlockMaxima::of(&row)),
+            vec![(2, 3.0), (3, 3.0), (0, 1.0), (4, -2.0)]
+        );
     }
 
     #[test]
@@ -424,7 +440,7 @@ mod tests {
                     .collect();
                 all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
                 all.truncate(k);
-                assert_eq!(top_k(&row, k), all, "v={v} k={k} shape={shape}");
+                assert_eq!(top_k(&row, k, &BlockMaxima::of(&row)), all, "v={v} k={k} shape={shape}");
             }
         }
     }
