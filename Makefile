@@ -34,7 +34,7 @@ CARGO_FUZZ := $(CACHE)/tools/cargo-fuzz-$(CARGO_FUZZ_VERSION)/bin/cargo-fuzz
 FUZZ_SECONDS ?= 30
 FUZZ_MODE ?= auto
 
-.PHONY: help setup data demo test-recipe suspect-harvest suspect-api suspect-calibrate semantic-frontier check check-rust check-python test test-rust test-python test-vllm test-spark test-browser venv python bench bench-scaling flamegraphs bench-python bench-spark bench-serving bench-serve test-serve-fuzz test-serve-abuse gpu-check-prepare mistralrs-demo lint fuzz-smoke eval eval-quick frontier distill distill-quick distill-transformer spoof spoof-quick accounts campaign campaign-quick calibrate calibrate-multilingual clean-cache
+.PHONY: help setup data demo test-recipe suspect-harvest suspect-api suspect-calibrate semantic-drift semantic-frontier check check-rust check-python test test-rust test-python test-vllm test-spark test-browser venv python bench bench-scaling flamegraphs bench-python bench-spark bench-serving bench-serve test-serve-fuzz test-serve-abuse gpu-check-prepare mistralrs-demo lint fuzz-smoke eval eval-quick frontier distill distill-quick distill-transformer spoof spoof-quick accounts campaign campaign-quick calibrate calibrate-multilingual clean-cache
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -260,6 +260,10 @@ suspect-calibrate: data python $(LLAMA_STAMP) ## The API audit's calibration: th
 
 # Issue 25, deliverable 6: the semantic layer, the token layer and the layered verdict on SmolLM2's
 # answers, clean and after every frontier attack (paraphrase once and twice), quality, accounts.
+semantic-drift: data python ## How far SmolLM2's paraphrase moves each sentence in the semantic layer's partition (minutes; needs `make semantic-frontier`'s cache)
+	export TRACEMARK_EMBEDDER="$$($(FETCH) embedder)"; \
+	cd lab/python && "$(VPY)" semantic_drift.py $(SEMANTIC_DRIFT_ARGS)
+
 semantic-frontier: data python ## The frontier's semantic arms (about an hour; cached, resumable). QUICK=1: three short answers, minutes
 	$(CARGO) build $(CARGO_FLAGS) -q -p tracemark-cli --bin tracemark
 	export TRACEMARK_MODEL="$$($(FETCH) model)" TRACEMARK_EMBEDDER="$$($(FETCH) embedder)" \

@@ -124,6 +124,10 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--stop-after", type=int, default=0,
+                    help="train at most N students in this run (the others wait for a later one)")
+    ap.add_argument("--interim", action="store_true",
+                    help="while students wait, audit the ones trained so far and write an interim report")
     args = ap.parse_args()
     import torch
 
@@ -196,10 +200,14 @@ def main() -> int:
 
     # 2. Students, each exported to GGUF once; a student whose part of the harvest is not complete yet
     # waits for a later run (the audits need every student).
-    students, waiting = [], []
+    students, waiting, trained = [], [], 0
     for i, (name, share, source) in enumerate(plan.students):
         gguf = cache / "students" / f"{slug(name)}.gguf"
         meta = gguf.with_suffix(".json")
+        if not gguf.exists() and args.stop_after and trained >= args.stop_after:
+            waiting.append(name)
+            log(f"student {name}: waiting for a later run (--stop-after {args.stop_after})")
+            continue
         if not gguf.exists() and source == "paraphrased" and "paraphrased" not in sets and sets["marked"] \
                 and plan.ready(sets, 1.0, "marked"):
             sets["paraphrased"] = paraphrased()
@@ -235,14 +243,15 @@ def main() -> int:
                                         "export_diff": diff}))
             log(f"student {name}: loss {loss:.3f}, {marked_tokens:,} watermarked of {tokens(data):,} tokens, "
                 f"GGUF checked ({diff:.4f}), {time.time() - t:.0f} s")
+            trained += 1
         students.append(json.loads(meta.read_text()))
 
-    if waiting:
-        log(f"{len(waiting)} students wait for the harvest ({', '.join(waiting)}): run lab/python/suspect_harvest.py, "
-            "then this again; the students trained so far are cached")
+    if waiting and not (args.interim and students):
+        log(f"{len(waiting)} students wait ({', '.join(waiting)}): run this again (after lab/python/suspect_harvest.py "
+            "if the harvest is short); the students trained so far are cached")
         return 3
 
-    # 3. Audits through the endpoint.
+    # 3. Audits through the endpoint (cached per student: an interim run's audits are reused).
     new_prompts = ROOT / "lab/data/prompts.txt"
     prompts = suspect_api.load_prompts(cache / "requests.jsonl", new_prompts, limit=max(plan.budgets) // 2)
     rows = []
@@ -268,6 +277,13 @@ def main() -> int:
         rows.append((s, summary, by_budget))
         log(f"audit {s['name']}: " + ", ".join(f"{t['origin']}/{t['test']} {t['log10_p']}" for t in summary["tests"]))
 
+    if waiting:
+        # An interim report: the students trained so far, no calibration (it needs the 0% student).
+        out = args.out or ROOT / f"eval/results/suspect-api-interim-{datetime.date.today().isoformat()}.md"
+        out.write_text(render(plan, rows, None, time.time() - started, waiting))
+        log(f"interim report: {out}; {len(waiting)} students wait ({', '.join(waiting)})")
+        return 3
+
     # 4. Calibration: the 0% student under control keys (derived from a control master).
     control = next(r for r in rows if r[0]["name"] == "0%")
     ctl_master = cache / "control-master.key"
@@ -292,8 +308,12 @@ def main() -> int:
     return 0
 
 
-def render(plan: Plan, rows, calib, secs: float) -> str:
+def render(plan: Plan, rows, calib, secs: float, waiting: List[str] = ()) -> str:
+    interim = (f"**Interim report**: {len(rows)} of {len(plan.students)} students trained and audited; waiting: "
+               f"{', '.join(waiting)}. No calibration yet (it audits the 0% student under control keys), so these "
+               "p-values are the tests' own, not yet checked against the control keys on this endpoint.")
     lines = [f"# A suspect model audited through its API ({'quick' if plan.quick else 'full'} run)", "",
+             *([interim, ""] if waiting else []),
              f"Students: SmolLM2-135M fine-tuned on {plan.train_tokens:,} answer tokens ({plan.epochs} epoch(s)), exported to GGUF "
              "and served by llama-cpp-python's OpenAI-compatible server with log-probabilities (top 5). Each is audited only "
              f"through the endpoint by `tracemark.suspect_api`, {plan.answer_tokens} tokens per answer, the harvest's own prompts "
@@ -311,6 +331,8 @@ def render(plan: Plan, rows, calib, secs: float) -> str:
         lines.append(f"| {s['name']} | {s['train_tokens']:,} ({s['marked_tokens']:,}) | {s['loss']:.3f} | " + " | ".join(cells) + " |")
     lines += ["", "Query budget spent per student: " + "; ".join(
         f"{s['name']}: {summ['answers']} answers, {summ['completion_tokens_total']:,} completion tokens" for s, summ, _ in rows), ""]
+    if calib is None:
+        return "\n".join(lines + [f"Total time {secs / 60:.0f} minutes on this machine.", ""])
     lines += ["## Calibration: the 0% student under control keys", "",
               "| test | keys | share p < 0.01 | share p < 0.1 |", "|---|---:|---:|---:|"]
     for t, ps in calib.items():
