@@ -124,10 +124,13 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--out", type=Path)
-    ap.add_argument("--stop-after", type=int, default=0,
-                    help="train at most N students in this run (the others wait for a later one)")
+    ap.add_argument("--stop-after", type=int, default=-1,
+                    help="train at most N students in this run, 0 for none (the others wait for a later one)")
     ap.add_argument("--interim", action="store_true",
                     help="while students wait, audit the ones trained so far and write an interim report")
+    ap.add_argument("--max-queries", type=int, default=0,
+                    help="audit with at most N queries per student (the budgets above N are left out; a later run "
+                         "with a larger N reuses the cached answers)")
     args = ap.parse_args()
     import torch
 
@@ -137,6 +140,8 @@ def main() -> int:
     from gguf_export import check, export, scratch_student
 
     plan = Plan.new(args.quick)
+    if args.max_queries:
+        plan.budgets = [b for b in plan.budgets if b <= args.max_queries] or [args.max_queries]
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     threads = args.threads or os.cpu_count() or 1
     cache_root = Path(os.environ.get("TRACEMARK_CACHE", Path.home() / ".cache/tracemark"))
@@ -204,7 +209,7 @@ def main() -> int:
     for i, (name, share, source) in enumerate(plan.students):
         gguf = cache / "students" / f"{slug(name)}.gguf"
         meta = gguf.with_suffix(".json")
-        if not gguf.exists() and args.stop_after and trained >= args.stop_after:
+        if not gguf.exists() and 0 <= args.stop_after <= trained:
             waiting.append(name)
             log(f"student {name}: waiting for a later run (--stop-after {args.stop_after})")
             continue
