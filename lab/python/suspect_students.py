@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import fcntl
 import json
 import os
 import re
@@ -147,6 +148,14 @@ def main() -> int:
     cache_root = Path(os.environ.get("TRACEMARK_CACHE", Path.home() / ".cache/tracemark"))
     cache = cache_root / ("suspect-api-quick" if plan.quick else "suspect-api-full")
     cache.mkdir(parents=True, exist_ok=True)
+    # One run per cache: two trainers of one student write the same checkpoint (a session lost a
+    # checkpoint that way). The lock goes with the process, however it ends.
+    lock = (cache / ".lock").open("w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        log(f"another run holds {cache} (its .lock); wait for it or stop it")
+        return 4
     cli = os.environ["TRACEMARK_CLI"]
     lab_plan = LabPlan.new(True)
     lab_plan.train_tokens, lab_plan.epochs, lab_plan.batch = plan.train_tokens, plan.epochs, 4
