@@ -18,7 +18,7 @@ use crate::key::{Key, KeyId};
 use crate::kgw::check_vocab;
 use crate::mix::{ln, mix};
 use crate::scheme::{check_row, CheckedRow, Params, Scheme, SchemeKind};
-use crate::simd::{self, BlockMaxima, Isa, SelfValues};
+use crate::simd::{self, BlockMaxima, Isa, ScanRow, SelfValues};
 
 /// Parameters of [`Gumbel`].
 #[derive(Clone, Debug, PartialEq)]
@@ -167,28 +167,7 @@ impl Gumbel {
         let checked = check_row(self, history, logits)?;
         Ok(self.seeder.context_seed(history).map(|cs| {
             let blocks = checked.blocks.unwrap_or_else(|| BlockMaxima::of(logits));
-            let mut best = self.start(&cs, logits, &blocks);
-            match self.scan_threshold(best.score) {
-                Some((inv_t, threshold)) => {
-                    let own = self.own_values(&cs);
-                    simd::gumbel_scan(
-                        self.isa,
-                        logits,
-                        cs.key,
-                        own,
-                        inv_t,
-                        threshold,
-                        &NOISE_BOUNDS,
-                        |i, l| best.offer(i, l, || self.gumbel_score(&cs, i, l)),
-                    );
-                }
-                None => {
-                    for (i, &l) in logits.iter().enumerate() {
-                        best.offer(i, l, || self.gumbel_score(&cs, i, l));
-                    }
-                }
-            }
-            best.index as u32
+            self.choose(&cs, ScanRow::Read(logits), &blocks).index as u32
         }))
     }
 
@@ -236,24 +215,34 @@ impl Gumbel {
         })
     }
 
-    /// Selects the token of a checked row (at least one finite logit) with
-    /// the row's block maxima, and leaves only its logit (every other one `-inf`).
-    fn apply_blocks(&self, cs: &ContextSeed, row: &mut [f32], blocks: &BlockMaxima) {
-        let mut best = self.start(cs, row, blocks);
+    /// The token selected in a checked row (at least one finite logit),
+    /// from its block maxima, with its logit and score; a
+    /// [`ScanRow::Clear`] row is all `-inf` afterwards.
+    fn choose(&self, cs: &ContextSeed, row: ScanRow<'_>, blocks: &BlockMaxima) -> Best {
+        let mut best = self.start(cs, row.values(), blocks);
         match self.scan_threshold(best.score) {
             Some((inv_t, threshold)) => {
                 let own = self.own_values(cs);
-                simd::gumbel_scan_clearing(self.isa, row, cs.key, own, inv_t, threshold, &NOISE_BOUNDS, |i, l| {
+                simd::gumbel_scan(self.isa, row, cs.key, own, inv_t, threshold, &NOISE_BOUNDS, |i, l| {
                     best.offer(i, l, || self.gumbel_score(cs, i, l))
                 });
             }
             None => {
-                for (i, &l) in row.iter().enumerate() {
+                for (i, &l) in row.values().iter().enumerate() {
                     best.offer(i, l, || self.gumbel_score(cs, i, l));
                 }
-                simd::fill(row, f32::NEG_INFINITY);
+                if let ScanRow::Clear(row) = row {
+                    simd::fill(row, f32::NEG_INFINITY);
+                }
             }
         }
+        best
+    }
+
+    /// Selects the token of a checked row with the row's block maxima, and
+    /// leaves only its logit (every other one `-inf`).
+    fn apply_blocks(&self, cs: &ContextSeed, row: &mut [f32], blocks: &BlockMaxima) {
+        let best = self.choose(cs, ScanRow::Clear(&mut *row), blocks);
         row[best.index] = best.logit;
     }
 }

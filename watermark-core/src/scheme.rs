@@ -435,6 +435,13 @@ impl CheckedRow {
     }
 }
 
+/// Whether the row check of `scheme` takes the block maxima: for the schemes
+/// that control sampling (the check needs the largest logit to know that a
+/// token can be selected, and their kernels reuse the maxima).
+fn takes_maxima<S: Scheme + ?Sized>(scheme: &S) -> bool {
+    scheme.contract().generation.controls_sampling()
+}
+
 impl fmt::Debug for CheckedRow {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "CheckedRow {{ max: {:?} }}", self.max())
@@ -467,7 +474,7 @@ pub(crate) fn check_row<S: Scheme + ?Sized>(scheme: &S, history: &[u32], row: &[
         index,
         value: row[index],
     };
-    if !scheme.contract().generation.controls_sampling() {
+    if !takes_maxima(scheme) {
         if let Some(index) = crate::simd::find_non_finite(row) {
             return Err(non_finite(index));
         }
@@ -544,9 +551,8 @@ fn process_batch_impl<S: Scheme + ?Sized>(
         Some(m) => m.iter_mut().map(Some).collect(),
         None => (0..n).map(|_| None).collect(),
     };
-    // What the checks learned is kept only where the kernels use it (schemes
-    // that control sampling); the others' checks learn nothing to keep.
-    let keep = scheme.contract().generation.controls_sampling();
+    // What the checks learned is kept only where they learned something.
+    let keep = takes_maxima(scheme);
     let threads = batch_threads(n, n * scheme.vocab_size());
     if threads <= 1 {
         // Check every row before changing any, from the last row back so that the

@@ -98,21 +98,27 @@ pub(crate) fn find_non_finite(row: &[f32]) -> Option<usize> {
 
 /// The row check's one read (SPEC §11's bad-input rule and the maxima the
 /// kernels reuse): the row's [`BlockMaxima`], or the index of its first NaN or
-/// `+inf`. A NaN or `+inf` is found in the block that holds it, so a bad row
-/// costs at most one block more than finding it.
+/// `+inf`. On AVX2 and AVX-512 a NaN or `+inf` is found in the block that
+/// holds it, so a bad row costs at most one block more than finding it; the
+/// portable path reads the row twice ([`find_non_finite`], then
+/// [`BlockMaxima::of`]), the definition the others are tested against.
 pub(crate) fn check_blocks(row: &[f32]) -> Result<BlockMaxima, usize> {
     let width = BlockMaxima::width_for(row.len());
     let mut maxima = [f32::NEG_INFINITY; MAX_BLOCKS];
-    #[cfg(target_arch = "x86_64")]
-    let bad = match Isa::detect() {
+    let bad: Option<usize> = match Isa::detect() {
+        #[cfg(target_arch = "x86_64")]
         // SAFETY: the ISA was detected on this CPU just above.
         Isa::Avx512 => unsafe { x86::check_blocks_avx512(row, width, &mut maxima) },
+        #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
         Isa::Avx2 => unsafe { x86::check_blocks_avx2(row, width, &mut maxima) },
-        _ => check_blocks_body(row, width, &mut maxima),
+        _ => {
+            return match find_non_finite(row) {
+                Some(index) => Err(index),
+                None => Ok(BlockMaxima::of(row)),
+            }
+        }
     };
-    #[cfg(not(target_arch = "x86_64"))]
-    let bad = check_blocks_body(row, width, &mut maxima);
     match bad {
         Some(b) => Err(b * width
             + row[b * width..]
@@ -125,32 +131,6 @@ pub(crate) fn check_blocks(row: &[f32]) -> Result<BlockMaxima, usize> {
             maxima,
         }),
     }
-}
-
-/// Block maxima as [`block_maxima_body`] computes them, stopping at the first
-/// block that holds a NaN or `+inf` (returned).
-#[inline(always)]
-fn check_blocks_body(row: &[f32], width: usize, maxima: &mut [f32; MAX_BLOCKS]) -> Option<usize> {
-    for (b, (m, block)) in maxima.iter_mut().zip(row.chunks(width)).enumerate() {
-        let mut lanes = [f32::NEG_INFINITY; 16];
-        // NaN and +inf only (kept as 0/1 so that it vectorizes).
-        let mut bad = [0u32; 16];
-        let (chunks, rest) = block.as_chunks::<16>();
-        for c in chunks {
-            for ((m, b), &x) in lanes.iter_mut().zip(bad.iter_mut()).zip(c) {
-                *m = if x > *m { x } else { *m };
-                *b |= u32::from(x.is_nan() || x == f32::INFINITY);
-            }
-        }
-        if bad.iter().fold(0, |a, &b| a | b) != 0 || rest.iter().any(|&x| is_nan_or_pos_inf(x)) {
-            return Some(b);
-        }
-        *m = lanes
-            .into_iter()
-            .chain(rest.iter().copied())
-            .fold(f32::NEG_INFINITY, |m, x| if x > m { x } else { m });
-    }
-    None
 }
 
 /// Adds `delta` to every green logit (16-bit value below `g16`), with the
@@ -326,8 +306,57 @@ pub(crate) struct SelfValues<'a> {
 /// (`bounds[n]` bounds the noise of every value with n leading one bits, n = 31
 /// standing for 31 and 32); either is an upper bound of the noise, so every
 /// path selects the same token, though it may visit different candidates.
+///
+/// A [`ScanRow::Clear`] row is all `-inf` afterwards: the AVX-512 path clears
+/// each chunk as it passes it (once its candidates, with their logits, went to
+/// `on_hit`), so that the row is read and written once; the others fill the
+/// row after the scan.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn gumbel_scan<F: FnMut(usize, f32) -> f32>(
+    isa: Isa,
+    row: ScanRow<'_>,
+    seed: u64,
+    own: Option<SelfValues<'_>>,
+    inv_t: f32,
+    threshold: f32,
+    bounds: &[f32; 32],
+    on_hit: F,
+) {
+    match row {
+        ScanRow::Read(row) => gumbel_scan_read(isa, row, seed, own, inv_t, threshold, bounds, on_hit),
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX-512 is available (the caller's ISA); the pointer is the row's, writable.
+        ScanRow::Clear(row) if isa == Isa::Avx512 && own.is_none() => unsafe {
+            x86::gumbel_scan_avx512::<true, F>(row.as_mut_ptr(), row.len(), seed, inv_t, threshold, bounds, on_hit)
+        },
+        ScanRow::Clear(row) => {
+            gumbel_scan_read(isa, row, seed, own, inv_t, threshold, bounds, on_hit);
+            fill(row, f32::NEG_INFINITY);
+        }
+    }
+}
+
+/// The row [`gumbel_scan`] reads, and whether it leaves it all `-inf`.
+pub(crate) enum ScanRow<'a> {
+    /// Read only.
+    Read(&'a [f32]),
+    /// Every value `-inf` after the scan.
+    Clear(&'a mut [f32]),
+}
+
+impl ScanRow<'_> {
+    /// The row's values (before the scan).
+    pub(crate) fn values(&self) -> &[f32] {
+        match self {
+            ScanRow::Read(row) => row,
+            ScanRow::Clear(row) => row,
+        }
+    }
+}
+
+/// [`gumbel_scan`] of a row it only reads.
+#[allow(clippy::too_many_arguments)]
+fn gumbel_scan_read<F: FnMut(usize, f32) -> f32>(
     isa: Isa,
     row: &[f32],
     seed: u64,
@@ -363,33 +392,6 @@ pub(crate) fn gumbel_scan<F: FnMut(usize, f32) -> f32>(
         (_, None) => gumbel_scan_body(row, |t| mix(seed, t), inv_t, threshold, on_hit),
         (_, Some(o)) => gumbel_scan_body(row, |t| self_value(seed, o, t), inv_t, threshold, on_hit),
     }
-}
-
-/// [`gumbel_scan`], after which every value of `row` is `-inf`: the AVX-512
-/// path clears each chunk as it passes it (once its candidates, with their
-/// logits, went to `on_hit`), so that the row is read and written once; the
-/// others fill the row after the scan.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn gumbel_scan_clearing<F: FnMut(usize, f32) -> f32>(
-    isa: Isa,
-    row: &mut [f32],
-    seed: u64,
-    own: Option<SelfValues<'_>>,
-    inv_t: f32,
-    threshold: f32,
-    bounds: &[f32; 32],
-    on_hit: F,
-) {
-    #[cfg(target_arch = "x86_64")]
-    if let (Isa::Avx512, None) = (isa, &own) {
-        // SAFETY: AVX-512 is available (the caller's ISA); the pointer is the row's, writable.
-        unsafe {
-            x86::gumbel_scan_avx512::<true, F>(row.as_mut_ptr(), row.len(), seed, inv_t, threshold, bounds, on_hit)
-        };
-        return;
-    }
-    gumbel_scan(isa, row, seed, own, inv_t, threshold, bounds, on_hit);
-    fill(row, f32::NEG_INFINITY);
 }
 
 /// The self-hash value of `t`: its own anchored value if it outranks the context anchor.
@@ -631,7 +633,7 @@ mod x86 {
         block_maxima_body(row, width, maxima)
     }
 
-    /// [`check_blocks_body`] written out: four independent maxima in flight
+    /// [`check_blocks`] on AVX2: four independent maxima in flight
     /// (one `vmaxps` chain would bound the pass by its latency, not by memory),
     /// NaN found by one unordered comparison per two vectors, and `+inf` by
     /// the block's maximum.
@@ -1223,7 +1225,7 @@ mod tests {
                 let visits = |isa: Isa| {
                     let mut seen = Vec::new();
                     let mut thr = start;
-                    gumbel_scan(isa, &row, seed, None, inv_t, start, &bounds, |i, l| {
+                    gumbel_scan(isa, ScanRow::Read(&row), seed, None, inv_t, start, &bounds, |i, l| {
                         assert_eq!(l.to_bits(), row[i].to_bits());
                         seen.push(i);
                         thr = rule(thr);
@@ -1243,12 +1245,21 @@ mod tests {
                     let mut cleared = row.clone();
                     let mut seen = Vec::new();
                     let mut thr = start;
-                    gumbel_scan_clearing(isa, &mut cleared, seed, None, inv_t, start, &bounds, |i, l| {
-                        assert_eq!(l.to_bits(), row[i].to_bits(), "the logit before clearing");
-                        seen.push(i);
-                        thr = rule(thr);
-                        thr
-                    });
+                    gumbel_scan(
+                        isa,
+                        ScanRow::Clear(&mut cleared),
+                        seed,
+                        None,
+                        inv_t,
+                        start,
+                        &bounds,
+                        |i, l| {
+                            assert_eq!(l.to_bits(), row[i].to_bits(), "the logit before clearing");
+                            seen.push(i);
+                            thr = rule(thr);
+                            thr
+                        },
+                    );
                     assert_eq!(seen, visits(isa), "{isa:?} v={v}");
                     assert!(cleared.iter().all(|&x| x == f32::NEG_INFINITY));
                 }
