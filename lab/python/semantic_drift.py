@@ -68,8 +68,9 @@ def main() -> int:
         green = total = 0
         for t in texts:
             previous = None
-            for s in scored(t):
-                region = semantic.region(embedder.embed([s])[0])
+            sentences = scored(t)
+            for e in embedder.embed(sentences) if sentences else []:
+                region = semantic.region(e)
                 green += semantic.is_green_after(previous, region)
                 total += 1
                 previous = region
