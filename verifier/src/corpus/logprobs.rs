@@ -8,14 +8,26 @@
 //! box test sees one draw per position, this test sees the distribution.
 //!
 //! At each position (context: the prompt and the suspect's own tokens before
-//! it) every listed candidate `v` with probability `q` is one observation:
-//! its keyed score at that context (kgw: the green bit), weighted by its share
-//! of the probability the API listed at that position, `w = q / Σ q_listed`.
-//! The statistic is `S = Σ w·score` over the distinct observations, with `w`
-//! quantized to steps of `1/16`. Renormalising keeps diffuse positions (where
-//! no candidate reaches 1/32 of the whole distribution, and where a learned
-//! bias toward our favoured tokens shows most) in the test; the weights are
-//! still functions of the suspect's probabilities alone.
+//! it) every listed candidate `v` with probability `q` is one occurrence of
+//! the pair `(seed, v)`, with the mass `m = q / Σ q_listed`: its share of the
+//! probability the API listed at that position. Renormalising keeps diffuse
+//! positions (where no candidate reaches 1/32 of the whole distribution, and
+//! where a learned bias toward our favoured tokens shows most) in the test.
+//!
+//! A pair that occurs again (the same context token and candidate, at another
+//! position or in another answer) is not new evidence, so it is scored once;
+//! but what the suspect does at each occurrence says how strongly it favours
+//! the pair. The masses of all its occurrences are therefore added up, `M`,
+//! and the pair's weight is `w = min(1, √(M / 4))`
+//! ([`pair_weight`], [`MASS_FOR_FULL_WEIGHT`]): a pair reaches full weight
+//! once the suspect gave it four positions' worth of probability, and the
+//! square root keeps a handful of very frequent pairs from dominating the
+//! sum. The statistic is `S = Σ w·score` over the distinct pairs, with `w`
+//! quantized to steps of `1/16`. (Stop 38's test weighted each pair by its
+//! first occurrence alone; on the audit of the 100% student, aggregating
+//! raised the z-score of the harvest prompts' test from 2.7 to 6.4 and of the
+//! new prompts' from 2.9 to 5.7. The rule was chosen on that one student and
+//! fixed before any other student was audited.)
 //!
 //! ## Why the test stays exact
 //!
@@ -23,23 +35,30 @@
 //! its probabilities (and the text they condition on: its own samples and
 //! prompts we did not watermark) are independent of the keyed scores. Scores
 //! of distinct `(seed, token)` pairs are independent draws of the scheme's
-//! null (SPEC §10). So conditionally on the weights, `S` is a weighted sum of
+//! null (SPEC §10), and each pair's weight is a function of the suspect's
+//! probabilities alone. So conditionally on the weights, `S` is a weighted sum of
 //! independent null scores, whose upper tail the weighted machinery computes
 //! exactly for binomial nulls (kgw, tournament) and bounds conservatively for
-//! gumbel ([`crate::weighted`]). Observations are deduplicated on
-//! `(seed, token)` across the corpus, the first occurrence kept (the corpus
-//! order is fixed before the key is used). Candidates whose quantized weight
-//! is 0 count as observations with weight 0 (they add nothing). Nothing is
-//! assumed about the probability mass the API did not list.
+//! gumbel ([`crate::weighted`]). Pairs are deduplicated on `(seed, token)`
+//! across the corpus with the detector's [`crate::Dedup`] rule, which decides
+//! at a pair's first occurrence whether it is scored (the corpus order is
+//! fixed before the key is used); its later occurrences add their mass to it
+//! (`Dedup::None` scores every occurrence on its own mass, miscalibrated as
+//! everywhere). Pairs whose quantized weight is 0 count as observations with
+//! weight 0 (they add nothing). Nothing is assumed about the probability mass
+//! the API did not list.
 //!
 //! Prompts must not contain our watermarked text: the harvest's *questions*
 //! are fine (we did not watermark them), our *answers* quoted in a prompt are
 //! not (the model could copy their green tokens in context).
 
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
+
 use serde::{Deserialize, Serialize};
 use tracemark_core::ContextMode;
 
-use crate::detect::observe::{Counts, Deduplicator};
+use crate::detect::observe::{Counts, Dedup, Deduplicator, PrfKeyHasher};
 use crate::detect::weighted::WeightedSum;
 use crate::detect::{Detection, Detector, Outcome, TestReport, Verdict};
 use crate::error::{Error, Result};
@@ -58,9 +77,21 @@ pub struct LogprobDoc {
     pub top: Vec<Vec<(u32, f64)>>,
 }
 
+/// The total (renormalised) probability mass at which a pair reaches full
+/// weight in the probability test: four positions' worth.
+pub(crate) const MASS_FOR_FULL_WEIGHT: f64 = 4.0;
+
+/// A pair's weight in the probability test from `mass`, the sum of its
+/// renormalised probabilities over all its occurrences in the corpus:
+/// `min(1, √(mass / MASS_FOR_FULL_WEIGHT))` (before quantization).
+pub(crate) fn pair_weight(mass: f64) -> f64 {
+    (mass.max(0.0) / MASS_FOR_FULL_WEIGHT).sqrt().min(1.0)
+}
+
 /// The probability test over `docs` (see the module documentation). The
-/// report counts observations (position, candidate) in `seen`, the distinct
-/// ones kept in `scored`.
+/// report counts occurrences (position, candidate) in `seen`, the distinct
+/// pairs scored in `scored` and the repeats folded into them in
+/// `skipped_duplicate`.
 pub fn probability_test<'a>(detector: &Detector, docs: impl IntoIterator<Item = &'a LogprobDoc>) -> Result<Detection> {
     let scheme = detector.scheme();
     if scheme.seeder().context().mode() == ContextMode::SelfHash {
@@ -74,7 +105,9 @@ pub fn probability_test<'a>(detector: &Detector, docs: impl IntoIterator<Item = 
     let dedup = detector.options().dedup;
     let mut seen = Deduplicator::default();
     let mut counts = Counts::default();
-    let mut sum = WeightedSum::new(scheme.contract().null);
+    // Each scored pair's total mass and score, in the order of first occurrence.
+    let mut pairs: Vec<(f64, f64)> = Vec::new();
+    let mut index: HashMap<(u64, u32), usize, BuildHasherDefault<PrfKeyHasher>> = HashMap::default();
     let mut history = Vec::new();
     for (d, doc) in docs.into_iter().enumerate() {
         if doc.top.len() != doc.ids.len() {
@@ -112,15 +145,31 @@ pub fn probability_test<'a>(detector: &Detector, docs: impl IntoIterator<Item = 
                     other => Error::Core(other),
                 })? {
                     None => counts.skipped_short_context += 1,
-                    Some(o) if !seen.is_new(dedup, o.context_key, o.seed, token) => counts.skipped_duplicate += 1,
                     Some(o) => {
-                        sum.add(logprob.exp() / listed, detector.score(o.value));
-                        counts.scored += 1;
+                        let mass = logprob.exp() / listed;
+                        if seen.is_new(dedup, o.context_key, o.seed, token) {
+                            if dedup != Dedup::None {
+                                index.insert((o.seed, token), pairs.len());
+                            }
+                            pairs.push((mass, detector.score(o.value)));
+                            counts.scored += 1;
+                        } else {
+                            // A repeat: its mass goes to the pair's first
+                            // occurrence, if that one was scored.
+                            if let Some(&at) = index.get(&(o.seed, token)) {
+                                pairs[at].0 += mass;
+                            }
+                            counts.skipped_duplicate += 1;
+                        }
                     }
                 }
             }
             history.push(sampled);
         }
+    }
+    let mut sum = WeightedSum::new(scheme.contract().null);
+    for &(mass, score) in &pairs {
+        sum.add(pair_weight(mass), score);
     }
     // The base report (counts, scheme, key, verdict rules), then this test.
     let mut report = detector.report_totals(counts, 0.0, None, &[]);
@@ -132,8 +181,9 @@ pub fn probability_test<'a>(detector: &Detector, docs: impl IntoIterator<Item = 
         test: TestReport {
             name: format!("probability test: {}", t.test),
             null_distribution: format!(
-                "Σ over {} distinct (context, candidate) observations of weight w (total weight {:.2}) \
-                 times an independent null score",
+                "Σ over {} distinct (context, candidate) pairs of weight w = min(1, √(M/4)), M the \
+                 pair's probability mass summed over its occurrences (total weight {:.2}), times an \
+                 independent null score",
                 counts.scored, t.weight_total
             ),
             statistic: t.statistic,
@@ -238,6 +288,30 @@ mod tests {
         assert_eq!(r.verdict, Verdict::Detected, "{:?}", r.outcome);
         let plain = probability_test(&det, &null_docs(11, 20)).expect("test input");
         assert_eq!(plain.verdict, Verdict::NotDetected);
+    }
+
+    #[test]
+    fn repeats_add_their_mass_to_the_pair_scored_once() {
+        let det = detector(5);
+        let doc = null_docs(3, 1).remove(0);
+        let once = probability_test(&det, [&doc]).expect("test input");
+        let twice = probability_test(&det, [&doc, &doc]).expect("test input");
+        // The second copy adds no pair, only mass to the pairs of the first.
+        assert_eq!(once.counts.scored, twice.counts.scored);
+        assert_eq!(
+            twice.counts.skipped_duplicate,
+            once.counts.skipped_duplicate + once.counts.seen
+        );
+        let (Some(a), Some(b)) = (once.outcome.test(), twice.outcome.test()) else {
+            panic!("both tested: {:?} {:?}", once.outcome, twice.outcome)
+        };
+        // Weights grow with the mass (√2 here, below saturation) and never pass 1.
+        assert!(b.expected > a.expected, "{} <= {}", b.expected, a.expected);
+        assert!(b.expected <= 0.25 * once.counts.scored as f64 + 1e-9);
+        assert_eq!(pair_weight(0.0), 0.0);
+        assert!((pair_weight(1.0) - 0.5).abs() < 1e-12);
+        assert_eq!(pair_weight(MASS_FOR_FULL_WEIGHT), 1.0);
+        assert_eq!(pair_weight(100.0), 1.0);
     }
 
     #[test]
