@@ -84,14 +84,25 @@ def main() -> int:
     lines = [l for l in (ROOT / "lab/data/prompts.txt").read_text().splitlines() if l.strip() and not l.startswith("#")]
     new.write_text("".join(l + "\n" for l in (lines * (1 + args.answers // max(1, 2 * len(lines))))[: args.answers // 2]))
 
+    # Texts to read (the reading test): this model's own unwatermarked answers to the harvest's questions,
+    # in the chat format (it begins with the BOS token, <|im_start|>, so llama-cpp-python's echo is aligned).
+    import suspect_harvest
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tok_json))
+    read = cache / "read-texts.jsonl"
+    read.write_text("".join(json.dumps({"prompt": tok.decode(d["prompt_ids"] + d["ids"], skip_special_tokens=False)})
+                            + "\n" for d in suspect_harvest.load("plain")[: args.answers // 2]))
+
     started = time.time()
     url, stop = serve(gguf, "teacher", args.threads)
     try:
         r = subprocess.run([cli, "radioactivity", "--quiet", "--json", "--api", url, "--model", "teacher",
                             "--key", str(audit_key), "--scheme", SCHEME, "--tokenizer", str(tok_json),
-                            "--harvest", str(harvest), "--new-prompts", str(new), "--cache", str(cache / "api-cache"),
-                            "--out", str(cache / "audit"), "--max-tokens", str(args.tokens), "--concurrency", "1",
-                            "--max-requests", str(args.answers), "--max-tokens-total", str(10**9)],
+                            "--harvest", str(harvest), "--new-prompts", str(new), "--read", str(read),
+                            "--cache", str(cache / "api-cache"), "--out", str(cache / "audit"),
+                            "--max-tokens", str(args.tokens), "--concurrency", "1",
+                            "--max-requests", str(args.answers + args.answers // 2), "--max-tokens-total", str(10**9)],
                            capture_output=True, text=True)
     finally:
         stop()
@@ -106,7 +117,8 @@ def main() -> int:
     labels = ",".join(f"control/{i}" for i in range(args.keys))
     rows = []
     for test, flag, name in (("black box", [], "all-black-box.jsonl"),
-                             ("probability", ["--logprobs"], "all-probability.jsonl")):
+                             ("probability", ["--logprobs"], "all-probability.jsonl"),
+                             ("reading", ["--logprobs"], "read-reading.jsonl")):
         r = subprocess.run([cli, "radioactivity", "--quiet", "--json", "--key", str(master_path), "--derive-labels",
                             labels, "--scheme", SCHEME, "--tokenizer", str(tok_json), *flag, str(corpora / name)],
                            capture_output=True, text=True)
@@ -115,7 +127,8 @@ def main() -> int:
             return 2
         keys = json.loads(r.stdout)["keys"]
         ps = [10 ** k["tested"]["log10_p"] for k in keys if k.get("tested")]
-        docs = sum(1 for line in (corpora / name).read_text().splitlines() if line.strip())
+        lines = [json.loads(line) for line in (corpora / name).read_text().splitlines() if line.strip()]
+        docs = len({d["text"] for d in lines}) if lines and "text" in lines[0] else len(lines)
         rows.append((test, docs, ps))
         log(f"{test}: {len(ps)} keys tested")
 
@@ -124,12 +137,14 @@ def main() -> int:
     md = ["# The suspect-API audit's calibration on a real endpoint", "",
           "SmolLM2-135M-Instruct, unwatermarked (it never saw text watermarked with any of these keys), served by "
           "llama-cpp-python's OpenAI-compatible server with log-probabilities (top 5) and audited through the endpoint "
-          f"by `tracemark radioactivity --api`: {summary['answers']} answers of at most {args.tokens} tokens "
-          f"({summary['prompts']['harvest']} harvest-style questions, {summary['prompts']['new']} new prompts; "
-          f"{summary['completion_tokens_total']:,} completion tokens). The corpora the audit wrote are then tested under "
+          f"by `tracemark radioactivity --api`: {summary['answers']} queries: answers of at most {args.tokens} tokens "
+          f"to {summary['prompts']['harvest']} harvest-style questions and {summary['prompts']['new']} new prompts "
+          f"({summary['completion_tokens_total']:,} completion tokens), and {summary['prompts'].get('read', 0)} texts read "
+          "(its own unwatermarked answers to the harvest's questions, echoed with their log-probabilities: the reading "
+          "test). The corpora the audit wrote are then tested under "
           f"{args.keys:,} keys derived from a control master (`--derive-labels control/0..{args.keys - 1}`), scheme `{SCHEME}`. "
           "A calibrated test puts each share inside the 99% binomial range.", "",
-          "| test | answers | keys | p < 0.1 (99% range) | p < 0.01 (99% range) | p < 0.001 (99% range) | min p |",
+          "| test | answers or texts | keys | p < 0.1 (99% range) | p < 0.01 (99% range) | p < 0.001 (99% range) | min p |",
           "|---|---:|---:|---:|---:|---:|---:|"]
     for test, docs, ps in rows:
         cells = []
@@ -142,7 +157,7 @@ def main() -> int:
     md += ["", "Only the upper end of each range is a failure (a conservative test may sit below it: the black box's "
            "discreteness, the probability test's quantised weights).", "",
            f"Reproduce: `make suspect-calibrate` ({(time.time() - started) / 60:.0f} minutes in this run, 2 cores beside "
-           "other jobs; the responses are cached, and asking them the first time took about 40 minutes here).", ""]
+           "other jobs; the responses are cached, so a rerun asks only what is not cached).", ""]
     out.write_text("\n".join(md))
     log(f"report: {out} ({'inside' if ok else 'OUTSIDE'} the 99% ranges)")
     return 0 if ok else 1

@@ -15,8 +15,10 @@ endpoint and audited only through it (issue 26: deliverables 3-5).
    interrupted run resumes at the first student without a GGUF.
 3. Each student is served by llama-cpp-python's own server (log-probabilities
    on) and audited through `tracemark.suspect_api`: the harvest's own prompts
-   (the accounts' requests) and new prompts (lab/data/prompts.txt), black box
-   and probability test, at growing query budgets.
+   (the accounts' requests whose answers the student was trained on, asked
+   again with new seeds once the budget exceeds them; the 0% student gets the
+   1% student's) and new prompts (lab/data/prompts.txt), black box and
+   probability test, at growing query budgets.
 4. The 0% student (it never saw text watermarked with the key) is audited under
    1,000 control keys: each test's p-values against the uniform.
 
@@ -60,11 +62,12 @@ class Plan:
         if quick:
             return Plan(True, 1_500, 2, 32, [4, 8], 100, [("0%", 0.0, "marked"), ("100%", 1.0, "marked"),
                                                          ("from scratch, 100%", 1.0, "marked")])
-        # In the order they are trained: the students that need only the watermarked harvest first, so
-        # training starts while the unwatermarked half of the harvest is still being generated.
+        # In the order they are trained: the first two needed only the watermarked harvest (training
+        # started while the unwatermarked half was still being generated); then the students of the
+        # bar, 1% and its control 0%, then the rest.
         return Plan(False, 200_000, 1, 200, [50, 100, 200, 400, 800], 1_000, [
-            ("100%", 1.0, "marked"), ("from scratch, 100%", 1.0, "marked"), ("0%", 0.0, "marked"),
-            ("10%", 0.10, "marked"), ("1%", 0.01, "marked"), ("5%", 0.05, "marked"),
+            ("100%", 1.0, "marked"), ("from scratch, 100%", 1.0, "marked"), ("1%", 0.01, "marked"),
+            ("0%", 0.0, "marked"), ("10%", 0.10, "marked"), ("5%", 0.05, "marked"),
             ("from scratch, 0%", 0.0, "marked"), ("paraphrased 100%", 1.0, "paraphrased"),
             ("paraphrased 10%", 0.10, "paraphrased"),
         ])
@@ -112,6 +115,10 @@ def serve(gguf: Path, alias: str, threads: int):
         thread.join(timeout=30)
 
     return f"http://127.0.0.1:{port}/v1", stop
+
+
+# Texts read per student, at most (the reading test's largest budget).
+READ_TEXTS = 100
 
 
 def prefix_lines(path: Path, n: int, out: Path) -> Path:
@@ -267,9 +274,41 @@ def main() -> int:
 
     # 3. Audits through the endpoint (cached per student: an interim run's audits are reused).
     new_prompts = ROOT / "lab/data/prompts.txt"
-    prompts = suspect_api.load_prompts(cache / "requests.jsonl", new_prompts, limit=max(plan.budgets) // 2)
+    smallest_share = min(share for _, share, _ in plan.students if share > 0)
+
+    def replayed(s: dict) -> Path:
+        """The accounts' requests replayed to student `s`: the questions whose watermarked answers it
+        was trained on (the prefix of the harvest that `mixture` took), in order, asked again with a
+        new seed each time once the budget exceeds them. In the case we model, every answer the
+        suspicious accounts harvested went into the rival's training, and our logs hold their
+        requests; a small share of a fixed training budget is a few answers. The 0% student, the
+        control, is asked the smallest share's questions."""
+        share = s["share"] or smallest_share
+        if s["source"] not in sets:
+            sets[s["source"]] = paraphrased()
+        trained, have = [], 0
+        for d in sets[s["source"]]:
+            if have >= share * plan.train_tokens:
+                break
+            trained.append(d["q"])
+            have += len(d["ids"])
+        path = cache / f"requests-{slug(s['name'])}.jsonl"
+        limit = max(plan.budgets) // 2
+        write_jsonl(path, ({"messages": [{"role": "user", "content": trained[i % len(trained)]}]}
+                           for i in range(limit)))
+        return path
+
+    # Texts to read: the unwatermarked teacher's answers to the harvest's questions (never written
+    # with the key), in the chat format, which begins with the model's BOS token (<|im_start|>):
+    # llama-cpp-python's echo is aligned only then. At most READ_TEXTS of them: the server takes about
+    # 15 s a text on one core (it sorts the whole vocabulary in Python at every position).
+    read_texts = cache / "read-texts.jsonl"
+    write_jsonl(read_texts, ({"prompt": lab.tok.decode(d["prompt_ids"] + d["ids"], skip_special_tokens=False)}
+                             for d in sets["plain"][:min(max(plan.budgets) // 2, READ_TEXTS)]))
+
     rows = []
     for s in students:
+        prompts = suspect_api.load_prompts(replayed(s), new_prompts, limit=max(plan.budgets) // 2, read=read_texts)
         gguf = cache / "students" / f"{slug(s['name'])}.gguf"
         url, stop = serve(gguf, f"student-{slug(s['name'])}", threads)
         try:
@@ -288,6 +327,13 @@ def main() -> int:
                     if src.exists():
                         sub = prefix_lines(src, b // 2, corpora / f"b{b}-{origin}-{test}.jsonl")
                         by_budget[(b, origin, test)] = suspect_api.run_test(cli, key_path, tok_json, sub, mode, None)
+            src = corpora / "read-reading.jsonl"
+            if src.exists() and b // 2 <= READ_TEXTS:
+                # One line per piece of a text (cut at special tokens): the first b/2 texts' pieces.
+                sub = corpora / f"b{b}-read-reading.jsonl"
+                sub.write_text("".join(line + "\n" for line in src.read_text().splitlines()
+                                       if line.strip() and json.loads(line)["text"] < b // 2))
+                by_budget[(b, "read", "reading")] = suspect_api.run_test(cli, key_path, tok_json, sub, "logprobs", None)
         rows.append((s, summary, by_budget))
         log(f"audit {s['name']}: " + ", ".join(f"{t['origin']}/{t['test']} {t['log10_p']}" for t in summary["tests"]))
 
@@ -306,7 +352,8 @@ def main() -> int:
     stored_key(ctl_master)
     labels = ",".join(f"control/{i}" for i in range(plan.control_keys))
     calib = {}
-    for test, flag, name in (("black-box", [], "all-black-box.jsonl"), ("probability", ["--logprobs"], "all-probability.jsonl")):
+    for test, flag, name in (("black-box", [], "all-black-box.jsonl"), ("probability", ["--logprobs"], "all-probability.jsonl"),
+                             ("reading", ["--logprobs"], "read-reading.jsonl")):
         r = subprocess.run([cli, "radioactivity", "--json", "--key", str(ctl_master), "--derive-labels", labels,
                             "--scheme", scheme, "--tokenizer", str(tok_json), *flag,
                             str(Path(control[1]["corpora"]) / name)], capture_output=True, text=True)
@@ -331,20 +378,26 @@ def render(plan: Plan, rows, calib, secs: float, waiting: List[str] = ()) -> str
              f"Students: SmolLM2-135M fine-tuned on {plan.train_tokens:,} answer tokens ({plan.epochs} epoch(s)), exported to GGUF "
              "and served by llama-cpp-python's OpenAI-compatible server with log-probabilities (top 5). Each is audited only "
              f"through the endpoint by `tracemark.suspect_api`, {plan.answer_tokens} tokens per answer, the harvest's own prompts "
-             "and new prompts alternating. log10 p of each test at each query budget (queries = answers):", "",
-             "| student | train tokens (watermarked) | loss | " + " | ".join(
-                 f"{o} {t} N={b}" for b in plan.budgets for o in ("harvest", "new") for t in ("black-box", "probability")) + " |",
-             "|---|---:|---:|" + "---:|" * (4 * len(plan.budgets))]
+             "(the accounts' requests whose answers the student was trained on, asked again with a new seed once the budget "
+             "exceeds them; the 0% student is asked the 1% student's) and new prompts alternating, and texts to read: the "
+             "unwatermarked teacher's answers to the harvest's questions, echoed with their log-probabilities (the reading "
+             "test). The students \"from scratch\" are a small Llama trained from random weights instead. log10 p of each "
+             "test at each budget (queries of each origin; the reading test's are texts read):", "",
+             "| student | train tokens (watermarked) | loss | queries per origin | harvest black box | harvest probability "
+             "| new black box | new probability | read (reading test) |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for s, summary, by in rows:
-        cells = []
         for b in plan.budgets:
-            for o in ("harvest", "new"):
-                for t in ("black-box", "probability"):
-                    v = by.get((b, o, t))
-                    cells.append("n/a" if v is None else f"{v:.1f}")
-        lines.append(f"| {s['name']} | {s['train_tokens']:,} ({s['marked_tokens']:,}) | {s['loss']:.3f} | " + " | ".join(cells) + " |")
+            cells = []
+            for o, t in (("harvest", "black-box"), ("harvest", "probability"), ("new", "black-box"), ("new", "probability"),
+                         ("read", "reading")):
+                v = by.get((b, o, t))
+                cells.append("n/a" if v is None else f"{v:.1f}")
+            lines.append(f"| {s['name']} | {s['train_tokens']:,} ({s['marked_tokens']:,}) | {s['loss']:.3f} | {b // 2} | "
+                         + " | ".join(cells) + " |")
     lines += ["", "Query budget spent per student: " + "; ".join(
-        f"{s['name']}: {summ['answers']} answers, {summ['completion_tokens_total']:,} completion tokens" for s, summ, _ in rows), ""]
+        f"{s['name']}: {summ['answers']} queries ({summ['prompts'].get('read', 0)} of them texts read), "
+        f"{summ['completion_tokens_total']:,} completion and {summ.get('prompt_tokens_total', 0):,} prompt tokens"
+        for s, summ, _ in rows), ""]
     if calib is None:
         return "\n".join(lines + [f"Total time {secs / 60:.0f} minutes on this machine.", ""])
     lines += ["## Calibration: the 0% student under control keys", "",

@@ -185,6 +185,77 @@ def test_an_interrupted_audit_resumes_without_paying_twice(upstream, tokenizer_j
     assert min(ps) > 1e-4
 
 
+HUMAN = [
+    "The river had risen overnight, and by morning the lower fields were under a sheet of brown water. "
+    "Farmers stood at the edge of the road, counting what they could still reach.",
+    "She kept the letters in a tin box under the stairs, tied with string, and read one every winter "
+    "when the snow closed the pass and the village went quiet.",
+    "Bread rises because yeast eats sugar and gives off carbon dioxide, which the gluten traps in small "
+    "pockets; an oven then sets the walls of those pockets into crumb.",
+    "The committee met twice in March, first to hear the engineers and then the residents, and it "
+    "postponed its decision until the survey of the bridge was finished.",
+]
+
+
+def test_reading_texts_through_echo(upstream, tokenizer_json, tmp_path):
+    """The reading test on a real endpoint: human texts echoed with log-probabilities,
+    tested (calibrated on a suspect that never learned from us), a response shifted by one
+    position refused (llama-cpp-python shifts it when the prompt does not begin with the
+    model's BOS token, here <|im_start|>), and texts that carry our watermark refused."""
+    cli = required_env("TRACEMARK_CLI")
+    key = tmp_path / "served.key"
+    tm.Key.from_bytes(bytes(range(90, 122))).save(key)
+    subprocess.run([cli, "serving", "--key", str(key), "--scheme", KGW], check=True, capture_output=True)
+    chat = "<|im_start|>user\nWrite a paragraph.<|im_end|>\n<|im_start|>assistant\n"
+    read = tmp_path / "read.jsonl"
+    read.write_text("".join(json.dumps({"prompt": chat + t}) + "\n" for t in HUMAN))
+    common = dict(key=key, tokenizer=tokenizer_json, cache=tmp_path / "cache", model="suspect-0", concurrency=2, cli=cli)
+    s = suspect_api.audit(upstream + "/v1", prompts=suspect_api.load_prompts(read=read), out=tmp_path / "audit",
+                          **common)
+    assert s["prompts"]["read"] == 4 and s["answers"] == 4 and s["prompt_tokens_total"] > 100
+    (t,) = s["tests"]
+    assert (t["origin"], t["test"], t["documents"]) == ("read", "reading", 4), t
+    assert t["log10_p"] is not None and t["log10_p"] > -3, t
+    rows = [json.loads(line) for line in (Path(s["corpora"]) / "read-reading.jsonl").read_text().splitlines()]
+    # Cut at the special tokens (they print as nothing), the rest kept.
+    assert all(len(r["ids"]) == len(r["top"]) for r in rows) and sum(len(r["ids"]) for r in rows) > 120
+    # Under 100 keys the reading test stays calibrated on this suspect.
+    ps = []
+    for i in range(100):
+        k = tmp_path / f"k{i}.key"
+        tm.Key.from_bytes(bytes((i * 29 + j * 11 + 3) % 256 for j in range(32))).save(k)
+        r = subprocess.run([cli, "radioactivity", "--json", "--logprobs", "--key", str(k), "--scheme", KGW,
+                            "--vocab", "49152", str(Path(s["corpora"]) / "read-reading.jsonl")],
+                           capture_output=True, text=True)
+        assert r.returncode in (0, 1), r.stderr
+        ps.append(10 ** json.loads(r.stdout)["outcome"]["log10_p"])
+    assert sum(p < 0.1 for p in ps) <= 21 and min(ps) > 1e-4, sorted(ps)[:5]
+    # Without the BOS token the server's echo is one position late: refused, clearly.
+    shifted = tmp_path / "shifted.jsonl"
+    shifted.write_text("".join(json.dumps({"prompt": t}) + "\n" for t in HUMAN))
+    with pytest.raises(suspect_api.AuditError, match="shifted by one position"):
+        suspect_api.audit(upstream + "/v1", prompts=suspect_api.load_prompts(read=shifted), out=tmp_path / "shifted",
+                          **common)
+    # A text written with the key is refused before anything is sent.
+    tok = tm.Tokenizer.from_file(tokenizer_json)
+    scheme = tm.Scheme(tm.Key.load(key), KGW, tok.vocab_size)
+    words = [tok.encode(" " + w)[0] for w in ("the", "a", "river", "stone", "light", "road", "house", "tree", "cold",
+                                               "water", "green", "small", "old", "bright", "field", "wind")]
+    ids, used = tok.encode("The"), set()
+    for _ in range(120):
+        green = [w for w in words if scheme.score(scheme.observe(ids, w)[2]) > 0.5]
+        w = next((w for w in green if (ids[-1], w) not in used), green[0])
+        used.add((ids[-1], w))
+        ids.append(w)
+    assert len(used) > 20  # distinct green pairs: p about 0.25^20 = 1e-12
+    marked = tmp_path / "marked.jsonl"
+    marked.write_text(json.dumps({"prompt": chat + tok.decode(ids)}) + "\n")
+    with pytest.raises(suspect_api.AuditError, match="carry this key's watermark"):
+        suspect_api.audit(upstream + "/v1", prompts=suspect_api.load_prompts(read=marked), out=tmp_path / "marked",
+                          cache=tmp_path / "cache-marked", **{k: v for k, v in common.items() if k != "cache"})
+    assert not list((tmp_path / "cache-marked").glob("*.json")), "nothing was sent"
+
+
 def test_bad_inputs_are_clear(tmp_path):
     bad = tmp_path / "requests.jsonl"
     bad.write_text('{"account": "a"}\n')
@@ -196,7 +267,10 @@ def test_bad_inputs_are_clear(tmp_path):
     r = subprocess.run([sys.executable, "-m", "tracemark.suspect_api", "--url", "http://127.0.0.1:9", "--key", "k",
                         "--tokenizer", "t", "--cache", str(tmp_path), "--out", str(tmp_path / "o")],
                        capture_output=True, text=True)
-    assert r.returncode == 2 and "give --harvest, --new-prompts or both" in r.stderr
+    assert r.returncode == 2 and "give --harvest, --new-prompts, --read or several" in r.stderr
+    bad.write_text('{"messages": []}\n')
+    with pytest.raises(suspect_api.AuditError, match="a text to read needs \"prompt\""):
+        suspect_api.load_prompts(read=bad)
 
 
 def test_the_command_line_refuses_clearly(tmp_path, tokenizer_json):

@@ -207,7 +207,7 @@ pub(crate) struct RadioArgs {
 pub(crate) struct ApiArgs {
     /// Audit a suspect through its OpenAI-compatible API (base URL, e.g. `https://api.example.com/v1`):
     /// ask it the prompts, cache its answers, run the black-box and probability tests per prompt
-    /// origin; writes OUT.json, OUT.html and OUT-corpora/. The bearer token is read from --token-env
+    /// origin (and the reading test on --read texts); writes OUT.json, OUT.html and OUT-corpora/. The bearer token is read from --token-env
     #[arg(long, value_name = "URL", conflicts_with_all = ["reading", "reference", "logprobs"])]
     pub(crate) api: Option<String>,
     /// With --api: JSONL of the suspicious accounts' requests ({"messages": [...]} or {"prompt": ...} per line)
@@ -216,9 +216,14 @@ pub(crate) struct ApiArgs {
     /// With --api: new prompts, one per line (# comments skipped)
     #[arg(long)]
     pub(crate) new_prompts: Option<PathBuf>,
-    /// With --api: JSONL prompts that may each name their "origin" ("harvest" or "new"; default new)
+    /// With --api: JSONL prompts that may each name their "origin" ("harvest", "new" or "read"; default new)
     #[arg(long)]
     pub(crate) prompts: Option<PathBuf>,
+    /// With --api: texts to read, never written with this key (human text, our unwatermarked answers), one
+    /// {"prompt": "..."} per line: each is sent to the completions route with echo, and the log-probabilities
+    /// the suspect gives every token of it are tested (the reading test). Refused if the texts carry our watermark
+    #[arg(long)]
+    pub(crate) read: Option<PathBuf>,
     /// With --api: at most this many prompts of each origin
     #[arg(long)]
     pub(crate) limit: Option<usize>,
@@ -268,6 +273,7 @@ impl ApiArgs {
     pub(crate) fn audit_flags_given(&self) -> bool {
         self.harvest.is_some()
             || self.new_prompts.is_some()
+            || self.read.is_some()
             || self.prompts.is_some()
             || self.limit.is_some()
             || self.cache.is_some()

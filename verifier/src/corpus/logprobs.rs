@@ -51,6 +51,13 @@
 //! Prompts must not contain our watermarked text: the harvest's *questions*
 //! are fine (we did not watermark them), our *answers* quoted in a prompt are
 //! not (the model could copy their green tokens in context).
+//!
+//! The same test is the *reading test* of `tracemark radioactivity --api
+//! --read`: there `ids` is a text we chose and the API echoed with the
+//! suspect's log-probabilities at each of its tokens. The argument above holds
+//! as long as that text does not depend on the key either (human text, our
+//! answers served without the watermark); the command refuses texts that test
+//! positive for the watermark.
 
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;

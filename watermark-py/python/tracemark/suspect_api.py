@@ -3,17 +3,24 @@
 The test a legal team can run against a rival's OpenAI-compatible endpoint
 (issue 26). It sends prompts, keeps every response in a cache (so a long
 audit survives a crash or a 429 storm and never pays twice for a query),
-and runs two exact tests with the key our answers were served under:
+and runs exact tests with the key our answers were served under:
 
 - **black box**: the suspect's sampled answers, scored like any text
   (``tracemark radioactivity``);
 - **probability test**: when the API returns ``logprobs``/``top_logprobs``,
   the probability the suspect puts on the tokens our key favours at each
-  position (``tracemark radioactivity --logprobs``; exact weighted tail).
+  position (``tracemark radioactivity --logprobs``; exact weighted tail);
+- **reading test**: texts never written with the key (human text, our own
+  answers served without the watermark) sent with ``echo`` to the completions
+  route, so that the API returns the suspect's log-probabilities at every
+  token of them; the same exact test over those positions. The audit refuses
+  texts that carry our watermark.
 
 Prompts come from the harvest (the requests the suspicious accounts sent, as
 our serving logs hold them: one JSON object per line with ``messages`` or
 ``prompt``) and/or new prompts; each test is reported per origin and for all.
+Texts to read (``--read``: one ``{"prompt": ...}`` per line) are their own
+origin.
 
 The bearer token is read from an environment variable (``--token-env``,
 default ``SUSPECT_API_TOKEN``), never from a flag, and never written to a
@@ -62,11 +69,13 @@ class Prompt:
     prompt: Optional[str] = None
 
 
-def load_prompts(harvest: Optional[Path] = None, new: Optional[Path] = None, limit: Optional[int] = None) -> List[Prompt]:
-    """The harvest's requests (JSONL: ``messages`` or ``prompt`` per line) and new
-    prompts (one per line, ``#`` comments skipped), interleaved so that a
-    budget spends on both origins; ``limit`` caps each origin."""
-    out: Dict[str, List[Prompt]] = {"harvest": [], "new": []}
+def load_prompts(harvest: Optional[Path] = None, new: Optional[Path] = None, limit: Optional[int] = None,
+                 read: Optional[Path] = None) -> List[Prompt]:
+    """The harvest's requests (JSONL: ``messages`` or ``prompt`` per line), new
+    prompts (one per line, ``#`` comments skipped) and texts to read (JSONL:
+    ``prompt`` per line; never written with the key); the first two interleaved so
+    that a budget spends on both, the texts to read after them; ``limit`` caps each origin."""
+    out: Dict[str, List[Prompt]] = {"harvest": [], "new": [], "read": []}
     if harvest is not None:
         for n, line in enumerate(harvest.read_text(encoding="utf-8").splitlines(), 1):
             if not line.strip():
@@ -82,6 +91,17 @@ def load_prompts(harvest: Optional[Path] = None, new: Optional[Path] = None, lim
                 out["harvest"].append(Prompt("harvest", prompt=row["prompt"]))
             else:
                 raise AuditError(f"{harvest}: line {n}: needs \"messages\" (a list) or \"prompt\" (a string)")
+    if read is not None:
+        for n, line in enumerate(read.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise AuditError(f"{read}: line {n}: not JSON ({e.msg})") from None
+            if not isinstance(row.get("prompt"), str):
+                raise AuditError(f"{read}: line {n}: a text to read needs \"prompt\" (a string)")
+            out["read"].append(Prompt("read", prompt=row["prompt"]))
     if new is not None:
         for line in new.read_text(encoding="utf-8").splitlines():
             if line.strip() and not line.startswith("#"):
@@ -91,6 +111,9 @@ def load_prompts(harvest: Optional[Path] = None, new: Optional[Path] = None, lim
     merged: List[Prompt] = []
     for i in range(max(len(out["harvest"]), len(out["new"]))):
         merged += [v[i] for v in (out["harvest"], out["new"]) if i < len(v)]
+    # Texts to read come after (no generation: they are cheap), so that adding them leaves the other
+    # prompts' places, and with them their seeds and cache entries, as they were.
+    merged += out["read"]
     return merged
 
 
@@ -158,6 +181,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--scheme", help="default: the key's serving manifest")
     ap.add_argument("--harvest", type=Path, help="JSONL of the suspicious accounts' requests")
     ap.add_argument("--new-prompts", type=Path, help="text file, one new prompt per line")
+    ap.add_argument("--read", type=Path, help="JSONL of texts to read ({\"prompt\": ...}), never written with the key")
     ap.add_argument("--limit", type=int, help="at most this many prompts of each origin")
     ap.add_argument("--cache", type=Path, required=True, help="response cache (resumable audits)")
     ap.add_argument("--out", type=Path, required=True, help="report path without extension (.json and .html)")
@@ -170,10 +194,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--retries", type=int, default=6)
     ap.add_argument("--cli", help="the tracemark binary (default $TRACEMARK_CLI or tracemark)")
     a = ap.parse_args(argv)
-    if a.harvest is None and a.new_prompts is None:
-        ap.error("give --harvest, --new-prompts or both")
+    if a.harvest is None and a.new_prompts is None and a.read is None:
+        ap.error("give --harvest, --new-prompts, --read or several")
     try:
-        prompts = load_prompts(a.harvest, a.new_prompts, a.limit)
+        prompts = load_prompts(a.harvest, a.new_prompts, a.limit, a.read)
         s = audit(a.url, key=a.key, tokenizer=a.tokenizer, prompts=prompts, cache=a.cache, out=a.out, model=a.model,
                   token_env=a.token_env, max_requests=a.max_requests, max_tokens_total=a.max_tokens_total,
                   max_tokens=a.max_tokens, top_logprobs=a.top_logprobs, concurrency=a.concurrency, retries=a.retries,

@@ -9,7 +9,19 @@
 //!
 //! - **black box**: the suspect's sampled answers, scored like any text;
 //! - **probability test**: the log-probabilities the API returned
-//!   (`logprobs`/`top_logprobs`), through [`probability_test`].
+//!   (`logprobs`/`top_logprobs`), through [`probability_test`];
+//! - **reading test** (`--read`): texts never written with the key (human
+//!   text, our own unwatermarked answers) sent to the completions route with
+//!   `echo`, so that the API returns the suspect's log-probabilities at every
+//!   token of them; the same [`probability_test`] over those positions. The
+//!   texts do not depend on the key and neither does the suspect under the
+//!   null, so the test is exact as the probability test is; texts that carry
+//!   our watermark would break that, so the audit refuses them (it tests them
+//!   for the watermark first). The API must return, at each position, the
+//!   distribution of that token given the ones before it (OpenAI's `echo`,
+//!   vLLM's prompt log-probabilities); a response shifted by one position (as
+//!   llama-cpp-python's is when the prompt does not begin with the model's BOS
+//!   token) is detected from the text alone and refused.
 //!
 //! The verdict is family-wise over the tests that ran (Bonferroni: detected
 //! when the smallest p-value times their number is below `--alpha`).
@@ -43,6 +55,8 @@ pub(crate) enum Origin {
     Harvest,
     /// A prompt the suspect was never asked by the harvesters.
     New,
+    /// A text to read (echoed with log-probabilities), never written with the key.
+    Read,
 }
 
 /// One prompt to send: chat messages or a completion prompt.
@@ -69,14 +83,18 @@ fn prompt_of(row: &Value, default: Origin, path: &Path, line: usize) -> Result<P
         None => default,
         Some("harvest") => Origin::Harvest,
         Some("new") => Origin::New,
+        Some("read") => Origin::Read,
         Some(other) => {
             return Err(malformed(
                 path,
                 line,
-                format!("origin {other:?}: use \"harvest\" or \"new\""),
+                format!("origin {other:?}: use \"harvest\", \"new\" or \"read\""),
             ))
         }
     };
+    if origin == Origin::Read && row.get("prompt").and_then(Value::as_str).is_none() {
+        return Err(malformed(path, line, "a text to read needs \"prompt\" (a string)"));
+    }
     if let Some(list) = row.get("messages").and_then(Value::as_array) {
         let mut messages = Vec::with_capacity(list.len());
         for m in list {
@@ -117,17 +135,19 @@ fn read_lines(path: &Path) -> Result<String, Failure> {
 }
 
 /// The prompts of an audit: `--prompts` (JSONL, each line may name its origin), the
-/// harvest's requests (`--harvest`, JSONL) and new prompts (`--new-prompts`, one per
-/// line, `#` comments skipped); at most `limit` of each origin, interleaved so that a
-/// budget spends on both.
+/// harvest's requests (`--harvest`, JSONL), new prompts (`--new-prompts`, one per
+/// line, `#` comments skipped) and texts to read (`--read`, JSONL `{"prompt": ...}`);
+/// at most `limit` of each origin, the first two interleaved so that a budget spends on
+/// both, the texts to read after them.
 pub(crate) fn load_prompts(
     prompts: Option<&Path>,
     harvest: Option<&Path>,
     new: Option<&Path>,
+    read: Option<&Path>,
     limit: Option<usize>,
 ) -> Result<Vec<Prompt>, Failure> {
     let mut all = Vec::new();
-    for (path, default) in [(prompts, Origin::New), (harvest, Origin::Harvest)] {
+    for (path, default) in [(prompts, Origin::New), (harvest, Origin::Harvest), (read, Origin::Read)] {
         let Some(path) = path else { continue };
         for (i, line) in read_lines(path)?.lines().enumerate() {
             if line.trim().is_empty() {
@@ -150,17 +170,20 @@ pub(crate) fn load_prompts(
         }
     }
     let cap = limit.unwrap_or(usize::MAX);
-    let by: Vec<Vec<Prompt>> = [Origin::Harvest, Origin::New]
+    let by: Vec<Vec<Prompt>> = [Origin::Harvest, Origin::New, Origin::Read]
         .iter()
         .map(|o| all.iter().filter(|p| p.origin == *o).take(cap).cloned().collect())
         .collect();
     let mut merged = Vec::new();
-    for i in 0..by.iter().map(Vec::len).max().unwrap_or(0) {
-        merged.extend(by.iter().filter_map(|v| v.get(i).cloned()));
+    for i in 0..by[0].len().max(by[1].len()) {
+        merged.extend(by[..2].iter().filter_map(|v| v.get(i).cloned()));
     }
+    // Texts to read come after (no generation: they are cheap), so that adding them leaves the
+    // other prompts' places, and with them their seeds and cache entries, as they were.
+    merged.extend(by[2].iter().cloned());
     if merged.is_empty() {
         return Err(Failure::Usage(
-            "no prompts: give --harvest (the accounts' requests), --new-prompts, or --prompts".into(),
+            "no prompts: give --harvest (the accounts' requests), --new-prompts, --read, or --prompts".into(),
         ));
     }
     Ok(merged)
@@ -193,8 +216,15 @@ impl Client<'_> {
     }
 
     /// The request body of prompt `i` (its seed is `i`, so a resumed audit asks the same).
+    /// A text to read asks for one token, the text echoed, and the log-probabilities.
     fn body(&self, p: &Prompt, i: usize) -> Value {
         let a = self.a;
+        if p.origin == Origin::Read {
+            return json!({
+                "model": a.model, "prompt": p.prompt, "max_tokens": 1, "temperature": 0.0, "seed": i,
+                "echo": true, "logprobs": a.top_logprobs,
+            });
+        }
         let mut body = json!({
             "model": a.model, "max_tokens": a.max_tokens, "temperature": a.temperature, "seed": i, "logprobs": true,
         });
@@ -342,6 +372,8 @@ struct Answer {
     text: String,
     steps: Vec<(String, Vec<(String, f64)>)>,
     billed: u64,
+    /// Prompt tokens the API billed (a text to read is all prompt).
+    prompt_billed: u64,
     model: String,
 }
 
@@ -350,6 +382,10 @@ fn parse(response: &Value) -> Answer {
     let model = response.get("model").and_then(Value::as_str).unwrap_or("").to_string();
     let billed = response
         .pointer("/usage/completion_tokens")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    let prompt_billed = response
+        .pointer("/usage/prompt_tokens")
         .and_then(Value::as_u64)
         .unwrap_or(0);
     let str_of = |v: &Value| v.as_str().unwrap_or("").to_string();
@@ -392,6 +428,7 @@ fn parse(response: &Value) -> Answer {
         text,
         steps,
         billed,
+        prompt_billed,
         model,
     }
 }
@@ -446,6 +483,8 @@ struct Summary {
     answers_from_cache: usize,
     completion_tokens_this_run: u64,
     completion_tokens_total: u64,
+    /// Prompt tokens billed (the texts read are all prompt).
+    prompt_tokens_total: u64,
     stopped: Option<String>,
     unmapped_answers: usize,
     retries: Vec<String>,
@@ -491,6 +530,7 @@ pub(crate) fn run(r: &RadioArgs, url: &str) -> Result<Exit, Failure> {
         a.prompts.as_deref(),
         a.harvest.as_deref(),
         a.new_prompts.as_deref(),
+        a.read.as_deref(),
         a.limit,
     )?;
     let token = std::env::var(&a.token_env).ok().filter(|t| !t.is_empty());
@@ -504,6 +544,10 @@ pub(crate) fn run(r: &RadioArgs, url: &str) -> Result<Exit, Failure> {
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
         create(parent)?;
     }
+    let detector = Detector::new(key, &s.scheme, s.vocab, s.options.clone())?;
+    let corpora = PathBuf::from(format!("{}-corpora", out.display()));
+    create(&corpora)?;
+    refuse_watermarked_reading(&prompts, &detector, tokenizer, &corpora, r.jobs)?;
     let config = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs_f64(a.request_timeout)))
         .http_status_as_error(false)
@@ -581,44 +625,73 @@ pub(crate) fn run(r: &RadioArgs, url: &str) -> Result<Exit, Failure> {
     let mut models = BTreeSet::new();
     let mut unmapped = 0;
     let mut billed_total = 0;
+    let mut prompt_billed_total = 0;
+    // The texts read, and which text each piece of the reading corpus comes from.
+    let mut read_texts = 0;
+    let mut read_of: Vec<usize> = Vec::new();
     let mut texts: BTreeMap<Origin, Vec<String>> = BTreeMap::new();
     let mut lps: BTreeMap<Origin, Vec<LogprobDoc>> = BTreeMap::new();
     for (&i, answer) in &responses {
         billed_total += answer.billed;
+        prompt_billed_total += answer.prompt_billed;
         if !answer.model.is_empty() {
             models.insert(answer.model.clone());
         }
         let origin = prompts[i].origin;
-        if !answer.text.trim().is_empty() {
+        // A text read back ends with the one token generated after it: not part of the text.
+        let steps = match origin {
+            Origin::Read => &answer.steps[..answer.steps.len().saturating_sub(answer.billed.max(1) as usize)],
+            _ => &answer.steps[..],
+        };
+        if origin != Origin::Read && !answer.text.trim().is_empty() {
             texts.entry(origin).or_default().push(answer.text.clone());
         }
-        let ids: Option<Vec<u32>> = answer.steps.iter().map(|(t, _)| pieces.get(t).copied()).collect();
+        let candidates = |cands: &[(String, f64)]| -> Vec<(u32, f64)> {
+            cands
+                .iter()
+                .filter(|(_, lp)| *lp <= 0.0)
+                .filter_map(|(c, lp)| Some((*pieces.get(c)?, *lp)))
+                .collect()
+        };
+        if origin == Origin::Read {
+            // A text read back is cut at the tokens whose text does not name one id (special
+            // tokens print as nothing): each piece is tested on its own, so no context is
+            // guessed. Where it is cut depends on the text alone, not on the key.
+            let docs = lps.entry(origin).or_default();
+            let mut piece = LogprobDoc::default();
+            for (t, cands) in steps {
+                if let Some(&id) = pieces.get(t) {
+                    piece.ids.push(id);
+                    piece.top.push(candidates(cands));
+                } else if !piece.ids.is_empty() {
+                    docs.push(std::mem::take(&mut piece));
+                    read_of.push(read_texts);
+                }
+            }
+            if !piece.ids.is_empty() {
+                docs.push(piece);
+                read_of.push(read_texts);
+            }
+            read_texts += 1;
+            continue;
+        }
+        let ids: Option<Vec<u32>> = steps.iter().map(|(t, _)| pieces.get(t).copied()).collect();
         match ids {
             Some(ids) if !ids.is_empty() => {
-                let top = answer
-                    .steps
-                    .iter()
-                    .map(|(_, cands)| {
-                        cands
-                            .iter()
-                            .filter(|(_, lp)| *lp <= 0.0)
-                            .filter_map(|(c, lp)| Some((*pieces.get(c)?, *lp)))
-                            .collect()
-                    })
-                    .collect();
+                let top = steps.iter().map(|(_, cands)| candidates(cands)).collect();
                 lps.entry(origin).or_default().push(LogprobDoc {
                     prompt_ids: Vec::new(),
                     ids,
                     top,
                 });
             }
-            _ if !answer.steps.is_empty() => unmapped += 1,
+            _ if !steps.is_empty() => unmapped += 1,
             _ => {}
         }
     }
-    let corpora = PathBuf::from(format!("{}-corpora", out.display()));
-    create(&corpora)?;
-    let detector = Detector::new(key, &s.scheme, s.vocab, s.options.clone())?;
+    if let Some(read) = lps.get(&Origin::Read) {
+        check_alignment(read)?;
+    }
     let mut rows = Vec::new();
     let origins: [(&'static str, &[Origin]); 3] = [
         ("harvest", &[Origin::Harvest]),
@@ -650,6 +723,16 @@ pub(crate) fn run(r: &RadioArgs, url: &str) -> Result<Exit, Failure> {
             rows.push(row(name, "probability", lp_docs.len(), &d, &file));
         }
     }
+    if let Some(read) = lps.get(&Origin::Read).filter(|d| !d.is_empty()) {
+        let file = corpora.join("read-reading.jsonl");
+        let mut body = String::new();
+        for (d, text) in read.iter().zip(&read_of) {
+            let _ = writeln!(body, "{}", json!({ "ids": d.ids, "top": d.top, "text": text }));
+        }
+        write_file(&file, &body)?;
+        let d = probability_test(&detector, read.iter())?;
+        rows.push(row("read", "reading", read_texts, &d, &file));
+    }
     let family_wise = family_wise(&rows, s.options.alpha);
     let count = |o: Origin| prompts.iter().filter(|p| p.origin == o).count();
     let summary = Summary {
@@ -659,12 +742,17 @@ pub(crate) fn run(r: &RadioArgs, url: &str) -> Result<Exit, Failure> {
         models_returned: models,
         key_id: key.id().to_string(),
         scheme: s.scheme.to_string(),
-        prompts: BTreeMap::from([("harvest", count(Origin::Harvest)), ("new", count(Origin::New))]),
+        prompts: BTreeMap::from([
+            ("harvest", count(Origin::Harvest)),
+            ("new", count(Origin::New)),
+            ("read", count(Origin::Read)),
+        ]),
         answers: responses.len(),
         queries_paid_this_run: spend.requests,
         answers_from_cache: from_cache,
         completion_tokens_this_run: paid_tokens,
         completion_tokens_total: billed_total,
+        prompt_tokens_total: prompt_billed_total,
         stopped,
         unmapped_answers: unmapped,
         retries: take(log),
@@ -713,6 +801,76 @@ pub(crate) fn run(r: &RadioArgs, url: &str) -> Result<Exit, Failure> {
         );
     }
     Ok(Exit::from(summary.family_wise.verdict))
+}
+
+/// Refuses texts to read that carry our watermark (tested before anything is sent): the
+/// reading test is exact only for texts that do not depend on the key. Refusing only
+/// when the texts test positive is a decreasing event in the keyed scores, so it can
+/// only make the reading test more conservative.
+fn refuse_watermarked_reading(
+    prompts: &[Prompt],
+    detector: &Detector,
+    tokenizer: &TextTokenizer,
+    corpora: &Path,
+    jobs: usize,
+) -> Result<(), Failure> {
+    let texts: Vec<&str> = prompts
+        .iter()
+        .filter(|p| p.origin == Origin::Read)
+        .filter_map(|p| p.prompt.as_deref())
+        .collect();
+    if texts.is_empty() {
+        return Ok(());
+    }
+    let file = corpora.join("read-texts.jsonl");
+    let mut body = String::new();
+    for t in &texts {
+        let _ = writeln!(body, "{}", json!({ "text": t }));
+    }
+    write_file(&file, &body)?;
+    let scanner = Scanner::new(detector, Some(tokenizer)).jobs(jobs);
+    let d = progress::scan(&scanner, &file, |_| {})?.aggregate;
+    match d.outcome.log10_p() {
+        Some(p) if p < READ_TEXTS_REFUSED_BELOW => Err(Failure::Usage(format!(
+            "the --read texts carry this key's watermark (p = 10^{p:.1} over {} texts): a text to read must never \
+             have been written with the key (use human text, or answers served without the watermark)",
+            texts.len()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// `log10` of the p-value below which the texts to read count as watermarked.
+const READ_TEXTS_REFUSED_BELOW: f64 = -3.0;
+
+/// Refuses echoed log-probabilities that are shifted by one position: at position `i` the
+/// API must list the distribution of token `i` given the tokens before it. Its most likely
+/// candidate then matches token `i` far more often than token `i + 1`; a shifted response
+/// (llama-cpp-python's, when the prompt does not begin with the model's BOS token) has it
+/// the other way round. Decided from the text and the suspect's answers alone, not the key.
+fn check_alignment(docs: &[LogprobDoc]) -> Result<(), Failure> {
+    let (mut same, mut next) = (0usize, 0usize);
+    for d in docs {
+        for (i, cands) in d.top.iter().enumerate() {
+            let Some(&(best, _)) = cands.iter().max_by(|a, b| a.1.total_cmp(&b.1)) else {
+                continue;
+            };
+            same += usize::from(best == d.ids[i]);
+            next += usize::from(d.ids.get(i + 1) == Some(&best));
+        }
+    }
+    if next > same && next >= 10 {
+        return Err(Failure::Malformed {
+            source: "the API's echoed log-probabilities".into(),
+            message: format!(
+                "they look shifted by one position (the most likely candidate is the next token at {next} positions, \
+                 the token itself at {same}): the reading test needs, at each position, the distribution of that \
+                 token given the ones before it. llama-cpp-python shifts them when the prompt does not begin with \
+                 the model's BOS token"
+            ),
+        });
+    }
+    Ok(())
 }
 
 fn row(
@@ -811,10 +969,11 @@ fn render_html(s: &Summary) -> String {
 <body><h1>API audit: did the suspect model learn from our watermarked answers?</h1>
 <p><strong>{verdict}</strong> (family-wise over {n} tests at alpha {alpha:e}: the smallest p-value times {n} is {adj}).</p>
 <p>Endpoint <code>{endpoint}</code>; model id returned: <code>{models}</code>. Key id <code>{key}</code>, scheme <code>{scheme}</code>.</p>
-<p>Prompts: {harvest} from the harvest (the suspicious accounts' own requests), {new} new.
+<p>Prompts: {harvest} from the harvest (the suspicious accounts' own requests), {new} new, {read} texts read (echoed with
+log-probabilities; texts never written with the key).
 Answers: {answers} ({paid} queries paid in this run, {cached} from the cache); completion tokens: {tokens} in all.{stopped}</p>
 <table><tr><th>prompts</th><th>test</th><th>answers</th><th>p-value</th></tr>{rows}</table>
-<p>Each p-value is exact (the probability test: an exact weighted tail, or a conservative bound for gumbel schemes) and is the
+<p>Each p-value is exact (the probability and reading tests: an exact weighted tail, or a conservative bound for gumbel schemes) and is the
 chance of a result at least this extreme if the suspect model never learned from text watermarked with this key. The verdict
 multiplies the smallest by the number of tests (Bonferroni), so it holds at alpha whichever test is looked at.</p>
 </body></html>
@@ -829,6 +988,7 @@ multiplies the smallest by the number of tests (Bonferroni), so it holds at alph
         scheme = escape(&s.scheme),
         harvest = s.prompts.get("harvest").copied().unwrap_or(0),
         new = s.prompts.get("new").copied().unwrap_or(0),
+        read = s.prompts.get("read").copied().unwrap_or(0),
         answers = s.answers,
         paid = s.queries_paid_this_run,
         cached = s.answers_from_cache,
@@ -902,26 +1062,83 @@ mod tests {
         .expect("write");
         let new = dir.join("new.txt");
         std::fs::write(&new, "# comment\nn1\nn2\nn3\n").expect("write");
-        let p = load_prompts(None, Some(&harvest), Some(&new), None).expect("prompts");
+        let p = load_prompts(None, Some(&harvest), Some(&new), None, None).expect("prompts");
         let origins: Vec<Origin> = p.iter().map(|p| p.origin).collect();
         use Origin::{Harvest as H, New as N};
         assert_eq!(origins, vec![H, N, H, N, N]);
         assert_eq!(p[2].prompt.as_deref(), Some("q2"));
         assert_eq!(
-            load_prompts(None, Some(&harvest), Some(&new), Some(1))
+            load_prompts(None, Some(&harvest), Some(&new), None, Some(1))
                 .expect("prompts")
                 .len(),
             2
         );
         std::fs::write(&harvest, "{\"x\": 1}\n").expect("write");
-        let e = load_prompts(None, Some(&harvest), None, None).expect_err("bad line");
+        let e = load_prompts(None, Some(&harvest), None, None, None).expect_err("bad line");
         assert!(e.to_string().contains("line 1: needs \"messages\""), "{e}");
         std::fs::write(&harvest, "not json\n").expect("write");
-        let e = load_prompts(None, Some(&harvest), None, None).expect_err("bad line");
+        let e = load_prompts(None, Some(&harvest), None, None, None).expect_err("bad line");
         assert!(e.to_string().contains("line 1: not JSON"), "{e}");
-        let e = load_prompts(None, None, None, None).expect_err("no prompts");
+        let e = load_prompts(None, None, None, None, None).expect_err("no prompts");
         assert!(e.to_string().contains("no prompts"), "{e}");
+        // Texts to read: their own origin, after the others, and only as completion prompts.
+        let read = dir.join("read.jsonl");
+        std::fs::write(&read, "{\"prompt\": \"r1\"}\n{\"prompt\": \"r2\"}\n").expect("write");
+        let p = load_prompts(None, None, Some(&new), Some(&read), None).expect("prompts");
+        let origins: Vec<Origin> = p.iter().map(|p| p.origin).collect();
+        assert_eq!(origins, vec![N, N, N, Origin::Read, Origin::Read]);
+        std::fs::write(&read, "{\"messages\": [{\"role\": \"user\", \"content\": \"q\"}]}\n").expect("write");
+        let e = load_prompts(None, None, None, Some(&read), None).expect_err("chat to read");
+        assert!(e.to_string().contains("a text to read needs \"prompt\""), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_text_to_read_asks_for_its_echo() {
+        use clap::Parser as _;
+        let cli =
+            super::super::Cli::try_parse_from(["tracemark", "radioactivity", "--key", "k", "--api", "http://x/v1"])
+                .expect("parses");
+        let super::super::Command::Radioactivity(r) = cli.command else {
+            panic!("not radioactivity")
+        };
+        let args = *r.api;
+        let client = Client {
+            agent: ureq::Agent::config_builder().build().into(),
+            base: "http://127.0.0.1:9/v1".into(),
+            token: None,
+            a: &args,
+        };
+        let p = Prompt {
+            origin: Origin::Read,
+            messages: None,
+            prompt: Some("a text".into()),
+        };
+        let body = client.body(&p, 3);
+        assert_eq!(body["echo"], json!(true));
+        assert_eq!(body["max_tokens"], json!(1));
+        assert_eq!(body["logprobs"], json!(5));
+        assert!(client.endpoint(&p).ends_with("/completions") && !client.endpoint(&p).contains("chat"));
+    }
+
+    #[test]
+    fn shifted_echo_log_probabilities_are_refused() {
+        // Candidates whose best is the token itself: aligned.
+        let ids: Vec<u32> = (0..40).map(|i| i % 7).collect();
+        let aligned: Vec<Vec<(u32, f64)>> = ids.iter().map(|&t| vec![(t, -0.1), (99, -3.0)]).collect();
+        let doc = LogprobDoc {
+            prompt_ids: Vec::new(),
+            ids: ids.clone(),
+            top: aligned,
+        };
+        assert!(check_alignment(std::slice::from_ref(&doc)).is_ok());
+        // The same lists one position late: the best is the next token.
+        let mut shifted = doc.clone();
+        shifted.top = (0..ids.len())
+            .map(|i| vec![(ids.get(i + 1).copied().unwrap_or(99), -0.1), (99, -3.0)])
+            .collect();
+        let e = check_alignment(&[shifted]).expect_err("shifted");
+        assert!(e.to_string().contains("shifted by one position"), "{e}");
     }
 
     #[test]

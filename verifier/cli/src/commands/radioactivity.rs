@@ -147,7 +147,7 @@ pub(crate) fn run(a: RadioArgs) -> Result<Exit, Failure> {
     }
     if a.api.audit_flags_given() {
         return Err(Failure::Usage(
-            "--harvest, --new-prompts, --prompts, --limit, --cache and --out are options of an API audit: add --api URL"
+            "--harvest, --new-prompts, --read, --prompts, --limit, --cache and --out are options of an API audit: add --api URL"
                 .into(),
         ));
     }
