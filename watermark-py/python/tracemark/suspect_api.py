@@ -51,7 +51,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 __all__ = ["AuditError", "Prompt", "audit", "load_prompts", "main", "radioactivity_api"]
 
@@ -69,6 +69,22 @@ class Prompt:
     prompt: Optional[str] = None
 
 
+def _jsonl_rows(path: Optional[Path]) -> Iterator[Tuple[int, dict]]:
+    """(line number, object) of each non-blank line of a JSONL file (none without a path)."""
+    if path is None:
+        return
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise AuditError(f"{path}: line {n}: not JSON ({e.msg})") from None
+        if not isinstance(row, dict):
+            raise AuditError(f"{path}: line {n}: not a JSON object")
+        yield n, row
+
+
 def load_prompts(harvest: Optional[Path] = None, new: Optional[Path] = None, limit: Optional[int] = None,
                  read: Optional[Path] = None) -> List[Prompt]:
     """The harvest's requests (JSONL: ``messages`` or ``prompt`` per line), new
@@ -76,32 +92,18 @@ def load_prompts(harvest: Optional[Path] = None, new: Optional[Path] = None, lim
     ``prompt`` per line; never written with the key); the first two interleaved so
     that a budget spends on both, the texts to read after them; ``limit`` caps each origin."""
     out: Dict[str, List[Prompt]] = {"harvest": [], "new": [], "read": []}
-    if harvest is not None:
-        for n, line in enumerate(harvest.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise AuditError(f"{harvest}: line {n}: not JSON ({e.msg})") from None
-            if isinstance(row.get("messages"), list):
-                msgs = tuple((str(m["role"]), str(m["content"])) for m in row["messages"])
-                out["harvest"].append(Prompt("harvest", messages=msgs))
-            elif isinstance(row.get("prompt"), str):
-                out["harvest"].append(Prompt("harvest", prompt=row["prompt"]))
-            else:
-                raise AuditError(f"{harvest}: line {n}: needs \"messages\" (a list) or \"prompt\" (a string)")
-    if read is not None:
-        for n, line in enumerate(read.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise AuditError(f"{read}: line {n}: not JSON ({e.msg})") from None
-            if not isinstance(row.get("prompt"), str):
-                raise AuditError(f"{read}: line {n}: a text to read needs \"prompt\" (a string)")
-            out["read"].append(Prompt("read", prompt=row["prompt"]))
+    for n, row in _jsonl_rows(harvest):
+        if isinstance(row.get("messages"), list):
+            msgs = tuple((str(m["role"]), str(m["content"])) for m in row["messages"])
+            out["harvest"].append(Prompt("harvest", messages=msgs))
+        elif isinstance(row.get("prompt"), str):
+            out["harvest"].append(Prompt("harvest", prompt=row["prompt"]))
+        else:
+            raise AuditError(f"{harvest}: line {n}: needs \"messages\" (a list) or \"prompt\" (a string)")
+    for n, row in _jsonl_rows(read):
+        if not isinstance(row.get("prompt"), str):
+            raise AuditError(f"{read}: line {n}: a text to read needs \"prompt\" (a string)")
+        out["read"].append(Prompt("read", prompt=row["prompt"]))
     if new is not None:
         for line in new.read_text(encoding="utf-8").splitlines():
             if line.strip() and not line.startswith("#"):
