@@ -394,6 +394,20 @@ def render(plan: Plan, rows, calib, secs: float, waiting: List[str] = ()) -> str
                 cells.append("n/a" if v is None else f"{v:.1f}")
             lines.append(f"| {s['name']} | {s['train_tokens']:,} ({s['marked_tokens']:,}) | {s['loss']:.3f} | {b // 2} | "
                          + " | ".join(cells) + " |")
+    # The budget each student needs: the smallest at which each test is below 1e-6.
+    tests = (("harvest", "black-box"), ("harvest", "probability"), ("new", "black-box"), ("new", "probability"),
+             ("read", "reading"))
+    lines += ["", "Queries of one origin (texts, for the reading test) each test needed to reach p < 1e-6 (\"> N\": not "
+              "within the budgets run):", "",
+              "| student | harvest black box | harvest probability | new black box | new probability | reading |",
+              "|---|---:|---:|---:|---:|---:|"]
+    for s, summary, by in rows:
+        cells = []
+        for o, t in tests:
+            run = [b for b in plan.budgets if by.get((b, o, t)) is not None]
+            hit = next((b for b in run if by[(b, o, t)] < -6), None)
+            cells.append(str(hit // 2) if hit else (f"> {max(run) // 2}" if run else "n/a"))
+        lines.append(f"| {s['name']} | " + " | ".join(cells) + " |")
     lines += ["", "Query budget spent per student: " + "; ".join(
         f"{s['name']}: {summ['answers']} queries ({summ['prompts'].get('read', 0)} of them texts read), "
         f"{summ['completion_tokens_total']:,} completion and {summ.get('prompt_tokens_total', 0):,} prompt tokens"
