@@ -28,6 +28,18 @@
 //! across the corpus. Self-hash contexts, whose seeds depend on the candidate,
 //! are refused: a self-anchored token's bias is exposed by any earlier
 //! occurrence of the token, which this rule does not track.
+//!
+//! **Across documents the argument is not complete.** Another of our texts
+//! may have followed the same context with a token the green list favoured;
+//! if the suspect predicts that token here, the pair's value is not a fresh
+//! draw given our texts, so the p-value is not proven exact. The unwatermarked
+//! teacher, reading 150 of our answers, gave 10^-0.16 (stop 39, in the lab):
+//! the effect looks small in practice, but that is one measurement, not a
+//! bound. For a p-value that must be
+//! exact, feed the suspect text that was never written with the key: `ids` may
+//! be any text, and then nothing in the corpus depends on the key (the
+//! argument of the probability test; `radioactivity --api --read` does this
+//! through an API).
 
 use serde::{Deserialize, Serialize};
 use tracemark_core::ContextMode;
