@@ -511,6 +511,28 @@ fn write_file(path: &Path, text: &str) -> Result<(), Failure> {
     })
 }
 
+/// Writes one JSON value per line.
+fn write_jsonl(path: &Path, rows: impl IntoIterator<Item = Value>) -> Result<(), Failure> {
+    let mut body = String::new();
+    for row in rows {
+        let _ = writeln!(body, "{row}");
+    }
+    write_file(path, &body)
+}
+
+/// Writes `texts` as a JSONL corpus to `file` and scans it: the aggregate test.
+fn scan_texts<T: Serialize>(
+    detector: &Detector,
+    tokenizer: &TextTokenizer,
+    jobs: usize,
+    file: &Path,
+    texts: &[T],
+) -> Result<tracemark_verifier::Detection, Failure> {
+    write_jsonl(file, texts.iter().map(|t| json!({ "text": t })))?;
+    let scanner = Scanner::new(detector, Some(tokenizer)).jobs(jobs);
+    Ok(progress::scan(&scanner, file, |_| {})?.aggregate)
+}
+
 /// Runs `radioactivity --api`.
 pub(crate) fn run(r: &RadioArgs, url: &str) -> Result<Exit, Failure> {
     let a = &r.api;
@@ -631,6 +653,14 @@ pub(crate) fn run(r: &RadioArgs, url: &str) -> Result<Exit, Failure> {
     let mut read_of: Vec<usize> = Vec::new();
     let mut texts: BTreeMap<Origin, Vec<String>> = BTreeMap::new();
     let mut lps: BTreeMap<Origin, Vec<LogprobDoc>> = BTreeMap::new();
+    // The candidates an API listed at a position, as ids (those whose text names one id).
+    let candidates = |cands: &[(String, f64)]| -> Vec<(u32, f64)> {
+        cands
+            .iter()
+            .filter(|(_, lp)| *lp <= 0.0)
+            .filter_map(|(c, lp)| Some((*pieces.get(c)?, *lp)))
+            .collect()
+    };
     for (&i, answer) in &responses {
         billed_total += answer.billed;
         prompt_billed_total += answer.prompt_billed;
@@ -646,13 +676,6 @@ pub(crate) fn run(r: &RadioArgs, url: &str) -> Result<Exit, Failure> {
         if origin != Origin::Read && !answer.text.trim().is_empty() {
             texts.entry(origin).or_default().push(answer.text.clone());
         }
-        let candidates = |cands: &[(String, f64)]| -> Vec<(u32, f64)> {
-            cands
-                .iter()
-                .filter(|(_, lp)| *lp <= 0.0)
-                .filter_map(|(c, lp)| Some((*pieces.get(c)?, *lp)))
-                .collect()
-        };
         if origin == Origin::Read {
             // A text read back is cut at the tokens whose text does not name one id (special
             // tokens print as nothing): each piece is tested on its own, so no context is
@@ -702,34 +725,25 @@ pub(crate) fn run(r: &RadioArgs, url: &str) -> Result<Exit, Failure> {
         let text_docs: Vec<&String> = which.iter().flat_map(|o| texts.get(o).into_iter().flatten()).collect();
         if !text_docs.is_empty() {
             let file = corpora.join(format!("{name}-black-box.jsonl"));
-            let mut body = String::new();
-            for t in &text_docs {
-                let _ = writeln!(body, "{}", json!({ "text": t }));
-            }
-            write_file(&file, &body)?;
-            let scanner = Scanner::new(&detector, Some(tokenizer)).jobs(r.jobs);
-            let d = progress::scan(&scanner, &file, |_| {})?.aggregate;
+            let d = scan_texts(&detector, tokenizer, r.jobs, &file, &text_docs)?;
             rows.push(row(name, "black box", text_docs.len(), &d, &file));
         }
         let lp_docs: Vec<&LogprobDoc> = which.iter().flat_map(|o| lps.get(o).into_iter().flatten()).collect();
         if !lp_docs.is_empty() {
             let file = corpora.join(format!("{name}-probability.jsonl"));
-            let mut body = String::new();
-            for d in &lp_docs {
-                let _ = writeln!(body, "{}", json!({ "ids": d.ids, "top": d.top }));
-            }
-            write_file(&file, &body)?;
+            write_jsonl(&file, lp_docs.iter().map(|d| json!({ "ids": d.ids, "top": d.top })))?;
             let d = probability_test(&detector, lp_docs.iter().copied())?;
             rows.push(row(name, "probability", lp_docs.len(), &d, &file));
         }
     }
     if let Some(read) = lps.get(&Origin::Read).filter(|d| !d.is_empty()) {
         let file = corpora.join("read-reading.jsonl");
-        let mut body = String::new();
-        for (d, text) in read.iter().zip(&read_of) {
-            let _ = writeln!(body, "{}", json!({ "ids": d.ids, "top": d.top, "text": text }));
-        }
-        write_file(&file, &body)?;
+        write_jsonl(
+            &file,
+            read.iter()
+                .zip(&read_of)
+                .map(|(d, text)| json!({ "ids": d.ids, "top": d.top, "text": text })),
+        )?;
         let d = probability_test(&detector, read.iter())?;
         rows.push(row("read", "reading", read_texts, &d, &file));
     }
@@ -822,14 +836,7 @@ fn refuse_watermarked_reading(
     if texts.is_empty() {
         return Ok(());
     }
-    let file = corpora.join("read-texts.jsonl");
-    let mut body = String::new();
-    for t in &texts {
-        let _ = writeln!(body, "{}", json!({ "text": t }));
-    }
-    write_file(&file, &body)?;
-    let scanner = Scanner::new(detector, Some(tokenizer)).jobs(jobs);
-    let d = progress::scan(&scanner, &file, |_| {})?.aggregate;
+    let d = scan_texts(detector, tokenizer, jobs, &corpora.join("read-texts.jsonl"), &texts)?;
     match d.outcome.log10_p() {
         Some(p) if p < READ_TEXTS_REFUSED_BELOW => Err(Failure::Usage(format!(
             "the --read texts carry this key's watermark (p = 10^{p:.1} over {} texts): a text to read must never \
