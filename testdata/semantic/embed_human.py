@@ -20,7 +20,8 @@ corpus order. Embeddings come from `tracemark.Embedder` (SPEC §15.2).
 `--all-documents` takes every document of CORPUS as held out (`half` 1): for
 a corpus the reference mean was not measured on, such as `scripts/fetch.py
 human-text-multilingual` (German, French, Spanish, Russian and Japanese
-man pages and fortunes), otherwise as `--all-held-out`.
+man pages and fortunes) or `scripts/fetch.py human-text-fortunes` (English
+fortunes), otherwise as `--all-held-out`.
 
 `--all-held-out` takes every document of the held-out half (no per-category
 limit) and none of the reference half, in the order of SHA-256 of their ids
