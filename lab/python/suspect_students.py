@@ -414,11 +414,20 @@ def render(plan: Plan, rows, calib, secs: float, waiting: List[str] = ()) -> str
         for s, summ, _ in rows), ""]
     if calib is None:
         return "\n".join(lines + [f"Total time {secs / 60:.0f} minutes on this machine.", ""])
+    from suspect_calibrate import binomial_range
+
     lines += ["## Calibration: the 0% student under control keys", "",
-              "| test | keys | share p < 0.01 | share p < 0.1 |", "|---|---:|---:|---:|"]
+              "Each test on the 0% student's responses under control keys (derived from a control master that never "
+              "watermarked anything): the number of keys below each level against the 99% binomial range of a calibrated "
+              "test.", "",
+              "| test | keys | p < 0.1 | p < 0.01 | p < 0.001 |", "|---|---:|---:|---:|---:|"]
     for t, ps in calib.items():
-        n = len(ps)
-        lines.append(f"| {t} | {n} | {sum(p < 0.01 for p in ps) / max(n, 1):.3f} | {sum(p < 0.1 for p in ps) / max(n, 1):.3f} |")
+        n, cells = len(ps), []
+        for a in (0.1, 0.01, 0.001):
+            lo, hi = binomial_range(n, a)
+            k = sum(p < a for p in ps)
+            cells.append(f"{k} ({lo}-{hi}: {'inside' if lo <= k <= hi else 'OUTSIDE'})")
+        lines.append(f"| {t} | {n} | " + " | ".join(cells) + " |")
     lines += ["", f"Total time {secs / 60:.0f} minutes on this machine.", ""]
     return "\n".join(lines)
 
