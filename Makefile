@@ -34,7 +34,7 @@ CARGO_FUZZ := $(CACHE)/tools/cargo-fuzz-$(CARGO_FUZZ_VERSION)/bin/cargo-fuzz
 FUZZ_SECONDS ?= 30
 FUZZ_MODE ?= auto
 
-.PHONY: help setup data demo test-recipe suspect-harvest suspect-api suspect-calibrate semantic-drift semantic-frontier check check-rust check-python test test-rust test-python test-vllm test-spark test-browser venv python bench bench-scaling flamegraphs bench-python bench-spark bench-serving bench-serve test-serve-fuzz test-serve-abuse gpu-check-prepare mistralrs-demo lint fuzz-smoke eval eval-quick frontier distill distill-quick distill-transformer spoof spoof-quick accounts campaign campaign-quick calibrate calibrate-multilingual clean-cache
+.PHONY: help setup data demo test-recipe suspect-harvest suspect-api suspect-calibrate semantic-drift semantic-frontier semantic-student check check-rust check-python test test-rust test-python test-vllm test-spark test-browser venv python bench bench-scaling flamegraphs bench-python bench-spark bench-serving bench-serve test-serve-fuzz test-serve-abuse gpu-check-prepare mistralrs-demo lint fuzz-smoke eval eval-quick frontier distill distill-quick distill-transformer spoof spoof-quick accounts campaign campaign-quick calibrate calibrate-multilingual clean-cache
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -269,6 +269,13 @@ semantic-frontier: data python ## The frontier's semantic arms (about an hour; c
 	export TRACEMARK_MODEL="$$($(FETCH) model)" TRACEMARK_EMBEDDER="$$($(FETCH) embedder)" \
 	       TRACEMARK_HUMAN_TEXT="$$($(FETCH) human-text)" TRACEMARK_CLI="$(BIN)/tracemark"; \
 	cd lab/python && "$(VPY)" semantic_frontier.py $(if $(QUICK),--quick,) $(SEMANTIC_FRONTIER_ARGS)
+
+# Issue 25, deliverable 7: students fine-tuned on the frontier's layered answers, as served and
+# paraphrased once; black box and reading mode of each layer.
+semantic-student: data python ## Does the semantic layer reach a student trained on laundered answers? (about 30 minutes; needs `make semantic-frontier`'s cache). QUICK=1: minutes
+	$(CARGO) build $(CARGO_FLAGS) -q -p tracemark-cli --bin tracemark
+	export TRACEMARK_MODEL="$$($(FETCH) model)" TRACEMARK_EMBEDDER="$$($(FETCH) embedder)" TRACEMARK_CLI="$(BIN)/tracemark"; \
+	cd lab/python && "$(VPY)" semantic_student.py $(if $(QUICK),--quick,) $(SEMANTIC_STUDENT_ARGS)
 
 distill-quick: ## The distillation pipeline on a small harvest (part of `make test`)
 	$(MAKE) --no-print-directory distill QUICK=1
