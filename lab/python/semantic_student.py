@@ -43,13 +43,13 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import List
 
 import torch
 
-from frontier import prompts
+from frontier import prompts, slug
 from semantic_frontier import SEMANTIC, TOKEN, account_scan
-from transformer_student import ROOT, Cli, Lab, Plan, log, read_jsonl, stored_key, tokens, write_jsonl
+from transformer_student import ROOT, Cli, Lab, Plan, log, read_jsonl, tokens
 
 # Evaluation prompts the frontier's layered answers did not use.
 FIRST_NEW_PROMPT = 40
@@ -74,11 +74,11 @@ def main() -> int:
     if not layered_path.exists() or not para_path.exists():
         raise SystemExit(f"run `make semantic-frontier{' QUICK=1' if args.quick else ''}` first (needs {para_path})")
     key_path = source / "key.key"
-    stored_key(key_path)
+    cli = os.environ["TRACEMARK_CLI"]
     plan = Plan.new(False)
     if args.quick:
         plan.epochs = 1
-    lab = Lab(plan, cache, Path(os.environ["TRACEMARK_CLI"]))
+    lab = Lab(plan, cache, Path(cli))
     tok_json = lab.tokenizer_json()
     embedder_dir = os.environ["TRACEMARK_EMBEDDER"]
 
@@ -90,11 +90,11 @@ def main() -> int:
     laundered = as_ids(read_jsonl(para_path))
     chats = [lab.chat(q) for q in prompts()[FIRST_NEW_PROMPT : FIRST_NEW_PROMPT + n]]
     students = [("base model (control)", None), ("layered", served), ("layered, paraphrased once", laundered)]
-    tests = Cli(Path(os.environ["TRACEMARK_CLI"]), lab.vocab, cache)
+    tests = Cli(Path(cli), lab.vocab, cache)
     rows = []
     for i, (name, data) in enumerate(students):
-        slug = "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
-        meta = cache / f"student-{slug}.json"
+        name_slug = slug(name)
+        meta = cache / f"student-{name_slug}.json"
         if meta.exists():
             s = json.loads(meta.read_text())
         else:
@@ -112,8 +112,7 @@ def main() -> int:
             meta.write_text(json.dumps(s))
             log(f"student {name}: {s['train_tokens']} training tokens, loss {loss}, {train_secs:.0f} s training, "
                 f"{s['answer_tokens']} answer tokens")
-        bb = account_scan(os.environ["TRACEMARK_CLI"], key_path, str(tok_json), embedder_dir, s["answers"],
-                          cache / f"answers-{slug}.jsonl")
+        bb = account_scan(cli, key_path, str(tok_json), embedder_dir, s["answers"], cache / f"answers-{name_slug}.jsonl")
         rd = tests.log10_p(key_path, "reading", s["reading"], None)
         rows.append((s, bb, rd))
         log(f"{name}: black box token {bb['token']:.2f}, semantic {bb['semantic']:.2f} ({bb['sentences']} sentences), "
