@@ -68,6 +68,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(corpus::scan_corpus, m)?)?;
     m.add_class::<observe::PyContextFilter>()?;
     m.add_function(wrap_pyfunction!(observe::observe_lines, m)?)?;
+    m.add_function(wrap_pyfunction!(observe::observe_arrow, m)?)?;
     m.add_function(wrap_pyfunction!(observe::reference_context_keys, m)?)?;
     m.add_function(wrap_pyfunction!(observe::corpus_test, m)?)?;
     m.add_function(wrap_pyfunction!(observe::total_is_order_free, m)?)?;

@@ -4,7 +4,7 @@
 
 use numpy::{PyArray1, PyReadonlyArray1};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict};
+use pyo3::types::{PyBytes, PyDict, PyTuple};
 use tracemark_verifier::distributed::{self, ObservedDocument};
 use tracemark_verifier::{ContextFilter, Counts, Scanner};
 
@@ -67,11 +67,10 @@ fn owned_lines(
         .iter()
         .zip(values)
         .map(|(&n, v)| {
-            let n = usize::try_from(n)
-                .ok()
-                .filter(|&n| n >= 1)
-                .ok_or_else(|| InvalidParameterError::new_err(format!("{n} is not a 1-based line number")))?;
-            Ok((n, v.as_ref().map_or_else(Vec::new, |b| b.as_bytes().to_vec())))
+            Ok((
+                line_number(n)?,
+                v.as_ref().map_or_else(Vec::new, |b| b.as_bytes().to_vec()),
+            ))
         })
         .collect()
 }
@@ -83,43 +82,40 @@ fn verdict_name(d: &ObservedDocument) -> Option<String> {
         .and_then(|v| v.as_str().map(str::to_string))
 }
 
-/// Scans a batch of JSONL lines exactly as `scan_corpus` (and `tracemark
-/// scan`) scans them: `lines` are their 1-based line numbers in the corpus,
-/// `values` their bytes (with or without the newline). Blank lines are
-/// skipped. Returns columns, one entry per document: `line`, `id` (the
-/// document's id as JSON, or None), `verdict`, `log10_p`, `tokens`,
-/// `scored`, `canonical_changes`, `error`, `json` (the line `tracemark scan`
-/// writes), `enters` (whether it adds to the aggregate) and its counts
-/// `prompt`, `seen`, `skipped_duplicate` (within the document),
-/// `skipped_short_context`, `skipped_by_filter`; and one entry per scored
-/// observation after the within-document deduplication, documents in
-/// order: `obs_offsets` (document i's are `obs_offsets[i]:obs_offsets[i+1]`),
-/// `position`, `context_key`, `seed`, `token`, `score`. Releases the GIL.
-#[pyfunction]
-#[pyo3(signature = (detector, lines, values, *, tokenizer = None, context_filter = None))]
-pub(crate) fn observe_lines<'py>(
-    py: Python<'py>,
+/// The documents of a batch of lines (`(line number, bytes)`), scanned as
+/// `tracemark scan` scans them; blank lines give none. Releases the GIL.
+fn observe_batch<'a>(
+    py: Python<'_>,
     detector: &PyDetector,
-    lines: PyReadonlyArray1<'py, i64>,
-    values: Vec<Option<Bound<'py, PyBytes>>>,
-    tokenizer: Option<&Bound<'py, PyAny>>,
+    tokenizer: Option<&Bound<'_, PyAny>>,
     context_filter: Option<&PyContextFilter>,
-) -> PyResult<Bound<'py, PyDict>> {
-    let batch = owned_lines(&lines, &values)?;
-    drop(values);
+    batch: impl Iterator<Item = (usize, &'a [u8])> + Send,
+) -> PyResult<Vec<ObservedDocument>> {
     let tokenizer = optional_tokenizer_arg(tokenizer)?;
     let tok = tokenizer.as_deref();
-    let docs: Vec<ObservedDocument> = py.detach(|| {
+    Ok(py.detach(|| {
         let mut scanner = Scanner::new(&detector.inner, tok);
         if let Some(f) = context_filter {
             scanner = scanner.filter(&f.inner);
         }
         batch
-            .iter()
-            .filter_map(|(n, bytes)| distributed::observe_line(&scanner, *n, bytes))
+            .filter_map(|(n, bytes)| distributed::observe_line(&scanner, n, bytes))
             .collect()
-    });
-    let out = PyDict::new(py);
+    }))
+}
+
+/// A 1-based line number from Python.
+fn line_number(n: i64) -> PyResult<usize> {
+    usize::try_from(n)
+        .ok()
+        .filter(|&n| n >= 1)
+        .ok_or_else(|| InvalidParameterError::new_err(format!("{n} is not a 1-based line number")))
+}
+
+/// The columns of `observe_lines` and `observe_arrow` that are numbers:
+/// `line`, `tokens`, `scored`, `canonical_changes`, `enters`, the counts, and
+/// `n_observations`.
+fn number_columns<'py>(py: Python<'py>, out: &Bound<'py, PyDict>, docs: &[ObservedDocument]) -> PyResult<()> {
     let column = |f: &dyn Fn(&ObservedDocument) -> usize| -> Vec<i64> { docs.iter().map(|d| f(d) as i64).collect() };
     let counts = |f: &dyn Fn(&Counts) -> usize| -> Vec<i64> {
         docs.iter()
@@ -127,26 +123,12 @@ pub(crate) fn observe_lines<'py>(
             .collect()
     };
     out.set_item("line", PyArray1::from_vec(py, column(&|d| d.result.line)))?;
-    let ids: Vec<Option<String>> = docs
-        .iter()
-        .map(|d| d.result.id.as_ref().map(serde_json::Value::to_string))
-        .collect();
-    out.set_item("id", ids)?;
-    out.set_item("verdict", docs.iter().map(verdict_name).collect::<Vec<_>>())?;
-    out.set_item("log10_p", docs.iter().map(|d| d.result.log10_p).collect::<Vec<_>>())?;
     out.set_item("tokens", PyArray1::from_vec(py, column(&|d| d.result.tokens)))?;
     out.set_item("scored", PyArray1::from_vec(py, column(&|d| d.result.scored)))?;
     out.set_item(
         "canonical_changes",
         PyArray1::from_vec(py, column(&|d| d.result.canonical_changes)),
     )?;
-    out.set_item("error", docs.iter().map(|d| d.result.error.clone()).collect::<Vec<_>>())?;
-    let json = docs
-        .iter()
-        .map(|d| serde_json::to_string(&d.result))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| InvalidParameterError::new_err(e.to_string()))?;
-    out.set_item("json", json)?;
     out.set_item(
         "enters",
         PyArray1::from_vec(py, docs.iter().map(|d| d.contribution.is_some()).collect()),
@@ -165,13 +147,27 @@ pub(crate) fn observe_lines<'py>(
         "skipped_by_filter",
         PyArray1::from_vec(py, counts(&|c| c.skipped_by_filter)),
     )?;
+    out.set_item(
+        "n_observations",
+        PyArray1::from_vec(
+            py,
+            column(&|d| d.contribution.as_ref().map_or(0, |c| c.observations.len())),
+        ),
+    )?;
+    Ok(())
+}
+
+/// The documents' observations, in order: `obs_offsets` (document i's are
+/// `obs_offsets[i]:obs_offsets[i+1]`), `position`, `context_key`, `seed`,
+/// `token`, `score`.
+fn observation_columns<'py>(py: Python<'py>, out: &Bound<'py, PyDict>, docs: &[ObservedDocument]) -> PyResult<()> {
     let observations = || {
         docs.iter()
             .flat_map(|d| d.contribution.iter().flat_map(|c| &c.observations))
     };
     let mut offsets = Vec::with_capacity(docs.len() + 1);
     offsets.push(0i64);
-    for d in &docs {
+    for d in docs {
         let n = d.contribution.as_ref().map_or(0, |c| c.observations.len());
         offsets.push(offsets[offsets.len() - 1] + n as i64);
     }
@@ -193,6 +189,236 @@ pub(crate) fn observe_lines<'py>(
         "score",
         PyArray1::from_vec(py, observations().map(|o| o.score).collect()),
     )?;
+    Ok(())
+}
+
+fn result_json(d: &ObservedDocument) -> PyResult<String> {
+    serde_json::to_string(&d.result).map_err(|e| InvalidParameterError::new_err(e.to_string()))
+}
+
+/// Scans a batch of JSONL lines exactly as `scan_corpus` (and `tracemark
+/// scan`) scans them: `lines` are their 1-based line numbers in the corpus,
+/// `values` their bytes (with or without the newline). Blank lines are
+/// skipped. Returns columns, one entry per document: `line`, `id` (the
+/// document's id as JSON, or None), `verdict`, `log10_p`, `tokens`,
+/// `scored`, `canonical_changes`, `error`, `json` (the line `tracemark scan`
+/// writes), `enters` (whether it adds to the aggregate) and its counts
+/// `prompt`, `seen`, `skipped_duplicate` (within the document),
+/// `skipped_short_context`, `skipped_by_filter`, and `n_observations`; and
+/// one entry per scored observation after the within-document
+/// deduplication, documents in order: `obs_offsets` (document i's are
+/// `obs_offsets[i]:obs_offsets[i+1]`), `position`, `context_key`, `seed`,
+/// `token`, `score`. Releases the GIL. `observe_arrow` does the same on a
+/// batch's Arrow buffers, without a Python object per line.
+#[pyfunction]
+#[pyo3(signature = (detector, lines, values, *, tokenizer = None, context_filter = None))]
+pub(crate) fn observe_lines<'py>(
+    py: Python<'py>,
+    detector: &PyDetector,
+    lines: PyReadonlyArray1<'py, i64>,
+    values: Vec<Option<Bound<'py, PyBytes>>>,
+    tokenizer: Option<&Bound<'py, PyAny>>,
+    context_filter: Option<&PyContextFilter>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let batch = owned_lines(&lines, &values)?;
+    drop(values);
+    let docs = observe_batch(
+        py,
+        detector,
+        tokenizer,
+        context_filter,
+        batch.iter().map(|(n, b)| (*n, b.as_slice())),
+    )?;
+    let out = PyDict::new(py);
+    number_columns(py, &out, &docs)?;
+    let ids: Vec<Option<String>> = docs
+        .iter()
+        .map(|d| d.result.id.as_ref().map(serde_json::Value::to_string))
+        .collect();
+    out.set_item("id", ids)?;
+    out.set_item("verdict", docs.iter().map(verdict_name).collect::<Vec<_>>())?;
+    out.set_item("log10_p", docs.iter().map(|d| d.result.log10_p).collect::<Vec<_>>())?;
+    out.set_item("error", docs.iter().map(|d| d.result.error.clone()).collect::<Vec<_>>())?;
+    out.set_item("json", docs.iter().map(result_json).collect::<PyResult<Vec<_>>>()?)?;
+    observation_columns(py, &out, &docs)?;
+    Ok(out)
+}
+
+/// An Arrow validity bitmap (least significant bit first) of `valid`, or
+/// None when every entry is valid.
+fn validity(py: Python<'_>, valid: impl Iterator<Item = bool>) -> Option<Bound<'_, PyArray1<u8>>> {
+    let mut bits = Vec::new();
+    let mut all = true;
+    for (i, v) in valid.enumerate() {
+        if i % 8 == 0 {
+            bits.push(0u8);
+        }
+        if v {
+            bits[i / 8] |= 1 << (i % 8);
+        } else {
+            all = false;
+        }
+    }
+    (!all).then(|| PyArray1::from_vec(py, bits))
+}
+
+/// An Arrow string or binary column of `values` (None: null) as its buffers:
+/// `(validity bitmap or None, int32 offsets, data)`, numpy arrays that
+/// `pyarrow.Array.from_buffers` takes as they are.
+fn arrow_strings<'py, S: AsRef<[u8]>>(py: Python<'py>, values: &[Option<S>]) -> PyResult<Bound<'py, PyTuple>> {
+    let mut offsets = Vec::with_capacity(values.len() + 1);
+    let mut data = Vec::new();
+    offsets.push(0i32);
+    for v in values {
+        if let Some(v) = v {
+            data.extend_from_slice(v.as_ref());
+        }
+        offsets.push(i32::try_from(data.len()).map_err(|_| {
+            InvalidParameterError::new_err("more than 2 GiB of results in one Arrow batch: make the batches smaller")
+        })?);
+    }
+    let valid = validity(py, values.iter().map(Option::is_some));
+    PyTuple::new(
+        py,
+        [
+            valid.map_or_else(|| py.None().into_bound(py), Bound::into_any),
+            PyArray1::from_vec(py, offsets).into_any(),
+            PyArray1::from_vec(py, data).into_any(),
+        ],
+    )
+}
+
+/// `observe_lines` on one Arrow batch of lines, from its buffers, with no
+/// Python object per line either way (`tracemark.spark`'s executors): the
+/// lines are `data[offsets[i]:offsets[i + 1]]` (`offsets` int32 or int64,
+/// `data` uint8: the `value` column's buffers, as numpy views), null where
+/// `valid` (bool, optional) is False (read as a blank line), numbered by
+/// `lines`. The same columns as `observe_lines`, except that `id`,
+/// `verdict`, `error` and `json` are Arrow string columns and `log10_p` an
+/// Arrow float64 column, given by their buffers: `(validity bitmap or None,
+/// int32 offsets, data)` and `(validity bitmap or None, float64 values)`.
+/// With `buckets` > 0 the observations are not returned; the batch's are
+/// deduplicated by pair and packed into buckets instead (`pair_buckets`):
+/// `bucket` (int32, the non-empty buckets) and `pairs` (their blobs, an
+/// Arrow binary column's buffers). Releases the GIL.
+#[pyfunction]
+#[pyo3(signature = (detector, lines, offsets, data, *, valid = None, tokenizer = None, context_filter = None, buckets = 0))]
+#[allow(clippy::too_many_arguments)] // Python keyword arguments
+pub(crate) fn observe_arrow<'py>(
+    py: Python<'py>,
+    detector: &PyDetector,
+    lines: PyReadonlyArray1<'py, i64>,
+    offsets: &Bound<'py, PyAny>,
+    data: PyReadonlyArray1<'py, u8>,
+    valid: Option<PyReadonlyArray1<'py, bool>>,
+    tokenizer: Option<&Bound<'py, PyAny>>,
+    context_filter: Option<&PyContextFilter>,
+    buckets: usize,
+) -> PyResult<Bound<'py, PyDict>> {
+    let layout = |e: numpy::AsSliceError| InvalidParameterError::new_err(e.to_string());
+    let lines = lines.as_slice().map_err(layout)?;
+    let data = data.as_slice().map_err(layout)?;
+    let bounds: Vec<usize> = if let Ok(o) = offsets.extract::<PyReadonlyArray1<'_, i32>>() {
+        o.as_slice()
+            .map_err(layout)?
+            .iter()
+            .map(|&x| usize::try_from(x).unwrap_or(usize::MAX))
+            .collect()
+    } else if let Ok(o) = offsets.extract::<PyReadonlyArray1<'_, i64>>() {
+        o.as_slice()
+            .map_err(layout)?
+            .iter()
+            .map(|&x| usize::try_from(x).unwrap_or(usize::MAX))
+            .collect()
+    } else {
+        return Err(InvalidParameterError::new_err(
+            "offsets must be a 1-D int32 or int64 numpy array",
+        ));
+    };
+    let valid = match &valid {
+        Some(v) => Some(v.as_slice().map_err(layout)?),
+        None => None,
+    };
+    if bounds.len() != lines.len() + 1 || valid.is_some_and(|v| v.len() != lines.len()) {
+        return Err(InvalidParameterError::new_err(format!(
+            "{} line numbers, {} offsets and {} validity entries: give n, n + 1 and n",
+            lines.len(),
+            bounds.len(),
+            valid.map_or(lines.len(), <[bool]>::len)
+        )));
+    }
+    let mut batch = Vec::with_capacity(lines.len());
+    for (i, &n) in lines.iter().enumerate() {
+        let (from, to) = (bounds[i], bounds[i + 1]);
+        if from > to || to > data.len() {
+            return Err(InvalidParameterError::new_err(format!(
+                "offsets {from}..{to} of line {i} are not inside the {} bytes of data",
+                data.len()
+            )));
+        }
+        let bytes = if valid.is_none_or(|v| v[i]) {
+            &data[from..to]
+        } else {
+            &[][..]
+        };
+        batch.push((line_number(n)?, bytes));
+    }
+    let docs = observe_batch(py, detector, tokenizer, context_filter, batch.into_iter())?;
+    let out = PyDict::new(py);
+    number_columns(py, &out, &docs)?;
+    let ids: Vec<Option<String>> = docs
+        .iter()
+        .map(|d| d.result.id.as_ref().map(serde_json::Value::to_string))
+        .collect();
+    out.set_item("id", arrow_strings(py, &ids)?)?;
+    out.set_item(
+        "verdict",
+        arrow_strings(py, &docs.iter().map(verdict_name).collect::<Vec<_>>())?,
+    )?;
+    let errors: Vec<Option<&str>> = docs.iter().map(|d| d.result.error.as_deref()).collect();
+    out.set_item("error", arrow_strings(py, &errors)?)?;
+    let json = docs
+        .iter()
+        .map(|d| result_json(d).map(Some))
+        .collect::<PyResult<Vec<_>>>()?;
+    out.set_item("json", arrow_strings(py, &json)?)?;
+    let p: Vec<f64> = docs.iter().map(|d| d.result.log10_p.unwrap_or(0.0)).collect();
+    out.set_item(
+        "log10_p",
+        PyTuple::new(
+            py,
+            [
+                validity(py, docs.iter().map(|d| d.result.log10_p.is_some()))
+                    .map_or_else(|| py.None().into_bound(py), Bound::into_any),
+                PyArray1::from_vec(py, p).into_any(),
+            ],
+        )?,
+    )?;
+    if buckets == 0 {
+        observation_columns(py, &out, &docs)?;
+        return Ok(out);
+    }
+    let blobs = py.detach(|| {
+        let mut packed = distributed::PairBuckets::new(buckets);
+        for o in docs
+            .iter()
+            .flat_map(|d| d.contribution.iter().flat_map(|c| &c.observations))
+        {
+            packed.add(o.seed, o.token, o.score);
+        }
+        packed.into_blobs()
+    });
+    let kept: Vec<i32> = (0..blobs.len())
+        .filter(|&b| !blobs[b].is_empty())
+        .map(|b| b as i32)
+        .collect();
+    let kept_blobs: Vec<Option<&[u8]>> = blobs
+        .iter()
+        .filter(|b| !b.is_empty())
+        .map(|b| Some(b.as_slice()))
+        .collect();
+    out.set_item("bucket", PyArray1::from_vec(py, kept))?;
+    out.set_item("pairs", arrow_strings(py, &kept_blobs)?)?;
     Ok(out)
 }
 

@@ -186,13 +186,67 @@ def test_native_pieces_match_scan_corpus(tmp_path, tokenizer_path):
     assert report.to_dict() == summary["aggregate"]
 
 
+def test_observe_arrow_is_observe_lines_on_the_buffers(tokenizer_path):
+    """The executors' call on an Arrow batch's buffers gives observe_lines's columns: a sliced
+    batch, null and blank lines, a bad line, string and large_binary columns; with buckets,
+    pair_buckets's blobs of the same observations."""
+    import pyarrow as pa
+
+    from tracemark._native import observe_arrow, observe_lines, pair_buckets
+
+    scheme = "kgw:gamma=0.25,delta=2,context=lefthash:1"
+    key = tm.Key.generate()
+    lines = corpus_lines(tm.Scheme(key, scheme, VOCAB), 5)
+    values = [l.encode() for l in lines] + [None, b"", b"{not json", "{\"text\": \"caf\u00e9 \u00fcber\"}".encode()]
+    tok = tm.Tokenizer.from_file(tokenizer_path)
+    det = tm.Detector(key, scheme, VOCAB)
+    whole = pa.array([b"padding"] + values + [b"more"], pa.binary())
+    column = whole.slice(1, len(values))  # offset 1: the buffers start before the batch
+    numbers = np.arange(3, 3 + len(values), dtype=np.int64)
+    expected = observe_lines(det, numbers, values, tokenizer=tok)
+    for col in (column, column.cast(pa.large_binary()), pa.array([None if v is None else v.decode() for v in values])):
+        offsets, data, valid = tms._arrow_lines(col)
+        got = observe_arrow(det, numbers, offsets, data, valid=valid, tokenizer=tok)
+        for name, kind in [("id", pa.string()), ("verdict", pa.string()), ("error", pa.string()),
+                           ("json", pa.string()), ("log10_p", pa.float64())]:
+            assert tms._arrow_column(got[name], kind).to_pylist() == list(expected[name]), name
+        for name in ("line", "tokens", "scored", "canonical_changes", "enters", "prompt", "seen", "skipped_duplicate",
+                     "skipped_short_context", "skipped_by_filter", "n_observations", "obs_offsets", "position",
+                     "context_key", "seed", "token", "score"):
+            assert np.array_equal(got[name], expected[name]), name
+    assert any(e is not None for e in expected["error"]) and len(expected["line"]) < len(values)  # blank lines give none
+    offsets, data, valid = tms._arrow_lines(column)
+    packed = observe_arrow(det, numbers, offsets, data, valid=valid, tokenizer=tok, buckets=5)
+    blobs = pair_buckets(np.asarray(expected["seed"]), np.asarray(expected["token"]), np.asarray(expected["score"]), 5)
+    assert packed["bucket"].tolist() == [b for b in range(5) if blobs[b]]
+    assert tms._arrow_column(packed["pairs"], pa.binary()).to_pylist() == [b for b in blobs if b]
+    assert "seed" not in packed
+    with pytest.raises(tm.InvalidParameterError):
+        observe_arrow(det, numbers[:-1], offsets, data)
+    with pytest.raises(tm.InvalidParameterError):
+        observe_arrow(det, numbers, offsets + 10**6, data)
+
+
 def test_executors_refuse_another_version_and_never_print_the_key():
     class Broadcast:
         value = tm.Key.generate().secret_bytes()
 
     setup = tms._Setup(key=Broadcast(), scheme="kgw:gamma=0.25,delta=2,context=lefthash:1", vocab_size=10,
-                       dedup="pair", alpha=1e-6, min_scored=10, canonicalize=True, tokenizer=None, nonce="n",
+                       dedup="pair", alpha=1e-6, min_scored=10, canonicalize=True, tokenizer=None, tokenizer_sha256=None, nonce="n",
                        version=("0.0.0", "v0"))
     assert Broadcast.value.hex() not in repr(setup) and "Broadcast" not in repr(setup)
     with pytest.raises(tm.InvalidParameterError, match="install the driver's wheel on the executors"):
         setup.build()
+
+
+def test_a_tokenizer_is_loaded_once_per_process_for_every_scan_that_uses_it():
+    loads = []
+
+    def load(name):
+        loads.append(name)
+        return name
+
+    assert tms._tokenizer("a" * 64, lambda: load("first")) == "first"
+    assert tms._tokenizer("a" * 64, lambda: load("again")) == "first"
+    assert tms._tokenizer("b" * 64, lambda: load("other")) == "other"
+    assert loads == ["first", "other"] and list(tms._TOKENIZERS) == ["b" * 64]  # only the last is kept

@@ -248,19 +248,48 @@ fn bucket_of(seed: u64, token: u32, buckets: usize) -> usize {
 /// `buckets` rows. `seeds`, `tokens` and `scores` are the observations'
 /// columns (equal lengths; a pair's score is a function of the pair).
 pub fn pair_buckets(seeds: &[u64], tokens: &[u32], scores: &[f64], buckets: usize) -> Vec<Vec<u8>> {
-    let buckets = buckets.max(1);
-    let mut out = vec![Vec::new(); buckets];
-    let mut seen = rustc_hash::FxHashSet::default();
-    seen.reserve(seeds.len());
+    let mut out = PairBuckets::new(buckets);
     for ((&seed, &token), &score) in seeds.iter().zip(tokens).zip(scores) {
-        if seen.insert((seed, token)) {
-            let blob = &mut out[bucket_of(seed, token, buckets)];
+        out.add(seed, token, score);
+    }
+    out.into_blobs()
+}
+
+/// [`pair_buckets`] one observation at a time: a worker adds its
+/// observations as they come, with no columns built first. Each bucket
+/// keeps its own set of the pairs it holds, so no set is sized for every
+/// observation (most are repeats).
+#[derive(Debug)]
+pub struct PairBuckets {
+    seen: Vec<rustc_hash::FxHashSet<(u64, u32)>>,
+    blobs: Vec<Vec<u8>>,
+}
+
+impl PairBuckets {
+    /// Empty buckets (at least one).
+    pub fn new(buckets: usize) -> Self {
+        let buckets = buckets.max(1);
+        Self {
+            seen: vec![rustc_hash::FxHashSet::default(); buckets],
+            blobs: vec![Vec::new(); buckets],
+        }
+    }
+
+    /// Adds an observation: packed into its pair's bucket the first time the pair comes.
+    pub fn add(&mut self, seed: u64, token: u32, score: f64) {
+        let b = bucket_of(seed, token, self.blobs.len());
+        if self.seen[b].insert((seed, token)) {
+            let blob = &mut self.blobs[b];
             blob.extend_from_slice(&seed.to_le_bytes());
             blob.extend_from_slice(&token.to_le_bytes());
             blob.extend_from_slice(&score.to_le_bytes());
         }
     }
-    out
+
+    /// The blobs, one per bucket (empty where no pair fell).
+    pub fn into_blobs(self) -> Vec<Vec<u8>> {
+        self.blobs
+    }
 }
 
 /// The distinct `(seed, token)` pairs of one bucket's blobs (from

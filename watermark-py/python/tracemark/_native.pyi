@@ -63,6 +63,7 @@ __all__ = [
     "hf_kgw_owner_z_p",
     "mix",
     "observe_lines",
+    "observe_arrow",
     "position_weights",
     "reference_context_keys",
     "scan_corpus",
@@ -697,6 +698,17 @@ def observe_lines(
     *,
     tokenizer: Optional[_TokenizerArg] = None,
     context_filter: Optional[ContextFilter] = None,
+) -> Dict[str, Any]: ...
+def observe_arrow(
+    detector: Detector,
+    lines: npt.NDArray[np.int64],
+    offsets: Union[npt.NDArray[np.int32], npt.NDArray[np.int64]],
+    data: npt.NDArray[np.uint8],
+    *,
+    valid: Optional[npt.NDArray[np.bool_]] = None,
+    tokenizer: Optional[_TokenizerArg] = None,
+    context_filter: Optional[ContextFilter] = None,
+    buckets: int = 0,
 ) -> Dict[str, Any]: ...
 def reference_context_keys(
     detector: Detector,

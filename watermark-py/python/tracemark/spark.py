@@ -28,16 +28,18 @@ How the pieces map onto Spark:
   per row, string or binary) and a ``line`` column (its 1-based line number).
 - **per partition**: the executor builds the detector once from the key bytes
   (a broadcast variable; never logged) and the tokenizer file (broadcast
-  bytes), and :func:`tracemark._native.observe_lines` gives each document's
+  bytes), and :func:`tracemark._native.observe_arrow` gives each document's
   result (exactly the line ``tracemark scan`` writes, canonical forms of text
   and errors per line included) and its scored observations after the
-  within-document deduplication.
+  within-document deduplication. The lines go in as the Arrow batch's
+  buffers and the results come back as buffers: no Python object per
+  document either way.
 - **across documents**: ``pair`` deduplication (the default) keeps the first
   observation of each ``(seed, token)`` pair; its score is a function of the
   pair, so the distinct pairs give the kept count and scores. For integer
   scores (``kgw``, ``tournament``) each Arrow batch's observations are
   deduplicated natively and packed by a hash of the pair into buckets
-  (:func:`tracemark._native.pair_buckets`: one row per bucket and batch
+  (in the same native call, as :func:`tracemark._native.pair_buckets` does: one row per bucket and batch
   instead of one per observation), and each bucket's rows are merged by
   :func:`tracemark._native.merge_pair_bucket` (``groupBy("bucket")
   .applyInArrow``); ``gumbel``'s go through Spark's ``min`` per pair over the
@@ -85,7 +87,7 @@ from ._native import (
     TracemarkError,
     corpus_test,
     merge_pair_bucket,
-    observe_lines,
+    observe_arrow,
     pair_buckets,
     reference_context_keys,
     sum_in_order,
@@ -162,6 +164,7 @@ class _Setup:
     min_scored: int
     canonicalize: bool
     tokenizer: Any  # a broadcast of the tokenizer file's bytes, or None
+    tokenizer_sha256: Optional[str]  # names the tokenizer in the workers' cache
     nonce: str  # names this scan's setup in the workers' cache
     version: Tuple[str, str]  # the driver's tracemark and spec versions
 
@@ -191,16 +194,32 @@ class _Setup:
             min_scored=self.min_scored,
             canonicalize=self.canonicalize,
         )
-        if self.tokenizer is None:
+        if self.tokenizer is None or self.tokenizer_sha256 is None:
             return detector, None
+        return detector, _tokenizer(self.tokenizer_sha256, self._load_tokenizer)
+
+    def _load_tokenizer(self) -> Tokenizer:
         with tempfile.TemporaryDirectory() as d:
             path = Path(d) / "tokenizer.json"
             path.write_bytes(self.tokenizer.value)
-            return detector, Tokenizer.from_file(path)
+            return Tokenizer.from_file(path)
 
 
 # The detector and tokenizer of the last scan this worker process served, by its setup's nonce.
 _BUILT: Dict[str, Tuple[Detector, Optional[Tokenizer]]] = {}
+# The last tokenizer this process loaded, by the SHA-256 of its file: scans of one session that use the
+# same tokenizer load it once per worker (and the driver), not once per scan. Tokenizers are public.
+_TOKENIZERS: Dict[str, Tokenizer] = {}
+
+
+def _tokenizer(sha256: str, load: Any) -> Tokenizer:
+    """The tokenizer whose file has this SHA-256: ``load()`` unless cached."""
+    cached = _TOKENIZERS.get(sha256)
+    if cached is None:
+        cached = load()
+        _TOKENIZERS.clear()
+        _TOKENIZERS[sha256] = cached
+    return cached
 
 
 class _Numbering:
@@ -213,13 +232,22 @@ class _Numbering:
         self.seen: Dict[Tuple[str, int], int] = {}
 
     def __call__(self, batch: "pa.RecordBatch") -> np.ndarray:
-        files = batch.column("file").to_pylist()
-        blocks = batch.column("block").to_pylist()
-        out = np.empty(batch.num_rows, dtype=np.int64)
-        for i, block in enumerate(zip(files, blocks)):
-            n = self.seen.get(block, 0)
-            out[i] = self.first_line[block] + n
-            self.seen[block] = n + 1
+        # Vectorised over the batch's runs of one block (one or two per batch), not per row.
+        files = batch.column("file").dictionary_encode()
+        index = files.indices.to_numpy(zero_copy_only=False)
+        blocks = batch.column("block").to_numpy(zero_copy_only=False)
+        n = len(index)
+        out = np.empty(n, dtype=np.int64)
+        if n == 0:
+            return out
+        change = np.flatnonzero((index[1:] != index[:-1]) | (blocks[1:] != blocks[:-1])) + 1
+        starts = [0, *change.tolist(), n]
+        names = files.dictionary.to_pylist()
+        for a, b in zip(starts[:-1], starts[1:]):
+            block = (names[index[a]], int(blocks[a]))
+            seen = self.seen.get(block, 0)
+            out[a:b] = self.first_line[block] + seen + np.arange(b - a, dtype=np.int64)
+            self.seen[block] = seen + (b - a)
         return out
 
 
@@ -241,12 +269,44 @@ def _partition(name: str, *args: Any):
     return run
 
 
+def _arrow_lines(column: "pa.Array") -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+    """The offsets, bytes and validity of a binary (or string) Arrow column, as numpy views of its
+    buffers (no copy, no Python object per line)."""
+    import pyarrow as pa
+
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        column = column.cast(pa.large_binary() if pa.types.is_large_string(column.type) else pa.binary())
+    wide = pa.types.is_large_binary(column.type)
+    if not (wide or pa.types.is_binary(column.type)):
+        raise InvalidParameterError(f"the value column must be binary or string, not {column.type}")
+    _, offsets, data = column.buffers()
+    n = len(column)
+    offsets = np.frombuffer(offsets, dtype=np.int64 if wide else np.int32)[column.offset : column.offset + n + 1]
+    data = np.frombuffer(data, dtype=np.uint8) if data is not None else np.empty(0, dtype=np.uint8)
+    valid = column.is_valid().to_numpy(zero_copy_only=False) if column.null_count else None
+    return offsets, data, valid
+
+
+def _arrow_column(buffers: Tuple[Any, ...], kind: "pa.DataType") -> "pa.Array":
+    """An Arrow column from the buffers :func:`tracemark._native.observe_arrow` returns."""
+    import pyarrow as pa
+
+    bitmap, *rest = buffers
+    n = len(rest[0]) - 1 if len(rest) == 2 else len(rest[0])
+    return pa.Array.from_buffers(
+        kind, n, [None if bitmap is None else pa.py_buffer(bitmap)] + [pa.py_buffer(b) for b in rest]
+    )
+
+
 def _observe(
     setup: _Setup, first_line: Any, context_keys: Any, buckets: int, batches: Iterator["pa.RecordBatch"]
 ) -> Iterator["pa.RecordBatch"]:
     """Each batch's documents; with ``buckets``, their observations deduplicated by pair within the batch
     and packed by bucket (:func:`tracemark._native.pair_buckets`) into ``buckets`` extra rows, instead of
-    nested in the documents' rows."""
+    nested in the documents' rows. The lines go to the native scan as the Arrow batch's buffers, and the
+    results come back as buffers (:func:`tracemark._native.observe_arrow`): no Python object per document."""
     import pyarrow as pa
 
     detector, tokenizer = setup.build()
@@ -257,11 +317,10 @@ def _observe(
     names = [n for n, _ in _DOCUMENT_FIELDS] + ["n_observations", "observations", "bucket", "pairs"]
     for batch in batches:
         lines = _line_numbers(numbering, batch)
-        cols = observe_lines(
-            detector, lines, batch.column("value").to_pylist(), tokenizer=tokenizer, context_filter=keys
-        )
-        offsets = np.asarray(cols["obs_offsets"])
-        n = len(offsets) - 1
+        offsets, data, valid = _arrow_lines(batch.column("value"))
+        cols = observe_arrow(detector, lines, offsets, data, valid=valid, tokenizer=tokenizer,
+                             context_filter=keys, buckets=buckets)
+        n = len(cols["line"])
         if buckets:
             nested = pa.nulls(n, nested_type)
         else:
@@ -272,21 +331,20 @@ def _observe(
                  for f, t in _OBSERVATION_FIELDS],
                 names=[f for f, _ in _OBSERVATION_FIELDS],
             )
-            nested = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), observations)
+            nested = pa.ListArray.from_arrays(pa.array(np.asarray(cols["obs_offsets"]), pa.int32()), observations)
         yield pa.RecordBatch.from_arrays(
-            [pa.array(cols[f], arrow[t]) for f, t in _DOCUMENT_FIELDS]
-            + [pa.array(np.diff(offsets), pa.int64()), nested, pa.nulls(n, pa.int32()), pa.nulls(n, pa.binary())],
+            [_arrow_column(cols[f], arrow[t]) if isinstance(cols[f], tuple) else pa.array(cols[f], arrow[t])
+             for f, t in _DOCUMENT_FIELDS]
+            + [pa.array(cols["n_observations"], pa.int64()), nested, pa.nulls(n, pa.int32()), pa.nulls(n, pa.binary())],
             names=names,
         )
         if buckets:
-            blobs = pair_buckets(np.asarray(cols["seed"], dtype=np.uint64), np.asarray(cols["token"], dtype=np.uint32),
-                                 np.asarray(cols["score"], dtype=np.float64), buckets)
-            kept = [b for b, blob in enumerate(blobs) if blob]
+            kept = np.asarray(cols["bucket"], dtype=np.int32)
             m = len(kept)
             yield pa.RecordBatch.from_arrays(
                 [pa.nulls(m, arrow[t]) for _, t in _DOCUMENT_FIELDS]
                 + [pa.nulls(m, pa.int64()), pa.nulls(m, nested_type), pa.array(kept, pa.int32()),
-                   pa.array([blobs[b] for b in kept], pa.binary())],
+                   _arrow_column(cols["pairs"], pa.binary())],
                 names=names,
             )
 
@@ -395,7 +453,14 @@ def _setup(
     min_scored: int,
     canonicalize: bool,
 ) -> Tuple[_Setup, Detector, Optional[Tokenizer]]:
-    tok = Tokenizer.from_file(tokenizer) if tokenizer is not None else None
+    data: Optional[bytes] = None
+    digest: Optional[str] = None
+    tok: Optional[Tokenizer] = None
+    if tokenizer is not None:
+        path = Path(os.fspath(tokenizer))
+        data = path.read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        tok = _tokenizer(digest, lambda: Tokenizer.from_file(path))
     vocab = vocab_size if vocab_size is not None else (tok.vocab_size if tok is not None else None)
     if vocab is None:
         raise InvalidParameterError("id documents need vocab_size (or a tokenizer) to check ids against")
@@ -410,7 +475,8 @@ def _setup(
         alpha=alpha,
         min_scored=min_scored,
         canonicalize=canonicalize,
-        tokenizer=None if tokenizer is None else sc.broadcast(Path(os.fspath(tokenizer)).read_bytes()),
+        tokenizer=None if data is None else sc.broadcast(data),
+        tokenizer_sha256=digest,
         nonce=uuid.uuid4().hex,
         version=(_native.__version__, _native.SPEC_VERSION),
     )
