@@ -8,7 +8,10 @@ four as ids, so that both paths tokenize what a real corpus would make them
 tokenize. Each arm runs in its own process: the CLI from start to exit
 (tokenizer loading included), Spark from `tracemark.spark.scan` called to its
 result (session start excluded and reported apart; one warm-up scan of a
-small corpus first, as a long-running session would have). Every arm's
+small corpus first, as a long-running session would have). Each arm scans the
+corpus three times (the CLI as three processes, Spark three times in its
+session after a first scan of the corpus, which is reported apart: the JVM
+compiles its hot code then) and is rated by the median; every run is reported. Every run's
 aggregate must equal the CLI's (counts and log10_p): a faster wrong answer is
 not a result.
 
@@ -18,6 +21,7 @@ Run on an idle machine: it waits until no cargo/rustc/pytest is running.
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,6 +35,9 @@ from report import RESULTS, cpu_name, write_section  # noqa: E402
 
 SCHEME = "kgw:gamma=0.25,delta=2,context=lefthash:1"
 BUSY = ("cargo", "rustc", "pytest", "maturin", "wrk")
+# Every arm runs the scan this many times (the CLI as a new process each time, Spark in one session, after
+# a first scan of the corpus that is reported apart: the JVM compiles its hot code then) and reports the median.
+REPEATS = 3
 
 
 def fetch(what: str) -> str:
@@ -88,12 +95,15 @@ def make_corpus(path: Path, tokenizer: str, n: int) -> int:
 
 
 def run_cli(cli: str, key: Path, tokenizer: str, corpus: Path) -> dict:
-    t = time.perf_counter()
-    r = subprocess.run([cli, "--quiet", "scan", "--key", str(key), "--scheme", SCHEME, "--tokenizer", tokenizer,
-                        "--jobs", "1", "--json", "--out", os.devnull, str(corpus)], capture_output=True, text=True)
-    seconds = time.perf_counter() - t
-    assert r.returncode == 0, r.stderr
-    return {"seconds": seconds, "summary": json.loads(r.stdout.splitlines()[-1])["summary"]}
+    times, summaries = [], []
+    for _ in range(REPEATS):
+        t = time.perf_counter()
+        r = subprocess.run([cli, "--quiet", "scan", "--key", str(key), "--scheme", SCHEME, "--tokenizer", tokenizer,
+                            "--jobs", "1", "--json", "--out", os.devnull, str(corpus)], capture_output=True, text=True)
+        times.append(time.perf_counter() - t)
+        assert r.returncode == 0, r.stderr
+        summaries.append(json.loads(r.stdout.splitlines()[-1])["summary"])
+    return {"seconds": statistics.median(times), "times": times, "summaries": summaries}
 
 
 def spark_arm(args) -> None:
@@ -120,14 +130,18 @@ def spark_arm(args) -> None:
     key = tm.Key.load(args.key)
     warm = tms.scan(args.warmup, key, SCHEME, tokenizer=args.tokenizer, spark=spark)
     warm.unpersist()
-    t = time.perf_counter()
-    result = tms.scan(args.corpus, key, SCHEME, tokenizer=args.tokenizer, spark=spark)
-    seconds = time.perf_counter() - t
-    partitions = result.documents.rdd.getNumPartitions()
-    result.unpersist()
+    times, summaries = [], []
+    for _ in range(REPEATS + 1):
+        t = time.perf_counter()
+        result = tms.scan(args.corpus, key, SCHEME, tokenizer=args.tokenizer, spark=spark)
+        times.append(time.perf_counter() - t)
+        summaries.append(result.summary)
+        partitions = result.documents.rdd.getNumPartitions()
+        result.unpersist()
     spark.stop()
-    print(json.dumps({"seconds": seconds, "session_start": started, "partitions": partitions,
-                      "summary": result.summary}))
+    print(json.dumps({"seconds": statistics.median(times[1:]), "times": times[1:], "first": times[0],
+                      "session_start": started,
+                      "partitions": partitions, "summaries": summaries}))
 
 
 def run_spark(master: str, key: Path, tokenizer: str, corpus: Path, warmup: Path) -> dict:
@@ -172,34 +186,40 @@ def main() -> None:
         for master in ("local[1]", "local[2]"):
             wait_until_idle()
             arms[master] = run_spark(master, key, tokenizer, corpus, warmup)
-    want = cli["summary"]
-    for master, arm in arms.items():
-        got = arm["summary"]
-        assert got["aggregate"]["counts"] == want["aggregate"]["counts"], master
-        assert got["aggregate"]["outcome"] == want["aggregate"]["outcome"], master
-        assert {k: got[k] for k in ("documents", "errors", "detected", "not_detected", "inconclusive")} == {
-            k: want[k] for k in ("documents", "errors", "detected", "not_detected", "inconclusive")}, master
+    want = cli["summaries"][0]
+    for master, arm in [("cli", cli), *arms.items()]:
+        for got in arm["summaries"]:
+            assert got["aggregate"]["counts"] == want["aggregate"]["counts"], master
+            assert got["aggregate"]["outcome"] == want["aggregate"]["outcome"], master
+            assert {k: got[k] for k in ("documents", "errors", "detected", "not_detected", "inconclusive")} == {
+                k: want[k] for k in ("documents", "errors", "detected", "not_detected", "inconclusive")}, master
     tokens = want["aggregate"]["counts"]["seen"]
     base = n / cli["seconds"]
-    rows = [("`tracemark scan --jobs 1`", 1, cli["seconds"], "", "")]
+    rows = [("`tracemark scan --jobs 1`", 1, cli["times"], "", "", "")]
     for master, arm in arms.items():
         cores = int(master[len("local["):-1])
-        rows.append((f"Spark `{master}`", cores, arm["seconds"], arm["partitions"], f"{arm['session_start']:.1f} s"))
+        rows.append((f"Spark `{master}`", cores, arm["times"], f"{arm['first']:.2f} s", arm["partitions"],
+                     f"{arm['session_start']:.1f} s"))
     lines = [
         f"\nMeasured {date.today().isoformat()} on {cpu_name()} ({os.cpu_count()} logical CPUs), tracemark "
         f"{tm.__version__}, pyspark {pyspark.__version__} (Java 17); `make bench-spark`.\n",
         f"\n**One corpus, three ways** ({n:,} documents, {size / 1e6:.1f} MB of JSONL: 1,000-character pieces of the "
         f"project's human text, three in four as text and one in four as ids; {tokens:,} completion tokens; "
         f"DeepSeek tokenizer, {SCHEME}, pair dedup). Every arm gave the CLI's aggregate (counts and log10_p equal). "
-        "Wall time from the call to the result; Spark's session start is apart (paid once per application).\n",
-        "\n| arm | cores | wall time | documents/s | documents/s per core | per core ÷ CLI | partitions "
-        "| session start |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        f"Wall time from the call to the result, each arm {REPEATS} times: the CLI a new process each time (tokenizer "
+        "loading included), Spark in one session after a warm-up scan of 200 documents and a first scan of the "
+        "corpus, reported apart (the JVM compiles its hot code then: what a session's first large scan costs); the "
+        "rates are from the median. Spark's session start is apart too (paid once per application).\n",
+        "\n| arm | cores | wall time (median) | each run | documents/s | documents/s per core | per core ÷ CLI "
+        "| first scan | partitions | session start |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for name, cores, seconds, parts, start in rows:
+    for name, cores, times, first, parts, start in rows:
+        seconds = statistics.median(times)
         rate = n / seconds
-        lines.append(f"| {name} | {cores} | {seconds:.2f} s | {rate:,.0f} | {rate / cores:,.0f} | "
-                     f"{rate / cores / base:.2f} | {parts} | {start} |")
+        each = " / ".join(f"{x:.2f}" for x in times)
+        lines.append(f"| {name} | {cores} | {seconds:.2f} s | {each} | {rate:,.0f} | {rate / cores:,.0f} | "
+                     f"{rate / cores / base:.2f} | {first} | {parts} | {start} |")
     lines.append(
         "\nPer core, Spark does the CLI's native work plus its own: rows to the Python workers and back through "
         "Arrow, the cached per-document results, the shuffle of the deduplication, and JVM threads (scheduling, "
