@@ -192,8 +192,37 @@ fn observation_columns<'py>(py: Python<'py>, out: &Bound<'py, PyDict>, docs: &[O
     Ok(())
 }
 
-fn result_json(d: &ObservedDocument) -> PyResult<String> {
-    serde_json::to_string(&d.result).map_err(|e| InvalidParameterError::new_err(e.to_string()))
+/// A named column of text (None: null).
+type TextColumn = (&'static str, Vec<Option<String>>);
+
+/// The columns of `observe_lines` and `observe_arrow` that are text: `id`
+/// (as JSON), `verdict`, `error` and `json` (the line `tracemark scan` writes).
+fn text_columns(docs: &[ObservedDocument]) -> PyResult<[TextColumn; 4]> {
+    let json = docs
+        .iter()
+        .map(|d| serde_json::to_string(&d.result).map(Some))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| InvalidParameterError::new_err(e.to_string()))?;
+    Ok([
+        (
+            "id",
+            docs.iter()
+                .map(|d| d.result.id.as_ref().map(serde_json::Value::to_string))
+                .collect(),
+        ),
+        ("verdict", docs.iter().map(verdict_name).collect()),
+        ("error", docs.iter().map(|d| d.result.error.clone()).collect()),
+        ("json", json),
+    ])
+}
+
+/// Arrow offsets (int32 or int64) as byte positions; a negative one becomes
+/// `usize::MAX`, which the bounds check refuses.
+fn byte_offsets<T: Copy + Into<i64>>(offsets: &[T]) -> Vec<usize> {
+    offsets
+        .iter()
+        .map(|&x| usize::try_from(x.into()).unwrap_or(usize::MAX))
+        .collect()
 }
 
 /// Scans a batch of JSONL lines exactly as `scan_corpus` (and `tracemark
@@ -231,15 +260,10 @@ pub(crate) fn observe_lines<'py>(
     )?;
     let out = PyDict::new(py);
     number_columns(py, &out, &docs)?;
-    let ids: Vec<Option<String>> = docs
-        .iter()
-        .map(|d| d.result.id.as_ref().map(serde_json::Value::to_string))
-        .collect();
-    out.set_item("id", ids)?;
-    out.set_item("verdict", docs.iter().map(verdict_name).collect::<Vec<_>>())?;
+    for (name, column) in text_columns(&docs)? {
+        out.set_item(name, column)?;
+    }
     out.set_item("log10_p", docs.iter().map(|d| d.result.log10_p).collect::<Vec<_>>())?;
-    out.set_item("error", docs.iter().map(|d| d.result.error.clone()).collect::<Vec<_>>())?;
-    out.set_item("json", docs.iter().map(result_json).collect::<PyResult<Vec<_>>>()?)?;
     observation_columns(py, &out, &docs)?;
     Ok(out)
 }
@@ -319,17 +343,9 @@ pub(crate) fn observe_arrow<'py>(
     let lines = lines.as_slice().map_err(layout)?;
     let data = data.as_slice().map_err(layout)?;
     let bounds: Vec<usize> = if let Ok(o) = offsets.extract::<PyReadonlyArray1<'_, i32>>() {
-        o.as_slice()
-            .map_err(layout)?
-            .iter()
-            .map(|&x| usize::try_from(x).unwrap_or(usize::MAX))
-            .collect()
+        byte_offsets(o.as_slice().map_err(layout)?)
     } else if let Ok(o) = offsets.extract::<PyReadonlyArray1<'_, i64>>() {
-        o.as_slice()
-            .map_err(layout)?
-            .iter()
-            .map(|&x| usize::try_from(x).unwrap_or(usize::MAX))
-            .collect()
+        byte_offsets(o.as_slice().map_err(layout)?)
     } else {
         return Err(InvalidParameterError::new_err(
             "offsets must be a 1-D int32 or int64 numpy array",
@@ -366,22 +382,9 @@ pub(crate) fn observe_arrow<'py>(
     let docs = observe_batch(py, detector, tokenizer, context_filter, batch.into_iter())?;
     let out = PyDict::new(py);
     number_columns(py, &out, &docs)?;
-    let ids: Vec<Option<String>> = docs
-        .iter()
-        .map(|d| d.result.id.as_ref().map(serde_json::Value::to_string))
-        .collect();
-    out.set_item("id", arrow_strings(py, &ids)?)?;
-    out.set_item(
-        "verdict",
-        arrow_strings(py, &docs.iter().map(verdict_name).collect::<Vec<_>>())?,
-    )?;
-    let errors: Vec<Option<&str>> = docs.iter().map(|d| d.result.error.as_deref()).collect();
-    out.set_item("error", arrow_strings(py, &errors)?)?;
-    let json = docs
-        .iter()
-        .map(|d| result_json(d).map(Some))
-        .collect::<PyResult<Vec<_>>>()?;
-    out.set_item("json", arrow_strings(py, &json)?)?;
+    for (name, column) in text_columns(&docs)? {
+        out.set_item(name, arrow_strings(py, &column)?)?;
+    }
     let p: Vec<f64> = docs.iter().map(|d| d.result.log10_p.unwrap_or(0.0)).collect();
     out.set_item(
         "log10_p",
@@ -408,15 +411,12 @@ pub(crate) fn observe_arrow<'py>(
         }
         packed.into_blobs()
     });
-    let kept: Vec<i32> = (0..blobs.len())
-        .filter(|&b| !blobs[b].is_empty())
-        .map(|b| b as i32)
-        .collect();
-    let kept_blobs: Vec<Option<&[u8]>> = blobs
+    let (kept, kept_blobs): (Vec<i32>, Vec<Option<&[u8]>>) = blobs
         .iter()
-        .filter(|b| !b.is_empty())
-        .map(|b| Some(b.as_slice()))
-        .collect();
+        .enumerate()
+        .filter(|(_, blob)| !blob.is_empty())
+        .map(|(b, blob)| (b as i32, Some(blob.as_slice())))
+        .unzip();
     out.set_item("bucket", PyArray1::from_vec(py, kept))?;
     out.set_item("pairs", arrow_strings(py, &kept_blobs)?)?;
     Ok(out)

@@ -14,6 +14,27 @@ use crate::errors::{core_err, InvalidParameterError, LogitsLayoutError, TokenOut
 use crate::key::PyKey;
 use crate::lock::{detach, DetachedMutex};
 
+/// The last `width` ids of each row of `ids` (all of a shorter row: the
+/// same number for every row), appended to `flat`; that number, or None when
+/// `ids` does not have `batch` rows. Raises on an id that is not a token id.
+fn tail_windows<T: Copy + Into<i64>>(
+    ids: numpy::ndarray::ArrayView2<'_, T>,
+    batch: usize,
+    width: usize,
+    flat: &mut Vec<u32>,
+) -> PyResult<Option<usize>> {
+    if ids.nrows() != batch {
+        return Ok(None);
+    }
+    let from = ids.ncols().saturating_sub(width);
+    for row in ids.rows() {
+        for &v in row.iter().skip(from) {
+            flat.push(id_from_i64(v.into())?);
+        }
+    }
+    Ok(Some(ids.ncols() - from))
+}
+
 /// The scheme configuration of a `scheme` argument: a `SchemeConfig`, or a
 /// scheme string such as `kgw:gamma=0.25,delta=2,context=lefthash:1`.
 pub(crate) fn scheme_config(scheme: &Bound<'_, PyAny>) -> PyResult<SchemeConfig> {
@@ -566,30 +587,13 @@ impl PyScheme {
         let width = self.config.context().width();
         let mut flat = Vec::with_capacity(batch * width);
         let taken = if let Ok(a) = ids.extract::<PyReadonlyArray2<'_, i64>>() {
-            let a = a.as_array();
-            if a.nrows() != batch {
-                return Ok(None);
-            }
-            let from = a.ncols().saturating_sub(width);
-            for row in a.rows() {
-                for &v in row.iter().skip(from) {
-                    flat.push(id_from_i64(v)?);
-                }
-            }
-            a.ncols() - from
+            tail_windows(a.as_array(), batch, width, &mut flat)?
         } else if let Ok(a) = ids.extract::<PyReadonlyArray2<'_, i32>>() {
-            let a = a.as_array();
-            if a.nrows() != batch {
-                return Ok(None);
-            }
-            let from = a.ncols().saturating_sub(width);
-            for row in a.rows() {
-                for &v in row.iter().skip(from) {
-                    flat.push(id_from_i64(i64::from(v))?);
-                }
-            }
-            a.ncols() - from
+            tail_windows(a.as_array(), batch, width, &mut flat)?
         } else {
+            None
+        };
+        let Some(taken) = taken else {
             return Ok(None);
         };
         let refs: Vec<&[u32]> = if taken == 0 {

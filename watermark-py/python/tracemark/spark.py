@@ -88,7 +88,6 @@ from ._native import (
     corpus_test,
     merge_pair_bucket,
     observe_arrow,
-    pair_buckets,
     reference_context_keys,
     sum_in_order,
     total_is_order_free,
